@@ -1,0 +1,128 @@
+// Native buffers: 64-byte aligned, uninitialised, handed to JS as external ArrayBuffers. `free` releases the
+// memory at once (deterministic, no waiting for the garbage collector) after detaching the ArrayBuffer so that
+// no JS view can touch freed memory; the GC finalizer only frees what was never freed explicitly. Every byte is
+// reported to V8 as external memory so that its heuristics see the real footprint.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/pool.h"
+#include "glue/common.h"
+
+namespace vk {
+namespace {
+
+struct Block {
+  void* data;
+  size_t bytes;
+  bool mapped;  // munmap instead of free
+  bool freed;
+};
+
+constexpr size_t kHeader = 64;  // the Block* is stored just before the data
+
+void release(Napi::Env env, Block* b) {
+  if (b->freed) return;
+  b->freed = true;
+  if (b->mapped) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    munmap(static_cast<char*>(b->data) - page, b->bytes + page);
+  } else {
+    std::free(static_cast<char*>(b->data) - kHeader);
+  }
+  if (!b->mapped) Napi::MemoryManagement::AdjustExternalMemory(env, -(int64_t)b->bytes);
+}
+
+void finalize(Napi::Env env, void*, Block* b) {
+  release(env, b);
+  delete b;
+}
+
+Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t bytes = (size_t)i64arg(info[0]);
+  bool zero = info.Length() > 1 && barg(info[1]);
+  size_t total = ((bytes + kHeader + 63) / 64) * 64;
+  void* base = std::aligned_alloc(64, total < 64 ? 64 : total);
+  if (!base) throw Napi::Error::New(env, "vlmkit: out of memory allocating " + std::to_string(bytes) + " bytes");
+  char* data = static_cast<char*>(base) + kHeader;
+  if (zero) std::memset(data, 0, bytes);
+  auto* b = new Block{data, bytes, false, false};
+  *reinterpret_cast<Block**>(base) = b;
+  Napi::MemoryManagement::AdjustExternalMemory(env, (int64_t)bytes);
+  return Napi::ArrayBuffer::New(env, data, bytes, finalize, b);
+}
+
+// Frees a buffer made by alloc/mmapFile now. Returns false for a buffer that is not ours (left to the GC).
+Napi::Value Free(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  if (ab.IsDetached()) return Napi::Boolean::New(env, false);
+  bool ours = info.Length() > 1 && barg(info[1]);  // the caller (storage.ts) knows whether it allocated this
+  if (!ours) return Napi::Boolean::New(env, false);
+  char* data = static_cast<char*>(ab.Data());
+  Block* b = *reinterpret_cast<Block**>(data - kHeader);
+  ab.Detach();
+  release(env, b);
+  return Napi::Boolean::New(env, true);
+}
+
+// Maps a whole file read-only (private copy-on-write so that JS views are writable without touching the file).
+// The mapping has a header page in front so that free() finds its Block like any other buffer.
+Napi::Value MmapFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>();
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw Napi::Error::New(env, "vlmkit: cannot open " + path + ": " + std::strerror(errno));
+  struct stat st;
+  fstat(fd, &st);
+  size_t bytes = (size_t)st.st_size;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  // Reserve header + file, then map the file just after the header page.
+  char* base = static_cast<char*>(mmap(nullptr, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (base == MAP_FAILED) { close(fd); throw Napi::Error::New(env, "vlmkit: mmap failed for " + path); }
+  if (bytes > 0) {
+    void* m = mmap(base + page, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0);
+    if (m == MAP_FAILED) { munmap(base, bytes + page); close(fd); throw Napi::Error::New(env, "vlmkit: mmap failed for " + path); }
+  }
+  close(fd);
+  char* data = base + page;
+  auto* b = new Block{data, bytes, true, false};
+  *reinterpret_cast<Block**>(data - kHeader) = b;  // inside the anonymous header page
+  // Mapped pages are file-backed and shared with the page cache: not reported as external memory.
+  return Napi::ArrayBuffer::New(env, data, bytes, finalize, b);
+}
+
+Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  set_num_threads(iarg(info[0]));
+  return info.Env().Undefined();
+}
+
+Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  o.Set("avx2", Napi::Boolean::New(info.Env(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")));
+#else
+  o.Set("avx2", Napi::Boolean::New(info.Env(), false));
+#endif
+  return o;
+}
+
+void register_memory(Napi::Env env, Napi::Object exports) {
+  exports.Set("alloc", Napi::Function::New(env, Alloc));
+  exports.Set("free", Napi::Function::New(env, Free));
+  exports.Set("mmapFile", Napi::Function::New(env, MmapFile));
+  exports.Set("numThreads", Napi::Function::New(env, NumThreads));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
+  exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures));
+}
+VK_REGISTER(register_memory);
+
+}  // namespace
+}  // namespace vk

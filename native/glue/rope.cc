@@ -1,0 +1,1 @@
+// rope kernels: to be written.

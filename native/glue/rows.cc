@@ -1,0 +1,1 @@
+// rows kernels: to be written.

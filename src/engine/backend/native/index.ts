@@ -1,0 +1,53 @@
+// The native backend: kernels in the C++ addon (OpenBLAS sgemm + our AVX2 code). Importing this module
+// registers its loader with the backend registry; nothing outside backend/native touches the addon.
+import type { Backend } from '../backend.js';
+import { registerNativeLoader } from '../registry.js';
+import type { Allocator } from '../../storage.js';
+import { loadAddon } from './addon.js';
+import { attentionKernels } from './attention.js';
+import { elementwiseKernels } from './elementwise.js';
+import { layoutKernels } from './layout.js';
+import { matmulKernels } from './matmul.js';
+import { normKernels } from './norm.js';
+import { optimKernels } from './optim.js';
+import { reduceKernels } from './reduce.js';
+import { ropeKernels } from './rope.js';
+import { rowKernels } from './rows.js';
+import { softmaxKernels } from './softmax.js';
+
+let instance: Backend | null = null;
+
+/** Loads the addon (throws if it is not built) and returns the backend. */
+export function loadNativeBackend(): Backend {
+  if (instance) return instance;
+  const addon = loadAddon();
+  const allocator: Allocator = {
+    alloc: (bytes, zero) => addon.alloc(bytes, zero) as ArrayBuffer,
+    free: (buffer) => void addon.free(buffer, true),
+  };
+  instance = {
+    name: 'native',
+    allocator,
+    ...layoutKernels,
+    ...elementwiseKernels,
+    ...reduceKernels,
+    ...matmulKernels,
+    ...softmaxKernels,
+    ...normKernels,
+    ...ropeKernels,
+    ...attentionKernels,
+    ...rowKernels,
+    ...optimKernels,
+  };
+  return instance;
+}
+
+registerNativeLoader(loadNativeBackend);
+
+/** Threads in the addon's pool (VLMKIT_THREADS overrides the default of one per core). */
+export function nativeThreads(): number {
+  return loadAddon().numThreads() as number;
+}
+export function setNativeThreads(n: number): void {
+  loadAddon().setNumThreads(n);
+}

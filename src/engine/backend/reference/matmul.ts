@@ -1,0 +1,10 @@
+// Placeholder until this family is written: every kernel throws.
+import type { Backend } from '../backend.js';
+
+const missing = (name: string) => () => {
+  throw new Error(`vlmkit: reference kernel ${name} is not implemented yet`);
+};
+export const matmulKernels: Pick<Backend, 'matmul' | 'linear'> = {
+  matmul: missing('matmul'),
+  linear: missing('linear'),
+};

@@ -1,0 +1,6 @@
+// Every op, grouped by family. Each op validates its inputs (ShapeError naming the op and the shapes), calls the
+// tensor's backend, and records its gradient rule.
+export * from './create.js';
+export * from './shape.js';
+export * from './elementwise.js';
+export * from './reduce.js';

@@ -1,0 +1,60 @@
+// Deterministic memory: every tensor made inside tidy(fn) is disposed when fn returns, except what fn returns
+// (moved to the enclosing scope) and what keep() marks. Tensors made outside any scope live until dispose().
+import type { Tensor } from './tensor.js';
+
+const stack: Set<Tensor>[] = [];
+
+export function track(t: Tensor): void {
+  if (stack.length) stack[stack.length - 1].add(t);
+}
+
+/** Removes t from every scope so that it survives them; the caller now owns it. */
+export function keep<T extends Tensor>(t: T): T {
+  for (const s of stack) s.delete(t);
+  return t;
+}
+
+function collect(x: unknown, out: Set<Tensor>, depth = 0): void {
+  if (x == null || depth > 4) return;
+  if (typeof x === 'object' && 'storage' in (x as object) && 'shape' in (x as object)) {
+    out.add(x as Tensor);
+    return;
+  }
+  if (Array.isArray(x)) for (const v of x) collect(v, out, depth + 1);
+  else if (typeof x === 'object' && Object.getPrototypeOf(x) === Object.prototype)
+    for (const v of Object.values(x as object)) collect(v, out, depth + 1);
+}
+
+export function tidy<T>(fn: () => T): T {
+  const scope = new Set<Tensor>();
+  stack.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    stack.pop();
+  }
+  const kept = new Set<Tensor>();
+  collect(result, kept);
+  for (const t of scope) if (!kept.has(t)) t.dispose();
+  if (stack.length) for (const t of kept) if (scope.has(t)) stack[stack.length - 1].add(t);
+  return result;
+}
+
+/** Async variant: the scope stays open across awaits (do not interleave two tidyAsync calls). */
+export async function tidyAsync<T>(fn: () => Promise<T>): Promise<T> {
+  const scope = new Set<Tensor>();
+  stack.push(scope);
+  let result: T;
+  try {
+    result = await fn();
+  } finally {
+    const i = stack.lastIndexOf(scope);
+    if (i >= 0) stack.splice(i, 1);
+  }
+  const kept = new Set<Tensor>();
+  collect(result, kept);
+  for (const t of scope) if (!kept.has(t)) t.dispose();
+  if (stack.length) for (const t of kept) if (scope.has(t)) stack[stack.length - 1].add(t);
+  return result;
+}

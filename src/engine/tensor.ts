@@ -1,0 +1,157 @@
+// Tensor: a shape, strides and offset (in elements) over a shared Storage, on one backend. Views share storage;
+// every op returns a fresh tensor. Autograd state (requiresGrad, grad, node) lives here; the rules live in ops/.
+import type { Backend } from './backend/backend.js';
+import { type DType, type TypedArray, isFloat, readElement } from './dtype.js';
+import { track } from './scope.js';
+import { Storage } from './storage.js';
+
+/** How a tensor was computed: its inputs and the rule that maps the output gradient to theirs. */
+export interface GradNode {
+  op: string;
+  inputs: Tensor[];
+  /** gradients for each input, aligned with inputs; null where an input needs none */
+  backward: (g: Tensor) => (Tensor | null)[];
+}
+
+export function contiguousStrides(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i];
+  }
+  return s;
+}
+
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+let nextId = 1;
+
+export class Tensor {
+  readonly id = nextId++;
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  /** element offset of [0,...,0] in storage */
+  readonly offset: number;
+  readonly dtype: DType;
+  readonly storage: Storage;
+  readonly backend: Backend;
+  requiresGrad = false;
+  grad: Tensor | null = null;
+  node: GradNode | null = null;
+  name?: string;
+  private disposed = false;
+
+  constructor(backend: Backend, storage: Storage, shape: readonly number[], strides?: readonly number[], offset = 0) {
+    this.backend = backend;
+    this.storage = storage;
+    this.dtype = storage.dtype;
+    this.shape = Object.freeze(shape.slice());
+    this.strides = Object.freeze(strides ? strides.slice() : contiguousStrides(shape));
+    this.offset = offset;
+    track(this);
+  }
+
+  /** A fresh, uninitialised (or zeroed) contiguous tensor. */
+  static empty(backend: Backend, shape: readonly number[], dtype: DType, zero = false): Tensor {
+    return new Tensor(backend, new Storage(dtype, numel(shape), backend.allocator, undefined, 0, zero), shape);
+  }
+
+  /** Wraps (no copy) a typed array as a contiguous tensor; the array's buffer is never freed by us. */
+  static wrap(backend: Backend, data: TypedArray, shape: readonly number[], dtype: DType): Tensor {
+    if (data.length !== numel(shape)) throw new Error(`vlmkit: data of length ${data.length} does not fit shape [${shape}]`);
+    const st = new Storage(dtype, data.length, null, data.buffer as ArrayBuffer, data.byteOffset);
+    return new Tensor(backend, st, shape);
+  }
+
+  /** A view sharing this tensor's storage. */
+  view(shape: readonly number[], strides: readonly number[], offset: number): Tensor {
+    this.assertLive();
+    this.storage.retain();
+    return new Tensor(this.backend, this.storage, shape, strides, offset);
+  }
+
+  get size(): number {
+    return numel(this.shape);
+  }
+  get rank(): number {
+    return this.shape.length;
+  }
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  isContiguous(): boolean {
+    let acc = 1;
+    for (let i = this.shape.length - 1; i >= 0; i--) {
+      if (this.shape[i] !== 1 && this.strides[i] !== acc) return false;
+      acc *= this.shape[i];
+    }
+    return true;
+  }
+
+  assertLive(): void {
+    if (this.disposed || this.storage.disposed) throw new Error(`vlmkit: tensor [${this.shape}] was used after dispose()`);
+  }
+
+  /** The elements as a typed array view; the tensor must be contiguous (use contiguous() first). */
+  get data(): TypedArray {
+    this.assertLive();
+    if (!this.isContiguous()) throw new Error('vlmkit: .data needs a contiguous tensor; call contiguous() first');
+    return this.storage.data.subarray(this.offset, this.offset + this.size) as TypedArray;
+  }
+
+  /** Copies the elements out, in logical order, as plain numbers (f32/f64/bf16/f16 widened). */
+  toArray(): number[] {
+    this.assertLive();
+    const out = new Array<number>(this.size);
+    const idx = new Array<number>(this.rank).fill(0);
+    const sd = this.storage.data;
+    for (let i = 0; i < out.length; i++) {
+      let p = this.offset;
+      for (let d = 0; d < idx.length; d++) p += idx[d] * this.strides[d];
+      out[i] = readElement(this.dtype, sd, p);
+      for (let d = idx.length - 1; d >= 0; d--) {
+        if (++idx[d] < this.shape[d]) break;
+        idx[d] = 0;
+      }
+    }
+    return out;
+  }
+
+  toFloat32Array(): Float32Array {
+    if (this.dtype === 'f32' && this.isContiguous()) return (this.data as Float32Array).slice();
+    return Float32Array.from(this.toArray());
+  }
+
+  item(): number {
+    if (this.size !== 1) throw new Error(`vlmkit: item() needs a single element, tensor has shape [${this.shape}]`);
+    return this.toArray()[0];
+  }
+
+  get isFloat(): boolean {
+    return isFloat(this.dtype);
+  }
+
+  /** Marks this tensor as a leaf that collects gradients in .grad. */
+  requireGrad(on = true): this {
+    this.requiresGrad = on;
+    return this;
+  }
+
+  /** Releases the storage now (when no other view holds it). Safe to call twice. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.node = null;
+    this.storage.release();
+  }
+
+  toString(): string {
+    return `Tensor(${this.dtype}, [${this.shape}], ${this.backend.name})`;
+  }
+}

@@ -1,0 +1,225 @@
+// Image decoding to 8-bit RGB, the way transformers sees an image it gets from PIL: EXIF orientation applied
+// (transformers' load_image calls ImageOps.exif_transpose), then `convert_to_rgb`. What convert_to_rgb does with
+// alpha depends on the transformers version, so it is an option:
+//  - 'drop' (default): transformers 5.x (Idefics3ImageProcessorPil -> image_transforms.convert_to_rgb) calls PIL's
+//    `image.convert("RGB")`, which discards alpha and palette/colour-key transparency. The reference fixtures
+//    (transformers 5.17) were made this way: compositing would miss their RGBA case by up to 1.0.
+//  - 'white': transformers 4.x's Idefics3 convert_to_rgb converts to RGBA (honouring tRNS colour keys) and
+//    alpha-composites over opaque white with PIL's integer formula (AlphaComposite.c), as SmolVLM was trained.
+// PNG (pngjs), JPEG (jpeg-js), GIF first frame (omggif), WebP (@jsquash/webp, wasm).
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { PNG } from 'pngjs';
+import jpeg from 'jpeg-js';
+import { GifReader } from 'omggif';
+import { VlmkitError } from '../errors.js';
+import { readJpegOrientation, applyOrientation } from './exif.js';
+
+/** 8-bit RGB, row-major, 3 bytes per pixel. */
+export interface RgbImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+export type ImageFormat = 'png' | 'jpeg' | 'gif' | 'webp';
+
+/** How transparency becomes RGB: 'drop' = PIL convert("RGB") (transformers 5.x), 'white' = composite on white (4.x). */
+export type AlphaMode = 'drop' | 'white';
+
+export interface DecodeOptions {
+  alpha?: AlphaMode;
+}
+
+const FIX = 'use PNG, JPEG, WebP or GIF';
+
+function fail(name: string, why: string): VlmkitError {
+  return new VlmkitError('E_IMAGE', `cannot decode image ${name}: ${why}`);
+}
+
+/** Sniffs the format from the magic bytes (file extensions lie). */
+export function sniffFormat(b: Uint8Array): ImageFormat | null {
+  if (b.length >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47) return 'png';
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
+  if (b.length >= 6 && b[0] === 0x47 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x38) return 'gif';
+  if (b.length >= 12 && ascii(b, 0, 4) === 'RIFF' && ascii(b, 8, 4) === 'WEBP') return 'webp';
+  return null;
+}
+
+function ascii(b: Uint8Array, at: number, n: number): string {
+  return String.fromCharCode(...b.subarray(at, at + n));
+}
+
+/**
+ * PIL's `Image.alpha_composite(white, rgba).convert("RGB")`: PIL's integer formula with 7 extra bits of
+ * precision and rounded division by 255. With an opaque white destination it reduces to what follows.
+ */
+export function compositeOnWhite(rgba: Uint8Array | Uint8ClampedArray, width: number, height: number): RgbImage {
+  const n = width * height;
+  const out = new Uint8Array(n * 3);
+  const PB = 7;
+  const div255 = (a: number): number => ((a >>> 8) + a) >>> 8; // SHIFTFORDIV255
+  for (let i = 0; i < n; i++) {
+    const a = rgba[i * 4 + 3]!;
+    if (a === 0) {
+      out[i * 3] = out[i * 3 + 1] = out[i * 3 + 2] = 255;
+      continue;
+    }
+    const blend = 255 * (255 - a);
+    const outa255 = a * 255 + blend;
+    const coef1 = Math.floor((a * 255 * 255 * (1 << PB)) / outa255);
+    const coef2 = 255 * (1 << PB) - coef1;
+    for (let c = 0; c < 3; c++) {
+      const t = rgba[i * 4 + c]! * coef1 + 255 * coef2;
+      out[i * 3 + c] = div255(t + (0x80 << PB)) >>> PB;
+    }
+  }
+  return { width, height, data: out };
+}
+
+/** Drops the alpha byte (for sources PIL reads as plain RGB). */
+function rgbaToRgb(rgba: Uint8Array | Uint8ClampedArray, width: number, height: number): RgbImage {
+  const n = width * height;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    out[i * 3] = rgba[i * 4]!;
+    out[i * 3 + 1] = rgba[i * 4 + 1]!;
+    out[i * 3 + 2] = rgba[i * 4 + 2]!;
+  }
+  return { width, height, data: out };
+}
+
+function toRgb(rgba: Uint8Array | Uint8ClampedArray, width: number, height: number, alpha: AlphaMode): RgbImage {
+  return alpha === 'white' ? compositeOnWhite(rgba, width, height) : rgbaToRgb(rgba, width, height);
+}
+
+/** Removes every chunk of one type from a PNG byte stream (chunk = length, type, data, crc). */
+function stripPngChunk(b: Uint8Array, type: string): Uint8Array {
+  const parts: Uint8Array[] = [b.subarray(0, 8)];
+  let p = 8;
+  while (p + 12 <= b.length) {
+    const len = ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
+    const end = p + 12 + len;
+    if (ascii(b, p + 4, 4) !== type) parts.push(b.subarray(p, Math.min(end, b.length)));
+    p = end;
+  }
+  return Buffer.concat(parts);
+}
+
+function decodePng(bytes: Uint8Array, name: string, alpha: AlphaMode): RgbImage {
+  // pngjs turns a grey/RGB colour key (tRNS) into all-zero pixels, losing the colour. PIL's convert("RGB")
+  // ignores the key (so 'drop' strips the chunk); convert("RGBA") honours it, so 'white' keeps it.
+  // IHDR colour type is byte 25: 0 grey, 2 RGB (3 palette keeps its colours in pngjs' output either way).
+  const colorType = bytes.length > 25 ? bytes[25] : -1;
+  const input = alpha === 'drop' && (colorType === 0 || colorType === 2) ? stripPngChunk(bytes, 'tRNS') : bytes;
+  let png;
+  try {
+    // skipRescale keeps 16-bit samples so that we can take their high byte, as PIL's "RGB;16B" rawmode does
+    png = PNG.sync.read(Buffer.from(input.buffer, input.byteOffset, input.byteLength), { skipRescale: true });
+  } catch (e) {
+    throw fail(name, `corrupt or truncated PNG (${(e as Error).message}); re-export it as PNG or JPEG`);
+  }
+  const { width, height } = png;
+  let rgba: Uint8Array;
+  if (png.depth === 16) {
+    const src = png.data as unknown as ArrayLike<number>;
+    rgba = new Uint8Array(width * height * 4);
+    for (let i = 0; i < rgba.length; i++) rgba[i] = src[i]! >> 8;
+  } else if (png.depth < 8 && !png.palette) {
+    // low bit-depth grey: PIL scales 1/2/4-bit samples to 0..255 (x255, x85, x17); pngjs left them (and the
+    // opaque alpha, which it sets to the sample maximum) unscaled
+    const max = (1 << png.depth) - 1;
+    rgba = new Uint8Array(png.data.length);
+    for (let i = 0; i < rgba.length; i++) rgba[i] = (png.data[i]! * 255) / max;
+  } else {
+    rgba = png.data;
+  }
+  return toRgb(rgba, width, height, alpha);
+}
+
+function decodeJpeg(bytes: Uint8Array, name: string): RgbImage {
+  let img;
+  try {
+    img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, tolerantDecoding: true, maxMemoryUsageInMB: 2048, maxResolutionInMP: 400 });
+  } catch (e) {
+    throw fail(name, `corrupt or unsupported JPEG (${(e as Error).message}); re-save it as baseline JPEG or PNG`);
+  }
+  const rgb = rgbaToRgb(img.data, img.width, img.height);
+  return applyOrientation(rgb, readJpegOrientation(bytes));
+}
+
+function decodeGif(bytes: Uint8Array, name: string, alpha: AlphaMode): RgbImage {
+  let rgba: Uint8Array;
+  let width: number;
+  let height: number;
+  try {
+    const r = new GifReader(bytes);
+    if (r.numFrames() < 1) throw new Error('no frames');
+    width = r.width;
+    height = r.height;
+    rgba = new Uint8Array(width * height * 4); // pixels outside the first frame stay transparent
+    // PIL's P -> RGB shows the transparent index's palette colour; omggif would skip those pixels. frameInfo
+    // returns omggif's own frame record, so clearing its transparent index makes it write the colour.
+    if (alpha === 'drop') r.frameInfo(0).transparent_index = null;
+    r.decodeAndBlitFrameRGBA(0, rgba);
+  } catch (e) {
+    throw fail(name, `corrupt GIF (${(e as Error).message}); ${FIX}`);
+  }
+  return toRgb(rgba, width, height, alpha);
+}
+
+// @jsquash/webp fetches its wasm by URL, which Node's fetch cannot do for file: URLs; we read the binary from
+// disk once and hand it to the emscripten module (its `wasmBinary` option).
+interface WebpModule {
+  init(opts: { wasmBinary: Uint8Array }): Promise<void>;
+  default(b: ArrayBuffer): Promise<{ width: number; height: number; data: Uint8ClampedArray }>;
+}
+let webpDecoder: Promise<WebpModule['default']> | null = null;
+function getWebpDecoder(): Promise<WebpModule['default']> {
+  webpDecoder ??= (async () => {
+    const mod = (await import('@jsquash/webp/decode.js')) as unknown as WebpModule;
+    const require = createRequire(import.meta.url);
+    await mod.init({ wasmBinary: readFileSync(require.resolve('@jsquash/webp/codec/dec/webp_dec.wasm')) });
+    return mod.default;
+  })();
+  return webpDecoder;
+}
+
+async function decodeWebp(bytes: Uint8Array, name: string, alpha: AlphaMode): Promise<RgbImage> {
+  const decode = await getWebpDecoder();
+  let img;
+  try {
+    // an exact-size copy: a Buffer's .buffer may be a shared pool, and its .slice() does not copy
+    const copy = new Uint8Array(bytes.byteLength);
+    copy.set(bytes);
+    img = await decode(copy.buffer);
+  } catch (e) {
+    throw fail(name, `corrupt or unsupported WebP (${(e as Error).message}); re-export it as PNG or JPEG`);
+  }
+  return toRgb(img.data, img.width, img.height, alpha);
+}
+
+/** Decodes PNG / JPEG / GIF (first frame) / WebP bytes to RGB. `name` is used in error messages only. */
+export async function decodeImage(bytes: Uint8Array, name: string, opts: DecodeOptions = {}): Promise<RgbImage> {
+  const alpha = opts.alpha ?? 'drop';
+  if (bytes.length === 0) throw fail(name, `the file is empty; ${FIX}`);
+  switch (sniffFormat(bytes)) {
+    case 'png': return decodePng(bytes, name, alpha);
+    case 'jpeg': return decodeJpeg(bytes, name);
+    case 'gif': return decodeGif(bytes, name, alpha);
+    case 'webp': return decodeWebp(bytes, name, alpha);
+    default: throw fail(name, `unsupported format (${FIX})`);
+  }
+}
+
+/** Reads and decodes an image file. */
+export async function loadImage(path: string, opts: DecodeOptions = {}): Promise<RgbImage> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    throw new VlmkitError('E_IMAGE', `cannot read image ${path}: ${(e as NodeJS.ErrnoException).code ?? e}; check the path`);
+  }
+  return decodeImage(bytes, path, opts);
+}

@@ -115,7 +115,8 @@ function decodePng(bytes: Uint8Array, name: string, alpha: AlphaMode): RgbImage 
   const input = alpha === 'drop' && (colorType === 0 || colorType === 2) ? stripPngChunk(bytes, 'tRNS') : bytes;
   let png;
   try {
-    // skipRescale keeps 16-bit samples so that we can take their high byte, as PIL's "RGB;16B" rawmode does
+    // skipRescale keeps 16-bit samples so that we can take their high byte, as PIL's "RGB;16B" rawmode does for
+    // 16-bit colour (PIL opens 16-bit grey as "I;16", which its RGB conversion clips; we take the high byte too)
     png = PNG.sync.read(Buffer.from(input.buffer, input.byteOffset, input.byteLength), { skipRescale: true });
   } catch (e) {
     throw fail(name, `corrupt or truncated PNG (${(e as Error).message}); re-export it as PNG or JPEG`);

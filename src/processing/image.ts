@@ -10,7 +10,7 @@ import { FileFormatError } from '../errors.js';
 import { cropRgb, resizePil } from './resample.js';
 import type { RgbImage } from './decode.js';
 
-export type { RgbImage } from './decode.js';
+export type { RgbImage, AlphaMode, DecodeOptions } from './decode.js';
 export { decodeImage, loadImage, compositeOnWhite } from './decode.js';
 export { resizePil, Resampling } from './resample.js';
 
@@ -89,13 +89,17 @@ export function imageProcessorConfigFromJson(imageProcessor: Record<string, unkn
     if (Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number')) return [v[0], v[1], v[2]];
     return bad(key, 'a number or a list of 3 numbers');
   };
+  const resampleCode = (): number => {
+    const r = num(imageProcessor.resample, 'resample', d.resample);
+    return Number.isInteger(r) && r >= 0 && r <= 5 ? r : bad('resample', 'a PIL filter code 0..5 (1 = LANCZOS)');
+  };
   const seq = processor.image_seq_len ?? imageProcessor.image_seq_len;
   return {
     doConvertRgb: bool('do_convert_rgb', d.doConvertRgb),
     doResize: bool('do_resize', d.doResize),
     longestEdge: edge('size', d.longestEdge),
     maxImageSize: edge('max_image_size', d.maxImageSize),
-    resample: num(imageProcessor.resample, 'resample', d.resample),
+    resample: resampleCode(),
     doImageSplitting: bool('do_image_splitting', d.doImageSplitting),
     doRescale: bool('do_rescale', d.doRescale),
     rescaleFactor: num(imageProcessor.rescale_factor, 'rescale_factor', d.rescaleFactor),

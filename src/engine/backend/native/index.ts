@@ -2,7 +2,7 @@
 // registers its loader with the backend registry; nothing outside backend/native touches the addon.
 import type { Backend } from '../backend.js';
 import { registerNativeLoader } from '../registry.js';
-import type { Allocator } from '../../storage.js';
+import { CachingAllocator } from './cache.js';
 import { loadAddon } from './addon.js';
 import { attentionKernels } from './attention.js';
 import { elementwiseKernels } from './elementwise.js';
@@ -16,15 +16,16 @@ import { rowKernels } from './rows.js';
 import { softmaxKernels } from './softmax.js';
 
 let instance: Backend | null = null;
+let allocator: CachingAllocator | null = null;
 
 /** Loads the addon (throws if it is not built) and returns the backend. */
 export function loadNativeBackend(): Backend {
   if (instance) return instance;
   const addon = loadAddon();
-  const allocator: Allocator = {
+  allocator = new CachingAllocator({
     alloc: (bytes, zero) => addon.alloc(bytes, zero) as ArrayBuffer,
     free: (buffer) => void addon.free(buffer, true),
-  };
+  });
   instance = {
     name: 'native',
     allocator,
@@ -50,4 +51,9 @@ export function nativeThreads(): number {
 }
 export function setNativeThreads(n: number): void {
   loadAddon().setNumThreads(n);
+}
+
+/** Returns the native allocator's cached (released but kept for reuse) buffers to the system. */
+export function emptyCache(): void {
+  allocator?.emptyCache();
 }

@@ -1,0 +1,76 @@
+// The small contract between generation and a model. Generation never looks inside a model: it hands it token
+// ids, masks and positions, and gets back logits of the positions it asked for. A model (or a thin adapter around
+// one, see adapter.ts) implements CausalLM; the KV cache is the model's own object, opaque to generation except
+// for its length and the two operations batching needs (drop finished rows, dispose).
+import type { Tensor } from '../engine/tensor.js';
+
+/** What the processor produces and a model's forward consumes (one batch, left- or right-padded). */
+export interface ModelInputs {
+  /** [B, T] token ids (i32) */
+  inputIds: Tensor;
+  /** [B, T] 1 = token, 0 = padding (i32) */
+  attentionMask: Tensor;
+  /** [B, N, 3, H, W] f32, N = the batch's largest tile count; absent for text-only batches */
+  pixelValues?: Tensor;
+  /** [B, N, H, W] u8, 1 = real pixel; padded tiles are all zero */
+  pixelAttentionMask?: Tensor;
+}
+
+/** Prompt pass input: ModelInputs plus explicit positions (left padding: cumsum(mask) - 1, 1 at pads, as transformers). */
+export interface PrefillInputs extends ModelInputs {
+  /** [B, T] i32 */
+  positionIds: Tensor;
+}
+
+/** One decode step: one new token per row. */
+export interface StepInputs {
+  /** [B, 1] i32 */
+  inputIds: Tensor;
+  /** [B, 1] i32: each row's own position (rows of a left-padded batch differ) */
+  positionIds: Tensor;
+  /** [B, past + 1] i32: the padding of the prompt stays masked for the whole generation */
+  attentionMask: Tensor;
+}
+
+/** The model's key/value cache for one batch. Rows are in the order of the batch given to prefill. */
+export interface KVCache {
+  /** positions held per row (prompt length incl. padding + decoded steps) */
+  readonly length: number;
+  /** Keeps only these rows (indices into the current rows, ascending); later steps get that many rows. */
+  keepRows(rows: readonly number[]): void;
+  dispose(): void;
+}
+
+/**
+ * A causal LM with a KV cache. prefill and step return f32 logits [B, V] for the last position of each row only
+ * (the lm_head is computed where logits are needed); the caller disposes them.
+ */
+export interface CausalLM {
+  /** logits width (may exceed the tokenizer's vocabulary: models pad their embedding matrix) */
+  readonly vocabSize: number;
+  /** the text model's context length (max_position_embeddings) */
+  readonly maxPositions: number;
+  /** A cache for `batch` rows holding up to `capacity` positions. */
+  createCache(batch: number, capacity: number): KVCache;
+  /** Runs the prompt (vision tower included when pixelValues are given), fills `cache`, returns [B, V]. */
+  prefill(inputs: PrefillInputs, cache: KVCache): Tensor;
+  /** One token per row, appended to `cache`; returns [B, V]. */
+  step(inputs: StepInputs, cache: KVCache): Tensor;
+}
+
+/** Why a row stopped. */
+export type FinishReason = 'eos' | 'stop_string' | 'length' | 'context' | 'aborted';
+
+export interface GenerationTimings {
+  /** prompt tokens processed by the prefill (real tokens, padding excluded) */
+  prefillTokens: number;
+  prefillMs: number;
+  prefillTokensPerSec: number;
+  /** tokens produced by decode steps (every generated token but each row's first, which comes from the prefill) */
+  decodeTokens: number;
+  decodeMs: number;
+  decodeTokensPerSec: number;
+  /** every generated token of every row */
+  generatedTokens: number;
+  totalMs: number;
+}

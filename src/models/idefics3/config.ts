@@ -1,0 +1,226 @@
+// Idefics3 / SmolVLM configuration: a typed, frozen object built once from config.json. Both file forms are
+// read: transformers 5.x (text_config.rope_parameters.rope_theta) and 4.x (text_config.rope_theta). Unknown keys
+// are ignored; missing keys take the defaults of transformers' Idefics3Config / Idefics3VisionConfig /
+// LlamaConfig (Idefics3 builds its text config as a LlamaConfig with rms_norm_eps 1e-5).
+import { join } from 'node:path';
+import { FileFormatError, VlmkitError } from '../../errors.js';
+import { type Json, assertModelDir, readJsonFile } from '../../io/checkpoint.js';
+
+export const SUPPORTED_MODEL_TYPES = ['idefics3', 'smolvlm'] as const;
+export type Idefics3ModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
+
+export type VisionAct = 'gelu_pytorch_tanh' | 'gelu_new' | 'gelu';
+
+export interface Idefics3VisionConfig {
+  readonly hiddenSize: number;
+  readonly intermediateSize: number;
+  readonly numHiddenLayers: number;
+  readonly numAttentionHeads: number;
+  readonly numChannels: number;
+  readonly imageSize: number;
+  readonly patchSize: number;
+  readonly hiddenAct: VisionAct;
+  readonly layerNormEps: number;
+  /** hiddenSize / numAttentionHeads */
+  readonly headDim: number;
+  /** imageSize / patchSize */
+  readonly patchesPerSide: number;
+}
+
+export interface LlamaTextConfig {
+  readonly vocabSize: number;
+  readonly hiddenSize: number;
+  readonly intermediateSize: number;
+  readonly numHiddenLayers: number;
+  readonly numAttentionHeads: number;
+  readonly numKeyValueHeads: number;
+  readonly headDim: number;
+  readonly hiddenAct: 'silu';
+  readonly rmsNormEps: number;
+  readonly ropeTheta: number;
+  readonly maxPositionEmbeddings: number;
+  readonly attentionBias: boolean;
+  readonly mlpBias: boolean;
+  readonly padTokenId: number | null;
+  readonly bosTokenId: number | null;
+  readonly eosTokenId: number | readonly number[] | null;
+}
+
+export interface Idefics3Config {
+  readonly modelType: Idefics3ModelType;
+  readonly imageTokenId: number;
+  readonly scaleFactor: number;
+  /** lm_head shares embed_tokens' weight */
+  readonly tieWordEmbeddings: boolean;
+  readonly vision: Idefics3VisionConfig;
+  readonly text: LlamaTextConfig;
+  /** image tokens per tile: (imageSize / patchSize)² / scaleFactor² */
+  readonly imageSeqLen: number;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o as object)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+class Reader {
+  constructor(readonly obj: Json, readonly where: string) {}
+  private bad(key: string, want: string): never {
+    throw new FileFormatError(`${this.where}: "${key}" must be ${want}, got ${JSON.stringify(this.obj[key])}; fix config.json`);
+  }
+  has(key: string): boolean {
+    return this.obj[key] !== undefined && this.obj[key] !== null;
+  }
+  int(key: string, def: number, min = 1): number {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return def;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) return this.bad(key, `an integer >= ${min}`);
+    return v;
+  }
+  num(key: string, def: number): number {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return def;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) return this.bad(key, 'a positive number');
+    return v;
+  }
+  bool(key: string, def: boolean): boolean {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return def;
+    if (typeof v !== 'boolean') return this.bad(key, 'true or false');
+    return v;
+  }
+  str(key: string, def: string): string {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return def;
+    if (typeof v !== 'string') return this.bad(key, 'a string');
+    return v;
+  }
+  optInt(key: string, def: number | null): number | null {
+    const v = this.obj[key];
+    if (v === undefined) return def;
+    if (v === null) return null;
+    if (typeof v !== 'number' || !Number.isInteger(v)) return this.bad(key, 'an integer or null');
+    return v;
+  }
+  obj_(key: string): Json {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return {};
+    if (typeof v !== 'object' || Array.isArray(v)) return this.bad(key, 'an object');
+    return v as Json;
+  }
+}
+
+function visionConfig(j: Json, where: string): Idefics3VisionConfig {
+  const r = new Reader(j, where);
+  const hiddenSize = r.int('hidden_size', 1152);
+  const numAttentionHeads = r.int('num_attention_heads', 16);
+  const imageSize = r.int('image_size', 224);
+  const patchSize = r.int('patch_size', 32);
+  const act = r.str('hidden_act', 'gelu_pytorch_tanh');
+  if (act !== 'gelu_pytorch_tanh' && act !== 'gelu_new' && act !== 'gelu')
+    throw new FileFormatError(`${where}: hidden_act "${act}" is not supported (use gelu_pytorch_tanh, gelu_new or gelu)`);
+  if (hiddenSize % numAttentionHeads !== 0)
+    throw new FileFormatError(`${where}: hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}`);
+  if (imageSize % patchSize !== 0)
+    throw new FileFormatError(`${where}: image_size ${imageSize} is not a multiple of patch_size ${patchSize}`);
+  return {
+    hiddenSize,
+    intermediateSize: r.int('intermediate_size', 3072),
+    numHiddenLayers: r.int('num_hidden_layers', 12, 0),
+    numAttentionHeads,
+    numChannels: r.int('num_channels', 3),
+    imageSize,
+    patchSize,
+    hiddenAct: act,
+    layerNormEps: r.num('layer_norm_eps', 1e-6),
+    headDim: hiddenSize / numAttentionHeads,
+    patchesPerSide: imageSize / patchSize,
+  };
+}
+
+function textConfig(j: Json, top: Reader, where: string): LlamaTextConfig {
+  const r = new Reader(j, where);
+  const mt = r.str('model_type', 'llama');
+  if (!mt.startsWith('llama'))
+    throw new VlmkitError('E_CONFIG', `${where}: text model_type "${mt}" is not supported; Idefics3/SmolVLM checkpoints use a llama text model`);
+  const act = r.str('hidden_act', 'silu');
+  if (act !== 'silu') throw new FileFormatError(`${where}: hidden_act "${act}" is not supported (the Llama text model uses silu)`);
+  // rope: 5.x nests it in rope_parameters, 4.x keeps rope_theta (and rope_scaling) at the top of text_config
+  const rp = r.obj_('rope_parameters');
+  const rs = r.obj_('rope_scaling');
+  const rpr = new Reader(rp, `${where}.rope_parameters`);
+  const ropeType = rpr.str('rope_type', new Reader(rs, `${where}.rope_scaling`).str('rope_type', new Reader(rs, `${where}.rope_scaling`).str('type', 'default')));
+  if (ropeType !== 'default')
+    throw new VlmkitError('E_CONFIG', `${where}: rope type "${ropeType}" is not supported (only the default RoPE of SmolVLM/Idefics3 checkpoints)`);
+  const ropeTheta = rpr.has('rope_theta') ? rpr.num('rope_theta', 10000) : r.num('rope_theta', 10000);
+  const hiddenSize = r.int('hidden_size', 4096);
+  const numAttentionHeads = r.int('num_attention_heads', 32);
+  const numKeyValueHeads = r.int('num_key_value_heads', numAttentionHeads);
+  if (numAttentionHeads % numKeyValueHeads !== 0)
+    throw new FileFormatError(`${where}: num_attention_heads ${numAttentionHeads} is not a multiple of num_key_value_heads ${numKeyValueHeads}`);
+  let headDim: number;
+  if (r.has('head_dim')) headDim = r.int('head_dim', 0);
+  else {
+    if (hiddenSize % numAttentionHeads !== 0)
+      throw new FileFormatError(`${where}: hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads} and no head_dim is given`);
+    headDim = hiddenSize / numAttentionHeads;
+  }
+  if (headDim % 2 !== 0) throw new FileFormatError(`${where}: head_dim ${headDim} must be even for RoPE`);
+  const eos = j.eos_token_id;
+  let eosTokenId: number | number[] | null = null;
+  if (typeof eos === 'number') eosTokenId = eos;
+  else if (Array.isArray(eos) && eos.every((x) => typeof x === 'number')) eosTokenId = eos as number[];
+  return {
+    vocabSize: r.has('vocab_size') ? r.int('vocab_size', 32000) : top.int('vocab_size', 32000),
+    hiddenSize,
+    intermediateSize: r.int('intermediate_size', 11008),
+    numHiddenLayers: r.int('num_hidden_layers', 32, 0),
+    numAttentionHeads,
+    numKeyValueHeads,
+    headDim,
+    hiddenAct: 'silu',
+    rmsNormEps: r.num('rms_norm_eps', 1e-5),
+    ropeTheta,
+    maxPositionEmbeddings: r.int('max_position_embeddings', 2048),
+    attentionBias: r.bool('attention_bias', false),
+    mlpBias: r.bool('mlp_bias', false),
+    padTokenId: r.has('pad_token_id') ? r.optInt('pad_token_id', null) : top.optInt('pad_token_id', null),
+    bosTokenId: r.optInt('bos_token_id', 1),
+    eosTokenId,
+  };
+}
+
+/** Builds the config from a parsed config.json. `source` names the file in error messages. */
+export function idefics3ConfigFromJson(json: Json, source = 'config.json'): Idefics3Config {
+  const top = new Reader(json, source);
+  const mt = json.model_type;
+  if (typeof mt !== 'string' || !(SUPPORTED_MODEL_TYPES as readonly string[]).includes(mt))
+    throw new VlmkitError('E_CONFIG', `${source}: model_type ${JSON.stringify(mt)} is not supported by the Idefics3 loader; supported model types: ${SUPPORTED_MODEL_TYPES.join(', ')}`);
+  const vision = visionConfig(top.obj_('vision_config'), `${source} vision_config`);
+  const textJson = top.obj_('text_config');
+  const text = textConfig(textJson, top, `${source} text_config`);
+  const scaleFactor = top.int('scale_factor', 2);
+  if (vision.patchesPerSide % scaleFactor !== 0)
+    throw new FileFormatError(`${source}: scale_factor ${scaleFactor} does not divide the ${vision.patchesPerSide} patches per side`);
+  const tr = new Reader(textJson, `${source} text_config`);
+  const tie = top.has('tie_word_embeddings') ? top.bool('tie_word_embeddings', false) : tr.bool('tie_word_embeddings', false);
+  return deepFreeze({
+    modelType: mt as Idefics3ModelType,
+    imageTokenId: top.int('image_token_id', 128257, 0),
+    scaleFactor,
+    tieWordEmbeddings: tie,
+    vision,
+    text,
+    imageSeqLen: (vision.patchesPerSide * vision.patchesPerSide) / (scaleFactor * scaleFactor),
+  });
+}
+
+/** Reads `dir`/config.json. */
+export function loadIdefics3Config(dir: string): Idefics3Config {
+  assertModelDir(dir);
+  const p = join(dir, 'config.json');
+  return idefics3ConfigFromJson(readJsonFile(p, 'model config'), p);
+}

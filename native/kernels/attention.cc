@@ -1,1 +1,582 @@
-// attention kernels: to be written.
+// Fused attention, FlashAttention-2 style, on sgemm blocks plus AVX2 row kernels.
+//
+// Rows: for one (batch, kv head) the query rows of the Hq/Hkv heads that share the kv head are stacked as
+// r = i * G + g (query position major, head minor), so grouped-query heads read each K/V block once and a block of
+// rows still covers a narrow range of positions (the causal structure stays block-diagonal).
+//
+// Forward, per task (b, kv head, block of kBQ rows [, key split]): gather the rows of q scaled by scale*log2(e)
+// (scores then come out in log2 units and the softmax uses exp2), then for each block of kBK keys: S = Q Kᵀ
+// (sgemm), mask (causal tail, key padding), online softmax update (running max m, sum l, rescale of the output
+// accumulator), O += P V (sgemm). Fully masked key blocks (causal, or all padding) are skipped. When there are
+// too few row blocks to keep the pool busy (one-row decode against a long cache), the keys are split across tasks
+// and the partial results merged by their log-sum-exp.
+//
+// Backward (FlashAttention-2): D_i = rowsum(dO_i * O_i) first; then tasks over (b, kv head, key block) recompute
+// P = exp2(S - lse) for every row block that can see the key block and accumulate dV += Pᵀ dO, dS = P (dP - D),
+// dK += dSᵀ Q into the rows the task owns, and dQ += dS K into a per-thread accumulator (a slot claimed for the
+// task's duration), summed into gq at the end: no races and a single pass.
+#include "kernels/attention.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define VK_X86 1
+#endif
+
+#include "core/blas.h"
+#include "core/pool.h"
+#include "kernels/layout.h"
+
+namespace vk {
+namespace {
+
+constexpr float kLog2e = 1.44269504088896341f;
+constexpr float kLn2 = 0.693147180559945309f;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Block sizes: rows x keys of the score block (forward), and for the backward.
+constexpr int64_t kBQ = 64, kBK = 128;
+constexpr int64_t kBQb = 64, kBKb = 64;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Row primitives, AVX2/FMA with a scalar fallback chosen once at run time.
+struct RowOps {
+  float (*max)(const float* s, int64_t n);
+  float (*exp2_sum)(float* s, int64_t n, float m);  // s = 2^(s - m); returns the sum
+  void (*add)(float* s, const float* b, int64_t n);
+  void (*scale)(float* x, int64_t n, float a);
+  void (*scale_copy)(float* dst, const float* src, int64_t n, float a);
+  float (*dot)(const float* a, const float* b, int64_t n);
+  void (*dsoft)(float* dp, const float* p, int64_t n, float d);  // dp = p * (dp - d)
+  void (*acc)(float* dst, const float* src, int64_t n);          // dst += src
+};
+
+float max_scalar(const float* s, int64_t n) {
+  float m = kNegInf;
+  for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
+  return m;
+}
+float exp2_sum_scalar(float* s, int64_t n, float m) {
+  float sum = 0.f;
+  for (int64_t j = 0; j < n; j++) sum += (s[j] = std::exp2(s[j] - m));
+  return sum;
+}
+void add_scalar(float* s, const float* b, int64_t n) {
+  for (int64_t j = 0; j < n; j++) s[j] += b[j];
+}
+void scale_scalar(float* x, int64_t n, float a) {
+  for (int64_t j = 0; j < n; j++) x[j] *= a;
+}
+void scale_copy_scalar(float* d, const float* s, int64_t n, float a) {
+  for (int64_t j = 0; j < n; j++) d[j] = s[j] * a;
+}
+float dot_scalar(const float* a, const float* b, int64_t n) {
+  float s = 0.f;
+  for (int64_t j = 0; j < n; j++) s += a[j] * b[j];
+  return s;
+}
+void dsoft_scalar(float* dp, const float* p, int64_t n, float d) {
+  for (int64_t j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - d);
+}
+void acc_scalar(float* d, const float* s, int64_t n) {
+  for (int64_t j = 0; j < n; j++) d[j] += s[j];
+}
+
+#ifdef VK_X86
+#define VK_AVX2 __attribute__((target("avx2,fma")))
+
+VK_AVX2 inline float hsum(__m256 v) {
+  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  x = _mm_add_ss(x, _mm_movehdup_ps(x));
+  return _mm_cvtss_f32(x);
+}
+VK_AVX2 inline float hmax(__m256 v) {
+  __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+  x = _mm_max_ss(x, _mm_movehdup_ps(x));
+  return _mm_cvtss_f32(x);
+}
+
+// 2^x: x = n + f with f in [-1/2, 1/2], 2^f by its degree-7 Taylor polynomial (relative error < 1e-8), 2^n through
+// the exponent bits. Below -126 (masked scores are -inf) the result is exactly 0; NaN stays NaN.
+VK_AVX2 inline __m256 exp2_ps(__m256 x) {
+  const __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(-126.f), _CMP_LT_OQ);
+  x = _mm256_max_ps(_mm256_set1_ps(-126.f), _mm256_min_ps(_mm256_set1_ps(127.f), x));
+  const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 f = _mm256_sub_ps(x, n);
+  __m256 p = _mm256_set1_ps(1.5252733804e-5f);
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.5403530393e-4f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146e-3f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6181291076e-3f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504108665e-2f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022650696e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718056e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+VK_AVX2 float max_avx2(const float* s, int64_t n) {
+  __m256 m0 = _mm256_set1_ps(kNegInf), m1 = m0;
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    m0 = _mm256_max_ps(m0, _mm256_loadu_ps(s + j));
+    m1 = _mm256_max_ps(m1, _mm256_loadu_ps(s + j + 8));
+  }
+  for (; j + 8 <= n; j += 8) m0 = _mm256_max_ps(m0, _mm256_loadu_ps(s + j));
+  float m = hmax(_mm256_max_ps(m0, m1));
+  for (; j < n; j++) m = s[j] > m ? s[j] : m;
+  return m;
+}
+VK_AVX2 float exp2_sum_avx2(float* s, int64_t n, float m) {
+  const __m256 vm = _mm256_set1_ps(m);
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    __m256 e0 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
+    __m256 e1 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j + 8), vm));
+    _mm256_storeu_ps(s + j, e0);
+    _mm256_storeu_ps(s + j + 8, e1);
+    a0 = _mm256_add_ps(a0, e0);
+    a1 = _mm256_add_ps(a1, e1);
+  }
+  for (; j + 8 <= n; j += 8) {
+    __m256 e0 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
+    _mm256_storeu_ps(s + j, e0);
+    a0 = _mm256_add_ps(a0, e0);
+  }
+  if (j < n) {  // the tail through a padded vector, so that every element sees the same approximation
+    alignas(32) float t[8];
+    for (int i = 0; i < 8; i++) t[i] = j + i < n ? s[j + i] : kNegInf;
+    __m256 e0 = exp2_ps(_mm256_sub_ps(_mm256_load_ps(t), vm));
+    _mm256_store_ps(t, e0);
+    a1 = _mm256_add_ps(a1, e0);
+    for (int i = 0; j + i < n; i++) s[j + i] = t[i];
+  }
+  return hsum(_mm256_add_ps(a0, a1));
+}
+VK_AVX2 void add_avx2(float* s, const float* b, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(s + j, _mm256_add_ps(_mm256_loadu_ps(s + j), _mm256_loadu_ps(b + j)));
+  for (; j < n; j++) s[j] += b[j];
+}
+VK_AVX2 void scale_avx2(float* x, int64_t n, float a) {
+  const __m256 va = _mm256_set1_ps(a);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), va));
+  for (; j < n; j++) x[j] *= a;
+}
+VK_AVX2 void scale_copy_avx2(float* d, const float* s, int64_t n, float a) {
+  const __m256 va = _mm256_set1_ps(a);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(d + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), va));
+  for (; j < n; j++) d[j] = s[j] * a;
+}
+VK_AVX2 float dot_avx2(const float* a, const float* b, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j + 8), _mm256_loadu_ps(b + j + 8), s1);
+  }
+  for (; j + 8 <= n; j += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), s0);
+  float s = hsum(_mm256_add_ps(s0, s1));
+  for (; j < n; j++) s += a[j] * b[j];
+  return s;
+}
+VK_AVX2 void dsoft_avx2(float* dp, const float* p, int64_t n, float d) {
+  const __m256 vd = _mm256_set1_ps(d);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    _mm256_storeu_ps(dp + j, _mm256_mul_ps(_mm256_loadu_ps(p + j), _mm256_sub_ps(_mm256_loadu_ps(dp + j), vd)));
+  for (; j < n; j++) dp[j] = p[j] * (dp[j] - d);
+}
+VK_AVX2 void acc_avx2(float* d, const float* s, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(d + j, _mm256_add_ps(_mm256_loadu_ps(d + j), _mm256_loadu_ps(s + j)));
+  for (; j < n; j++) d[j] += s[j];
+}
+#endif
+
+const RowOps& ops() {
+  static const RowOps o = [] {
+#ifdef VK_X86
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+      return RowOps{max_avx2, exp2_sum_avx2, add_avx2, scale_avx2, scale_copy_avx2, dot_avx2, dsoft_avx2, acc_avx2};
+#endif
+    return RowOps{max_scalar,      exp2_sum_scalar, add_scalar,   scale_scalar,
+                  scale_copy_scalar, dot_scalar,    dsoft_scalar, acc_scalar};
+  }();
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Problem geometry and masks.
+
+bool mask_nonzero(int dt, const void* p, int64_t i) {
+  switch ((DT)dt) {
+    case DT::F32: return static_cast<const float*>(p)[i] != 0.f;
+    case DT::F64: return static_cast<const double*>(p)[i] != 0.0;
+    case DT::BF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]) != 0.f;
+    case DT::F16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]) != 0.f;
+    case DT::I32: return static_cast<const int32_t*>(p)[i] != 0;
+    case DT::I64: return static_cast<const int64_t*>(p)[i] != 0;
+    case DT::U8: return static_cast<const uint8_t*>(p)[i] != 0;
+  }
+  return true;
+}
+
+// Key padding as an additive bias (0 or -inf) and per-batch prefix counts of attendable keys.
+struct KeyMask {
+  bool on = false;
+  int64_t Tk = 0;
+  std::vector<float> bias;
+  std::vector<int64_t> cnt;
+  KeyMask(const AttnProblem& p) : on(p.key_mask != nullptr), Tk(p.Tk) {
+    if (!on) return;
+    bias.resize(p.B * p.Tk);
+    cnt.resize(p.B * (p.Tk + 1));
+    for (int64_t b = 0; b < p.B; b++) {
+      int64_t c = 0;
+      cnt[b * (Tk + 1)] = 0;
+      for (int64_t j = 0; j < Tk; j++) {
+        bool ok = mask_nonzero(p.mask_dt, p.key_mask, b * Tk + j);
+        bias[b * Tk + j] = ok ? 0.f : kNegInf;
+        cnt[b * (Tk + 1) + j + 1] = (c += ok);
+      }
+    }
+  }
+  // attendable keys of batch b in [k0, k1)
+  int64_t allowed(int64_t b, int64_t k0, int64_t k1) const {
+    return on ? cnt[b * (Tk + 1) + k1] - cnt[b * (Tk + 1) + k0] : k1 - k0;
+  }
+  const float* bias_at(int64_t b, int64_t k0) const { return bias.data() + b * Tk + k0; }
+};
+
+struct Geo {
+  const AttnProblem& p;
+  int64_t G, R;  // query heads per kv head; stacked rows per (b, kv head)
+  explicit Geo(const AttnProblem& p_) : p(p_), G(p_.Hq / p_.Hkv), R(p_.Hq / p_.Hkv * p_.Tq) {}
+  int64_t pos(int64_t r) const { return p.q_offset + r / G; }
+  const float* row(const AttnTensor& t, int64_t b, int64_t kvh, int64_t r) const {
+    return t.p + b * t.sb + (kvh * G + r % G) * t.sh + (r / G) * t.st;
+  }
+  // index of stacked row r of (b, kvh) in a contiguous [B, Hq, Tq] layout
+  int64_t out_row(int64_t b, int64_t kvh, int64_t r) const { return (b * p.Hq + kvh * G + r % G) * p.Tq + r / G; }
+  // keys [0, end) that some row of [r0, r0 + M) may attend
+  int64_t key_end(int64_t r0, int64_t M) const {
+    if (!p.causal) return p.Tk;
+    return std::max<int64_t>(0, std::min<int64_t>(p.Tk, pos(r0 + M - 1) + 1));
+  }
+  // first stacked row whose position is >= k0 (rows before it see no key of a block starting at k0)
+  int64_t first_row_seeing(int64_t k0) const {
+    if (!p.causal) return 0;
+    int64_t d = k0 - p.q_offset;
+    if (d <= 0) return 0;
+    if (d >= p.Tq) return R;
+    return d * G;
+  }
+};
+
+// A single row (T == 1) may carry any stride; give it one sgemm accepts.
+AttnProblem sanitized(const AttnProblem& p0) {
+  AttnProblem p = p0;
+  if (p.Tq <= 1) p.q.st = p.D;
+  if (p.Tk <= 1) {
+    p.k.st = p.D;
+    p.v.st = p.Dv;
+  }
+  return p;
+}
+
+struct Scratch {
+  std::vector<float> q, s, o, m, l, dp, go, rl, rd;
+};
+thread_local Scratch tls;
+float* grow(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Forward.
+
+// Rows [r0, r0 + M) of (b, kvh) against keys [k_begin, k_end): unnormalised output O [M, Dv], running max m and
+// sum l (log2 units).
+void fwd_rows(const AttnProblem& p, const Geo& g, const KeyMask& km, int64_t b, int64_t kvh, int64_t r0, int64_t M,
+              int64_t k_begin, int64_t k_end, float* O, float* m, float* l) {
+  const RowOps& R = ops();
+  const int64_t D = p.D, Dv = p.Dv;
+  float* Q = grow(tls.q, M * D);
+  float* S = grow(tls.s, M * kBK);
+  const float qs = p.scale * kLog2e;
+  for (int64_t rr = 0; rr < M; rr++) R.scale_copy(Q + rr * D, g.row(p.q, b, kvh, r0 + rr), D, qs);
+  std::fill(m, m + M, kNegInf);
+  std::fill(l, l + M, 0.f);
+  std::fill(O, O + M * Dv, 0.f);
+  const float* K = p.k.p + b * p.k.sb + kvh * p.k.sh;
+  const float* V = p.v.p + b * p.v.sb + kvh * p.v.sh;
+  const int64_t pmin = g.pos(r0);
+  for (int64_t k0 = k_begin; k0 < k_end; k0 += kBK) {
+    const int64_t n = std::min(kBK, k_end - k0);
+    const int64_t allowed = km.allowed(b, k0, k0 + n);
+    if (allowed == 0) continue;
+    sgemm(false, true, (int)M, (int)n, (int)D, 1.f, Q, (int)D, K + k0 * p.k.st, (int)p.k.st, 0.f, S, (int)kBK);
+    const bool cm = p.causal && k0 + n - 1 > pmin;
+    const bool mm = allowed < n;
+    for (int64_t rr = 0; rr < M; rr++) {
+      float* s = S + rr * kBK;
+      if (mm) R.add(s, km.bias_at(b, k0), n);
+      if (cm) {
+        int64_t lim = g.pos(r0 + rr) - k0 + 1;
+        if (lim < n) std::fill(s + std::max<int64_t>(lim, 0), s + n, kNegInf);
+      }
+      const float mnew = std::max(m[rr], R.max(s, n));
+      if (mnew == kNegInf) {
+        std::fill(s, s + n, 0.f);
+        continue;
+      }
+      const float alpha = std::exp2(m[rr] - mnew);
+      const float sum = R.exp2_sum(s, n, mnew);
+      if (alpha != 1.f) {
+        l[rr] *= alpha;
+        R.scale(O + rr * Dv, Dv, alpha);
+      }
+      l[rr] += sum;
+      m[rr] = mnew;
+    }
+    sgemm(false, false, (int)M, (int)Dv, (int)n, 1.f, S, (int)kBK, V + k0 * p.v.st, (int)p.v.st, 1.f, O, (int)Dv);
+  }
+}
+
+}  // namespace
+
+void attention_forward(const AttnProblem& p0, float* out, float* lse) {
+  const AttnProblem p = sanitized(p0);
+  const int64_t B = p.B, Hkv = p.Hkv, Dv = p.Dv;
+  if (B * p.Hq * p.Tq == 0) return;
+  if (p.Tk == 0) {
+    std::fill(out, out + B * p.Hq * p.Tq * Dv, 0.f);
+    std::fill(lse, lse + B * p.Hq * p.Tq, kNegInf);
+    return;
+  }
+  const Geo g(p);
+  const KeyMask km(p);
+  const RowOps& R = ops();
+  const int64_t nrb = (g.R + kBQ - 1) / kBQ, base = B * Hkv * nrb, nkb = (p.Tk + kBK - 1) / kBK;
+  const int64_t nt = num_threads();
+  int64_t nsplit = 1;
+  if (base < 2 * nt && nkb >= 2) nsplit = std::min<int64_t>(nkb, (4 * nt + base - 1) / base);
+
+  auto finish_row = [&](int64_t b, int64_t kvh, int64_t r, const float* o, float m, float l) {
+    const int64_t orow = g.out_row(b, kvh, r);
+    float* dst = out + orow * Dv;
+    if (l == 0.f) {
+      std::fill(dst, dst + Dv, 0.f);
+      lse[orow] = kNegInf;
+    } else {
+      R.scale_copy(dst, o, Dv, 1.f / l);
+      lse[orow] = (m + std::log2(l)) * kLn2;
+    }
+  };
+
+  if (nsplit == 1) {
+    parallel_tasks(base, [&](int64_t t) {
+      const int64_t rb = nrb - 1 - t % nrb, bk = t / nrb, b = bk / Hkv, kvh = bk % Hkv;  // late (heavy) rows first
+      const int64_t r0 = rb * kBQ, M = std::min(kBQ, g.R - r0);
+      float* O = grow(tls.o, M * Dv);
+      float* m = grow(tls.m, M);
+      float* l = grow(tls.l, M);
+      fwd_rows(p, g, km, b, kvh, r0, M, 0, g.key_end(r0, M), O, m, l);
+      for (int64_t rr = 0; rr < M; rr++) finish_row(b, kvh, r0 + rr, O + rr * Dv, m[rr], l[rr]);
+    });
+    return;
+  }
+
+  // Split over keys, then merge the partial results by their log-sum-exp.
+  const int64_t rows = B * Hkv * g.R;
+  std::vector<float> Op(nsplit * rows * Dv), mp(nsplit * rows), lp(nsplit * rows);
+  parallel_tasks(base * nsplit, [&](int64_t t) {
+    const int64_t split = t % nsplit, u = t / nsplit;
+    const int64_t rb = nrb - 1 - u % nrb, bk = u / nrb, b = bk / Hkv, kvh = bk % Hkv;
+    const int64_t r0 = rb * kBQ, M = std::min(kBQ, g.R - r0);
+    const int64_t kend = g.key_end(r0, M), nb = (kend + kBK - 1) / kBK;
+    const int64_t k_begin = nb * split / nsplit * kBK, k_end = std::min(kend, nb * (split + 1) / nsplit * kBK);
+    const int64_t idx = split * rows + bk * g.R + r0;
+    fwd_rows(p, g, km, b, kvh, r0, M, k_begin, k_end, Op.data() + idx * Dv, mp.data() + idx, lp.data() + idx);
+  });
+  parallel_for(rows, 16, [&](int64_t u0, int64_t u1) {
+    std::vector<float> o(Dv);
+    for (int64_t u = u0; u < u1; u++) {
+      float M = kNegInf;
+      for (int64_t s = 0; s < nsplit; s++) M = std::max(M, mp[s * rows + u]);
+      float L = 0.f;
+      std::fill(o.begin(), o.end(), 0.f);
+      if (M != kNegInf)
+        for (int64_t s = 0; s < nsplit; s++) {
+          const float w = std::exp2(mp[s * rows + u] - M);
+          if (w == 0.f) continue;
+          L += lp[s * rows + u] * w;
+          const float* src = Op.data() + (s * rows + u) * Dv;
+          for (int64_t e = 0; e < Dv; e++) o[e] += w * src[e];
+        }
+      const int64_t bk = u / g.R;
+      finish_row(bk / Hkv, bk % Hkv, u % g.R, o.data(), M, L);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Backward.
+
+void attention_backward(const AttnProblem& p0, AttnTensor out, const float* lse, AttnTensor gout, float* gq, float* gk,
+                        float* gv) {
+  const AttnProblem p = sanitized(p0);
+  const int64_t B = p.B, Hkv = p.Hkv, D = p.D, Dv = p.Dv, Tk = p.Tk;
+  const int64_t nq = B * p.Hq * p.Tq * D, nk = B * Hkv * Tk * D, nv = B * Hkv * Tk * Dv;
+  if (B * p.Hq * p.Tq == 0 || Tk == 0) {
+    std::fill(gq, gq + nq, 0.f);
+    std::fill(gk, gk + nk, 0.f);
+    std::fill(gv, gv + nv, 0.f);
+    return;
+  }
+  if (p.Tq <= 1) out.st = gout.st = Dv;
+  const Geo g(p);
+  const KeyMask km(p);
+  const RowOps& R = ops();
+  const int64_t rows = B * Hkv * g.R;
+
+  // Per stacked row: lse in log2 units and D_i = rowsum(dO * O).
+  std::vector<float> l2(rows), dd(rows);
+  parallel_for(rows, 256, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; u++) {
+      const int64_t bk = u / g.R, r = u % g.R, b = bk / Hkv, kvh = bk % Hkv;
+      l2[u] = lse[g.out_row(b, kvh, r)] * kLog2e;
+      dd[u] = R.dot(g.row(gout, b, kvh, r), g.row(out, b, kvh, r), Dv);
+    }
+  });
+
+  // dQ accumulators: one per concurrently running task (at most num_threads()), zeroed on first use.
+  const int64_t nslots = num_threads();
+  std::unique_ptr<float[]> slots(new float[nslots * rows * D]);
+  std::unique_ptr<std::atomic<int>[]> busy(new std::atomic<int>[nslots]);
+  std::vector<char> touched(nslots, 0);
+  for (int64_t s = 0; s < nslots; s++) busy[s].store(0);
+
+  const int64_t nkb = (Tk + kBKb - 1) / kBKb, nbk = B * Hkv;
+  const float qs = p.scale * kLog2e;
+  parallel_tasks(nkb * nbk, [&](int64_t t) {
+    const int64_t kb = t / nbk, bk = t % nbk, b = bk / Hkv, kvh = bk % Hkv;  // early (heavy) key blocks first
+    const int64_t k0 = kb * kBKb, n = std::min(kBKb, Tk - k0);
+    float* dK = gk + (bk * Tk + k0) * D;
+    float* dV = gv + (bk * Tk + k0) * Dv;
+    std::fill(dK, dK + n * D, 0.f);
+    std::fill(dV, dV + n * Dv, 0.f);
+    const int64_t allowed = km.allowed(b, k0, k0 + n);
+    const int64_t r_start = g.first_row_seeing(k0);
+    if (allowed == 0 || r_start >= g.R) return;
+    int64_t slot = 0;
+    for (;;) {
+      int expect = 0;
+      if (busy[slot].compare_exchange_strong(expect, 1, std::memory_order_acquire)) break;
+      slot = (slot + 1) % nslots;
+    }
+    float* dQ = slots.get() + slot * rows * D;
+    if (!touched[slot]) {
+      std::fill(dQ, dQ + rows * D, 0.f);
+      touched[slot] = 1;
+    }
+    dQ += bk * g.R * D;
+    const float* K = p.k.p + b * p.k.sb + kvh * p.k.sh + k0 * p.k.st;
+    const float* V = p.v.p + b * p.v.sb + kvh * p.v.sh + k0 * p.v.st;
+    const int ldk = (int)p.k.st, ldv = (int)p.v.st, ld = (int)kBKb;
+    float* Q = grow(tls.q, kBQb * D);
+    float* GO = grow(tls.go, kBQb * Dv);
+    float* S = grow(tls.s, kBQb * kBKb);
+    float* dP = grow(tls.dp, kBQb * kBKb);
+    for (int64_t r0 = r_start; r0 < g.R; r0 += kBQb) {
+      const int64_t M = std::min(kBQb, g.R - r0);
+      const float* rl = l2.data() + bk * g.R + r0;
+      const float* rd = dd.data() + bk * g.R + r0;
+      for (int64_t rr = 0; rr < M; rr++) {
+        R.scale_copy(Q + rr * D, g.row(p.q, b, kvh, r0 + rr), D, qs);
+        std::memcpy(GO + rr * Dv, g.row(gout, b, kvh, r0 + rr), Dv * sizeof(float));
+      }
+      sgemm(false, true, (int)M, (int)n, (int)D, 1.f, Q, (int)D, K, ldk, 0.f, S, ld);
+      const bool cm = p.causal && k0 + n - 1 > g.pos(r0);
+      const bool mm = allowed < n;
+      for (int64_t rr = 0; rr < M; rr++) {
+        float* s = S + rr * ld;
+        if (rl[rr] == kNegInf) {
+          std::fill(s, s + n, 0.f);
+          continue;
+        }
+        if (mm) R.add(s, km.bias_at(b, k0), n);
+        if (cm) {
+          int64_t lim = g.pos(r0 + rr) - k0 + 1;
+          if (lim < n) std::fill(s + std::max<int64_t>(lim, 0), s + n, kNegInf);
+        }
+        R.exp2_sum(s, n, rl[rr]);  // P
+      }
+      sgemm(true, false, (int)n, (int)Dv, (int)M, 1.f, S, ld, GO, (int)Dv, 1.f, dV, (int)Dv);
+      sgemm(false, true, (int)M, (int)n, (int)Dv, 1.f, GO, (int)Dv, V, ldv, 0.f, dP, ld);
+      for (int64_t rr = 0; rr < M; rr++) R.dsoft(dP + rr * ld, S + rr * ld, n, rd[rr]);  // dS
+      sgemm(true, false, (int)n, (int)D, (int)M, kLn2, dP, ld, Q, (int)D, 1.f, dK, (int)D);
+      sgemm(false, false, (int)M, (int)D, (int)n, p.scale, dP, ld, K, ldk, 1.f, dQ + r0 * D, (int)D);
+    }
+    busy[slot].store(0, std::memory_order_release);
+  });
+
+  // gq = sum of the slots, un-stacked to [B, Hq, Tq, D].
+  parallel_for(rows, 64, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; u++) {
+      const int64_t bk = u / g.R;
+      float* dst = gq + g.out_row(bk / Hkv, bk % Hkv, u % g.R) * D;
+      std::fill(dst, dst + D, 0.f);
+      for (int64_t s = 0; s < nslots; s++)
+        if (touched[s]) R.acc(dst, slots.get() + (s * rows + u) * D, D);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Naive: full scores per (b, h), plain softmax with std::exp (a path independent of the fused kernel's).
+
+void attention_naive(const AttnProblem& p0, float* out) {
+  const AttnProblem p = sanitized(p0);
+  const int64_t Tq = p.Tq, Tk = p.Tk, D = p.D, Dv = p.Dv, G = p.Hq / p.Hkv;
+  const KeyMask km(p);
+  const int64_t off = p.q_offset;
+  parallel_tasks(p.B * p.Hq, [&](int64_t t) {
+    const int64_t b = t / p.Hq, h = t % p.Hq, kvh = h / G;
+    std::vector<float> S(Tq * Tk);
+    const float* Q = p.q.p + b * p.q.sb + h * p.q.sh;
+    const float* K = p.k.p + b * p.k.sb + kvh * p.k.sh;
+    const float* V = p.v.p + b * p.v.sb + kvh * p.v.sh;
+    if (Tk > 0) sgemm(false, true, (int)Tq, (int)Tk, (int)D, p.scale, Q, (int)p.q.st, K, (int)p.k.st, 0.f, S.data(), (int)Tk);
+    for (int64_t i = 0; i < Tq; i++) {
+      float* s = S.data() + i * Tk;
+      float m = kNegInf;
+      for (int64_t j = 0; j < Tk; j++) {
+        if ((p.causal && j > off + i) || (km.on && km.bias_at(b, 0)[j] != 0.f)) s[j] = kNegInf;
+        m = std::max(m, s[j]);
+      }
+      double sum = 0;
+      for (int64_t j = 0; j < Tk; j++) sum += (s[j] = m == kNegInf ? 0.f : std::exp(s[j] - m));
+      for (int64_t j = 0; j < Tk; j++) s[j] = sum > 0 ? (float)(s[j] / sum) : 0.f;
+    }
+    float* O = out + (b * p.Hq + h) * Tq * Dv;
+    if (Tk > 0) sgemm(false, false, (int)Tq, (int)Dv, (int)Tk, 1.f, S.data(), (int)Tk, V, (int)p.v.st, 0.f, O, (int)Dv);
+    else std::fill(O, O + Tq * Dv, 0.f);
+  });
+}
+
+}  // namespace vk

@@ -4,3 +4,5 @@ export * from './create.js';
 export * from './shape.js';
 export * from './elementwise.js';
 export * from './reduce.js';
+export * from './attention.js';
+export * from './rope.js';

@@ -27,7 +27,10 @@ struct Pool {
 
   void start(int n) {
     size = n < 1 ? 1 : n;
-    for (int i = 1; i < size; i++) workers.emplace_back([this, i] { loop(i); });
+    // Workers start from the current generation: after set_num_threads() restarts the pool, generation is
+    // already past 0, and a worker starting from 0 would run a job that does not exist.
+    const uint64_t g0 = generation.load();
+    for (int i = 1; i < size; i++) workers.emplace_back([this, i, g0] { loop(i, g0); });
   }
 
   void shutdown() {
@@ -42,8 +45,7 @@ struct Pool {
     stop = false;
   }
 
-  void loop(int index) {
-    uint64_t seen = 0;
+  void loop(int index, uint64_t seen) {
     for (;;) {
       // Spin ~50us waiting for a new generation, then sleep.
       auto t0 = std::chrono::steady_clock::now();

@@ -1,1 +1,330 @@
-// matmul kernels: to be written.
+// Matrix products. Three paths, chosen per call:
+//  1. f32 operands: OpenBLAS sgemm. Our pool owns the threads (BLAS runs single-threaded in each task): the
+//     output is split along N (each task packs all of A) or along M (each task packs all of B), whichever
+//     duplicates the smaller packing. A bias is copied into C first and the product added with beta = 1.
+//  2. Few rows (M <= 8, decode) against a weight stored [N, K] (a linear layer): our AVX2 dot kernels read the
+//     f32/bf16/f16 weight directly, never widened to memory. Rows of W are split across threads; each tile
+//     computes MR rows of x against R rows of W with MR*R independent accumulators, so that each weight byte
+//     is loaded once and the loop runs at memory bandwidth. bf16 -> f32 is a 16-bit shift (even elements of a
+//     32-bit pair) or a mask (odd elements); x is packed once per call in the matching even/odd order, so the
+//     weight needs no shuffle at all. f16 uses F16C's vcvtph2ps.
+//  3. bf16/f16 weights with more rows: the weight is widened panel by panel (a few hundred rows of W at a time)
+//     into a per-thread scratch buffer and each panel goes through sgemm. No f32 copy of a whole weight is kept.
+#include "kernels/matmul.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "core/blas.h"
+#include "core/pool.h"
+#include "kernels/layout.h"
+
+namespace vk {
+namespace {
+
+// Products below this many multiply-adds run on the calling thread (a pool dispatch costs a few microseconds).
+constexpr double kParallelWork = 64.0 * 64.0 * 64.0;
+// Rows of x up to which the dot kernels beat widening + sgemm.
+constexpr int64_t kDotMaxRows = 8;
+
+bool has_avx2() {
+  static const bool v = [] {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    return false;
+#endif
+  }();
+  return v;
+}
+
+inline int64_t wt_bytes(WT t) { return t == WT::F32 ? 4 : 2; }
+
+inline float widen1(WT t, const void* p, int64_t i) {
+  switch (t) {
+    case WT::F32: return static_cast<const float*>(p)[i];
+    case WT::BF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case WT::F16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  }
+  return 0;
+}
+
+// ---- widening n contiguous elements to f32
+
+__attribute__((target("avx2,fma,f16c"))) void widen_avx2(WT t, const void* src, float* dst, int64_t n) {
+  const uint16_t* s = static_cast<const uint16_t*>(src);
+  int64_t i = 0;
+  if (t == WT::BF16) {
+    for (; i + 8 <= n; i += 8) {
+      __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)));
+      _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(u, 16)));
+    }
+  } else {
+    for (; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
+  }
+  for (; i < n; i++) dst[i] = widen1(t, src, i);
+}
+
+void widen(WT t, const void* src, float* dst, int64_t n) {
+  if (t == WT::F32) {
+    std::memcpy(dst, src, (size_t)n * 4);
+  } else if (has_avx2()) {
+    widen_avx2(t, src, dst, n);
+  } else {
+    for (int64_t i = 0; i < n; i++) dst[i] = widen1(t, src, i);
+  }
+}
+
+// A per-thread scratch buffer that only grows (panels, packed x).
+float* scratch(int slot, int64_t n) {
+  thread_local std::vector<float> bufs[2];
+  auto& b = bufs[slot];
+  if ((int64_t)b.size() < n) b.resize((size_t)n);
+  return b.data();
+}
+
+// ---- path 1: f32 sgemm split over the pool
+
+void sgemm_split(bool tA, bool tB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+                 int64_t ldb, const float* bias, float* C, int64_t ldc) {
+  auto run = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    if (m0 >= m1 || n0 >= n1) return;
+    float beta = 0.f;
+    if (bias) {
+      for (int64_t m = m0; m < m1; m++) std::memcpy(C + m * ldc + n0, bias + n0, (size_t)(n1 - n0) * 4);
+      beta = 1.f;
+    }
+    sgemm(tA, tB, (int)(m1 - m0), (int)(n1 - n0), (int)K, 1.f, tA ? A + m0 : A + m0 * lda, (int)lda,
+          tB ? B + n0 * ldb : B + n0, (int)ldb, beta, C + m0 * ldc + n0, (int)ldc);
+  };
+  if (num_threads() == 1 || (double)M * N * K < kParallelWork) {
+    run(0, M, 0, N);
+  } else if (N >= M) {
+    const int64_t units = (N + 15) / 16;  // 16-column blocks keep every task's B and C aligned
+    parallel_for(units, 1, [&](int64_t b, int64_t e) { run(0, M, b * 16, std::min(e * 16, N)); });
+  } else {
+    const int64_t units = (M + 7) / 8;
+    parallel_for(units, 1, [&](int64_t b, int64_t e) { run(b * 8, std::min(e * 8, M), 0, N); });
+  }
+}
+
+// ---- path 2: dot kernels for a few rows against W stored [N, K]
+
+// Packs the M (<= 8) rows of op(A) for the dot kernels: each block of 16 columns in the order the weight loads
+// produce (bf16: the 8 even-indexed then the 8 odd-indexed elements), the K % 16 tail in natural order.
+void pack_rows(WT t, bool tA, int64_t M, int64_t K, const float* A, int64_t lda, float* xp) {
+  const int64_t K16 = K & ~(int64_t)15;
+  for (int64_t m = 0; m < M; m++) {
+    float* d = xp + m * K;
+    auto at = [&](int64_t k) { return tA ? A[k * lda + m] : A[m * lda + k]; };
+    int64_t k = 0;
+    if (t == WT::BF16) {
+      for (; k < K16; k += 16)
+        for (int j = 0; j < 8; j++) {
+          d[k + j] = at(k + 2 * j);
+          d[k + 8 + j] = at(k + 2 * j + 1);
+        }
+    }
+    for (; k < K; k++) d[k] = at(k);
+  }
+}
+
+__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// C[m, n + r] = x_m · W[n + r] (+ bias) for m < MR, r < R.
+template <WT T, int MR, int R>
+__attribute__((target("avx2,fma,f16c"))) inline void dot_tile(const float* xp, int64_t K, const void* Wv, int64_t ldw,
+                                                              int64_t n, float* C, int64_t ldc, const float* bias) {
+  using E = std::conditional_t<T == WT::F32, float, uint16_t>;
+  const E* W = static_cast<const E*>(Wv) + n * ldw;
+  __m256 acc[MR][R];
+  for (int m = 0; m < MR; m++)
+    for (int r = 0; r < R; r++) acc[m][r] = _mm256_setzero_ps();
+  const int64_t K16 = K & ~(int64_t)15;
+  const __m256i himask = _mm256_set1_epi32((int)0xFFFF0000u);
+  for (int64_t k = 0; k < K16; k += 16) {
+    __m256 wa[R], wb[R];
+    for (int r = 0; r < R; r++) {
+      const E* p = W + r * ldw + k;
+      if constexpr (T == WT::F32) {
+        wa[r] = _mm256_loadu_ps(p);
+        wb[r] = _mm256_loadu_ps(p + 8);
+      } else if constexpr (T == WT::BF16) {
+        __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+        wa[r] = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+        wb[r] = _mm256_castsi256_ps(_mm256_and_si256(v, himask));
+      } else {
+        wa[r] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+        wb[r] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)));
+      }
+    }
+    for (int m = 0; m < MR; m++) {
+      const __m256 xa = _mm256_loadu_ps(xp + m * K + k), xb = _mm256_loadu_ps(xp + m * K + k + 8);
+      for (int r = 0; r < R; r++) {
+        acc[m][r] = _mm256_fmadd_ps(wa[r], xa, acc[m][r]);
+        acc[m][r] = _mm256_fmadd_ps(wb[r], xb, acc[m][r]);
+      }
+    }
+  }
+  for (int m = 0; m < MR; m++)
+    for (int r = 0; r < R; r++) {
+      float s = hsum(acc[m][r]);
+      for (int64_t k = K16; k < K; k++) s += xp[m * K + k] * widen1(T, W + r * ldw, k);
+      if (bias) s += bias[n + r];
+      C[m * ldc + n + r] = s;
+    }
+}
+
+template <WT T, int MR, int R>
+void dot_rows(const float* xp, int64_t K, const void* W, int64_t ldw, int64_t n0, int64_t n1, float* C, int64_t ldc,
+              const float* bias) {
+  int64_t n = n0;
+  for (; n + R <= n1; n += R) dot_tile<T, MR, R>(xp, K, W, ldw, n, C, ldc, bias);
+  for (; n < n1; n++) dot_tile<T, MR, 1>(xp, K, W, ldw, n, C, ldc, bias);
+}
+
+using DotFn = void (*)(const float*, int64_t, const void*, int64_t, int64_t, int64_t, float*, int64_t, const float*);
+
+// Tiles keep MR*R <= 8 accumulators: one row of x takes 4 rows of W at a time, 5..8 rows of x take one.
+template <WT T>
+DotFn dot_for(int64_t M) {
+  switch (M) {
+    case 1: return dot_rows<T, 1, 4>;
+    case 2: return dot_rows<T, 2, 4>;
+    case 3: return dot_rows<T, 3, 2>;
+    case 4: return dot_rows<T, 4, 2>;
+    case 5: return dot_rows<T, 5, 1>;
+    case 6: return dot_rows<T, 6, 1>;
+    case 7: return dot_rows<T, 7, 1>;
+    default: return dot_rows<T, 8, 1>;
+  }
+}
+
+void dot_path(bool tA, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* B, WT bt, int64_t ldb,
+              const float* bias, float* C, int64_t ldc) {
+  float* xp = scratch(1, M * K);
+  pack_rows(bt, tA, M, K, A, lda, xp);
+  DotFn f = bt == WT::BF16 ? dot_for<WT::BF16>(M) : bt == WT::F16 ? dot_for<WT::F16>(M) : dot_for<WT::F32>(M);
+  // Units of 4 rows of W; at least ~32 KB of weight per task.
+  const int64_t row_bytes = std::max<int64_t>(1, K * wt_bytes(bt));
+  const int64_t grain = std::max<int64_t>(1, ((32 << 10) / row_bytes + 3) / 4);
+  parallel_for((N + 3) / 4, grain,
+               [&](int64_t b, int64_t e) { f(xp, K, B, ldb, b * 4, std::min(e * 4, N), C, ldc, bias); });
+}
+
+// ---- path 3: half-precision weights widened panel by panel
+
+void panel_path(bool tA, bool tB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* B, WT bt,
+                int64_t ldb, const float* bias, float* C, int64_t ldc) {
+  const char* Bb = static_cast<const char*>(B);
+  const int64_t eb = wt_bytes(bt);
+  // Widens columns [n0, n1) of op(B) into buf; returns its leading dimension.
+  auto widen_panel = [&](int64_t n0, int64_t n1, float* buf) -> int64_t {
+    const int64_t pw = n1 - n0;
+    if (tB) {
+      for (int64_t n = n0; n < n1; n++) widen(bt, Bb + (n * ldb) * eb, buf + (n - n0) * K, K);
+      return K;
+    }
+    for (int64_t k = 0; k < K; k++) widen(bt, Bb + (k * ldb + n0) * eb, buf + k * pw, pw);
+    return pw;
+  };
+  const int nt = num_threads();
+  // A small weight against many rows: widen it whole for this call and let sgemm_split share out the rows.
+  if (N < 16 * nt && M > N) {
+    std::vector<float> w((size_t)(N * K));
+    const int64_t ld = widen_panel(0, N, w.data());
+    sgemm_split(tA, tB, M, N, K, A, lda, w.data(), ld, bias, C, ldc);
+    return;
+  }
+  // Panels of at most ~2 MB of f32, a multiple of the thread count of them, 16-column aligned.
+  const int64_t maxP = std::max<int64_t>(16, std::min<int64_t>(1024, ((512 << 10) / std::max<int64_t>(K, 1)) & ~15));
+  const int64_t per_thread = (N + nt - 1) / nt;
+  const int64_t rounds = (per_thread + maxP - 1) / maxP;
+  const int64_t P = ((N + nt * rounds - 1) / (nt * rounds) + 15) & ~(int64_t)15;
+  const int64_t npanels = (N + P - 1) / P;
+  parallel_tasks(npanels, [&](int64_t p) {
+    const int64_t n0 = p * P, n1 = std::min(N, n0 + P), pw = n1 - n0;
+    float* buf = scratch(0, pw * K);
+    const int64_t ld = widen_panel(n0, n1, buf);
+    float beta = 0.f;
+    if (bias) {
+      for (int64_t m = 0; m < M; m++) std::memcpy(C + m * ldc + n0, bias + n0, (size_t)pw * 4);
+      beta = 1.f;
+    }
+    sgemm(tA, tB, (int)M, (int)pw, (int)K, 1.f, A, (int)lda, buf, (int)ld, beta, C + n0, (int)ldc);
+  });
+}
+
+}  // namespace
+
+void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* B, WT bt,
+          int64_t ldb, const float* bias, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t n = 0; n < N; n++) C[m * ldc + n] = bias ? bias[n] : 0.f;
+    return;
+  }
+  if (transB && M <= kDotMaxRows && has_avx2()) return dot_path(transA, M, N, K, A, lda, B, bt, ldb, bias, C, ldc);
+  if (bt == WT::F32)
+    return sgemm_split(transA, transB, M, N, K, A, lda, static_cast<const float*>(B), ldb, bias, C, ldc);
+  panel_path(transA, transB, M, N, K, A, lda, B, bt, ldb, bias, C, ldc);
+}
+
+void gemm_batched(int64_t nbatch, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A,
+                  const int64_t* offA, int64_t lda, const void* B, WT bt, const int64_t* offB, int64_t ldb,
+                  float* C) {
+  const int64_t eb = wt_bytes(bt);
+  auto one = [&](int64_t q) {
+    gemm(transA, transB, M, N, K, A + (offA ? offA[q] : 0), lda,
+         static_cast<const char*>(B) + (offB ? offB[q] : 0) * eb, bt, ldb, nullptr, C + q * M * N, N);
+  };
+  const int nt = num_threads();
+  const double work = (double)M * N * K;
+  // Whole products per task when there are enough of them (or they are too small to split); otherwise one
+  // product after another, each split across the pool. (gemm inside a pool task runs single-threaded.)
+  const bool per_batch = nbatch > 1 && nbatch >= nt && (nbatch % nt == 0 || nbatch >= 4 * nt || work < kParallelWork);
+  if (per_batch)
+    parallel_tasks(nbatch, one);
+  else
+    for (int64_t q = 0; q < nbatch; q++) one(q);
+}
+
+void raw_sgemm_times(int64_t M, int64_t N, int64_t K, bool transB, int threads, int iters, double* seconds) {
+  num_threads();  // our pool exists (creating it sets BLAS to one thread; we set it back below anyway)
+  std::vector<float> A((size_t)(M * K)), B((size_t)(K * N)), C((size_t)(M * N));
+  uint32_t s = 12345;
+  auto rnd = [&] {
+    s = s * 1664525u + 1013904223u;
+    return (float)((s >> 8) & 0xffff) / 65536.f - 0.5f;
+  };
+  for (auto& v : A) v = rnd();
+  for (auto& v : B) v = rnd();
+  blas_set_threads(threads);
+  auto call = [&] {
+    sgemm(false, transB, (int)M, (int)N, (int)K, 1.f, A.data(), (int)K, B.data(), transB ? (int)K : (int)N, 0.f,
+          C.data(), (int)N);
+  };
+  call();
+  for (int i = 0; i < iters; i++) {
+    auto t0 = std::chrono::steady_clock::now();
+    call();
+    seconds[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  blas_set_threads(1);
+}
+
+}  // namespace vk

@@ -1,0 +1,29 @@
+// Matrix products: f32 through OpenBLAS sgemm (parallelised by our pool, BLAS single-threaded per task), and
+// products with bf16/f16 weights (direct AVX2 dot kernels for a few rows, panel-by-panel widening + sgemm for
+// more). Row-major throughout, leading dimensions in elements.
+#pragma once
+#include <cstdint>
+
+namespace vk {
+
+// Element type of the B operand; values match DT in kernels/layout.h.
+enum class WT : int { F32 = 0, BF16 = 2, F16 = 3 };
+
+// C[M,N] = op(A)[M,K] · op(B)[K,N] (+ bias[N] broadcast over rows).
+//   A f32: transA ? stored [K, M] : stored [M, K], leading dimension lda.
+//   B of type bt: transB ? stored [N, K] (a linear layer's weight) : stored [K, N], leading dimension ldb.
+//   C f32 [M, N] with leading dimension ldc. bias may be null.
+void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* B, WT bt,
+          int64_t ldb, const float* bias, float* C, int64_t ldc);
+
+// nbatch products of the same shape; matrix q reads A + offA[q], B + offB[q] (element offsets, null = all 0)
+// and writes C + q*M*N (contiguous).
+void gemm_batched(int64_t nbatch, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A,
+                  const int64_t* offA, int64_t lda, const void* B, WT bt, const int64_t* offB, int64_t ldb,
+                  float* C);
+
+// Benchmark ceiling: seconds of each of `iters` calls (after one warm-up) of one plain sgemm of this shape with
+// OpenBLAS itself running `threads` threads (restored to 1 afterwards).
+void raw_sgemm_times(int64_t M, int64_t N, int64_t K, bool transB, int threads, int iters, double* seconds);
+
+}  // namespace vk

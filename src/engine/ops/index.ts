@@ -6,3 +6,5 @@ export * from './elementwise.js';
 export * from './reduce.js';
 export * from './attention.js';
 export * from './rope.js';
+export * from './matmul.js';
+export * from './norm.js';

@@ -1,0 +1,70 @@
+// The parity tool's command line (scripts/parity.ts): arguments -> runParity -> one JSON line.
+import { parseArgs } from 'node:util';
+import { VlmkitError } from '../errors.js';
+import { runParity, type ParityResult } from './run.js';
+
+const USAGE = 'usage: npm run -s parity -- <case.safetensors> --model <dir> [--adapter <dir>] [--images <dir>] [--no-model] [--verbose]';
+
+/** The fields every result line carries, in this order; failures/notes only with --verbose or when non-empty. */
+function line(r: ParityResult, verbose: boolean): string {
+  const o: Record<string, unknown> = {
+    case: r.case,
+    input_ids_equal: r.input_ids_equal,
+    pixel_values_max_abs: r.pixel_values_max_abs,
+    pixel_values_mean_abs: r.pixel_values_mean_abs,
+    logits_rel_err: r.logits_rel_err,
+    generate_equal: r.generate_equal,
+    ok: r.ok,
+    masks_equal: r.masks_equal,
+    template_equal: r.template_equal,
+    vision_rel_err: r.vision_rel_err,
+    connector_rel_err: r.connector_rel_err,
+  };
+  if (verbose || r.failures.length) o.failures = r.failures;
+  if (verbose || r.notes.length) o.notes = r.notes;
+  return JSON.stringify(o);
+}
+
+export async function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n'), err: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<number> {
+  try {
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args: argv,
+        allowPositionals: true,
+        options: {
+          model: { type: 'string' },
+          adapter: { type: 'string' },
+          images: { type: 'string' },
+          'no-model': { type: 'boolean' },
+          verbose: { type: 'boolean' },
+          help: { type: 'boolean', short: 'h' },
+        },
+      });
+    } catch (e) {
+      throw new VlmkitError('E_ARGS', `${(e as Error).message}; ${USAGE}`);
+    }
+    const { values, positionals } = parsed;
+    if (values.help) {
+      out(USAGE);
+      return 0;
+    }
+    if (positionals.length !== 1) throw new VlmkitError('E_ARGS', `give exactly one case file; ${USAGE}`);
+    if (!values.model) throw new VlmkitError('E_ARGS', `--model <dir> is required (the checkpoint the case was made with); ${USAGE}`);
+    const r = await runParity(positionals[0]!, {
+      model: values.model,
+      adapter: values.adapter,
+      images: values.images,
+      noModel: values['no-model'] ?? false,
+    });
+    out(line(r, values.verbose ?? false));
+    return r.ok === false ? 1 : 0;
+  } catch (e) {
+    if (e instanceof VlmkitError) {
+      err(`vlmkit parity: ${e.message}`);
+      return 1;
+    }
+    err(`vlmkit parity: unexpected error: ${(e as Error)?.stack ?? e}`);
+    return 2;
+  }
+}

@@ -1,0 +1,255 @@
+// The Idefics3 / SmolVLM processor: chat messages (or a rendered prompt) + images -> the model's inputs
+// {inputIds, attentionMask, pixelValues, pixelAttentionMask} as engine tensors, for one sample or a padded batch.
+// Images go through the image processor first (its split grid decides how each <image> placeholder expands),
+// then the prompt is rendered, expanded and tokenized. Left padding for generation, right padding for training.
+import { VlmkitError } from '../errors.js';
+import { tensor } from '../engine/ops/create.js';
+import type { Backend } from '../engine/backend/backend.js';
+import type { Tensor } from '../engine/tensor.js';
+import { countMedia, type ChatMessage, type ContentPart } from './chat-template.js';
+import {
+  decodeImage,
+  loadImage,
+  loadImageProcessorConfig,
+  processImages,
+  type AlphaMode,
+  type ImageProcessorConfig,
+  type RgbImage,
+} from './image.js';
+import { PromptBuilder, countToken, padBatch, type BuiltPrompt, type ImageGrid, type PaddingSide } from './prompt.js';
+import { IMAGE_TOKEN } from './tokenizer.js';
+
+/** An image as a file path, the file's bytes, or decoded RGB. */
+export type ImageInput = string | Uint8Array | RgbImage;
+
+/** One sample: a conversation (or an already rendered prompt) and its images, in placeholder order. */
+export interface ProcessorSample {
+  messages?: readonly ChatMessage[];
+  /** a rendered prompt with `<image>` placeholders (instead of messages) */
+  text?: string;
+  images?: readonly ImageInput[];
+  /** per-sample override of EncodeOptions.addGenerationPrompt (messages only) */
+  addGenerationPrompt?: boolean;
+}
+
+export interface ProcessorOptions {
+  /** override the checkpoint's do_image_splitting */
+  doImageSplitting?: boolean;
+  /** how transparency becomes RGB: 'drop' (transformers 5.x, default) or 'white' (4.x, as SmolVLM was trained) */
+  alpha?: AlphaMode;
+  /** the model's context length: longer prompts are an E_CONTEXT error (default: no check) */
+  maxLength?: number;
+  /** backend of the returned tensors (default: the engine's default backend) */
+  backend?: Backend;
+}
+
+export interface EncodeOptions {
+  /** 'left' (generation, default) or 'right' (training) */
+  padding?: PaddingSide;
+  /** default true: append the assistant prefix */
+  addGenerationPrompt?: boolean;
+  doImageSplitting?: boolean;
+}
+
+/** The model inputs of a batch plus what they were made from. Call dispose() when done with the tensors. */
+export interface EncodedBatch {
+  /** [B, T] i32 */
+  inputIds: Tensor;
+  /** [B, T] i32, 1 = token */
+  attentionMask: Tensor;
+  /** [B, N, 3, S, S] f32 (absent when no sample has an image) */
+  pixelValues?: Tensor;
+  /** [B, N, S, S] u8 */
+  pixelAttentionMask?: Tensor;
+  /** per sample: the rendered prompt, the expanded text and its unpadded ids */
+  prompts: BuiltPrompt[];
+  /** per sample, per image: split grid */
+  grids: ImageGrid[][];
+  /** per sample: real tiles */
+  tileCounts: number[];
+  /** [B][T] padded ids and mask as plain numbers */
+  ids: number[][];
+  mask: number[][];
+  batchSize: number;
+  seqLen: number;
+  padding: PaddingSide;
+  dispose(): void;
+}
+
+function mediaError(message: string): VlmkitError {
+  return new VlmkitError('E_PROMPT', message);
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/**
+ * A user question and its images as a SmolVLM conversation: the images first, then the text (SmolVLM's own
+ * examples do this). `<image>` markers written in the question place the images there instead.
+ */
+export function userMessage(question: string, imageCount: number): ChatMessage {
+  const content: ContentPart[] = [];
+  if (question.includes(IMAGE_TOKEN)) {
+    const pieces = question.split(IMAGE_TOKEN);
+    pieces.forEach((p, i) => {
+      if (i > 0) content.push({ type: 'image' });
+      if (p) content.push({ type: 'text', text: p });
+    });
+  } else {
+    for (let i = 0; i < imageCount; i++) content.push({ type: 'image' });
+    content.push({ type: 'text', text: question });
+  }
+  return { role: 'user', content };
+}
+
+function isRgb(x: ImageInput): x is RgbImage {
+  return typeof x === 'object' && !(x instanceof Uint8Array) && typeof (x as RgbImage).width === 'number';
+}
+
+export class Processor {
+  readonly dir: string;
+  readonly prompt: PromptBuilder;
+  readonly imageConfig: ImageProcessorConfig;
+  readonly options: ProcessorOptions;
+
+  constructor(dir: string, prompt: PromptBuilder, imageConfig: ImageProcessorConfig, options: ProcessorOptions = {}) {
+    this.dir = dir;
+    this.prompt = prompt;
+    this.imageConfig = imageConfig;
+    this.options = options;
+  }
+
+  /** Tokenizer, chat template, prompt and image processor configs of a checkpoint directory. */
+  static fromDir(dir: string, options: ProcessorOptions = {}): Processor {
+    return new Processor(dir, PromptBuilder.fromDir(dir), loadImageProcessorConfig(dir), options);
+  }
+
+  get tokenizer() {
+    return this.prompt.tokenizer;
+  }
+
+  /** image tokens per tile */
+  get imageSeqLen(): number {
+    return this.prompt.config.imageSeqLen;
+  }
+
+  /** Decodes images given as paths or bytes (E_IMAGE names the file on failure). */
+  async loadImages(images: readonly ImageInput[]): Promise<RgbImage[]> {
+    const alpha = this.options.alpha ?? 'drop';
+    return Promise.all(
+      images.map((im, i) => {
+        if (typeof im === 'string') return loadImage(im, { alpha });
+        if (im instanceof Uint8Array) return decodeImage(im, `image ${i}`, { alpha });
+        if (isRgb(im)) {
+          if (im.data.length !== im.width * im.height * 3) {
+            throw new VlmkitError('E_IMAGE', `image ${i}: RGB data of ${im.data.length} bytes does not fit ${im.width}x${im.height}x3`);
+          }
+          return Promise.resolve(im);
+        }
+        throw new VlmkitError('E_IMAGE', `image ${i} is neither a path, bytes nor {width, height, data}; pass a file path`);
+      }),
+    );
+  }
+
+  /** One sample (a batch of one). */
+  async encode(sample: ProcessorSample, opts: EncodeOptions = {}): Promise<EncodedBatch> {
+    return this.encodeBatch([sample], opts);
+  }
+
+  /** Several samples, each with its own images, padded to one length (left by default). */
+  async encodeBatch(samples: readonly ProcessorSample[], opts: EncodeOptions = {}): Promise<EncodedBatch> {
+    const decoded = await Promise.all(samples.map((s) => this.loadImages(s.images ?? [])));
+    return this.encodeDecoded(samples.map((s, i) => ({ ...s, images: decoded[i]! })), opts);
+  }
+
+  /** Like encodeBatch, with images already decoded (synchronous). */
+  encodeDecoded(samples: readonly (ProcessorSample & { images?: readonly RgbImage[] })[], opts: EncodeOptions = {}): EncodedBatch {
+    if (samples.length === 0) throw mediaError('nothing to encode: the batch is empty');
+    const where = (i: number) => (samples.length > 1 ? `batch sample ${i}: ` : '');
+    samples.forEach((s, i) => this.checkMediaCount(s, where(i)));
+    const split = opts.doImageSplitting ?? this.options.doImageSplitting;
+    const cfg = split === undefined ? this.imageConfig : { ...this.imageConfig, doImageSplitting: split };
+    const anyImages = samples.some((s) => (s.images?.length ?? 0) > 0);
+    const images = anyImages ? processImages(samples.map((s) => [...((s.images ?? []) as RgbImage[])]), cfg) : null;
+    const grids: ImageGrid[][] = images ? images.grids : samples.map(() => []);
+
+    const prompts = samples.map((s, i) => {
+      try {
+        if (s.messages !== undefined && s.text !== undefined) throw mediaError('give messages or text, not both');
+        if (s.messages !== undefined) return this.prompt.build(s.messages, { images: grids[i] }, { addGenerationPrompt: s.addGenerationPrompt ?? opts.addGenerationPrompt ?? true });
+        if (s.text !== undefined) return this.prompt.buildText(s.text, { images: grids[i] });
+        throw mediaError('a sample needs messages or text');
+      } catch (e) {
+        if (e instanceof VlmkitError && where(i)) throw new VlmkitError(e.code, where(i) + e.message);
+        throw e;
+      }
+    });
+    const max = this.options.maxLength;
+    if (max !== undefined) {
+      prompts.forEach((p, i) => {
+        if (p.inputIds.length > max) {
+          const imageTokens = p.inputIds.filter((t) => t === this.tokenizer.specialIds.image).length;
+          throw new VlmkitError(
+            'E_CONTEXT',
+            `${where(i)}the prompt is ${p.inputIds.length} tokens (${imageTokens} of them image tokens) but the model's context is ${max}; ` +
+              `shorten the prompt, pass fewer or smaller images, or turn image splitting off`,
+          );
+        }
+      });
+    }
+
+    const padding = opts.padding ?? 'left';
+    const padded = padBatch(prompts.map((p) => p.inputIds), { side: padding, padId: this.prompt.padId() });
+    const B = padded.batchSize;
+    const T = padded.seqLen;
+    const backend = this.options.backend;
+    const made: Tensor[] = [];
+    const mk = (t: Tensor) => (made.push(t), t);
+    const out: EncodedBatch = {
+      inputIds: mk(tensor(padded.inputIds.flat(), [B, T], { dtype: 'i32', backend })),
+      attentionMask: mk(tensor(padded.attentionMask.flat(), [B, T], { dtype: 'i32', backend })),
+      prompts,
+      grids,
+      tileCounts: images ? images.tileCounts : samples.map(() => 0),
+      ids: padded.inputIds,
+      mask: padded.attentionMask,
+      batchSize: B,
+      seqLen: T,
+      padding,
+      dispose: () => {
+        for (const t of made) t.dispose();
+      },
+    };
+    if (images) {
+      out.pixelValues = mk(tensor(images.pixelValues, images.pixelValuesShape, { dtype: 'f32', backend }));
+      out.pixelAttentionMask = mk(tensor(images.pixelAttentionMask, images.pixelAttentionMaskShape, { dtype: 'u8', backend }));
+    }
+    return out;
+  }
+
+  /** Placeholders (image parts, or `<image>` in a rendered text) must match the images given, one for one. */
+  private checkMediaCount(s: ProcessorSample, where: string): void {
+    const given = s.images?.length ?? 0;
+    let placeholders: number;
+    let what: string;
+    if (s.messages !== undefined) {
+      placeholders = countMedia(s.messages).images;
+      // a text part may also carry <image> markers
+      for (const m of s.messages) {
+        if (typeof m.content === 'string') placeholders += countToken(m.content, IMAGE_TOKEN);
+        else for (const p of m.content) if (p.type === 'text') placeholders += countToken((p as { text: string }).text, IMAGE_TOKEN);
+      }
+      what = ' ({type:"image"} parts and <image> markers)';
+    } else {
+      placeholders = countToken(s.text ?? '', IMAGE_TOKEN);
+      what = ` (${IMAGE_TOKEN})`;
+    }
+    if (placeholders !== given) {
+      throw mediaError(
+        `${where}the prompt has ${plural(placeholders, 'image placeholder')}${what} but ${plural(given, 'image')} ${given === 1 ? 'was' : 'were'} given; ` +
+          `pass exactly one image per placeholder (add or remove images, or ${IMAGE_TOKEN} markers in the prompt)`,
+      );
+    }
+  }
+}

@@ -203,8 +203,6 @@ export function idefics3ConfigFromJson(json: Json, source = 'config.json'): Idef
   const textJson = top.obj_('text_config');
   const text = textConfig(textJson, top, `${source} text_config`);
   const scaleFactor = top.int('scale_factor', 2);
-  if (vision.patchesPerSide % scaleFactor !== 0)
-    throw new FileFormatError(`${source}: scale_factor ${scaleFactor} does not divide the ${vision.patchesPerSide} patches per side`);
   const tr = new Reader(textJson, `${source} text_config`);
   const tie = top.has('tie_word_embeddings') ? top.bool('tie_word_embeddings', false) : tr.bool('tie_word_embeddings', false);
   return deepFreeze({
@@ -214,7 +212,8 @@ export function idefics3ConfigFromJson(json: Json, source = 'config.json'): Idef
     tieWordEmbeddings: tie,
     vision,
     text,
-    imageSeqLen: (vision.patchesPerSide * vision.patchesPerSide) / (scaleFactor * scaleFactor),
+    // int(...) as transformers; a scale_factor that does not divide the patch grid fails in the pixel shuffle
+    imageSeqLen: Math.floor((vision.patchesPerSide * vision.patchesPerSide) / (scaleFactor * scaleFactor)),
   });
 }
 

@@ -1,0 +1,20 @@
+// The Idefics3 connector: pixel shuffle (space-to-depth by scale_factor, in transformers' element order) and a
+// linear projection without bias into the text model's hidden size.
+import { type Tensor, linear, pixelShuffle } from '../../engine/index.js';
+import { tidyGraph } from '../common.js';
+import type { ConnectorWeights } from './weights.js';
+
+export class Connector {
+  readonly scaleFactor: number;
+  readonly w: ConnectorWeights;
+
+  constructor(scaleFactor: number, w: ConnectorWeights) {
+    this.scaleFactor = scaleFactor;
+    this.w = w;
+  }
+
+  /** [N, S, Dv] (S a square) -> [N, S / scale², H] */
+  forward(x: Tensor): Tensor {
+    return tidyGraph([x], () => linear(pixelShuffle(x, this.scaleFactor), this.w.proj));
+  }
+}

@@ -1,0 +1,14 @@
+// Idefics3 / SmolVLM: config, weights, modules and the loader.
+export {
+  SUPPORTED_MODEL_TYPES, idefics3ConfigFromJson, loadIdefics3Config,
+  type Idefics3Config, type Idefics3ModelType, type Idefics3VisionConfig, type LlamaTextConfig, type VisionAct,
+} from './config.js';
+export {
+  idefics3WeightSpecs, checkpointNames, canonicalName, loadIdefics3Weights,
+  type WeightSpec, type WeightKind, type Idefics3Weights, type VisionWeights, type TextWeights, type ConnectorWeights,
+  type Linear, type Norm, type LoadWeightsOptions,
+} from './weights.js';
+export { VisionTransformer, patchMaskFromPixelMask, fullPatchMask, visionPositionIds, type PatchMask } from './vision.js';
+export { Connector } from './connector.js';
+export { LlamaText, KVCache, positionsFromAttentionMask, type LogitsFor, type TextForwardOptions } from './text.js';
+export { Idefics3Model, loadModel, type Idefics3Inputs, type ForwardOptions, type LoadModelOptions } from './model.js';

@@ -1,0 +1,224 @@
+// Idefics3ForConditionalGeneration / SmolVLMForConditionalGeneration: vision tower -> connector -> image features
+// that replace the embeddings of the <image> tokens, in order -> Llama text model -> lm_head. Follows
+// transformers' Idefics3Model.forward: padding tiles (all-zero pixel values) are dropped before the vision tower,
+// the pixel attention mask becomes a patch mask (a patch is valid when any of its pixels is).
+import type { Backend } from '../../engine/backend/backend.js';
+import {
+  type Tensor, indexSelect, noGrad, reshape, scatterRows, tensor, tidy,
+} from '../../engine/index.js';
+import { ShapeError, VlmkitError } from '../../errors.js';
+import { Checkpoint } from '../../io/checkpoint.js';
+import { hostInts, tidyGraph } from '../common.js';
+import { type Idefics3Config, idefics3ConfigFromJson } from './config.js';
+import { Connector } from './connector.js';
+import { KVCache, LlamaText, type LogitsFor } from './text.js';
+import { type PatchMask, VisionTransformer, fullPatchMask, patchMaskFromPixelMask } from './vision.js';
+import { type Idefics3Weights, loadIdefics3Weights } from './weights.js';
+
+export interface Idefics3Inputs {
+  /** [B, T] i32/i64 token ids (the prompt expanded with <image> tokens) */
+  inputIds: Tensor;
+  /** [B, past + T]: 1 = token, 0 = padding. Default: all ones. */
+  attentionMask?: Tensor | null;
+  /** [B, N, C, S, S] f32 tiles; all-zero tiles are padding and are skipped */
+  pixelValues?: Tensor | null;
+  /** [B, N, S, S] (any int or float dtype), nonzero = real pixel; default all ones */
+  pixelAttentionMask?: Tensor | null;
+  /** [B, T] RoPE positions; default past + 0..T-1 (transformers' forward). See positionsFromAttentionMask. */
+  positions?: Tensor | null;
+}
+
+export interface ForwardOptions {
+  /** 'all' (default): logits [B, T, V]; 'last': only the last position [B, 1, V] */
+  logitsFor?: LogitsFor;
+  /** a KV cache to append to (generation); image features are merged only when it is empty */
+  cache?: KVCache | null;
+}
+
+/** Real (non-padding) tiles of [B·N, C, S, S] pixel values and the patch mask of those tiles. */
+interface SelectedTiles {
+  pixels: Tensor;
+  mask: PatchMask;
+}
+
+export class Idefics3Model {
+  readonly config: Idefics3Config;
+  readonly vision: VisionTransformer;
+  readonly connector: Connector;
+  readonly text: LlamaText;
+  readonly weights: Idefics3Weights;
+  private readonly named: Map<string, Tensor>;
+
+  constructor(config: Idefics3Config, weights: Idefics3Weights, named: Map<string, Tensor>) {
+    this.config = config;
+    this.weights = weights;
+    this.named = named;
+    this.vision = new VisionTransformer(config.vision, weights.vision);
+    this.connector = new Connector(config.scaleFactor, weights.connector);
+    this.text = new LlamaText(config.text, weights.text);
+  }
+
+  get backend(): Backend {
+    return this.weights.text.embed.backend;
+  }
+
+  /** Every parameter by its transformers name ("model.text_model.layers.0.self_attn.q_proj.weight", ...). */
+  parameters(): Map<string, Tensor> {
+    return new Map(this.named);
+  }
+
+  /**
+   * Drops padding tiles (every value exactly 0, as transformers' real_images_inds) and turns the pixel mask of the
+   * rest into a patch mask. pixels: [B, N, C, S, S] or [N, C, S, S]; pixelMask: [B, N, S, S] or [N, S, S].
+   */
+  private selectTiles(pixels: Tensor, pixelMask: Tensor | null): SelectedTiles {
+    const v = this.config.vision;
+    const shape = pixels.shape;
+    if ((pixels.rank !== 5 && pixels.rank !== 4) || shape[shape.length - 3] !== v.numChannels)
+      throw new ShapeError(`pixel values ${JSON.stringify(shape)} must be [batch, tiles, ${v.numChannels}, H, W] or [tiles, ${v.numChannels}, H, W]`);
+    if (pixels.dtype !== 'f32') throw new ShapeError(`pixel values must be f32, got ${pixels.dtype}`);
+    const [H, W] = shape.slice(-2);
+    const n = shape.slice(0, -3).reduce((a, d) => a * d, 1);
+    const C = v.numChannels;
+    const per = C * H * W;
+    const flat = reshape(pixels, [n, per]);
+    const data = flat.data as Float32Array;
+    const real: number[] = [];
+    for (let i = 0; i < n; i++) {
+      let zero = true;
+      for (let j = i * per, e = j + per; j < e; j++) if (data[j] !== 0) { zero = false; break; }
+      if (!zero) real.push(i);
+    }
+    // transformers keeps one (empty) tile when every tile is padding
+    if (!real.length) real.push(0);
+    let mask: PatchMask;
+    if (pixelMask) {
+      const ms = pixelMask.shape;
+      if (ms.slice(0, -2).reduce((a, d) => a * d, 1) !== n || ms[ms.length - 2] !== H || ms[ms.length - 1] !== W)
+        throw new ShapeError(`pixel attention mask ${JSON.stringify(ms)} does not match pixel values ${JSON.stringify(shape)}`);
+      const all = hostInts(pixelMask);
+      const sel = new Int32Array(real.length * H * W);
+      real.forEach((t, i) => sel.set(all.subarray(t * H * W, (t + 1) * H * W), i * H * W));
+      mask = patchMaskFromPixelMask(sel, real.length, H, W, v.patchSize);
+    } else mask = fullPatchMask(real.length, H / v.patchSize, W / v.patchSize);
+    let sel: Tensor;
+    if (real.length === n) sel = reshape(flat, [n, C, H, W]);
+    else {
+      const idx = tensor(real, [real.length], { dtype: 'i32', backend: pixels.backend });
+      sel = reshape(indexSelect(flat, idx), [real.length, C, H, W]);
+      idx.dispose();
+    }
+    if (flat !== sel) flat.dispose();
+    return { pixels: sel, mask };
+  }
+
+  /**
+   * The vision tower's last_hidden_state [tiles, patches, Dv] of the real tiles of `pixelValues`
+   * ([B, N, C, S, S] or [N, C, S, S]); `pixelAttentionMask` as in forward (default: every pixel valid).
+   */
+  visionHiddenStates(pixelValues: Tensor, pixelAttentionMask?: Tensor | null): Tensor {
+    return tidyGraph([pixelValues], () => {
+      const { pixels, mask } = this.selectTiles(pixelValues, pixelAttentionMask ?? null);
+      return this.vision.forward(pixels, mask);
+    });
+  }
+
+  /** Image features [tiles, imageSeqLen, H] (vision tower + connector) of the real tiles. */
+  visionFeatures(pixelValues: Tensor, pixelAttentionMask?: Tensor | null): Tensor {
+    return tidyGraph([pixelValues], () => this.connector.forward(this.visionHiddenStates(pixelValues, pixelAttentionMask)));
+  }
+
+  /** Input embeddings [B, T, H]: token embeddings with the <image> positions replaced by image features. */
+  embedInputs(inputIds: Tensor, pixelValues?: Tensor | null, pixelAttentionMask?: Tensor | null, imageFeatures?: Tensor | null): Tensor {
+    if (inputIds.rank !== 2) throw new ShapeError(`input ids ${JSON.stringify(inputIds.shape)} must be [batch, tokens]`);
+    const [B, T] = inputIds.shape;
+    const H = this.config.text.hiddenSize;
+    return tidyGraph([inputIds, ...(pixelValues ? [pixelValues] : []), ...(imageFeatures ? [imageFeatures] : [])], () => {
+      const emb = this.text.embed(inputIds);
+      const feats = imageFeatures ?? (pixelValues ? this.visionFeatures(pixelValues, pixelAttentionMask) : null);
+      if (!feats) return emb;
+      const ids = hostInts(inputIds);
+      const pos: number[] = [];
+      for (let i = 0; i < ids.length; i++) if (ids[i] === this.config.imageTokenId) pos.push(i);
+      const nFeat = feats.shape[0] * feats.shape[1];
+      if (pos.length !== nFeat)
+        throw new VlmkitError('E_IMAGE_TOKENS', `the prompt has ${pos.length} <image> tokens (id ${this.config.imageTokenId}) but the images give ${feats.shape[0]} tiles x ${feats.shape[1]} = ${nFeat} features; expand the prompt with the processor for these images`);
+      if (!pos.length) return emb;
+      const idx = tensor(pos, [pos.length], { dtype: 'i32', backend: emb.backend });
+      const merged = scatterRows(reshape(emb, [B * T, H]), idx, reshape(feats, [nFeat, H]));
+      return reshape(merged, [B, T, H]);
+    });
+  }
+
+  /**
+   * Logits [B, T, V] (or [B, 1, V] with logitsFor 'last'). With a cache, the new tokens' keys/values are appended
+   * and attention covers everything cached; images are merged only on the first (empty-cache) call, as in
+   * transformers.
+   */
+  forward(inputs: Idefics3Inputs, o: ForwardOptions = {}): Tensor {
+    const cache = o.cache ?? null;
+    const first = !cache || cache.length === 0;
+    const roots = [inputs.inputIds, inputs.pixelValues, inputs.attentionMask].filter((t): t is Tensor => !!t);
+    return tidyGraph(roots, () => {
+      const emb = this.embedInputs(inputs.inputIds, first ? inputs.pixelValues : null, inputs.pixelAttentionMask);
+      return this.text.forward(emb, { attentionMask: inputs.attentionMask, positions: inputs.positions, cache, logitsFor: o.logitsFor });
+    });
+  }
+
+  // ---- generation (the CausalLM contract of src/generate): logits of the last position only, no graph
+
+  /** logits width */
+  get vocabSize(): number {
+    return this.config.text.vocabSize;
+  }
+  /** the text model's context length */
+  get maxPositions(): number {
+    return this.config.text.maxPositionEmbeddings;
+  }
+
+  /** A KV cache for `batch` rows of up to `capacity` tokens (prompt + generated). */
+  createCache(batch: number, capacity: number): KVCache {
+    return new KVCache(this.config.text, batch, capacity, this.backend);
+  }
+
+  /** The prompt pass: fills the (empty) cache, returns logits [B, V] of each row's last position. */
+  prefill(inputs: Omit<Idefics3Inputs, 'positions'> & { positionIds?: Tensor | null }, cache: KVCache): Tensor {
+    if (cache.length !== 0) throw new VlmkitError('E_CACHE', `prefill needs an empty cache, this one holds ${cache.length} positions; reset() it or make a new one`);
+    return this.lastLogits({ ...inputs, positions: inputs.positionIds ?? null }, cache);
+  }
+
+  /** One new token per row ([B, 1] ids and positions, attention mask [B, past + 1]); returns logits [B, V]. */
+  step(inputs: { inputIds: Tensor; positionIds?: Tensor | null; attentionMask?: Tensor | null }, cache: KVCache): Tensor {
+    return this.lastLogits({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, positions: inputs.positionIds ?? null }, cache);
+  }
+
+  private lastLogits(inputs: Idefics3Inputs, cache: KVCache): Tensor {
+    return noGrad(() => tidy(() => {
+      const l = this.forward(inputs, { cache, logitsFor: 'last' });
+      return reshape(l, [l.shape[0], l.shape[2]]);
+    }));
+  }
+
+  dispose(): void {
+    for (const t of this.named.values()) t.dispose();
+    this.text.invFreq.dispose();
+  }
+}
+
+export interface LoadModelOptions {
+  /** 'f32': every weight in f32 (training, parity). Default: linear weights stay in their stored dtype. */
+  dtype?: 'f32';
+  backend?: Backend;
+}
+
+/** Loads an Idefics3 / SmolVLM checkpoint directory (config.json + model.safetensors or sharded). */
+export function loadModel(dir: string, o: LoadModelOptions = {}): Idefics3Model {
+  const ckpt = Checkpoint.open(dir);
+  try {
+    const config = idefics3ConfigFromJson(ckpt.config, `${dir}/config.json`);
+    const { weights, named } = loadIdefics3Weights(ckpt, config, { dtype: o.dtype, backend: o.backend });
+    return new Idefics3Model(config, weights, named);
+  } finally {
+    ckpt.close();
+  }
+}

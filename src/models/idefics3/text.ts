@@ -1,0 +1,195 @@
+// The Llama text model of Idefics3 / SmolVLM, as transformers' LlamaModel computes it: token embeddings, pre-norm
+// decoder layers (RMSNorm; q/k/v/o projections; rotary embeddings at per-row positions; grouped-query attention,
+// causal plus key padding mask; SiLU-gated MLP), a final RMSNorm and the lm_head. A KVCache holds pre-allocated
+// [B, Hkv, maxLen, D] key/value buffers per layer for step-by-step generation.
+import type { Backend } from '../../engine/backend/backend.js';
+import {
+  type Tensor, add, attention, embedding, linear, mul, noGrad, permute, reshape, rmsNorm, rope, ropeInvFreq, silu,
+  slice, tensor, zeros,
+} from '../../engine/index.js';
+import { ShapeError, VlmkitError } from '../../errors.js';
+import { advance, tidyGraph } from '../common.js';
+import type { LlamaTextConfig } from './config.js';
+import type { Linear, TextLayerWeights, TextWeights } from './weights.js';
+
+function lin(x: Tensor, l: Linear): Tensor {
+  return linear(x, l.w, l.b ?? undefined);
+}
+
+/** Keys and values of every layer for `batch` rows and up to `maxLen` positions. */
+export class KVCache {
+  batch: number;
+  readonly maxLen: number;
+  layers: { k: Tensor; v: Tensor }[];
+  /** positions filled so far (the same for every row; padding is expressed by the attention mask) */
+  length = 0;
+
+  constructor(cfg: LlamaTextConfig, batch: number, maxLen: number, backend?: Backend) {
+    this.batch = batch;
+    this.maxLen = maxLen;
+    const shape = [batch, cfg.numKeyValueHeads, maxLen, cfg.headDim];
+    this.layers = Array.from({ length: cfg.numHiddenLayers }, () => ({ k: zeros(shape, { backend }), v: zeros(shape, { backend }) }));
+  }
+
+  /** Keeps only these rows (ascending indices into the current rows), e.g. to drop finished sequences. */
+  keepRows(rows: readonly number[]): void {
+    for (let i = 0; i < rows.length; i++)
+      if (!Number.isInteger(rows[i]) || rows[i] < 0 || rows[i] >= this.batch || (i > 0 && rows[i] <= rows[i - 1]))
+        throw new ShapeError(`KVCache.keepRows: rows ${JSON.stringify(rows)} must be ascending indices below ${this.batch}`);
+    if (rows.length === this.batch) return;
+    noGrad(() => {
+      this.layers = this.layers.map(({ k, v }) => {
+        const pick = (src: Tensor) => {
+          const dst = zeros([rows.length, ...src.shape.slice(1)], { backend: src.backend });
+          rows.forEach((r, i) => {
+            const s = slice(src, 0, r, r + 1), d = slice(dst, 0, i, i + 1);
+            dst.backend.copyInto(d, s);
+            s.dispose();
+            d.dispose();
+          });
+          src.dispose();
+          return dst;
+        };
+        return { k: pick(k), v: pick(v) };
+      });
+    });
+    this.batch = rows.length;
+  }
+
+  /** Forgets the cached positions (the buffers are reused). */
+  reset(): void {
+    this.length = 0;
+  }
+
+  dispose(): void {
+    for (const l of this.layers) {
+      l.k.dispose();
+      l.v.dispose();
+    }
+  }
+}
+
+export type LogitsFor = 'all' | 'last';
+
+export interface TextForwardOptions {
+  /** [B, past + T], nonzero = a real token, zero = padding (never attended to). Default: every key attends. */
+  attentionMask?: Tensor | null;
+  /** [B, T] integer positions for RoPE. Default: past + 0..T-1 for every row (transformers' forward). */
+  positions?: Tensor | null;
+  /** append this step's keys/values to the cache and attend over everything cached */
+  cache?: KVCache | null;
+}
+
+/**
+ * Positions for a left-padded batch as transformers' generate() makes them: cumsum(mask) - 1, and 1 where the
+ * mask is 0. For a cached step pass the last `steps` columns (`mask` covering past and new tokens).
+ */
+export function positionsFromAttentionMask(mask: Int32Array | readonly number[], batch: number, len: number, steps = len): Int32Array {
+  const out = new Int32Array(batch * steps);
+  for (let b = 0; b < batch; b++) {
+    let c = 0;
+    for (let t = 0; t < len; t++) {
+      const m = mask[b * len + t] ? 1 : 0;
+      c += m;
+      if (t >= len - steps) out[b * steps + t - (len - steps)] = m ? c - 1 : 1;
+    }
+  }
+  return out;
+}
+
+export class LlamaText {
+  readonly cfg: LlamaTextConfig;
+  readonly w: TextWeights;
+  readonly invFreq: Tensor;
+
+  constructor(cfg: LlamaTextConfig, w: TextWeights) {
+    this.cfg = cfg;
+    this.w = w;
+    this.invFreq = ropeInvFreq(cfg.headDim, cfg.ropeTheta, { backend: w.embed.backend });
+  }
+
+  /** Token embeddings [B, T, H] (f32) of ids [B, T]. */
+  embed(ids: Tensor): Tensor {
+    return embedding(this.w.embed, ids);
+  }
+
+  /** One decoder layer. */
+  layer(x: Tensor, l: TextLayerWeights, pos: Tensor, keyMask: Tensor | null, cache: { k: Tensor; v: Tensor } | null, past: number): Tensor {
+    const { numAttentionHeads: hq, numKeyValueHeads: hkv, headDim: hd, rmsNormEps: eps } = this.cfg;
+    const [B, T, H] = x.shape;
+    return tidyGraph([x], () => {
+      const h = rmsNorm(x, l.inputNorm, eps);
+      const heads = (t: Tensor, n: number) => permute(reshape(t, [B, T, n, hd]), [0, 2, 1, 3]);
+      const q = rope(heads(lin(h, l.q), hq), pos, this.invFreq);
+      let k = rope(heads(lin(h, l.k), hkv), pos, this.invFreq);
+      let v = heads(lin(h, l.v), hkv);
+      if (cache) {
+        if (k.requiresGrad || v.requiresGrad)
+          throw new VlmkitError('E_CACHE', 'the KV cache is for inference: run cached steps under noGrad() (gradients do not flow through it)');
+        noGrad(() => {
+          const dk = slice(cache.k, 2, past, past + T), dv = slice(cache.v, 2, past, past + T);
+          dk.backend.copyInto(dk, k);
+          dv.backend.copyInto(dv, v);
+          dk.dispose();
+          dv.dispose();
+        });
+        k = slice(cache.k, 2, 0, past + T);
+        v = slice(cache.v, 2, 0, past + T);
+      }
+      const a = attention(q, k, v, { causal: true, scale: hd ** -0.5, keyMask, qOffset: past });
+      const x1 = add(x, lin(reshape(permute(a, [0, 2, 1, 3]), [B, T, hq * hd]), l.o));
+      const h2 = rmsNorm(x1, l.postNorm, eps);
+      const m = lin(mul(silu(lin(h2, l.gate)), lin(h2, l.up)), l.down);
+      if (m.shape[2] !== H) throw new Error('vlmkit internal: MLP output width');
+      return add(x1, m);
+    });
+  }
+
+  /** Final-normed hidden states [B, T, H] of input embeddings [B, T, H]. */
+  hidden(embeds: Tensor, o: TextForwardOptions = {}): Tensor {
+    const [B, T, H] = embeds.shape;
+    if (embeds.rank !== 3 || H !== this.cfg.hiddenSize)
+      throw new ShapeError(`text: input embeddings ${JSON.stringify(embeds.shape)} must be [batch, tokens, ${this.cfg.hiddenSize}]`);
+    const cache = o.cache ?? null;
+    const past = cache ? cache.length : 0;
+    if (cache) {
+      if (cache.batch !== B) throw new ShapeError(`text: the KV cache holds ${cache.batch} rows, the input has ${B}`);
+      if (past + T > cache.maxLen)
+        throw new VlmkitError('E_CONTEXT', `text: ${past} cached + ${T} new tokens exceed the cache length ${cache.maxLen}; make a larger cache`);
+    }
+    const mask = o.attentionMask ?? null;
+    if (mask && (mask.rank !== 2 || mask.shape[0] !== B || mask.shape[1] !== past + T))
+      throw new ShapeError(`text: attention mask ${JSON.stringify(mask.shape)} must be [${B}, ${past + T}] (cached ${past} + new ${T} tokens)`);
+    const given = o.positions ?? null;
+    if (given && (given.rank !== 2 || given.shape[0] !== B || given.shape[1] !== T))
+      throw new ShapeError(`text: positions ${JSON.stringify(given.shape)} must be [${B}, ${T}]`);
+    const out = tidyGraph([embeds], () => {
+      let pos = given;
+      if (!pos) {
+        const p = new Int32Array(B * T);
+        for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) p[b * T + t] = past + t;
+        pos = tensor(p, [B, T], { dtype: 'i32', backend: embeds.backend });
+      }
+      let x = embeds;
+      this.w.layers.forEach((l, i) => {
+        const nx = this.layer(x, l, pos!, mask, cache ? cache.layers[i] : null, past);
+        x = x === embeds ? nx : advance(x, nx);
+      });
+      return rmsNorm(x, this.w.norm, this.cfg.rmsNormEps);
+    });
+    if (cache) cache.length = past + T;
+    return out;
+  }
+
+  /** lm_head over every position [B, T, V] or only the last one [B, 1, V]. */
+  logits(hidden: Tensor, which: LogitsFor = 'all'): Tensor {
+    const T = hidden.shape[1];
+    if (which === 'all') return linear(hidden, this.w.lmHead);
+    return tidyGraph([hidden], () => linear(slice(hidden, 1, T - 1, T), this.w.lmHead));
+  }
+
+  /** Logits of input embeddings (see hidden() for the options). */
+  forward(embeds: Tensor, o: TextForwardOptions & { logitsFor?: LogitsFor } = {}): Tensor {
+    return tidyGraph([embeds], () => this.logits(this.hidden(embeds, o), o.logitsFor ?? 'all'));
+  }
+}

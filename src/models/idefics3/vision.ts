@@ -1,0 +1,163 @@
+// The Idefics3 vision tower (SigLIP with NaViT-style position ids for padded tiles), as transformers'
+// Idefics3VisionTransformer computes it: patch embedding (a stride-p conv, done here as unfold + linear), position
+// embeddings indexed by bucketized fractional coordinates of the valid patches, pre-norm encoder layers with
+// non-causal attention over the valid patches, and a final layer norm.
+import {
+  type Tensor, add, attention, contiguous, embedding, gelu, geluTanh, layerNorm, linear, permute, reshape, tensor,
+} from '../../engine/index.js';
+import { ShapeError } from '../../errors.js';
+import { advance, tidyGraph } from '../common.js';
+import type { Idefics3VisionConfig } from './config.js';
+import type { Linear, VisionLayerWeights, VisionWeights } from './weights.js';
+
+/** Which patches of each tile hold image content: [N, hp·wp] as 0/1 bytes, row-major over (row, col). */
+export interface PatchMask {
+  n: number;
+  hp: number;
+  wp: number;
+  data: Uint8Array;
+  /** every patch of every tile is valid (the attention needs no mask) */
+  full: boolean;
+}
+
+/**
+ * Patch mask from a pixel mask [N, H, W] (any values, nonzero = valid pixel): a patch is valid when any of its
+ * pixels is (transformers: unfold + sum > 0).
+ */
+export function patchMaskFromPixelMask(pix: ArrayLike<number>, n: number, h: number, w: number, patch: number): PatchMask {
+  if (h % patch !== 0 || w % patch !== 0) throw new ShapeError(`vision: pixel mask ${h}x${w} is not a multiple of the patch size ${patch}`);
+  const hp = h / patch, wp = w / patch;
+  const data = new Uint8Array(n * hp * wp);
+  let full = true;
+  for (let i = 0; i < n; i++) {
+    const base = i * h * w;
+    for (let r = 0; r < hp; r++)
+      for (let c = 0; c < wp; c++) {
+        let any = 0;
+        for (let y = r * patch; y < (r + 1) * patch && !any; y++) {
+          const row = base + y * w + c * patch;
+          for (let x = 0; x < patch; x++) if (pix[row + x]) { any = 1; break; }
+        }
+        data[(i * hp + r) * wp + c] = any;
+        if (!any) full = false;
+      }
+  }
+  return { n, hp, wp, data, full };
+}
+
+export function fullPatchMask(n: number, hp: number, wp: number): PatchMask {
+  return { n, hp, wp, data: new Uint8Array(n * hp * wp).fill(1), full: true };
+}
+
+/** torch.arange(start, end, step) in float32, as the CPU kernel computes it (double accumulation, then rounded). */
+function arangeF32(start: number, end: number, step: number): Float32Array {
+  const n = Math.max(0, Math.ceil((end - start) / step));
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = start + i * step;
+  return out;
+}
+
+/** torch.bucketize(x, boundaries, right=True): the number of boundaries <= x. */
+function bucketizeRight(x: number, boundaries: Float32Array): number {
+  let k = 0;
+  while (k < boundaries.length && boundaries[k] <= x) k++;
+  return k;
+}
+
+/**
+ * Position ids of every patch: valid patches of a tile with nh x nw valid rows/cols get
+ * bucket(i/nh)·side + bucket(j/nw) over `side` buckets of [0, 1); padding patches get 0 (Idefics3VisionEmbeddings).
+ */
+export function visionPositionIds(mask: PatchMask, side: number): Int32Array {
+  const { n, hp, wp, data } = mask;
+  const ids = new Int32Array(n * hp * wp);
+  const boundaries = arangeF32(1 / side, 1.0, 1 / side);
+  for (let t = 0; t < n; t++) {
+    const off = t * hp * wp;
+    let nh = 0, nw = 0;
+    for (let r = 0; r < hp; r++) nh += data[off + r * wp];
+    for (let c = 0; c < wp; c++) nw += data[off + c];
+    if (nh === 0 || nw === 0) continue;
+    // the step is the float32 tensor 1/nb_patches, widened back to double by arange
+    const fh = arangeF32(0, 1 - 1e-6, Math.fround(1 / nh));
+    const fw = arangeF32(0, 1 - 1e-6, Math.fround(1 / nw));
+    const bh = Array.from(fh, (x) => bucketizeRight(x, boundaries));
+    const bw = Array.from(fw, (x) => bucketizeRight(x, boundaries));
+    const pos: number[] = [];
+    for (const a of bh) for (const b of bw) pos.push(a * side + b);
+    // position_ids[mask] = pos: assigned to the valid patches in row-major order
+    let k = 0;
+    for (let p = 0; p < hp * wp; p++) if (data[off + p]) {
+      if (k >= pos.length) throw new ShapeError(`vision: tile ${t} has a patch mask that is not a rectangle at the top-left (${nh}x${nw} rows/cols)`);
+      ids[off + p] = pos[k++];
+    }
+    if (k !== pos.length) throw new ShapeError(`vision: tile ${t} has a patch mask that is not a rectangle at the top-left (${nh}x${nw} rows/cols)`);
+  }
+  return ids;
+}
+
+function lin(x: Tensor, l: Linear): Tensor {
+  return linear(x, l.w, l.b ?? undefined);
+}
+
+export class VisionTransformer {
+  readonly cfg: Idefics3VisionConfig;
+  readonly w: VisionWeights;
+
+  constructor(cfg: Idefics3VisionConfig, w: VisionWeights) {
+    this.cfg = cfg;
+    this.w = w;
+  }
+
+  /** Patch + position embeddings: pixels [N, C, H, W] f32 -> [N, hp·wp, D]. */
+  embed(pixels: Tensor, mask: PatchMask): Tensor {
+    const { patchSize: p, numChannels: C, patchesPerSide } = this.cfg;
+    const [N, c, H, W] = pixels.shape;
+    if (pixels.rank !== 4 || c !== C || H % p !== 0 || W % p !== 0)
+      throw new ShapeError(`vision: pixel values ${JSON.stringify(pixels.shape)} must be [tiles, ${C}, H, W] with H and W multiples of ${p}`);
+    const hp = H / p, wp = W / p;
+    return tidyGraph([pixels], () => {
+      // conv with stride = kernel = p: unfold into [N, hp·wp, C·p·p] in the weight's (c, ky, kx) order
+      const u = reshape(pixels, [N, C, hp, p, wp, p]);
+      const patches = reshape(contiguous(permute(u, [0, 2, 4, 1, 3, 5])), [N, hp * wp, C * p * p]);
+      const x = lin(patches, this.w.patch);
+      const ids = tensor(visionPositionIds(mask, patchesPerSide), [N, hp * wp], { dtype: 'i32', backend: pixels.backend });
+      return add(x, embedding(this.w.posEmbed, ids));
+    });
+  }
+
+  layer(x: Tensor, l: VisionLayerWeights, keyMask: Tensor | null): Tensor {
+    const { numAttentionHeads: nh, headDim: hd, layerNormEps: eps, hiddenAct } = this.cfg;
+    const [N, P, D] = x.shape;
+    return tidyGraph([x], () => {
+      const h = layerNorm(x, l.ln1.w, l.ln1.b, eps);
+      const heads = (t: Tensor) => permute(reshape(t, [N, P, nh, hd]), [0, 2, 1, 3]);
+      const q = heads(lin(h, l.q)), k = heads(lin(h, l.k)), v = heads(lin(h, l.v));
+      const a = attention(q, k, v, { causal: false, scale: hd ** -0.5, keyMask });
+      const merged = reshape(permute(a, [0, 2, 1, 3]), [N, P, D]);
+      const x1 = add(x, lin(merged, l.out));
+      const h2 = layerNorm(x1, l.ln2.w, l.ln2.b, eps);
+      const f = lin(h2, l.fc1);
+      const act = hiddenAct === 'gelu' ? gelu(f) : geluTanh(f);
+      return add(x1, lin(act, l.fc2));
+    });
+  }
+
+  /**
+   * last_hidden_state [N, hp·wp, D] of tiles pixels [N, C, H, W] (f32). `mask` marks valid patches (default: all);
+   * padding patches are never attended to.
+   */
+  forward(pixels: Tensor, mask?: PatchMask | null): Tensor {
+    const p = this.cfg.patchSize;
+    const [N, , H, W] = pixels.shape;
+    const m = mask ?? fullPatchMask(N, H / p, W / p);
+    if (m.n !== N || m.hp * p !== H || m.wp * p !== W)
+      throw new ShapeError(`vision: patch mask [${m.n}, ${m.hp}, ${m.wp}] does not fit pixel values ${JSON.stringify(pixels.shape)} (patch ${p})`);
+    return tidyGraph([pixels], () => {
+      let x = this.embed(pixels, m);
+      const keyMask = m.full ? null : tensor(m.data, [N, m.hp * m.wp], { dtype: 'u8', backend: pixels.backend });
+      for (const l of this.w.layers) x = advance(x, this.layer(x, l, keyMask));
+      return layerNorm(x, this.w.post.w, this.w.post.b, this.cfg.layerNormEps);
+    });
+  }
+}

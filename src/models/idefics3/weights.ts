@@ -1,0 +1,238 @@
+// The explicit map from Hugging Face tensor names to our modules, and the loader that fills it from a checkpoint.
+// transformers (4.x and 5.x) saves Idefics3ForConditionalGeneration / SmolVLMForConditionalGeneration as
+//   model.vision_model.*, model.connector.*, model.text_model.*, lm_head.weight
+// and a bare Idefics3Model as vision_model.*, connector.*, text_model.* (no lm_head): both are read. lm_head is
+// tied to embed_tokens when the config says so or when the checkpoint has no lm_head.weight.
+import type { Backend } from '../../engine/backend/backend.js';
+import type { DType } from '../../engine/dtype.js';
+import { type Tensor, fromRaw, reshape } from '../../engine/index.js';
+import { FileFormatError } from '../../errors.js';
+import type { Checkpoint } from '../../io/checkpoint.js';
+import type { Idefics3Config } from './config.js';
+
+/**
+ * How a tensor is stored after loading. 'matrix': weights of a linear (or the patch conv, flattened to [D, C·p·p]);
+ * kept in their stored dtype (f32/bf16/f16) unless dtype 'f32' is asked. 'table': the token embedding, read by
+ * row; same rule (a tied lm_head reads it as a matrix). 'vector': norms, biases, position embeddings: always f32.
+ */
+export type WeightKind = 'matrix' | 'table' | 'vector';
+
+export interface WeightSpec {
+  /** our module path, e.g. "text.layers.3.q.w" */
+  key: string;
+  /** the HF name inside the model (without the "model." prefix a ForConditionalGeneration adds) */
+  hf: string;
+  /** expected shape as stored */
+  shape: number[];
+  /** shape after loading (the patch conv is flattened); defaults to shape */
+  loadShape?: number[];
+  kind: WeightKind;
+}
+
+export interface Linear {
+  w: Tensor;
+  b: Tensor | null;
+}
+export interface Norm {
+  w: Tensor;
+  b: Tensor | null;
+}
+
+export interface VisionLayerWeights {
+  ln1: Norm;
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  out: Linear;
+  ln2: Norm;
+  fc1: Linear;
+  fc2: Linear;
+}
+export interface VisionWeights {
+  /** [D, C·p·p] and bias [D] */
+  patch: Linear;
+  /** [num_patches, D] */
+  posEmbed: Tensor;
+  layers: VisionLayerWeights[];
+  post: Norm;
+}
+export interface ConnectorWeights {
+  /** [text hidden, vision hidden · scale²], no bias */
+  proj: Tensor;
+}
+export interface TextLayerWeights {
+  inputNorm: Tensor;
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  o: Linear;
+  postNorm: Tensor;
+  gate: Linear;
+  up: Linear;
+  down: Linear;
+}
+export interface TextWeights {
+  embed: Tensor;
+  layers: TextLayerWeights[];
+  norm: Tensor;
+  /** the same tensor as embed when tied */
+  lmHead: Tensor;
+  tied: boolean;
+}
+export interface Idefics3Weights {
+  vision: VisionWeights;
+  connector: ConnectorWeights;
+  text: TextWeights;
+}
+
+/** Every tensor of the model (lm_head last, marked by key "lmHead"), with its HF name and expected shape. */
+export function idefics3WeightSpecs(cfg: Idefics3Config): WeightSpec[] {
+  const v = cfg.vision, t = cfg.text;
+  const out: WeightSpec[] = [];
+  const D = v.hiddenSize, p = v.patchSize, C = v.numChannels;
+  out.push({ key: 'vision.patch.w', hf: 'vision_model.embeddings.patch_embedding.weight', shape: [D, C, p, p], loadShape: [D, C * p * p], kind: 'matrix' });
+  out.push({ key: 'vision.patch.b', hf: 'vision_model.embeddings.patch_embedding.bias', shape: [D], kind: 'vector' });
+  out.push({ key: 'vision.posEmbed', hf: 'vision_model.embeddings.position_embedding.weight', shape: [v.patchesPerSide ** 2, D], kind: 'vector' });
+  for (let i = 0; i < v.numHiddenLayers; i++) {
+    const h = `vision_model.encoder.layers.${i}`, k = `vision.layers.${i}`;
+    const lin = (name: string, hfName: string, n: number, kk: number) => {
+      out.push({ key: `${k}.${name}.w`, hf: `${h}.${hfName}.weight`, shape: [n, kk], kind: 'matrix' });
+      out.push({ key: `${k}.${name}.b`, hf: `${h}.${hfName}.bias`, shape: [n], kind: 'vector' });
+    };
+    const norm = (name: string, hfName: string) => {
+      out.push({ key: `${k}.${name}.w`, hf: `${h}.${hfName}.weight`, shape: [D], kind: 'vector' });
+      out.push({ key: `${k}.${name}.b`, hf: `${h}.${hfName}.bias`, shape: [D], kind: 'vector' });
+    };
+    norm('ln1', 'layer_norm1');
+    lin('q', 'self_attn.q_proj', D, D);
+    lin('k', 'self_attn.k_proj', D, D);
+    lin('v', 'self_attn.v_proj', D, D);
+    lin('out', 'self_attn.out_proj', D, D);
+    norm('ln2', 'layer_norm2');
+    lin('fc1', 'mlp.fc1', v.intermediateSize, D);
+    lin('fc2', 'mlp.fc2', D, v.intermediateSize);
+  }
+  out.push({ key: 'vision.post.w', hf: 'vision_model.post_layernorm.weight', shape: [D], kind: 'vector' });
+  out.push({ key: 'vision.post.b', hf: 'vision_model.post_layernorm.bias', shape: [D], kind: 'vector' });
+  const H = t.hiddenSize, r2 = cfg.scaleFactor * cfg.scaleFactor;
+  out.push({ key: 'connector.proj', hf: 'connector.modality_projection.proj.weight', shape: [H, D * r2], kind: 'matrix' });
+  out.push({ key: 'text.embed', hf: 'text_model.embed_tokens.weight', shape: [t.vocabSize, H], kind: 'table' });
+  const qd = t.numAttentionHeads * t.headDim, kvd = t.numKeyValueHeads * t.headDim;
+  for (let i = 0; i < t.numHiddenLayers; i++) {
+    const h = `text_model.layers.${i}`, k = `text.layers.${i}`;
+    const lin = (name: string, hfName: string, n: number, kk: number, bias: boolean) => {
+      out.push({ key: `${k}.${name}.w`, hf: `${h}.${hfName}.weight`, shape: [n, kk], kind: 'matrix' });
+      if (bias) out.push({ key: `${k}.${name}.b`, hf: `${h}.${hfName}.bias`, shape: [n], kind: 'vector' });
+    };
+    out.push({ key: `${k}.inputNorm`, hf: `${h}.input_layernorm.weight`, shape: [H], kind: 'vector' });
+    lin('q', 'self_attn.q_proj', qd, H, t.attentionBias);
+    lin('k', 'self_attn.k_proj', kvd, H, t.attentionBias);
+    lin('v', 'self_attn.v_proj', kvd, H, t.attentionBias);
+    lin('o', 'self_attn.o_proj', H, qd, t.attentionBias);
+    out.push({ key: `${k}.postNorm`, hf: `${h}.post_attention_layernorm.weight`, shape: [H], kind: 'vector' });
+    lin('gate', 'mlp.gate_proj', t.intermediateSize, H, t.mlpBias);
+    lin('up', 'mlp.up_proj', t.intermediateSize, H, t.mlpBias);
+    lin('down', 'mlp.down_proj', H, t.intermediateSize, t.mlpBias);
+  }
+  out.push({ key: 'text.norm', hf: 'text_model.norm.weight', shape: [H], kind: 'vector' });
+  out.push({ key: 'lmHead', hf: 'lm_head.weight', shape: [t.vocabSize, H], kind: 'matrix' });
+  return out;
+}
+
+/** The names a tensor may carry in a checkpoint, in the order they are tried. */
+export function checkpointNames(spec: WeightSpec): string[] {
+  if (spec.key === 'lmHead') return ['lm_head.weight', 'model.lm_head.weight'];
+  return [`model.${spec.hf}`, spec.hf];
+}
+
+/** The canonical (transformers in-memory) name of a tensor: "model.<hf>" or "lm_head.weight". */
+export function canonicalName(spec: WeightSpec): string {
+  return spec.key === 'lmHead' ? 'lm_head.weight' : `model.${spec.hf}`;
+}
+
+export interface LoadWeightsOptions {
+  /** 'f32' converts every tensor to f32 (training, parity); default keeps matrices in their stored dtype */
+  dtype?: 'f32';
+  backend?: Backend;
+}
+
+const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
+
+/** Loads every tensor of the spec list from the checkpoint, checking names and shapes. */
+export function loadIdefics3Weights(ckpt: Checkpoint, cfg: Idefics3Config, o: LoadWeightsOptions = {}): {
+  weights: Idefics3Weights;
+  /** canonical HF name -> tensor (a tied lm_head is listed once, as the embedding) */
+  named: Map<string, Tensor>;
+} {
+  const specs = idefics3WeightSpecs(cfg);
+  const flat = new Map<string, Tensor>();
+  const named = new Map<string, Tensor>();
+  const lmSpec = specs[specs.length - 1];
+  const lmName = ckpt.find(checkpointNames(lmSpec));
+  const tied = cfg.tieWordEmbeddings || lmName === null;
+  try {
+    for (const spec of specs) {
+      if (spec.key === 'lmHead' && tied) continue;
+      const names = checkpointNames(spec);
+      const name = ckpt.find(names);
+      if (!name)
+        throw new FileFormatError(`checkpoint ${ckpt.dir} is missing tensor "${names[0]}"` +
+          (names.length > 1 ? ` (also looked for "${names.slice(1).join('", "')}")` : '') +
+          `, expected shape ${fmt(spec.shape)} in ${ckpt.files.join(', ')}; the checkpoint does not match its config.json`);
+      const info = ckpt.info(name);
+      if (info.shape.length !== spec.shape.length || info.shape.some((d, i) => d !== spec.shape[i]))
+        throw new FileFormatError(`tensor "${name}" in ${info.file} has shape ${fmt(info.shape)}, expected ${fmt(spec.shape)} from config.json`);
+      if (!['F32', 'BF16', 'F16', 'F64'].includes(info.dtype))
+        throw new FileFormatError(`tensor "${name}" in ${info.file} has dtype ${info.dtype}; vlmkit reads F32, BF16 or F16 weights (quantized checkpoints are not supported here)`);
+      const stored: DType = info.dtype === 'BF16' ? 'bf16' : info.dtype === 'F16' ? 'f16' : 'f32';
+      const want: DType = o.dtype === 'f32' || spec.kind === 'vector' ? 'f32' : stored;
+      let t = fromRaw(ckpt.read(name), { backend: o.backend, dtype: want });
+      if (spec.loadShape) {
+        const r = reshape(t, spec.loadShape);
+        t.dispose();
+        t = r;
+      }
+      t.name = canonicalName(spec);
+      flat.set(spec.key, t);
+      named.set(canonicalName(spec), t);
+    }
+  } catch (e) {
+    for (const t of flat.values()) t.dispose();
+    throw e;
+  }
+  const g = (k: string): Tensor => {
+    const t = flat.get(k);
+    if (!t) throw new Error(`vlmkit internal: weight ${k} was not loaded`);
+    return t;
+  };
+  const opt = (k: string): Tensor | null => flat.get(k) ?? null;
+  const lin = (k: string): Linear => ({ w: g(`${k}.w`), b: opt(`${k}.b`) });
+  const norm = (k: string): Norm => ({ w: g(`${k}.w`), b: opt(`${k}.b`) });
+  const vision: VisionWeights = {
+    patch: lin('vision.patch'),
+    posEmbed: g('vision.posEmbed'),
+    layers: Array.from({ length: cfg.vision.numHiddenLayers }, (_, i) => {
+      const k = `vision.layers.${i}`;
+      return {
+        ln1: norm(`${k}.ln1`), q: lin(`${k}.q`), k: lin(`${k}.k`), v: lin(`${k}.v`), out: lin(`${k}.out`),
+        ln2: norm(`${k}.ln2`), fc1: lin(`${k}.fc1`), fc2: lin(`${k}.fc2`),
+      };
+    }),
+    post: norm('vision.post'),
+  };
+  const embed = g('text.embed');
+  const text: TextWeights = {
+    embed,
+    layers: Array.from({ length: cfg.text.numHiddenLayers }, (_, i) => {
+      const k = `text.layers.${i}`;
+      return {
+        inputNorm: g(`${k}.inputNorm`), q: lin(`${k}.q`), k: lin(`${k}.k`), v: lin(`${k}.v`), o: lin(`${k}.o`),
+        postNorm: g(`${k}.postNorm`), gate: lin(`${k}.gate`), up: lin(`${k}.up`), down: lin(`${k}.down`),
+      };
+    }),
+    norm: g('text.norm'),
+    lmHead: tied ? embed : g('lmHead'),
+    tied,
+  };
+  return { weights: { vision, connector: { proj: g('connector.proj') }, text }, named };
+}

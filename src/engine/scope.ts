@@ -41,6 +41,34 @@ export function tidy<T>(fn: () => T): T {
   return result;
 }
 
+/**
+ * tidy(fn), except that when keepAll(result) holds, every tensor made inside fn moves to the enclosing scope
+ * instead of being released: an autograd graph needs its intermediates and the side tensors its rules saved
+ * (a norm's rstd, attention's lse) until backward(). Modules use it with keepAll = "the result requires grad".
+ */
+export function tidyUnless<T>(fn: () => T, keepAll: (result: T) => boolean): T {
+  const scope = new Set<Tensor>();
+  stack.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    stack.pop();
+    for (const t of scope) t.dispose();
+    throw e;
+  }
+  stack.pop();
+  if (keepAll(result)) {
+    if (stack.length) for (const t of scope) stack[stack.length - 1].add(t);
+    return result;
+  }
+  const kept = new Set<Tensor>();
+  collect(result, kept);
+  for (const t of scope) if (!kept.has(t)) t.dispose();
+  if (stack.length) for (const t of kept) if (scope.has(t)) stack[stack.length - 1].add(t);
+  return result;
+}
+
 /** Async variant: the scope stays open across awaits (do not interleave two tidyAsync calls). */
 export async function tidyAsync<T>(fn: () => Promise<T>): Promise<T> {
   const scope = new Set<Tensor>();

@@ -1,35 +1,16 @@
 // Small helpers shared by the model families: memory scopes that stay correct under autograd, and reading small
 // integer tensors (ids, masks) on the host.
-import { type Tensor, contiguous, isGradEnabled, tidy } from '../engine/index.js';
+import { type Tensor, contiguous, isGradEnabled, tidy, tidyUnless } from '../engine/index.js';
 
 /**
- * Runs fn in a tidy scope. Without a graph (inference) every intermediate is released when fn returns. When the
- * result requires grad, the tensors its graph reaches (back to, but not past, `inputs`) move to the enclosing
- * scope instead, so a later backward() still finds them; the caller's outer tidy releases them.
+ * Runs fn in a tidy scope. Without a graph (inference, or no input requiring grad) every intermediate is released
+ * when fn returns. When the result requires grad, everything made inside (the graph's intermediates and the side
+ * tensors its rules saved) moves to the enclosing scope instead, so a later backward() finds them; the caller's
+ * outer tidy releases them. `inputs` documents what fn reads (kept for call-site clarity).
  */
-export function tidyGraph<T extends Tensor | Tensor[]>(inputs: readonly Tensor[], fn: () => T): T {
+export function tidyGraph<T extends Tensor | Tensor[]>(_inputs: readonly Tensor[], fn: () => T): T {
   if (!isGradEnabled()) return tidy(fn);
-  return tidy(() => {
-    const r = fn();
-    const outs = Array.isArray(r) ? r : [r];
-    const graph: Tensor[] = [];
-    if (outs.some((t) => t.requiresGrad)) {
-      const stop = new Set<Tensor>(inputs);
-      const seen = new Set<Tensor>();
-      const stack = outs.filter((t) => t.requiresGrad);
-      while (stack.length) {
-        const t = stack.pop()!;
-        if (seen.has(t) || stop.has(t)) continue;
-        seen.add(t);
-        graph.push(t);
-        if (t.node) for (const i of t.node.inputs) if (!seen.has(i) && !stop.has(i)) {
-          if (i.node) stack.push(i);
-          else graph.push(i); // leaves (weights live outside scopes; tidy only moves what it owns)
-        }
-      }
-    }
-    return { r, graph };
-  }).r;
+  return tidyUnless(fn, (r) => (Array.isArray(r) ? r.some((t) => t.requiresGrad) : r.requiresGrad));
 }
 
 /**

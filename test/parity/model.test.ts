@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  type Backend, type Tensor, argmax, concat, fromRaw, getBackend, noGrad, referenceBackend, slice, tensor, tidy,
+  type Backend, type Tensor, argmax, backward, concat, crossEntropy, fromRaw, getBackend, noGrad, referenceBackend, slice, storageStats, tensor, tidy,
 } from '../../src/engine/index.js';
 import '../../src/engine/backend/native/index.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
@@ -217,6 +217,52 @@ describe('KV cache', () => {
       } finally {
         disposeAll(c);
       }
+    }
+  });
+});
+
+describe('autograd through the model', () => {
+  it('smolvlm_full_ft_grads: loss and the gradient of every parameter match transformers; nothing leaks', () => {
+    // a private f32 copy: its parameters require grad
+    const m = loadModel(join(REF, 'tiny-smolvlm'), { dtype: 'f32' });
+    const c = readCase('smolvlm_full_ft_grads');
+    try {
+      const params = m.parameters();
+      for (const p of params.values()) p.requireGrad();
+      const before = storageStats().count;
+      const loss = tidy(() => {
+        const logits = m.forward({ inputIds: c.input_ids, attentionMask: c.attention_mask, pixelValues: c.pixel_values, pixelAttentionMask: c.pixel_attention_mask });
+        const T = logits.shape[1];
+        // transformers' causal LM loss: logits of 0..T-2 against labels 1..T-1, mean over labels != -100
+        const l = crossEntropy(slice(logits, 1, 0, T - 1), slice(c.labels, 1, 1, T), { ignoreIndex: -100 });
+        backward(l);
+        return l.item();
+      });
+      // every intermediate and saved tensor was released by the tidy; only the .grad of each parameter remains
+      assert.equal(storageStats().count - before, params.size, 'one gradient per parameter, no other buffer left');
+      const lr = Math.abs(loss - c.loss.item()) / Math.abs(c.loss.item());
+      console.log(`  smolvlm_full_ft_grads loss ${loss} (transformers ${c.loss.item()}, rel ${lr.toExponential(2)})`);
+      assert.ok(lr <= TOL);
+      let worst = 0, worstName = '', maxGrad = 0;
+      for (const n of params.keys()) maxGrad = Math.max(maxGrad, relErr(c['grad.' + n], c['grad.' + n]).maxRef);
+      for (const [n, p] of params) {
+        const ref = c['grad.' + n];
+        assert.ok(ref, `the fixture has a gradient for ${n}`);
+        assert.ok(p.grad, `${n} got a gradient`);
+        const e = relErr(p.grad!, ref);
+        if (n.includes('self_attn.k_proj.bias')) {
+          // softmax ignores a per-query constant: this gradient is zero up to rounding in both implementations
+          assert.ok(e.abs <= 1e-6 * maxGrad, `${n}: |grad| ${e.abs} should be ~0`);
+          continue;
+        }
+        if (e.rel > worst) { worst = e.rel; worstName = n; }
+        assert.ok(e.rel <= 1e-3, `${n}: gradient differs by ${e.rel}`);
+      }
+      console.log(`  smolvlm_full_ft_grads worst gradient max|diff|/max|ref| = ${worst.toExponential(2)} (${worstName}) over ${params.size} parameters`);
+    } finally {
+      disposeAll(c);
+      for (const p of m.parameters().values()) { p.grad?.dispose(); p.grad = null; }
+      m.dispose();
     }
   });
 });

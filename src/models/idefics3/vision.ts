@@ -120,7 +120,7 @@ export class VisionTransformer {
       // conv with stride = kernel = p: unfold into [N, hp·wp, C·p·p] in the weight's (c, ky, kx) order
       const u = reshape(pixels, [N, C, hp, p, wp, p]);
       const patches = reshape(contiguous(permute(u, [0, 2, 4, 1, 3, 5])), [N, hp * wp, C * p * p]);
-      const x = lin(patches, this.w.patch);
+      const x = linear(patches, reshape(this.w.patch.w, [this.cfg.hiddenSize, C * p * p]), this.w.patch.b ?? undefined);
       const ids = tensor(visionPositionIds(mask, patchesPerSide), [N, hp * wp], { dtype: 'i32', backend: pixels.backend });
       return add(x, embedding(this.w.posEmbed, ids));
     });

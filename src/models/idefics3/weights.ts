@@ -5,13 +5,13 @@
 // tied to embed_tokens when the config says so or when the checkpoint has no lm_head.weight.
 import type { Backend } from '../../engine/backend/backend.js';
 import type { DType } from '../../engine/dtype.js';
-import { type Tensor, fromRaw, reshape } from '../../engine/index.js';
+import { type Tensor, fromRaw } from '../../engine/index.js';
 import { FileFormatError } from '../../errors.js';
 import type { Checkpoint } from '../../io/checkpoint.js';
 import type { Idefics3Config } from './config.js';
 
 /**
- * How a tensor is stored after loading. 'matrix': weights of a linear (or the patch conv, flattened to [D, C·p·p]);
+ * How a tensor is stored after loading. 'matrix': weights of a linear (and the patch conv [D, C, p, p]);
  * kept in their stored dtype (f32/bf16/f16) unless dtype 'f32' is asked. 'table': the token embedding, read by
  * row; same rule (a tied lm_head reads it as a matrix). 'vector': norms, biases, position embeddings: always f32.
  */
@@ -24,8 +24,6 @@ export interface WeightSpec {
   hf: string;
   /** expected shape as stored */
   shape: number[];
-  /** shape after loading (the patch conv is flattened); defaults to shape */
-  loadShape?: number[];
   kind: WeightKind;
 }
 
@@ -49,7 +47,7 @@ export interface VisionLayerWeights {
   fc2: Linear;
 }
 export interface VisionWeights {
-  /** [D, C·p·p] and bias [D] */
+  /** the patch conv [D, C, p, p] (read as a [D, C·p·p] linear) and its bias [D] */
   patch: Linear;
   /** [num_patches, D] */
   posEmbed: Tensor;
@@ -90,7 +88,7 @@ export function idefics3WeightSpecs(cfg: Idefics3Config): WeightSpec[] {
   const v = cfg.vision, t = cfg.text;
   const out: WeightSpec[] = [];
   const D = v.hiddenSize, p = v.patchSize, C = v.numChannels;
-  out.push({ key: 'vision.patch.w', hf: 'vision_model.embeddings.patch_embedding.weight', shape: [D, C, p, p], loadShape: [D, C * p * p], kind: 'matrix' });
+  out.push({ key: 'vision.patch.w', hf: 'vision_model.embeddings.patch_embedding.weight', shape: [D, C, p, p], kind: 'matrix' });
   out.push({ key: 'vision.patch.b', hf: 'vision_model.embeddings.patch_embedding.bias', shape: [D], kind: 'vector' });
   out.push({ key: 'vision.posEmbed', hf: 'vision_model.embeddings.position_embedding.weight', shape: [v.patchesPerSide ** 2, D], kind: 'vector' });
   for (let i = 0; i < v.numHiddenLayers; i++) {
@@ -186,12 +184,7 @@ export function loadIdefics3Weights(ckpt: Checkpoint, cfg: Idefics3Config, o: Lo
         throw new FileFormatError(`tensor "${name}" in ${info.file} has dtype ${info.dtype}; vlmkit reads F32, BF16 or F16 weights (quantized checkpoints are not supported here)`);
       const stored: DType = info.dtype === 'BF16' ? 'bf16' : info.dtype === 'F16' ? 'f16' : 'f32';
       const want: DType = o.dtype === 'f32' || spec.kind === 'vector' ? 'f32' : stored;
-      let t = fromRaw(ckpt.read(name), { backend: o.backend, dtype: want });
-      if (spec.loadShape) {
-        const r = reshape(t, spec.loadShape);
-        t.dispose();
-        t = r;
-      }
+      const t = fromRaw(ckpt.read(name), { backend: o.backend, dtype: want });
       t.name = canonicalName(spec);
       flat.set(spec.key, t);
       named.set(canonicalName(spec), t);

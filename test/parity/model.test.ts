@@ -221,6 +221,46 @@ describe('KV cache', () => {
   });
 });
 
+describe('KV cache rows', () => {
+  it('keepRows drops finished rows: the kept row decodes as before', () => {
+    const m = model('idefics3');
+    const c = readCase('idefics3_batch_leftpad');
+    try {
+      noGrad(() => tidy(() => {
+        const [B, T] = c.input_ids.shape;
+        const S = c.generate.shape[1];
+        const want = c.generate.toArray().slice(S, 2 * S);
+        const cache = m.createCache(B, T + S);
+        const maskArr = Int32Array.from(c.attention_mask.toArray());
+        const pos = tensor(positionsFromAttentionMask(maskArr, B, T), [B, T], { dtype: 'i32', backend: nat });
+        let logits = m.prefill({ inputIds: c.input_ids, attentionMask: c.attention_mask, pixelValues: c.pixel_values, pixelAttentionMask: c.pixel_attention_mask, positionIds: pos }, cache);
+        // row 0 "finishes" after the prefill: keep row 1 only
+        let tok = argmax(logits, -1).toArray()[1];
+        cache.keepRows([1]);
+        assert.equal(cache.batch, 1);
+        const got = [tok];
+        const mask1 = Array.from(maskArr.slice(T, 2 * T));
+        for (let s = 1; s < S; s++) {
+          mask1.push(1);
+          const len = mask1.length;
+          const p = positionsFromAttentionMask(mask1, 1, len, 1);
+          logits = m.step({
+            inputIds: tensor([tok], [1, 1], { dtype: 'i32', backend: nat }),
+            positionIds: tensor(p, [1, 1], { dtype: 'i32', backend: nat }),
+            attentionMask: tensor(mask1, [1, len], { dtype: 'i32', backend: nat }),
+          }, cache);
+          tok = argmax(logits, -1).toArray()[0];
+          got.push(tok);
+        }
+        assert.deepEqual(got, want);
+        cache.dispose();
+      }));
+    } finally {
+      disposeAll(c);
+    }
+  });
+});
+
 describe('autograd through the model', () => {
   it('smolvlm_full_ft_grads: loss and the gradient of every parameter match transformers; nothing leaks', () => {
     // a private f32 copy: its parameters require grad

@@ -11,7 +11,9 @@ import {
   decodeImage,
   loadImage,
   loadImageProcessorConfig,
+  longestEdgeSize,
   processImages,
+  visionEncoderSize,
   type AlphaMode,
   type ImageProcessorConfig,
   type RgbImage,
@@ -167,7 +169,7 @@ export class Processor {
   encodeDecoded(samples: readonly (ProcessorSample & { images?: readonly RgbImage[] })[], opts: EncodeOptions = {}): EncodedBatch {
     if (samples.length === 0) throw mediaError('nothing to encode: the batch is empty');
     const where = (i: number) => (samples.length > 1 ? `batch sample ${i}: ` : '');
-    samples.forEach((s, i) => this.checkMediaCount(s, where(i)));
+    samples.forEach((s, i) => checkMediaCount(s, where(i)));
     const split = opts.doImageSplitting ?? this.options.doImageSplitting;
     const cfg = split === undefined ? this.imageConfig : { ...this.imageConfig, doImageSplitting: split };
     const anyImages = samples.some((s) => (s.images?.length ?? 0) > 0);
@@ -227,29 +229,44 @@ export class Processor {
     }
     return out;
   }
+}
 
-  /** Placeholders (image parts, or `<image>` in a rendered text) must match the images given, one for one. */
-  private checkMediaCount(s: ProcessorSample, where: string): void {
-    const given = s.images?.length ?? 0;
-    let placeholders: number;
-    let what: string;
-    if (s.messages !== undefined) {
-      placeholders = countMedia(s.messages).images;
-      // a text part may also carry <image> markers
-      for (const m of s.messages) {
-        if (typeof m.content === 'string') placeholders += countToken(m.content, IMAGE_TOKEN);
-        else for (const p of m.content) if (p.type === 'text') placeholders += countToken((p as { text: string }).text, IMAGE_TOKEN);
-      }
-      what = ' ({type:"image"} parts and <image> markers)';
-    } else {
-      placeholders = countToken(s.text ?? '', IMAGE_TOKEN);
-      what = ` (${IMAGE_TOKEN})`;
+/** Placeholders (image parts, or `<image>` in a rendered text) must match the images given, one for one. */
+export function checkMediaCount(s: ProcessorSample, where = ''): void {
+  const given = s.images?.length ?? 0;
+  let placeholders: number;
+  let what: string;
+  if (s.messages !== undefined) {
+    placeholders = countMedia(s.messages).images;
+    // a text part may also carry <image> markers
+    for (const m of s.messages) {
+      if (typeof m.content === 'string') placeholders += countToken(m.content, IMAGE_TOKEN);
+      else for (const p of m.content) if (p.type === 'text') placeholders += countToken((p as { text: string }).text, IMAGE_TOKEN);
     }
-    if (placeholders !== given) {
-      throw mediaError(
-        `${where}the prompt has ${plural(placeholders, 'image placeholder')}${what} but ${plural(given, 'image')} ${given === 1 ? 'was' : 'were'} given; ` +
-          `pass exactly one image per placeholder (add or remove images, or ${IMAGE_TOKEN} markers in the prompt)`,
-      );
-    }
+    what = ' ({type:"image"} parts and <image> markers)';
+  } else {
+    placeholders = countToken(s.text ?? '', IMAGE_TOKEN);
+    what = ` (${IMAGE_TOKEN})`;
   }
+  if (placeholders !== given) {
+    throw mediaError(
+      `${where}the prompt has ${plural(placeholders, 'image placeholder')}${what} but ${plural(given, 'image')} ${given === 1 ? 'was' : 'were'} given; ` +
+        `pass exactly one image per placeholder (add or remove images, or ${IMAGE_TOKEN} markers in the prompt)`,
+    );
+  }
+}
+
+/**
+ * The split grid the image processor gives an image of width x height (no pixels needed): rows x cols tiles plus
+ * the global image, or 0 x 0 for a single tile.
+ */
+export function imageGridForSize(width: number, height: number, cfg: ImageProcessorConfig): ImageGrid {
+  let h = height;
+  let w = width;
+  if (cfg.doResize) [h, w] = longestEdgeSize(h, w, cfg.longestEdge);
+  if (!cfg.doImageSplitting) return { rows: 0, cols: 0 };
+  const m = cfg.maxImageSize;
+  [h, w] = visionEncoderSize(h, w, m);
+  if (h <= m && w <= m) return { rows: 0, cols: 0 };
+  return { rows: Math.floor((h - m) / m) + 1, cols: Math.floor((w - m) / m) + 1 };
 }

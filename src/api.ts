@@ -1,0 +1,221 @@
+// The library API: load a SmolVLM / Idefics3 checkpoint directory once, then build inputs, run the forward,
+// generate (text, token ids, timings) or stream text pieces as they are made.
+//
+//   const vlm = await loadVlm('SmolVLM-256M-Instruct');
+//   const { text, timings } = await vlm.generate('What is in this image?', ['photo.jpg'], { maxNewTokens: 64 });
+//   for await (const piece of vlm.stream('Describe it.', ['photo.jpg'])) process.stdout.write(piece);
+import { noGrad } from './engine/autograd.js';
+import type { Tensor } from './engine/tensor.js';
+import { VlmkitError } from './errors.js';
+import { generateStream, type GenerateOptions, type GenerationOutput } from './generate/generate.js';
+import { loadGenerationConfig, type GenerationConfig } from './generate/stopping.js';
+import type { FinishReason, GenerationTimings, ModelInputs } from './generate/types.js';
+import { loadIdefics3Config, loadModel, type Idefics3Config, type Idefics3Model } from './models/idefics3/index.js';
+import type { ChatMessage } from './processing/chat-template.js';
+import { Processor, userMessage, type EncodedBatch, type ImageInput, type ProcessorSample } from './processing/processor.js';
+import type { AlphaMode } from './processing/image.js';
+import type { Tokenizer } from './processing/tokenizer.js';
+
+/** A question (becomes one user turn, images first), a conversation, or an already rendered prompt. */
+export type PromptInput = string | readonly ChatMessage[] | { text: string };
+
+export interface LoadVlmOptions {
+  /** 'f32': every weight in f32 (parity, training). Default: weights stay in their stored dtype (bf16 etc.). */
+  dtype?: 'f32';
+  /** how transparent images become RGB: 'drop' (transformers 5.x, default) or 'white' (4.x) */
+  alpha?: AlphaMode;
+  /** override the checkpoint's do_image_splitting */
+  doImageSplitting?: boolean;
+}
+
+export interface VlmGenerateOptions extends GenerateOptions {
+  /** split images into tiles for this call (default: the checkpoint's setting) */
+  doImageSplitting?: boolean;
+}
+
+export interface GenerateResult {
+  text: string;
+  tokenIds: number[];
+  finishReason: FinishReason;
+  /** tokens of the (unpadded) prompt */
+  promptTokens: number;
+  timings: GenerationTimings;
+}
+
+/** An async iterator of text pieces; `result` settles when the iteration ends. */
+export interface TextStream extends AsyncIterable<string> {
+  readonly result: Promise<GenerateResult>;
+}
+
+export interface BatchItem {
+  prompt: PromptInput;
+  images?: readonly ImageInput[];
+}
+
+export interface Vlm {
+  readonly dir: string;
+  readonly config: Idefics3Config;
+  readonly model: Idefics3Model;
+  readonly processor: Processor;
+  readonly tokenizer: Tokenizer;
+  readonly generationConfig: GenerationConfig;
+  /** the ids that end an answer by default: generation_config's eos, the tokenizer's eos and <end_of_utterance> */
+  readonly eosTokenIds: readonly number[];
+  /** Model inputs for one prompt (left-padded batch of one); dispose() them when done. */
+  encode(prompt: PromptInput, images?: readonly ImageInput[], opts?: { doImageSplitting?: boolean; addGenerationPrompt?: boolean }): Promise<EncodedBatch>;
+  /** Logits [B, T, V] for every position (the caller disposes them). */
+  forward(inputs: ModelInputs): Tensor;
+  generate(prompt: PromptInput, images?: readonly ImageInput[], opts?: VlmGenerateOptions): Promise<GenerateResult>;
+  /** Several prompts, each with its own images, generated together (left padding; finished rows leave the batch). */
+  generateBatch(items: readonly BatchItem[], opts?: VlmGenerateOptions): Promise<GenerateResult[]>;
+  stream(prompt: PromptInput, images?: readonly ImageInput[], opts?: VlmGenerateOptions): TextStream;
+  dispose(): void;
+}
+
+/** A prompt as a processor sample. */
+export function toSample(prompt: PromptInput, images: readonly ImageInput[] = []): ProcessorSample {
+  if (typeof prompt === 'string') return { messages: [userMessage(prompt, images.length)], images };
+  if (Array.isArray(prompt)) return { messages: prompt as readonly ChatMessage[], images };
+  const text = (prompt as { text?: unknown }).text;
+  if (typeof text === 'string') return { text, images };
+  throw new VlmkitError('E_PROMPT', 'a prompt must be a string, a list of chat messages or {text: "<rendered prompt>"}');
+}
+
+/**
+ * Generation settings: the caller's, else generation_config.json's (as transformers takes them). A temperature > 0
+ * from the caller turns sampling on; 0 means greedy.
+ */
+export function resolveGenerateOptions(gen: GenerationConfig, o: GenerateOptions, eosTokenIds: readonly number[]): GenerateOptions {
+  const doSample = o.doSample ?? (o.temperature !== undefined ? o.temperature > 0 : gen.doSample ?? false);
+  const pick = <T>(mine: T | undefined, theirs: T | undefined): T | undefined => mine ?? (doSample ? theirs : undefined);
+  return {
+    ...o,
+    doSample,
+    temperature: doSample ? (o.temperature ?? gen.temperature ?? 1) : undefined,
+    topK: pick(o.topK, gen.topK),
+    topP: pick(o.topP, gen.topP),
+    repetitionPenalty: o.repetitionPenalty ?? gen.repetitionPenalty,
+    maxNewTokens: o.maxNewTokens ?? gen.maxNewTokens ?? 256,
+    eosTokenIds: o.eosTokenIds ?? eosTokenIds,
+  };
+}
+
+function rowResult(out: GenerationOutput, row: number, promptTokens: number): GenerateResult {
+  const r = out.rows[row]!;
+  return { text: r.text, tokenIds: r.tokenIds, finishReason: r.finishReason, promptTokens, timings: out.timings };
+}
+
+class VlmImpl implements Vlm {
+  readonly dir: string;
+  readonly config: Idefics3Config;
+  readonly model: Idefics3Model;
+  readonly processor: Processor;
+  readonly generationConfig: GenerationConfig;
+  readonly eosTokenIds: readonly number[];
+
+  constructor(dir: string, config: Idefics3Config, model: Idefics3Model, processor: Processor, gen: GenerationConfig) {
+    this.dir = dir;
+    this.config = config;
+    this.model = model;
+    this.processor = processor;
+    this.generationConfig = gen;
+    const eos = new Set<number>(gen.eosTokenIds);
+    const tok = processor.tokenizer;
+    if (tok.specialIds.eos !== null) eos.add(tok.specialIds.eos);
+    if (tok.specialIds.endOfUtterance !== null) eos.add(tok.specialIds.endOfUtterance);
+    this.eosTokenIds = [...eos];
+  }
+
+  get tokenizer(): Tokenizer {
+    return this.processor.tokenizer;
+  }
+
+  encode(prompt: PromptInput, images: readonly ImageInput[] = [], opts: { doImageSplitting?: boolean; addGenerationPrompt?: boolean } = {}): Promise<EncodedBatch> {
+    return this.processor.encode(toSample(prompt, images), opts);
+  }
+
+  forward(inputs: ModelInputs): Tensor {
+    return noGrad(() =>
+      this.model.forward({
+        inputIds: inputs.inputIds,
+        attentionMask: inputs.attentionMask,
+        pixelValues: inputs.pixelValues ?? null,
+        pixelAttentionMask: inputs.pixelAttentionMask ?? null,
+      }),
+    );
+  }
+
+  private async *events(items: readonly BatchItem[], opts: VlmGenerateOptions) {
+    const enc = await this.processor.encodeBatch(
+      items.map((it) => toSample(it.prompt, it.images ?? [])),
+      { padding: 'left', doImageSplitting: opts.doImageSplitting },
+    );
+    try {
+      const o = resolveGenerateOptions(this.generationConfig, opts, this.eosTokenIds);
+      const out: GenerationOutput = yield* generateStream(this.model, enc, { ...o, tokenizer: this.tokenizer });
+      return { out, promptTokens: enc.prompts.map((p) => p.inputIds.length) };
+    } finally {
+      enc.dispose();
+    }
+  }
+
+  async generate(prompt: PromptInput, images: readonly ImageInput[] = [], opts: VlmGenerateOptions = {}): Promise<GenerateResult> {
+    return (await this.generateBatch([{ prompt, images }], opts))[0]!;
+  }
+
+  async generateBatch(items: readonly BatchItem[], opts: VlmGenerateOptions = {}): Promise<GenerateResult[]> {
+    if (items.length === 0) return [];
+    const it = this.events(items, opts);
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return r.value.out.rows.map((_, i) => rowResult(r.value.out, i, r.value.promptTokens[i]!));
+    }
+  }
+
+  stream(prompt: PromptInput, images: readonly ImageInput[] = [], opts: VlmGenerateOptions = {}): TextStream {
+    let settle!: { resolve: (r: GenerateResult) => void; reject: (e: unknown) => void };
+    const result = new Promise<GenerateResult>((resolve, reject) => (settle = { resolve, reject }));
+    result.catch(() => undefined); // a caller that only iterates must not see an unhandled rejection
+    let settled = false;
+    const self = this;
+    async function* pieces(): AsyncGenerator<string, void, undefined> {
+      try {
+        const it = self.events([{ prompt, images }], opts);
+        for (;;) {
+          const r = await it.next();
+          if (r.done) {
+            settled = true;
+            settle.resolve(rowResult(r.value.out, 0, r.value.promptTokens[0]!));
+            return;
+          }
+          if (r.value.text) yield r.value.text;
+        }
+      } catch (e) {
+        settled = true;
+        settle.reject(e);
+        throw e;
+      } finally {
+        if (!settled) settle.reject(new VlmkitError('E_ABORTED', 'the stream was closed before generation finished'));
+      }
+    }
+    const gen = pieces();
+    return { [Symbol.asyncIterator]: () => gen, result };
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+/** Loads a SmolVLM / Idefics3 checkpoint directory: config, tokenizer, chat template, image processor, weights. */
+export async function loadVlm(dir: string, opts: LoadVlmOptions = {}): Promise<Vlm> {
+  const config = loadIdefics3Config(dir); // clear errors for a missing dir / unsupported model_type first
+  const processor = Processor.fromDir(dir, {
+    alpha: opts.alpha,
+    doImageSplitting: opts.doImageSplitting,
+    maxLength: config.text.maxPositionEmbeddings,
+  });
+  const gen = loadGenerationConfig(dir);
+  const model = loadModel(dir, { dtype: opts.dtype });
+  return new VlmImpl(dir, config, model, processor, gen);
+}

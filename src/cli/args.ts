@@ -1,0 +1,87 @@
+// Command-line arguments -> typed options (node:util parseArgs). A bad flag or value is a VlmkitError ('E_ARGS')
+// that names the flag and says what it takes.
+import { VlmkitError } from '../errors.js';
+import type { VlmGenerateOptions } from '../api.js';
+
+export function argError(message: string): VlmkitError {
+  return new VlmkitError('E_ARGS', message);
+}
+
+/** Runs a parseArgs call, turning its errors into ours with `usage` appended. */
+export function parsing<T>(usage: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw argError(`${(e as Error).message.replace(/\.$/, '')}\n${usage}`);
+  }
+}
+
+function num(flag: string, v: string | undefined, ok: (x: number) => boolean, want: string): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (v.trim() === '' || !Number.isFinite(x) || !ok(x)) throw argError(`--${flag} takes ${want}, got ${JSON.stringify(v)}`);
+  return x;
+}
+
+export const GENERATION_FLAGS = {
+  'max-new-tokens': { type: 'string' },
+  temperature: { type: 'string' },
+  'top-p': { type: 'string' },
+  'top-k': { type: 'string' },
+  seed: { type: 'string' },
+  'repetition-penalty': { type: 'string' },
+  stop: { type: 'string', multiple: true },
+  'no-split': { type: 'boolean' },
+} as const;
+
+export const GENERATION_USAGE = `generation options:
+  --max-new-tokens N        answer length limit (default: generation_config.json's, else 256)
+  --temperature T           0 = greedy (default); > 0 samples
+  --top-k K                 keep the K most likely tokens when sampling (0 = off)
+  --top-p P                 nucleus sampling mass in (0, 1] (1 = off)
+  --repetition-penalty R    > 1 discourages repeating tokens (1 = off)
+  --seed S                  sampling seed (default 0)
+  --stop TEXT               stop when the answer contains TEXT (repeatable)
+  --no-split                do not split images into tiles (fewer tokens, less detail)`;
+
+export interface GenerationFlagValues {
+  'max-new-tokens'?: string;
+  temperature?: string;
+  'top-p'?: string;
+  'top-k'?: string;
+  seed?: string;
+  'repetition-penalty'?: string;
+  stop?: string[];
+  'no-split'?: boolean;
+}
+
+export function generationOptions(v: GenerationFlagValues): VlmGenerateOptions {
+  const o: VlmGenerateOptions = {};
+  const set = <K extends keyof VlmGenerateOptions>(k: K, x: VlmGenerateOptions[K] | undefined) => {
+    if (x !== undefined) o[k] = x;
+  };
+  set('maxNewTokens', num('max-new-tokens', v['max-new-tokens'], (x) => Number.isInteger(x) && x >= 1, 'an integer >= 1'));
+  set('temperature', num('temperature', v.temperature, (x) => x >= 0, 'a number >= 0'));
+  set('topP', num('top-p', v['top-p'], (x) => x > 0 && x <= 1, 'a number in (0, 1]'));
+  set('topK', num('top-k', v['top-k'], (x) => Number.isInteger(x) && x >= 0, 'an integer >= 0'));
+  set('seed', num('seed', v.seed, (x) => Number.isInteger(x), 'an integer'));
+  set('repetitionPenalty', num('repetition-penalty', v['repetition-penalty'], (x) => x > 0, 'a number > 0'));
+  if (v.stop?.length) o.stopStrings = v.stop;
+  if (v['no-split']) o.doImageSplitting = false;
+  return o;
+}
+
+/** "640x480" -> [640, 480] */
+export function parseSize(s: string): [number, number] {
+  const m = /^(\d+)\s*[xX×]\s*(\d+)$/.exec(s.trim());
+  const w = m ? Number(m[1]) : NaN;
+  const h = m ? Number(m[2]) : NaN;
+  if (!m || w < 1 || h < 1) throw argError(`--size takes WIDTHxHEIGHT in pixels, e.g. 1024x768; got ${JSON.stringify(s)}`);
+  return [w, h];
+}
+
+/** The model directory from --model, or a clear error. */
+export function requireModel(v: { model?: string }, usage: string): string {
+  if (!v.model) throw argError(`--model <dir> is required: the folder of a SmolVLM / Idefics3 checkpoint\n${usage}`);
+  return v.model;
+}

@@ -1,0 +1,104 @@
+// `vlmkit chat`: a multi-turn conversation in the terminal. Each line you type is a user turn; the answer streams
+// back. /image PATH attaches an image to your next message, /reset forgets the conversation, /exit (or Ctrl-D)
+// leaves. Ctrl-C stops an answer that is being written. Piped input works too (one turn per line).
+import { parseArgs } from 'node:util';
+import { createInterface } from 'node:readline';
+import type { ChatMessage } from '../processing/chat-template.js';
+import type { RgbImage } from '../processing/image.js';
+import { loadImage } from '../processing/image.js';
+import { userMessage } from '../processing/processor.js';
+import { loadIdefics3Config } from '../models/idefics3/config.js';
+import { VlmkitError } from '../errors.js';
+import { GENERATION_FLAGS, GENERATION_USAGE, generationOptions, parsing, requireModel } from './args.js';
+import { leadingTrimmer, timingLine } from './format.js';
+import { type CliIo, status, write } from './io.js';
+import { loadImages } from './ask.js';
+
+export const CHAT_USAGE = `usage: vlmkit chat --model <dir> [--image <path>]... [--system "<text>"] [options]
+  --image PATH    attach images to your first message
+  --system TEXT   a system message
+  --f32           load every weight as f32
+${GENERATION_USAGE}
+In the chat: /image PATH attaches an image to your next message, /reset starts over, /exit leaves.`;
+
+const HELP = '/image PATH  attach an image to your next message · /reset  start over · /exit  leave';
+
+export async function chat(argv: string[], io: CliIo): Promise<number> {
+  const { values } = parsing(CHAT_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, system: { type: 'string' }, f32: { type: 'boolean' }, ...GENERATION_FLAGS }, allowPositionals: true, strict: true }));
+  const dir = requireModel(values, CHAT_USAGE);
+  const gen = generationOptions(values);
+  loadIdefics3Config(dir);
+  let pending: RgbImage[] = await loadImages(values.image ?? []);
+  status(io, `loading ${dir} ...`);
+  const { loadVlm } = await import('../api.js');
+  const vlm = await loadVlm(dir, { dtype: values.f32 ? 'f32' : undefined });
+  const tty = io.stdin.isTTY === true && io.stdout.isTTY === true;
+  const rl = createInterface({ input: io.stdin, output: tty ? io.stdout : undefined, terminal: tty, prompt: 'you> ' });
+  const start = (): ChatMessage[] => (values.system ? [{ role: 'system', content: [{ type: 'text', text: values.system }] }] : []);
+  let history = start();
+  let images: RgbImage[] = [];
+  let current: AbortController | null = null;
+  rl.on('SIGINT', () => {
+    if (current) current.abort();
+    else rl.close();
+  });
+  if (tty) io.stdout.write(`${HELP}\n`);
+  const say = (s: string) => (tty ? io.stderr.write(`\x1b[2m${s}\x1b[0m\n`) : io.stderr.write(s + '\n'));
+  try {
+    if (tty) rl.prompt();
+    for await (const raw of rl) {
+      const line = raw.trim();
+      if (!line) {
+        if (tty) rl.prompt();
+        continue;
+      }
+      if (line === '/exit' || line === '/quit') break;
+      if (line === '/help') {
+        say(HELP);
+      } else if (line === '/reset') {
+        history = start();
+        images = [];
+        pending = [];
+        say('(conversation cleared)');
+      } else if (line.startsWith('/image')) {
+        const path = line.slice('/image'.length).trim();
+        try {
+          if (!path) throw new VlmkitError('E_ARGS', 'usage: /image PATH');
+          pending.push(await loadImage(path));
+          say(`(image ${path} attached to your next message)`);
+        } catch (e) {
+          if (!(e instanceof VlmkitError)) throw e;
+          say(`error: ${e.message}`);
+        }
+      } else {
+        const turn = userMessage(line, pending.length);
+        const msgs = [...history, turn];
+        const imgs = [...images, ...pending];
+        current = new AbortController();
+        try {
+          const stream = vlm.stream(msgs, imgs, { ...gen, signal: current.signal });
+          const trim = leadingTrimmer();
+          if (tty) io.stdout.write('vlm> ');
+          for await (const piece of stream) await write(io.stdout, trim(piece));
+          const r = await stream.result;
+          await write(io.stdout, '\n');
+          history = [...msgs, { role: 'assistant', content: [{ type: 'text', text: r.text.trim() }] }];
+          images = imgs;
+          pending = [];
+          if (tty) say(timingLine(r.timings, r.finishReason));
+        } catch (e) {
+          if (!(e instanceof VlmkitError)) throw e;
+          await write(io.stdout, '\n');
+          say(`error: ${e.message}`);
+        } finally {
+          current = null;
+        }
+      }
+      if (tty) rl.prompt();
+    }
+  } finally {
+    rl.close();
+    vlm.dispose();
+  }
+  return 0;
+}

@@ -1,0 +1,79 @@
+// The `vlmkit` command: subcommand dispatch and the one place errors become exit codes. A VlmkitError (bad input
+// a user can fix) prints its one-line message and exits 1; anything else prints its message and exits 2
+// (set VLMKIT_DEBUG=1 for the stack).
+import { readFileSync } from 'node:fs';
+import { VlmkitError } from '../errors.js';
+import { ask, ASK_USAGE } from './ask.js';
+import { chat, CHAT_USAGE } from './chat.js';
+import { info, INFO_USAGE } from './info.js';
+import { processIo, type CliIo } from './io.js';
+import { tokens, TOKENS_USAGE } from './tokens.js';
+
+const USAGE = `usage: vlmkit <command> [options]
+
+commands:
+  ask      answer one question about images          vlmkit ask --model DIR --image photo.jpg "What is in this image?"
+  chat     talk about images in the terminal          vlmkit chat --model DIR --image photo.jpg
+  tokens   show the expanded prompt and its token ids vlmkit tokens --model DIR --image photo.jpg "Describe it"
+  info     describe a checkpoint                      vlmkit info DIR --size 1024x768
+
+vlmkit <command> --help shows a command's options.`;
+
+const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<number>; usage: string }> = {
+  ask: { run: ask, usage: ASK_USAGE },
+  chat: { run: chat, usage: CHAT_USAGE },
+  tokens: { run: tokens, usage: TOKENS_USAGE },
+  info: { run: info, usage: INFO_USAGE },
+};
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** One line, no stack: the message's first line for a user error. */
+function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+export async function run(argv: string[], io: CliIo = processIo()): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+      io.stdout.write(USAGE + '\n');
+      return cmd ? 0 : 1;
+    }
+    if (cmd === '--version' || cmd === '-v') {
+      io.stdout.write(version() + '\n');
+      return 0;
+    }
+    const c = COMMANDS[cmd];
+    if (!c) throw new VlmkitError('E_ARGS', `unknown command "${cmd}"; the commands are ${Object.keys(COMMANDS).join(', ')} (vlmkit --help)`);
+    if (rest.includes('--help') || rest.includes('-h')) {
+      io.stdout.write(c.usage + '\n');
+      return 0;
+    }
+    return await c.run(rest, io);
+  } catch (e) {
+    if (e instanceof VlmkitError) {
+      // usage text after the first line is for --help; the error itself is one line
+      const [first] = e.message.split('\n');
+      io.stderr.write(`vlmkit: ${oneLine(first ?? e.message)}\n`);
+      return 1;
+    }
+    const err = e as Error;
+    io.stderr.write(`vlmkit: unexpected error: ${oneLine(err?.message ?? String(e))}\n`);
+    if (process.env.VLMKIT_DEBUG) io.stderr.write(`${err?.stack ?? ''}\n`);
+    return 2;
+  }
+}
+
+// Run when executed directly (node dist/cli/main.js ..., tsx src/cli/main.ts ...).
+const self = process.argv[1] ? new URL(`file://${process.argv[1]}`).href : '';
+if (self && (import.meta.url === self || import.meta.url === self.replace(/\.js$/, '.ts'))) {
+  process.exitCode = await run(process.argv.slice(2));
+}

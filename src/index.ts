@@ -1,0 +1,30 @@
+// vlmkit's public API: the engine (tensors, ops, autograd, backends), the library API for SmolVLM / Idefics3
+// (loadVlm), and the pieces it is made of (processor, generation, models, checkpoints) for callers that need them.
+export * from './engine/index.js';
+export { VlmkitError, ShapeError, FileFormatError } from './errors.js';
+export {
+  loadVlm,
+  toSample,
+  resolveGenerateOptions,
+  type Vlm,
+  type LoadVlmOptions,
+  type PromptInput,
+  type VlmGenerateOptions,
+  type GenerateResult,
+  type TextStream,
+  type BatchItem,
+} from './api.js';
+export { Processor, userMessage, type ImageInput, type ProcessorSample, type EncodedBatch, type ProcessorOptions, type EncodeOptions } from './processing/processor.js';
+export { Tokenizer, StreamDecoder } from './processing/tokenizer.js';
+export { ChatTemplate, type ChatMessage, type ContentPart } from './processing/chat-template.js';
+export { PromptBuilder, buildPrompt, buildPromptBatch, padBatch, padLeft, padRight, type BuiltPrompt, type ImageGrid } from './processing/prompt.js';
+export { loadImage, decodeImage, processImages, loadImageProcessorConfig, type RgbImage, type ImageProcessorConfig } from './processing/image.js';
+export { generate, generateStream, positionIdsFromMask, type GenerateOptions, type GenerationEvent, type GenerationOutput, type RowResult } from './generate/generate.js';
+export { resolveSampling, processLogits, applyRepetitionPenalty, applyTemperature, applyTopK, applyTopP, applyMinNewTokens, type SamplingOptions } from './generate/logits.js';
+export { argmax as argmaxScores, sampleMultinomial, greedySampler, multinomialSampler, type Sampler } from './generate/sampling.js';
+export { loadGenerationConfig, StopStringMatcher, type GenerationConfig } from './generate/stopping.js';
+export { noCacheLM } from './generate/no-cache.js';
+export type { CausalLM, KVCache, ModelInputs, PrefillInputs, StepInputs, FinishReason, GenerationTimings } from './generate/types.js';
+export { loadModel, loadIdefics3Config, Idefics3Model, SUPPORTED_MODEL_TYPES, type Idefics3Config } from './models/idefics3/index.js';
+export { Checkpoint } from './io/checkpoint.js';
+export { SafetensorsFile } from './io/safetensors.js';

@@ -1,6 +1,6 @@
 // Small helpers shared by the model families: memory scopes that stay correct under autograd, and reading small
 // integer tensors (ids, masks) on the host.
-import { type Tensor, contiguous, isGradEnabled, tidy, tidyUnless } from '../engine/index.js';
+import { type Tensor, add, contiguous, isGradEnabled, linear, mul, tidy, tidyUnless } from '../engine/index.js';
 
 /**
  * Runs fn in a tidy scope. Without a graph (inference, or no input requiring grad) every intermediate is released
@@ -38,4 +38,31 @@ export function hostInts(t: Tensor): Int32Array {
   } finally {
     if (c !== t) c.dispose();
   }
+}
+
+/** A low-rank adapter on a linear (LoRA): y += scale · (x Aᵀ) Bᵀ, A [r, K], B [N, r]. */
+export interface LowRankAdapter {
+  a: Tensor;
+  b: Tensor;
+  scale: number;
+  /** false skips it (e.g. the reference model of DPO = the base with its adapter disabled); default true */
+  enabled?: boolean;
+}
+
+/** A linear layer's parameters: w [N, K] (f32/bf16/f16), optional bias [N], optional adapters. */
+export interface Linear {
+  w: Tensor;
+  b: Tensor | null;
+  adapters?: LowRankAdapter[];
+}
+
+/** x [..., K] -> [..., N]: x wᵀ + b, plus every enabled adapter's scale · (x Aᵀ) Bᵀ. */
+export function applyLinear(x: Tensor, l: Linear): Tensor {
+  let y = linear(x, l.w, l.b ?? undefined);
+  if (l.adapters) for (const ad of l.adapters) {
+    if (ad.enabled === false) continue;
+    const low = linear(linear(x, ad.a), ad.b);
+    y = add(y, ad.scale === 1 ? low : mul(low, ad.scale));
+  }
+  return y;
 }

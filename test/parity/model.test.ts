@@ -14,7 +14,7 @@ import '../../src/engine/backend/native/index.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { VlmkitError } from '../../src/errors.js';
 import {
-  type Idefics3Model, idefics3ConfigFromJson, loadModel, positionsFromAttentionMask,
+  type Idefics3Model, type LowRankAdapter, idefics3ConfigFromJson, loadModel, positionsFromAttentionMask,
 } from '../../src/models/idefics3/index.js';
 
 const REF = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'reference');
@@ -257,6 +257,51 @@ describe('KV cache rows', () => {
       }));
     } finally {
       disposeAll(c);
+    }
+  });
+});
+
+describe('low-rank adapters on the linears', () => {
+  it('idefics3_lora_logits: the PEFT adapter attached to model.linears() gives transformers\' logits; disabled gives the base', () => {
+    const m = loadModel(join(REF, 'tiny-idefics3'), { dtype: 'f32' });
+    const c = readCase('idefics3_lora_logits');
+    const f = SafetensorsFile.open(join(REF, 'tiny-idefics3-lora', 'adapter_model.safetensors'));
+    try {
+      const linears = m.linears();
+      const scale = 8 / 4; // lora_alpha / r (adapter_config.json)
+      let attached = 0;
+      const adapters: LowRankAdapter[] = [];
+      for (const n of f.names()) {
+        const mm = /^base_model\.model\.(.*)\.lora_A\.weight$/.exec(n);
+        if (!mm) continue;
+        const lin = linears.get(mm[1]);
+        assert.ok(lin, `adapter module ${mm[1]} is a linear of the model`);
+        const ad: LowRankAdapter = {
+          a: fromRaw(f.read(n), { backend: nat }),
+          b: fromRaw(f.read(n.replace('lora_A', 'lora_B')), { backend: nat }),
+          scale,
+        };
+        (lin.adapters ??= []).push(ad);
+        adapters.push(ad);
+        attached++;
+      }
+      assert.equal(attached, 20, '7 text modules x 2 layers + vision q/k/v x 2 layers');
+      const run = () => noGrad(() => m.forward({ inputIds: c.input_ids, attentionMask: c.attention_mask, pixelValues: c.pixel_values, pixelAttentionMask: c.pixel_attention_mask }));
+      const withLora = run();
+      const e = relErr(withLora, c.logits);
+      report('idefics3_lora_logits', 'logits with the adapter', e);
+      assert.ok(e.rel <= TOL);
+      for (const ad of adapters) ad.enabled = false;
+      const base = run();
+      const ref = model('idefics3').forward({ inputIds: c.input_ids, attentionMask: c.attention_mask, pixelValues: c.pixel_values, pixelAttentionMask: c.pixel_attention_mask });
+      assert.equal(relErr(base, ref).abs, 0, 'disabled adapters leave the base model');
+      assert.ok(relErr(withLora, ref).rel > 1e-2, 'the adapter changes the logits');
+      for (const t of [withLora, base, ref]) t.dispose();
+      for (const ad of adapters) { ad.a.dispose(); ad.b.dispose(); }
+    } finally {
+      f.close();
+      disposeAll(c);
+      m.dispose();
     }
   });
 });

@@ -10,5 +10,6 @@ export {
 } from './weights.js';
 export { VisionTransformer, patchMaskFromPixelMask, fullPatchMask, visionPositionIds, type PatchMask } from './vision.js';
 export { Connector } from './connector.js';
+export { applyLinear, type LowRankAdapter } from '../common.js';
 export { LlamaText, KVCache, positionsFromAttentionMask, type LogitsFor, type TextForwardOptions } from './text.js';
 export { Idefics3Model, loadModel, type Idefics3Inputs, type ForwardOptions, type LoadModelOptions } from './model.js';

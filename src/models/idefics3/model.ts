@@ -8,7 +8,7 @@ import {
 } from '../../engine/index.js';
 import { ShapeError, VlmkitError } from '../../errors.js';
 import { Checkpoint } from '../../io/checkpoint.js';
-import { hostInts, tidyGraph } from '../common.js';
+import { type Linear, hostInts, tidyGraph } from '../common.js';
 import { type Idefics3Config, idefics3ConfigFromJson } from './config.js';
 import { Connector } from './connector.js';
 import { KVCache, LlamaText, type LogitsFor } from './text.js';
@@ -48,11 +48,13 @@ export class Idefics3Model {
   readonly text: LlamaText;
   readonly weights: Idefics3Weights;
   private readonly named: Map<string, Tensor>;
+  private readonly linearMap: Map<string, Linear>;
 
-  constructor(config: Idefics3Config, weights: Idefics3Weights, named: Map<string, Tensor>) {
+  constructor(config: Idefics3Config, weights: Idefics3Weights, named: Map<string, Tensor>, linears: Map<string, Linear>) {
     this.config = config;
     this.weights = weights;
     this.named = named;
+    this.linearMap = linears;
     this.vision = new VisionTransformer(config.vision, weights.vision);
     this.connector = new Connector(config.scaleFactor, weights.connector);
     this.text = new LlamaText(config.text, weights.text);
@@ -65,6 +67,15 @@ export class Idefics3Model {
   /** Every parameter by its transformers name ("model.text_model.layers.0.self_attn.q_proj.weight", ...). */
   parameters(): Map<string, Tensor> {
     return new Map(this.named);
+  }
+
+  /**
+   * Every linear layer by its transformers module path ("model.text_model.layers.0.self_attn.q_proj",
+   * "model.vision_model.encoder.layers.0.mlp.fc1", ...): the objects the forward reads, so adapters attached to
+   * them (LowRankAdapter) take effect. The connector projection and lm_head are not listed.
+   */
+  linears(): Map<string, Linear> {
+    return new Map(this.linearMap);
   }
 
   /**
@@ -216,8 +227,8 @@ export function loadModel(dir: string, o: LoadModelOptions = {}): Idefics3Model 
   const ckpt = Checkpoint.open(dir);
   try {
     const config = idefics3ConfigFromJson(ckpt.config, `${dir}/config.json`);
-    const { weights, named } = loadIdefics3Weights(ckpt, config, { dtype: o.dtype, backend: o.backend });
-    return new Idefics3Model(config, weights, named);
+    const { weights, named, linears } = loadIdefics3Weights(ckpt, config, { dtype: o.dtype, backend: o.backend });
+    return new Idefics3Model(config, weights, named, linears);
   } finally {
     ckpt.close();
   }

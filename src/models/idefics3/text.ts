@@ -8,13 +8,11 @@ import {
   slice, tensor, zeros,
 } from '../../engine/index.js';
 import { ShapeError, VlmkitError } from '../../errors.js';
-import { advance, tidyGraph } from '../common.js';
+import { advance, applyLinear, tidyGraph } from '../common.js';
 import type { LlamaTextConfig } from './config.js';
-import type { Linear, TextLayerWeights, TextWeights } from './weights.js';
+import type { TextLayerWeights, TextWeights } from './weights.js';
 
-function lin(x: Tensor, l: Linear): Tensor {
-  return linear(x, l.w, l.b ?? undefined);
-}
+const lin = applyLinear;
 
 /** Keys and values of every layer for `batch` rows and up to `maxLen` positions. */
 export class KVCache {

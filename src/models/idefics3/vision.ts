@@ -6,9 +6,9 @@ import {
   type Tensor, add, attention, contiguous, embedding, gelu, geluTanh, layerNorm, linear, permute, reshape, tensor,
 } from '../../engine/index.js';
 import { ShapeError } from '../../errors.js';
-import { advance, tidyGraph } from '../common.js';
+import { advance, applyLinear, tidyGraph } from '../common.js';
 import type { Idefics3VisionConfig } from './config.js';
-import type { Linear, VisionLayerWeights, VisionWeights } from './weights.js';
+import type { VisionLayerWeights, VisionWeights } from './weights.js';
 
 /** Which patches of each tile hold image content: [N, hp·wp] as 0/1 bytes, row-major over (row, col). */
 export interface PatchMask {
@@ -96,9 +96,7 @@ export function visionPositionIds(mask: PatchMask, side: number): Int32Array {
   return ids;
 }
 
-function lin(x: Tensor, l: Linear): Tensor {
-  return linear(x, l.w, l.b ?? undefined);
-}
+const lin = applyLinear;
 
 export class VisionTransformer {
   readonly cfg: Idefics3VisionConfig;

@@ -8,6 +8,9 @@ import type { DType } from '../../engine/dtype.js';
 import { type Tensor, fromRaw } from '../../engine/index.js';
 import { FileFormatError } from '../../errors.js';
 import type { Checkpoint } from '../../io/checkpoint.js';
+import type { Linear } from '../common.js';
+
+export type { Linear } from '../common.js';
 import type { Idefics3Config } from './config.js';
 
 /**
@@ -27,10 +30,6 @@ export interface WeightSpec {
   kind: WeightKind;
 }
 
-export interface Linear {
-  w: Tensor;
-  b: Tensor | null;
-}
 export interface Norm {
   w: Tensor;
   b: Tensor | null;
@@ -161,6 +160,8 @@ export function loadIdefics3Weights(ckpt: Checkpoint, cfg: Idefics3Config, o: Lo
   weights: Idefics3Weights;
   /** canonical HF name -> tensor (a tied lm_head is listed once, as the embedding) */
   named: Map<string, Tensor>;
+  /** HF module path ("model.text_model.layers.0.self_attn.q_proj") -> its Linear (where adapters attach) */
+  linears: Map<string, Linear>;
 } {
   const specs = idefics3WeightSpecs(cfg);
   const flat = new Map<string, Tensor>();
@@ -199,7 +200,14 @@ export function loadIdefics3Weights(ckpt: Checkpoint, cfg: Idefics3Config, o: Lo
     return t;
   };
   const opt = (k: string): Tensor | null => flat.get(k) ?? null;
-  const lin = (k: string): Linear => ({ w: g(`${k}.w`), b: opt(`${k}.b`) });
+  const linears = new Map<string, Linear>();
+  const hfOfKey = new Map(specs.map((sp) => [sp.key, sp.hf]));
+  const lin = (k: string): Linear => {
+    const l: Linear = { w: g(`${k}.w`), b: opt(`${k}.b`) };
+    const hf = hfOfKey.get(`${k}.w`)!;
+    linears.set(`model.${hf.slice(0, -'.weight'.length)}`, l);
+    return l;
+  };
   const norm = (k: string): Norm => ({ w: g(`${k}.w`), b: opt(`${k}.b`) });
   const vision: VisionWeights = {
     patch: lin('vision.patch'),
@@ -227,5 +235,5 @@ export function loadIdefics3Weights(ckpt: Checkpoint, cfg: Idefics3Config, o: Lo
     lmHead: tied ? embed : g('lmHead'),
     tied,
   };
-  return { weights: { vision, connector: { proj: g('connector.proj') }, text }, named };
+  return { weights: { vision, connector: { proj: g('connector.proj') }, text }, named, linears };
 }

@@ -21,6 +21,17 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/** Runs fn with graph recording on, even inside noGrad (used by gradient checkpointing's recomputation). */
+export function withGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = true;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
 export async function noGradAsync<T>(fn: () => Promise<T>): Promise<T> {
   const prev = gradEnabled;
   gradEnabled = false;

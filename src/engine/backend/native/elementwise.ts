@@ -1,11 +1,81 @@
-// Placeholder until this family is written: every kernel throws.
-import type { Backend } from '../backend.js';
+// Native elementwise kernels: unary ops, their derivatives, broadcasting binary ops (f32; bf16/f16 inputs are
+// widened first). Views are passed with their strides (no copy); contiguous and scalar cases take a flat path
+// that skips the shape arrays.
+import type { Backend, BinaryOp, UnaryOp } from '../backend.js';
+import { Tensor } from '../../tensor.js';
+import { addon, base, empty, requireF32 } from './util.js';
 
-const missing = (name: string) => () => {
-  throw new Error(`vlmkit: native kernel ${name} is not implemented yet`);
+// Codes as in native/kernels/elementwise.h.
+const UNARY: Record<UnaryOp, number> = {
+  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, tanh: 5, sigmoid: 6, silu: 7, gelu: 8, gelu_tanh: 9, logsigmoid: 10,
+  relu: 11, abs: 12, square: 13,
 };
+const BINARY: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2, div: 3, pow: 4, maximum: 5, minimum: 6 };
+
+/** f32 version of x (bf16/f16 widened; f64 is refused: native computes in f32) and whether it is a temporary. */
+function f32Of(op: string, x: Tensor): Tensor {
+  if (x.dtype === 'bf16' || x.dtype === 'f16') return x.backend.cast(x, 'f32');
+  requireF32(op, x);
+  return x;
+}
+
+/** x's strides aligned to `shape` (x broadcasts to it): 0 on new leading dims and on stretched size-1 dims. */
+export function broadcastStrides(x: Tensor, shape: readonly number[]): number[] {
+  const off = shape.length - x.rank;
+  return shape.map((d, i) => (i < off || x.shape[i - off] !== d ? 0 : x.strides[i - off]));
+}
+
+function broadcastShape(a: readonly number[], b: readonly number[]): number[] {
+  const n = Math.max(a.length, b.length);
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const da = a[a.length - n + i] ?? 1;
+    const db = b[b.length - n + i] ?? 1;
+    out[i] = da === 1 ? db : da;
+  }
+  return out;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
 export const elementwiseKernels: Pick<Backend, 'unary' | 'unaryBackward' | 'binary'> = {
-  unary: missing('unary'),
-  unaryBackward: missing('unaryBackward'),
-  binary: missing('binary'),
+  unary(op, x0) {
+    const x = f32Of(op, x0);
+    const out = empty(x, x.shape);
+    if (x.size) {
+      if (x.isContiguous()) addon.unaryFlat(UNARY[op], x.size, x.data, out.data);
+      else addon.unaryStrided(UNARY[op], x.shape, base(x), x.strides, out.data);
+    }
+    if (x !== x0) x.dispose();
+    return out;
+  },
+
+  unaryBackward(op, x0, gy0) {
+    const x = f32Of(op, x0), gy = f32Of(op, gy0);
+    const out = empty(x, x.shape);
+    if (x.size) addon.unaryBackward(UNARY[op], x.shape, base(x), x.strides, base(gy), gy.strides, out.data);
+    if (x !== x0) x.dispose();
+    if (gy !== gy0) gy.dispose();
+    return out;
+  },
+
+  binary(op, a0, b0) {
+    const a = f32Of(op, a0), b = f32Of(op, b0);
+    const shape = broadcastShape(a.shape, b.shape);
+    const out = empty(a, shape);
+    const n = out.size;
+    if (n) {
+      const code = BINARY[op];
+      const ac = a.isContiguous(), bc = b.isContiguous();
+      if (ac && bc && sameShape(a.shape, b.shape)) addon.binaryFlat(code, n, a.data, 1, b.data, 1, out.data);
+      else if (ac && b.size === 1 && sameShape(a.shape, shape)) addon.binaryFlat(code, n, a.data, 1, base(b), 0, out.data);
+      else if (bc && a.size === 1 && sameShape(b.shape, shape)) addon.binaryFlat(code, n, base(a), 0, b.data, 1, out.data);
+      else addon.binaryStrided(code, shape, base(a), broadcastStrides(a, shape), base(b), broadcastStrides(b, shape), out.data);
+    }
+    if (a !== a0) a.dispose();
+    if (b !== b0) b.dispose();
+    return out;
+  },
 };

@@ -6,22 +6,21 @@ import { make, outDType, read } from './util.js';
 const SQRT1_2 = Math.SQRT1_2;
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
-// erf with ~1e-15 accuracy (series for small |x|, continued fraction tail otherwise): JS has no Math.erf.
-export function erf(x: number): number {
-  const ax = Math.abs(x);
-  if (ax < 2.5) {
-    // Maclaurin series: 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1))
-    let term = x, sum = x;
+// erfc for z >= 0 with ~1e-15 relative accuracy: 1 - (Maclaurin series of erf) below 2.5 (erfc(2.5) = 4e-4, so
+// the subtraction keeps ~12 digits), the continued fraction (Lentz) beyond. JS has no Math.erf/erfc.
+function erfcPos(z: number): number {
+  if (z < 2.5) {
+    // erf(z) = 2/sqrt(pi) * sum (-1)^n z^(2n+1) / (n! (2n+1))
+    let term = z, sum = z;
     for (let n = 1; n < 80; n++) {
-      term *= (-x * x) / n;
+      term *= (-z * z) / n;
       const add = term / (2 * n + 1);
       sum += add;
       if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
     }
-    return (2 / Math.sqrt(Math.PI)) * sum;
+    return 1 - (2 / Math.sqrt(Math.PI)) * sum;
   }
-  // erfc continued fraction (Lentz) for large |x|
-  const z = ax;
+  if (z === Infinity) return 0;
   let f = z, C = z, D = 0;
   for (let n = 1; n < 200; n++) {
     const a = n / 2;
@@ -31,8 +30,28 @@ export function erf(x: number): number {
     f *= delta;
     if (Math.abs(delta - 1) < 1e-16) break;
   }
-  const erfc = Math.exp(-z * z) / Math.sqrt(Math.PI) / f;
-  return x > 0 ? 1 - erfc : erfc - 1;
+  return Math.exp(-z * z) / Math.sqrt(Math.PI) / f;
+}
+
+/** erfc(x) = 1 - erf(x), relatively accurate in both tails. */
+export function erfc(x: number): number {
+  if (Number.isNaN(x)) return NaN;
+  return x >= 0 ? erfcPos(x) : 2 - erfcPos(-x);
+}
+
+export function erf(x: number): number {
+  if (Number.isNaN(x)) return NaN;
+  if (Math.abs(x) < 0.5) {
+    let term = x, sum = x;
+    for (let n = 1; n < 80; n++) {
+      term *= (-x * x) / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    }
+    return (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  return x > 0 ? 1 - erfcPos(x) : erfcPos(-x) - 1;
 }
 
 function sigmoid(x: number): number {
@@ -49,10 +68,12 @@ export function unaryFn(op: UnaryOp): (x: number) => number {
     case 'tanh': return Math.tanh;
     case 'sigmoid': return sigmoid;
     case 'silu': return (x) => x * sigmoid(x);
-    case 'gelu': return (x) => 0.5 * x * (1 + erf(x * SQRT1_2));
-    case 'gelu_tanh': return (x) => 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
+    // 0.5 x (1 + erf(x/sqrt2)) written as 0.5 x erfc(-x/sqrt2), which keeps its digits for x << 0
+    case 'gelu': return (x) => 0.5 * x * erfc(-x * SQRT1_2);
+    // 0.5 x (1 + tanh u) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3), stable for x << 0
+    case 'gelu_tanh': return (x) => x * sigmoid(2 * SQRT_2_OVER_PI * (x + 0.044715 * x * x * x));
     case 'logsigmoid': return (x) => (x >= 0 ? -Math.log1p(Math.exp(-x)) : x - Math.log1p(Math.exp(x)));
-    case 'relu': return (x) => (x > 0 ? x : 0);
+    case 'relu': return (x) => (x <= 0 ? 0 : x); // NaN stays NaN, as in torch
     case 'abs': return Math.abs;
     case 'square': return (x) => x * x;
   }
@@ -66,16 +87,17 @@ export function unaryDeriv(op: UnaryOp): (x: number) => number {
     case 'log': return (x) => 1 / x;
     case 'sqrt': return (x) => 0.5 / Math.sqrt(x);
     case 'rsqrt': return (x) => -0.5 * Math.pow(x, -1.5);
-    case 'tanh': return (x) => 1 - Math.tanh(x) ** 2;
-    case 'sigmoid': return (x) => sigmoid(x) * (1 - sigmoid(x));
-    case 'silu': return (x) => sigmoid(x) * (1 + x * (1 - sigmoid(x)));
-    case 'gelu': return (x) => 0.5 * (1 + erf(x * SQRT1_2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
+    case 'tanh': return (x) => { const t = Math.tanh(x); return (1 - t) * (1 + t); };
+    case 'sigmoid': return (x) => sigmoid(x) * sigmoid(-x);
+    case 'silu': return (x) => sigmoid(x) * (1 + x * sigmoid(-x));
+    case 'gelu': return (x) => 0.5 * erfc(-x * SQRT1_2) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
     case 'gelu_tanh': return (x) => {
-      const u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
-      const t = Math.tanh(u);
-      return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x);
+      // d/dx x s(2u) = s + 2 x s (1 - s) u', s(1-s) from both sides without cancellation
+      const u2 = 2 * SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
+      const s = sigmoid(u2), oms = sigmoid(-u2);
+      return s + 2 * x * s * oms * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x);
     };
-    case 'logsigmoid': return (x) => 1 - sigmoid(x);
+    case 'logsigmoid': return (x) => sigmoid(-x);
     case 'relu': return (x) => (x > 0 ? 1 : 0);
     case 'abs': return (x) => Math.sign(x);
     case 'square': return (x) => 2 * x;

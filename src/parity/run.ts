@@ -7,8 +7,7 @@
 //     token for token, with transformers' settings (min_new_tokens = max_new_tokens = the case's count).
 // Tolerances are those of the fixtures' README.
 import { join } from 'node:path';
-import { VlmkitError } from '../errors.js';
-import { tensor } from '../engine/ops/create.js';
+import { tensor } from '../engine/index.js'; // (the index registers the native backend)
 import type { Tensor } from '../engine/tensor.js';
 import { Processor, type ProcessorSample } from '../processing/processor.js';
 import { loadImage, processImages } from '../processing/image.js';
@@ -241,11 +240,14 @@ async function checkModel(c: ParityCase, opts: ParityOptions, res: ParityResult,
     res.notes.push(`the case was made with the adapter ${c.meta.adapter}: pass --adapter <dir> to check its logits`);
     return;
   }
-  if (opts.adapter) throw new VlmkitError('E_UNSUPPORTED', `--adapter ${opts.adapter}: the parity tool cannot apply PEFT adapters yet; run the case without it or wait for adapter support`);
   const { loadModel } = await import('../models/idefics3/index.js');
   const { idefics3Forward, idefics3NoCacheLM } = await import('../generate/idefics3.js');
   const model = loadModel(opts.model, { dtype: 'f32' });
   try {
+    if (opts.adapter) {
+      const { attachPeftAdapter } = await import('./adapter.js');
+      attachPeftAdapter(model, opts.adapter);
+    }
     if (wantsVision && c.has('pixel_values')) {
       const pv = c.floats('pixel_values');
       const px = tensor(pv.data, pv.shape, { dtype: 'f32' });

@@ -8,3 +8,6 @@ export * from './attention.js';
 export * from './rope.js';
 export * from './matmul.js';
 export * from './norm.js';
+export * from './softmax.js';
+export * from './rows.js';
+export * from './optim.js';

@@ -1,0 +1,117 @@
+// Softmax, log-softmax and cross-entropy: native against reference (row widths around the vector width,
+// masked rows, views, the lm_head width 49280), gradients against finite differences, torch's reduction and
+// ignore-index semantics, and the errors.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as vk from '../../src/engine/index.js';
+import { assertClose, checkForward, checkGrad, nat, ref } from './harness.js';
+
+// Softmax: exp is accurate to ~1 ulp and the row sum is f64, so each output is within a few ulp: 1e-6.
+const TOL = 1e-6;
+const LM_HEAD = 49280;
+
+test('softmax and logSoftmax: native equals reference', () => {
+  for (const d of [1, 5, 8, 9, 16, 17, 33, 100]) {
+    checkForward(`softmax d=${d}`, (x) => vk.softmax(x), [{ shape: [7, d], range: [-6, 6] }], TOL);
+    checkForward(`logSoftmax d=${d}`, (x) => vk.logSoftmax(x), [{ shape: [7, d], range: [-6, 6] }], TOL);
+  }
+  checkForward('softmax [2, 3, 50] view', (x) => vk.softmax(x), [{ shape: [2, 3, 50], strided: true }], TOL);
+  checkForward('logSoftmax [2, 3, 50] view', (x) => vk.logSoftmax(x), [{ shape: [2, 3, 50], strided: true }], TOL);
+  checkForward('softmax batch 1', (x) => vk.softmax(x), [{ shape: [1, 1, 64] }], TOL);
+  checkForward('softmax many rows (threads)', (x) => vk.softmax(x), [{ shape: [300, 64], range: [-10, 10] }], TOL);
+  checkForward('softmax axis 0', (x) => vk.softmax(x, 0), [{ shape: [6, 5] }], TOL);
+  checkForward('logSoftmax middle axis', (x) => vk.logSoftmax(x, 1), [{ shape: [2, 6, 5] }], TOL);
+  // large logits: stable (max-subtracted)
+  checkForward('softmax large values', (x) => vk.softmax(x), [{ shape: [3, 40], range: [900, 1000] }], TOL);
+  checkForward('logSoftmax large values', (x) => vk.logSoftmax(x), [{ shape: [3, 40], range: [-1000, -900] }], TOL);
+  // the lm_head width
+  checkForward('softmax lm_head row', (x) => vk.softmax(x), [{ shape: [2, LM_HEAD], range: [-20, 20] }], TOL);
+  checkForward('logSoftmax lm_head row', (x) => vk.logSoftmax(x), [{ shape: [1, LM_HEAD], range: [-20, 20] }], TOL);
+});
+
+test('masked entries (-inf) give exactly 0 probability; NaN rows stay NaN', () => {
+  const v = [0, -Infinity, 1, -Infinity, 2, 3, -Infinity, 0.5, 1, 2, -Infinity];
+  for (const b of [nat, ref]) {
+    const p = vk.softmax(vk.tensor(v, [1, 11], { backend: b })).toArray();
+    v.forEach((x, i) => x === -Infinity && assert.equal(p[i], 0, `${b.name} softmax of -inf at ${i}`));
+    const lp = vk.logSoftmax(vk.tensor(v, [1, 11], { backend: b })).toArray();
+    v.forEach((x, i) => x === -Infinity && assert.equal(lp[i], -Infinity, `${b.name} logSoftmax of -inf at ${i}`));
+  }
+  checkForward('softmax with -inf', (x) => vk.softmax(x), [{ shape: [1, 11], values: v }], TOL);
+  const nanRow = [1, 2, NaN, 3, 4, 5, 6, 7, 8, 9];
+  assert.ok(vk.softmax(vk.tensor(nanRow, [1, 10], { backend: nat })).toArray().every(Number.isNaN));
+});
+
+test('softmax and logSoftmax gradients', () => {
+  checkGrad('softmax', (x) => vk.softmax(x), [{ shape: [3, 9] }]);
+  checkGrad('logSoftmax', (x) => vk.logSoftmax(x), [{ shape: [3, 9] }]);
+  checkGrad('softmax view', (x) => vk.softmax(x), [{ shape: [2, 4, 5], strided: true }]);
+  checkGrad('logSoftmax axis 0', (x) => vk.logSoftmax(x, 0), [{ shape: [5, 3] }]);
+  // the backward kernels on their own, wide rows and views
+  const spec = { shape: [4, 67], strided: true };
+  checkForward('softmaxBackward', (y, g) => y.backend.softmaxBackward(y, g), [{ ...spec, range: [0, 0.1] as [number, number] }, spec], TOL);
+  checkForward('logSoftmaxBackward', (y, g) => y.backend.logSoftmaxBackward(y, g), [{ ...spec, range: [-8, 0] as [number, number] }, spec], TOL);
+});
+
+// targets with ignored positions (-100)
+const TGT = [3, -100, 0, 9, -100, 5];
+
+test('crossEntropy: native equals reference, i32 and i64 targets, every reduction', () => {
+  for (const dtype of ['i32', 'i64'] as const)
+    for (const reduction of ['mean', 'sum', 'none'] as const) {
+      checkForward(`ce ${dtype} ${reduction}`, (x, t) => vk.crossEntropy(x, t, { reduction }),
+        [{ shape: [6, 10], range: [-4, 4] }, { shape: [6], dtype, values: TGT }], TOL);
+      checkForward(`ce [2, 3, V] ${dtype} ${reduction}`, (x, t) => vk.crossEntropy(x, t, { reduction }),
+        [{ shape: [2, 3, 10], range: [-4, 4] }, { shape: [2, 3], dtype, values: TGT }], TOL);
+    }
+  checkForward('ce custom ignore index', (x, t) => vk.crossEntropy(x, t, { ignoreIndex: 2, reduction: 'none' }),
+    [{ shape: [4, 5] }, { shape: [4], dtype: 'i32', values: [2, 1, 2, 4] }], TOL);
+  checkForward('ce logits view', (x, t) => vk.crossEntropy(x, t), [{ shape: [5, 12], strided: true }, { shape: [5], dtype: 'i64', int: 12 }], TOL);
+  // the lm_head: V = 49280, a few rows
+  checkForward('ce lm_head', (x, t) => vk.crossEntropy(x, t, { reduction: 'none' }),
+    [{ shape: [3, LM_HEAD], range: [-15, 15] }, { shape: [3], dtype: 'i64', values: [17, -100, 49279] }], TOL);
+});
+
+test('crossEntropy follows torch: mean over counted targets, ignored rows give 0, all ignored gives NaN', () => {
+  const logits = vk.tensor([0, 0, 0, 0, Math.log(3), 0, 0, 0], [2, 4], { backend: nat });
+  const t = vk.tensor([1, -100], [2], { backend: nat, dtype: 'i64' });
+  // row 0: uniform over 4 -> log 4; row 1 ignored
+  assert.ok(Math.abs(vk.crossEntropy(logits, t).item() - Math.log(4)) < 1e-6);
+  assert.ok(Math.abs(vk.crossEntropy(logits, t, { reduction: 'sum' }).item() - Math.log(4)) < 1e-6);
+  assertClose('none', vk.crossEntropy(logits, t, { reduction: 'none' }).toArray(), [Math.log(4), 0], 1e-6);
+  // logits [0, log 3, 0, 0], target 0 -> p = 1/6
+  const one = vk.tensor([0, Math.log(3), 0, 0], [1, 4], { backend: nat });
+  assert.ok(Math.abs(vk.crossEntropy(one, vk.tensor([0], [1], { backend: nat, dtype: 'i32' })).item() - Math.log(6)) < 1e-6);
+  for (const b of [nat, ref]) {
+    const l = vk.tensor([1, 2, 3, 4, 5, 6, 7, 8], [2, 4], { backend: b });
+    const tt = vk.tensor([-100, -100], [2], { backend: b, dtype: 'i64' });
+    assert.ok(Number.isNaN(vk.crossEntropy(l, tt).item()), `${b.name}: mean of no targets is NaN`);
+    assert.equal(vk.crossEntropy(l, tt, { reduction: 'sum' }).item(), 0);
+  }
+});
+
+test('crossEntropy gradients (with ignored rows)', () => {
+  for (const reduction of ['mean', 'sum', 'none'] as const)
+    checkGrad(`ce ${reduction}`, (x, t) => vk.crossEntropy(x, t, { reduction }),
+      [{ shape: [6, 7] }, { shape: [6], dtype: 'i64', values: [3, -100, 0, 6, -100, 5] }]);
+  checkGrad('ce [2, 2, V] view', (x, t) => vk.crossEntropy(x, t), [{ shape: [2, 2, 5], strided: true }, { shape: [2, 2], dtype: 'i32', values: [4, 0, -100, 2] }]);
+  // the backward kernel at the lm_head width, native vs reference
+  checkForward('crossEntropyBackward lm_head', (x, t, g) => {
+    const { lse } = x.backend.crossEntropy(x, t, -100);
+    return x.backend.crossEntropyBackward(x, t, lse, g, -100);
+  }, [{ shape: [3, LM_HEAD], range: [-15, 15] }, { shape: [3], dtype: 'i64', values: [5, -100, 49279] }, { shape: [3] }], TOL);
+});
+
+test('crossEntropy errors: out-of-range targets and shape mismatches', () => {
+  const x = vk.zeros([3, 10], { backend: nat });
+  assert.throws(() => vk.crossEntropy(x, vk.tensor([1, 10, 2], [3], { backend: nat, dtype: 'i64' })),
+    /crossEntropy: target 10 at position 1 is out of range for 10 classes/);
+  assert.throws(() => vk.crossEntropy(x, vk.tensor([1, -1, 2], [3], { backend: nat, dtype: 'i32' })), /target -1 at position 1/);
+  assert.throws(() => vk.crossEntropy(x, vk.tensor([1, 2], [2], { backend: nat, dtype: 'i32' })),
+    (e: Error) => e.name === 'ShapeError' && /crossEntropy: logits \[3, 10\] and targets \[2\] do not match/.test(e.message));
+  assert.throws(() => vk.crossEntropy(x, vk.zeros([3], { backend: nat })), /targets must be integer class indices/);
+  assert.throws(() => vk.softmax(vk.zeros([2], { backend: nat, dtype: 'i32' })), /softmax: needs a float tensor/);
+  // the kernels refuse bad targets too (defence when called directly)
+  for (const b of [nat, ref])
+    assert.throws(() => b.crossEntropy(vk.zeros([2, 4], { backend: b }), vk.tensor([0, 7], [2], { backend: b, dtype: 'i32' }), -100), /target 7 at row 1 is out of range for 4 classes/);
+});

@@ -179,11 +179,13 @@ class VlmImpl implements Vlm {
     let settled = false;
     const self = this;
     async function* pieces(): AsyncGenerator<string, void, undefined> {
+      const it = self.events([{ prompt, images }], opts);
+      let done = false;
       try {
-        const it = self.events([{ prompt, images }], opts);
         for (;;) {
           const r = await it.next();
           if (r.done) {
+            done = true;
             settled = true;
             settle.resolve(rowResult(r.value.out, 0, r.value.promptTokens[0]!));
             return;
@@ -191,10 +193,13 @@ class VlmImpl implements Vlm {
           if (r.value.text) yield r.value.text;
         }
       } catch (e) {
+        done = true;
         settled = true;
         settle.reject(e);
         throw e;
       } finally {
+        // the caller stopped iterating: close the generation (frees its KV cache and inputs)
+        if (!done) await it.return(undefined as never);
         if (!settled) settle.reject(new VlmkitError('E_ABORTED', 'the stream was closed before generation finished'));
       }
     }

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tensor } from '../../src/engine/index.js';
+import { storageStats, tensor } from '../../src/engine/index.js';
 import { generate } from '../../src/generate/generate.js';
 import { idefics3NoCacheLM } from '../../src/generate/idefics3.js';
 import type { ModelInputs } from '../../src/generate/types.js';
@@ -159,6 +159,17 @@ describe('library API (loadVlm) on tiny-idefics3', () => {
       enc.dispose();
       c.close();
     }
+  });
+
+  it('releases every tensor it makes, also when a stream is abandoned', async () => {
+    const before = storageStats();
+    await vlm.generate('What is in this image?', [join(IMAGES, 'wide_90x150.png')], { maxNewTokens: 5 });
+    await vlm.generateBatch([{ prompt: 'Hi' }, { prompt: 'Describe it.', images: [join(IMAGES, 'tall_200x70.png')] }], { maxNewTokens: 4, temperature: 0.9, seed: 1 });
+    const s = vlm.stream('Describe it.', [join(IMAGES, 'tall_200x70.png')], { maxNewTokens: 50, minNewTokens: 50 });
+    let n = 0;
+    for await (const _ of s) if (++n === 2) break;
+    await assert.rejects(s.result, /closed before/);
+    assert.deepEqual(storageStats(), before);
   });
 
   it('a prompt longer than the context is a clear error', async () => {

@@ -32,6 +32,7 @@
 
 #include "core/blas.h"
 #include "core/pool.h"
+#include "kernels/attention_gemm.h"
 #include "kernels/layout.h"
 
 namespace vk {
@@ -41,9 +42,16 @@ constexpr float kLog2e = 1.44269504088896341f;
 constexpr float kLn2 = 0.693147180559945309f;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// Block sizes: rows x keys of the score block (forward), and for the backward.
-constexpr int64_t kBQ = 64, kBK = 128;
-constexpr int64_t kBQb = 64, kBKb = 64;
+// Block sizes: rows x keys of the score block (forward), and for the backward. Key blocks are multiples of 16
+// (the packed key panels).
+#ifndef VK_ATTN_BQ
+#define VK_ATTN_BQ 64
+#define VK_ATTN_BK 128
+#define VK_ATTN_BQB 64
+#define VK_ATTN_BKB 64
+#endif
+constexpr int64_t kBQ = VK_ATTN_BQ, kBK = VK_ATTN_BK;
+constexpr int64_t kBQb = VK_ATTN_BQB, kBKb = VK_ATTN_BKB;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Row primitives, AVX2/FMA with a scalar fallback chosen once at run time.
@@ -306,17 +314,79 @@ float* grow(std::vector<float>& v, size_t n) {
   return v.data();
 }
 
+
+// ---------------------------------------------------------------------------------------------------------------
+// Block products: the AVX2 register tiles of attention_gemm.cc on K and V packed once per call as 16-key panels
+// (fast), or sgemm on the strided rows (CPUs without AVX2, head dims that are not multiples of 8, and few rows per
+// kv head, where packing would cost more than it saves: one-row decode).
+
+struct Blocks {
+  bool fast = false;
+  int64_t npan = 0;  // panels per (b, kv head)
+  std::vector<float> kp, vp;
+  const float* kpanels(int64_t bk, int64_t k0, int64_t D) const { return kp.data() + (bk * npan + k0 / 16) * D * 16; }
+  const float* vpanels(int64_t bk, int64_t k0, int64_t Dv) const { return vp.data() + (bk * npan + k0 / 16) * Dv * 16; }
+};
+
+void pack(const AttnTensor& t, const AttnProblem& p, int64_t D, Blocks& bl, std::vector<float>& dst) {
+  dst.resize(p.B * p.Hkv * bl.npan * D * 16);
+  parallel_for(p.B * p.Hkv * bl.npan, 16, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; u++) {
+      const int64_t bk = u / bl.npan, pan = u % bl.npan, b = bk / p.Hkv, kvh = bk % p.Hkv;
+      const int64_t j0 = pan * 16;
+      attn_pack_panels(t.p + b * t.sb + kvh * t.sh + j0 * t.st, t.st, std::min<int64_t>(16, p.Tk - j0), D,
+                       dst.data() + u * D * 16);
+    }
+  });
+}
+
+Blocks make_blocks(const AttnProblem& p, int64_t rows_per_kv, bool with_v) {
+  Blocks bl;
+  bl.fast = attn_gemm_available() && p.D % 8 == 0 && p.Dv % 8 == 0 && rows_per_kv >= 32;
+  if (!bl.fast) return bl;
+  bl.npan = (p.Tk + 15) / 16;
+  pack(p.k, p, p.D, bl, bl.kp);
+  if (with_v) pack(p.v, p, p.Dv, bl, bl.vp);
+  return bl;
+}
+
+inline int64_t round16(int64_t n) { return (n + 15) & ~int64_t(15); }
+
+// S [M, n] (row stride ld) = Q [M, D] · Xᵀ for the key rows X (row-major, or their panels when fast)
+void mm_nt(bool fast, int64_t M, int64_t n, int64_t D, const float* Q, const float* X, int64_t ldx,
+           const float* panels, float* S, int64_t ld) {
+  if (fast) attn_gemm(M, round16(n), D, Q, D, 1, panels, 16, D * 16, S, ld, 1.f, 0.f, nullptr);
+  else sgemm(false, true, (int)M, (int)n, (int)D, 1.f, Q, (int)D, X, (int)ldx, 0.f, S, (int)ld);
+}
+
+// C [M, N] = alpha · A [M, K] · B [K, N] + s_i · C, with A row-major (lda) or, when transA, A = Aᵀ of a row-major
+// [K, M] matrix; s_i = row_scale[i] if given, else beta.
+void mm_nn(bool fast, bool transA, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, const float* row_scale, float* C, int64_t ldc) {
+  if (fast) {
+    attn_gemm(M, N, K, A, transA ? 1 : lda, transA ? lda : 1, B, ldb, 16, C, ldc, alpha, beta, row_scale);
+    return;
+  }
+  if (row_scale) {
+    for (int64_t i = 0; i < M; i++)
+      if (row_scale[i] != 1.f) ops().scale(C + i * ldc, N, row_scale[i]);
+    beta = 1.f;
+  }
+  sgemm(transA, false, (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Forward.
 
 // Rows [r0, r0 + M) of (b, kvh) against keys [k_begin, k_end): unnormalised output O [M, Dv], running max m and
 // sum l (log2 units).
-void fwd_rows(const AttnProblem& p, const Geo& g, const KeyMask& km, int64_t b, int64_t kvh, int64_t r0, int64_t M,
-              int64_t k_begin, int64_t k_end, float* O, float* m, float* l) {
+void fwd_rows(const AttnProblem& p, const Geo& g, const KeyMask& km, const Blocks& bl, int64_t b, int64_t kvh,
+              int64_t r0, int64_t M, int64_t k_begin, int64_t k_end, float* O, float* m, float* l) {
   const RowOps& R = ops();
-  const int64_t D = p.D, Dv = p.Dv;
+  const int64_t D = p.D, Dv = p.Dv, bk = b * p.Hkv + kvh;
   float* Q = grow(tls.q, M * D);
   float* S = grow(tls.s, M * kBK);
+  float* al = grow(tls.rl, M);
   const float qs = p.scale * kLog2e;
   for (int64_t rr = 0; rr < M; rr++) R.scale_copy(Q + rr * D, g.row(p.q, b, kvh, r0 + rr), D, qs);
   std::fill(m, m + M, kNegInf);
@@ -329,7 +399,7 @@ void fwd_rows(const AttnProblem& p, const Geo& g, const KeyMask& km, int64_t b, 
     const int64_t n = std::min(kBK, k_end - k0);
     const int64_t allowed = km.allowed(b, k0, k0 + n);
     if (allowed == 0) continue;
-    sgemm(false, true, (int)M, (int)n, (int)D, 1.f, Q, (int)D, K + k0 * p.k.st, (int)p.k.st, 0.f, S, (int)kBK);
+    mm_nt(bl.fast, M, n, D, Q, K + k0 * p.k.st, p.k.st, bl.fast ? bl.kpanels(bk, k0, D) : nullptr, S, kBK);
     const bool cm = p.causal && k0 + n - 1 > pmin;
     const bool mm = allowed < n;
     for (int64_t rr = 0; rr < M; rr++) {
@@ -340,20 +410,17 @@ void fwd_rows(const AttnProblem& p, const Geo& g, const KeyMask& km, int64_t b, 
         if (lim < n) std::fill(s + std::max<int64_t>(lim, 0), s + n, kNegInf);
       }
       const float mnew = std::max(m[rr], R.max(s, n));
-      if (mnew == kNegInf) {
+      if (mnew == kNegInf) {  // nothing to attend yet: P = 0, O stays 0
         std::fill(s, s + n, 0.f);
+        al[rr] = 1.f;
         continue;
       }
-      const float alpha = std::exp2(m[rr] - mnew);
-      const float sum = R.exp2_sum(s, n, mnew);
-      if (alpha != 1.f) {
-        l[rr] *= alpha;
-        R.scale(O + rr * Dv, Dv, alpha);
-      }
-      l[rr] += sum;
+      al[rr] = std::exp2(m[rr] - mnew);
+      l[rr] = l[rr] * al[rr] + R.exp2_sum(s, n, mnew);
       m[rr] = mnew;
     }
-    sgemm(false, false, (int)M, (int)Dv, (int)n, 1.f, S, (int)kBK, V + k0 * p.v.st, (int)p.v.st, 1.f, O, (int)Dv);
+    // O = alpha_i O + P V
+    mm_nn(bl.fast, false, M, Dv, n, 1.f, S, kBK, V + k0 * p.v.st, p.v.st, 1.f, al, O, Dv);
   }
 }
 
@@ -370,6 +437,7 @@ void attention_forward(const AttnProblem& p0, float* out, float* lse) {
   }
   const Geo g(p);
   const KeyMask km(p);
+  const Blocks bl = make_blocks(p, g.R, false);
   const RowOps& R = ops();
   const int64_t nrb = (g.R + kBQ - 1) / kBQ, base = B * Hkv * nrb, nkb = (p.Tk + kBK - 1) / kBK;
   const int64_t nt = num_threads();
@@ -395,7 +463,7 @@ void attention_forward(const AttnProblem& p0, float* out, float* lse) {
       float* O = grow(tls.o, M * Dv);
       float* m = grow(tls.m, M);
       float* l = grow(tls.l, M);
-      fwd_rows(p, g, km, b, kvh, r0, M, 0, g.key_end(r0, M), O, m, l);
+      fwd_rows(p, g, km, bl, b, kvh, r0, M, 0, g.key_end(r0, M), O, m, l);
       for (int64_t rr = 0; rr < M; rr++) finish_row(b, kvh, r0 + rr, O + rr * Dv, m[rr], l[rr]);
     });
     return;
@@ -411,7 +479,7 @@ void attention_forward(const AttnProblem& p0, float* out, float* lse) {
     const int64_t kend = g.key_end(r0, M), nb = (kend + kBK - 1) / kBK;
     const int64_t k_begin = nb * split / nsplit * kBK, k_end = std::min(kend, nb * (split + 1) / nsplit * kBK);
     const int64_t idx = split * rows + bk * g.R + r0;
-    fwd_rows(p, g, km, b, kvh, r0, M, k_begin, k_end, Op.data() + idx * Dv, mp.data() + idx, lp.data() + idx);
+    fwd_rows(p, g, km, bl, b, kvh, r0, M, k_begin, k_end, Op.data() + idx * Dv, mp.data() + idx, lp.data() + idx);
   });
   parallel_for(rows, 16, [&](int64_t u0, int64_t u1) {
     std::vector<float> o(Dv);
@@ -451,6 +519,7 @@ void attention_backward(const AttnProblem& p0, AttnTensor out, const float* lse,
   if (p.Tq <= 1) out.st = gout.st = Dv;
   const Geo g(p);
   const KeyMask km(p);
+  const Blocks bl = make_blocks(p, g.R, true);
   const RowOps& R = ops();
   const int64_t rows = B * Hkv * g.R;
 
@@ -497,7 +566,9 @@ void attention_backward(const AttnProblem& p0, AttnTensor out, const float* lse,
     dQ += bk * g.R * D;
     const float* K = p.k.p + b * p.k.sb + kvh * p.k.sh + k0 * p.k.st;
     const float* V = p.v.p + b * p.v.sb + kvh * p.v.sh + k0 * p.v.st;
-    const int ldk = (int)p.k.st, ldv = (int)p.v.st, ld = (int)kBKb;
+    const int64_t ldk = p.k.st, ldv = p.v.st, ld = kBKb;
+    const float* Kp = bl.fast ? bl.kpanels(bk, k0, D) : nullptr;
+    const float* Vp = bl.fast ? bl.vpanels(bk, k0, Dv) : nullptr;
     float* Q = grow(tls.q, kBQb * D);
     float* GO = grow(tls.go, kBQb * Dv);
     float* S = grow(tls.s, kBQb * kBKb);
@@ -510,7 +581,7 @@ void attention_backward(const AttnProblem& p0, AttnTensor out, const float* lse,
         R.scale_copy(Q + rr * D, g.row(p.q, b, kvh, r0 + rr), D, qs);
         std::memcpy(GO + rr * Dv, g.row(gout, b, kvh, r0 + rr), Dv * sizeof(float));
       }
-      sgemm(false, true, (int)M, (int)n, (int)D, 1.f, Q, (int)D, K, ldk, 0.f, S, ld);
+      mm_nt(bl.fast, M, n, D, Q, K, ldk, Kp, S, ld);
       const bool cm = p.causal && k0 + n - 1 > g.pos(r0);
       const bool mm = allowed < n;
       for (int64_t rr = 0; rr < M; rr++) {
@@ -526,11 +597,11 @@ void attention_backward(const AttnProblem& p0, AttnTensor out, const float* lse,
         }
         R.exp2_sum(s, n, rl[rr]);  // P
       }
-      sgemm(true, false, (int)n, (int)Dv, (int)M, 1.f, S, ld, GO, (int)Dv, 1.f, dV, (int)Dv);
-      sgemm(false, true, (int)M, (int)n, (int)Dv, 1.f, GO, (int)Dv, V, ldv, 0.f, dP, ld);
-      for (int64_t rr = 0; rr < M; rr++) R.dsoft(dP + rr * ld, S + rr * ld, n, rd[rr]);  // dS
-      sgemm(true, false, (int)n, (int)D, (int)M, kLn2, dP, ld, Q, (int)D, 1.f, dK, (int)D);
-      sgemm(false, false, (int)M, (int)D, (int)n, p.scale, dP, ld, K, ldk, 1.f, dQ + r0 * D, (int)D);
+      mm_nn(bl.fast, true, n, Dv, M, 1.f, S, ld, GO, Dv, 1.f, nullptr, dV, Dv);  // dV += Pᵀ dO
+      mm_nt(bl.fast, M, n, Dv, GO, V, ldv, Vp, dP, ld);                         // dP = dO Vᵀ
+      for (int64_t rr = 0; rr < M; rr++) R.dsoft(dP + rr * ld, S + rr * ld, n, rd[rr]);  // dS = P (dP - D)
+      mm_nn(bl.fast, true, n, D, M, kLn2, dP, ld, Q, D, 1.f, nullptr, dK, D);          // dK += scale dSᵀ q
+      mm_nn(bl.fast, false, M, D, n, p.scale, dP, ld, K, ldk, 1.f, nullptr, dQ + r0 * D, D);  // dQ += scale dS K
     }
     busy[slot].store(0, std::memory_order_release);
   });

@@ -1,0 +1,102 @@
+// AVX2/FMA register-tile products for attention blocks (see attention_gemm.h). Each tile keeps 6 x 16 outputs in
+// twelve ymm accumulators; per k it loads one 16-wide row of B and broadcasts six elements of A: 12 FMAs for 8 loads,
+// so the FMA ports stay the bottleneck. B's column chunk (K x 16 floats) stays in L1 across the row groups.
+#include "kernels/attention_gemm.h"
+
+#include <algorithm>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define VK_X86 1
+#endif
+
+namespace vk {
+
+#ifdef VK_X86
+#define VK_AVX2 __attribute__((target("avx2,fma")))
+namespace {
+
+// Named accumulators (an array of __m256 would be kept in memory by GCC); rows beyond MR and the second vector
+// when NV == 1 compile away.
+#define VK_ROW(i)                                                          \
+  if constexpr (MR > i) {                                                  \
+    const __m256 a = _mm256_broadcast_ss(A + i * ars);                     \
+    c##i##0 = _mm256_fmadd_ps(a, b0, c##i##0);                             \
+    if constexpr (NV > 1) c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1);       \
+  }
+#define VK_STORE(i)                                                        \
+  if constexpr (MR > i) {                                                  \
+    store(C + i * ldc, c##i##0, rs ? rs[i] : beta);                        \
+    if constexpr (NV > 1) store(C + i * ldc + 8, c##i##1, rs ? rs[i] : beta); \
+  }
+
+template <int MR, int NV>
+VK_AVX2 void tile(int64_t K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, float* C,
+                  int64_t ldc, float alpha, float beta, const float* rs) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+         c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  for (int64_t k = 0; k < K; k++) {
+    const __m256 b0 = _mm256_loadu_ps(B);
+    const __m256 b1 = NV > 1 ? _mm256_loadu_ps(B + 8) : b0;
+    VK_ROW(0) VK_ROW(1) VK_ROW(2) VK_ROW(3) VK_ROW(4) VK_ROW(5)
+    A += aks;
+    B += ldb;
+  }
+  const __m256 va = _mm256_set1_ps(alpha);
+  auto store = [&](float* c, __m256 acc, float s) VK_AVX2 {
+    __m256 r = _mm256_mul_ps(acc, va);
+    if (s != 0.f) r = _mm256_fmadd_ps(_mm256_set1_ps(s), _mm256_loadu_ps(c), r);
+    _mm256_storeu_ps(c, r);
+  };
+  VK_STORE(0) VK_STORE(1) VK_STORE(2) VK_STORE(3) VK_STORE(4) VK_STORE(5)
+}
+#undef VK_ROW
+#undef VK_STORE
+
+using TileFn = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t, float, float,
+                        const float*);
+const TileFn kTiles[7][2] = {
+    {nullptr, nullptr},     {tile<1, 1>, tile<1, 2>}, {tile<2, 1>, tile<2, 2>}, {tile<3, 1>, tile<3, 2>},
+    {tile<4, 1>, tile<4, 2>}, {tile<5, 1>, tile<5, 2>}, {tile<6, 1>, tile<6, 2>},
+};
+
+}  // namespace
+
+bool attn_gemm_available() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+}
+
+void attn_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb,
+               int64_t b16, float* C, int64_t ldc, float alpha, float beta, const float* row_scale) {
+  for (int64_t c = 0; c < N; c += 16) {
+    const int nv = N - c >= 16 ? 2 : 1;
+    const float* Bc = B + (c / 16) * b16;
+    for (int64_t i = 0; i < M; i += 6) {
+      const int mr = (int)std::min<int64_t>(6, M - i);
+      kTiles[mr][nv - 1](K, A + i * ars, ars, aks, Bc, ldb, C + i * ldc + c, ldc, alpha, beta,
+                         row_scale ? row_scale + i : nullptr);
+    }
+  }
+}
+
+#else
+bool attn_gemm_available() { return false; }
+void attn_gemm(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*,
+               int64_t, float, float, const float*) {}
+#endif
+
+void attn_pack_panels(const float* X, int64_t ldx, int64_t n, int64_t D, float* out) {
+  for (int64_t p0 = 0; p0 < n; p0 += 16) {
+    const int64_t w = std::min<int64_t>(16, n - p0);
+    float* dst = out + (p0 / 16) * D * 16;
+    if (w < 16) std::memset(dst, 0, D * 16 * sizeof(float));
+    for (int64_t j = 0; j < w; j++) {
+      const float* src = X + (p0 + j) * ldx;
+      for (int64_t d = 0; d < D; d++) dst[d * 16 + j] = src[d];
+    }
+  }
+}
+
+}  // namespace vk

@@ -1,0 +1,21 @@
+// Small-block matrix products for the fused attention kernels: AVX2/FMA register tiles of 6 rows x 16 columns.
+// A is read through two strides (A(i, k) = A[i * ars + k * aks]), so Pᵀ·dO and dSᵀ·Q need no transposed copy;
+// B is row-major [K, N] with its 16-column chunks `b16` floats apart (16 for a plain row-major matrix, K * 16 for
+// keys packed as panels of 16 by attn_pack_panels).
+#pragma once
+#include <cstdint>
+
+namespace vk {
+
+// True when the CPU has AVX2 and FMA (otherwise the attention kernels use sgemm).
+bool attn_gemm_available();
+
+// C[i, :N] = alpha * Σ_k A(i, k) B[k, :N] + s_i * C[i, :N] for i < M, where s_i = row_scale[i] when row_scale is
+// given, else beta (beta == 0 ignores the old C). N must be a multiple of 8.
+void attn_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb,
+               int64_t b16, float* C, int64_t ldc, float alpha, float beta, const float* row_scale);
+
+// Packs the rows [0, n) of X (n x D, row stride ldx) as ceil(n/16) panels of [D][16] (keys beyond n are zero).
+void attn_pack_panels(const float* X, int64_t ldx, int64_t n, int64_t D, float* out);
+
+}  // namespace vk

@@ -1,0 +1,375 @@
+// SFT datasets: JSONL in TRL's two forms, checked row by row, tokenized once; and the seeded batch order.
+//
+//   conversational:     {"messages": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "..."}]},
+//                                     {"role": "assistant", "content": "..."}], "images": ["a.png"]}
+//   prompt/completion:  {"prompt": "..." | [messages], "completion": "..." | [messages], "images": [...]}
+//
+// Image paths are relative to the JSONL file (absolute paths work too). A string content is one text part; a row
+// with images but no image placeholder gets them at the start of its first user message (as TRL's
+// prepare_multimodal_messages does). A prompt/completion string becomes a user / an assistant message.
+// Rows that cannot train (bad JSON, missing or unreadable image, no assistant turn, too long to cut safely) are a
+// VlmkitError naming the file and line, or, with skipBadRows, skipped and counted.
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { VlmkitError } from '../errors.js';
+import type { ChatMessage, ContentPart } from '../processing/chat-template.js';
+import type { RgbImage } from '../processing/image.js';
+import { type Processor, imageGridForSize } from '../processing/processor.js';
+import type { ImageGrid } from '../processing/prompt.js';
+import { type CollateItem, countTargets, encodeConversation, labelsFor, truncateConversation } from './collate.js';
+
+export type SftRowKind = 'messages' | 'prompt-completion';
+
+/** One usable row: its conversation, image paths, tokens and where it came from. */
+export interface SftExample extends CollateItem {
+  file: string;
+  /** 1-based line in the file */
+  line: number;
+  kind: SftRowKind;
+  messages: ChatMessage[];
+  /** absolute image paths, in placeholder order */
+  images: string[];
+  grids: ImageGrid[];
+  /** tokens (after any truncation) */
+  length: number;
+  /** real image tiles */
+  tiles: number;
+  truncated: boolean;
+}
+
+export interface BadRow {
+  file: string;
+  line: number;
+  reason: string;
+}
+
+export interface SftDataOptions {
+  /** longer rows are cut (when the cut keeps every image whole and leaves something to train on) or are bad */
+  maxLength?: number;
+  /** false: a row over maxLength is bad instead of cut (default true) */
+  truncate?: boolean;
+  /** skip bad rows (counted in `skipped`) instead of stopping at the first */
+  skipBadRows?: boolean;
+  /** loss on assistant replies only (decides what "something to train on" means after a cut) */
+  assistantOnly?: boolean;
+  /**
+   * prompt/completion rows: train on the completion only (TRL's completion_only_loss, default true); the span
+   * recorded for them is the completion. Conversational rows record every assistant reply.
+   */
+  completionOnly?: boolean;
+  /** image decoding override (default: the processor's) */
+  loadImage?: (path: string) => Promise<RgbImage>;
+}
+
+function rowError(file: string, line: number, reason: string): VlmkitError {
+  return new VlmkitError('E_DATA', `${file}:${line}: ${reason}`);
+}
+
+class RowProblem extends Error {}
+const bad = (reason: string): never => {
+  throw new RowProblem(reason);
+};
+
+const ROLES = new Set(['system', 'user', 'assistant', 'tool']);
+
+function checkMessages(v: unknown, field: string): ChatMessage[] {
+  if (!Array.isArray(v)) bad(`"${field}" must be a list of {role, content} messages`);
+  return (v as unknown[]).map((m, i) => {
+    if (!m || typeof m !== 'object') bad(`${field}[${i}] is not an object`);
+    const { role, content } = m as { role?: unknown; content?: unknown };
+    if (typeof role !== 'string' || !ROLES.has(role)) bad(`${field}[${i}].role must be one of system, user, assistant, tool; got ${JSON.stringify(role)}`);
+    if (typeof content === 'string') return { role: role as string, content };
+    if (!Array.isArray(content)) bad(`${field}[${i}].content must be a string or a list of {type: 'text'|'image'} parts`);
+    const parts = (content as unknown[]).map((p, j): ContentPart => {
+      const part = p as { type?: unknown; text?: unknown };
+      if (!p || typeof p !== 'object') bad(`${field}[${i}].content[${j}] is not an object`);
+      if (part.type === 'image') return { type: 'image' };
+      if (part.type === 'text') {
+        if (typeof part.text !== 'string') bad(`${field}[${i}].content[${j}] is a text part without a "text" string`);
+        return { type: 'text', text: part.text as string };
+      }
+      return bad(`${field}[${i}].content[${j}].type must be 'text' or 'image'; got ${JSON.stringify(part.type)}`);
+    });
+    return { role: role as string, content: parts };
+  });
+}
+
+function placeholderCount(messages: readonly ChatMessage[]): number {
+  let n = 0;
+  for (const m of messages) {
+    if (typeof m.content === 'string') n += m.content.split('<image>').length - 1;
+    else for (const p of m.content) n += p.type === 'image' ? 1 : p.type === 'text' ? (p as { text: string }).text.split('<image>').length - 1 : 0;
+  }
+  return n;
+}
+
+/** Puts n image parts at the start of the first user message (TRL's prepare_multimodal_messages). */
+function insertImages(messages: ChatMessage[], n: number): ChatMessage[] {
+  const i = messages.findIndex((m) => m.role === 'user');
+  if (i < 0) bad(`the row has ${n} image(s) but no user message to put them in`);
+  const m = messages[i]!;
+  const parts: ContentPart[] = typeof m.content === 'string' ? [{ type: 'text', text: m.content }] : [...m.content];
+  const out = messages.slice();
+  out[i] = { ...m, content: [...Array.from({ length: n }, () => ({ type: 'image' }) as ContentPart), ...parts] };
+  return out;
+}
+
+interface ParsedRow {
+  kind: SftRowKind;
+  messages: ChatMessage[];
+  /** index of the first message whose assistant replies are trained (prompt/completion: the completion) */
+  firstTrained: number;
+  imagePaths: string[];
+}
+
+function parseRow(obj: unknown, baseDir: string): ParsedRow {
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) bad('a row must be a JSON object');
+  const row = obj as Record<string, unknown>;
+  let kind: SftRowKind;
+  let messages: ChatMessage[];
+  let firstTrained = 0;
+  if (row.messages !== undefined) {
+    kind = 'messages';
+    messages = checkMessages(row.messages, 'messages');
+  } else if (row.prompt !== undefined || row.completion !== undefined) {
+    kind = 'prompt-completion';
+    if (row.prompt === undefined) bad('a prompt/completion row needs "prompt"');
+    if (row.completion === undefined) bad('a prompt/completion row needs "completion"');
+    const prompt = typeof row.prompt === 'string' ? [{ role: 'user', content: row.prompt }] : checkMessages(row.prompt, 'prompt');
+    const completion = typeof row.completion === 'string' ? [{ role: 'assistant', content: row.completion }] : checkMessages(row.completion, 'completion');
+    messages = [...prompt, ...completion];
+    firstTrained = prompt.length;
+  } else {
+    return bad('a row needs "messages" (conversational form) or "prompt" and "completion"');
+  }
+  if (!messages.slice(firstTrained).some((m) => m.role === 'assistant'))
+    bad(kind === 'messages' ? 'no assistant turn: the conversation has nothing to learn' : 'no assistant turn: the completion has no assistant message');
+  const imgs = row.images ?? (row.image !== undefined ? [row.image] : []);
+  if (!Array.isArray(imgs) || imgs.some((p) => typeof p !== 'string')) bad('"images" must be a list of image file paths');
+  const imagePaths = (imgs as string[]).map((p) => (isAbsolute(p) ? p : resolve(baseDir, p)));
+  const placeholders = placeholderCount(messages);
+  if (placeholders === 0 && imagePaths.length > 0) messages = insertImages(messages, imagePaths.length);
+  else if (placeholders !== imagePaths.length)
+    bad(`the messages have ${placeholders} image placeholder(s) but "images" lists ${imagePaths.length}; give one image per {"type": "image"} part`);
+  return { kind, messages, firstTrained, imagePaths };
+}
+
+export interface SftDatasetSummary {
+  file: string;
+  rows: number;
+  used: number;
+  skipped: number;
+  truncated: number;
+  tokens: number;
+  tiles: number;
+}
+
+/** The usable rows of one JSONL file (load() checks and tokenizes them all up front). */
+export class SftDataset {
+  readonly file: string;
+  readonly examples: SftExample[];
+  readonly skipped: BadRow[];
+  readonly rows: number;
+
+  private constructor(file: string, examples: SftExample[], skipped: BadRow[], rows: number) {
+    this.file = file;
+    this.examples = examples;
+    this.skipped = skipped;
+    this.rows = rows;
+  }
+
+  get length(): number {
+    return this.examples.length;
+  }
+
+  summary(): SftDatasetSummary {
+    return {
+      file: this.file,
+      rows: this.rows,
+      used: this.examples.length,
+      skipped: this.skipped.length,
+      truncated: this.examples.filter((e) => e.truncated).length,
+      tokens: this.examples.reduce((a, e) => a + e.length, 0),
+      tiles: this.examples.reduce((a, e) => a + e.tiles, 0),
+    };
+  }
+
+  static async load(file: string, processor: Processor, o: SftDataOptions = {}): Promise<SftDataset> {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new VlmkitError('E_FILE', `cannot read dataset ${file}: ${(e as NodeJS.ErrnoException).code ?? e}; check the path`);
+    }
+    const baseDir = dirname(resolve(file));
+    const tok = processor.tokenizer;
+    const imageTokenId = tok.specialIds.image;
+    if (imageTokenId === null) throw new VlmkitError('E_TOKENIZER', `the tokenizer of ${processor.dir} has no <image> token`);
+    const load = o.loadImage ?? (async (p: string) => (await processor.loadImages([p]))[0]!);
+    const examples: SftExample[] = [];
+    const skipped: BadRow[] = [];
+    const lines = text.split('\n');
+    let rows = 0;
+    for (let i = 0; i < lines.length; i++) {
+      const raw = lines[i]!.trim();
+      if (!raw) continue;
+      rows++;
+      const line = i + 1;
+      try {
+        let obj: unknown;
+        try {
+          obj = JSON.parse(raw);
+        } catch (e) {
+          bad(`not valid JSON (${(e as Error).message})`);
+        }
+        const row = parseRow(obj, baseDir);
+        const grids: ImageGrid[] = [];
+        for (const p of row.imagePaths) {
+          let im: RgbImage;
+          try {
+            im = await load(p);
+          } catch (e) {
+            bad(e instanceof VlmkitError ? e.message : `image ${p} cannot be read (${(e as Error).message})`);
+          }
+          grids.push(imageGridForSize(im!.width, im!.height, processor.imageConfig));
+        }
+        let enc = encodeConversation(processor.prompt, row.messages, grids, row.firstTrained);
+        const assistantOnly = o.assistantOnly || (row.kind === 'prompt-completion' && o.completionOnly !== false);
+        if (!enc.assistantSpans.length) bad('no assistant turn: the assistant replies render to no tokens');
+        let truncated = false;
+        if (o.maxLength !== undefined) {
+          const t = truncateConversation(enc, o.maxLength, {
+            imageTokenId, fakeTokenId: tok.specialIds.fakeTokenAroundImage, assistantOnly, truncate: o.truncate,
+          });
+          if (!t.ok) bad(`too long: ${t.reason}`);
+          else {
+            enc = t.conversation;
+            truncated = t.truncated;
+          }
+        }
+        if (countTargets(labelsFor(enc.inputIds, enc.assistantSpans, { imageTokenId, assistantOnly })) === 0) bad('nothing to train on: every label is masked');
+        const tiles = grids.reduce((a, g) => a + (g.rows ? g.rows * g.cols + 1 : 1), 0);
+        examples.push({
+          ...enc, grids, file, line, kind: row.kind, messages: row.messages, images: row.imagePaths,
+          length: enc.inputIds.length, tiles, truncated, where: `${file}:${line}`,
+          completionOnly: row.kind === 'prompt-completion' && o.completionOnly !== false,
+        });
+      } catch (e) {
+        if (!(e instanceof RowProblem)) throw e;
+        if (!o.skipBadRows) throw rowError(file, line, `${e.message} (pass --skip-bad-rows to skip such rows)`);
+        skipped.push({ file, line, reason: e.message });
+      }
+    }
+    if (!examples.length)
+      throw new VlmkitError('E_DATA', `${file}: no usable rows${rows ? ` (${skipped.length} of ${rows} skipped as bad)` : ' (the file is empty)'}`);
+    return new SftDataset(file, examples, skipped, rows);
+  }
+}
+
+/** Decodes the images of some examples (for the collator). */
+export async function loadExampleImages(processor: Processor, examples: readonly SftExample[]): Promise<RgbImage[][]> {
+  return Promise.all(examples.map(async (ex) => {
+    try {
+      return await processor.loadImages(ex.images);
+    } catch (e) {
+      throw rowError(ex.file, ex.line, e instanceof Error ? e.message : String(e));
+    }
+  }));
+}
+
+// ------------------------------------------------------------------------------------------------ batch order
+
+/** mulberry32: a tiny seeded generator whose whole state is one 32-bit integer (saved in checkpoints). */
+export class SeededRng {
+  state: number;
+  constructor(seed: number) {
+    this.state = seed >>> 0;
+  }
+  next(): number {
+    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+}
+
+/** Seeded Fisher-Yates permutation of 0..n-1. */
+export function permutation(n: number, rng: SeededRng): number[] {
+  const p = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    const t = p[i]!;
+    p[i] = p[j]!;
+    p[j] = t;
+  }
+  return p;
+}
+
+export interface BatchOrderOptions {
+  batchSize: number;
+  seed: number;
+  /** shuffle each epoch (default true) */
+  shuffle?: boolean;
+  /**
+   * group rows of similar length (transformers' LengthGroupedSampler): shuffle, cut into mega-batches of
+   * batchSize x groupSize rows, sort each by length (longest first), the longest batch of all goes first
+   */
+  groupByLength?: boolean;
+  /** mega-batch size in batches (default 50, as transformers) */
+  groupSize?: number;
+  /** drop a last incomplete batch (default false) */
+  dropLast?: boolean;
+}
+
+/** The batches of every epoch as lists of example indices: a pure function of (seed, epoch), so a resumed run sees the same order. */
+export class BatchOrder {
+  readonly lengths: readonly number[];
+  readonly options: BatchOrderOptions;
+
+  constructor(lengths: readonly number[], o: BatchOrderOptions) {
+    if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new VlmkitError('E_ARGS', `batch size must be an integer >= 1, got ${o.batchSize}`);
+    this.lengths = lengths;
+    this.options = o;
+  }
+
+  /** batches per epoch */
+  get batchesPerEpoch(): number {
+    const n = this.lengths.length, b = this.options.batchSize;
+    return this.options.dropLast ? Math.floor(n / b) : Math.ceil(n / b);
+  }
+
+  epoch(e: number): number[][] {
+    const n = this.lengths.length;
+    const { batchSize: bs, shuffle = true, groupByLength = false, dropLast = false } = this.options;
+    // a distinct stream per (seed, epoch)
+    const rng = new SeededRng((Math.imul(this.options.seed >>> 0, 0x9e3779b1) ^ Math.imul(e + 1, 0x85ebca6b)) >>> 0);
+    let order = shuffle ? permutation(n, rng) : Array.from({ length: n }, (_, i) => i);
+    if (groupByLength) {
+      const mega = bs * (this.options.groupSize ?? 50);
+      const out: number[] = [];
+      for (let i = 0; i < n; i += mega) {
+        const chunk = order.slice(i, i + mega).sort((a, b) => this.lengths[b]! - this.lengths[a]! || a - b);
+        out.push(...chunk);
+      }
+      order = out;
+    }
+    const batches: number[][] = [];
+    for (let i = 0; i < n; i += bs) {
+      const b = order.slice(i, i + bs);
+      if (b.length < bs && dropLast) break;
+      batches.push(b);
+    }
+    if (groupByLength && batches.length > 1) {
+      // the batch holding the longest row first (fail early on memory), as transformers does
+      let best = 0;
+      batches.forEach((b, i) => {
+        if (Math.max(...b.map((x) => this.lengths[x]!)) > Math.max(...batches[best]!.map((x) => this.lengths[x]!))) best = i;
+      });
+      [batches[0], batches[best]] = [batches[best]!, batches[0]!];
+    }
+    return batches;
+  }
+}

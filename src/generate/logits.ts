@@ -107,36 +107,80 @@ export function applyTopK(scores: Float32Array, topK: number, minTokensToKeep = 
 /**
  * TopPLogitsWarper (nucleus): sorting ascending, a token is removed when the cumulative softmax up to and
  * including it is <= 1 - topP; the minTokensToKeep highest are always kept. Equivalently, going down from the
- * highest score, a token is kept while the probability mass above it is < topP. Done with a heap, so only the
- * kept tokens are ever ordered.
+ * highest score, a token is kept while the probability mass above it is < topP. Without sorting the vocabulary:
+ * the probability mass is bucketed by score (2 passes), whole buckets above the crossing point are kept, and only
+ * the bucket where the mass crosses topP is sorted and walked token by token.
  */
 export function applyTopP(scores: Float32Array, topP: number, minTokensToKeep = 1): void {
   if (topP >= 1) return;
   const n = scores.length;
   let max = -Infinity;
-  for (let i = 0; i < n; i++) if (scores[i]! > max) max = scores[i]!;
-  if (max === -Infinity) return;
-  const idx = new Int32Array(n);
-  let m = 0;
-  let total = 0;
+  let min = Infinity;
   for (let i = 0; i < n; i++) {
     const s = scores[i]!;
     if (s === -Infinity) continue;
-    idx[m++] = i;
-    total += Math.exp(s - max);
+    if (s > max) max = s;
+    if (s < min) min = s;
   }
-  const heap = new IndexHeap(idx, m, (a, b) => scores[a]! > scores[b]! || (scores[a] === scores[b] && a < b));
-  const keep = new Uint8Array(n);
+  if (max === -Infinity) return;
+  const NB = 2048;
+  const width = (max - min) / NB;
+  const inv = width > 0 ? 1 / width : 0;
+  // per token: its bucket (NB = removed already) and exp(s - max); scores more than 40 below the max have
+  // probability < 4e-18 of the top token's and count as 0 (below f32 softmax resolution)
+  const bucket = new Uint16Array(n);
+  const prob = new Float64Array(n);
+  const mass = new Float64Array(NB);
+  const count = new Int32Array(NB);
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const s = scores[i]!;
+    if (s === -Infinity) {
+      bucket[i] = NB;
+      continue;
+    }
+    const b = Math.min(NB - 1, ((s - min) * inv) | 0);
+    bucket[i] = b;
+    count[b]++;
+    if (s - max > -40) {
+      const e = Math.exp(s - max);
+      prob[i] = e;
+      mass[b] += e;
+      total += e;
+    }
+  }
+  const target = topP * total; // compare unnormalised masses
+  // walk buckets from the highest scores down; `cut` = lowest bucket kept whole, `partial` = tokens kept from the crossing bucket
   let above = 0;
   let kept = 0;
-  while (heap.n > 0) {
-    if (above >= topP && kept >= minTokensToKeep) break;
-    const i = heap.pop();
-    keep[i] = 1;
-    kept++;
-    above += Math.exp(scores[i]! - max) / total;
+  let cut = NB;
+  let partial: number[] = [];
+  const done = () => above >= target && kept >= minTokensToKeep;
+  for (let b = NB - 1; b >= 0; b--) {
+    if (count[b] === 0) continue;
+    if (done()) break;
+    if (above + mass[b]! < target) {
+      above += mass[b]!;
+      kept += count[b]!;
+      cut = b;
+      continue;
+    }
+    const members: number[] = [];
+    for (let i = 0; i < n; i++) if (bucket[i] === b) members.push(i);
+    members.sort((x, y) => scores[y]! - scores[x]! || x - y);
+    for (const i of members) {
+      if (done()) break;
+      partial.push(i);
+      above += prob[i]!;
+      kept++;
+    }
+    if (done()) break;
+    // (only with minTokensToKeep > 1: the walk goes on below this bucket, whose tokens are all kept)
+    cut = b;
+    partial = [];
   }
-  for (let i = 0; i < n; i++) if (!keep[i]) scores[i] = -Infinity;
+  for (const i of partial) bucket[i] = NB;
+  for (let i = 0; i < n; i++) if (bucket[i]! < cut) scores[i] = -Infinity;
 }
 
 export interface SamplingOptions {

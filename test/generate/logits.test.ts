@@ -103,6 +103,33 @@ describe('top-p', () => {
     applyTopP(t, 1e-9);
     assert.deepEqual(Array.from(t).map(Number.isFinite), [true, false, false, false]);
   });
+  it('agrees with the literal definition (sort ascending, cumsum of softmax, remove <= 1 - p) on random rows', () => {
+    const rng = new Rng(9);
+    for (let trial = 0; trial < 40; trial++) {
+      const n = 50 + rng.int(3000);
+      const spread = [0.1, 1, 4, 15][trial % 4]!;
+      const s = Float32Array.from({ length: n }, () => rng.normal() * spread);
+      if (trial % 5 === 0) for (let i = 0; i < n; i += 7) s[i] = -Infinity;
+      const p = [0.1, 0.5, 0.8, 0.95, 0.999][trial % 5]!;
+      // reference: transformers' TopPLogitsWarper in f64
+      const idx = Array.from({ length: n }, (_, i) => i).sort((a, b) => s[a]! - s[b]! || b - a);
+      const mx = Math.max(...Array.from(s));
+      const e = idx.map((i) => Math.exp(s[i]! - mx));
+      const tot = e.reduce((a, b) => a + b, 0);
+      let cum = 0;
+      const removed = new Set<number>();
+      idx.forEach((i, k) => {
+        cum += e[k]! / tot;
+        if (cum <= 1 - p && k < n - 1) removed.add(i);
+      });
+      const ours = s.slice();
+      applyTopP(ours, p);
+      for (let i = 0; i < n; i++) {
+        const want = removed.has(i) || s[i] === -Infinity;
+        assert.equal(ours[i] === -Infinity, want, `trial ${trial} token ${i}`);
+      }
+    }
+  });
   it('after top-k the mass is renormalised over what is left', () => {
     const s = logits();
     applyTopK(s, 2); // [0.5, 0.3] -> 0.625, 0.375

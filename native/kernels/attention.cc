@@ -316,16 +316,22 @@ float* grow(std::vector<float>& v, size_t n) {
 
 
 // ---------------------------------------------------------------------------------------------------------------
-// Block products: the AVX2 register tiles of attention_gemm.cc on K and V packed once per call as 16-key panels
-// (fast), or sgemm on the strided rows (CPUs without AVX2, head dims that are not multiples of 8, and few rows per
-// kv head, where packing would cost more than it saves: one-row decode).
+// Block products: the AVX2 register tiles of attention_gemm.cc, with K (and V for the backward) packed once per call
+// as 16-key panels when there are enough rows per kv head to repay it; with few rows (one-row decode) the scores
+// are dot products on the key rows in place. sgemm on the strided rows where the CPU has no AVX2 or a head dim is
+// not a multiple of 8.
 
 struct Blocks {
-  bool fast = false;
-  int64_t npan = 0;  // panels per (b, kv head)
+  bool tiles = false;   // AVX2 register tiles for the products (head dims multiples of 8)
+  bool packed = false;  // and K (and V) packed as panels for the products with keys as columns
+  int64_t npan = 0;     // panels per (b, kv head)
   std::vector<float> kp, vp;
-  const float* kpanels(int64_t bk, int64_t k0, int64_t D) const { return kp.data() + (bk * npan + k0 / 16) * D * 16; }
-  const float* vpanels(int64_t bk, int64_t k0, int64_t Dv) const { return vp.data() + (bk * npan + k0 / 16) * Dv * 16; }
+  const float* kpanels(int64_t bk, int64_t k0, int64_t D) const {
+    return packed ? kp.data() + (bk * npan + k0 / 16) * D * 16 : nullptr;
+  }
+  const float* vpanels(int64_t bk, int64_t k0, int64_t Dv) const {
+    return packed ? vp.data() + (bk * npan + k0 / 16) * Dv * 16 : nullptr;
+  }
 };
 
 void pack(const AttnTensor& t, const AttnProblem& p, int64_t D, Blocks& bl, std::vector<float>& dst) {
@@ -342,8 +348,9 @@ void pack(const AttnTensor& t, const AttnProblem& p, int64_t D, Blocks& bl, std:
 
 Blocks make_blocks(const AttnProblem& p, int64_t rows_per_kv, bool with_v) {
   Blocks bl;
-  bl.fast = attn_gemm_available() && p.D % 8 == 0 && p.Dv % 8 == 0 && rows_per_kv >= 32;
-  if (!bl.fast) return bl;
+  bl.tiles = attn_gemm_available() && p.D % 8 == 0 && p.Dv % 8 == 0;
+  bl.packed = bl.tiles && rows_per_kv >= 32;
+  if (!bl.packed) return bl;
   bl.npan = (p.Tk + 15) / 16;
   pack(p.k, p, p.D, bl, bl.kp);
   if (with_v) pack(p.v, p, p.Dv, bl, bl.vp);
@@ -352,10 +359,11 @@ Blocks make_blocks(const AttnProblem& p, int64_t rows_per_kv, bool with_v) {
 
 inline int64_t round16(int64_t n) { return (n + 15) & ~int64_t(15); }
 
-// S [M, n] (row stride ld) = Q [M, D] · Xᵀ for the key rows X (row-major, or their panels when fast)
-void mm_nt(bool fast, int64_t M, int64_t n, int64_t D, const float* Q, const float* X, int64_t ldx,
+// S [M, n] (row stride ld) = Q [M, D] · Xᵀ for the key rows X: on their panels, on the rows in place, or by sgemm.
+void mm_nt(const Blocks& bl, int64_t M, int64_t n, int64_t D, const float* Q, const float* X, int64_t ldx,
            const float* panels, float* S, int64_t ld) {
-  if (fast) attn_gemm(M, round16(n), D, Q, D, 1, panels, 16, D * 16, S, ld, 1.f, 0.f, nullptr);
+  if (bl.packed) attn_gemm(M, round16(n), D, Q, D, 1, panels, 16, D * 16, S, ld, 1.f, 0.f, nullptr);
+  else if (bl.tiles) attn_gemm_nt_rows(M, n, D, Q, D, X, ldx, S, ld);
   else sgemm(false, true, (int)M, (int)n, (int)D, 1.f, Q, (int)D, X, (int)ldx, 0.f, S, (int)ld);
 }
 
@@ -399,7 +407,7 @@ void fwd_rows(const AttnProblem& p, const Geo& g, const KeyMask& km, const Block
     const int64_t n = std::min(kBK, k_end - k0);
     const int64_t allowed = km.allowed(b, k0, k0 + n);
     if (allowed == 0) continue;
-    mm_nt(bl.fast, M, n, D, Q, K + k0 * p.k.st, p.k.st, bl.fast ? bl.kpanels(bk, k0, D) : nullptr, S, kBK);
+    mm_nt(bl, M, n, D, Q, K + k0 * p.k.st, p.k.st, bl.kpanels(bk, k0, D), S, kBK);
     const bool cm = p.causal && k0 + n - 1 > pmin;
     const bool mm = allowed < n;
     for (int64_t rr = 0; rr < M; rr++) {
@@ -420,7 +428,7 @@ void fwd_rows(const AttnProblem& p, const Geo& g, const KeyMask& km, const Block
       m[rr] = mnew;
     }
     // O = alpha_i O + P V
-    mm_nn(bl.fast, false, M, Dv, n, 1.f, S, kBK, V + k0 * p.v.st, p.v.st, 1.f, al, O, Dv);
+    mm_nn(bl.tiles, false, M, Dv, n, 1.f, S, kBK, V + k0 * p.v.st, p.v.st, 1.f, al, O, Dv);
   }
 }
 
@@ -442,7 +450,15 @@ void attention_forward(const AttnProblem& p0, float* out, float* lse) {
   const int64_t nrb = (g.R + kBQ - 1) / kBQ, base = B * Hkv * nrb, nkb = (p.Tk + kBK - 1) / kBK;
   const int64_t nt = num_threads();
   int64_t nsplit = 1;
-  if (base < 2 * nt && nkb >= 2) nsplit = std::min<int64_t>(nkb, (4 * nt + base - 1) / base);
+  if (base < 2 * nt && nkb >= 2) {
+    // about 4 tasks per thread, a count the pool divides evenly when one is near
+    nsplit = std::min<int64_t>(nkb, (4 * nt + base - 1) / base);
+    for (int64_t s = nsplit; s <= std::min<int64_t>(nkb, 2 * nsplit); s++)
+      if ((base * s) % nt == 0) {
+        nsplit = s;
+        break;
+      }
+  }
 
   auto finish_row = [&](int64_t b, int64_t kvh, int64_t r, const float* o, float m, float l) {
     const int64_t orow = g.out_row(b, kvh, r);
@@ -567,8 +583,8 @@ void attention_backward(const AttnProblem& p0, AttnTensor out, const float* lse,
     const float* K = p.k.p + b * p.k.sb + kvh * p.k.sh + k0 * p.k.st;
     const float* V = p.v.p + b * p.v.sb + kvh * p.v.sh + k0 * p.v.st;
     const int64_t ldk = p.k.st, ldv = p.v.st, ld = kBKb;
-    const float* Kp = bl.fast ? bl.kpanels(bk, k0, D) : nullptr;
-    const float* Vp = bl.fast ? bl.vpanels(bk, k0, Dv) : nullptr;
+    const float* Kp = bl.kpanels(bk, k0, D);
+    const float* Vp = bl.vpanels(bk, k0, Dv);
     float* Q = grow(tls.q, kBQb * D);
     float* GO = grow(tls.go, kBQb * Dv);
     float* S = grow(tls.s, kBQb * kBKb);
@@ -581,7 +597,7 @@ void attention_backward(const AttnProblem& p0, AttnTensor out, const float* lse,
         R.scale_copy(Q + rr * D, g.row(p.q, b, kvh, r0 + rr), D, qs);
         std::memcpy(GO + rr * Dv, g.row(gout, b, kvh, r0 + rr), Dv * sizeof(float));
       }
-      mm_nt(bl.fast, M, n, D, Q, K, ldk, Kp, S, ld);
+      mm_nt(bl, M, n, D, Q, K, ldk, Kp, S, ld);
       const bool cm = p.causal && k0 + n - 1 > g.pos(r0);
       const bool mm = allowed < n;
       for (int64_t rr = 0; rr < M; rr++) {
@@ -597,11 +613,11 @@ void attention_backward(const AttnProblem& p0, AttnTensor out, const float* lse,
         }
         R.exp2_sum(s, n, rl[rr]);  // P
       }
-      mm_nn(bl.fast, true, n, Dv, M, 1.f, S, ld, GO, Dv, 1.f, nullptr, dV, Dv);  // dV += Pᵀ dO
-      mm_nt(bl.fast, M, n, Dv, GO, V, ldv, Vp, dP, ld);                         // dP = dO Vᵀ
+      mm_nn(bl.tiles, true, n, Dv, M, 1.f, S, ld, GO, Dv, 1.f, nullptr, dV, Dv);  // dV += Pᵀ dO
+      mm_nt(bl, M, n, Dv, GO, V, ldv, Vp, dP, ld);                         // dP = dO Vᵀ
       for (int64_t rr = 0; rr < M; rr++) R.dsoft(dP + rr * ld, S + rr * ld, n, rd[rr]);  // dS = P (dP - D)
-      mm_nn(bl.fast, true, n, D, M, kLn2, dP, ld, Q, D, 1.f, nullptr, dK, D);          // dK += scale dSᵀ q
-      mm_nn(bl.fast, false, M, D, n, p.scale, dP, ld, K, ldk, 1.f, nullptr, dQ + r0 * D, D);  // dQ += scale dS K
+      mm_nn(bl.tiles, true, n, D, M, kLn2, dP, ld, Q, D, 1.f, nullptr, dK, D);          // dK += scale dSᵀ q
+      mm_nn(bl.tiles, false, M, D, n, p.scale, dP, ld, K, ldk, 1.f, nullptr, dQ + r0 * D, D);  // dQ += scale dS K
     }
     busy[slot].store(0, std::memory_order_release);
   });

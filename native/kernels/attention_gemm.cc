@@ -61,7 +61,64 @@ const TileFn kTiles[7][2] = {
     {tile<4, 1>, tile<4, 2>}, {tile<5, 1>, tile<5, 2>}, {tile<6, 1>, tile<6, 2>},
 };
 
+// Dot products of MR rows of A with NJ rows of X: 8-lane partial sums per pair, reduced at the end.
+template <int MR, int NJ>
+VK_AVX2 void dots(int64_t D, const float* A, int64_t lda, const float* X, int64_t ldx, float* S, int64_t lds) {
+  __m256 acc[2][4];  // small and fully unrolled below: GCC keeps these in registers
+#define VK_Z(i, j) acc[i][j] = _mm256_setzero_ps();
+  VK_Z(0, 0) VK_Z(0, 1) VK_Z(0, 2) VK_Z(0, 3) VK_Z(1, 0) VK_Z(1, 1) VK_Z(1, 2) VK_Z(1, 3)
+#undef VK_Z
+  for (int64_t d = 0; d < D; d += 8) {
+    __m256 x[4];
+    x[0] = _mm256_loadu_ps(X + d);
+    if constexpr (NJ > 1) x[1] = _mm256_loadu_ps(X + ldx + d);
+    if constexpr (NJ > 2) x[2] = _mm256_loadu_ps(X + 2 * ldx + d);
+    if constexpr (NJ > 3) x[3] = _mm256_loadu_ps(X + 3 * ldx + d);
+    const __m256 q0 = _mm256_loadu_ps(A + d);
+    acc[0][0] = _mm256_fmadd_ps(q0, x[0], acc[0][0]);
+    if constexpr (NJ > 1) acc[0][1] = _mm256_fmadd_ps(q0, x[1], acc[0][1]);
+    if constexpr (NJ > 2) acc[0][2] = _mm256_fmadd_ps(q0, x[2], acc[0][2]);
+    if constexpr (NJ > 3) acc[0][3] = _mm256_fmadd_ps(q0, x[3], acc[0][3]);
+    if constexpr (MR > 1) {
+      const __m256 q1 = _mm256_loadu_ps(A + lda + d);
+      acc[1][0] = _mm256_fmadd_ps(q1, x[0], acc[1][0]);
+      if constexpr (NJ > 1) acc[1][1] = _mm256_fmadd_ps(q1, x[1], acc[1][1]);
+      if constexpr (NJ > 2) acc[1][2] = _mm256_fmadd_ps(q1, x[2], acc[1][2]);
+      if constexpr (NJ > 3) acc[1][3] = _mm256_fmadd_ps(q1, x[3], acc[1][3]);
+    }
+  }
+  for (int i = 0; i < MR; i++) {
+    if constexpr (NJ == 4) {
+      const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(acc[i][0], acc[i][1]), _mm256_hadd_ps(acc[i][2], acc[i][3]));
+      _mm_storeu_ps(S + i * lds, _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1)));
+    } else {
+      for (int j = 0; j < NJ; j++) {
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[i][j]), _mm256_extractf128_ps(acc[i][j], 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        S[i * lds + j] = _mm_cvtss_f32(h);
+      }
+    }
+  }
+}
+
 }  // namespace
+
+void attn_gemm_nt_rows(int64_t M, int64_t N, int64_t D, const float* A, int64_t lda, const float* X, int64_t ldx,
+                       float* S, int64_t lds) {
+  for (int64_t i = 0; i < M; i += 2) {
+    const float* a = A + i * lda;
+    float* s = S + i * lds;
+    int64_t j = 0;
+    if (M - i >= 2) {
+      for (; j + 4 <= N; j += 4) dots<2, 4>(D, a, lda, X + j * ldx, ldx, s + j, lds);
+      for (; j < N; j++) dots<2, 1>(D, a, lda, X + j * ldx, ldx, s + j, lds);
+    } else {
+      for (; j + 4 <= N; j += 4) dots<1, 4>(D, a, lda, X + j * ldx, ldx, s + j, lds);
+      for (; j < N; j++) dots<1, 1>(D, a, lda, X + j * ldx, ldx, s + j, lds);
+    }
+  }
+}
 
 bool attn_gemm_available() {
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -83,6 +140,7 @@ void attn_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars, int
 
 #else
 bool attn_gemm_available() { return false; }
+void attn_gemm_nt_rows(int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t) {}
 void attn_gemm(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*,
                int64_t, float, float, const float*) {}
 #endif

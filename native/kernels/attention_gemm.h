@@ -15,6 +15,11 @@ bool attn_gemm_available();
 void attn_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb,
                int64_t b16, float* C, int64_t ldc, float alpha, float beta, const float* row_scale);
 
+// S[i, j] = Σ_d A[i * lda + d] X[j * ldx + d] for i < M, j < N, reading the rows of X in place (no packing: for
+// few rows of A, as in one-row decode, where packing X would cost more than the product). D a multiple of 8.
+void attn_gemm_nt_rows(int64_t M, int64_t N, int64_t D, const float* A, int64_t lda, const float* X, int64_t ldx,
+                       float* S, int64_t lds);
+
 // Packs the rows [0, n) of X (n x D, row stride ldx) as ceil(n/16) panels of [D][16] (keys beyond n are zero).
 void attn_pack_panels(const float* X, int64_t ldx, int64_t n, int64_t D, float* out);
 

@@ -4,10 +4,10 @@
 //   const vlm = await loadVlm('SmolVLM-256M-Instruct');
 //   const { text, timings } = await vlm.generate('What is in this image?', ['photo.jpg'], { maxNewTokens: 64 });
 //   for await (const piece of vlm.stream('Describe it.', ['photo.jpg'])) process.stdout.write(piece);
-import { noGrad } from './engine/autograd.js';
 import type { Tensor } from './engine/tensor.js';
 import { VlmkitError } from './errors.js';
 import { generateStream, type GenerateOptions, type GenerationOutput } from './generate/generate.js';
+import { idefics3Forward } from './generate/idefics3.js';
 import { loadGenerationConfig, type GenerationConfig } from './generate/stopping.js';
 import type { FinishReason, GenerationTimings, ModelInputs } from './generate/types.js';
 import { loadIdefics3Config, loadModel, type Idefics3Config, type Idefics3Model } from './models/idefics3/index.js';
@@ -63,8 +63,8 @@ export interface Vlm {
   readonly eosTokenIds: readonly number[];
   /** Model inputs for one prompt (left-padded batch of one); dispose() them when done. */
   encode(prompt: PromptInput, images?: readonly ImageInput[], opts?: { doImageSplitting?: boolean; addGenerationPrompt?: boolean }): Promise<EncodedBatch>;
-  /** Logits [B, T, V] for every position (the caller disposes them). */
-  forward(inputs: ModelInputs): Tensor;
+  /** Logits [B, T, V] for every position (the caller disposes them); positions default to 0..T-1 as transformers' forward. */
+  forward(inputs: ModelInputs & { positionIds?: Tensor }): Tensor;
   generate(prompt: PromptInput, images?: readonly ImageInput[], opts?: VlmGenerateOptions): Promise<GenerateResult>;
   /** Several prompts, each with its own images, generated together (left padding; finished rows leave the batch). */
   generateBatch(items: readonly BatchItem[], opts?: VlmGenerateOptions): Promise<GenerateResult[]>;
@@ -134,15 +134,8 @@ class VlmImpl implements Vlm {
     return this.processor.encode(toSample(prompt, images), opts);
   }
 
-  forward(inputs: ModelInputs): Tensor {
-    return noGrad(() =>
-      this.model.forward({
-        inputIds: inputs.inputIds,
-        attentionMask: inputs.attentionMask,
-        pixelValues: inputs.pixelValues ?? null,
-        pixelAttentionMask: inputs.pixelAttentionMask ?? null,
-      }),
-    );
+  forward(inputs: ModelInputs & { positionIds?: Tensor }): Tensor {
+    return idefics3Forward(this.model)(inputs);
   }
 
   private async *events(items: readonly BatchItem[], opts: VlmGenerateOptions) {

@@ -140,8 +140,9 @@ export async function* generateStream(
   if (longest >= lm.maxPositions) {
     throw new VlmkitError('E_CONTEXT', `the prompt has ${longest} tokens but the model's context holds ${lm.maxPositions}; shorten the prompt, use fewer or smaller images (or turn image splitting off)`);
   }
-  // The longest row may use positions up to its prompt length + maxNew - 1; the cache holds T + maxNew - 1.
-  const capacity = T + maxNew;
+  // Rows stop at maxNew tokens or at the end of the context, whichever comes first: the cache never holds more.
+  const shortest = Math.min(...rows.map((r) => r.promptIds.length));
+  const capacity = T + Math.min(maxNew, lm.maxPositions - shortest);
   const V = lm.vocabSize;
 
   const prefillTokens = rows.reduce((s, r) => s + r.promptIds.length, 0);

@@ -36,6 +36,15 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// Software prefetch ~2 KB ahead of the row stream (rows are walked one after another, so this runs into the
+// next rows): the hardware prefetcher alone left a single thread at ~half of memcpy.
+constexpr int kAhead = 2048;
+inline void prefetch1(const float* p) { _mm_prefetch(reinterpret_cast<const char*>(p) + kAhead, _MM_HINT_T0); }
+inline void prefetch2(const float* p) {
+  _mm_prefetch(reinterpret_cast<const char*>(p) + kAhead, _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(p) + kAhead + 64, _MM_HINT_T0);
+}
+
 // ---- forward
 
 template <bool LN>
@@ -64,6 +73,7 @@ __attribute__((target("avx2,fma"))) void fwd_row_avx2(int64_t D, const float* x,
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t j = 0;
     for (; j < D32; j += 32) {
+      prefetch2(x + j);
       a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + j));
       a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + j + 8));
       a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + j + 16));
@@ -78,6 +88,7 @@ __attribute__((target("avx2,fma"))) void fwd_row_avx2(int64_t D, const float* x,
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t j = 0;
   for (; j < D32; j += 32) {
+    if (!LN) prefetch2(x + j);
     __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + j), vm), d1 = _mm256_sub_ps(_mm256_loadu_ps(x + j + 8), vm);
     __m256 d2 = _mm256_sub_ps(_mm256_loadu_ps(x + j + 16), vm), d3 = _mm256_sub_ps(_mm256_loadu_ps(x + j + 24), vm);
     a0 = _mm256_fmadd_ps(d0, d0, a0);
@@ -146,6 +157,8 @@ __attribute__((target("avx2,fma"))) void bwd_row_avx2(int64_t D, const float* x,
   int64_t j = 0;
   // two accumulators each, unrolled by 16
   for (; j + 16 <= D8; j += 16) {
+    prefetch1(x + j);
+    prefetch1(gy + j);
     __m256 g0 = _mm256_loadu_ps(gy + j), g1 = _mm256_loadu_ps(gy + j + 8);
     __m256 h0 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm), vr);
     __m256 h1 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j + 8), vm), vr);

@@ -82,8 +82,8 @@ export function toSample(prompt: PromptInput, images: readonly ImageInput[] = []
 }
 
 /**
- * Generation settings: the caller's, else generation_config.json's (as transformers takes them). A temperature > 0
- * from the caller turns sampling on; 0 means greedy.
+ * Generation settings: the caller's, else generation_config.json's, else transformers' defaults (top_k 50 when
+ * sampling). A temperature > 0 from the caller turns sampling on; 0 means greedy.
  */
 export function resolveGenerateOptions(gen: GenerationConfig, o: GenerateOptions, eosTokenIds: readonly number[]): GenerateOptions {
   const doSample = o.doSample ?? (o.temperature !== undefined ? o.temperature > 0 : gen.doSample ?? false);
@@ -92,7 +92,7 @@ export function resolveGenerateOptions(gen: GenerationConfig, o: GenerateOptions
     ...o,
     doSample,
     temperature: doSample ? (o.temperature ?? gen.temperature ?? 1) : undefined,
-    topK: pick(o.topK, gen.topK),
+    topK: pick(o.topK, gen.topK ?? 50), // transformers' GenerationConfig default when sampling
     topP: pick(o.topP, gen.topP),
     repetitionPenalty: o.repetitionPenalty ?? gen.repetitionPenalty,
     maxNewTokens: o.maxNewTokens ?? gen.maxNewTokens ?? 256,

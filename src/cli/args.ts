@@ -37,7 +37,7 @@ export const GENERATION_FLAGS = {
 export const GENERATION_USAGE = `generation options:
   --max-new-tokens N        answer length limit (default: generation_config.json's, else 256)
   --temperature T           0 = greedy (default); > 0 samples
-  --top-k K                 keep the K most likely tokens when sampling (0 = off)
+  --top-k K                 keep the K most likely tokens when sampling (default 50; 0 = off)
   --top-p P                 nucleus sampling mass in (0, 1] (1 = off)
   --repetition-penalty R    > 1 discourages repeating tokens (1 = off)
   --seed S                  sampling seed (default 0)

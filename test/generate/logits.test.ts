@@ -236,3 +236,20 @@ describe('generation config', () => {
     assert.equal(g.padTokenId, 2);
   });
 });
+
+describe('generation defaults (api.resolveGenerateOptions)', () => {
+  it('greedy unless asked; generation_config values apply when sampling; top_k 50 as transformers', async () => {
+    const { resolveGenerateOptions } = await import('../../src/api.js');
+    const gen = { eosTokenIds: [3], bosTokenId: 1, padTokenId: 2, temperature: 0.6, topP: 0.9 };
+    const g = resolveGenerateOptions(gen, {}, [3, 4]);
+    assert.equal(g.doSample, false);
+    assert.equal(g.temperature, undefined);
+    assert.deepEqual(g.eosTokenIds, [3, 4]);
+    assert.equal(g.maxNewTokens, 256);
+    const s = resolveGenerateOptions(gen, { temperature: 0.9 }, [3]);
+    assert.deepEqual([s.doSample, s.temperature, s.topK, s.topP], [true, 0.9, 50, 0.9]);
+    const c = resolveGenerateOptions({ ...gen, doSample: true }, { topK: 0 }, [3]);
+    assert.deepEqual([c.doSample, c.temperature, c.topK], [true, 0.6, 0]);
+    assert.equal(resolveGenerateOptions({ ...gen, doSample: true }, { temperature: 0 }, [3]).doSample, false);
+  });
+});

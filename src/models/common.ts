@@ -47,6 +47,8 @@ export interface LowRankAdapter {
   scale: number;
   /** false skips it (e.g. the reference model of DPO = the base with its adapter disabled); default true */
   enabled?: boolean;
+  /** applied to x before A (LoRA dropout in training mode); default: x itself */
+  input?: (x: Tensor) => Tensor;
 }
 
 /** A linear layer's parameters: w [N, K] (f32/bf16/f16), optional bias [N], optional adapters. */
@@ -61,7 +63,7 @@ export function applyLinear(x: Tensor, l: Linear): Tensor {
   let y = linear(x, l.w, l.b ?? undefined);
   if (l.adapters) for (const ad of l.adapters) {
     if (ad.enabled === false) continue;
-    const low = linear(linear(x, ad.a), ad.b);
+    const low = linear(linear(ad.input ? ad.input(x) : x, ad.a), ad.b);
     y = add(y, ad.scale === 1 ? low : mul(low, ad.scale));
   }
   return y;

@@ -1,7 +1,7 @@
 // The Idefics3 connector: pixel shuffle (space-to-depth by scale_factor, in transformers' element order) and a
-// linear projection without bias into the text model's hidden size.
-import { type Tensor, linear, pixelShuffle } from '../../engine/index.js';
-import { tidyGraph } from '../common.js';
+// linear projection without bias into the text model's hidden size (adapters attached to it apply).
+import { type Tensor, pixelShuffle } from '../../engine/index.js';
+import { applyLinear, tidyGraph } from '../common.js';
 import type { ConnectorWeights } from './weights.js';
 
 export class Connector {
@@ -15,6 +15,6 @@ export class Connector {
 
   /** [N, S, Dv] (S a square) -> [N, S / scale², H] */
   forward(x: Tensor): Tensor {
-    return tidyGraph([x], () => linear(pixelShuffle(x, this.scaleFactor), this.w.proj));
+    return tidyGraph([x], () => applyLinear(pixelShuffle(x, this.scaleFactor), this.w.linear));
   }
 }

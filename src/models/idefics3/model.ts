@@ -72,7 +72,9 @@ export class Idefics3Model {
   /**
    * Every linear layer by its transformers module path ("model.text_model.layers.0.self_attn.q_proj",
    * "model.vision_model.encoder.layers.0.mlp.fc1", ...): the objects the forward reads, so adapters attached to
-   * them (LowRankAdapter) take effect. The connector projection and lm_head are not listed.
+   * them (LowRankAdapter) take effect. The connector projection is listed
+   * ("model.connector.modality_projection.proj"); lm_head is not. The patch embedding is listed with its conv
+   * weight [D, C, p, p] and ignores adapters.
    */
   linears(): Map<string, Linear> {
     return new Map(this.linearMap);

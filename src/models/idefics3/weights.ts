@@ -56,6 +56,8 @@ export interface VisionWeights {
 export interface ConnectorWeights {
   /** [text hidden, vision hidden · scale²], no bias */
   proj: Tensor;
+  /** the same weight as a Linear (listed by linears(), where adapters attach) */
+  linear: Linear;
 }
 export interface TextLayerWeights {
   inputNorm: Tensor;
@@ -235,5 +237,8 @@ export function loadIdefics3Weights(ckpt: Checkpoint, cfg: Idefics3Config, o: Lo
     lmHead: tied ? embed : g('lmHead'),
     tied,
   };
-  return { weights: { vision, connector: { proj: g('connector.proj') }, text }, named, linears };
+  const proj = g('connector.proj');
+  const projLinear: Linear = { w: proj, b: null };
+  linears.set('model.connector.modality_projection.proj', projLinear);
+  return { weights: { vision, connector: { proj, linear: projLinear }, text }, named, linears };
 }

@@ -170,11 +170,7 @@ __attribute__((target("avx2,fma,f16c"))) void dot_rows(const float* xp, int64_t 
                                                         const float* bias) {
   using E = std::conditional_t<T == WT::F32, float, uint16_t>;
   constexpr int NA = MR <= 2 ? 4 : MR <= 4 ? 2 : 1;
-#ifdef VK_PF
-  constexpr int kPrefetchBytes = VK_PF;
-#else
   constexpr int kPrefetchBytes = 1024;
-#endif
   const int64_t K16 = K & ~(int64_t)15;
   for (int64_t n = n0; n < n1; n++) {
     const E* w = static_cast<const E*>(Wv) + n * ldw;

@@ -134,3 +134,12 @@ test('no graph is recorded for frozen operands and intermediates are released', 
   });
   assert.equal(vk.storageStats().count, before);
 });
+
+test('folded rows: sliced and size-1 leading axes keep their strides', () => {
+  // [B, 1, K] slices of [B, T, K] (the last position, as the lm_head reads it), and size-1 axes in between
+  checkForward('linear last position', (x, w) => vk.linear(vk.slice(x, 1, 4, 5), w), [{ shape: [3, 5, 24] }, { shape: [7, 24], dtype: 'bf16' }], TOL);
+  checkForward('matmul last position', (a, b) => vk.matmul(vk.slice(a, 1, 4, 5), b), [{ shape: [3, 5, 24] }, { shape: [24, 7] }], TOL);
+  checkForward('linear [2,1,3,K] sliced', (x, w) => vk.linear(vk.slice(x, 2, 1, 4), w), [{ shape: [2, 1, 6, 16] }, { shape: [5, 16] }, ], TOL);
+  checkForward('linear strided rank-1 x', (x, w) => vk.linear(vk.slice(vk.transpose(x), 0, 1, 2).view([9], [4], 1), w), [{ shape: [9, 4] }, { shape: [5, 9] }], TOL);
+  checkForward('matmul expanded batch (stride 0)', (a, b) => vk.matmul(vk.expand(a, [4, 1, 6]), b), [{ shape: [1, 1, 6] }, { shape: [6, 3] }], TOL);
+});

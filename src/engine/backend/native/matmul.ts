@@ -40,16 +40,19 @@ function withLayout<T>(x: Tensor, ok: (t: Tensor) => boolean, fn: (t: Tensor) =>
 const lastTwo = (t: Tensor): Operand | null =>
   matrixOperand(t.shape[t.rank - 2], t.shape[t.rank - 1], t.strides[t.rank - 2], t.strides[t.rank - 1]);
 
-/** Whether the leading axes of t (all but the last `keep`) collapse into one axis of stride strides[rank-keep]*shape. */
-function foldsInto(t: Tensor, upTo: number): boolean {
-  // axes [0, upTo] must form one run: stride[i] == stride[i+1] * shape[i+1] (size-1 axes ignored)
-  let expect = t.strides[upTo] * t.shape[upTo];
-  for (let i = upTo - 1; i >= 0; i--) {
+/**
+ * The one stride that walks the rows folded from axes [0, upTo] of t (in row-major order), or null when they do not
+ * fold. Size-1 axes are ignored; with no axis longer than 1 any stride serves (`fallback`).
+ */
+export function foldedStride(t: Tensor, upTo: number, fallback: number): number | null {
+  let stride: number | null = null, expect = 0;
+  for (let i = upTo; i >= 0; i--) {
     if (t.shape[i] === 1) continue;
-    if (t.strides[i] !== expect) return false;
+    if (stride === null) stride = t.strides[i];
+    else if (t.strides[i] !== expect) return null;
     expect = t.strides[i] * t.shape[i];
   }
-  return true;
+  return stride ?? fallback;
 }
 
 function batchOffsets(t: Tensor, batch: readonly number[], nb: number): Float64Array | null {
@@ -92,10 +95,11 @@ function matmul(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor 
     withLayout(b, (t) => lastTwo(t) !== null, (bc) => {
       const oa = lastTwo(ac)!, ob = lastTwo(bc)!;
       const tA = transA !== oa.trans, tB = transB !== ob.trans;
-      const bBatchless = bb.every((d) => d === 1);
-      if (nb === 1 || (bBatchless && !transA && !oa.trans && foldsInto(ac, ra - 2))) {
-        // one product: a's batch folds into its rows (row stride ld, batch strides chained)
-        addon.gemm(1, tA, tB, nb * M, N, K, base(ac), null, oa.ld, base(bc), bt, null, ob.ld, null, out.data);
+      // b shared by every matrix of a, whose batch folds into its rows (one row stride throughout): one product
+      const fs = bb.every((d) => d === 1) && !transA && !oa.trans ? foldedStride(ac, ra - 2, oa.ld) : null;
+      const foldLd = fs !== null && (M === 1 ? fs >= Math.max(1, K) : fs === oa.ld) ? fs : null;
+      if (nb === 1 || foldLd !== null) {
+        addon.gemm(1, tA, tB, nb * M, N, K, base(ac), null, foldLd ?? oa.ld, base(bc), bt, null, ob.ld, null, out.data);
       } else {
         addon.gemm(nb, tA, tB, M, N, K, base(ac), batchOffsets(ac, batch, nb), oa.ld, base(bc), bt,
           batchOffsets(bc, batch, nb), ob.ld, null, out.data);
@@ -112,11 +116,11 @@ function linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
   const M = K === 0 ? x.shape.slice(0, -1).reduce((p, d) => p * d, 1) : x.size / K;
   const out = empty(x, [...x.shape.slice(0, -1), N]);
   if (out.size === 0) return out;
-  // x as an [M, K] operand: rank 1, or leading axes that fold into rows.
+  // x as an [M, K] operand: its leading axes must fold into rows of one stride.
   const xOperand = (t: Tensor): Operand | null => {
-    if (t.rank === 1) return t.strides[0] === 1 || K === 1 ? { trans: false, ld: Math.max(1, K) } : null;
-    if (t.rank > 2 && !foldsInto(t, t.rank - 2)) return null;
-    return matrixOperand(M, K, t.strides[t.rank - 2], t.strides[t.rank - 1]);
+    const sk = t.strides[t.rank - 1];
+    const sr = t.rank === 1 ? K * sk : foldedStride(t, t.rank - 2, K * sk);
+    return sr === null ? null : matrixOperand(M, K, sr, sk);
   };
   return withLayout(x, (t) => xOperand(t) !== null, (xc) =>
     withLayout(w, (t) => lastTwo(t) !== null, (wc) =>

@@ -4,7 +4,7 @@
 // [B, Hkv, maxLen, D] key/value buffers per layer for step-by-step generation.
 import type { Backend } from '../../engine/backend/backend.js';
 import {
-  type Tensor, add, attention, embedding, linear, mul, noGrad, permute, reshape, rmsNorm, rope, ropeInvFreq, silu,
+  type Tensor, add, attention, checkpoint, embedding, linear, mul, noGrad, permute, reshape, rmsNorm, rope, ropeInvFreq, silu,
   slice, tensor, zeros,
 } from '../../engine/index.js';
 import { ShapeError, VlmkitError } from '../../errors.js';
@@ -99,6 +99,8 @@ export class LlamaText {
   readonly cfg: LlamaTextConfig;
   readonly w: TextWeights;
   readonly invFreq: Tensor;
+  /** recompute each decoder layer in the backward pass instead of keeping its intermediates (read at forward time) */
+  gradientCheckpointing = false;
 
   constructor(cfg: LlamaTextConfig, w: TextWeights) {
     this.cfg = cfg;
@@ -170,7 +172,9 @@ export class LlamaText {
       }
       let x = embeds;
       this.w.layers.forEach((l, i) => {
-        const nx = this.layer(x, l, pos!, mask, cache ? cache.layers[i] : null, past);
+        const nx = this.gradientCheckpointing && !cache
+          ? checkpoint((xi) => this.layer(xi, l, pos!, mask, null, past), [x])
+          : this.layer(x, l, pos!, mask, cache ? cache.layers[i] : null, past);
         x = x === embeds ? nx : advance(x, nx);
       });
       return rmsNorm(x, this.w.norm, this.cfg.rmsNormEps);

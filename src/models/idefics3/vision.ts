@@ -3,7 +3,7 @@
 // embeddings indexed by bucketized fractional coordinates of the valid patches, pre-norm encoder layers with
 // non-causal attention over the valid patches, and a final layer norm.
 import {
-  type Tensor, add, attention, contiguous, embedding, gelu, geluTanh, layerNorm, linear, permute, reshape, tensor,
+  type Tensor, add, attention, checkpoint, contiguous, embedding, gelu, geluTanh, layerNorm, linear, permute, reshape, tensor,
 } from '../../engine/index.js';
 import { ShapeError } from '../../errors.js';
 import { advance, applyLinear, tidyGraph } from '../common.js';
@@ -101,6 +101,8 @@ const lin = applyLinear;
 export class VisionTransformer {
   readonly cfg: Idefics3VisionConfig;
   readonly w: VisionWeights;
+  /** recompute each encoder layer in the backward pass instead of keeping its intermediates (read at forward time) */
+  gradientCheckpointing = false;
 
   constructor(cfg: Idefics3VisionConfig, w: VisionWeights) {
     this.cfg = cfg;
@@ -154,7 +156,8 @@ export class VisionTransformer {
     return tidyGraph([pixels], () => {
       let x = this.embed(pixels, m);
       const keyMask = m.full ? null : tensor(m.data, [N, m.hp * m.wp], { dtype: 'u8', backend: pixels.backend });
-      for (const l of this.w.layers) x = advance(x, this.layer(x, l, keyMask));
+      for (const l of this.w.layers)
+        x = advance(x, this.gradientCheckpointing ? checkpoint((xi) => this.layer(xi, l, keyMask), [x]) : this.layer(x, l, keyMask));
       return layerNorm(x, this.w.post.w, this.w.post.b, this.cfg.layerNormEps);
     });
   }

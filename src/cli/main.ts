@@ -42,6 +42,11 @@ function oneLine(s: string): string {
 
 export async function run(argv: string[], io: CliIo = processIo()): Promise<number> {
   const [cmd, ...rest] = argv;
+  // `vlmkit ask ... | head -1`: a closed pipe ends the command quietly
+  io.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
   try {
     if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
       io.stdout.write(USAGE + '\n');

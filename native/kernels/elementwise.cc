@@ -131,22 +131,46 @@ BIN(BMin, min8(a, b), min1(a, b))
 #undef BIN
 
 // ================================================================ flat loops
-// Tails go through the same 8-lane code (padded), so an element's result never depends on where it sits.
+// Tails (and, with streaming stores, the unaligned head) go through the same 8-lane code on a padded copy, so an
+// element's result never depends on where it sits. Streaming (non-temporal) stores are used for outputs too large
+// to stay in the L3 for the next op: they skip the read-for-ownership of the destination, as memcpy does.
+constexpr int64_t kStreamBytes = 16 << 20;
+
 template <class F>
+VK_AVX2 void pad1(int64_t m, const float* x, float* y) {
+  alignas(32) float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::memcpy(t, x, (size_t)m * 4);
+  _mm256_store_ps(t, F::v(_mm256_load_ps(t)));
+  std::memcpy(y, t, (size_t)m * 4);
+}
+// elements before y + i is 32-byte aligned (y is at least 4-byte aligned)
+inline int64_t head_to_align(const float* y, int64_t n) {
+  int64_t h = (int64_t)(((32 - ((uintptr_t)y & 31)) & 31) / 4);
+  return h < n ? h : n;
+}
+
+template <class F, bool NT>
 VK_AVX2 void map1_avx2(int64_t n, const float* x, float* y) {
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    __m256 a = F::v(_mm256_loadu_ps(x + i)), b = F::v(_mm256_loadu_ps(x + i + 8));
-    _mm256_storeu_ps(y + i, a);
-    _mm256_storeu_ps(y + i + 8, b);
+  if (NT) {
+    i = head_to_align(y, n);
+    if (i) pad1<F>(i, x, y);
+    for (; i + 16 <= n; i += 16) {
+      __m256 a = F::v(_mm256_loadu_ps(x + i)), b = F::v(_mm256_loadu_ps(x + i + 8));
+      _mm256_stream_ps(y + i, a);
+      _mm256_stream_ps(y + i + 8, b);
+    }
+    for (; i + 8 <= n; i += 8) _mm256_stream_ps(y + i, F::v(_mm256_loadu_ps(x + i)));
+    _mm_sfence();
+  } else {
+    for (; i + 16 <= n; i += 16) {
+      __m256 a = F::v(_mm256_loadu_ps(x + i)), b = F::v(_mm256_loadu_ps(x + i + 8));
+      _mm256_storeu_ps(y + i, a);
+      _mm256_storeu_ps(y + i + 8, b);
+    }
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, F::v(_mm256_loadu_ps(x + i)));
   }
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, F::v(_mm256_loadu_ps(x + i)));
-  if (i < n) {
-    alignas(32) float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    std::memcpy(t, x + i, (size_t)(n - i) * 4);
-    _mm256_store_ps(t, F::v(_mm256_load_ps(t)));
-    std::memcpy(y + i, t, (size_t)(n - i) * 4);
-  }
+  if (i < n) pad1<F>(n - i, x + i, y + i);
 }
 template <class F>
 void map1_scalar(int64_t n, const float* x, float* y) {
@@ -155,27 +179,40 @@ void map1_scalar(int64_t n, const float* x, float* y) {
 
 // Two inputs, each either contiguous (stride 1) or one broadcast value (stride 0): SA/SB fixed at compile time.
 template <class F, int SA, int SB>
+VK_AVX2 void pad2(int64_t m, const float* a, const float* b, float* y) {
+  alignas(32) float ta[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  if (SA) std::memcpy(ta, a, (size_t)m * 4); else for (int k = 0; k < 8; k++) ta[k] = a[0];
+  if (SB) std::memcpy(tb, b, (size_t)m * 4); else for (int k = 0; k < 8; k++) tb[k] = b[0];
+  _mm256_store_ps(ta, F::v(_mm256_load_ps(ta), _mm256_load_ps(tb)));
+  std::memcpy(y, ta, (size_t)m * 4);
+}
+template <class F, int SA, int SB, bool NT>
 VK_AVX2 void map2_avx2(int64_t n, const float* a, const float* b, float* y) {
   const __m256 ab = _mm256_set1_ps(a[0]), bb = _mm256_set1_ps(b[0]);
 #define la(i) (SA ? _mm256_loadu_ps(a + (i)) : ab)
 #define lb(i) (SB ? _mm256_loadu_ps(b + (i)) : bb)
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    __m256 r0 = F::v(la(i), lb(i)), r1 = F::v(la(i + 8), lb(i + 8));
-    _mm256_storeu_ps(y + i, r0);
-    _mm256_storeu_ps(y + i + 8, r1);
-  }
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, F::v(la(i), lb(i)));
-  if (i < n) {
-    alignas(32) float ta[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    size_t rest = (size_t)(n - i);
-    if (SA) std::memcpy(ta, a + i, rest * 4); else for (size_t k = 0; k < 8; k++) ta[k] = a[0];
-    if (SB) std::memcpy(tb, b + i, rest * 4); else for (size_t k = 0; k < 8; k++) tb[k] = b[0];
-    _mm256_store_ps(ta, F::v(_mm256_load_ps(ta), _mm256_load_ps(tb)));
-    std::memcpy(y + i, ta, rest * 4);
+  if (NT) {
+    i = head_to_align(y, n);
+    if (i) pad2<F, SA, SB>(i, a, b, y);
+    for (; i + 16 <= n; i += 16) {
+      __m256 r0 = F::v(la(i), lb(i)), r1 = F::v(la(i + 8), lb(i + 8));
+      _mm256_stream_ps(y + i, r0);
+      _mm256_stream_ps(y + i + 8, r1);
+    }
+    for (; i + 8 <= n; i += 8) _mm256_stream_ps(y + i, F::v(la(i), lb(i)));
+    _mm_sfence();
+  } else {
+    for (; i + 16 <= n; i += 16) {
+      __m256 r0 = F::v(la(i), lb(i)), r1 = F::v(la(i + 8), lb(i + 8));
+      _mm256_storeu_ps(y + i, r0);
+      _mm256_storeu_ps(y + i + 8, r1);
+    }
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, F::v(la(i), lb(i)));
   }
 #undef la
 #undef lb
+  if (i < n) pad2<F, SA, SB>(n - i, SA ? a + i : a, SB ? b + i : b, y + i);
 }
 template <class F, int SA, int SB>
 void map2_scalar(int64_t n, const float* a, const float* b, float* y) {
@@ -186,70 +223,72 @@ using Map1 = void (*)(int64_t, const float*, float*);
 using Map2 = void (*)(int64_t, const float*, const float*, float*);
 
 template <class F>
-Map1 pick1() {
-  return has_avx2() ? map1_avx2<F> : map1_scalar<F>;
+Map1 pick1(bool nt) {
+  if (!has_avx2()) return map1_scalar<F>;
+  return nt ? map1_avx2<F, true> : map1_avx2<F, false>;
 }
 template <class F, int SA, int SB>
-Map2 pick2() {
-  return has_avx2() ? map2_avx2<F, SA, SB> : map2_scalar<F, SA, SB>;
+Map2 pick2(bool nt) {
+  if (!has_avx2()) return map2_scalar<F, SA, SB>;
+  return nt ? map2_avx2<F, SA, SB, true> : map2_avx2<F, SA, SB, false>;
 }
 
-Map1 unary_kernel(UnaryOp op) {
+Map1 unary_kernel(UnaryOp op, bool nt) {
   switch (op) {
-    case UnaryOp::Neg: return pick1<UNeg>();
-    case UnaryOp::Exp: return pick1<UExp>();
-    case UnaryOp::Log: return pick1<ULog>();
-    case UnaryOp::Sqrt: return pick1<USqrt>();
-    case UnaryOp::Rsqrt: return pick1<URsqrt>();
-    case UnaryOp::Tanh: return pick1<UTanh>();
-    case UnaryOp::Sigmoid: return pick1<USigmoid>();
-    case UnaryOp::Silu: return pick1<USilu>();
-    case UnaryOp::Gelu: return pick1<UGelu>();
-    case UnaryOp::GeluTanh: return pick1<UGeluTanh>();
-    case UnaryOp::LogSigmoid: return pick1<ULogSigmoid>();
-    case UnaryOp::Relu: return pick1<URelu>();
-    case UnaryOp::Abs: return pick1<UAbs>();
-    case UnaryOp::Square: return pick1<USquare>();
+    case UnaryOp::Neg: return pick1<UNeg>(nt);
+    case UnaryOp::Exp: return pick1<UExp>(nt);
+    case UnaryOp::Log: return pick1<ULog>(nt);
+    case UnaryOp::Sqrt: return pick1<USqrt>(nt);
+    case UnaryOp::Rsqrt: return pick1<URsqrt>(nt);
+    case UnaryOp::Tanh: return pick1<UTanh>(nt);
+    case UnaryOp::Sigmoid: return pick1<USigmoid>(nt);
+    case UnaryOp::Silu: return pick1<USilu>(nt);
+    case UnaryOp::Gelu: return pick1<UGelu>(nt);
+    case UnaryOp::GeluTanh: return pick1<UGeluTanh>(nt);
+    case UnaryOp::LogSigmoid: return pick1<ULogSigmoid>(nt);
+    case UnaryOp::Relu: return pick1<URelu>(nt);
+    case UnaryOp::Abs: return pick1<UAbs>(nt);
+    case UnaryOp::Square: return pick1<USquare>(nt);
     default: return nullptr;
   }
 }
 // gx = gy * f'(x): (x, gy) both contiguous
-Map2 deriv_kernel(UnaryOp op) {
+Map2 deriv_kernel(UnaryOp op, bool nt) {
   switch (op) {
-    case UnaryOp::Neg: return pick2<DNeg, 1, 1>();
-    case UnaryOp::Exp: return pick2<DExp, 1, 1>();
-    case UnaryOp::Log: return pick2<DLog, 1, 1>();
-    case UnaryOp::Sqrt: return pick2<DSqrt, 1, 1>();
-    case UnaryOp::Rsqrt: return pick2<DRsqrt, 1, 1>();
-    case UnaryOp::Tanh: return pick2<DTanh, 1, 1>();
-    case UnaryOp::Sigmoid: return pick2<DSigmoid, 1, 1>();
-    case UnaryOp::Silu: return pick2<DSilu, 1, 1>();
-    case UnaryOp::Gelu: return pick2<DGelu, 1, 1>();
-    case UnaryOp::GeluTanh: return pick2<DGeluTanh, 1, 1>();
-    case UnaryOp::LogSigmoid: return pick2<DLogSigmoid, 1, 1>();
-    case UnaryOp::Relu: return pick2<DRelu, 1, 1>();
-    case UnaryOp::Abs: return pick2<DAbs, 1, 1>();
-    case UnaryOp::Square: return pick2<DSquare, 1, 1>();
+    case UnaryOp::Neg: return pick2<DNeg, 1, 1>(nt);
+    case UnaryOp::Exp: return pick2<DExp, 1, 1>(nt);
+    case UnaryOp::Log: return pick2<DLog, 1, 1>(nt);
+    case UnaryOp::Sqrt: return pick2<DSqrt, 1, 1>(nt);
+    case UnaryOp::Rsqrt: return pick2<DRsqrt, 1, 1>(nt);
+    case UnaryOp::Tanh: return pick2<DTanh, 1, 1>(nt);
+    case UnaryOp::Sigmoid: return pick2<DSigmoid, 1, 1>(nt);
+    case UnaryOp::Silu: return pick2<DSilu, 1, 1>(nt);
+    case UnaryOp::Gelu: return pick2<DGelu, 1, 1>(nt);
+    case UnaryOp::GeluTanh: return pick2<DGeluTanh, 1, 1>(nt);
+    case UnaryOp::LogSigmoid: return pick2<DLogSigmoid, 1, 1>(nt);
+    case UnaryOp::Relu: return pick2<DRelu, 1, 1>(nt);
+    case UnaryOp::Abs: return pick2<DAbs, 1, 1>(nt);
+    case UnaryOp::Square: return pick2<DSquare, 1, 1>(nt);
     default: return nullptr;
   }
 }
 template <class F>
-void binary_set(Map2* k) {
-  k[0] = pick2<F, 1, 1>();
-  k[1] = pick2<F, 1, 0>();
-  k[2] = pick2<F, 0, 1>();
-  k[3] = pick2<F, 0, 0>();
+void binary_set(Map2* k, bool nt) {
+  k[0] = pick2<F, 1, 1>(nt);
+  k[1] = pick2<F, 1, 0>(nt);
+  k[2] = pick2<F, 0, 1>(nt);
+  k[3] = pick2<F, 0, 0>(nt);
 }
 // [vv, vs, sv, ss]
-void binary_kernels(BinaryOp op, Map2* k) {
+void binary_kernels(BinaryOp op, Map2* k, bool nt) {
   switch (op) {
-    case BinaryOp::Add: return binary_set<BAdd>(k);
-    case BinaryOp::Sub: return binary_set<BSub>(k);
-    case BinaryOp::Mul: return binary_set<BMul>(k);
-    case BinaryOp::Div: return binary_set<BDiv>(k);
-    case BinaryOp::Pow: return binary_set<BPow>(k);
-    case BinaryOp::Maximum: return binary_set<BMax>(k);
-    case BinaryOp::Minimum: return binary_set<BMin>(k);
+    case BinaryOp::Add: return binary_set<BAdd>(k, nt);
+    case BinaryOp::Sub: return binary_set<BSub>(k, nt);
+    case BinaryOp::Mul: return binary_set<BMul>(k, nt);
+    case BinaryOp::Div: return binary_set<BDiv>(k, nt);
+    case BinaryOp::Pow: return binary_set<BPow>(k, nt);
+    case BinaryOp::Maximum: return binary_set<BMax>(k, nt);
+    case BinaryOp::Minimum: return binary_set<BMin>(k, nt);
     default: throw std::runtime_error("unknown binary op");
   }
 }
@@ -341,16 +380,16 @@ inline void gather(int64_t n, const float* x, int64_t s, float* t) {
 }  // namespace
 
 void unary_flat_f32(UnaryOp op, int64_t n, const float* x, float* y) {
-  Map1 k = unary_kernel(op);
+  Map1 k = unary_kernel(op, n * 4 >= kStreamBytes);
   if (!k) throw std::runtime_error("unknown unary op");
   parallel_for(n, heavy_unary(op) ? kGrainHeavy : kGrainCheap, [&](int64_t b, int64_t e) { k(e - b, x + b, y + b); });
 }
 
 void unary_f32(UnaryOp op, int ndim, const int64_t* shape, const float* x, const int64_t* xs, float* y) {
-  Map1 k = unary_kernel(op);
-  if (!k) throw std::runtime_error("unknown unary op");
   const int64_t* st[1] = {xs};
   Layout L = collapse(ndim, shape, 1, st);
+  Map1 k = unary_kernel(op, L.n * 4 >= kStreamBytes);
+  if (!k) throw std::runtime_error("unknown unary op");
   drive(L, x, nullptr, y, heavy_unary(op) ? kGrainHeavy : kGrainCheap,
         [&](int64_t len, const float* p, int64_t s, const float*, int64_t, float* o) {
           if (s == 1) return k(len, p, o);
@@ -365,10 +404,10 @@ void unary_f32(UnaryOp op, int ndim, const int64_t* shape, const float* x, const
 
 void unary_backward_f32(UnaryOp op, int ndim, const int64_t* shape, const float* x, const int64_t* xs,
                         const float* gy, const int64_t* gs, float* gx) {
-  Map2 k = deriv_kernel(op);
-  if (!k) throw std::runtime_error("unknown unary op");
   const int64_t* st[2] = {xs, gs};
   Layout L = collapse(ndim, shape, 2, st);
+  Map2 k = deriv_kernel(op, L.n * 4 >= kStreamBytes);
+  if (!k) throw std::runtime_error("unknown unary op");
   drive(L, x, gy, gx, heavy_unary(op) ? kGrainHeavy : kGrainCheap,
         [&](int64_t len, const float* p, int64_t s, const float* q, int64_t sq, float* o) {
           if (s == 1 && sq == 1) return k(len, p, q, o);
@@ -384,7 +423,7 @@ void unary_backward_f32(UnaryOp op, int ndim, const int64_t* shape, const float*
 
 void binary_flat_f32(BinaryOp op, int64_t n, const float* a, int sa, const float* b, int sb, float* out) {
   Map2 k[4];
-  binary_kernels(op, k);
+  binary_kernels(op, k, n * 4 >= kStreamBytes);
   Map2 f = k[(sa ? 0 : 2) + (sb ? 0 : 1)];
   int64_t grain = op == BinaryOp::Pow ? kGrainHeavy : kGrainCheap;
   parallel_for(n, grain, [&](int64_t b0, int64_t e) { f(e - b0, sa ? a + b0 : a, sb ? b + b0 : b, out + b0); });
@@ -392,10 +431,10 @@ void binary_flat_f32(BinaryOp op, int64_t n, const float* a, int sa, const float
 
 void binary_f32(BinaryOp op, int ndim, const int64_t* shape, const float* a, const int64_t* as, const float* b,
                 const int64_t* bs, float* out) {
-  Map2 k[4];
-  binary_kernels(op, k);
   const int64_t* st[2] = {as, bs};
   Layout L = collapse(ndim, shape, 2, st);
+  Map2 k[4];
+  binary_kernels(op, k, L.n * 4 >= kStreamBytes);
   int64_t grain = op == BinaryOp::Pow ? kGrainHeavy : kGrainCheap;
   drive(L, a, b, out, grain, [&](int64_t len, const float* p, int64_t s, const float* q, int64_t sq, float* o) {
     if ((s == 0 || s == 1) && (sq == 0 || sq == 1)) return k[(s ? 0 : 2) + (sq ? 0 : 1)](len, p, q, o);

@@ -58,15 +58,33 @@ VK_AVX2 float max_v(const float* x, int64_t d) {
   return m;
 }
 
+// sum exp(x - m) (and the terms into y when given): f32 lane sums over blocks of 128 elements (each lane adds
+// at most 16 terms <= 1, so a block sum is exact to a few ulp), blocks added in f64.
 VK_AVX2 double expsum_v(const float* x, int64_t d, float m, float* y) {
   const __m256 mv = _mm256_set1_ps(m);
-  __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+  __m256d acc = _mm256_setzero_pd();
   int64_t i = 0;
-  for (; i + 8 <= d; i += 8) {
-    __m256 e = exp8_neg(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
-    if (y) _mm256_storeu_ps(y + i, e);
-    a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-    a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+  const int64_t dv = d & ~int64_t(7);
+  while (i < dv) {
+    const int64_t end = std::min(i + 128, dv);
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    for (; i + 16 <= end; i += 16) {
+      __m256 e0 = exp8_neg(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+      __m256 e1 = exp8_neg(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), mv));
+      if (y) {
+        _mm256_storeu_ps(y + i, e0);
+        _mm256_storeu_ps(y + i + 8, e1);
+      }
+      s0 = _mm256_add_ps(s0, e0);
+      s1 = _mm256_add_ps(s1, e1);
+    }
+    if (i < end) {
+      __m256 e0 = exp8_neg(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+      if (y) _mm256_storeu_ps(y + i, e0);
+      s0 = _mm256_add_ps(s0, e0);
+      i += 8;
+    }
+    acc_pd(acc, _mm256_add_ps(s0, s1));
   }
   if (i < d) {
     __m256i mk = tail_mask(d - i);
@@ -74,11 +92,9 @@ VK_AVX2 double expsum_v(const float* x, int64_t d, float m, float* y) {
     __m256 e = exp8_neg(_mm256_sub_ps(v, mv));
     if (y) _mm256_maskstore_ps(y + i, mk, e);
     // masked-off lanes are exp(-inf) = 0 (or NaN when m is -inf/NaN: then the whole row is NaN anyway)
-    e = _mm256_and_ps(e, _mm256_castsi256_ps(mk));
-    a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-    a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    acc_pd(acc, _mm256_and_ps(e, _mm256_castsi256_ps(mk)));
   }
-  return hsum_pd(_mm256_add_pd(a0, a1));
+  return hsum_pd(acc);
 }
 
 // y = x * s (in place allowed)

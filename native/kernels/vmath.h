@@ -1,7 +1,8 @@
 // Vectorised f32 math for AVX2/FMA (8 lanes) with scalar twins for the fallback path: exp, log, tanh, sigmoid,
-// erfc, GELU. Range reduction and polynomials follow the classic Cephes single-precision scheme (exp: 2^n * P(r),
-// |r| <= ln2/2; log: frexp + degree-9 polynomial; tanh: odd polynomial near 0, exp elsewhere) and the Chebyshev
-// erfc fit of Numerical Recipes (fractional error < 1.2e-7 over the whole line). Every function is accurate to
+// erf/erfc, GELU. Range reduction follows the classic Cephes single-precision scheme (exp: 2^n * P(r),
+// |r| <= ln2/2; log: frexp + degree-9 polynomial; tanh: odd polynomial near 0, exp elsewhere); the exp and erf
+// polynomials are minimax fits made for this code, the erfc tail is the Chebyshev fit of Numerical Recipes
+// (fractional error < 1.2e-7 over the whole line). Every function is accurate to
 // a few ulp, handles +-inf/NaN and underflows to denormals/0 the way libm does. Functions using intrinsics carry
 // VK_AVX2 (compiled for AVX2 regardless of -march); callers dispatch on vk::has_avx2().
 #pragma once
@@ -33,8 +34,6 @@ namespace vm {
 constexpr float kLog2e = 1.44269504088896341f;
 constexpr float kLn2Hi = 0.693359375f;       // exact in 9 bits: n * kLn2Hi is exact for |n| < 2^15
 constexpr float kLn2Lo = -2.12194440e-4f;    // ln2 - kLn2Hi
-constexpr float kExpP0 = 1.9875691500e-4f, kExpP1 = 1.3981999507e-3f, kExpP2 = 8.3334519073e-3f,
-                kExpP3 = 4.1665795894e-2f, kExpP4 = 1.6666665459e-1f, kExpP5 = 5.0000001201e-1f;
 constexpr float kLogP[9] = {7.0376836292e-2f, -1.1514610310e-1f, 1.1676998740e-1f, -1.2420140846e-1f,
                             1.4249322787e-1f, -1.6668057665e-1f, 2.0000714765e-1f, -2.4999993993e-1f,
                             3.3333331174e-1f};
@@ -95,23 +94,32 @@ VK_AVX2_INLINE double hsum_pd(__m256d v) {
   return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
 }
 
-// exp: clamp to [-104, 89] (NaN passes through: max/min return their second operand when it is NaN), n =
-// round(x log2 e), r = x - n ln2 in two steps, e^r by the degree-7 Cephes polynomial, then scale by 2^n as two
-// factors 2^(n/2) * 2^(n - n/2) so that results down in the denormal range (and overflow to inf) come out right.
-VK_AVX2_INLINE __m256 exp8(__m256 x) {
-  x = _mm256_min_ps(set1(89.0f), _mm256_max_ps(set1(-104.0f), x));
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, set1(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+// exp: n = round(x log2 e) by the 1.5*2^23 shifter (the integer lands in the low mantissa bits), r = x - n ln2 in
+// two steps (|r| <= ln2/2), e^r = 1 + r + r^2 P(r) with P a degree-4 minimax fit made for this code (relative
+// error 3e-9 in exact arithmetic, under the f32 rounding), then scaling by 2^n.
+constexpr float kExpC[5] = {4.999999345e-01f, 1.666652068e-01f, 4.166838753e-02f, 8.368710638e-03f, 1.381460520e-03f};
+constexpr float kShifter = 12582912.0f;  // 1.5 * 2^23
+VK_AVX2_INLINE __m256 exp_poly(__m256 x, __m256& j) {
+  j = _mm256_fmadd_ps(x, set1(kLog2e), set1(kShifter));
+  __m256 n = _mm256_sub_ps(j, set1(kShifter));
   __m256 r = _mm256_fnmadd_ps(n, set1(kLn2Hi), x);
   r = _mm256_fnmadd_ps(n, set1(kLn2Lo), r);
-  __m256 p = set1(kExpP0);
-  p = _mm256_fmadd_ps(p, r, set1(kExpP1));
-  p = _mm256_fmadd_ps(p, r, set1(kExpP2));
-  p = _mm256_fmadd_ps(p, r, set1(kExpP3));
-  p = _mm256_fmadd_ps(p, r, set1(kExpP4));
-  p = _mm256_fmadd_ps(p, r, set1(kExpP5));
-  __m256 r2 = _mm256_mul_ps(r, r);
-  p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, set1(1.0f)));
-  __m256i ni = _mm256_cvtps_epi32(n);
+  __m256 p = set1(kExpC[4]);
+  p = _mm256_fmadd_ps(p, r, set1(kExpC[3]));
+  p = _mm256_fmadd_ps(p, r, set1(kExpC[2]));
+  p = _mm256_fmadd_ps(p, r, set1(kExpC[1]));
+  p = _mm256_fmadd_ps(p, r, set1(kExpC[0]));
+  return _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, set1(1.0f)));
+}
+
+// exp over the whole range: clamp to [-104, 89] (NaN passes: max/min return their second operand when it is
+// NaN), scale by 2^n as two factors 2^(n/2) * 2^(n - n/2) so that denormal results and overflow to inf come out
+// right.
+VK_AVX2_INLINE __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(set1(89.0f), _mm256_max_ps(set1(-104.0f), x));
+  __m256 j;
+  __m256 p = exp_poly(x, j);
+  __m256i ni = _mm256_sub_epi32(_mm256_castps_si256(j), _mm256_castps_si256(set1(kShifter)));
   __m256i n1 = _mm256_srai_epi32(ni, 1);
   __m256i n2 = _mm256_sub_epi32(ni, n1);
   __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
@@ -123,20 +131,12 @@ VK_AVX2_INLINE __m256 exp8(__m256 x) {
 // flushed to 0, so -inf (a masked logit) gives exactly 0. One scale factor instead of two.
 VK_AVX2_INLINE __m256 exp8_neg(__m256 x0) {
   __m256 x = _mm256_max_ps(set1(-87.3f), x0);
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, set1(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, set1(kLn2Hi), x);
-  r = _mm256_fnmadd_ps(n, set1(kLn2Lo), r);
-  __m256 p = set1(kExpP0);
-  p = _mm256_fmadd_ps(p, r, set1(kExpP1));
-  p = _mm256_fmadd_ps(p, r, set1(kExpP2));
-  p = _mm256_fmadd_ps(p, r, set1(kExpP3));
-  p = _mm256_fmadd_ps(p, r, set1(kExpP4));
-  p = _mm256_fmadd_ps(p, r, set1(kExpP5));
-  __m256 r2 = _mm256_mul_ps(r, r);
-  p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, set1(1.0f)));
-  __m256i ni = _mm256_cvtps_epi32(n);
-  __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));
-  return _mm256_andnot_ps(_mm256_cmp_ps(x0, set1(-87.3f), _CMP_LT_OQ), _mm256_mul_ps(p, s));
+  __m256 j;
+  __m256 p = exp_poly(x, j);
+  // bits(j) = bits(shifter) + n; 2^n = (n + 127) << 23
+  __m256i e = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_castps_si256(j), _mm256_set1_epi32(127 - 0x4b400000)), 23);
+  return _mm256_andnot_ps(_mm256_cmp_ps(x0, set1(-87.3f), _CMP_LT_OQ), _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
 // Lane mask for the first r (0 < r < 8) lanes, for maskload/maskstore on row tails.

@@ -165,6 +165,33 @@ test('results do not depend on the thread count or on an element\'s position', (
   }
 });
 
+test('large outputs (streaming stores) equal the regular path bit for bit', () => {
+  // 4.5M floats = 18 MB: above the 16 MB threshold for non-temporal stores; a 1001-element slice at an odd
+  // offset takes the regular path (and an unaligned start)
+  vk.tidy(() => {
+    const n = 4_500_001;
+    const fill = (seed: number, scale: number) => {
+      const v = new Float32Array(n);
+      let s = seed;
+      for (let i = 0; i < n; i++) v[i] = ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5) * scale;
+      return vk.tensor(v, [n], { backend: nat });
+    };
+    const x = fill(9, 10), y = fill(10, 2);
+    const part = (t: vk.Tensor) => vk.slice(t, 0, 1003, 2004);
+    const mid = (t: vk.Tensor) => {
+      const v = Array.from((t.data as Float32Array).subarray(1003, 2004));
+      t.dispose();
+      return v;
+    };
+    for (const u of UNARY) {
+      assert.deepEqual(mid(u.fn(x)), u.fn(part(x)).toArray(), u.op);
+      assert.deepEqual(mid(nat.unaryBackward(u.op, x, y)), nat.unaryBackward(u.op, part(x), part(y)).toArray(), `${u.op}'`);
+    }
+    for (const { op, fn } of BINARY) assert.deepEqual(mid(fn(x, y)), fn(part(x), part(y)).toArray(), op);
+    assert.deepEqual(mid(vk.add(x, 2)), vk.add(part(x), 2).toArray(), 'add scalar');
+  });
+});
+
 test('shape errors name the op and both shapes', () => {
   const a = vk.zeros([2, 3], { backend: nat }), b = vk.zeros([3, 2], { backend: nat });
   assert.throws(() => vk.mul(a, b), (e: Error) => e.name === 'ShapeError' && /mul: shapes \[2, 3\] and \[3, 2\]/.test(e.message));

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 
@@ -155,12 +156,26 @@ VK_AVX2 void logsoftmax_bw_v(const float* y, const float* gy, float* gx, int64_t
     _mm256_maskstore_ps(gx + i, mk, _mm256_fnmadd_ps(e, cv, _mm256_maskload_ps(gy + i, mk)));
   }
 }
-// gx = g * exp(x - l)
+// gx = g * exp(x - l); with NT the aligned body uses streaming stores (the gradient of a large lm_head is
+// written once and read by the next matmul from memory anyway) and the unaligned head/tail masked stores.
+template <bool NT>
 VK_AVX2 void ce_bw_v(const float* x, float* gx, int64_t d, float l, float g) {
   const __m256 lv = _mm256_set1_ps(l), gv = _mm256_set1_ps(g);
   int64_t i = 0;
-  for (; i + 8 <= d; i += 8)
-    _mm256_storeu_ps(gx + i, _mm256_mul_ps(gv, exp8_neg(_mm256_sub_ps(_mm256_loadu_ps(x + i), lv))));
+  if (NT) {
+    int64_t h = (int64_t)(((32 - ((uintptr_t)gx & 31)) & 31) / 4);
+    if (h > d) h = d;
+    if (h) {
+      __m256i mk = tail_mask(h);
+      _mm256_maskstore_ps(gx, mk, _mm256_mul_ps(gv, exp8_neg(_mm256_sub_ps(_mm256_maskload_ps(x, mk), lv))));
+    }
+    for (i = h; i + 8 <= d; i += 8)
+      _mm256_stream_ps(gx + i, _mm256_mul_ps(gv, exp8_neg(_mm256_sub_ps(_mm256_loadu_ps(x + i), lv))));
+    _mm_sfence();
+  } else {
+    for (; i + 8 <= d; i += 8)
+      _mm256_storeu_ps(gx + i, _mm256_mul_ps(gv, exp8_neg(_mm256_sub_ps(_mm256_loadu_ps(x + i), lv))));
+  }
   if (i < d) {
     __m256i mk = tail_mask(d - i);
     __m256 e = exp8_neg(_mm256_sub_ps(_mm256_maskload_ps(x + i, mk), lv));
@@ -266,6 +281,7 @@ void cross_entropy_f32(int64_t n, int64_t v, const float* logits, const void* ta
 void cross_entropy_backward_f32(int64_t n, int64_t v, const float* logits, const void* targets, bool t64,
                                 int64_t ignore, const float* lse, const float* grow, float* gx) {
   Row R;
+  const bool nt = n * v * 4 >= (16 << 20);
   parallel_for(n, grain_rows(v), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; r++) {
       const float* xr = logits + r * v;
@@ -276,7 +292,7 @@ void cross_entropy_backward_f32(int64_t n, int64_t v, const float* logits, const
         continue;
       }
       float g = grow[r], l = lse[r];
-      if (R.avx) ce_bw_v(xr, o, v, l, g);
+      if (R.avx) nt ? ce_bw_v<true>(xr, o, v, l, g) : ce_bw_v<false>(xr, o, v, l, g);
       else for (int64_t i = 0; i < v; i++) o[i] = g * std::exp(xr[i] - l);
       o[t] -= g;
     }

@@ -102,6 +102,26 @@ test('crossEntropy gradients (with ignored rows)', () => {
   }, [{ shape: [3, LM_HEAD], range: [-15, 15] }, { shape: [3], dtype: 'i64', values: [5, -100, 49279] }, { shape: [3] }], TOL);
 });
 
+test('crossEntropyBackward on a large lm_head batch (streaming stores) equals the small-batch path', () => {
+  vk.tidy(() => {
+    const n = 90, V = LM_HEAD; // 17.7 MB of gradient: above the 16 MB streaming threshold
+    const v = new Float32Array(n * V);
+    let s = 7;
+    for (let i = 0; i < v.length; i++) v[i] = ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5) * 20;
+    const logits = vk.tensor(v, [n, V], { backend: nat });
+    const tv = Array.from({ length: n }, (_, i) => (i % 5 === 0 ? -100 : (i * 104729) % V));
+    const targets = vk.tensor(tv, [n], { backend: nat, dtype: 'i64' });
+    const { lse } = nat.crossEntropy(logits, targets, -100);
+    const gRow = vk.full([n], 0.5, { backend: nat });
+    const big = nat.crossEntropyBackward(logits, targets, lse, gRow, -100).data as Float32Array;
+    for (const r of [1, 5, 89]) {
+      const one = (t: vk.Tensor, w: number) => t.view(w === 1 ? [1] : [1, w], w === 1 ? [1] : [w, 1], t.offset + r * w);
+      const small = nat.crossEntropyBackward(one(logits, V), one(targets, 1), one(lse, 1), one(gRow, 1), -100);
+      assert.deepEqual(Array.from(small.data as Float32Array), Array.from(big.subarray(r * V, (r + 1) * V)), `row ${r}`);
+    }
+  });
+});
+
 test('crossEntropy errors: out-of-range targets and shape mismatches', () => {
   const x = vk.zeros([3, 10], { backend: nat });
   assert.throws(() => vk.crossEntropy(x, vk.tensor([1, 10, 2], [3], { backend: nat, dtype: 'i64' })),

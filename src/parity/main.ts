@@ -19,6 +19,10 @@ function line(r: ParityResult, verbose: boolean): string {
     template_equal: r.template_equal,
     vision_rel_err: r.vision_rel_err,
     connector_rel_err: r.connector_rel_err,
+    loss_rel_err: r.loss_rel_err,
+    grads_max_rel_err: r.grads_max_rel_err,
+    after_step_max_rel_err: r.after_step_max_rel_err,
+    loss_completion_rel_err: r.loss_completion_rel_err,
   };
   if (verbose || r.failures.length) o.failures = r.failures;
   if (verbose || r.notes.length) o.notes = r.notes;

@@ -43,6 +43,11 @@ export interface ParityResult {
   template_equal: boolean | null;
   vision_rel_err: number | null;
   connector_rel_err: number | null;
+  /** training cases (src/parity/train.ts): loss, worst gradient, worst tensor after the AdamW step, completion loss */
+  loss_rel_err: number | null;
+  grads_max_rel_err: number | null;
+  after_step_max_rel_err: number | null;
+  loss_completion_rel_err: number | null;
   /** what failed, one line each */
   failures: string[];
   /** why parts of the case were not checked */
@@ -90,6 +95,10 @@ export async function runParity(casePath: string, opts: ParityOptions): Promise<
     template_equal: null,
     vision_rel_err: null,
     connector_rel_err: null,
+    loss_rel_err: null,
+    grads_max_rel_err: null,
+    after_step_max_rel_err: null,
+    loss_completion_rel_err: null,
     failures: [],
     notes: [],
   };
@@ -97,10 +106,11 @@ export async function runParity(casePath: string, opts: ParityOptions): Promise<
   try {
     await checkProcessing(c, opts, res, fail);
     if (!opts.noModel) await checkModel(c, opts, res, fail);
+    if (!opts.noModel) await (await import('./train.js')).checkTrainCase(c.path, opts.model, opts.adapter, res, fail, (m) => res.notes.push(m));
   } finally {
     c.close();
   }
-  const checked = [res.input_ids_equal, res.masks_equal, res.template_equal, res.pixel_values_max_abs, res.logits_rel_err, res.generate_equal, res.vision_rel_err, res.connector_rel_err].some((v) => v !== null);
+  const checked = [res.input_ids_equal, res.masks_equal, res.template_equal, res.pixel_values_max_abs, res.logits_rel_err, res.generate_equal, res.vision_rel_err, res.connector_rel_err, res.loss_rel_err].some((v) => v !== null);
   res.ok = res.failures.length > 0 ? false : checked ? true : null;
   if (!checked && res.notes.length === 0) res.notes.push('the case holds nothing this tool checks (no prompt/input_ids, logits, vision outputs or generate)');
   return res;
@@ -245,8 +255,8 @@ async function checkModel(c: ParityCase, opts: ParityOptions, res: ParityResult,
   const model = loadModel(opts.model, { dtype: 'f32' });
   try {
     if (opts.adapter) {
-      const { attachPeftAdapter } = await import('./adapter.js');
-      attachPeftAdapter(model, opts.adapter);
+      const { loadAdapter } = await import('../train/peft.js');
+      loadAdapter(model, opts.adapter);
     }
     if (wantsVision && c.has('pixel_values')) {
       const pv = c.floats('pixel_values');

@@ -1,0 +1,255 @@
+// Training checks of the parity tool (and of test/parity/train.test.ts), against the reference fixtures:
+//   - idefics3_lora_sft_step: base + PEFT adapter in training mode, the causal-LM loss of a right-padded batch,
+//     every LoRA gradient, every LoRA tensor after one AdamW step (lr 1e-3, betas 0.9/0.999, eps 1e-8,
+//     weight decay 0.01), then the completion-only loss in eval mode;
+//   - smolvlm_full_ft_grads: the loss and the gradient of every parameter (tied embeddings once).
+// Errors are max|ours - ref| / max|ref| per tensor; tolerances are the fixtures README's (loss 1e-4, tensors 1e-3).
+import { type Tensor, backward, fromRaw, noGrad, tidy } from '../engine/index.js';
+import { SafetensorsFile } from '../io/safetensors.js';
+import type { Idefics3Inputs, Idefics3Model } from '../models/idefics3/index.js';
+import { causalLmLoss } from '../train/loss.js';
+import { type LoraModel } from '../train/lora.js';
+import { AdamW } from '../train/optim.js';
+import { loadAdapter } from '../train/peft.js';
+
+export const TRAIN_TOLERANCE = { loss: 1e-4, tensor: 1e-3 } as const;
+
+/** The tensors of a case file, by name (the caller disposes them). */
+export function readCaseTensors(path: string): Map<string, Tensor> {
+  const f = SafetensorsFile.open(path);
+  const out = new Map<string, Tensor>();
+  try {
+    for (const n of f.names()) out.set(n, fromRaw(f.read(n)));
+    return out;
+  } catch (e) {
+    for (const t of out.values()) t.dispose();
+    throw e;
+  } finally {
+    f.close();
+  }
+}
+
+/** max|a - b| / max|b| (NaN or a shape mismatch gives Infinity). */
+export function tensorRelErr(ours: Tensor, ref: Tensor): number {
+  if (ours.size !== ref.size || ours.shape.some((d, i) => d !== ref.shape[i])) return Infinity;
+  const a = ours.toFloat32Array(), b = ref.toFloat32Array();
+  let md = 0, mr = 0;
+  for (let i = 0; i < b.length; i++) {
+    const d = Math.abs(a[i]! - b[i]!);
+    if (!(d <= md)) md = d;
+    const r = Math.abs(b[i]!);
+    if (r > mr) mr = r;
+  }
+  return mr === 0 ? md : md / mr;
+}
+
+function relScalar(ours: number, ref: number): number {
+  return Math.abs(ours - ref) / Math.max(Math.abs(ref), 1e-30);
+}
+
+/** What kind of training case a set of tensor names is, if any. */
+export function trainCaseKind(names: Iterable<string>): 'lora_sft_step' | 'full_ft_grads' | 'dpo' | null {
+  const all = [...names];
+  if (all.includes('policy_chosen_logp')) return 'dpo';
+  const grads = all.filter((n) => n.startsWith('grad.'));
+  if (!grads.length) return null;
+  if (all.some((n) => n.startsWith('after.')) && grads.every((n) => n.includes('.lora_'))) return 'lora_sft_step';
+  if (grads.every((n) => !n.includes('.lora_'))) return 'full_ft_grads';
+  return null;
+}
+
+function modelInputs(c: Map<string, Tensor>): Idefics3Inputs {
+  return {
+    inputIds: c.get('input_ids')!,
+    attentionMask: c.get('attention_mask') ?? null,
+    pixelValues: c.get('pixel_values') ?? null,
+    pixelAttentionMask: c.get('pixel_attention_mask') ?? null,
+  };
+}
+
+export interface SftStepResult {
+  loss: number;
+  lossRef: number;
+  lossRelErr: number;
+  /** LoRA weights as loaded vs the case's before.* (should be 0) */
+  beforeMaxRelErr: number;
+  /** per PEFT in-memory name: gradient error */
+  grads: Map<string, number>;
+  /** per PEFT in-memory name: error after the AdamW step */
+  after: Map<string, number>;
+  lossCompletion: number | null;
+  lossCompletionRef: number | null;
+  lossCompletionRelErr: number | null;
+}
+
+/**
+ * The SFT-step case: `lora` must be the case's adapter attached to `model` (f32). Trains the adapter for one
+ * AdamW step in place (the caller reloads it to use the original weights again).
+ */
+export function runLoraSftStep(model: Idefics3Model, lora: LoraModel, c: Map<string, Tensor>): SftStepResult {
+  const params = lora.parameters();
+  for (const t of model.parameters().values()) t.requireGrad(false);
+  lora.requireGrad(true);
+  let beforeMax = 0;
+  for (const [n, p] of params) {
+    const ref = c.get('before.' + n);
+    if (!ref) throw new Error(`the case has no before.${n}: the adapter does not match the case`);
+    beforeMax = Math.max(beforeMax, tensorRelErr(p, ref));
+  }
+  lora.train();
+  const labels = c.get('labels')!;
+  const loss = tidy(() => {
+    const logits = model.forward(modelInputs(c));
+    const l = causalLmLoss(logits, labels);
+    backward(l);
+    return l.item();
+  });
+  const lossRef = c.get('loss')!.item();
+  const grads = new Map<string, number>();
+  for (const [n, p] of params) grads.set(n, p.grad ? tensorRelErr(p.grad, c.get('grad.' + n)!) : Infinity);
+  const opt = new AdamW(params, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
+  opt.step();
+  opt.zeroGrad();
+  opt.dispose();
+  const after = new Map<string, number>();
+  for (const [n, p] of params) after.set(n, tensorRelErr(p, c.get('after.' + n)!));
+  let lossCompletion: number | null = null, lossCompletionRef: number | null = null;
+  if (c.has('labels_completion') && c.has('loss_completion_after_step')) {
+    lora.eval();
+    lossCompletion = noGrad(() => tidy(() => causalLmLoss(model.forward(modelInputs(c)), c.get('labels_completion')!).item()));
+    lossCompletionRef = c.get('loss_completion_after_step')!.item();
+  }
+  return {
+    loss, lossRef, lossRelErr: relScalar(loss, lossRef), beforeMaxRelErr: beforeMax, grads, after,
+    lossCompletion, lossCompletionRef,
+    lossCompletionRelErr: lossCompletion === null ? null : relScalar(lossCompletion, lossCompletionRef!),
+  };
+}
+
+export interface FullFtResult {
+  loss: number;
+  lossRef: number;
+  lossRelErr: number;
+  /** per transformers parameter name */
+  grads: Map<string, number>;
+  /** parameters whose reference gradient is zero up to rounding (k_proj biases: softmax ignores them) */
+  nearZero: Set<string>;
+}
+
+/** The full fine-tuning case on an f32 model: loss and every parameter's gradient (grads released after). */
+export function runFullFtGrads(model: Idefics3Model, c: Map<string, Tensor>): FullFtResult {
+  const params = model.parameters();
+  for (const p of params.values()) p.requireGrad(true);
+  try {
+    const loss = tidy(() => {
+      const l = causalLmLoss(model.forward(modelInputs(c)), c.get('labels')!);
+      backward(l);
+      return l.item();
+    });
+    const lossRef = c.get('loss')!.item();
+    let maxGrad = 0;
+    for (const n of params.keys()) {
+      const g = c.get('grad.' + n);
+      if (g) for (const v of g.toFloat32Array()) maxGrad = Math.max(maxGrad, Math.abs(v));
+    }
+    const grads = new Map<string, number>();
+    const nearZero = new Set<string>();
+    for (const [n, p] of params) {
+      const ref = c.get('grad.' + n);
+      if (!ref || !p.grad) {
+        grads.set(n, Infinity);
+        continue;
+      }
+      // a gradient that is zero up to rounding in both (softmax ignores a per-query constant: k_proj biases)
+      let refMax = 0;
+      for (const v of ref.toFloat32Array()) refMax = Math.max(refMax, Math.abs(v));
+      if (refMax <= 1e-6 * maxGrad) {
+        let ourMax = 0;
+        for (const v of p.grad.toFloat32Array()) ourMax = Math.max(ourMax, Math.abs(v));
+        nearZero.add(n);
+        grads.set(n, ourMax <= 1e-6 * maxGrad ? 0 : Infinity);
+        continue;
+      }
+      grads.set(n, tensorRelErr(p.grad, ref));
+    }
+    return { loss, lossRef, lossRelErr: relScalar(loss, lossRef), grads, nearZero };
+  } finally {
+    for (const p of params.values()) {
+      p.grad?.dispose();
+      p.grad = null;
+      p.requireGrad(false);
+    }
+  }
+}
+
+/** Fields the parity tool reports for training cases. */
+export interface TrainParityFields {
+  loss_rel_err: number | null;
+  grads_max_rel_err: number | null;
+  after_step_max_rel_err: number | null;
+  loss_completion_rel_err: number | null;
+}
+
+/**
+ * The parity tool's training check of one case file: fills the fields and pushes failures / notes. `modelDir`
+ * is the checkpoint the case was made with, `adapterDir` the PEFT adapter (for LoRA cases).
+ */
+export async function checkTrainCase(casePath: string, modelDir: string, adapterDir: string | undefined,
+  res: TrainParityFields, fail: (m: string) => void, note: (m: string) => void): Promise<boolean> {
+  const f = SafetensorsFile.open(casePath);
+  const kind = trainCaseKind(f.names());
+  f.close();
+  if (kind === null) return false;
+  if (kind === 'dpo') {
+    note('DPO cases are checked by the DPO trainer tests, not by this tool yet');
+    return false;
+  }
+  if (kind === 'lora_sft_step' && !adapterDir) {
+    note('the case was made with a LoRA adapter: pass --adapter <dir> (its adapter_config.json gives r and alpha) to check it');
+    return false;
+  }
+  const { loadModel } = await import('../models/idefics3/index.js');
+  const model = loadModel(modelDir, { dtype: 'f32' });
+  const c = readCaseTensors(casePath);
+  try {
+    const tol = TRAIN_TOLERANCE;
+    if (kind === 'full_ft_grads') {
+      const r = runFullFtGrads(model, c);
+      res.loss_rel_err = r.lossRelErr;
+      if (!(r.lossRelErr <= tol.loss)) fail(`loss ${r.loss} vs reference ${r.lossRef}: relative error ${r.lossRelErr} > ${tol.loss}`);
+      let worst = 0;
+      for (const [n, e] of r.grads) {
+        if (!(e <= tol.tensor)) fail(`grad.${n}: relative error ${e} > ${tol.tensor}`);
+        if (!(e <= worst)) worst = e;
+      }
+      res.grads_max_rel_err = worst;
+      return true;
+    }
+    const lora = loadAdapter(model, adapterDir!);
+    try {
+      const r = runLoraSftStep(model, lora, c);
+      if (r.beforeMaxRelErr !== 0) fail(`the adapter's weights differ from the case's before.* (relative ${r.beforeMaxRelErr}); pass the adapter the case was made with`);
+      res.loss_rel_err = r.lossRelErr;
+      if (!(r.lossRelErr <= tol.loss)) fail(`loss ${r.loss} vs reference ${r.lossRef}: relative error ${r.lossRelErr} > ${tol.loss}`);
+      const worst = (m: Map<string, number>, what: string) => {
+        let w = 0;
+        for (const [n, e] of m) {
+          if (!(e <= tol.tensor)) fail(`${what}.${n}: relative error ${e} > ${tol.tensor}`);
+          if (!(e <= w)) w = e;
+        }
+        return w;
+      };
+      res.grads_max_rel_err = worst(r.grads, 'grad');
+      res.after_step_max_rel_err = worst(r.after, 'after');
+      res.loss_completion_rel_err = r.lossCompletionRelErr;
+      if (r.lossCompletionRelErr !== null && !(r.lossCompletionRelErr <= tol.loss))
+        fail(`loss_completion_after_step ${r.lossCompletion} vs reference ${r.lossCompletionRef}: relative error ${r.lossCompletionRelErr} > ${tol.loss}`);
+      return true;
+    } finally {
+      lora.remove();
+    }
+  } finally {
+    for (const t of c.values()) t.dispose();
+    model.dispose();
+  }
+}

@@ -1,0 +1,506 @@
+// LoRA with Hugging Face PEFT's semantics (peft/tuners/lora/{config,layer,model}.py), on any model that lists
+// its linear layers by transformers module path (model.linears()):
+//   - which modules: target_modules as a list (a module matches when its path equals an entry or ends with
+//     "." + entry; layers_to_transform / layers_pattern narrow it to layer indices), as one regex string (full
+//     match of the path), or "all-linear" (every nn.Linear of the model except the output layer, lm_head);
+//     exclude_modules takes modules out the same way;
+//   - per module: r and lora_alpha (rank_pattern / alpha_pattern override them for paths matching
+//     "(.*\.)?(key)$"), scaling = alpha / r, or alpha / sqrt(r) with use_rslora;
+//   - weights: A [r, in] as torch's nn.Linear default (kaiming-uniform with a = sqrt(5): U(-1/sqrt(in), 1/sqrt(in)))
+//     or "gaussian" (normal with std 1/r), B [out, r] zeros;
+//   - forward: y = base(x) + scaling * B(A(dropout(x))), dropout only in training mode, its masks a function of
+//     (seed, dropoutStep, module) so that gradient checkpointing's recomputation and a resumed run see the same;
+//   - merge: W += scaling * B·A in W's dtype (bf16/f16 weights too); unmerge subtracts it again.
+// Parameter names are PEFT's in-memory ones: base_model.model.<module>.lora_A.<adapter>.weight ("default").
+// DoRA, lora_bias, fan_in_fan_out (GPT-2 Conv1D) and conv / embedding targets are not supported.
+import { type Tensor, Rng, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, matmul, mul, noGrad, rand, randn, tensor, zeros } from '../engine/index.js';
+import { VlmkitError } from '../errors.js';
+import type { Linear, LowRankAdapter } from '../models/common.js';
+
+export const ALL_LINEAR = 'all-linear';
+
+/** Module names (exact path or "."-suffix), one regex string (full match), or "all-linear". */
+export type TargetModules = readonly string[] | string;
+
+export interface LoraConfig {
+  r: number;
+  loraAlpha: number;
+  loraDropout: number;
+  targetModules: TargetModules;
+  excludeModules: TargetModules | null;
+  useRslora: boolean;
+  /** true: A kaiming-uniform (torch's nn.Linear default), B zeros; 'gaussian': A ~ N(0, 1/r²), B zeros */
+  initLoraWeights: boolean | 'gaussian';
+  /** per-module rank: key -> r for module paths matching "(.*\.)?(key)$" */
+  rankPattern: Readonly<Record<string, number>>;
+  /** per-module alpha, as rankPattern */
+  alphaPattern: Readonly<Record<string, number>>;
+  layersToTransform: readonly number[] | number | null;
+  layersPattern: readonly string[] | string | null;
+  useDora: boolean;
+  taskType: string | null;
+  baseModelNameOrPath: string | null;
+}
+
+export type LoraConfigInput = Partial<LoraConfig> & { targetModules: TargetModules };
+
+const badConfig = (why: string) => new VlmkitError('E_LORA_CONFIG', `LoRA config: ${why}`);
+
+/** A complete, validated LoRA config with PEFT's defaults (r 8, lora_alpha 8, dropout 0, init true). */
+export function loraConfig(o: LoraConfigInput): LoraConfig {
+  const c: LoraConfig = {
+    r: o.r ?? 8,
+    loraAlpha: o.loraAlpha ?? 8,
+    loraDropout: o.loraDropout ?? 0,
+    targetModules: typeof o.targetModules === 'string' ? o.targetModules : [...o.targetModules],
+    excludeModules: o.excludeModules == null ? null : typeof o.excludeModules === 'string' ? o.excludeModules : [...o.excludeModules],
+    useRslora: o.useRslora ?? false,
+    initLoraWeights: o.initLoraWeights ?? true,
+    rankPattern: { ...(o.rankPattern ?? {}) },
+    alphaPattern: { ...(o.alphaPattern ?? {}) },
+    layersToTransform: o.layersToTransform ?? null,
+    layersPattern: o.layersPattern ?? null,
+    useDora: o.useDora ?? false,
+    taskType: o.taskType ?? null,
+    baseModelNameOrPath: o.baseModelNameOrPath ?? null,
+  };
+  if (!(Number.isInteger(c.r) && c.r > 0)) throw badConfig(`r must be a positive integer, got ${c.r}`);
+  for (const [k, v] of Object.entries(c.rankPattern))
+    if (!(Number.isInteger(v) && v > 0)) throw badConfig(`rank_pattern["${k}"] must be a positive integer, got ${v}`);
+  if (!Number.isFinite(c.loraAlpha)) throw badConfig(`lora_alpha must be a number, got ${c.loraAlpha}`);
+  for (const [k, v] of Object.entries(c.alphaPattern))
+    if (!Number.isFinite(v)) throw badConfig(`alpha_pattern["${k}"] must be a number, got ${v}`);
+  if (!(c.loraDropout >= 0 && c.loraDropout < 1)) throw badConfig(`lora_dropout must be in [0, 1), got ${c.loraDropout}`);
+  if (c.initLoraWeights !== true && c.initLoraWeights !== false && c.initLoraWeights !== 'gaussian')
+    throw badConfig(`init_lora_weights ${JSON.stringify(c.initLoraWeights)} is not supported (use true or "gaussian")`);
+  if (c.useDora) throw badConfig('DoRA (use_dora) is not supported by vlmkit yet; train a plain LoRA adapter');
+  if (typeof c.targetModules !== 'string' && c.targetModules.length === 0)
+    throw badConfig('target_modules is empty; give module names (e.g. q_proj,v_proj), a regex, or "all-linear"');
+  if (typeof c.targetModules === 'string') compileRegex(c.targetModules, 'target_modules');
+  if (typeof c.excludeModules === 'string') compileRegex(c.excludeModules, 'exclude_modules');
+  return c;
+}
+
+const regexCache = new Map<string, RegExp>();
+/** Python's re.fullmatch(pattern, s) as a JS RegExp (the common syntax of both). */
+function compileRegex(pattern: string, what: string): RegExp {
+  let re = regexCache.get(pattern);
+  if (!re) {
+    try {
+      re = new RegExp(`^(?:${pattern})$`);
+    } catch (e) {
+      throw badConfig(`${what} ${JSON.stringify(pattern)} is not a valid regular expression (${(e as Error).message})`);
+    }
+    regexCache.set(pattern, re);
+  }
+  return re;
+}
+
+function listMatch(list: readonly string[], key: string): boolean {
+  return list.some((t) => key === t || key.endsWith(`.${t}`));
+}
+
+/** Whether PEFT would adapt the module at path `key` (check_target_module_exists; "all-linear" matches all). */
+export function matchesTarget(cfg: LoraConfig, key: string): boolean {
+  const ex = cfg.excludeModules;
+  if (ex != null && (typeof ex === 'string' ? compileRegex(ex, 'exclude_modules').test(key) : listMatch(ex, key))) return false;
+  const t = cfg.targetModules;
+  if (typeof t === 'string') return t.toLowerCase() === ALL_LINEAR || compileRegex(t, 'target_modules').test(key);
+  if (t.includes(key)) return true;
+  if (!listMatch(t, key)) return false;
+  const idx = cfg.layersToTransform;
+  if (idx == null || (Array.isArray(idx) && idx.length === 0)) return true;
+  const pats = cfg.layersPattern == null ? [] : typeof cfg.layersPattern === 'string' ? [cfg.layersPattern] : cfg.layersPattern;
+  let m: RegExpExecArray | null = null;
+  if (pats.length === 0) m = /^.*?\.[^.]*\.(\d+)\./.exec(key);
+  else for (const p of pats) if ((m = new RegExp(`^.*?\\.${p}\\.(\\d+)\\.`).exec(key))) break;
+  if (!m) return false;
+  const layer = Number(m[1]);
+  return typeof idx === 'number' ? layer === idx : (idx as readonly number[]).includes(layer);
+}
+
+/** PEFT's get_pattern_key: the first key of a rank/alpha pattern whose "(.*\.)?(key)$" matches the module path. */
+export function patternKey(keys: Iterable<string>, module: string): string | null {
+  for (const k of keys) {
+    let re: RegExp;
+    try {
+      re = new RegExp(`^(.*\\.)?(${k})$`);
+    } catch {
+      continue;
+    }
+    if (re.test(module)) return k;
+  }
+  return null;
+}
+
+/** r, alpha and the scaling PEFT uses for one module. */
+export function loraScaling(cfg: LoraConfig, module: string): { r: number; alpha: number; scale: number } {
+  const rk = patternKey(Object.keys(cfg.rankPattern), module);
+  const ak = patternKey(Object.keys(cfg.alphaPattern), module);
+  const r = rk !== null ? cfg.rankPattern[rk]! : cfg.r;
+  const alpha = ak !== null ? cfg.alphaPattern[ak]! : cfg.loraAlpha;
+  return { r, alpha, scale: cfg.useRslora ? alpha / Math.sqrt(r) : alpha / r };
+}
+
+/** A model whose linear layers can carry adapters: module path -> Linear (the objects its forward reads). */
+export interface AdaptableModel {
+  linears(): Map<string, Linear>;
+}
+
+/** A linear layer in torch terms: a 2-D weight (the patch conv is listed by some models with a 4-D weight). */
+const isLinear = (l: Linear) => l.w.rank === 2;
+
+/**
+ * The module paths the config adapts on this model, in the model's order. Throws when none matches, or when a
+ * matched module is not a linear layer (vlmkit adapts linears only).
+ */
+export function resolveTargets(model: AdaptableModel, cfg: LoraConfig): string[] {
+  const all = cfg.targetModules === ALL_LINEAR || (typeof cfg.targetModules === 'string' && cfg.targetModules.toLowerCase() === ALL_LINEAR);
+  const out: string[] = [];
+  for (const [name, l] of model.linears()) {
+    if (!matchesTarget(cfg, name)) continue;
+    if (!isLinear(l)) {
+      if (all) continue;
+      throw new VlmkitError('E_LORA_TARGET', `LoRA target ${name} is a convolution (weight [${l.w.shape}]); vlmkit adapts linear layers only: leave it out of target_modules`);
+    }
+    out.push(name);
+  }
+  if (!out.length) {
+    const names = [...model.linears().keys()];
+    const leaves = [...new Set(names.map((n) => n.slice(n.lastIndexOf('.') + 1)))];
+    throw new VlmkitError('E_LORA_TARGET', `LoRA target_modules ${JSON.stringify(cfg.targetModules)} match no linear layer of the model; its linear layers are named ${leaves.join(', ')} (e.g. ${names[0] ?? '(none)'}), or use "all-linear"`);
+  }
+  return out;
+}
+
+/** One adapted linear. */
+export interface LoraLayer {
+  /** transformers module path */
+  module: string;
+  linear: Linear;
+  /** the adapter attached to linear.adapters (a [r, in], b [out, r], f32) */
+  adapter: LowRankAdapter;
+  r: number;
+  alpha: number;
+  scale: number;
+}
+
+export interface LoraCreateOptions {
+  /** seed of the initialisation and of the dropout masks (default 0) */
+  seed?: number;
+  /** PEFT adapter name used in parameter names (default "default") */
+  adapterName?: string;
+  /** mark A and B as requiring grad (default true for a new adapter) */
+  trainable?: boolean;
+}
+
+/** Weights for one module, as read from an adapter file. */
+export interface LoraWeights {
+  a: Tensor;
+  b: Tensor;
+}
+
+/**
+ * LoRA adapters attached to a model's linears. The model's own forward applies them (applyLinear); this object
+ * owns A and B, switches training mode (dropout), enables/disables, merges/unmerges, and names the tensors.
+ */
+export class LoraModel {
+  readonly config: LoraConfig;
+  readonly adapterName: string;
+  /** the adapted module paths, in the model's order */
+  readonly targets: readonly string[];
+  private readonly layerMap: Map<string, LoraLayer>;
+  private readonly seed: number;
+  /**
+   * Dropout masks are a function of (seed, dropoutStep, module), not of a stream that advances per call: a
+   * recomputation (gradient checkpointing) sees the same masks, and a resumed run the same as the original. A
+   * trainer sets it before each micro-batch (e.g. to the global micro-batch index).
+   */
+  dropoutStep = 0;
+  private training_ = false;
+  private enabled_ = true;
+  private merged_ = false;
+  private removed = false;
+
+  private constructor(config: LoraConfig, layers: Map<string, LoraLayer>, seed: number, adapterName: string) {
+    this.config = config;
+    this.layerMap = layers;
+    this.seed = seed;
+    this.adapterName = adapterName;
+    this.targets = [...layers.keys()];
+    let i = 0;
+    for (const l of layers.values()) {
+      const index = i++;
+      l.adapter.input = (x) => this.dropout(x, index);
+      (l.linear.adapters ??= []).push(l.adapter);
+    }
+  }
+
+  /** Attaches freshly initialised adapters (PEFT's get_peft_model): A as configured, B zeros. */
+  static create(model: AdaptableModel, config: LoraConfig | LoraConfigInput, o: LoraCreateOptions = {}): LoraModel {
+    const cfg = loraConfig(config);
+    const rng = new Rng(o.seed ?? 0);
+    const linears = model.linears();
+    const layers = new Map<string, LoraLayer>();
+    const trainable = o.trainable ?? true;
+    try {
+      for (const name of resolveTargets(model, cfg)) {
+        const lin = linears.get(name)!;
+        const [N, K] = lin.w.shape;
+        const { r, alpha, scale } = loraScaling(cfg, name);
+        const backend = lin.w.backend;
+        // kaiming_uniform_(a=sqrt(5)) on [r, K] (torch's nn.Linear default): gain sqrt(2 / (1 + 5)),
+        // bound = gain * sqrt(3 / K) = 1 / sqrt(K)
+        const bound = 1 / Math.sqrt(K);
+        const a = cfg.initLoraWeights === 'gaussian'
+          ? randn([r, K], { rng, std: 1 / r, backend })
+          : rand([r, K], { rng, low: -bound, high: bound, backend });
+        // init_lora_weights=false keeps nn.Linear's default for B too (an adapter that is not a no-op)
+        const b = cfg.initLoraWeights === false
+          ? rand([N, r], { rng, low: -1 / Math.sqrt(r), high: 1 / Math.sqrt(r), backend })
+          : zeros([N, r], { backend });
+        a.requireGrad(trainable);
+        b.requireGrad(trainable);
+        layers.set(name, { module: name, linear: lin, adapter: { a, b, scale }, r, alpha, scale });
+      }
+    } catch (e) {
+      for (const l of layers.values()) { l.adapter.a.dispose(); l.adapter.b.dispose(); }
+      throw e;
+    }
+    return new LoraModel(cfg, layers, o.seed ?? 0, o.adapterName ?? 'default');
+  }
+
+  /**
+   * Attaches adapters with given weights (module path -> A [r, in], B [out, r]; taken over, f32). Each module must
+   * be a linear of the model with matching shapes; r comes from the weights and must agree with the config.
+   */
+  static fromWeights(model: AdaptableModel, config: LoraConfig, weights: Map<string, LoraWeights>, o: LoraCreateOptions = {}): LoraModel {
+    const linears = model.linears();
+    const layers = new Map<string, LoraLayer>();
+    // keep the model's order
+    const order = [...linears.keys()].filter((n) => weights.has(n));
+    for (const n of weights.keys()) if (!linears.has(n)) throw new VlmkitError('E_ADAPTER', `LoRA weights for ${n}: the model has no such linear layer`);
+    for (const name of order) {
+      const lin = linears.get(name)!;
+      const { a, b } = weights.get(name)!;
+      const { r: rCfg, alpha } = loraScaling(config, name);
+      if (!isLinear(lin)) throw new VlmkitError('E_ADAPTER', `LoRA weights for ${name}: it is a convolution (weight [${lin.w.shape}]), vlmkit adapts linear layers only`);
+      const [N, K] = lin.w.shape;
+      const r = a.shape[0];
+      if (a.rank !== 2 || b.rank !== 2 || a.shape[1] !== K || b.shape[0] !== N || b.shape[1] !== r)
+        throw new VlmkitError('E_ADAPTER', `LoRA weights for ${name}: lora_A [${a.shape}] and lora_B [${b.shape}] do not fit the layer's weight [${lin.w.shape}] (expected [r, ${K}] and [${N}, r])`);
+      if (r !== rCfg)
+        throw new VlmkitError('E_ADAPTER', `LoRA weights for ${name} have rank ${r} but the config gives r = ${rCfg} for this module (r / rank_pattern)`);
+      const scale = config.useRslora ? alpha / Math.sqrt(r) : alpha / r;
+      a.requireGrad(o.trainable ?? false);
+      b.requireGrad(o.trainable ?? false);
+      layers.set(name, { module: name, linear: lin, adapter: { a, b, scale }, r, alpha, scale });
+    }
+    return new LoraModel(config, layers, o.seed ?? 0, o.adapterName ?? 'default');
+  }
+
+  /** The adapted layers by module path. */
+  layers(): ReadonlyMap<string, LoraLayer> {
+    return this.layerMap;
+  }
+
+  /** Every LoRA tensor by PEFT's in-memory name (base_model.model.<module>.lora_A.<adapter>.weight). */
+  parameters(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const l of this.layerMap.values()) {
+      out.set(`base_model.model.${l.module}.lora_A.${this.adapterName}.weight`, l.adapter.a);
+      out.set(`base_model.model.${l.module}.lora_B.${this.adapterName}.weight`, l.adapter.b);
+    }
+    return out;
+  }
+
+  /** Every LoRA tensor by the name PEFT saves it under (adapter_model.safetensors: no adapter name). */
+  stateDict(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const l of this.layerMap.values()) {
+      out.set(`base_model.model.${l.module}.lora_A.weight`, l.adapter.a);
+      out.set(`base_model.model.${l.module}.lora_B.weight`, l.adapter.b);
+    }
+    return out;
+  }
+
+  /** Sets every A and B to require grad (or not). */
+  requireGrad(on = true): this {
+    for (const l of this.layerMap.values()) { l.adapter.a.requireGrad(on); l.adapter.b.requireGrad(on); }
+    return this;
+  }
+
+  get training(): boolean {
+    return this.training_;
+  }
+  /** Training mode: lora_dropout applies to the adapters' input. */
+  train(on = true): this {
+    this.training_ = on;
+    return this;
+  }
+  /** Inference mode: no dropout. */
+  eval(): this {
+    return this.train(false);
+  }
+
+  get enabled(): boolean {
+    return this.enabled_;
+  }
+  get merged(): boolean {
+    return this.merged_;
+  }
+
+  /** Turns the adapters off (the base model alone) or back on. Disabling a merged adapter unmerges it first. */
+  setEnabled(on: boolean): this {
+    if (!on && this.merged_) this.unmerge();
+    this.enabled_ = on;
+    this.sync();
+    return this;
+  }
+
+  /** Runs fn with the adapters disabled (PEFT's disable_adapter()). */
+  withDisabled<T>(fn: () => T): T {
+    const prev = this.enabled_;
+    this.setEnabled(false);
+    try {
+      return fn();
+    } finally {
+      this.setEnabled(prev);
+    }
+  }
+
+  private sync(): void {
+    for (const l of this.layerMap.values()) l.adapter.enabled = this.enabled_ && !this.merged_;
+  }
+
+  private dropout(x: Tensor, layerIndex: number): Tensor {
+    const p = this.config.loraDropout;
+    if (!this.training_ || p === 0) return x;
+    const keep = 1 / (1 - p);
+    const rng = new Rng(mixSeed(this.seed, this.dropoutStep, layerIndex));
+    const m = new Float32Array(x.size);
+    for (let i = 0; i < m.length; i++) m[i] = rng.next() < p ? 0 : keep;
+    const mask = tensor(m, x.shape, { backend: x.backend, dtype: x.dtype });
+    return mul(x, mask);
+  }
+
+  private layer(module: string): LoraLayer {
+    const l = this.layerMap.get(module);
+    if (!l) throw new VlmkitError('E_ADAPTER', `no LoRA adapter on module ${module}`);
+    return l;
+  }
+
+  /** scaling · B·A of one module, [out · in] row-major, f32 (as PEFT's get_delta_weight). */
+  deltaWeight(module: string): Float32Array {
+    const l = this.layer(module);
+    return noGrad(() => {
+      const ba = matmul(l.adapter.b, l.adapter.a);
+      try {
+        const d = ba.toFloat32Array();
+        const s = Math.fround(l.scale);
+        for (let i = 0; i < d.length; i++) d[i] = Math.fround(d[i]! * s);
+        return d;
+      } finally {
+        ba.dispose();
+      }
+    });
+  }
+
+  /**
+   * The module's weight with the adapter merged in (W + scaling · B·A), in W's dtype, as a fresh array
+   * (Float32Array for f32, Uint16Array of bf16/f16 bits); the model is not changed.
+   */
+  mergedWeight(module: string): Float32Array | Uint16Array {
+    const l = this.layer(module);
+    const w = l.linear.w;
+    const src = w.isContiguous() ? w.data : null;
+    if (!src) throw new VlmkitError('E_ADAPTER', `the weight of ${module} is not contiguous; cannot merge into it`);
+    const out = src.slice() as Float32Array | Uint16Array;
+    if (!this.merged_) applyDelta(w.dtype, out, this.deltaWeight(module), +1);
+    return out;
+  }
+
+  /** Merges every adapter into its base weight, in place (W += scaling · B·A in W's dtype); forward uses W alone. */
+  merge(): void {
+    this.assertLive();
+    if (this.merged_) return;
+    for (const l of this.layerMap.values()) {
+      const w = l.linear.w;
+      if (!w.isContiguous()) throw new VlmkitError('E_ADAPTER', `the weight of ${l.module} is not contiguous; cannot merge into it`);
+      applyDelta(w.dtype, w.data as Float32Array | Uint16Array, this.deltaWeight(l.module), +1);
+    }
+    this.merged_ = true;
+    this.sync();
+  }
+
+  /** Subtracts the merged adapters from the base weights again (PEFT's unmerge: W -= scaling · B·A). */
+  unmerge(): void {
+    this.assertLive();
+    if (!this.merged_) return;
+    for (const l of this.layerMap.values()) {
+      const w = l.linear.w;
+      applyDelta(w.dtype, w.data as Float32Array | Uint16Array, this.deltaWeight(l.module), -1);
+    }
+    this.merged_ = false;
+    this.sync();
+  }
+
+  /** Detaches the adapters from the model (unmerging first if merged) and releases A, B and their gradients. */
+  remove(): void {
+    if (this.removed) return;
+    if (this.merged_) this.unmerge();
+    for (const l of this.layerMap.values()) {
+      if (l.linear.adapters) {
+        l.linear.adapters = l.linear.adapters.filter((a) => a !== l.adapter);
+        if (!l.linear.adapters.length) delete l.linear.adapters;
+      }
+      for (const t of [l.adapter.a, l.adapter.b]) {
+        t.grad?.dispose();
+        t.grad = null;
+        t.dispose();
+      }
+    }
+    this.removed = true;
+  }
+
+  /** Same as remove(). */
+  dispose(): void {
+    this.remove();
+  }
+
+  private assertLive(): void {
+    if (this.removed) throw new VlmkitError('E_ADAPTER', 'this LoRA adapter was removed from its model');
+  }
+}
+
+/** A 32-bit seed from three integers (murmur3-style finalizer over a running hash). */
+function mixSeed(a: number, b: number, c: number): number {
+  let h = 0x9e3779b9;
+  for (const v of [a, b, c]) {
+    h = Math.imul(h ^ (v >>> 0), 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+    // numbers beyond 32 bits (large step counts) contribute their high part too
+    if (v > 0xffffffff) h = Math.imul(h ^ Math.floor(v / 4294967296), 0x27d4eb2f);
+  }
+  return h >>> 0;
+}
+
+/** w (+/-)= delta elementwise in w's dtype: f32 in f32; bf16/f16 as torch's in-place add (computed in f32, rounded). */
+function applyDelta(dtype: string, w: Float32Array | Uint16Array, delta: Float32Array, sign: 1 | -1): void {
+  if (w.length !== delta.length) throw new Error(`vlmkit internal: merge of ${delta.length} values into a weight of ${w.length}`);
+  if (dtype === 'f32') {
+    const f = w as Float32Array;
+    for (let i = 0; i < f.length; i++) f[i] = f[i]! + sign * delta[i]!;
+  } else if (dtype === 'bf16') {
+    const h = w as Uint16Array;
+    // merge: W += delta (f32 promoted, rounded once); unmerge: W -= delta.to(bf16)
+    if (sign > 0) for (let i = 0; i < h.length; i++) h[i] = f32ToBf16(bf16ToF32(h[i]!) + delta[i]!);
+    else for (let i = 0; i < h.length; i++) h[i] = f32ToBf16(bf16ToF32(h[i]!) - bf16ToF32(f32ToBf16(delta[i]!)));
+  } else if (dtype === 'f16') {
+    const h = w as Uint16Array;
+    if (sign > 0) for (let i = 0; i < h.length; i++) h[i] = f32ToF16(f16ToF32(h[i]!) + delta[i]!);
+    else for (let i = 0; i < h.length; i++) h[i] = f32ToF16(f16ToF32(h[i]!) - f16ToF32(f32ToF16(delta[i]!)));
+  } else throw new VlmkitError('E_ADAPTER', `cannot merge a LoRA adapter into a ${dtype} weight (f32, bf16 or f16 only)`);
+}

@@ -1,0 +1,134 @@
+// LoRA training against the reference fixtures (transformers 5.17 + peft 0.21, float32):
+//   - idefics3_lora_logits: tiny-idefics3 + the PEFT adapter loaded by loadAdapter;
+//   - idefics3_lora_sft_step: loss of a right-padded batch of 2 conversations, every LoRA gradient, every LoRA
+//     tensor after one AdamW step, the completion-only loss after the step (eval mode);
+//   - the parity tool on the training cases (smolvlm_full_ft_grads' gradients themselves are checked in
+//     model.test.ts; here the tool's fields for it).
+// Tolerances from the fixtures README: logits and losses 1e-4, gradients and parameters 1e-3 (max|diff|/max|ref|).
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Tensor, noGrad, storageStats } from '../../src/engine/index.js';
+import '../../src/engine/backend/native/index.js';
+import { loadModel } from '../../src/models/idefics3/index.js';
+import { main } from '../../src/parity/main.js';
+import { readCaseTensors, runLoraSftStep, tensorRelErr } from '../../src/parity/train.js';
+import { loadAdapter } from '../../src/train/peft.js';
+
+const REF = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'reference');
+const CASES = join(REF, 'cases');
+const LORA = join(REF, 'tiny-idefics3-lora');
+
+const open: Map<string, Tensor>[] = [];
+function readCase(name: string): Map<string, Tensor> {
+  const c = readCaseTensors(join(CASES, name + '.safetensors'));
+  open.push(c);
+  return c;
+}
+after(() => {
+  for (const c of open) for (const t of c.values()) t.dispose();
+});
+
+/** Tensor groups for the report: vision/text, attention/mlp, A/B. */
+function group(name: string): string {
+  const part = name.includes('vision_model') ? 'vision' : 'text';
+  const kind = /self_attn/.test(name) ? 'attn' : 'mlp';
+  const ab = name.includes('lora_A') ? 'A' : 'B';
+  return `${part} ${kind} lora_${ab}`;
+}
+
+function reportGroups(what: string, errs: Map<string, number>): void {
+  const worst = new Map<string, number>();
+  for (const [n, e] of errs) worst.set(group(n), Math.max(worst.get(group(n)) ?? 0, e));
+  for (const [g, e] of [...worst].sort()) console.log(`  ${what} ${g}: worst max|diff|/max|ref| = ${e.toExponential(2)}`);
+}
+
+describe('LoRA against transformers + PEFT', () => {
+  it('idefics3_lora_logits: loadAdapter on tiny-idefics3 gives PEFT\'s logits (<= 1e-4)', () => {
+    const m = loadModel(join(REF, 'tiny-idefics3'), { dtype: 'f32' });
+    const c = readCase('idefics3_lora_logits');
+    try {
+      const lora = loadAdapter(m, LORA);
+      assert.equal(lora.layers().size, 20, '7 text modules x 2 layers + vision q/k/v x 2 layers');
+      assert.equal(lora.training, false);
+      const inputs = { inputIds: c.get('input_ids')!, attentionMask: c.get('attention_mask'), pixelValues: c.get('pixel_values'), pixelAttentionMask: c.get('pixel_attention_mask') };
+      const logits = noGrad(() => m.forward(inputs));
+      const e = tensorRelErr(logits, c.get('logits')!);
+      console.log(`  idefics3_lora_logits: max|diff|/max|ref| = ${e.toExponential(2)}`);
+      assert.ok(e <= 1e-4, `logits differ by ${e}`);
+      logits.dispose();
+      lora.remove();
+      assert.ok([...m.linears().values()].every((l) => !l.adapters?.length), 'remove() detaches every adapter');
+    } finally {
+      m.dispose();
+    }
+  });
+
+  it('idefics3_lora_sft_step: loss, every LoRA gradient, every LoRA tensor after one AdamW step, completion loss', () => {
+    const m = loadModel(join(REF, 'tiny-idefics3'), { dtype: 'f32' });
+    const c = readCase('idefics3_lora_sft_step');
+    try {
+      const lora = loadAdapter(m, LORA);
+      const live = storageStats().count;
+      const r = runLoraSftStep(m, lora, c);
+      assert.equal(storageStats().count, live, 'the step leaves no tensor behind (gradients and moments released)');
+      console.log(`  loss ${r.loss} (reference ${r.lossRef}, rel ${r.lossRelErr.toExponential(2)})`);
+      console.log(`  loss_completion_after_step ${r.lossCompletion} (reference ${r.lossCompletionRef}, rel ${r.lossCompletionRelErr!.toExponential(2)})`);
+      reportGroups('grad', r.grads);
+      reportGroups('after', r.after);
+      assert.equal(r.beforeMaxRelErr, 0, 'the adapter file holds the case\'s before.* exactly');
+      assert.ok(r.lossRelErr <= 1e-4, `loss differs by ${r.lossRelErr}`);
+      assert.equal(r.grads.size, 40);
+      for (const [n, e] of r.grads) assert.ok(e <= 1e-3, `grad.${n} differs by ${e}`);
+      assert.equal(r.after.size, 40);
+      for (const [n, e] of r.after) assert.ok(e <= 1e-3, `after.${n} differs by ${e}`);
+      assert.ok(r.lossCompletionRelErr! <= 1e-4, `completion loss differs by ${r.lossCompletionRelErr}`);
+      lora.remove();
+    } finally {
+      m.dispose();
+    }
+  });
+});
+
+describe('parity tool on the training cases', () => {
+  async function parity(args: string[]): Promise<{ code: number; out: Record<string, unknown> }> {
+    const lines: string[] = [];
+    const code = await main(args, (s) => lines.push(s), () => {});
+    assert.equal(lines.length, 1, 'one JSON line');
+    return { code, out: JSON.parse(lines[0]!) as Record<string, unknown> };
+  }
+
+  it('idefics3_lora_sft_step with --adapter: loss_rel_err, grads_max_rel_err, after_step_max_rel_err', async () => {
+    const r = await parity([join(CASES, 'idefics3_lora_sft_step.safetensors'), '--model', join(REF, 'tiny-idefics3'), '--adapter', LORA]);
+    assert.equal(r.code, 0, JSON.stringify(r.out));
+    assert.equal(r.out.ok, true);
+    assert.ok((r.out.loss_rel_err as number) <= 1e-4);
+    assert.ok((r.out.grads_max_rel_err as number) <= 1e-3);
+    assert.ok((r.out.after_step_max_rel_err as number) <= 1e-3);
+    assert.ok((r.out.loss_completion_rel_err as number) <= 1e-4);
+  });
+
+  it('idefics3_lora_sft_step without --adapter says what to pass and does not fail', async () => {
+    const r = await parity([join(CASES, 'idefics3_lora_sft_step.safetensors'), '--model', join(REF, 'tiny-idefics3')]);
+    assert.equal(r.code, 0);
+    assert.notEqual(r.out.ok, false);
+    assert.ok((r.out.notes as string[]).some((s) => s.includes('--adapter')));
+  });
+
+  it('smolvlm_full_ft_grads: loss_rel_err and grads_max_rel_err', async () => {
+    const r = await parity([join(CASES, 'smolvlm_full_ft_grads.safetensors'), '--model', join(REF, 'tiny-smolvlm')]);
+    assert.equal(r.code, 0, JSON.stringify(r.out));
+    assert.equal(r.out.ok, true);
+    assert.ok((r.out.loss_rel_err as number) <= 1e-4);
+    assert.ok((r.out.grads_max_rel_err as number) <= 1e-3);
+  });
+
+  it('the SFT step with an adapter for another model is a one-line adapter error', async () => {
+    const lines: string[] = [];
+    let err = '';
+    const code = await main([join(CASES, 'idefics3_lora_sft_step.safetensors'), '--model', join(REF, 'tiny-idefics3'), '--adapter', join(REF, 'tiny-smolvlm')], (s) => lines.push(s), (s) => (err += s));
+    assert.equal(code, 1);
+    assert.match(err, /not a PEFT adapter directory/);
+  });
+});

@@ -41,6 +41,25 @@ test('rope of a permuted [B, T, H, D] projection is read in place; inverse undoe
   });
 });
 
+test('rope cos/sin tables equal float32(cos(float32 angle)) computed in double, for every position and frequency', () => {
+  // x = [1 ... 1, 0 ... 0] makes the output exactly [cos ..., sin ...]
+  for (const [theta, D] of [[10000, 64], [100000, 64], [1e6, 128], [10000, 24]]) {
+    const half = D / 2, T = 4096 + 7;
+    const positions = Array.from({ length: T }, (_, t) => (t < 4096 ? t : [16383, 65535, 131071, 999999, 2 ** 24, 3e7, -5][t - 4096]));
+    const x = vk.tensor(Array.from({ length: T * D }, (_, k) => (k % D < half ? 1 : 0)), [1, 1, T, D], { backend: nat });
+    const f = vk.ropeInvFreq(D, theta, { backend: nat });
+    const y = vk.rope(x, vk.tensor(positions, [1, T], { dtype: 'i64', backend: nat }), f).toArray();
+    const fv = f.toArray();
+    let bad = 0;
+    for (let t = 0; t < T; t++)
+      for (let i = 0; i < half; i++) {
+        const [c, s] = ropeCosSin(positions[t], fv[i]);
+        if (y[t * D + i] !== c || y[t * D + half + i] !== s) bad++;
+      }
+    assert.equal(bad, 0, `theta ${theta}, D ${D}: ${bad} of ${T * half} cos/sin pairs differ`);
+  }
+});
+
 test('rope matches the rotate-half formula by hand', () => {
   // x = [1, 2, 3, 4] at position 1 with invFreq [1, 0.5]: angles 1 and 0.5
   const x = vk.tensor([1, 2, 3, 4], [1, 1, 1, 4], { backend: nat });

@@ -2,6 +2,7 @@
 // element counts; typed arrays are positioned at element 0 of each view.
 #include "glue/common.h"
 #include "kernels/elementwise.h"
+#include "kernels/vmath.h"
 
 namespace vk {
 namespace {
@@ -63,7 +64,15 @@ Napi::Value BinaryStrided(const Napi::CallbackInfo& info) {
   });
 }
 
+// setSimd(on) -> whether SIMD kernels are in use afterwards. Off makes every kernel that dispatches through
+// vk::has_avx2() take its scalar path (tests use it to check the fallbacks on an AVX2 machine).
+Napi::Value SetSimd(const Napi::CallbackInfo& info) {
+  simd_enabled().store(barg(info[0]));
+  return Napi::Boolean::New(info.Env(), has_avx2());
+}
+
 void register_elementwise(Napi::Env env, Napi::Object exports) {
+  exports.Set("setSimd", Napi::Function::New(env, SetSimd));
   exports.Set("unaryFlat", Napi::Function::New(env, UnaryFlat));
   exports.Set("unaryStrided", Napi::Function::New(env, UnaryStrided));
   exports.Set("unaryBackward", Napi::Function::New(env, UnaryBackward));

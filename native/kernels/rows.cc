@@ -29,8 +29,8 @@ __attribute__((target("avx2,fma,f16c"))) void f16_row_f16c(const uint16_t* s, fl
 }
 bool has_f16c() {
 #if defined(__x86_64__) || defined(__i386__)
-  static const bool ok = has_avx2() && __builtin_cpu_supports("f16c");
-  return ok;
+  static const bool ok = cpu_has_avx2() && __builtin_cpu_supports("f16c");
+  return ok && has_avx2();
 #else
   return false;
 #endif

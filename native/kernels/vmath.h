@@ -8,6 +8,7 @@
 #pragma once
 #include <immintrin.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 
@@ -16,7 +17,7 @@
 
 namespace vk {
 
-inline bool has_avx2() {
+inline bool cpu_has_avx2() {
 #if defined(__x86_64__) || defined(__i386__)
   static const bool ok = [] {
     __builtin_cpu_init();
@@ -27,6 +28,12 @@ inline bool has_avx2() {
   return false;
 #endif
 }
+// Tests turn SIMD off to exercise the scalar fallbacks on an AVX2 machine (addon.setSimd(false)).
+inline std::atomic<bool>& simd_enabled() {
+  static std::atomic<bool> on{true};
+  return on;
+}
+inline bool has_avx2() { return cpu_has_avx2() && simd_enabled().load(std::memory_order_relaxed); }
 
 namespace vm {
 

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import * as vk from '../../src/engine/index.js';
 import type { UnaryOp } from '../../src/engine/index.js';
 import { type InputSpec, assertClose, checkForward, checkGrad, nat, ref } from './harness.js';
+import { loadAddon } from '../../src/engine/backend/native/addon.js';
 
 const UNARY: { op: UnaryOp; fn: (x: vk.Tensor) => vk.Tensor; range: [number, number] }[] = [
   { op: 'neg', fn: vk.neg, range: [-5, 5] },
@@ -196,4 +197,29 @@ test('shape errors name the op and both shapes', () => {
   const a = vk.zeros([2, 3], { backend: nat }), b = vk.zeros([3, 2], { backend: nat });
   assert.throws(() => vk.mul(a, b), (e: Error) => e.name === 'ShapeError' && /mul: shapes \[2, 3\] and \[3, 2\]/.test(e.message));
   assert.throws(() => vk.exp(vk.zeros([2], { backend: nat, dtype: 'i32' })), /exp: needs float tensors/);
+});
+
+/** Runs fn with the native kernels on their scalar (non-AVX2) paths. */
+function withoutSimd(fn: () => void): void {
+  const addon = loadAddon();
+  addon.setSimd(false);
+  try {
+    fn();
+  } finally {
+    addon.setSimd(true);
+  }
+}
+
+test('scalar fallback (no AVX2): every op equals the reference', () => {
+  withoutSimd(() => {
+    for (const { op, fn, range } of UNARY) {
+      checkForward(`${op} scalar path`, fn, [{ shape: [37, 29], range }], TOL);
+      checkForward(`${op} scalar path, view`, fn, [{ shape: [3, 7, 9], range, strided: true }], TOL);
+      const r: [number, number] = op === 'log' || op === 'sqrt' || op === 'rsqrt' ? [0.3, 3] : [-4, 4];
+      checkForward(`${op}' scalar path`, (x, g) => x.backend.unaryBackward(op, x, g), [{ shape: [5, 9], range: r }, { shape: [5, 9] }], TOL);
+    }
+    for (const { op, fn, range } of BINARY)
+      for (const [name, sa, sb, xa, xb] of VARIANTS.filter((v) => !v[0].includes('multi-threaded')))
+        checkForward(`${op} ${name} scalar path`, (a, b) => fn(a, b), [{ shape: sa, range, ...xa }, { shape: sb, range, ...xb }], 1e-6);
+  });
 });

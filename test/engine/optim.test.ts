@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as vk from '../../src/engine/index.js';
 import { assertClose, nat, ref } from './harness.js';
+import { loadAddon } from '../../src/engine/backend/native/addon.js';
 
 function state(b: vk.Backend, n: number, seed: number) {
   return {
@@ -63,4 +64,27 @@ test('adamwStep errors name the shapes', () => {
   assert.throws(() => vk.adamwStep(p, p, vk.zeros([3, 2], { backend: nat }), vk.zeros([3, 2], { backend: nat }), { lr: 1, step: 0 }), /step must be an integer >= 1/);
   const big = vk.zeros([2, 3], { backend: nat });
   assert.throws(() => vk.adamwStep(vk.transpose(big), p, vk.zeros([3, 2], { backend: nat }), vk.zeros([3, 2], { backend: nat }), { lr: 1, step: 1 }), /param \[3, 2\] must be contiguous/);
+});
+
+/** Runs fn with the native kernels on their scalar (non-AVX2) paths. */
+function withoutSimd(fn: () => void): void {
+  const addon = loadAddon();
+  addon.setSimd(false);
+  try {
+    fn();
+  } finally {
+    addon.setSimd(true);
+  }
+}
+
+test('scalar fallback (no AVX2): adamw equals the reference', () => {
+  withoutSimd(() => {
+    const N = state(nat, 1001, 3), R = state(ref, 1001, 3);
+    for (let step = 1; step <= 3; step++) {
+      const g = vk.randn([1001], { seed: 200 + step });
+      vk.adamwStep(N.p, vk.toBackend(g, nat), N.m, N.v, { lr: 1e-2, step, weightDecay: 0.1 });
+      vk.adamwStep(R.p, vk.toBackend(g, ref), R.m, R.v, { lr: 1e-2, step, weightDecay: 0.1 });
+    }
+    assertClose('param scalar path', N.p.toArray(), R.p.toArray(), 1e-6);
+  });
 });

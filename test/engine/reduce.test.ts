@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as vk from '../../src/engine/index.js';
 import { checkForward, checkGrad, nat, ref } from './harness.js';
+import { loadAddon } from '../../src/engine/backend/native/addon.js';
 
 // sum/mean accumulate in f64 on both sides; the only difference is the final rounding to f32: 1e-6.
 const TOL = 1e-6;
@@ -96,4 +97,27 @@ test('sum and mean gradients', () => {
 test('reduce errors name the op and the shape', () => {
   const x = vk.zeros([2, 3], { backend: nat });
   assert.throws(() => vk.sum(x, 2), (e: Error) => e.name === 'ShapeError' && /sum: axis 2 is out of range for shape \[2, 3\]/.test(e.message));
+});
+
+/** Runs fn with the native kernels on their scalar (non-AVX2) paths. */
+function withoutSimd(fn: () => void): void {
+  const addon = loadAddon();
+  addon.setSimd(false);
+  try {
+    fn();
+  } finally {
+    addon.setSimd(true);
+  }
+}
+
+test('scalar fallback (no AVX2): reductions equal the reference', () => {
+  withoutSimd(() => {
+    for (const shape of [[3, 37, 29], [2, 70, 40]])
+      for (let axis = 0; axis < 3; axis++) {
+        checkForward(`sum scalar path [${shape}] ${axis}`, (x) => vk.sum(x, axis), [{ shape }], TOL);
+        checkForward(`max scalar path [${shape}] ${axis}`, (x) => vk.max(x, axis), [{ shape }], 0);
+        checkForward(`argmax scalar path [${shape}] ${axis}`, (x) => vk.argmax(x, axis), [{ shape, int: 4 }], 0);
+      }
+    checkForward('sum scalar path 200k', (x) => vk.sum(x), [{ shape: [200003] }], TOL);
+  });
 });

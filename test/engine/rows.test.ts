@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as vk from '../../src/engine/index.js';
 import { checkForward, checkGrad, nat, ref } from './harness.js';
+import { loadAddon } from '../../src/engine/backend/native/addon.js';
 
 // Gathers and copies move values unchanged (bf16/f16 widen exactly): tolerance 0.
 test('embedding: native equals reference for every weight and id dtype', () => {
@@ -80,4 +81,23 @@ test('index errors name the bad index and the table size', () => {
   // the kernels check too (defence when called directly)
   for (const b of [nat, ref])
     assert.throws(() => b.embedding(vk.zeros([3, 2], { backend: b }), vk.tensor([0, 3], [2], { backend: b, dtype: 'i32' })), /3 at position 1 is out of range for 3 rows/);
+});
+
+/** Runs fn with the native kernels on their scalar (non-AVX2) paths. */
+function withoutSimd(fn: () => void): void {
+  const addon = loadAddon();
+  addon.setSimd(false);
+  try {
+    fn();
+  } finally {
+    addon.setSimd(true);
+  }
+}
+
+test('scalar fallback (no AVX2): row kernels equal the reference', () => {
+  withoutSimd(() => {
+    for (const wdt of ['f32', 'bf16', 'f16'] as const)
+      checkForward(`embedding ${wdt} scalar path`, (w, i) => vk.embedding(w, i), [{ shape: [50, 19], dtype: wdt, range: [-3, 3] }, { shape: [2, 3], dtype: 'i64', int: 50 }], 0);
+    checkForward('embeddingBackward scalar path', (i, g) => i.backend.embeddingBackward(i, g, 40), [{ shape: [300], dtype: 'i32', int: 40 }, { shape: [300, 75] }], 1e-6);
+  });
 });

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as vk from '../../src/engine/index.js';
 import { assertClose, checkForward, checkGrad, nat, ref } from './harness.js';
+import { loadAddon } from '../../src/engine/backend/native/addon.js';
 
 // Softmax: exp is accurate to ~1 ulp and the row sum is f64, so each output is within a few ulp: 1e-6.
 const TOL = 1e-6;
@@ -134,4 +135,29 @@ test('crossEntropy errors: out-of-range targets and shape mismatches', () => {
   // the kernels refuse bad targets too (defence when called directly)
   for (const b of [nat, ref])
     assert.throws(() => b.crossEntropy(vk.zeros([2, 4], { backend: b }), vk.tensor([0, 7], [2], { backend: b, dtype: 'i32' }), -100), /target 7 at row 1 is out of range for 4 classes/);
+});
+
+/** Runs fn with the native kernels on their scalar (non-AVX2) paths. */
+function withoutSimd(fn: () => void): void {
+  const addon = loadAddon();
+  addon.setSimd(false);
+  try {
+    fn();
+  } finally {
+    addon.setSimd(true);
+  }
+}
+
+test('scalar fallback (no AVX2): softmax family equals the reference', () => {
+  withoutSimd(() => {
+    for (const d of [5, 17, 100]) {
+      checkForward(`softmax scalar path d=${d}`, (x) => vk.softmax(x), [{ shape: [7, d], range: [-6, 6] }], TOL);
+      checkForward(`logSoftmax scalar path d=${d}`, (x) => vk.logSoftmax(x), [{ shape: [7, d], range: [-6, 6] }], TOL);
+    }
+    const spec = { shape: [4, 67] };
+    checkForward('softmaxBackward scalar path', (y, g) => y.backend.softmaxBackward(y, g), [{ ...spec, range: [0, 0.1] as [number, number] }, spec], TOL);
+    checkForward('logSoftmaxBackward scalar path', (y, g) => y.backend.logSoftmaxBackward(y, g), [{ ...spec, range: [-8, 0] as [number, number] }, spec], TOL);
+    checkForward('ce scalar path', (x, t) => vk.crossEntropy(x, t, { reduction: 'none' }), [{ shape: [6, 10], range: [-4, 4] }, { shape: [6], dtype: 'i64', values: TGT }], TOL);
+    checkGrad('ce scalar path', (x, t) => vk.crossEntropy(x, t), [{ shape: [6, 7] }, { shape: [6], dtype: 'i32', values: [3, -100, 0, 6, -100, 5] }]);
+  });
 });

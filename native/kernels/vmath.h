@@ -2,8 +2,10 @@
 // erf/erfc, GELU. Range reduction follows the classic Cephes single-precision scheme (exp: 2^n * P(r),
 // |r| <= ln2/2; log: frexp + degree-9 polynomial; tanh: odd polynomial near 0, exp elsewhere); the exp and erf
 // polynomials are minimax fits made for this code, the erfc tail is the Chebyshev fit of Numerical Recipes
-// (fractional error < 1.2e-7 over the whole line). Every function is accurate to
-// a few ulp, handles +-inf/NaN and underflows to denormals/0 the way libm does. Functions using intrinsics carry
+// (fractional error < 1.2e-7 over the whole line). Measured worst relative error against libm in double:
+// exp 1.2e-7, log 7e-8, tanh 1.4e-7, sigmoid 1.9e-7, gelu_tanh 1.8e-7, logsigmoid 2.2e-7, gelu 4.6e-7 except
+// for x in [-2, -1] where 1 + erf has cancelled to ~0.05 (up to 4.3e-6 relative, 1e-7 absolute). Inf and NaN
+// pass through as libm's do; results in the denormal range may flush to 0. Functions using intrinsics carry
 // VK_AVX2 (compiled for AVX2 regardless of -march); callers dispatch on vk::has_avx2().
 #pragma once
 #include <immintrin.h>

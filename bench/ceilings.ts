@@ -46,6 +46,8 @@ export function machine(): Record<string, unknown> {
     avx2: Boolean((addon.cpuFeatures() as { avx2: boolean }).avx2),
     memGB: Math.round(os.totalmem() / 2 ** 30),
     node: process.version,
+    // other processes competing for the cores make every figure noisy: the 1-minute load average says how much
+    loadavg1: Math.round(os.loadavg()[0] * 100) / 100,
     platform: `${os.platform()}-${os.arch()}`,
   };
 }

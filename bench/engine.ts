@@ -148,8 +148,23 @@ function benchDecodeLinears(memcpyBig: number): void {
         });
 }
 
-/** Every linear of one SmolVLM-256M text decode step (30 layers + lm_head), bf16, each weight read once. */
+/**
+ * Every linear of one SmolVLM-256M text decode step (30 layers + lm_head), bf16, each weight read once; with one
+ * thread and with the whole pool (on a shared machine the one-thread figure is the steadier measure of the kernel).
+ */
 function benchDecodeToken(memcpyBig: number): void {
+  const pool = vk.nativeThreads();
+  for (const threads of pool > 1 ? [1, pool] : [1]) {
+    vk.setNativeThreads(threads);
+    try {
+      decodeToken(memcpyBig, threads);
+    } finally {
+      vk.setNativeThreads(pool);
+    }
+  }
+}
+
+function decodeToken(memcpyBig: number, threads: number): void {
   vk.tidy(() => {
     const { hidden: H, inter: I, layers: L, vocab: V } = SMOL;
     const kv = SMOL.kvHeads * SMOL.headDim;
@@ -174,7 +189,7 @@ function benchDecodeToken(memcpyBig: number): void {
     let bytes = head.size * 2;
     for (const l of layers) for (const w of Object.values(l)) bytes += w.size * 2;
     const ceil = memcpyBig / (bytes / 1e9);
-    emit({ bench: 'linear', case: 'decode_token', model: 'SmolVLM-256M text', dtype: 'bf16', calls: L * 7 + 1, weightMB: r3(bytes / MB), value: r3(1 / t), unit: 'tokens/s', gbs: r3(bytes / t / 1e9), ceiling: r3(ceil), ceilingVia: 'weight bytes at memcpy 96MB rate', ratio: r3(1 / t / ceil) });
+    emit({ bench: 'linear', case: 'decode_token', model: 'SmolVLM-256M text', dtype: 'bf16', threads, calls: L * 7 + 1, weightMB: r3(bytes / MB), value: r3(1 / t), unit: 'tokens/s', gbs: r3(bytes / t / 1e9), ceiling: r3(ceil), ceilingVia: 'weight bytes at memcpy 96MB rate', ratio: r3(1 / t / ceil) });
   });
 }
 

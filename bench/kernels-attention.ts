@@ -6,21 +6,13 @@
 import * as vk from '../src/engine/index.js';
 import { nativeNaiveAttention } from '../src/engine/backend/native/attention.js';
 import type { AttentionOptions, Backend, Tensor } from '../src/engine/index.js';
+import { timeMedian } from './ceilings.js';
 
 interface Config { T: number; B: number; H: number; Hkv: number; D: number; causal: boolean }
 
-function time(fn: () => void, minMs = 600, minRuns = 3): number {
-  fn(); // warm-up
-  let best = Infinity, total = 0, runs = 0;
-  while (runs < minRuns || total < minMs) {
-    const t0 = performance.now();
-    fn();
-    const dt = performance.now() - t0;
-    best = Math.min(best, dt);
-    total += dt;
-    runs++;
-  }
-  return best / 1e3;
+/** Median seconds per call (as the ceilings are measured); fewer runs for the long T = 4096 calls. */
+function time(fn: () => void, T: number): number {
+  return T >= 4096 ? timeMedian(fn, { warmup: 1, runs: 3, minMs: 0 }) : timeMedian(fn, { warmup: 2, runs: 7, minMs: 300 });
 }
 
 function relErr(a: Float32Array, b: Float32Array): number {
@@ -82,7 +74,7 @@ export async function benchAttention(emit: (row: object) => void, sgemmGflops: n
       const tf = time(() => {
         if (fwd) { fwd.out.dispose(); fwd.lse.dispose(); }
         fwd = nat.attention(q, k, v, o);
-      });
+      }, T);
       const value = flops / tf / 1e9;
       emit({ bench: 'attention_forward', ...base, value: +value.toFixed(1), ratio: +(value / sgemmGflops).toFixed(3) });
       const { out, lse } = fwd!;
@@ -90,7 +82,7 @@ export async function benchAttention(emit: (row: object) => void, sgemmGflops: n
       const tb = time(() => {
         if (grads) { grads.gq.dispose(); grads.gk.dispose(); grads.gv.dispose(); }
         grads = nat.attentionBackward(q, k, v, out, lse, gout, o);
-      });
+      }, T);
       checkBackward(grads!, gout, c);
       const bvalue = (2.5 * flops) / tb / 1e9;
       emit({ bench: 'attention_backward', ...base, value: +bvalue.toFixed(1), ratio: +(bvalue / sgemmGflops).toFixed(3) });

@@ -408,27 +408,47 @@ void fwd_rows(const AttnProblem& p, const Geo& g, const KeyMask& km, const Block
     const int64_t n = std::min(kBK, k_end - k0);
     const int64_t allowed = km.allowed(b, k0, k0 + n);
     if (allowed == 0) continue;
-    mm_nt(bl, M, n, D, Q, K + k0 * p.k.st, p.k.st, bl.kpanels(bk, k0, D), S, kBK);
     const bool cm = p.causal && k0 + n - 1 > pmin;
     const bool mm = allowed < n;
+    // On a diagonal block, each group of 6 rows (one register tile high) computes only the key panels it can see.
+    const bool by_group = cm && bl.packed;
+    if (by_group) {
+      for (int64_t g0 = 0; g0 < M; g0 += 6) {
+        const int64_t gm = std::min<int64_t>(6, M - g0);
+        const int64_t nvis = std::min(n, g.pos(r0 + g0 + gm - 1) - k0 + 1);
+        if (nvis > 0)
+          attn_gemm(gm, round16(nvis), D, Q + g0 * D, D, 1, bl.kpanels(bk, k0, D), 16, D * 16, S + g0 * kBK, kBK, 1.f,
+                    0.f, nullptr);
+      }
+    } else {
+      mm_nt(bl, M, n, D, Q, K + k0 * p.k.st, p.k.st, bl.kpanels(bk, k0, D), S, kBK);
+    }
     for (int64_t rr = 0; rr < M; rr++) {
       float* s = S + rr * kBK;
-      if (mm) R.add(s, km.bias_at(b, k0), n);
-      if (cm) {
-        int64_t lim = g.pos(r0 + rr) - k0 + 1;
-        if (lim < n) std::fill(s + std::max<int64_t>(lim, 0), s + n, kNegInf);
-      }
-      const float mnew = std::max(m[rr], R.max(s, n));
+      // keys [0, lim) of the block are causally visible to this row
+      const int64_t lim = cm ? std::max<int64_t>(0, std::min(n, g.pos(r0 + rr) - k0 + 1)) : n;
+      if (mm) R.add(s, km.bias_at(b, k0), lim);
+      const float mnew = std::max(m[rr], lim > 0 ? R.max(s, lim) : kNegInf);
       if (mnew == kNegInf) {  // nothing to attend yet: P = 0, O stays 0
         std::fill(s, s + n, 0.f);
         al[rr] = 1.f;
         continue;
       }
       al[rr] = std::exp2(m[rr] - mnew);
-      l[rr] = l[rr] * al[rr] + R.exp2_sum(s, n, mnew);
+      l[rr] = l[rr] * al[rr] + (lim > 0 ? R.exp2_sum(s, lim, mnew) : 0.f);
       m[rr] = mnew;
+      std::fill(s + lim, s + n, 0.f);
     }
     // O = alpha_i O + P V
+    if (by_group) {
+      for (int64_t g0 = 0; g0 < M; g0 += 6) {
+        const int64_t gm = std::min<int64_t>(6, M - g0);
+        const int64_t nvis = std::min(n, g.pos(r0 + g0 + gm - 1) - k0 + 1);
+        if (nvis > 0)  // (rows that see nothing here have alpha = 1)
+          attn_gemm(gm, Dv, nvis, S + g0 * kBK, kBK, 1, V + k0 * p.v.st, p.v.st, 16, O + g0 * Dv, Dv, 1.f, 1.f, al + g0);
+      }
+      continue;
+    }
     mm_nn(bl.tiles, false, M, Dv, n, 1.f, S, kBK, V + k0 * p.v.st, p.v.st, 1.f, al, O, Dv);
   }
 }
@@ -598,26 +618,59 @@ void attention_backward(const AttnProblem& p0, AttnTensor out, const float* lse,
         R.scale_copy(Q + rr * D, g.row(p.q, b, kvh, r0 + rr), D, qs);
         std::memcpy(GO + rr * Dv, g.row(gout, b, kvh, r0 + rr), Dv * sizeof(float));
       }
-      mm_nt(bl, M, n, D, Q, K, ldk, Kp, S, ld);
       const bool cm = p.causal && k0 + n - 1 > g.pos(r0);
       const bool mm = allowed < n;
+      // On a diagonal block the products skip what causality hides, per group of 6 rows (or 6 keys).
+      const bool by_group = cm && bl.packed;
+      auto row_vis = [&](int64_t rr) {  // keys [0, lim) of the block visible to row rr
+        return cm ? std::max<int64_t>(0, std::min(n, g.pos(r0 + rr) - k0 + 1)) : n;
+      };
+      auto group_vis = [&](int64_t g0) { return row_vis(std::min(M, g0 + 6) - 1); };
+      auto first_row = [&](int64_t j) {  // first row of the block that sees key k0 + j
+        return cm ? std::min(M, std::max<int64_t>(0, g.first_row_seeing(k0 + j) - r0)) : 0;
+      };
+      if (by_group) {
+        for (int64_t g0 = 0; g0 < M; g0 += 6) {
+          const int64_t nv = group_vis(g0);
+          if (nv > 0) {
+            const int64_t gm = std::min<int64_t>(6, M - g0);
+            attn_gemm(gm, round16(nv), D, Q + g0 * D, D, 1, Kp, 16, D * 16, S + g0 * ld, ld, 1.f, 0.f, nullptr);
+            attn_gemm(gm, round16(nv), Dv, GO + g0 * Dv, Dv, 1, Vp, 16, Dv * 16, dP + g0 * ld, ld, 1.f, 0.f, nullptr);
+          }
+        }
+      } else {
+        mm_nt(bl, M, n, D, Q, K, ldk, Kp, S, ld);      // S = Q Kᵀ
+        mm_nt(bl, M, n, Dv, GO, V, ldv, Vp, dP, ld);   // dP = dO Vᵀ
+      }
       for (int64_t rr = 0; rr < M; rr++) {
         float* s = S + rr * ld;
-        if (rl[rr] == kNegInf) {
-          std::fill(s, s + n, 0.f);
-          continue;
+        float* dp = dP + rr * ld;
+        const int64_t lim = rl[rr] == kNegInf ? 0 : row_vis(rr);
+        if (lim > 0) {
+          if (mm) R.add(s, km.bias_at(b, k0), lim);
+          R.exp2_sum(s, lim, rl[rr]);       // P
+          R.dsoft(dp, s, lim, rd[rr]);      // dS = P (dP - D)
         }
-        if (mm) R.add(s, km.bias_at(b, k0), n);
-        if (cm) {
-          int64_t lim = g.pos(r0 + rr) - k0 + 1;
-          if (lim < n) std::fill(s + std::max<int64_t>(lim, 0), s + n, kNegInf);
-        }
-        R.exp2_sum(s, n, rl[rr]);  // P
+        std::fill(s + lim, s + n, 0.f);
+        std::fill(dp + lim, dp + n, 0.f);
       }
-      mm_nn(bl.tiles, true, n, Dv, M, 1.f, S, ld, GO, Dv, 1.f, nullptr, dV, Dv);  // dV += Pᵀ dO
-      mm_nt(bl, M, n, Dv, GO, V, ldv, Vp, dP, ld);                         // dP = dO Vᵀ
-      for (int64_t rr = 0; rr < M; rr++) R.dsoft(dP + rr * ld, S + rr * ld, n, rd[rr]);  // dS = P (dP - D)
-      mm_nn(bl.tiles, true, n, D, M, kLn2, dP, ld, Q, D, 1.f, nullptr, dK, D);          // dK += scale dSᵀ q
+      if (by_group) {
+        for (int64_t j0 = 0; j0 < n; j0 += 6) {
+          const int64_t gn = std::min<int64_t>(6, n - j0), f = first_row(j0);
+          if (f >= M) continue;
+          attn_gemm(gn, Dv, M - f, S + f * ld + j0, 1, ld, GO + f * Dv, Dv, 16, dV + j0 * Dv, Dv, 1.f, 1.f, nullptr);
+          attn_gemm(gn, D, M - f, dP + f * ld + j0, 1, ld, Q + f * D, D, 16, dK + j0 * D, D, kLn2, 1.f, nullptr);
+        }
+        for (int64_t g0 = 0; g0 < M; g0 += 6) {
+          const int64_t nv = group_vis(g0);
+          if (nv > 0)
+            attn_gemm(std::min<int64_t>(6, M - g0), D, nv, dP + g0 * ld, ld, 1, K, ldk, 16, dQ + (r0 + g0) * D, D,
+                      p.scale, 1.f, nullptr);
+        }
+        continue;
+      }
+      mm_nn(bl.tiles, true, n, Dv, M, 1.f, S, ld, GO, Dv, 1.f, nullptr, dV, Dv);               // dV += Pᵀ dO
+      mm_nn(bl.tiles, true, n, D, M, kLn2, dP, ld, Q, D, 1.f, nullptr, dK, D);                 // dK += scale dSᵀ q
       mm_nn(bl.tiles, false, M, D, n, p.scale, dP, ld, K, ldk, 1.f, nullptr, dQ + r0 * D, D);  // dQ += scale dS K
     }
     busy[slot].store(0, std::memory_order_release);

@@ -57,6 +57,8 @@ const forwardCases: Case[] = [
   { name: 'left padding causal', B: 2, Hq: 2, Hkv: 1, Tq: 130, Tk: 130, D: 16, causal: true, pad: [0, 40] },
   { name: 'padding non-causal, a fully masked batch row', B: 3, Hq: 2, Hkv: 2, Tq: 9, Tk: 140, D: 16, pad: [3, 140, 130] },
   { name: 'padding GQA decode', B: 2, Hq: 6, Hkv: 3, Tq: 1, Tk: 300, D: 16, causal: true, pad: [0, 170] },
+  { name: 'chunk of 100 rows against a cache of 230 (GQA)', B: 1, Hq: 4, Hkv: 2, Tq: 100, Tk: 230, D: 16, causal: true },
+  { name: 'causal with an explicit qOffset', B: 2, Hq: 2, Hkv: 1, Tq: 90, Tk: 200, D: 16, causal: true, qOffset: 37, pad: [0, 50] },
   // head dims that are not multiples of 8 take the sgemm path instead of the AVX2 tiles
   { name: 'sgemm path: D=12 causal GQA padded', B: 2, Hq: 4, Hkv: 2, Tq: 150, Tk: 150, D: 12, causal: true, pad: [0, 20] },
 ];
@@ -119,6 +121,8 @@ test('attention gradients: finite differences, and native against reference', ()
     { name: 'grad blocks causal GQA', B: 1, Hq: 6, Hkv: 2, Tq: 150, Tk: 150, D: 16, causal: true },
     { name: 'grad blocks padded', B: 2, Hq: 2, Hkv: 2, Tq: 70, Tk: 130, D: 24, pad: [0, 77] },
     { name: 'grad blocks causal padded', B: 2, Hq: 3, Hkv: 3, Tq: 130, Tk: 130, D: 16, causal: true, pad: [5, 100] },
+    { name: 'grad chunk against a cache', B: 1, Hq: 4, Hkv: 2, Tq: 100, Tk: 230, D: 16, causal: true },
+    { name: 'grad explicit qOffset', B: 2, Hq: 2, Hkv: 1, Tq: 90, Tk: 200, D: 16, causal: true, qOffset: 37, pad: [0, 50] },
     { name: 'grad blocks sgemm path (D=12)', B: 1, Hq: 4, Hkv: 2, Tq: 140, Tk: 140, D: 12, causal: true, pad: [30] },
   ] as Case[]) {
     checkGradNativeOnly(c);

@@ -1,5 +1,6 @@
 #include "core/pool.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -13,30 +14,41 @@
 namespace vk {
 namespace {
 
+// Work is cut into chunks with fixed boundaries (results never depend on which thread ran a chunk), and every
+// thread, the caller included, claims chunks from an atomic counter. A worker the OS has descheduled (another
+// process on a 2-core machine) therefore never stalls a job: the caller claims the remaining chunks itself and
+// only waits for chunks already started.
+//
+// Lifetime protocol for the job, which lives on the caller's stack: a worker announces itself (active++) and then
+// checks `open`; the caller, once every chunk is claimed, clears `open` and waits for active == 0. With sequential
+// consistency a worker either got in before the close (and is waited for) or sees the job closed and leaves it.
 struct Pool {
   std::vector<std::thread> workers;
   std::mutex dispatch;  // one job at a time; try_lock failure means run serially
   std::mutex sleep_mu;
   std::condition_variable wake;
   std::atomic<uint64_t> generation{0};
-  std::atomic<int> remaining{0};
-  std::atomic<int64_t> next_task{0};
-  const std::function<void(int)>* job = nullptr;  // job(worker_index)
   std::atomic<bool> stop{false};
   int size = 1;
 
+  // The current job.
+  const std::function<void(int64_t)>* job = nullptr;
+  int64_t nchunks = 0;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+  std::atomic<int> active{0};
+  std::atomic<bool> open{false};
+
   void start(int n) {
     size = n < 1 ? 1 : n;
-    // Workers start from the current generation: after set_num_threads() restarts the pool, generation is
-    // already past 0, and a worker starting from 0 would run a job that does not exist.
     const uint64_t g0 = generation.load();
-    for (int i = 1; i < size; i++) workers.emplace_back([this, i, g0] { loop(i, g0); });
+    for (int i = 1; i < size; i++) workers.emplace_back([this, g0] { loop(g0); });
   }
 
   void shutdown() {
-    stop = true;
     {
       std::lock_guard<std::mutex> g(sleep_mu);
+      stop = true;
       generation++;
     }
     wake.notify_all();
@@ -45,14 +57,22 @@ struct Pool {
     stop = false;
   }
 
-  void loop(int index, uint64_t seen) {
+  void claim_and_run() {
+    for (;;) {
+      int64_t c = next.fetch_add(1);
+      if (c >= nchunks) return;
+      (*job)(c);
+      done.fetch_add(1);
+    }
+  }
+
+  void loop(uint64_t seen) {
     for (;;) {
       // Spin ~50us waiting for a new generation, then sleep.
       auto t0 = std::chrono::steady_clock::now();
       int spins = 0;
-      while (generation.load(std::memory_order_acquire) == seen && !stop) {
-        if (++spins % 256 == 0 &&
-            std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(50)) {
+      while (generation.load() == seen && !stop) {
+        if (++spins % 256 == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(50)) {
           std::unique_lock<std::mutex> lk(sleep_mu);
           wake.wait(lk, [&] { return generation.load() != seen || stop; });
           break;
@@ -62,23 +82,28 @@ struct Pool {
 #endif
       }
       if (stop) return;
-      seen = generation.load(std::memory_order_acquire);
-      (*job)(index);
-      remaining.fetch_sub(1, std::memory_order_acq_rel);
+      seen = generation.load();
+      active.fetch_add(1);
+      if (open.load()) claim_and_run();
+      active.fetch_sub(1);
     }
   }
 
-  // Runs job(i) for i in [0, size) with the caller as index 0.
-  void run(const std::function<void(int)>& f) {
+  void run(int64_t chunks, const std::function<void(int64_t)>& f) {
     job = &f;
-    remaining.store(size - 1, std::memory_order_release);
+    nchunks = chunks;
+    next.store(0);
+    done.store(0);
+    open.store(true);
     {
       std::lock_guard<std::mutex> g(sleep_mu);
-      generation.fetch_add(1, std::memory_order_acq_rel);
+      generation.fetch_add(1);
     }
     wake.notify_all();
-    f(0);
-    while (remaining.load(std::memory_order_acquire) != 0) {
+    claim_and_run();
+    open.store(false);
+    // Wait for chunks started by workers, then for every worker to leave the job.
+    while (done.load() < nchunks || active.load() != 0) {
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
 #endif
@@ -107,6 +132,12 @@ Pool& pool() {
 
 thread_local bool in_pool_job = false;
 
+struct InJob {
+  bool prev;
+  InJob() : prev(in_pool_job) { in_pool_job = true; }
+  ~InJob() { in_pool_job = prev; }
+};
+
 }  // namespace
 
 int num_threads() { return pool().size; }
@@ -134,14 +165,12 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     fn(0, n);
     return;
   }
-  std::function<void(int)> job = [&](int i) {
-    if (i >= chunks) return;
-    in_pool_job = true;
+  std::function<void(int64_t)> job = [&](int64_t i) {
+    InJob guard;
     int64_t b = n * i / chunks, e = n * (i + 1) / chunks;
     if (b < e) fn(b, e);
-    in_pool_job = false;
   };
-  p.run(job);
+  p.run(chunks, job);
 }
 
 void parallel_tasks(int64_t ntasks, const std::function<void(int64_t)>& fn) {
@@ -156,17 +185,11 @@ void parallel_tasks(int64_t ntasks, const std::function<void(int64_t)>& fn) {
     for (int64_t t = 0; t < ntasks; t++) fn(t);
     return;
   }
-  p.next_task.store(0);
-  std::function<void(int)> job = [&](int) {
-    in_pool_job = true;
-    for (;;) {
-      int64_t t = p.next_task.fetch_add(1);
-      if (t >= ntasks) break;
-      fn(t);
-    }
-    in_pool_job = false;
+  std::function<void(int64_t)> job = [&](int64_t t) {
+    InJob guard;
+    fn(t);
   };
-  p.run(job);
+  p.run(ntasks, job);
 }
 
 }  // namespace vk

@@ -28,3 +28,12 @@ export type { CausalLM, KVCache, ModelInputs, PrefillInputs, StepInputs, FinishR
 export { loadModel, loadIdefics3Config, Idefics3Model, SUPPORTED_MODEL_TYPES, type Idefics3Config } from './models/idefics3/index.js';
 export { Checkpoint } from './io/checkpoint.js';
 export { SafetensorsFile } from './io/safetensors.js';
+export {
+  LoraModel, loraConfig, loraScaling, matchesTarget, resolveTargets, ALL_LINEAR,
+  type LoraConfig, type LoraConfigInput, type LoraLayer, type LoraCreateOptions, type TargetModules, type AdaptableModel,
+} from './train/lora.js';
+export { loadAdapter, saveAdapter, readAdapterConfig, saveMergedCheckpoint, loraConfigFromJson, loraConfigToJson, type SaveMergedOptions } from './train/peft.js';
+export { AdamW, LrSchedule, clipGradNorm, lrLambda, resolveWarmupSteps, noDecayHF, type AdamWConfig, type ScheduleName } from './train/optim.js';
+export { trainableParameters, setTrainable, selectParameters, countParameters, VISION_TOWER, type TrainMode, type ParamSelection } from './train/params.js';
+export { causalLmLoss } from './train/loss.js';
+export { writeSafetensors, type SafetensorsEntry } from './io/safetensors-write.js';

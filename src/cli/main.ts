@@ -8,6 +8,7 @@ import { chat, CHAT_USAGE } from './chat.js';
 import { info, INFO_USAGE } from './info.js';
 import { processIo, type CliIo } from './io.js';
 import { tokens, TOKENS_USAGE } from './tokens.js';
+import { train, TRAIN_USAGE } from './train.js';
 
 const USAGE = `usage: vlmkit <command> [options]
 
@@ -16,6 +17,7 @@ commands:
   chat     talk about images in the terminal          vlmkit chat --model DIR --image photo.jpg
   tokens   show the expanded prompt and its token ids vlmkit tokens --model DIR --image photo.jpg "Describe it"
   info     describe a checkpoint                      vlmkit info DIR --size 1024x768
+  train    fine-tune (LoRA or full) on a JSONL dataset vlmkit train sft --model DIR --data train.jsonl --out runs/x
 
 vlmkit <command> --help shows a command's options.`;
 
@@ -24,6 +26,7 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   chat: { run: chat, usage: CHAT_USAGE },
   tokens: { run: tokens, usage: TOKENS_USAGE },
   info: { run: info, usage: INFO_USAGE },
+  train: { run: train, usage: TRAIN_USAGE },
 };
 
 function version(): string {

@@ -71,7 +71,21 @@ Napi::Value SetSimd(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), has_avx2());
 }
 
+// binaryRows(op, rows, cols, a, b, out, rowIsB): [rows, cols] op [cols] (rowIsB) or [cols] op [rows, cols], all
+// contiguous; the bias-add shape without marshalling shape and stride arrays.
+Napi::Value BinaryRows(const Napi::CallbackInfo& info) {
+  return guarded(info, "binary", [&]() -> Napi::Value {
+    int64_t rows = i64arg(info[1]), cols = i64arg(info[2]);
+    bool row_is_b = barg(info[6]);
+    int64_t shape[2] = {rows, cols}, full[2] = {cols, 1}, row[2] = {0, 1};
+    binary_f32(binary_code(info[0]), 2, shape, cf32(info[3]), row_is_b ? full : row, cf32(info[4]),
+               row_is_b ? row : full, f32(info[5]));
+    return info.Env().Undefined();
+  });
+}
+
 void register_elementwise(Napi::Env env, Napi::Object exports) {
+  exports.Set("binaryRows", Napi::Function::New(env, BinaryRows));
   exports.Set("setSimd", Napi::Function::New(env, SetSimd));
   exports.Set("unaryFlat", Napi::Function::New(env, UnaryFlat));
   exports.Set("unaryStrided", Napi::Function::New(env, UnaryStrided));

@@ -107,6 +107,7 @@ const VARIANTS: [string, number[], number[], Partial<InputSpec>?, Partial<InputS
   ['size-1 tensor right', [5, 7], [1]],
   ['row broadcast (bias)', [5, 17, 33], [33]],
   ['row broadcast, multi-threaded', [512, 160], [160]],
+  ['row on the left', [1, 33], [2, 5, 33]],
   ['column broadcast', [5, 17, 1], [17, 33]],
   ['both sides broadcast', [4, 1, 3], [1, 5, 1]],
   ['new leading dims', [2, 3, 4, 5], [4, 5]],

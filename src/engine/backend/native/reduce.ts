@@ -2,6 +2,7 @@
 // [outer, n, inner]. sum/mean accumulate in f64; max/argmax follow torch (NaN wins, first index on ties).
 import type { Backend, ReduceOp } from '../backend.js';
 import { addon, empty, requireF32, withContiguous } from './util.js';
+import { arr } from './elementwise.js';
 
 const CODE: Record<ReduceOp, number> = { sum: 0, mean: 1, max: 2, argmax: 3 };
 
@@ -17,7 +18,7 @@ export const reduceKernels: Pick<Backend, 'reduce'> = {
       const out = empty(x, shape, op === 'argmax' ? 'i32' : 'f32');
       if (out.size) {
         if (n === 0) x.backend.fill(out, op === 'max' ? -Infinity : op === 'mean' ? NaN : 0);
-        else withContiguous([x], (c) => addon.reduce(CODE[op], outer, n, inner, c.data, out.data));
+        else withContiguous([x], (c) => addon.reduce(CODE[op], outer, n, inner, arr(c), arr(out)));
       }
       return out;
     } finally {

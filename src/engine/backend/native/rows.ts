@@ -4,6 +4,7 @@ import type { Backend } from '../backend.js';
 import { BYTES } from '../../dtype.js';
 import { DT_CODE, addon, empty, withContiguous } from './util.js';
 import { withF32, withIndex } from './softmax.js';
+import { arr } from './elementwise.js';
 
 export const rowKernels: Pick<Backend, 'embedding' | 'embeddingBackward' | 'indexCopy'> = {
   embedding(weight0, ids0) {
@@ -13,7 +14,7 @@ export const rowKernels: Pick<Backend, 'embedding' | 'embeddingBackward' | 'inde
     return withContiguous([weight0], (weight) =>
       withIndex(ids0, (ids, is64) => {
         const out = empty(weight, [...ids0.shape, D]);
-        if (out.size) addon.embedding(DT_CODE[weight.dtype], V, D, weight.data, ids.size, ids.data, is64, out.data);
+        if (out.size) addon.embedding(DT_CODE[weight.dtype], V, D, arr(weight), ids.size, arr(ids), is64, arr(out));
         return out;
       }),
     );
@@ -23,7 +24,7 @@ export const rowKernels: Pick<Backend, 'embedding' | 'embeddingBackward' | 'inde
     return withF32('embeddingBackward', [gy0], (gy) =>
       withIndex(ids0, (ids, is64) => {
         const out = empty(gy, [vocab, D]);
-        if (out.size) addon.embeddingBackward(ids.size, ids.data, is64, D, gy.data, vocab, out.data);
+        if (out.size) addon.embeddingBackward(ids.size, arr(ids), is64, D, arr(gy), vocab, arr(out));
         return out;
       }),
     );
@@ -35,7 +36,7 @@ export const rowKernels: Pick<Backend, 'embedding' | 'embeddingBackward' | 'inde
     try {
       withContiguous([src1], (src) =>
         withIndex(idx0, (idx, is64) => {
-          if (idx.size && D) addon.indexCopy(BYTES[dst.dtype], N, D, dst.data, idx.size, idx.data, is64, src.data);
+          if (idx.size && D) addon.indexCopy(BYTES[dst.dtype], N, D, arr(dst), idx.size, arr(idx), is64, arr(src));
         }),
       );
     } finally {

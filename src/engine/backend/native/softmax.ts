@@ -2,6 +2,7 @@
 import type { Backend } from '../backend.js';
 import { Tensor } from '../../tensor.js';
 import { addon, empty, requireF32, withContiguous } from './util.js';
+import { arr } from './elementwise.js';
 
 /** Runs fn on f32 contiguous versions of xs (temporaries disposed afterwards). */
 export function withF32<T>(op: string, xs: Tensor[], fn: (...c: Tensor[]) => T): T {
@@ -40,7 +41,7 @@ function softmaxLike(x0: Tensor, log: boolean): Tensor {
   return withF32(log ? 'logSoftmax' : 'softmax', [x0], (x) => {
     const out = empty(x, x.shape);
     const d = lastDim(x);
-    if (x.size) addon.softmax(x.size / d, d, x.data, out.data, log);
+    if (x.size) addon.softmax(x.size / d, d, arr(x), arr(out), log);
     return out;
   });
 }
@@ -49,7 +50,7 @@ function backwardLike(y0: Tensor, gy0: Tensor, log: boolean): Tensor {
   return withF32(log ? 'logSoftmaxBackward' : 'softmaxBackward', [y0, gy0], (y, gy) => {
     const out = empty(y, y.shape);
     const d = lastDim(y);
-    if (y.size) addon.softmaxBackward(y.size / d, d, y.data, gy.data, out.data, log);
+    if (y.size) addon.softmaxBackward(y.size / d, d, arr(y), arr(gy), arr(out), log);
     return out;
   });
 }
@@ -64,7 +65,7 @@ export const softmaxKernels: Pick<Backend, 'softmax' | 'logSoftmax' | 'softmaxBa
     return withF32('crossEntropy', [logits0], (logits) =>
       withIndex(targets0, (t, is64) => {
         const losses = empty(logits, [n]), lse = empty(logits, [n]);
-        if (n) addon.crossEntropy(n, v, logits.data, t.data, is64, ignoreIndex, losses.data, lse.data);
+        if (n) addon.crossEntropy(n, v, arr(logits), arr(t), is64, ignoreIndex, arr(losses), arr(lse));
         return { losses, lse };
       }),
     );
@@ -74,7 +75,7 @@ export const softmaxKernels: Pick<Backend, 'softmax' | 'logSoftmax' | 'softmaxBa
     return withF32('crossEntropyBackward', [logits0, lse0, gRow0], (logits, lse, gRow) =>
       withIndex(targets0, (t, is64) => {
         const gx = empty(logits, [n, v]);
-        if (n) addon.crossEntropyBackward(n, v, logits.data, t.data, is64, ignoreIndex, lse.data, gRow.data, gx.data);
+        if (n) addon.crossEntropyBackward(n, v, arr(logits), arr(t), is64, ignoreIndex, arr(lse), arr(gRow), arr(gx));
         return gx;
       }),
     );

@@ -178,6 +178,11 @@ export function loadAdapter(model: AdaptableModel, dir: string, o: LoadAdapterOp
           '(expected base_model.model.<module>.lora_A.weight / lora_B.weight; DoRA magnitudes, embedding adapters and modules_to_save are not supported)');
       }
       const module = resolve(km[1]!);
+      if (module === null && 'parameters' in model && typeof model.parameters === 'function') {
+        const names = (model.parameters as () => Map<string, unknown>)();
+        const hit = [km[1]!, `model.${km[1]!}`].find((m) => names.has(`${m}.weight`));
+        if (hit) throw adapterError(`adapter ${dir}: "${key}" adapts ${hit}, which is not a linear layer vlmkit can adapt (lm_head, embeddings and convolutions are not supported); merge the adapter with PEFT (merge_and_unload) and load the merged model instead`);
+      }
       if (module === null) {
         const example = [...linears.keys()].find((n) => n.endsWith('q_proj')) ?? [...linears.keys()][0] ?? '(none)';
         const base = cfg.baseModelNameOrPath ? `the model it was made for, ${cfg.baseModelNameOrPath}` : 'the base model it was trained on';

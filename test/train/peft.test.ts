@@ -111,6 +111,8 @@ describe('loading PEFT adapters', () => {
       assert.throws(() => loadAdapter(m, alteredAdapter('dora', { config: (c) => { c.use_dora = true; } })), /DoRA/);
       assert.throws(() => loadAdapter(m, alteredAdapter('ia3', { config: (c) => { c.peft_type = 'IA3'; } })), /LoRA adapters only/);
       assert.throws(() => loadAdapter(m, alteredAdapter('mts', { config: (c) => { c.modules_to_save = ['lm_head']; } })), /modules_to_save/);
+      const head = alteredAdapter('lm-head', { rename: (k) => k.replace('model.text_model.layers.1.mlp.down_proj', 'lm_head') });
+      assert.throws(() => loadAdapter(m, head), /adapts lm_head, which is not a linear layer vlmkit can adapt/);
       assert.throws(() => loadAdapter(m, BASE), /not a PEFT adapter directory/);
       assert.throws(() => loadAdapter(m, join(tmp, 'absent')), /does not exist/);
       const bin = join(tmp, 'bin-only');

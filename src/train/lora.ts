@@ -376,10 +376,7 @@ export class LoraModel {
   private dropout(x: Tensor, layerIndex: number): Tensor {
     const p = this.config.loraDropout;
     if (!this.training_ || p === 0) return x;
-    const keep = 1 / (1 - p);
-    const rng = new Rng(mixSeed(this.seed, this.dropoutStep, layerIndex));
-    const m = new Float32Array(x.size);
-    for (let i = 0; i < m.length; i++) m[i] = rng.next() < p ? 0 : keep;
+    const m = dropoutMask(mixSeed(this.seed, this.dropoutStep, layerIndex), p, x.size);
     const mask = tensor(m, x.shape, { backend: x.backend, dtype: x.dtype });
     return mul(x, mask);
   }
@@ -471,6 +468,26 @@ export class LoraModel {
   private assertLive(): void {
     if (this.removed) throw new VlmkitError('E_ADAPTER', 'this LoRA adapter was removed from its model');
   }
+}
+
+/**
+ * An inverted-dropout mask of n values: 0 with probability p (resolved to 1/65536), else 1/(1-p). mulberry32
+ * inlined, two 16-bit draws per 32-bit output (about 3x faster than a float per element: a 17-tile SmolVLM
+ * sample feeds ~13M values to each vision q/k/v adapter).
+ */
+function dropoutMask(seed: number, p: number, n: number): Float32Array {
+  const m = new Float32Array(n);
+  const thr = Math.round(p * 65536), keep = 1 / (1 - p);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i += 2) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(s ^ (s >>> 15), s | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    t = (t ^ (t >>> 14)) >>> 0;
+    m[i] = (t & 0xffff) < thr ? 0 : keep;
+    if (i + 1 < n) m[i + 1] = t >>> 16 < thr ? 0 : keep;
+  }
+  return m;
 }
 
 /** A 32-bit seed from three integers (murmur3-style finalizer over a running hash). */

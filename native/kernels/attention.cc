@@ -1,4 +1,5 @@
-// Fused attention, FlashAttention-2 style, on sgemm blocks plus AVX2 row kernels.
+// Fused attention, FlashAttention-2 style: block products on AVX2 register tiles (attention_simd.cc; sgemm where
+// AVX2 is missing), online softmax with AVX2 row kernels.
 //
 // Rows: for one (batch, kv head) the query rows of the Hq/Hkv heads that share the kv head are stacked as
 // r = i * G + g (query position major, head minor), so grouped-query heads read each K/V block once and a block of
@@ -6,8 +7,8 @@
 //
 // Forward, per task (b, kv head, block of kBQ rows [, key split]): gather the rows of q scaled by scale*log2(e)
 // (scores then come out in log2 units and the softmax uses exp2), then for each block of kBK keys: S = Q Kᵀ
-// (sgemm), mask (causal tail, key padding), online softmax update (running max m, sum l, rescale of the output
-// accumulator), O += P V (sgemm). Fully masked key blocks (causal, or all padding) are skipped. When there are
+// mask (causal tail, key padding), online softmax update (running max m, sum l, rescale of the output
+// accumulator, folded into the next product), O += P V. Fully masked key blocks (causal, or all padding) are skipped. When there are
 // too few row blocks to keep the pool busy (one-row decode against a long cache), the keys are split across tasks
 // and the partial results merged by their log-sum-exp.
 //
@@ -25,14 +26,9 @@
 #include <memory>
 #include <vector>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define VK_X86 1
-#endif
-
 #include "core/blas.h"
 #include "core/pool.h"
-#include "kernels/attention_gemm.h"
+#include "kernels/attention_simd.h"
 #include "kernels/layout.h"
 
 namespace vk {
@@ -53,179 +49,6 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 #endif
 constexpr int64_t kBQ = VK_ATTN_BQ, kBK = VK_ATTN_BK;
 constexpr int64_t kBQb = VK_ATTN_BQB, kBKb = VK_ATTN_BKB;
-
-// ---------------------------------------------------------------------------------------------------------------
-// Row primitives, AVX2/FMA with a scalar fallback chosen once at run time.
-struct RowOps {
-  float (*max)(const float* s, int64_t n);
-  float (*exp2_sum)(float* s, int64_t n, float m);  // s = 2^(s - m); returns the sum
-  void (*add)(float* s, const float* b, int64_t n);
-  void (*scale)(float* x, int64_t n, float a);
-  void (*scale_copy)(float* dst, const float* src, int64_t n, float a);
-  float (*dot)(const float* a, const float* b, int64_t n);
-  void (*dsoft)(float* dp, const float* p, int64_t n, float d);  // dp = p * (dp - d)
-  void (*acc)(float* dst, const float* src, int64_t n);          // dst += src
-};
-
-float max_scalar(const float* s, int64_t n) {
-  float m = kNegInf;
-  for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
-  return m;
-}
-float exp2_sum_scalar(float* s, int64_t n, float m) {
-  float sum = 0.f;
-  for (int64_t j = 0; j < n; j++) sum += (s[j] = std::exp2(s[j] - m));
-  return sum;
-}
-void add_scalar(float* s, const float* b, int64_t n) {
-  for (int64_t j = 0; j < n; j++) s[j] += b[j];
-}
-void scale_scalar(float* x, int64_t n, float a) {
-  for (int64_t j = 0; j < n; j++) x[j] *= a;
-}
-void scale_copy_scalar(float* d, const float* s, int64_t n, float a) {
-  for (int64_t j = 0; j < n; j++) d[j] = s[j] * a;
-}
-float dot_scalar(const float* a, const float* b, int64_t n) {
-  float s = 0.f;
-  for (int64_t j = 0; j < n; j++) s += a[j] * b[j];
-  return s;
-}
-void dsoft_scalar(float* dp, const float* p, int64_t n, float d) {
-  for (int64_t j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - d);
-}
-void acc_scalar(float* d, const float* s, int64_t n) {
-  for (int64_t j = 0; j < n; j++) d[j] += s[j];
-}
-
-#ifdef VK_X86
-#define VK_AVX2 __attribute__((target("avx2,fma")))
-
-VK_AVX2 inline float hsum(__m256 v) {
-  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-  x = _mm_add_ss(x, _mm_movehdup_ps(x));
-  return _mm_cvtss_f32(x);
-}
-VK_AVX2 inline float hmax(__m256 v) {
-  __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  x = _mm_max_ps(x, _mm_movehl_ps(x, x));
-  x = _mm_max_ss(x, _mm_movehdup_ps(x));
-  return _mm_cvtss_f32(x);
-}
-
-// 2^x: x = n + f with f in [-1/2, 1/2], 2^f by its degree-7 Taylor polynomial (relative error < 1e-8), 2^n through
-// the exponent bits. Below -126 (masked scores are -inf) the result is exactly 0; NaN stays NaN.
-VK_AVX2 inline __m256 exp2_ps(__m256 x) {
-  const __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(-126.f), _CMP_LT_OQ);
-  x = _mm256_max_ps(_mm256_set1_ps(-126.f), _mm256_min_ps(_mm256_set1_ps(127.f), x));
-  const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m256 f = _mm256_sub_ps(x, n);
-  __m256 p = _mm256_set1_ps(1.5252733804e-5f);
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.5403530393e-4f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146e-3f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6181291076e-3f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504108665e-2f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022650696e-1f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718056e-1f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.f));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
-}
-
-VK_AVX2 float max_avx2(const float* s, int64_t n) {
-  __m256 m0 = _mm256_set1_ps(kNegInf), m1 = m0;
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16) {
-    m0 = _mm256_max_ps(m0, _mm256_loadu_ps(s + j));
-    m1 = _mm256_max_ps(m1, _mm256_loadu_ps(s + j + 8));
-  }
-  for (; j + 8 <= n; j += 8) m0 = _mm256_max_ps(m0, _mm256_loadu_ps(s + j));
-  float m = hmax(_mm256_max_ps(m0, m1));
-  for (; j < n; j++) m = s[j] > m ? s[j] : m;
-  return m;
-}
-VK_AVX2 float exp2_sum_avx2(float* s, int64_t n, float m) {
-  const __m256 vm = _mm256_set1_ps(m);
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16) {
-    __m256 e0 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
-    __m256 e1 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j + 8), vm));
-    _mm256_storeu_ps(s + j, e0);
-    _mm256_storeu_ps(s + j + 8, e1);
-    a0 = _mm256_add_ps(a0, e0);
-    a1 = _mm256_add_ps(a1, e1);
-  }
-  for (; j + 8 <= n; j += 8) {
-    __m256 e0 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
-    _mm256_storeu_ps(s + j, e0);
-    a0 = _mm256_add_ps(a0, e0);
-  }
-  if (j < n) {  // the tail through a padded vector, so that every element sees the same approximation
-    alignas(32) float t[8];
-    for (int i = 0; i < 8; i++) t[i] = j + i < n ? s[j + i] : kNegInf;
-    __m256 e0 = exp2_ps(_mm256_sub_ps(_mm256_load_ps(t), vm));
-    _mm256_store_ps(t, e0);
-    a1 = _mm256_add_ps(a1, e0);
-    for (int i = 0; j + i < n; i++) s[j + i] = t[i];
-  }
-  return hsum(_mm256_add_ps(a0, a1));
-}
-VK_AVX2 void add_avx2(float* s, const float* b, int64_t n) {
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(s + j, _mm256_add_ps(_mm256_loadu_ps(s + j), _mm256_loadu_ps(b + j)));
-  for (; j < n; j++) s[j] += b[j];
-}
-VK_AVX2 void scale_avx2(float* x, int64_t n, float a) {
-  const __m256 va = _mm256_set1_ps(a);
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), va));
-  for (; j < n; j++) x[j] *= a;
-}
-VK_AVX2 void scale_copy_avx2(float* d, const float* s, int64_t n, float a) {
-  const __m256 va = _mm256_set1_ps(a);
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(d + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), va));
-  for (; j < n; j++) d[j] = s[j] * a;
-}
-VK_AVX2 float dot_avx2(const float* a, const float* b, int64_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0;
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j + 8), _mm256_loadu_ps(b + j + 8), s1);
-  }
-  for (; j + 8 <= n; j += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), s0);
-  float s = hsum(_mm256_add_ps(s0, s1));
-  for (; j < n; j++) s += a[j] * b[j];
-  return s;
-}
-VK_AVX2 void dsoft_avx2(float* dp, const float* p, int64_t n, float d) {
-  const __m256 vd = _mm256_set1_ps(d);
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    _mm256_storeu_ps(dp + j, _mm256_mul_ps(_mm256_loadu_ps(p + j), _mm256_sub_ps(_mm256_loadu_ps(dp + j), vd)));
-  for (; j < n; j++) dp[j] = p[j] * (dp[j] - d);
-}
-VK_AVX2 void acc_avx2(float* d, const float* s, int64_t n) {
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(d + j, _mm256_add_ps(_mm256_loadu_ps(d + j), _mm256_loadu_ps(s + j)));
-  for (; j < n; j++) d[j] += s[j];
-}
-#endif
-
-const RowOps& ops() {
-  static const RowOps o = [] {
-#ifdef VK_X86
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-      return RowOps{max_avx2, exp2_sum_avx2, add_avx2, scale_avx2, scale_copy_avx2, dot_avx2, dsoft_avx2, acc_avx2};
-#endif
-    return RowOps{max_scalar,      exp2_sum_scalar, add_scalar,   scale_scalar,
-                  scale_copy_scalar, dot_scalar,    dsoft_scalar, acc_scalar};
-  }();
-  return o;
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Problem geometry and masks.
@@ -378,7 +201,7 @@ void mm_nn(bool fast, bool transA, int64_t M, int64_t N, int64_t K, float alpha,
   }
   if (row_scale) {
     for (int64_t i = 0; i < M; i++)
-      if (row_scale[i] != 1.f) ops().scale(C + i * ldc, N, row_scale[i]);
+      if (row_scale[i] != 1.f) attn_row_ops().scale(C + i * ldc, N, row_scale[i]);
     beta = 1.f;
   }
   sgemm(transA, false, (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
@@ -391,7 +214,7 @@ void mm_nn(bool fast, bool transA, int64_t M, int64_t N, int64_t K, float alpha,
 // sum l (log2 units).
 void fwd_rows(const AttnProblem& p, const Geo& g, const KeyMask& km, const Blocks& bl, int64_t b, int64_t kvh,
               int64_t r0, int64_t M, int64_t k_begin, int64_t k_end, float* O, float* m, float* l) {
-  const RowOps& R = ops();
+  const RowOps& R = attn_row_ops();
   const int64_t D = p.D, Dv = p.Dv, bk = b * p.Hkv + kvh;
   float* Q = grow(tls.q, M * D);
   float* S = grow(tls.s, M * kBK);
@@ -467,7 +290,7 @@ void attention_forward(const AttnProblem& p0, float* out, float* lse) {
   const Geo g(p);
   const KeyMask km(p);
   const Blocks bl = make_blocks(p, g.R, false);
-  const RowOps& R = ops();
+  const RowOps& R = attn_row_ops();
   const int64_t nrb = (g.R + kBQ - 1) / kBQ, base = B * Hkv * nrb, nkb = (p.Tk + kBK - 1) / kBK;
   const int64_t nt = num_threads();
   int64_t nsplit = 1;
@@ -557,7 +380,7 @@ void attention_backward(const AttnProblem& p0, AttnTensor out, const float* lse,
   const Geo g(p);
   const KeyMask km(p);
   const Blocks bl = make_blocks(p, g.R, true);
-  const RowOps& R = ops();
+  const RowOps& R = attn_row_ops();
   const int64_t rows = B * Hkv * g.R;
 
   // Per stacked row: lse in log2 units and D_i = rowsum(dO * O).

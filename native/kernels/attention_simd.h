@@ -1,4 +1,5 @@
-// Small-block matrix products for the fused attention kernels: AVX2/FMA register tiles of 6 rows x 16 columns.
+// SIMD pieces of the fused attention kernels: the online-softmax row primitives, and small-block matrix products
+// on AVX2/FMA register tiles of 6 rows x 16 columns.
 // A is read through two strides (A(i, k) = A[i * ars + k * aks]), so Pᵀ·dO and dSᵀ·Q need no transposed copy;
 // B is row-major [K, N] with its 16-column chunks `b16` floats apart (16 for a plain row-major matrix, K * 16 for
 // keys packed as panels of 16 by attn_pack_panels).
@@ -6,6 +7,19 @@
 #include <cstdint>
 
 namespace vk {
+
+// Row primitives, AVX2/FMA or scalar (chosen once at run time).
+struct RowOps {
+  float (*max)(const float* s, int64_t n);
+  float (*exp2_sum)(float* s, int64_t n, float m);  // s = 2^(s - m) (0 where s = -inf); returns the sum
+  void (*add)(float* s, const float* b, int64_t n);
+  void (*scale)(float* x, int64_t n, float a);
+  void (*scale_copy)(float* dst, const float* src, int64_t n, float a);
+  float (*dot)(const float* a, const float* b, int64_t n);
+  void (*dsoft)(float* dp, const float* p, int64_t n, float d);  // dp = p * (dp - d)
+  void (*acc)(float* dst, const float* src, int64_t n);          // dst += src
+};
+const RowOps& attn_row_ops();
 
 // True when the CPU has AVX2 and FMA (otherwise the attention kernels use sgemm).
 bool attn_gemm_available();

@@ -17,9 +17,17 @@ export const jsAllocator: Allocator = {
 
 let liveBytes = 0;
 let liveCount = 0;
+let peakBytes = 0;
 /** Bytes and buffers currently held by undisposed storages (for leak tests). */
 export function storageStats(): { bytes: number; count: number } {
   return { bytes: liveBytes, count: liveCount };
+}
+
+/** The most bytes held at once since the last reset (memory benches); reset starts over from what is live now. */
+export function storagePeak(reset = false): number {
+  const p = peakBytes;
+  if (reset) peakBytes = liveBytes;
+  return p;
 }
 
 export class Storage {
@@ -40,6 +48,7 @@ export class Storage {
     this.data = viewOf(dtype, this.buffer, byteOffset, length);
     this.counted = buffer ? 0 : length * BYTES[dtype];
     liveBytes += this.counted;
+    if (liveBytes > peakBytes) peakBytes = liveBytes;
     liveCount++;
   }
 

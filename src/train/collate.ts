@@ -19,6 +19,12 @@ import type { ImageGrid, PromptBuilder } from '../processing/prompt.js';
 
 export const IGNORE_INDEX = -100;
 
+/** The image processor settings a processor applies (its doImageSplitting option over the checkpoint's). */
+export function effectiveImageConfig(processor: Processor): ImageProcessorConfig {
+  const split = processor.options.doImageSplitting;
+  return split === undefined ? processor.imageConfig : { ...processor.imageConfig, doImageSplitting: split };
+}
+
 /** A conversation as token ids, with where each trained assistant reply sits: [start, end) token ranges. */
 export interface EncodedConversation {
   inputIds: number[];
@@ -189,7 +195,7 @@ export class SftCollator {
     if (img === null) throw new VlmkitError('E_TOKENIZER', `the tokenizer of ${processor.dir} has no <image> token; is this a SmolVLM / Idefics3 checkpoint?`);
     this.imageTokenId = img;
     this.padId = processor.prompt.padId();
-    this.imageConfig = processor.imageConfig;
+    this.imageConfig = effectiveImageConfig(processor);
     this.options = o;
     this.backend = processor.options.backend;
   }

@@ -151,7 +151,8 @@ describe('SFT trainer invariants', () => {
   it('gradient checkpointing changes nothing', async () => {
     const plain = await trainedTensors({ batchSize: 2 }, 2);
     const gc = await trainedTensors({ batchSize: 2, gradientCheckpointing: true }, 2);
-    assert.deepEqual(gc.losses, plain.losses);
+    // (not bit for bit: the native attention backward's dQ sum depends on thread scheduling)
+    gc.losses.forEach((l, i) => assert.ok(Math.abs(l - plain.losses[i]!) <= 1e-6 * l, `loss ${i}: ${l} vs ${plain.losses[i]}`));
     for (const [n, t] of plain.t) assert.ok(relDiff(gc.t.get(n)!, t) <= 1e-6, n);
     assert.equal(model.text.gradientCheckpointing, false, 'dispose() turns it off again');
   });

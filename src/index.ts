@@ -37,3 +37,8 @@ export { AdamW, LrSchedule, clipGradNorm, lrLambda, resolveWarmupSteps, noDecayH
 export { trainableParameters, setTrainable, selectParameters, countParameters, VISION_TOWER, type TrainMode, type ParamSelection } from './train/params.js';
 export { causalLmLoss } from './train/loss.js';
 export { writeSafetensors, type SafetensorsEntry } from './io/safetensors-write.js';
+export { SftDataset, BatchOrder, loadExampleImages, type SftExample, type SftDataOptions, type BadRow } from './train/data.js';
+export { SftCollator, encodeConversation, labelsFor, truncateConversation, IGNORE_INDEX, type SftBatch, type CollateItem } from './train/collate.js';
+export { SftTrainer, runSft, microBatchLoss, resolveSftConfig, DEFAULT_SFT_CONFIG, type SftConfig, type SftRunOptions, type SftRunResult, type StepResult } from './train/sft.js';
+export { saveTrainingCheckpoint, loadTrainingCheckpoint, latestCheckpoint, listCheckpoints } from './train/checkpoint.js';
+export { MetricsLogger, ProgressBar } from './train/metrics.js';

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "core/pool.h"
+#include "kernels/split.h"
 #include "kernels/vmath.h"
 
 namespace vk {
@@ -18,6 +19,8 @@ using namespace vm;
 // ~0.5 MB of traffic (tens of microseconds); transcendental ops cost ~10x more per element.
 constexpr int64_t kGrainCheap = 32768;
 constexpr int64_t kGrainHeavy = 4096;
+// Chunk claimed by one thread at a time (see split.h): ~256 KB of output, a few tens of microseconds.
+constexpr int64_t kChunkItems = 65536;
 constexpr int64_t kChunk = 256;  // gather buffer for strided runs
 
 // ================================================================ unary functors: v = 8 lanes, s = scalar
@@ -347,7 +350,7 @@ void drive(const Layout& L, const float* in0, const float* in1, float* out, int6
   if (L.n == 0) return;
   const int nd = L.nd;
   const int64_t inner = L.shape[nd - 1];
-  parallel_for(L.n, grain, [&](int64_t b, int64_t e) {
+  for_chunks(L.n, grain, kChunkItems, [&](int64_t b, int64_t e) {
     int64_t idx[kMaxDims];
     int64_t rem = b;
     for (int d = nd - 1; d >= 0; d--) {
@@ -382,7 +385,7 @@ inline void gather(int64_t n, const float* x, int64_t s, float* t) {
 void unary_flat_f32(UnaryOp op, int64_t n, const float* x, float* y) {
   Map1 k = unary_kernel(op, n * 4 >= kStreamBytes);
   if (!k) throw std::runtime_error("unknown unary op");
-  parallel_for(n, heavy_unary(op) ? kGrainHeavy : kGrainCheap, [&](int64_t b, int64_t e) { k(e - b, x + b, y + b); });
+  for_chunks(n, heavy_unary(op) ? kGrainHeavy : kGrainCheap, kChunkItems, [&](int64_t b, int64_t e) { k(e - b, x + b, y + b); });
 }
 
 void unary_f32(UnaryOp op, int ndim, const int64_t* shape, const float* x, const int64_t* xs, float* y) {
@@ -426,7 +429,7 @@ void binary_flat_f32(BinaryOp op, int64_t n, const float* a, int sa, const float
   binary_kernels(op, k, n * 4 >= kStreamBytes);
   Map2 f = k[(sa ? 0 : 2) + (sb ? 0 : 1)];
   int64_t grain = op == BinaryOp::Pow ? kGrainHeavy : kGrainCheap;
-  parallel_for(n, grain, [&](int64_t b0, int64_t e) { f(e - b0, sa ? a + b0 : a, sb ? b + b0 : b, out + b0); });
+  for_chunks(n, grain, kChunkItems, [&](int64_t b0, int64_t e) { f(e - b0, sa ? a + b0 : a, sb ? b + b0 : b, out + b0); });
 }
 
 void binary_f32(BinaryOp op, int ndim, const int64_t* shape, const float* a, const int64_t* as, const float* b,

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/pool.h"
+#include "kernels/split.h"
 #include "kernels/vmath.h"
 
 namespace vk {
@@ -40,7 +41,7 @@ VK_AVX2 void adamw_avx2(int64_t n, float* p, const float* g, float* m, float* v,
 
 void adamw_f32(int64_t n, float* p, const float* g, float* m, float* v, const AdamWScalars& s) {
   const bool avx = has_avx2();
-  parallel_for(n, 16384, [&](int64_t b, int64_t e) {
+  for_chunks(n, 16384, 65536, [&](int64_t b, int64_t e) {
     if (avx) return adamw_avx2(e - b, p + b, g + b, m + b, v + b, s);
     for (int64_t i = b; i < e; i++) adamw1(p[i], g[i], m[i], v[i], s);
   });

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/pool.h"
+#include "kernels/split.h"
 #include "kernels/vmath.h"
 
 namespace vk {
@@ -188,7 +189,7 @@ void reduce_f32(ReduceOp op, int64_t outer, int64_t n, int64_t inner, const floa
   if (inner == 1) {
     if (outer >= num_threads() || n < 2 * kChunk) {
       int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(n, 1));
-      parallel_for(outer, grain, [&](int64_t b, int64_t e) {
+      for_chunks(outer, grain, std::max<int64_t>(1, 65536 / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
         for (int64_t o = b; o < e; o++) {
           const float* r = x + o * n;
           if (is_sum) write(op, out, o, sum_row(r, n), n);
@@ -227,7 +228,7 @@ void reduce_f32(ReduceOp op, int64_t outer, int64_t n, int64_t inner, const floa
   const int64_t tiles = outer * tiles_per;
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(n * kTile, 1));
   const bool avx = has_avx2();
-  parallel_for(tiles, grain, [&](int64_t b, int64_t e) {
+  for_chunks(tiles, grain, std::max<int64_t>(1, 65536 / std::max<int64_t>(n * kTile, 1)), [&](int64_t b, int64_t e) {
     double acc[kTile];
     float bv[kTile];
     int32_t bi[kTile];

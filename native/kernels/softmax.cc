@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "core/pool.h"
+#include "kernels/split.h"
 #include "kernels/vmath.h"
 
 namespace vk {
@@ -19,6 +20,8 @@ using namespace vm;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 int64_t grain_rows(int64_t d) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(d, 1)); }
+// rows per chunk claimed by a thread (~64K elements)
+int64_t chunk_rows(int64_t d) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(d, 1)); }
 
 // ---------------------------------------------------------------- scalar row primitives
 float max_s(const float* x, int64_t d) {
@@ -220,7 +223,7 @@ int64_t target_at(const void* t, bool t64, int64_t i) {
 
 void softmax_f32(int64_t rows, int64_t d, const float* x, float* y, bool log) {
   Row R;
-  parallel_for(rows, grain_rows(d), [&](int64_t b, int64_t e) {
+  for_chunks(rows, grain_rows(d), chunk_rows(d), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; r++) {
       const float* xr = x + r * d;
       float* yr = y + r * d;
@@ -238,7 +241,7 @@ void softmax_f32(int64_t rows, int64_t d, const float* x, float* y, bool log) {
 
 void softmax_backward_f32(int64_t rows, int64_t d, const float* y, const float* gy, float* gx, bool log) {
   Row R;
-  parallel_for(rows, grain_rows(d), [&](int64_t b, int64_t e) {
+  for_chunks(rows, grain_rows(d), chunk_rows(d), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; r++) {
       const float *yr = y + r * d, *gr = gy + r * d;
       float* o = gx + r * d;
@@ -266,7 +269,7 @@ int64_t cross_entropy_check(int64_t n, int64_t v, const void* targets, bool t64,
 void cross_entropy_f32(int64_t n, int64_t v, const float* logits, const void* targets, bool t64, int64_t ignore,
                        float* losses, float* lse) {
   Row R;
-  parallel_for(n, grain_rows(v), [&](int64_t b, int64_t e) {
+  for_chunks(n, grain_rows(v), chunk_rows(v), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; r++) {
       const float* xr = logits + r * v;
       float m = R.max(xr, v);
@@ -282,7 +285,7 @@ void cross_entropy_backward_f32(int64_t n, int64_t v, const float* logits, const
                                 int64_t ignore, const float* lse, const float* grow, float* gx) {
   Row R;
   const bool nt = n * v * 4 >= (16 << 20);
-  parallel_for(n, grain_rows(v), [&](int64_t b, int64_t e) {
+  for_chunks(n, grain_rows(v), chunk_rows(v), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; r++) {
       const float* xr = logits + r * v;
       float* o = gx + r * v;

@@ -19,6 +19,8 @@ export interface TrainRecord {
   samples: number;
   step_s: number;
   elapsed_s: number;
+  /** present when the gradient norm was not finite and the update was skipped */
+  skipped?: boolean;
 }
 
 export interface EvalRecord {

@@ -15,7 +15,7 @@ import { VlmkitError } from '../errors.js';
 import { type Idefics3Model, loadModel } from '../models/idefics3/model.js';
 import { Processor } from '../processing/processor.js';
 import * as ck from './checkpoint.js';
-import { IGNORE_INDEX, type SftBatch, SftCollator } from './collate.js';
+import { IGNORE_INDEX, type SftBatch, SftCollator, countTargets } from './collate.js';
 import { BatchOrder, SftDataset, type SftExample, loadExampleImages } from './data.js';
 import { type LoraConfigInput, LoraModel } from './lora.js';
 import { type EvalRecord, MetricsLogger, ProgressBar, type TrainRecord } from './metrics.js';
@@ -97,6 +97,8 @@ export interface StepResult {
   tokens: number;
   samples: number;
   seconds: number;
+  /** the gradient norm was not finite: no update was applied */
+  skipped: boolean;
 }
 
 /**
@@ -223,43 +225,50 @@ export class SftTrainer {
     return { epoch, start: batchInEpoch, batches: ids.map((b) => b.map((i) => this.train.examples[i]!)) };
   }
 
-  /** One optimizer step: forward + backward over its micro-batches, clip, AdamW, next lr. */
+  /**
+   * One optimizer step: forward + backward over its micro-batches (collated one at a time), clip, AdamW. A step
+   * whose gradient norm is not finite updates nothing (skipped: true) and training goes on.
+   */
   async step(): Promise<StepResult> {
     if (this.done) throw new VlmkitError('E_STATE', `training is complete (${this.totalSteps} steps)`);
     const t0 = performance.now();
     const { epoch, start, batches } = this.peekStep();
-    const collated: SftBatch[] = [];
+    // the loss denominator: every target of the whole step, known before any forward
+    let targets = 0;
+    for (const exs of batches) for (const ex of exs) targets += countTargets(this.collator.labels(ex));
+    if (targets === 0) throw new VlmkitError('E_DATA', `step ${this.position.step + 1} has no loss target (every label is masked)`);
+    const lr = this.schedule.lrAt(this.position.step);
+    this.optimizer.lr = lr;
+    let loss = 0, samples = 0, tokens = 0;
     try {
-      for (const exs of batches) collated.push(this.collator.collate(exs, await loadExampleImages(this.processor, exs)));
-      const targets = collated.reduce((a, b) => a + b.numTargets, 0);
-      if (targets === 0) throw new VlmkitError('E_DATA', `step ${this.position.step + 1} has no loss target (every label is masked)`);
-      const lr = this.schedule.lrAt(this.position.step);
-      this.optimizer.lr = lr;
-      let loss = 0;
-      for (const [i, b] of collated.entries()) {
-        // dropout masks: a function of (seed, micro-batch, module), the same in a recomputation and after a resume
-        if (this.lora) this.lora.dropoutStep = this.position.step * this.config.gradAccum + i;
-        loss += tidy(() => {
-          const l = microBatchLoss(this.model, b, targets, this.visionTrains);
-          const v = l.item();
-          backward(l);
-          return v;
-        });
+      for (const [i, exs] of batches.entries()) {
+        const b = this.collator.collate(exs, await loadExampleImages(this.processor, exs));
+        try {
+          // dropout masks: a function of (seed, micro-batch, module), the same in a recomputation and after a resume
+          if (this.lora) this.lora.dropoutStep = this.position.step * this.config.gradAccum + i;
+          loss += tidy(() => {
+            const l = microBatchLoss(this.model, b, targets, this.visionTrains);
+            const v = l.item();
+            backward(l);
+            return v;
+          });
+          samples += b.batchSize;
+          tokens += b.numTokens;
+        } finally {
+          b.dispose();
+        }
       }
       const gradNorm = clipGradNorm(this.params.values(), this.config.clip > 0 ? this.config.clip : Infinity);
-      noGrad(() => this.optimizer.step());
-      this.optimizer.zeroGrad();
-      const samples = collated.reduce((a, b) => a + b.batchSize, 0);
-      const tokens = collated.reduce((a, b) => a + b.numTokens, 0);
+      const skipped = !Number.isFinite(gradNorm);
+      if (!skipped) noGrad(() => this.optimizer.step());
       const seconds = (performance.now() - t0) / 1e3;
       this.position = {
         step: this.position.step + 1, epoch, batchInEpoch: start + batches.length,
         samplesSeen: this.position.samplesSeen + samples, tokensSeen: this.position.tokensSeen + tokens,
         elapsed: this.position.elapsed + seconds,
       };
-      return { loss, lr, gradNorm, targets, tokens, samples, seconds };
+      return { loss, lr, gradNorm, targets, tokens, samples, seconds, skipped };
     } finally {
-      for (const b of collated) b.dispose();
       this.optimizer.zeroGrad();
     }
   }
@@ -297,6 +306,7 @@ export class SftTrainer {
       loss: r.loss, lr: r.lr, grad_norm: r.gradNorm,
       tokens_per_s: r.tokens / r.seconds, samples_per_s: r.samples / r.seconds,
       tokens: r.targets, samples: r.samples, step_s: r.seconds, elapsed_s: this.position.elapsed,
+      ...(r.skipped ? { skipped: true } : {}),
     };
   }
 
@@ -504,7 +514,8 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
       output = o.out;
     } else {
       output = join(o.out, 'model');
-      saveMergedCheckpoint(model, null, { sourceDir: o.model, outDir: output, overwrite: true, dtype: 'source' });
+      // f32 as trained: a bf16 copy would round small updates away
+      saveMergedCheckpoint(model, null, { sourceDir: o.model, outDir: output, overwrite: true, dtype: 'model' });
     }
     logger.log({ type: 'event', event: 'done', step: trainer.position.step, output, final_loss: losses[losses.length - 1] ?? null, eval_loss: evalLoss, elapsed_s: trainer.position.elapsed });
     say(`done: ${trainer.position.step} steps in ${trainer.position.elapsed.toFixed(1)} s; ${lora ? 'adapter' : 'model'} saved to ${output}`);

@@ -114,6 +114,29 @@ describe('vlmkit train sft', () => {
     }
   });
 
+  it('--full --freeze-vision trains everything but the vision tower and writes a model folder', async () => {
+    const out = join(tmp, 'full');
+    const r = await vlmkit(['train', 'sft', '--model', TINY, '--data', data.train, '--out', out, '--max-steps', '2', '--batch-size', '4', '--full', '--freeze-vision', '--lr', '1e-3']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /model saved to .*full[/\\]model \(2 steps/);
+    const base = loadModel(TINY, { dtype: 'f32' }), tuned = loadModel(join(out, 'model'), { dtype: 'f32' });
+    try {
+      const bp = base.parameters(), tp = tuned.parameters();
+      let visionSame = true, textChanged = false;
+      for (const [n, t] of tp) {
+        const same = maxRel(t.toFloat32Array(), bp.get(n)!.toFloat32Array()) === 0;
+        if (n.includes('vision_model.')) visionSame &&= same;
+        else if (n.includes('q_proj')) textChanged ||= !same;
+      }
+      assert.ok(visionSame, 'the vision tower stays as it was');
+      assert.ok(textChanged, 'the text model trained');
+      assert.ok(existsSync(join(out, 'model', 'tokenizer.json')));
+    } finally {
+      base.dispose();
+      tuned.dispose();
+    }
+  });
+
   it('a bad row is a one-line error naming file and line; --skip-bad-rows skips and counts it', async () => {
     const bad = join(tmp, 'bad.jsonl');
     writeFileSync(bad, readFileSync(data.train, 'utf8') + JSON.stringify({ messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'x' }] }, { role: 'assistant', content: 'y' }], images: ['missing.png'] }) + '\n');

@@ -186,3 +186,30 @@ describe('SFT trainer invariants', () => {
   });
 });
 
+
+describe('metrics', () => {
+  it('progress bar with ETA on a TTY, nothing elsewhere; JSON lines to a file and a stream', async () => {
+    const { ProgressBar, MetricsLogger, formatSeconds } = await import('../../src/train/metrics.js');
+    let tty = '';
+    const bar = new ProgressBar({ isTTY: true, write: (s: string) => (tty += s) }, 4, { width: 8 });
+    await new Promise((r) => setTimeout(r, 20));
+    bar.update(1, { loss: 1.23456, lr: 2e-5, tokensPerS: 123.4 });
+    bar.clear();
+    assert.match(tty, /^\r\[##\.{6}\] {2}1\/4 {2}loss 1\.235 {2}lr 2\.00e-5 {2}123\.4 tok\/s {2}ETA \d+s\x1b\[K\n$/);
+    let plain = '';
+    const quiet = new ProgressBar({ write: (s: string) => (plain += s) }, 4);
+    quiet.update(1, { loss: 1 });
+    quiet.clear();
+    assert.equal(plain, '');
+    assert.equal(formatSeconds(3725), '1h02m');
+    assert.equal(formatSeconds(65), '1m05s');
+    let out = '';
+    const file = join(tmp, 'm.jsonl');
+    const log = new MetricsLogger({ file, stdout: { write: (s: string) => (out += s) } });
+    log.log({ type: 'eval', step: 1, eval_loss: NaN, eval_tokens: 0, eval_samples: 0, eval_s: 0 });
+    log.close();
+    const { readFileSync } = await import('node:fs');
+    assert.equal(readFileSync(file, 'utf8'), out);
+    assert.deepEqual(JSON.parse(out), { type: 'eval', step: 1, eval_loss: 'NaN', eval_tokens: 0, eval_samples: 0, eval_s: 0 });
+  });
+});

@@ -12,6 +12,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Tensor, backward, crossEntropy, indexSelect, linear, mul, noGrad, reshape, tensor, tidy } from '../engine/index.js';
 import { VlmkitError } from '../errors.js';
+import { loadIdefics3Config } from '../models/idefics3/config.js';
 import { type Idefics3Model, loadModel } from '../models/idefics3/model.js';
 import { Processor } from '../processing/processor.js';
 import * as ck from './checkpoint.js';
@@ -419,6 +420,7 @@ function loraWithoutVision(c: LoraConfigInput): LoraConfigInput {
 export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRunResult> {
   const mode: SftMode = o.mode ?? 'lora';
   const config = resolveSftConfig(o);
+  loadIdefics3Config(o.model); // a missing folder or an unsupported model fails here, before anything is written
   const say = (s: string) => { if (!io.json) io.stderr?.write(s + '\n'); };
   mkdirSync(o.out, { recursive: true });
   const stale = ck.removeStaleTemps(o.out);

@@ -101,4 +101,15 @@ export interface Backend {
   // ---- optimizer
   /** One AdamW step in place, torch's semantics (decoupled weight decay, bias correction). All f32 contiguous. */
   adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, o: AdamWOptions): void;
+
+  // ---- fused inference kernels (optional, no gradients): ops/fused.ts composes the kernels above when a backend
+  // lacks them or a gradient is needed, and a backend's fused result must equal that composition.
+  /** [x·W_0ᵀ, x·W_1ᵀ, ...]: x [..., K] f32, weights [N_i, K] of one dtype (f32/bf16/f16), no biases. */
+  linears?(x: Tensor, ws: readonly Tensor[]): Tensor[];
+  /** silu(x·Wgᵀ) ⊙ (x·Wuᵀ): x [..., K], Wg and Wu [N, K] of one dtype. */
+  swiglu?(x: Tensor, wGate: Tensor, wUp: Tensor): Tensor;
+  /** sum = x + r (same shape), y = rmsNorm(sum, w, eps). */
+  addRmsNorm?(x: Tensor, r: Tensor, w: Tensor | null, eps: number): { sum: Tensor; y: Tensor };
+  /** rope(q) (returned), and rope(k) and v written into kCache/vCache [B, Hkv, L, D] at [.., .., at:at+T]. */
+  ropeAppendKV?(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, invFreq: Tensor, kCache: Tensor, vCache: Tensor, at: number): Tensor;
 }

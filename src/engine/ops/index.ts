@@ -11,3 +11,4 @@ export * from './norm.js';
 export * from './softmax.js';
 export * from './rows.js';
 export * from './optim.js';
+export * from './fused.js';

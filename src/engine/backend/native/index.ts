@@ -6,6 +6,7 @@ import { CachingAllocator } from './cache.js';
 import { loadAddon } from './addon.js';
 import { attentionKernels } from './attention.js';
 import { elementwiseKernels } from './elementwise.js';
+import { fusedKernels } from './fused.js';
 import { layoutKernels } from './layout.js';
 import { matmulKernels } from './matmul.js';
 import { normKernels } from './norm.js';
@@ -39,6 +40,7 @@ export function loadNativeBackend(): Backend {
     ...attentionKernels,
     ...rowKernels,
     ...optimKernels,
+    ...fusedKernels,
   };
   return instance;
 }

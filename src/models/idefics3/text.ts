@@ -4,15 +4,17 @@
 // [B, Hkv, maxLen, D] key/value buffers per layer for step-by-step generation.
 import type { Backend } from '../../engine/backend/backend.js';
 import {
-  type Tensor, add, attention, checkpoint, embedding, linear, mul, noGrad, permute, reshape, rmsNorm, rope, ropeInvFreq, silu,
-  slice, tensor, zeros,
+  type Tensor, add, addRmsNorm, attention, checkpoint, embedding, isGradEnabled, linear, linears, mul, noGrad, permute, reshape,
+  rmsNorm, rope, ropeAppendKV, ropeInvFreq, silu, slice, swiglu, tensor, zeros,
 } from '../../engine/index.js';
 import { ShapeError, VlmkitError } from '../../errors.js';
-import { advance, applyLinear, tidyGraph } from '../common.js';
+import { type Linear, advance, applyLinear, tidyGraph } from '../common.js';
 import type { LlamaTextConfig } from './config.js';
 import type { TextLayerWeights, TextWeights } from './weights.js';
 
 const lin = applyLinear;
+/** A linear without bias or enabled adapters (a fused op may read its weight directly). */
+const plain = (l: Linear) => !l.b && !(l.adapters ?? []).some((a) => a.enabled !== false);
 
 /** Keys and values of every layer for `batch` rows and up to `maxLen` positions. */
 export class KVCache {
@@ -120,26 +122,27 @@ export class LlamaText {
     return tidyGraph([x], () => {
       const h = rmsNorm(x, l.inputNorm, eps);
       const heads = (t: Tensor, n: number) => permute(reshape(t, [B, T, n, hd]), [0, 2, 1, 3]);
-      const q = rope(heads(lin(h, l.q), hq), pos, this.invFreq);
-      let k = rope(heads(lin(h, l.k), hkv), pos, this.invFreq);
-      let v = heads(lin(h, l.v), hkv);
+      // q/k/v in one pass over their weights when they are plain (no bias, no adapter): the fused ops give the
+      // same numbers as separate linears, and fall back to them under autograd
+      const [qp, kp, vp] = plain(l.q) && plain(l.k) && plain(l.v) ? linears(h, [l.q.w, l.k.w, l.v.w]) : [lin(h, l.q), lin(h, l.k), lin(h, l.v)];
+      let q: Tensor, k: Tensor, v: Tensor;
       if (cache) {
-        if (k.requiresGrad || v.requiresGrad)
+        if (isGradEnabled() && (qp.requiresGrad || kp.requiresGrad || vp.requiresGrad))
           throw new VlmkitError('E_CACHE', 'the KV cache is for inference: run cached steps under noGrad() (gradients do not flow through it)');
-        noGrad(() => {
-          const dk = slice(cache.k, 2, past, past + T), dv = slice(cache.v, 2, past, past + T);
-          dk.backend.copyInto(dk, k);
-          dv.backend.copyInto(dv, v);
-          dk.dispose();
-          dv.dispose();
-        });
+        // rope on q and k, and k/v written into the cache at past..past+T-1, in one call
+        q = ropeAppendKV(heads(qp, hq), heads(kp, hkv), heads(vp, hkv), pos, this.invFreq, cache.k, cache.v, past);
         k = slice(cache.k, 2, 0, past + T);
         v = slice(cache.v, 2, 0, past + T);
+      } else {
+        q = rope(heads(qp, hq), pos, this.invFreq);
+        k = rope(heads(kp, hkv), pos, this.invFreq);
+        v = heads(vp, hkv);
       }
       const a = attention(q, k, v, { causal: true, scale: hd ** -0.5, keyMask, qOffset: past });
-      const x1 = add(x, lin(reshape(permute(a, [0, 2, 1, 3]), [B, T, hq * hd]), l.o));
-      const h2 = rmsNorm(x1, l.postNorm, eps);
-      const m = lin(mul(silu(lin(h2, l.gate)), lin(h2, l.up)), l.down);
+      // residual add fused with the post-attention norm
+      const { sum: x1, y: h2 } = addRmsNorm(x, lin(reshape(permute(a, [0, 2, 1, 3]), [B, T, hq * hd]), l.o), l.postNorm, eps);
+      const act = plain(l.gate) && plain(l.up) ? swiglu(h2, l.gate.w, l.up.w) : mul(silu(lin(h2, l.gate)), lin(h2, l.up));
+      const m = lin(act, l.down);
       if (m.shape[2] !== H) throw new Error('vlmkit internal: MLP output width');
       return add(x1, m);
     });

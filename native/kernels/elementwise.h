@@ -1,7 +1,8 @@
 // Elementwise kernels in f32: unary ops and their derivatives, binary ops with numpy broadcasting. Inputs are
 // views (shape + strides in elements, a stride of 0 broadcasts); outputs are contiguous. Adjacent dims that are
 // contiguous in every operand are merged first, so same-shape, scalar and row-broadcast cases become one or two
-// flat loops over AVX2 kernels; anything else gathers runs of the innermost dim into a small buffer.
+// flat loops over AVX2 kernels; anything else gathers runs of the innermost dim into a small buffer. The flat
+// forms may run in place (y == x, out == a or b). Called inside a pool job, they run on the calling thread.
 #pragma once
 #include <cstdint>
 

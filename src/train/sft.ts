@@ -487,7 +487,14 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
       say(`step ${trainer!.position.step}: eval loss ${e.loss.toFixed(4)} over ${e.targets} tokens`);
     };
     let lastEvalStep = -1;
+    const firstStep = trainer.position.step;
     while (!trainer.done) {
+      if (io.stop?.requested && trainer.position.step === firstStep) {
+        // stopped before this run trained anything: nothing new to save
+        logger.log({ type: 'event', event: 'interrupted', step: firstStep, checkpoint: resumeDir });
+        say('interrupted before the first step; nothing to save');
+        return { steps: firstStep, totalSteps: trainer.totalSteps, interrupted: true, checkpoint: resumeDir, output: null, losses, evalLoss, trainSummary: ts, valSummary: vs };
+      }
       const r = await trainer.step();
       losses.push(r.loss);
       const rec = trainer.trainRecord(r);

@@ -14,8 +14,9 @@
 //
 // Backward (FlashAttention-2): D_i = rowsum(dO_i * O_i) first; then tasks over (b, kv head, key block) recompute
 // P = exp2(S - lse) for every row block that can see the key block and accumulate dV += Pᵀ dO, dS = P (dP - D),
-// dK += dSᵀ Q into the rows the task owns, and dQ += dS K into a per-thread accumulator (a slot claimed for the
-// task's duration), summed into gq at the end: no races and a single pass.
+// dK += dSᵀ Q into the rows the task owns, and dQ += dS K into one of a fixed number of accumulators (tasks are
+// dealt to them round-robin and each runs its tasks in order), summed in slot order into gq at the end: no races,
+// a single pass, and the same bits on every run and at any thread count.
 #include "kernels/attention.h"
 
 #include <algorithm>
@@ -37,6 +38,7 @@ namespace {
 constexpr float kLog2e = 1.44269504088896341f;
 constexpr float kLn2 = 0.693147180559945309f;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr int64_t kDqSlots = 8;  // dQ accumulators in the backward (fixed: results must not depend on threads)
 
 // Block sizes: rows x keys of the score block, forward and backward. Rows in multiples of 6 (the register tile's
 // height), keys in multiples of 16 (the packed key panels); these measured best on the 2-core Zen 3 box, within a
@@ -393,16 +395,17 @@ void attention_backward(const AttnProblem& p0, AttnTensor out, const float* lse,
     }
   });
 
-  // dQ accumulators: one per concurrently running task (at most num_threads()), zeroed on first use.
-  const int64_t nslots = num_threads();
-  std::unique_ptr<float[]> slots(new float[nslots * rows * D]);
-  std::unique_ptr<std::atomic<int>[]> busy(new std::atomic<int>[nslots]);
-  std::vector<char> touched(nslots, 0);
-  for (int64_t s = 0; s < nslots; s++) busy[s].store(0);
-
+  // dQ accumulators: a fixed number of slots, each owned by one group of tasks (t ≡ s mod nslots) that runs its
+  // tasks in order. Which thread runs a group does not matter, so every dQ sum happens in the same order on every
+  // run and at every thread count: training is bit-for-bit reproducible (resume, seeds).
   const int64_t nkb = (Tk + kBKb - 1) / kBKb, nbk = B * Hkv;
+  const int64_t ntasks = nkb * nbk;
+  const int64_t nslots = std::min<int64_t>(kDqSlots, ntasks);
+  std::unique_ptr<float[]> slots(new float[nslots * rows * D]);
+  std::vector<char> touched(nslots, 0);
+
   const float qs = p.scale * kLog2e;
-  parallel_tasks(nkb * nbk, [&](int64_t t) {
+  auto task = [&](int64_t t, int64_t slot) {
     const int64_t kb = t / nbk, bk = t % nbk, b = bk / Hkv, kvh = bk % Hkv;  // early (heavy) key blocks first
     const int64_t k0 = kb * kBKb, n = std::min(kBKb, Tk - k0);
     float* dK = gk + (bk * Tk + k0) * D;
@@ -412,12 +415,6 @@ void attention_backward(const AttnProblem& p0, AttnTensor out, const float* lse,
     const int64_t allowed = km.allowed(b, k0, k0 + n);
     const int64_t r_start = g.first_row_seeing(k0);
     if (allowed == 0 || r_start >= g.R) return;
-    int64_t slot = 0;
-    for (;;) {
-      int expect = 0;
-      if (busy[slot].compare_exchange_strong(expect, 1, std::memory_order_acquire)) break;
-      slot = (slot + 1) % nslots;
-    }
     float* dQ = slots.get() + slot * rows * D;
     if (!touched[slot]) {
       std::fill(dQ, dQ + rows * D, 0.f);
@@ -496,7 +493,9 @@ void attention_backward(const AttnProblem& p0, AttnTensor out, const float* lse,
       mm_nn(bl.tiles, true, n, D, M, kLn2, dP, ld, Q, D, 1.f, nullptr, dK, D);                 // dK += scale dSᵀ q
       mm_nn(bl.tiles, false, M, D, n, p.scale, dP, ld, K, ldk, 1.f, nullptr, dQ + r0 * D, D);  // dQ += scale dS K
     }
-    busy[slot].store(0, std::memory_order_release);
+  };
+  parallel_tasks(nslots, [&](int64_t s) {
+    for (int64_t t = s; t < ntasks; t += nslots) task(t, s);
   });
 
   // gq = sum of the slots, un-stacked to [B, Hq, Tq, D].

@@ -6,15 +6,11 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setNativeThreads } from '../../src/engine/index.js';
 import { runSft, type SftRunOptions } from '../../src/train/sft.js';
 import { listCheckpoints, readTrainerState, removeStaleTemps } from '../../src/train/checkpoint.js';
 import { TINY, writeSftData } from './fixtures.js';
 
-// One engine thread: the native attention backward sums dQ in per-thread slots claimed in scheduling order, so with
-// 2 threads two identical runs can already differ in the last bits (native/kernels/attention.cc); bit-for-bit
-// comparisons need a deterministic engine, which a single thread gives.
-setNativeThreads(1);
+// Runs at the default thread count: every kernel sums in a fixed order (test/engine/determinism.test.ts).
 
 const tmp = mkdtempSync(join(tmpdir(), 'vlmkit-resume-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));

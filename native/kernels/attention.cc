@@ -14,13 +14,12 @@
 //
 // Backward (FlashAttention-2): D_i = rowsum(dO_i * O_i) first; then tasks over (b, kv head, key block) recompute
 // P = exp2(S - lse) for every row block that can see the key block and accumulate dV += Pᵀ dO, dS = P (dP - D),
-// dK += dSᵀ Q into the rows the task owns, and dQ += dS K into one of a fixed number of accumulators (tasks are
-// dealt to them round-robin and each runs its tasks in order), summed in slot order into gq at the end: no races,
-// a single pass, and the same bits on every run and at any thread count.
+// dK += dSᵀ Q into the rows the task owns, and dQ += dS K into one of a few fixed accumulators ("lanes": the key
+// blocks are dealt to them in a fixed pattern, each lane walks its blocks in order), summed in lane order into gq at
+// the end: no races, a single pass, and the same bits on every run and at any thread count.
 #include "kernels/attention.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -38,7 +37,7 @@ namespace {
 constexpr float kLog2e = 1.44269504088896341f;
 constexpr float kLn2 = 0.693147180559945309f;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-constexpr int64_t kDqSlots = 8;  // dQ accumulators in the backward (fixed: results must not depend on threads)
+constexpr int64_t kDqLanes = 4;  // dQ accumulators in the backward (fixed: results must not depend on threads)
 
 // Block sizes: rows x keys of the score block, forward and backward. Rows in multiples of 6 (the register tile's
 // height), keys in multiples of 16 (the packed key panels); these measured best on the 2-core Zen 3 box, within a
@@ -294,13 +293,14 @@ void attention_forward(const AttnProblem& p0, float* out, float* lse) {
   const Blocks bl = make_blocks(p, g.R, false);
   const RowOps& R = attn_row_ops();
   const int64_t nrb = (g.R + kBQ - 1) / kBQ, base = B * Hkv * nrb, nkb = (p.Tk + kBK - 1) / kBK;
-  const int64_t nt = num_threads();
+  // Few row blocks (one-row decode against a long cache): split the keys into about 8 tasks, a count that 2 and 4
+  // threads divide evenly when one is near. Fixed by the problem, not the thread count, so the bits do not change
+  // with it.
   int64_t nsplit = 1;
-  if (base < 2 * nt && nkb >= 2) {
-    // about 4 tasks per thread, a count the pool divides evenly when one is near
-    nsplit = std::min<int64_t>(nkb, (4 * nt + base - 1) / base);
+  if (base < 8 && nkb >= 2) {
+    nsplit = std::min<int64_t>(nkb, (8 + base - 1) / base);
     for (int64_t s = nsplit; s <= std::min<int64_t>(nkb, 2 * nsplit); s++)
-      if ((base * s) % nt == 0) {
+      if ((base * s) % 4 == 0) {
         nsplit = s;
         break;
       }
@@ -395,18 +395,22 @@ void attention_backward(const AttnProblem& p0, AttnTensor out, const float* lse,
     }
   });
 
-  // dQ accumulators: a fixed number of slots, each owned by one group of tasks (t ≡ s mod nslots) that runs its
-  // tasks in order. Which thread runs a group does not matter, so every dQ sum happens in the same order on every
-  // run and at every thread count: training is bit-for-bit reproducible (resume, seeds).
+  // dQ lanes: key block kb goes to lane snake(kb) (0, 1, .., L-1, L-1, .., 0, 0, 1, ..: under a causal mask each
+  // lane gets heavy early blocks and light late ones alike). A task owns one (lane, b, kv head): it zeroes that
+  // part of its lane and runs the lane's key blocks in increasing order. Which thread runs it does not matter, so
+  // every dQ sum happens in the same order on every run and at every thread count.
   const int64_t nkb = (Tk + kBKb - 1) / kBKb, nbk = B * Hkv;
-  const int64_t ntasks = nkb * nbk;
-  const int64_t nslots = std::min<int64_t>(kDqSlots, ntasks);
-  std::unique_ptr<float[]> slots(new float[nslots * rows * D]);
-  std::vector<char> touched(nslots, 0);
+  const int64_t L = std::min<int64_t>(kDqLanes, nkb);
+  std::unique_ptr<float[]> lanes(new float[L * rows * D]);
+  auto lane_of = [&](int64_t kb) {
+    const int64_t r = kb % (2 * L);
+    return r < L ? r : 2 * L - 1 - r;
+  };
 
   const float qs = p.scale * kLog2e;
-  auto task = [&](int64_t t, int64_t slot) {
-    const int64_t kb = t / nbk, bk = t % nbk, b = bk / Hkv, kvh = bk % Hkv;  // early (heavy) key blocks first
+  // key block kb of (b, kv head) bk; dQ = this lane's rows of bk
+  auto task = [&](int64_t kb, int64_t bk, float* dQ) {
+    const int64_t b = bk / Hkv, kvh = bk % Hkv;
     const int64_t k0 = kb * kBKb, n = std::min(kBKb, Tk - k0);
     float* dK = gk + (bk * Tk + k0) * D;
     float* dV = gv + (bk * Tk + k0) * Dv;
@@ -415,12 +419,6 @@ void attention_backward(const AttnProblem& p0, AttnTensor out, const float* lse,
     const int64_t allowed = km.allowed(b, k0, k0 + n);
     const int64_t r_start = g.first_row_seeing(k0);
     if (allowed == 0 || r_start >= g.R) return;
-    float* dQ = slots.get() + slot * rows * D;
-    if (!touched[slot]) {
-      std::fill(dQ, dQ + rows * D, 0.f);
-      touched[slot] = 1;
-    }
-    dQ += bk * g.R * D;
     const float* K = p.k.p + b * p.k.sb + kvh * p.k.sh + k0 * p.k.st;
     const float* V = p.v.p + b * p.v.sb + kvh * p.v.sh + k0 * p.v.st;
     const int64_t ldk = p.k.st, ldv = p.v.st, ld = kBKb;
@@ -494,18 +492,21 @@ void attention_backward(const AttnProblem& p0, AttnTensor out, const float* lse,
       mm_nn(bl.tiles, false, M, D, n, p.scale, dP, ld, K, ldk, 1.f, nullptr, dQ + r0 * D, D);  // dQ += scale dS K
     }
   };
-  parallel_tasks(nslots, [&](int64_t s) {
-    for (int64_t t = s; t < ntasks; t += nslots) task(t, s);
+  parallel_tasks(L * nbk, [&](int64_t t) {
+    const int64_t lane = t % L, bk = t / L;
+    float* dQ = lanes.get() + (lane * rows + bk * g.R) * D;
+    std::fill(dQ, dQ + g.R * D, 0.f);
+    for (int64_t kb = 0; kb < nkb; kb++)
+      if (lane_of(kb) == lane) task(kb, bk, dQ);
   });
 
-  // gq = sum of the slots, un-stacked to [B, Hq, Tq, D].
+  // gq = the lanes summed in lane order, un-stacked to [B, Hq, Tq, D].
   parallel_for(rows, 64, [&](int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1; u++) {
       const int64_t bk = u / g.R;
       float* dst = gq + g.out_row(bk / Hkv, bk % Hkv, u % g.R) * D;
-      std::fill(dst, dst + D, 0.f);
-      for (int64_t s = 0; s < nslots; s++)
-        if (touched[s]) R.acc(dst, slots.get() + (s * rows + u) * D, D);
+      std::memcpy(dst, lanes.get() + u * D, D * sizeof(float));
+      for (int64_t s = 1; s < L; s++) R.acc(dst, lanes.get() + (s * rows + u) * D, D);
     }
   });
 }

@@ -200,6 +200,37 @@ test('fused equals naive attention for causal, padded, GQA, one-row decode and T
   }
 });
 
+test('attention forward and backward give the same bits on every run and at 1 or 2 threads', () => {
+  const before = vk.nativeThreads();
+  for (const c of [
+    { name: 'causal GQA padded, several blocks', B: 2, Hq: 6, Hkv: 2, Tq: 300, Tk: 300, D: 64, causal: true, pad: [0, 90] },
+    { name: 'one-row decode (split keys)', B: 1, Hq: 9, Hkv: 3, Tq: 1, Tk: 1500, D: 64, causal: true },
+  ] as Case[]) {
+    vk.tidy(() => {
+      const sp = specs(c);
+      const rng = new vk.Rng(23);
+      const [q, k, v, mask] = sp.map((s) => make(nat, s, randomValues(s, rng)));
+      const gout = make(nat, { shape: [c.B, c.Hq, c.Tq, c.D] }, randomValues({ shape: [c.B, c.Hq, c.Tq, c.D] }, rng));
+      const o = { causal: true, scale: 0.125, keyMask: mask ?? null, qOffset: c.Tk - c.Tq };
+      const run = (threads: number) => {
+        vk.setNativeThreads(threads);
+        const f = nat.attention(q, k, v, o);
+        const g = nat.attentionBackward(q, k, v, f.out, f.lse, gout, o);
+        return [f.out, f.lse, g.gq, g.gk, g.gv].map((t) => Array.from(t.toFloat32Array()));
+      };
+      try {
+        const a = run(2), b = run(2), s = run(1);
+        ['out', 'lse', 'gq', 'gk', 'gv'].forEach((n, i) => {
+          assert.deepEqual(b[i], a[i], `${c.name}: ${n} differs between two runs`);
+          assert.deepEqual(s[i], a[i], `${c.name}: ${n} differs between 1 and 2 threads`);
+        });
+      } finally {
+        vk.setNativeThreads(before);
+      }
+    });
+  }
+});
+
 test('attention shape errors name the op and the shapes', () => {
   const z = (s: number[]) => vk.zeros(s, { backend: ref });
   assert.throws(() => vk.attention(z([1, 3, 4, 8]), z([1, 2, 4, 8]), z([1, 2, 4, 8])), /attention: query heads \(3\) must be a multiple of kv heads \(2\)/);

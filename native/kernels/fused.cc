@@ -41,12 +41,14 @@ inline const void* rows_at(const void* w, int64_t row, int64_t K, WT wt) {
   return static_cast<const char*>(w) + row * K * wt_bytes(wt);
 }
 
-// Chunk count for `rows` weight rows of `row_bytes` each: one per thread, two per thread when each would still
-// stream kChunkBytes (a thread the OS deschedules then costs half a share, not a whole one).
-int64_t chunk_count(int64_t rows, int64_t row_bytes) {
+// Chunk count for `rows` weight rows of `row_bytes` each against M rows of x. One row of x is memory-bound: one
+// chunk per thread, two when each still streams kChunkBytes (a thread the OS deschedules then costs half a share,
+// not a whole one). More rows of x are compute-bound: smaller chunks (four per thread) even out the threads'
+// finishing times.
+int64_t chunk_count(int64_t rows, int64_t row_bytes, int64_t M) {
   const int64_t nt = num_threads();
   const int64_t units = (rows + kAlign - 1) / kAlign;
-  const int64_t want = rows * row_bytes >= 2 * nt * kChunkBytes ? 2 * nt : nt;
+  const int64_t want = M >= 4 ? 4 * nt : rows * row_bytes >= 2 * nt * kChunkBytes ? 2 * nt : nt;
   return std::max<int64_t>(1, std::min(units, want));
 }
 
@@ -76,7 +78,7 @@ void fused_linears(int64_t M, int64_t K, const float* x, int64_t ldx, WT wt, int
   std::vector<int64_t> start((size_t)count + 1, 0);
   for (int i = 0; i < count; i++) start[i + 1] = start[i] + n[i];
   const int64_t rows = start[count];
-  const int64_t chunks = chunk_count(rows, K * wt_bytes(wt));
+  const int64_t chunks = chunk_count(rows, K * wt_bytes(wt), M);
   parallel_tasks(chunks, [&](int64_t c) {
     const int64_t g0 = boundary(rows, chunks, c), g1 = boundary(rows, chunks, c + 1);
     for (int i = 0; i < count; i++) {
@@ -100,7 +102,7 @@ void fused_swiglu(int64_t M, int64_t K, const float* x, int64_t ldx, WT wt, cons
   // Each chunk: its gate rows, then its up rows (two sequential streams), then silu ⊙ up into its columns. Chunk
   // widths are multiples of 8, so the elementwise kernels take their vector path for every element, as they do
   // over the whole unfused row.
-  const int64_t chunks = chunk_count(N, 2 * K * wt_bytes(wt));
+  const int64_t chunks = chunk_count(N, 2 * K * wt_bytes(wt), M);
   parallel_tasks(chunks, [&](int64_t c) {
     const int64_t c0 = boundary(N, chunks, c), c1 = boundary(N, chunks, c + 1), wd = c1 - c0;
     if (wd <= 0) return;

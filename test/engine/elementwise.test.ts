@@ -4,8 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as vk from '../../src/engine/index.js';
 import type { UnaryOp } from '../../src/engine/index.js';
-import { type InputSpec, assertClose, checkForward, checkGrad, nat, ref } from './harness.js';
-import { loadAddon } from '../../src/engine/backend/native/addon.js';
+import { type InputSpec, assertClose, checkForward, checkGrad, nat, ref, withoutSimd } from './harness.js';
 
 const UNARY: { op: UnaryOp; fn: (x: vk.Tensor) => vk.Tensor; range: [number, number] }[] = [
   { op: 'neg', fn: vk.neg, range: [-5, 5] },
@@ -200,16 +199,6 @@ test('shape errors name the op and both shapes', () => {
   assert.throws(() => vk.exp(vk.zeros([2], { backend: nat, dtype: 'i32' })), /exp: needs float tensors/);
 });
 
-/** Runs fn with the native kernels on their scalar (non-AVX2) paths. */
-function withoutSimd(fn: () => void): void {
-  const addon = loadAddon();
-  addon.setSimd(false);
-  try {
-    fn();
-  } finally {
-    addon.setSimd(true);
-  }
-}
 
 test('scalar fallback (no AVX2): every op equals the reference', () => {
   withoutSimd(() => {

@@ -5,6 +5,7 @@ import {
   type Backend, Tensor, backward, getBackend, noGrad, referenceBackend, tensor, tidy, Rng,
 } from '../../src/engine/index.js';
 import '../../src/engine/backend/native/index.js';
+import { loadAddon } from '../../src/engine/backend/native/addon.js';
 
 export const ref = referenceBackend;
 export const nat: Backend = getBackend('native');
@@ -164,4 +165,15 @@ export function checkGrad(
       });
     }
   });
+}
+
+/** Runs fn with the native kernels on their scalar (non-AVX2) paths, so the fallbacks are checked here too. */
+export function withoutSimd(fn: () => void): void {
+  const addon = loadAddon();
+  addon.setSimd(false);
+  try {
+    fn();
+  } finally {
+    addon.setSimd(true);
+  }
 }

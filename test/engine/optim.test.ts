@@ -3,8 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as vk from '../../src/engine/index.js';
-import { assertClose, nat, ref } from './harness.js';
-import { loadAddon } from '../../src/engine/backend/native/addon.js';
+import { assertClose, nat, ref, withoutSimd } from './harness.js';
 
 function state(b: vk.Backend, n: number, seed: number) {
   return {
@@ -66,16 +65,6 @@ test('adamwStep errors name the shapes', () => {
   assert.throws(() => vk.adamwStep(vk.transpose(big), p, vk.zeros([3, 2], { backend: nat }), vk.zeros([3, 2], { backend: nat }), { lr: 1, step: 1 }), /param \[3, 2\] must be contiguous/);
 });
 
-/** Runs fn with the native kernels on their scalar (non-AVX2) paths. */
-function withoutSimd(fn: () => void): void {
-  const addon = loadAddon();
-  addon.setSimd(false);
-  try {
-    fn();
-  } finally {
-    addon.setSimd(true);
-  }
-}
 
 test('scalar fallback (no AVX2): adamw equals the reference', () => {
   withoutSimd(() => {

@@ -3,8 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as vk from '../../src/engine/index.js';
-import { checkForward, checkGrad, nat, ref } from './harness.js';
-import { loadAddon } from '../../src/engine/backend/native/addon.js';
+import { checkForward, checkGrad, nat, ref, withoutSimd } from './harness.js';
 
 // sum/mean accumulate in f64 on both sides; the only difference is the final rounding to f32: 1e-6.
 const TOL = 1e-6;
@@ -99,16 +98,6 @@ test('reduce errors name the op and the shape', () => {
   assert.throws(() => vk.sum(x, 2), (e: Error) => e.name === 'ShapeError' && /sum: axis 2 is out of range for shape \[2, 3\]/.test(e.message));
 });
 
-/** Runs fn with the native kernels on their scalar (non-AVX2) paths. */
-function withoutSimd(fn: () => void): void {
-  const addon = loadAddon();
-  addon.setSimd(false);
-  try {
-    fn();
-  } finally {
-    addon.setSimd(true);
-  }
-}
 
 test('scalar fallback (no AVX2): reductions equal the reference', () => {
   withoutSimd(() => {

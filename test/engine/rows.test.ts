@@ -3,8 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as vk from '../../src/engine/index.js';
-import { checkForward, checkGrad, nat, ref } from './harness.js';
-import { loadAddon } from '../../src/engine/backend/native/addon.js';
+import { checkForward, checkGrad, nat, ref, withoutSimd } from './harness.js';
 
 // Gathers and copies move values unchanged (bf16/f16 widen exactly): tolerance 0.
 test('embedding: native equals reference for every weight and id dtype', () => {
@@ -83,16 +82,6 @@ test('index errors name the bad index and the table size', () => {
     assert.throws(() => b.embedding(vk.zeros([3, 2], { backend: b }), vk.tensor([0, 3], [2], { backend: b, dtype: 'i32' })), /3 at position 1 is out of range for 3 rows/);
 });
 
-/** Runs fn with the native kernels on their scalar (non-AVX2) paths. */
-function withoutSimd(fn: () => void): void {
-  const addon = loadAddon();
-  addon.setSimd(false);
-  try {
-    fn();
-  } finally {
-    addon.setSimd(true);
-  }
-}
 
 test('scalar fallback (no AVX2): row kernels equal the reference', () => {
   withoutSimd(() => {

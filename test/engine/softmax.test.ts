@@ -4,8 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as vk from '../../src/engine/index.js';
-import { assertClose, checkForward, checkGrad, nat, ref } from './harness.js';
-import { loadAddon } from '../../src/engine/backend/native/addon.js';
+import { assertClose, checkForward, checkGrad, nat, ref, withoutSimd } from './harness.js';
 
 // Softmax: exp is accurate to ~1 ulp and the row sum is f64, so each output is within a few ulp: 1e-6.
 const TOL = 1e-6;
@@ -137,16 +136,6 @@ test('crossEntropy errors: out-of-range targets and shape mismatches', () => {
     assert.throws(() => b.crossEntropy(vk.zeros([2, 4], { backend: b }), vk.tensor([0, 7], [2], { backend: b, dtype: 'i32' }), -100), /target 7 at row 1 is out of range for 4 classes/);
 });
 
-/** Runs fn with the native kernels on their scalar (non-AVX2) paths. */
-function withoutSimd(fn: () => void): void {
-  const addon = loadAddon();
-  addon.setSimd(false);
-  try {
-    fn();
-  } finally {
-    addon.setSimd(true);
-  }
-}
 
 test('scalar fallback (no AVX2): softmax family equals the reference', () => {
   withoutSimd(() => {

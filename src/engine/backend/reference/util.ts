@@ -20,14 +20,3 @@ export function make(like: Tensor, shape: readonly number[], values: ArrayLike<n
   } else for (let i = 0; i < values.length; i++) writeElement(dtype, d, i, values[i]);
   return out;
 }
-
-/** Row-major strides of a shape. */
-export function stridesOf(shape: readonly number[]): number[] {
-  const s = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= shape[i];
-  }
-  return s;
-}

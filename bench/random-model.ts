@@ -2,15 +2,17 @@
 // training): config.json in the transformers 4.x form, preprocessor/processor configs (longest_edge 2048,
 // max_image_size 512, image_seq_len 64), the tokenizer files of the tiny-smolvlm fixture (its special tokens have
 // the ids the config names; generated ids past its small vocabulary are never decoded by the benches), and a
-// model.safetensors written tensor by tensor (never assembled in memory). Weights are drawn from a normal
-// distribution of std 0.02 (norm weights 1, biases 0), so activations stay finite through the 30 + 12 layers.
+// model.safetensors written tensor by tensor with src/io/safetensors-write.ts (never assembled in memory).
+// Weights are drawn from a normal distribution of std 0.02 (norm weights 1, biases 0), so activations stay finite
+// through the 30 + 12 layers.
 //
 //   const dir = mkdtempSync(join(tmpdir(), 'vlmkit-bench-'));
 //   writeRandomSmolVLM(dir, { dtype: 'bf16' });
 //   ...; rmSync(dir, { recursive: true, force: true });
-import { closeSync, copyFileSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { copyFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeSafetensors } from '../src/io/safetensors-write.js';
 
 /** SmolVLM-256M-Instruct's shape. */
 export const SMOLVLM_256M = {
@@ -200,59 +202,28 @@ export function writeRandomSmolVLM(dir: string, opts: RandomModelOptions = {}): 
   json('generation_config.json', { bos_token_id: 1, eos_token_id: [3, 2], pad_token_id: 2 });
   for (const f of ['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja']) copyFileSync(join(FIXTURE, f), join(dir, f));
 
-  // model.safetensors: 8-byte header length, JSON header padded with spaces to a multiple of 8, then the data
+  // model.safetensors through the project's writer, one tensor at a time (each drawn when its turn comes)
   const list = specs({ textLayers, visionLayers });
-  const eb = dtype === 'f32' ? 4 : 2;
   const stDtype = dtype === 'bf16' ? 'BF16' : dtype === 'f16' ? 'F16' : 'F32';
-  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
-  let offset = 0, params = 0;
-  for (const s of list) {
-    const n = s.shape.reduce((a, d) => a * d, 1);
-    header[s.name] = { dtype: stDtype, shape: s.shape, data_offsets: [offset, offset + n * eb] };
-    offset += n * eb;
-    params += n;
-  }
-  let hj = JSON.stringify(header);
-  hj += ' '.repeat((8 - (Buffer.byteLength(hj) % 8)) % 8);
-  const hb = Buffer.from(hj, 'utf8');
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(hb.byteLength));
-
   const table = normalTable();
   const conv = dtype === 'bf16' ? toBf16 : dtype === 'f16' ? toF16 : null;
   const half = conv ? Uint16Array.from(table, conv) : null;
   const one = conv ? conv(1) : 0;
   let state = (opts.seed ?? 1) >>> 0 || 1;
-  const CHUNK = 1 << 20; // elements per write
-  const buf16 = new Uint16Array(CHUNK), buf32 = new Float32Array(CHUNK);
-  const fd = openSync(join(dir, 'model.safetensors'), 'w');
-  try {
-    writeSync(fd, len);
-    writeSync(fd, hb);
-    for (const s of list) {
-      let left = s.shape.reduce((a, d) => a * d, 1);
-      while (left > 0) {
-        const n = Math.min(left, CHUNK);
-        if (half) {
-          if (s.init === 'normal') for (let i = 0; i < n; i++) {
-            state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-            buf16[i] = half[state >>> 20];
-          }
-          else buf16.fill(s.init === 'ones' ? one : 0, 0, n);
-          writeSync(fd, new Uint8Array(buf16.buffer, 0, n * 2));
-        } else {
-          if (s.init === 'normal') for (let i = 0; i < n; i++) {
-            state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-            buf32[i] = table[state >>> 20];
-          }
-          else buf32.fill(s.init === 'ones' ? 1 : 0, 0, n);
-          writeSync(fd, new Uint8Array(buf32.buffer, 0, n * 4));
-        }
-        left -= n;
-      }
+  const draw = (sp: Spec): ArrayBufferView => {
+    const n = sp.shape.reduce((a, d) => a * d, 1);
+    const out = half ? new Uint16Array(n) : new Float32Array(n);
+    if (sp.init !== 'normal') return out.fill(sp.init === 'ones' ? (half ? one : 1) : 0);
+    const src = half ?? table;
+    for (let i = 0; i < n; i++) {
+      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+      out[i] = src[state >>> 20];
     }
-  } finally {
-    closeSync(fd);
-  }
-  return { params, bytes: 8 + hb.byteLength + offset };
+    return out;
+  };
+  let params = 0;
+  for (const sp of list) params += sp.shape.reduce((a, d) => a * d, 1);
+  const file = join(dir, 'model.safetensors');
+  writeSafetensors(file, list.map((sp) => ({ name: sp.name, dtype: stDtype, shape: sp.shape, data: () => draw(sp) })), { format: 'pt' });
+  return { params, bytes: statSync(file).size };
 }

@@ -4,7 +4,7 @@
 // the pixel attention mask becomes a patch mask (a patch is valid when any of its pixels is).
 import type { Backend } from '../../engine/backend/backend.js';
 import {
-  type Tensor, indexSelect, noGrad, reshape, scatterRows, tensor, tidy,
+  type Tensor, concat, indexSelect, noGrad, reshape, scatterRows, slice, tensor, tidy,
 } from '../../engine/index.js';
 import { ShapeError, VlmkitError } from '../../errors.js';
 import { Checkpoint } from '../../io/checkpoint.js';
@@ -132,13 +132,36 @@ export class Idefics3Model {
   visionHiddenStates(pixelValues: Tensor, pixelAttentionMask?: Tensor | null): Tensor {
     return tidyGraph([pixelValues], () => {
       const { pixels, mask } = this.selectTiles(pixelValues, pixelAttentionMask ?? null);
-      return this.vision.forward(pixels, mask);
+      return this.perTile(pixels, mask, (p, m) => this.vision.forward(p, m));
     });
   }
 
   /** Image features [tiles, imageSeqLen, H] (vision tower + connector) of the real tiles. */
   visionFeatures(pixelValues: Tensor, pixelAttentionMask?: Tensor | null): Tensor {
-    return tidyGraph([pixelValues], () => this.connector.forward(this.visionHiddenStates(pixelValues, pixelAttentionMask)));
+    return tidyGraph([pixelValues], () => {
+      const { pixels, mask } = this.selectTiles(pixelValues, pixelAttentionMask ?? null);
+      return this.perTile(pixels, mask, (p, m) => this.connector.forward(this.vision.forward(p, m)));
+    });
+  }
+
+  /**
+   * fn applied to one tile at a time, the results concatenated: tiles never interact, and a tile's activations stay
+   * in the caches (on 2 cores a 17-tile image encodes ~17% faster tile by tile than as one batch, whose MLP
+   * activations alone are 200+ MB). Under autograd each tile keeps its own graph and concat joins them.
+   */
+  private perTile(pixels: Tensor, mask: PatchMask, fn: (pixels: Tensor, mask: PatchMask) => Tensor): Tensor {
+    const n = pixels.shape[0];
+    if (n <= 1) return fn(pixels, mask);
+    const per = mask.hp * mask.wp;
+    const parts: Tensor[] = [];
+    for (let i = 0; i < n; i++) {
+      const data = mask.data.subarray(i * per, (i + 1) * per);
+      const tileMask: PatchMask = { n: 1, hp: mask.hp, wp: mask.wp, data, full: data.every((v) => v === 1) };
+      parts.push(tidyGraph([pixels], () => fn(slice(pixels, 0, i, i + 1), tileMask)));
+    }
+    const out = concat(parts, 0);
+    if (!out.requiresGrad) for (const t of parts) t.dispose();
+    return out;
   }
 
   /** Input embeddings [B, T, H]: token embeddings with the <image> positions replaced by image features. */

@@ -210,35 +210,45 @@ async function run(gen: AsyncGenerator<unknown, GenerationOutput, undefined>): P
   }
 }
 
-/** Greedy decode of `steps` tokens per row after a prompt of `promptTokens` text tokens; best of `runs`. */
-async function decodeRate(model: Idefics3Model, batch: number, promptTokens: number, steps: number, runs: number): Promise<number> {
+/** A greedy decode of `steps` tokens per row after a prompt of `promptTokens` text tokens; returns tokens/s. */
+function decoder(model: Idefics3Model, batch: number, promptTokens: number, steps: number) {
   const ids: number[] = [];
   for (let b = 0; b < batch; b++) for (let t = 0; t < promptTokens; t++) ids.push(50 + ((b * 37 + t * 11) % 380));
   const inputIds = vk.tensor(ids, [batch, promptTokens], { dtype: 'i32' });
   const attentionMask = vk.tensor(new Int32Array(batch * promptTokens).fill(1), [batch, promptTokens], { dtype: 'i32' });
-  try {
-    let bestRate = 0;
-    for (let i = 0; i < runs; i++) {
+  return {
+    async run(): Promise<number> {
       const out = await run(generateStream(model, { inputIds, attentionMask }, { maxNewTokens: steps + 1, eosTokenIds: [] }));
       if (out.timings.decodeTokens !== batch * steps) throw new Error(`decode: ${out.timings.decodeTokens} tokens decoded, expected ${batch * steps}`);
-      bestRate = Math.max(bestRate, out.timings.decodeTokensPerSec);
-    }
-    return bestRate;
-  } finally {
-    inputIds.dispose();
-    attentionMask.dispose();
-  }
+      return out.timings.decodeTokensPerSec;
+    },
+    dispose(): void {
+      inputIds.dispose();
+      attentionMask.dispose();
+    },
+  };
 }
 
 async function benchDecode(model: Idefics3Model, readGbs: number): Promise<void> {
   const bytes = decodeWeightBytes();
   const ceil = readGbs * 1e9 / bytes;
-  const b1 = await decodeRate(model, 1, 16, 64, 5);
-  emit({ bench: 'decode', value: r3(b1), unit: 'tokens/s', tiles: 0, batch: 1, context: 16, dtype: 'bf16', weightMB: r3(bytes / MB), ceiling: r3(ceil), ceilingVia: 'weight bytes at the read-sweep rate', ratio: r3(b1 / ceil), target: 'value >= 50' });
-  const b8 = await decodeRate(model, 8, 16, 64, 5);
-  emit({ bench: 'decode', value: r3(b8), unit: 'tokens/s', tiles: 0, batch: 8, context: 16, dtype: 'bf16', vsBatch1: r3(b8 / b1), ceiling: r3(4 * b1), ceilingVia: '4x batch 1', ratio: r3(b8 / (4 * b1)), target: 'value >= 4x batch 1' });
-  const long = await decodeRate(model, 1, 1141, 64, 2);
-  emit({ bench: 'decode', value: r3(long), unit: 'tokens/s', tiles: 17, batch: 1, context: 1141, dtype: 'bf16', ceiling: r3(ceil), ceilingVia: 'weight bytes at the read-sweep rate (KV cache reads not counted)', ratio: r3(long / ceil) });
+  // batch 1 and batch 8 runs alternate, so that both see the same share of a busy machine; best of 5 each
+  const d1 = decoder(model, 1, 16, 64), d8 = decoder(model, 8, 16, 64), long = decoder(model, 1, 1141, 64);
+  try {
+    let b1 = 0, b8 = 0, bl = 0;
+    for (let i = 0; i < 5; i++) {
+      b1 = Math.max(b1, await d1.run());
+      b8 = Math.max(b8, await d8.run());
+    }
+    emit({ bench: 'decode', value: r3(b1), unit: 'tokens/s', tiles: 0, batch: 1, context: 16, dtype: 'bf16', weightMB: r3(bytes / MB), ceiling: r3(ceil), ceilingVia: 'weight bytes at the read-sweep rate', ratio: r3(b1 / ceil), target: 'value >= 50' });
+    emit({ bench: 'decode', value: r3(b8), unit: 'tokens/s', tiles: 0, batch: 8, context: 16, dtype: 'bf16', vsBatch1: r3(b8 / b1), ceiling: r3(4 * b1), ceilingVia: '4x batch 1', ratio: r3(b8 / (4 * b1)), target: 'value >= 4x batch 1' });
+    for (let i = 0; i < 2; i++) bl = Math.max(bl, await long.run());
+    emit({ bench: 'decode', value: r3(bl), unit: 'tokens/s', tiles: 17, batch: 1, context: 1141, dtype: 'bf16', ceiling: r3(ceil), ceilingVia: 'weight bytes at the read-sweep rate (KV cache reads not counted)', ratio: r3(bl / ceil) });
+  } finally {
+    d1.dispose();
+    d8.dispose();
+    long.dispose();
+  }
 }
 
 async function benchProcessor(proc: Processor, jpg: Uint8Array): Promise<void> {

@@ -26,6 +26,9 @@ export class CachingAllocator implements Allocator {
     const b = list?.pop();
     if (b) {
       this.cachedBytes -= cls;
+      // Keep recently used classes at the end of the map: eviction takes the least recently used first.
+      this.free_.delete(cls);
+      if (list!.length) this.free_.set(cls, list!);
       if (zero) new Uint8Array(b, 0, bytes).fill(0);
       return b;
     }
@@ -35,12 +38,25 @@ export class CachingAllocator implements Allocator {
   free(buffer: ArrayBuffer): void {
     const cls = buffer.byteLength;
     if (cls === 0) return;
-    if (this.cachedBytes + cls > this.limit) {
+    if (cls > this.limit) {
       this.raw.free(buffer);
       return;
     }
+    // Over the limit, evict the least recently used classes rather than refusing this buffer: a cache full of
+    // sizes the program no longer makes would otherwise send every new size back to the system (page faults on
+    // every use of a large buffer).
+    for (const [c, l] of this.free_) {
+      if (this.cachedBytes + cls <= this.limit) break;
+      while (l.length && this.cachedBytes + cls > this.limit) {
+        this.raw.free(l.pop()!);
+        this.cachedBytes -= c;
+      }
+      if (!l.length) this.free_.delete(c);
+    }
     let list = this.free_.get(cls);
-    if (!list) this.free_.set(cls, (list = []));
+    if (list) this.free_.delete(cls);
+    else list = [];
+    this.free_.set(cls, list);
     list.push(buffer);
     this.cachedBytes += cls;
   }

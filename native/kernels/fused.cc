@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/cpu.h"
 #include "core/pool.h"
 #include "kernels/elementwise.h"
 #include "kernels/norm.h"
@@ -18,22 +19,13 @@
 namespace vk {
 namespace {
 
+// gemm's few-row dot kernels run only with AVX2, FMA and F16C (see matmul.cc).
+inline bool dot_kernels() { return has_avx2() && cpu_has_f16c(); }
+
 // gemm's dot kernels serve up to this many rows of x (kDotMaxRows in matmul.cc) on CPUs with these features.
 constexpr int64_t kFewRows = 8;
 constexpr int64_t kAlign = 16;               // chunk boundaries, in weight rows (= output columns)
 constexpr int64_t kChunkBytes = 128 << 10;  // a chunk streams at least this much weight when there is enough
-
-bool dot_kernels() {
-  static const bool v = [] {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-#else
-    return false;
-#endif
-  }();
-  return v;
-}
 
 inline int64_t wt_bytes(WT t) { return t == WT::F32 ? 4 : 2; }
 

@@ -23,28 +23,20 @@
 #include <vector>
 
 #include "core/blas.h"
+#include "core/cpu.h"
 #include "core/pool.h"
 #include "kernels/layout.h"
 
 namespace vk {
 namespace {
 
+// The few-row dot kernels need AVX2, FMA and F16C.
+inline bool dot_kernels() { return has_avx2() && cpu_has_f16c(); }
+
 // Products below this many multiply-adds run on the calling thread (a pool dispatch costs a few microseconds).
 constexpr double kParallelWork = 64.0 * 64.0 * 64.0;
 // Rows of x up to which the dot kernels beat widening + sgemm.
 constexpr int64_t kDotMaxRows = 8;
-
-bool has_avx2() {
-  static const bool v = [] {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-#else
-    return false;
-#endif
-  }();
-  return v;
-}
 
 inline int64_t wt_bytes(WT t) { return t == WT::F32 ? 4 : 2; }
 
@@ -77,7 +69,7 @@ __attribute__((target("avx2,fma,f16c"))) void widen_avx2(WT t, const void* src, 
 void widen(WT t, const void* src, float* dst, int64_t n) {
   if (t == WT::F32) {
     std::memcpy(dst, src, (size_t)n * 4);
-  } else if (has_avx2()) {
+  } else if (dot_kernels()) {
     widen_avx2(t, src, dst, n);
   } else {
     for (int64_t i = 0; i < n; i++) dst[i] = widen1(t, src, i);
@@ -297,7 +289,7 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float
       for (int64_t n = 0; n < N; n++) C[m * ldc + n] = bias ? bias[n] : 0.f;
     return;
   }
-  if (transB && M <= kDotMaxRows && has_avx2()) return dot_path(transA, M, N, K, A, lda, B, bt, ldb, bias, C, ldc);
+  if (transB && M <= kDotMaxRows && dot_kernels()) return dot_path(transA, M, N, K, A, lda, B, bt, ldb, bias, C, ldc);
   if (bt == WT::F32)
     return sgemm_split(transA, transB, M, N, K, A, lda, static_cast<const float*>(B), ldb, bias, C, ldc);
   panel_path(transA, transB, M, N, K, A, lda, B, bt, ldb, bias, C, ldc);

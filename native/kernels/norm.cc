@@ -10,24 +10,13 @@
 #include <cmath>
 #include <vector>
 
+#include "core/cpu.h"
 #include "core/pool.h"
 
 namespace vk {
 namespace {
 
 constexpr int64_t kBlockRows = 64;  // rows per gw/gb partial sum
-
-bool has_avx2() {
-  static const bool v = [] {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return false;
-#endif
-  }();
-  return v;
-}
 
 __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

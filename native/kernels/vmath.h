@@ -14,28 +14,12 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/cpu.h"
+
 #define VK_AVX2 __attribute__((target("avx2,fma")))
 #define VK_AVX2_INLINE static inline __attribute__((target("avx2,fma"), always_inline))
 
 namespace vk {
-
-inline bool cpu_has_avx2() {
-#if defined(__x86_64__) || defined(__i386__)
-  static const bool ok = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return ok;
-#else
-  return false;
-#endif
-}
-// Tests turn SIMD off to exercise the scalar fallbacks on an AVX2 machine (addon.setSimd(false)).
-inline std::atomic<bool>& simd_enabled() {
-  static std::atomic<bool> on{true};
-  return on;
-}
-inline bool has_avx2() { return cpu_has_avx2() && simd_enabled().load(std::memory_order_relaxed); }
 
 namespace vm {
 

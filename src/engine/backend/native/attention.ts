@@ -16,18 +16,7 @@ function kernelReadable(x: Tensor): boolean {
 
 /** Runs fn with views the kernel reads in place (contiguous copies of the others, disposed afterwards). */
 function withReadable<T>(xs: Tensor[], fn: (...c: Tensor[]) => T): T {
-  const tmp: Tensor[] = [];
-  const cs = xs.map((x) => {
-    if (kernelReadable(x)) return x;
-    const c = x.backend.contiguous(x);
-    tmp.push(c);
-    return c;
-  });
-  try {
-    return fn(...cs);
-  } finally {
-    for (const t of tmp) t.dispose();
-  }
+  return withContiguous(xs, fn, kernelReadable);
 }
 
 const strides3 = (x: Tensor) => [x.strides[0], x.strides[1], x.strides[2]];

@@ -4,7 +4,7 @@ import type { Backend } from '../backend.js';
 import type { TypedArray } from '../../dtype.js';
 import type { Tensor } from '../../tensor.js';
 import { foldedStride } from './matmul.js';
-import { DT_CODE, addon, empty, requireF32 } from './util.js';
+import { DT_CODE, addon, empty, requireF32, withContiguous } from './util.js';
 
 /** The storage array positioned at the view's first element (no new typed array for a view at element 0). */
 function arr(x: Tensor): TypedArray {
@@ -14,13 +14,7 @@ function arr(x: Tensor): TypedArray {
 
 /** Runs fn with x as it is when ok(x), else with a contiguous copy (disposed afterwards). */
 function using<T>(x: Tensor, ok: (t: Tensor) => boolean, fn: (t: Tensor) => T): T {
-  if (ok(x)) return fn(x);
-  const c = x.backend.contiguous(x);
-  try {
-    return fn(c);
-  } finally {
-    c.dispose();
-  }
+  return withContiguous([x], fn, ok);
 }
 
 /** Row stride of x read as [M, K] rows (unit stride on K, leading axes folding into one stride), or null. */

@@ -5,7 +5,7 @@
 // batch is one product.
 import type { Backend } from '../backend.js';
 import type { Tensor } from '../../tensor.js';
-import { DT_CODE, addon, base, empty, requireF32 } from './util.js';
+import { DT_CODE, addon, base, empty, requireF32, withContiguous } from './util.js';
 
 /** How a [rows, cols] matrix with these strides is stored: row-major (trans false) or column-major. */
 interface Operand {
@@ -28,13 +28,7 @@ function weightCode(op: string, t: Tensor): number {
 
 /** Runs fn with x itself when `ok(x)`, else with a contiguous copy (disposed afterwards). */
 function withLayout<T>(x: Tensor, ok: (t: Tensor) => boolean, fn: (t: Tensor) => T): T {
-  if (ok(x)) return fn(x);
-  const c = x.backend.contiguous(x);
-  try {
-    return fn(c);
-  } finally {
-    c.dispose();
-  }
+  return withContiguous([x], fn, ok);
 }
 
 const lastTwo = (t: Tensor): Operand | null =>

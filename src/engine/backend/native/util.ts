@@ -18,13 +18,18 @@ export function base(x: Tensor): TypedArray {
 }
 
 /**
- * Runs fn with contiguous versions of the inputs; temporaries made here are disposed afterwards.
+ * Runs fn with each input as it is when the kernel can read it (`ok`, by default: contiguous), else with a
+ * contiguous copy; copies made here are disposed afterwards.
  */
-export function withContiguous<T>(xs: (Tensor | null | undefined)[], fn: (...c: Tensor[]) => T): T {
+export function withContiguous<T>(
+  xs: (Tensor | null | undefined)[],
+  fn: (...c: Tensor[]) => T,
+  ok: (t: Tensor) => boolean = (t) => t.isContiguous(),
+): T {
   const tmp: Tensor[] = [];
   const cs = xs.map((x) => {
     if (!x) return x as unknown as Tensor;
-    if (x.isContiguous()) return x;
+    if (ok(x)) return x;
     const c = x.backend.contiguous(x);
     tmp.push(c);
     return c;

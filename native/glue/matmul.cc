@@ -59,9 +59,18 @@ Napi::Value RawSgemm(const Napi::CallbackInfo& info) {
   });
 }
 
+// gemmNtMaxRows(rows?) -> the rows of A up to which linear products take the gemm_nt kernel (set when given).
+Napi::Value GemmNtMaxRows(const Napi::CallbackInfo& info) {
+  return guarded(info, "gemmNtMaxRows", [&]() -> Napi::Value {
+    if (info.Length() > 0 && !info[0].IsUndefined()) set_gemm_nt_max_rows(i64arg(info[0]));
+    return Napi::Number::New(info.Env(), (double)gemm_nt_max_rows());
+  });
+}
+
 void register_matmul(Napi::Env env, Napi::Object exports) {
   exports.Set("gemm", Napi::Function::New(env, Gemm));
   exports.Set("rawSgemm", Napi::Function::New(env, RawSgemm));
+  exports.Set("gemmNtMaxRows", Napi::Function::New(env, GemmNtMaxRows));
 }
 VK_REGISTER(register_matmul);
 

@@ -3,16 +3,21 @@
 // gemm's dot kernel serially over its rows (a nested gemm inside a pool task stays on its thread), so each
 // thread streams one long run of weight bytes instead of one short run per weight. Every output element is
 // computed exactly as an unfused gemm computes it (the dot kernel treats each weight row on its own, whatever
-// the split). More rows: one gemm per weight (each parallel on its own), then the elementwise tail.
+// the split). Prompt-sized rows (gemm's gemm_nt path): x is packed once for all the weights of the call and the
+// 16-column strips of every weight are shared out over the pool (the kernel sums each element in the same order
+// whatever the split, so the results equal separate gemm calls bit for bit). More rows: one gemm per weight (each
+// parallel on its own), then the elementwise tail.
 #include "kernels/fused.h"
 
 #include <algorithm>
+#include <utility>
 #include <cstring>
 #include <vector>
 
 #include "core/cpu.h"
 #include "core/pool.h"
 #include "kernels/elementwise.h"
+#include "kernels/gemm_nt.h"
 #include "kernels/norm.h"
 #include "kernels/rope.h"
 
@@ -58,11 +63,37 @@ float* scratch(int slot, int64_t n) {
   return b.data();
 }
 
+// Whether gemm takes its gemm_nt path for M rows of this weight type (then the fused ops use the kernel directly).
+inline bool nt_rows(int64_t M, int64_t K, WT wt) {
+  return M > kFewRows && K > 0 && M <= gemm_nt_max_rows() && gemm_nt_available(wt);
+}
+
+// Splits `strips` 16-column strips into about four tasks per thread: {tasks, strips per task}.
+inline std::pair<int64_t, int64_t> strip_tasks(int64_t strips) {
+  const int64_t nt = num_threads();
+  const int64_t per = std::max<int64_t>(1, (strips + 4 * nt - 1) / (4 * nt));
+  return {(strips + per - 1) / per, per};
+}
+
 }  // namespace
 
 void fused_linears(int64_t M, int64_t K, const float* x, int64_t ldx, WT wt, int count, const void* const* w,
                    const int64_t* n, float* const* y) {
   if (M <= 0) return;
+  if (nt_rows(M, K, wt)) {
+    const float* xp = gemm_nt_pack_local(M, K, x, ldx);
+    std::vector<std::pair<int, int64_t>> strips;  // (weight, first column) of every strip of every weight
+    for (int i = 0; i < count; i++)
+      for (int64_t c = 0; c < n[i]; c += kAlign) strips.push_back({i, c});
+    const auto [tasks, per] = strip_tasks((int64_t)strips.size());
+    parallel_tasks(tasks, [&](int64_t t) {
+      for (int64_t s = t * per; s < std::min<int64_t>((int64_t)strips.size(), (t + 1) * per); s++) {
+        const auto [i, c] = strips[(size_t)s];
+        gemm_nt_cols(xp, M, K, w[i], wt, K, c, std::min(n[i], c + kAlign), nullptr, y[i], n[i]);
+      }
+    });
+    return;
+  }
   if (M > kFewRows || !dot_kernels() || K <= 0) {
     for (int i = 0; i < count; i++) gemm(false, true, M, n[i], K, x, ldx, w[i], wt, K, nullptr, y[i], n[i]);
     return;
@@ -83,6 +114,24 @@ void fused_linears(int64_t M, int64_t K, const float* x, int64_t ldx, WT wt, int
 void fused_swiglu(int64_t M, int64_t K, const float* x, int64_t ldx, WT wt, const void* wg, const void* wu, int64_t N,
                   float* y) {
   if (M <= 0 || N <= 0) return;
+  if (nt_rows(M, K, wt)) {
+    // each task: its columns of gate and of up, then silu ⊙ up into those columns of y
+    const float* xp = gemm_nt_pack_local(M, K, x, ldx);
+    const auto [tasks, per] = strip_tasks((N + kAlign - 1) / kAlign);
+    parallel_tasks(tasks, [&](int64_t t) {
+      const int64_t c0 = t * per * kAlign, c1 = std::min(N, (t + 1) * per * kAlign), wd = c1 - c0;
+      if (wd <= 0) return;
+      float* g = scratch(0, M * wd);
+      float* u = scratch(1, M * wd);
+      gemm_nt_cols(xp, M, K, rows_at(wg, c0, K, wt), wt, K, 0, wd, nullptr, g, wd);
+      gemm_nt_cols(xp, M, K, rows_at(wu, c0, K, wt), wt, K, 0, wd, nullptr, u, wd);
+      for (int64_t m = 0; m < M; m++) {
+        unary_flat_f32(UnaryOp::Silu, wd, g + m * wd, g + m * wd);
+        binary_flat_f32(BinaryOp::Mul, wd, g + m * wd, 1, u + m * wd, 1, y + m * N + c0);
+      }
+    });
+    return;
+  }
   if (M > kFewRows || !dot_kernels() || K <= 0) {
     std::vector<float> up((size_t)(M * N));
     gemm(false, true, M, N, K, x, ldx, wg, wt, K, nullptr, y, N);

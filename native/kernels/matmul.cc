@@ -8,13 +8,17 @@
 //     weight byte is loaded once and the loop runs at memory bandwidth. bf16 -> f32 is a 16-bit shift (even elements of a
 //     32-bit pair) or a mask (odd elements); x is packed once per call in the matching even/odd order, so the
 //     weight needs no shuffle at all. f16 uses F16C's vcvtph2ps.
-//  3. bf16/f16 weights with more rows: the weight is widened panel by panel (a few hundred rows of W at a time)
+//  3. Prompt-sized rows (up to gemm_nt_max_rows()) against a weight stored [N, K], any weight type: our 6x16 AVX2
+//     kernel (gemm_nt.cc) widens W strip by strip into L1 and keeps the FMA units busier than OpenBLAS does at a
+//     few dozen rows. Columns are shared out over the pool; A is packed once per call.
+//  4. bf16/f16 weights otherwise: the weight is widened panel by panel (a few hundred rows of W at a time)
 //     into a per-thread scratch buffer and each panel goes through sgemm. No f32 copy of a whole weight is kept.
 #include "kernels/matmul.h"
 
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -25,6 +29,7 @@
 #include "core/blas.h"
 #include "core/cpu.h"
 #include "core/pool.h"
+#include "kernels/gemm_nt.h"
 #include "kernels/layout.h"
 
 namespace vk {
@@ -236,7 +241,23 @@ void dot_path(bool tA, int64_t M, int64_t N, int64_t K, const float* A, int64_t 
   parallel_for(N, grain, [&](int64_t b, int64_t e) { f(xp, K, B, ldb, b, e, C, ldc, bias); });
 }
 
-// ---- path 3: half-precision weights widened panel by panel
+// ---- path 3: prompt-sized rows against W stored [N, K]
+
+std::atomic<int64_t> g_nt_max_rows{256};
+
+void nt_path(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* B, WT bt, int64_t ldb,
+             const float* bias, float* C, int64_t ldc) {
+  const float* ap = gemm_nt_pack_local(M, K, A, lda);
+  const int64_t strips = (N + 15) / 16, nt = num_threads();
+  if (nt == 1 || (double)M * N * K < kParallelWork) return gemm_nt_cols(ap, M, K, B, bt, ldb, 0, N, bias, C, ldc);
+  // about four tasks per thread, so that a descheduled thread costs a quarter of its share
+  const int64_t per = (strips + 4 * nt - 1) / (4 * nt), tasks = (strips + per - 1) / per;
+  parallel_tasks(tasks, [&](int64_t t) {
+    gemm_nt_cols(ap, M, K, B, bt, ldb, t * per * 16, std::min(N, (t + 1) * per * 16), bias, C, ldc);
+  });
+}
+
+// ---- path 4: half-precision weights widened panel by panel
 
 void panel_path(bool tA, bool tB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* B, WT bt,
                 int64_t ldb, const float* bias, float* C, int64_t ldc) {
@@ -290,10 +311,15 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float
     return;
   }
   if (transB && M <= kDotMaxRows && dot_kernels()) return dot_path(transA, M, N, K, A, lda, B, bt, ldb, bias, C, ldc);
+  if (!transA && transB && M <= g_nt_max_rows.load(std::memory_order_relaxed) && gemm_nt_available(bt))
+    return nt_path(M, N, K, A, lda, B, bt, ldb, bias, C, ldc);
   if (bt == WT::F32)
     return sgemm_split(transA, transB, M, N, K, A, lda, static_cast<const float*>(B), ldb, bias, C, ldc);
   panel_path(transA, transB, M, N, K, A, lda, B, bt, ldb, bias, C, ldc);
 }
+
+int64_t gemm_nt_max_rows() { return g_nt_max_rows.load(); }
+void set_gemm_nt_max_rows(int64_t rows) { g_nt_max_rows.store(rows); }
 
 void gemm_batched(int64_t nbatch, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A,
                   const int64_t* offA, int64_t lda, const void* B, WT bt, const int64_t* offB, int64_t ldb,

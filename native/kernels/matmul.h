@@ -16,6 +16,11 @@ enum class WT : int { F32 = 0, BF16 = 2, F16 = 3 };
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* B, WT bt,
           int64_t ldb, const float* bias, float* C, int64_t ldc);
 
+// Rows of A up to which linear-layer products (transB, W stored [N, K]) take the gemm_nt kernel instead of
+// OpenBLAS (benches and tests move it to compare the paths; 0 turns the kernel off).
+int64_t gemm_nt_max_rows();
+void set_gemm_nt_max_rows(int64_t rows);
+
 // nbatch products of the same shape; matrix q reads A + offA[q], B + offB[q] (element offsets, null = all 0)
 // and writes C + q*M*N (contiguous).
 void gemm_batched(int64_t nbatch, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A,

@@ -6,7 +6,7 @@ import { checkForward, withoutSimd } from './harness.js';
 
 test('scalar fallback: linear (f32, bf16, f16 weights; decode rows), matmul and norms equal the reference', () => {
   withoutSimd(() => {
-    for (const M of [1, 3, 17]) {
+    for (const M of [1, 3, 17, 89]) {
       checkForward(`linear f32 M=${M}`, (x, w, b) => vk.linear(x, w, b), [{ shape: [M, 40] }, { shape: [24, 40] }, { shape: [24] }], 1e-5);
       for (const dt of ['bf16', 'f16'] as const)
         checkForward(`linear ${dt} M=${M}`, (x, w) => vk.linear(x, vk.cast(w, dt)), [{ shape: [M, 40] }, { shape: [24, 40] }], 1e-5);

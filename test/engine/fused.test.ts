@@ -24,7 +24,7 @@ const same = (name: string, got: Tensor, want: Tensor) => {
 test('linears: one pass over several weights equals separate linears (few and many rows, f32/bf16/f16)', () => {
   vk.noGrad(() => vk.tidy(() => {
     for (const dtype of ['bf16', 'f16', 'f32'] as const)
-      for (const [M, K, ns] of [[1, 96, [200, 72, 72]], [3, 64, [40, 24]], [8, 512, [600, 200, 200]], [13, 48, [33, 17, 9]]] as const) {
+      for (const [M, K, ns] of [[1, 96, [200, 72, 72]], [3, 64, [40, 24]], [8, 512, [600, 200, 200]], [13, 48, [33, 17, 9]], [89, 517, [50, 24, 24]]] as const) {
         const x = rand([1, M, K]);
         const ws = ns.map((n) => rand([n, K], nat, dtype, 0.2));
         const got = vk.linears(x, ws);
@@ -44,7 +44,7 @@ test('linears: one pass over several weights equals separate linears (few and ma
 test('swiglu equals mul(silu(x·Wgᵀ), x·Wuᵀ)', () => {
   vk.noGrad(() => vk.tidy(() => {
     for (const dtype of ['bf16', 'f32'] as const)
-      for (const [M, K, N] of [[1, 96, 160], [5, 64, 72], [8, 576, 1536], [12, 40, 24]] as const) {
+      for (const [M, K, N] of [[1, 96, 160], [5, 64, 72], [8, 576, 1536], [12, 40, 24], [37, 300, 200]] as const) {
         const x = rand([M, K]), wg = rand([N, K], nat, dtype, 0.3), wu = rand([N, K], nat, dtype, 0.3);
         const want = vk.mul(vk.silu(vk.linear(x, wg)), vk.linear(x, wu));
         same(`swiglu ${dtype} M=${M}`, vk.swiglu(x, wg, wu), want);

@@ -168,6 +168,18 @@ export function checkGrad(
 }
 
 /** Runs fn with the native kernels on their scalar (non-AVX2) paths, so the fallbacks are checked here too. */
+/** Runs fn with linear products of up to `rows` rows on the gemm_nt kernel (0: OpenBLAS for every row count). */
+export function withNtRows(rows: number, fn: () => void): void {
+  const addon = loadAddon();
+  const before = addon.gemmNtMaxRows() as number;
+  addon.gemmNtMaxRows(rows);
+  try {
+    fn();
+  } finally {
+    addon.gemmNtMaxRows(before);
+  }
+}
+
 export function withoutSimd(fn: () => void): void {
   const addon = loadAddon();
   addon.setSimd(false);

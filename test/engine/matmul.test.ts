@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as vk from '../../src/engine/index.js';
-import { type InputSpec, checkForward, checkGrad, nat, ref } from './harness.js';
+import { type InputSpec, checkForward, checkGrad, nat, ref, withNtRows } from './harness.js';
 
 const TOL = 1e-5;
 const SIZES = [1, 3, 17, 64, 130];
@@ -81,6 +81,35 @@ test('linear decode path: 1..9 rows, every tile shape and tail', () => {
       }
   // a wide head split across threads
   checkForward('linear decode bf16 wide', (a, w) => vk.linear(a, w), [{ shape: [1, 64] }, { shape: [2051, 64], dtype: 'bf16' }], TOL);
+});
+
+test('linear prompt path (gemm_nt): row panels, column strips and k-blocks with tails, against OpenBLAS too', () => {
+  // M = 13 and 89 leave a partial 6-row panel, N = 13 and 50 a partial 16-column strip, K = 300 and 517 two and
+  // three k-blocks with a tail after 8-element blocks; 257 rows go past the kernel to OpenBLAS
+  const lin = (x: vk.Tensor, w: vk.Tensor, b?: vk.Tensor) => vk.linear(x, w, b);
+  for (const dt of ['f32', 'bf16', 'f16'] as const)
+    for (const [M, K, N] of [[9, 37, 13], [13, 300, 50], [89, 517, 33], [257, 64, 20]]) {
+      checkForward(`linear nt ${dt} ${M}x${K} -> ${N}`, lin, [{ shape: [M, K] }, { shape: [N, K], dtype: dt }, { shape: [N] }], TOL);
+      checkForward(`linear nt ${dt} ${M}x${K} -> ${N} strided x`, lin, [{ shape: [M, K], strided: true }, { shape: [N, K], dtype: dt }], TOL);
+      withNtRows(0, () => checkForward(`linear OpenBLAS ${dt} ${M}x${K} -> ${N}`, lin, [{ shape: [M, K] }, { shape: [N, K], dtype: dt }, { shape: [N] }], TOL));
+    }
+});
+
+test('linear prompt path: the same bits on 1 and 2 threads', () => {
+  // each output element is summed in an order that depends only on K, not on how columns are shared out
+  vk.tidy(() => {
+    const x = vk.randn([89, 517], { backend: nat, seed: 3 }), w = vk.cast(vk.randn([300, 517], { backend: nat, seed: 4 }), 'bf16');
+    const threads = vk.nativeThreads();
+    const two = vk.linear(x, w).toFloat32Array();
+    vk.setNativeThreads(1);
+    let one: Float32Array;
+    try {
+      one = vk.linear(x, w).toFloat32Array();
+    } finally {
+      vk.setNativeThreads(threads);
+    }
+    for (let i = 0; i < two.length; i++) if (!Object.is(one[i], two[i])) assert.fail(`element ${i}: ${one[i]} on 1 thread, ${two[i]} on ${threads}`);
+  });
 });
 
 test('bf16 weights: extreme values and exact products', () => {

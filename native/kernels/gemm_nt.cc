@@ -1,0 +1,230 @@
+// See gemm_nt.h. Layouts:
+//  - packed A: K is cut into blocks of at most kMaxKc columns (sizes depend only on K); block b holds the row
+//    panels of 6 rows one after another, each panel kc x 6 (k-major: the 6 rows' values of one k together), the
+//    rows past M zero.
+//  - a B strip: 16 rows of W (16 output columns) widened to f32 and transposed to kc x 16, so that one k reads
+//    two aligned vectors.
+// The micro-kernel keeps a 6 x 16 tile of C in 12 ymm registers: per k two loads of B, six broadcasts of A and
+// twelve FMAs, so the two FMA pipes, not the loads, set the pace.
+#include "kernels/gemm_nt.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/cpu.h"
+#include "kernels/layout.h"
+
+namespace vk {
+namespace {
+
+constexpr int64_t kMr = 6, kNr = 16;
+// A k-block's B strip (kc x 16 f32 = 16 KB at 256) stays in L1 beside the A panel streaming past it.
+constexpr int64_t kMaxKc = 256;
+
+inline int64_t kc_of(int64_t K) {
+  const int64_t blocks = (K + kMaxKc - 1) / kMaxKc;
+  return (K + blocks - 1) / blocks;
+}
+inline int64_t panels_of(int64_t M) { return (M + kMr - 1) / kMr; }
+
+// 64-byte aligned per-thread buffers: slot 0 one B strip, slot 1 a packed A.
+float* local_buffer(int slot, int64_t n) {
+  thread_local std::vector<float> bufs[2];
+  auto& buf = bufs[slot];
+  if ((int64_t)buf.size() < n + 16) buf.resize((size_t)(n + 16));
+  return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+}
+
+template <WT T>
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const void* p, int64_t i) {
+  if constexpr (T == WT::F32) {
+    return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+  } else {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
+    if constexpr (T == WT::BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    else return _mm256_cvtph_ps(h);
+  }
+}
+
+template <WT T>
+inline float load1(const void* p, int64_t i) {
+  if constexpr (T == WT::F32) return static_cast<const float*>(p)[i];
+  else if constexpr (T == WT::BF16) return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  else return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+}
+
+// Transposes r[0..7] (8 rows of 8) in place into 8 columns.
+__attribute__((target("avx2,fma"))) inline void transpose8(__m256 r[8]) {
+  __m256 t[8], s[8];
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int h = 0; h < 2; h++) {
+    s[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0x44);
+    s[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0xEE);
+    s[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+    s[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
+  }
+}
+
+// dst[k * 16 + j] = W[n + j, k0 + k] for j < nr, k < kc; 0 for j >= nr.
+template <WT T>
+__attribute__((target("avx2,fma,f16c"))) void pack_strip(const void* W, int64_t ldw, int64_t n, int64_t nr, int64_t k0,
+                                                         int64_t kc, float* dst) {
+  const int64_t eb = T == WT::F32 ? 4 : 2;
+  const char* base = static_cast<const char*>(W);
+  const void* rows[kNr];
+  for (int64_t j = 0; j < kNr; j++) rows[j] = j < nr ? base + ((n + j) * ldw + k0) * eb : nullptr;
+  int64_t k = 0;
+  for (; k + 8 <= kc; k += 8) {
+    for (int h = 0; h < 2; h++) {
+      __m256 r[8];
+      for (int j = 0; j < 8; j++) r[j] = rows[8 * h + j] ? load8<T>(rows[8 * h + j], k) : _mm256_setzero_ps();
+      transpose8(r);
+      for (int i = 0; i < 8; i++) _mm256_store_ps(dst + (k + i) * kNr + 8 * h, r[i]);
+    }
+  }
+  for (; k < kc; k++)
+    for (int64_t j = 0; j < kNr; j++) dst[k * kNr + j] = rows[j] ? load1<T>(rows[j], k) : 0.f;
+}
+
+// C tile [mr, nr] (+)= a (kc x 6) · b (kc x 16). first: C = tile (+ bias); else C += tile.
+__attribute__((target("avx2,fma"))) void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                               int64_t mr, int64_t nr, const float* bias, bool first) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+         c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; k++) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    __m256 av = _mm256_broadcast_ss(a);
+    c00 = _mm256_fmadd_ps(av, b0, c00);
+    c01 = _mm256_fmadd_ps(av, b1, c01);
+    av = _mm256_broadcast_ss(a + 1);
+    c10 = _mm256_fmadd_ps(av, b0, c10);
+    c11 = _mm256_fmadd_ps(av, b1, c11);
+    av = _mm256_broadcast_ss(a + 2);
+    c20 = _mm256_fmadd_ps(av, b0, c20);
+    c21 = _mm256_fmadd_ps(av, b1, c21);
+    av = _mm256_broadcast_ss(a + 3);
+    c30 = _mm256_fmadd_ps(av, b0, c30);
+    c31 = _mm256_fmadd_ps(av, b1, c31);
+    av = _mm256_broadcast_ss(a + 4);
+    c40 = _mm256_fmadd_ps(av, b0, c40);
+    c41 = _mm256_fmadd_ps(av, b1, c41);
+    av = _mm256_broadcast_ss(a + 5);
+    c50 = _mm256_fmadd_ps(av, b0, c50);
+    c51 = _mm256_fmadd_ps(av, b1, c51);
+    a += kMr;
+    b += kNr;
+  }
+  const __m256 acc[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  if (nr == kNr) {
+    for (int64_t r = 0; r < mr; r++) {
+      float* p = c + r * ldc;
+      for (int h = 0; h < 2; h++) {
+        __m256 v = acc[r][h];
+        if (!first) v = _mm256_add_ps(_mm256_loadu_ps(p + 8 * h), v);
+        else if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + 8 * h));
+        _mm256_storeu_ps(p + 8 * h, v);
+      }
+    }
+    return;
+  }
+  alignas(32) float t[kMr][kNr];
+  for (int64_t r = 0; r < kMr; r++) {
+    _mm256_store_ps(t[r], acc[r][0]);
+    _mm256_store_ps(t[r] + 8, acc[r][1]);
+  }
+  // the same single roundings as the vector path above
+  for (int64_t r = 0; r < mr; r++)
+    for (int64_t j = 0; j < nr; j++) {
+      float& o = c[r * ldc + j];
+      o = !first ? o + t[r][j] : bias ? t[r][j] + bias[j] : t[r][j];
+    }
+}
+
+// Asks for the cache lines of W[n..n+nr, k0..k0+kc) ahead of use: the weight comes from memory (a model's weights
+// do not fit in cache), and 16 rows read a few lines each are more streams than the hardware prefetchers follow.
+inline void prefetch_strip(const void* W, int64_t ldw, int64_t eb, int64_t n, int64_t nr, int64_t k0, int64_t kc) {
+  const char* base = static_cast<const char*>(W);
+  for (int64_t j = 0; j < nr; j++) {
+    const char* row = base + ((n + j) * ldw + k0) * eb;
+    for (int64_t b = 0; b < kc * eb; b += 64) _mm_prefetch(row + b, _MM_HINT_T1);
+    _mm_prefetch(row + kc * eb - 1, _MM_HINT_T1);
+  }
+}
+
+template <WT T>
+void cols(const float* A, int64_t M, int64_t K, const void* W, int64_t ldw, int64_t n0, int64_t n1, const float* bias,
+          float* C, int64_t ldc) {
+  const int64_t kcMax = kc_of(K), P = panels_of(M);
+  float* strip = local_buffer(0, kcMax * kNr);
+  const int64_t eb = T == WT::F32 ? 4 : 2;
+  prefetch_strip(W, ldw, eb, n0, std::min(kNr, n1 - n0), 0, kcMax);
+  for (int64_t k0 = 0; k0 < K; k0 += kcMax) {
+    const int64_t kc = std::min(kcMax, K - k0);
+    const float* Ab = A + k0 * P * kMr;
+    for (int64_t n = n0; n < n1; n += kNr) {
+      const int64_t nr = std::min(kNr, n1 - n);
+      pack_strip<T>(W, ldw, n, nr, k0, kc, strip);
+      // the next strip of this k-block, or the first of the next k-block
+      if (n + kNr < n1) prefetch_strip(W, ldw, eb, n + kNr, std::min(kNr, n1 - n - kNr), k0, kc);
+      else if (k0 + kc < K) prefetch_strip(W, ldw, eb, n0, std::min(kNr, n1 - n0), k0 + kc, std::min(kcMax, K - k0 - kc));
+      for (int64_t p = 0; p < P; p++)
+        micro(kc, Ab + p * kc * kMr, strip, C + p * kMr * ldc + n, ldc, std::min(kMr, M - p * kMr), nr,
+              bias ? bias + n : nullptr, k0 == 0);
+    }
+  }
+}
+
+}  // namespace
+
+bool gemm_nt_available(WT) { return has_avx2() && cpu_has_f16c(); }
+
+int64_t gemm_nt_packed_size(int64_t M, int64_t K) { return panels_of(M) * kMr * K; }
+
+void gemm_nt_pack(int64_t M, int64_t K, const float* A, int64_t lda, float* dst) {
+  const int64_t kcMax = kc_of(K), P = panels_of(M);
+  for (int64_t k0 = 0; k0 < K; k0 += kcMax) {
+    const int64_t kc = std::min(kcMax, K - k0);
+    float* block = dst + k0 * P * kMr;
+    for (int64_t p = 0; p < P; p++) {
+      float* panel = block + p * kc * kMr;
+      for (int64_t r = 0; r < kMr; r++) {
+        const int64_t m = p * kMr + r;
+        if (m < M) {
+          const float* src = A + m * lda + k0;
+          for (int64_t k = 0; k < kc; k++) panel[k * kMr + r] = src[k];
+        } else {
+          for (int64_t k = 0; k < kc; k++) panel[k * kMr + r] = 0.f;
+        }
+      }
+    }
+  }
+}
+
+const float* gemm_nt_pack_local(int64_t M, int64_t K, const float* A, int64_t lda) {
+  float* dst = local_buffer(1, gemm_nt_packed_size(M, K));
+  gemm_nt_pack(M, K, A, lda, dst);
+  return dst;
+}
+
+void gemm_nt_cols(const float* packedA, int64_t M, int64_t K, const void* W, WT wt, int64_t ldw, int64_t n0,
+                  int64_t n1, const float* bias, float* C, int64_t ldc) {
+  if (M <= 0 || n1 <= n0 || K <= 0) return;
+  switch (wt) {
+    case WT::F32: return cols<WT::F32>(packedA, M, K, W, ldw, n0, n1, bias, C, ldc);
+    case WT::BF16: return cols<WT::BF16>(packedA, M, K, W, ldw, n0, n1, bias, C, ldc);
+    case WT::F16: return cols<WT::F16>(packedA, M, K, W, ldw, n0, n1, bias, C, ldc);
+  }
+}
+
+}  // namespace vk

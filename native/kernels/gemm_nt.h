@@ -1,0 +1,32 @@
+// C = A · Wᵀ for a weight W stored [N, K] in f32, bf16 or f16 (a linear layer), for prompts of a few dozen to a few
+// hundred rows, where OpenBLAS's blocking (tuned for large squares) leaves a third of the FMA units idle and a
+// half-precision weight would first have to be widened to memory. An AVX2/FMA 6x16 register-blocked kernel in the
+// BLIS manner: A is packed once per call into 6-row panels; each 16-column strip of W is widened and transposed
+// into a small f32 panel that stays in L1 while every row panel of A sweeps over it.
+//
+// Every output element is summed in the same order whatever the column range a call covers (k-blocks depend
+// only on K), so splitting columns across threads, or across the weights of a fused call, never changes a bit.
+#pragma once
+#include <cstdint>
+
+#include "kernels/matmul.h"
+
+namespace vk {
+
+// Whether this CPU runs the kernel (AVX2, FMA and F16C, not turned off by setSimd(false)).
+bool gemm_nt_available(WT wt);
+
+// Floats needed to pack M rows of K columns.
+int64_t gemm_nt_packed_size(int64_t M, int64_t K);
+
+// Packs A [M, K] (row stride lda) into `dst` (gemm_nt_packed_size floats, any alignment).
+void gemm_nt_pack(int64_t M, int64_t K, const float* A, int64_t lda, float* dst);
+
+// Packs A into a buffer of the calling thread (valid until its next call on this thread) and returns it.
+const float* gemm_nt_pack_local(int64_t M, int64_t K, const float* A, int64_t lda);
+
+// C[:, n0:n1) = packedA · W[n0:n1, :]ᵀ (+ bias[n0:n1)), on the calling thread. W row stride ldw (elements).
+void gemm_nt_cols(const float* packedA, int64_t M, int64_t K, const void* W, WT wt, int64_t ldw, int64_t n0,
+                  int64_t n1, const float* bias, float* C, int64_t ldc);
+
+}  // namespace vk

@@ -144,6 +144,14 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// Lane i holds the sum of v[i]'s eight elements.
+__attribute__((target("avx2,fma"))) inline __m256 hsum8(const __m256 v[8]) {
+  const __m256 a = _mm256_hadd_ps(v[0], v[1]), b = _mm256_hadd_ps(v[2], v[3]);
+  const __m256 c = _mm256_hadd_ps(v[4], v[5]), d = _mm256_hadd_ps(v[6], v[7]);
+  const __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
+  return _mm256_add_ps(_mm256_permute2f128_ps(ab, cd, 0x20), _mm256_permute2f128_ps(ab, cd, 0x31));
+}
+
 // Loads 16 weights from p as two f32 vectors, in the order pack_rows lays x out.
 template <WT T>
 __attribute__((target("avx2,fma,f16c"))) inline void load16(const void* p, __m256& a, __m256& b) {
@@ -164,23 +172,33 @@ __attribute__((target("avx2,fma,f16c"))) inline void load16(const void* p, __m25
 // strictly sequentially, with a software prefetch ahead of the stream: several rows interleaved ran ~30%
 // slower (the hardware prefetcher follows one stream per thread best). Accumulators per row of x: 4 for one or
 // two rows (two 16-element steps in flight), 2 for three or four, 1 for more (MR FMA chains are enough).
+//
+// This runs columns [k0, k1) of K rounded down to 16 (the K % 16 tail goes with the last block, the bias with
+// the first, and a block after the first adds to C): dot_rows cuts K into blocks when the packed x of many rows
+// would not stay in L1 (at 8 rows and K = 1536 every x load came from L2, at two thirds of the speed).
 template <WT T, int MR>
-__attribute__((target("avx2,fma,f16c"))) void dot_rows(const float* xp, int64_t K, const void* Wv, int64_t ldw,
-                                                        int64_t n0, int64_t n1, float* C, int64_t ldc,
-                                                        const float* bias) {
+__attribute__((target("avx2,fma,f16c"))) void dot_block(const float* xp, int64_t K, const void* Wv, int64_t ldw,
+                                                         int64_t n0, int64_t n1, float* C, int64_t ldc,
+                                                         const float* bias, int64_t k0, int64_t k1, bool first,
+                                                         bool last) {
   using E = std::conditional_t<T == WT::F32, float, uint16_t>;
   constexpr int NA = MR <= 2 ? 4 : MR <= 4 ? 2 : 1;
-  constexpr int kPrefetchBytes = 1024;
-  const int64_t K16 = K & ~(int64_t)15;
+  constexpr int64_t kPrefetch = 1024 / sizeof(E);  // elements ahead (1 KB: longer distances measured slower)
+  const int64_t K16 = k1;
+  // the prefetch runs ahead within this block's columns, then on to the next row's
+  const auto ahead = [&](const E* w, int64_t k) {
+    const int64_t t = k + kPrefetch;
+    _mm_prefetch(reinterpret_cast<const char*>(t < K16 ? w + t : w + ldw + k0 + (t - K16)), _MM_HINT_T0);
+  };
   for (int64_t n = n0; n < n1; n++) {
     const E* w = static_cast<const E*>(Wv) + n * ldw;
     __m256 acc[MR][NA];
     for (int m = 0; m < MR; m++)
       for (int a = 0; a < NA; a++) acc[m][a] = _mm256_setzero_ps();
-    int64_t k = 0;
+    int64_t k = k0;
     if constexpr (NA == 4) {
       for (; k + 32 <= K16; k += 32) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + k) + kPrefetchBytes, _MM_HINT_T0);
+        ahead(w, k);
         __m256 wa, wb, wc, wd;
         load16<T>(w + k, wa, wb);
         load16<T>(w + k + 16, wc, wd);
@@ -194,7 +212,7 @@ __attribute__((target("avx2,fma,f16c"))) void dot_rows(const float* xp, int64_t 
       }
     }
     for (; k < K16; k += 16) {
-      _mm_prefetch(reinterpret_cast<const char*>(w + k) + kPrefetchBytes, _MM_HINT_T0);
+      ahead(w, k);
       __m256 wa, wb;
       load16<T>(w + k, wa, wb);
       for (int m = 0; m < MR; m++) {
@@ -203,15 +221,43 @@ __attribute__((target("avx2,fma,f16c"))) void dot_rows(const float* xp, int64_t 
         acc[m][NA > 1 ? 1 : 0] = _mm256_fmadd_ps(wb, _mm256_loadu_ps(xm + 8), acc[m][NA > 1 ? 1 : 0]);
       }
     }
+    // horizontal sums: one shuffle tree for all rows where each row has a single accumulator
+    alignas(32) float sums[8];
+    if constexpr (NA == 1) {
+      __m256 v[8];
+      for (int m = 0; m < 8; m++) v[m] = m < MR ? acc[m][0] : _mm256_setzero_ps();
+      _mm256_store_ps(sums, hsum8(v));
+    } else {
+      for (int m = 0; m < MR; m++) {
+        __m256 t = acc[m][0];
+        for (int a = 1; a < NA; a++) t = _mm256_add_ps(t, acc[m][a]);
+        sums[m] = hsum(t);
+      }
+    }
     for (int m = 0; m < MR; m++) {
-      __m256 t = acc[m][0];
-      for (int a = 1; a < NA; a++) t = _mm256_add_ps(t, acc[m][a]);
-      float s = hsum(t);
-      for (int64_t j = K16; j < K; j++) s += xp[m * K + j] * widen1(T, w, j);
-      if (bias) s += bias[n];
+      float s = sums[m];
+      if (last)
+        for (int64_t j = K16; j < K; j++) s += xp[m * K + j] * widen1(T, w, j);
+      if (!first) s = C[m * ldc + n] + s;
+      else if (bias) s += bias[n];
       C[m * ldc + n] = s;
     }
   }
+}
+
+// Packed x of this many bytes or less is read in one block (it stays in L1 beside the weight stream).
+constexpr int64_t kDotXBytes = 20 << 10;
+
+template <WT T, int MR>
+void dot_rows(const float* xp, int64_t K, const void* Wv, int64_t ldw, int64_t n0, int64_t n1, float* C, int64_t ldc,
+              const float* bias) {
+  const int64_t K16 = K & ~(int64_t)15;
+  const int64_t blocks = std::max<int64_t>(1, (MR * K16 * 4 + kDotXBytes - 1) / kDotXBytes);
+  if (blocks == 1) return dot_block<T, MR>(xp, K, Wv, ldw, n0, n1, C, ldc, bias, 0, K16, true, true);
+  // blocks depend on MR and K only, so a split of the rows of W never changes a bit
+  const int64_t bs = ((K16 + blocks - 1) / blocks + 15) & ~(int64_t)15;
+  for (int64_t k0 = 0; k0 < K16; k0 += bs)
+    dot_block<T, MR>(xp, K, Wv, ldw, n0, n1, C, ldc, bias, k0, std::min(K16, k0 + bs), k0 == 0, k0 + bs >= K16);
 }
 
 using DotFn = void (*)(const float*, int64_t, const void*, int64_t, int64_t, int64_t, float*, int64_t, const float*);

@@ -72,10 +72,11 @@ test('linear: bias, weight dtypes, leading axes, strided inputs', () => {
 });
 
 test('linear decode path: 1..9 rows, every tile shape and tail', () => {
-  // N = 13 leaves a tail after the 4-row and 2-row tiles; K = 37 and 577 leave a tail after 16-element blocks
+  // N = 13 leaves a tail after the 4-row and 2-row tiles; K = 37 and 577 leave a tail after 16-element blocks;
+  // K = 1543 is cut into column blocks (the packed x of 4+ rows would not stay in L1)
   for (const dt of ['f32', 'bf16', 'f16'] as const)
     for (let M = 1; M <= 9; M++)
-      for (const K of [37, 577]) {
+      for (const K of [37, 577, 1543]) {
         const x: InputSpec = { shape: [M, K], strided: M === 3 };
         checkForward(`linear decode ${dt} M=${M} K=${K}`, (a, w, b) => vk.linear(a, w, b), [x, { shape: [13, K], dtype: dt }, { shape: [13] }], TOL);
       }

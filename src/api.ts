@@ -8,6 +8,7 @@ import type { Tensor } from './engine/tensor.js';
 import { VlmkitError } from './errors.js';
 import { generateStream, type GenerateOptions, type GenerationOutput } from './generate/generate.js';
 import { idefics3Forward } from './generate/idefics3.js';
+import { PromptCache } from './generate/prompt-cache.js';
 import { loadGenerationConfig, type GenerationConfig } from './generate/stopping.js';
 import type { FinishReason, GenerationTimings, ModelInputs } from './generate/types.js';
 import { loadIdefics3Config, loadModel, type Idefics3Config, type Idefics3Model } from './models/idefics3/index.js';
@@ -52,6 +53,23 @@ export interface BatchItem {
   images?: readonly ImageInput[];
 }
 
+/**
+ * A conversation that keeps its KV cache between turns: each message re-renders the whole conversation, and the
+ * part the model has already seen (earlier turns, their images) is not run again. One message at a time.
+ */
+export interface ChatSession {
+  /** the conversation so far (the system message first, when given) */
+  readonly messages: readonly ChatMessage[];
+  /** every image of the conversation, in order */
+  readonly images: readonly ImageInput[];
+  /** Adds a user turn (its images first, then the text) and streams the answer, which joins the conversation. */
+  send(text: string, images?: readonly ImageInput[], opts?: VlmGenerateOptions): TextStream;
+  /** Starts over (the system message stays). */
+  reset(): void;
+  /** Frees the cache. */
+  dispose(): void;
+}
+
 export interface Vlm {
   readonly dir: string;
   readonly config: Idefics3Config;
@@ -69,6 +87,8 @@ export interface Vlm {
   /** Several prompts, each with its own images, generated together (left padding; finished rows leave the batch). */
   generateBatch(items: readonly BatchItem[], opts?: VlmGenerateOptions): Promise<GenerateResult[]>;
   stream(prompt: PromptInput, images?: readonly ImageInput[], opts?: VlmGenerateOptions): TextStream;
+  /** A multi-turn conversation that reuses its KV cache from turn to turn. */
+  chat(opts?: { system?: string }): ChatSession;
   dispose(): void;
 }
 
@@ -200,8 +220,63 @@ class VlmImpl implements Vlm {
     return { [Symbol.asyncIterator]: () => gen, result };
   }
 
+  chat(opts: { system?: string } = {}): ChatSession {
+    return new Chat(this, opts.system);
+  }
+
   dispose(): void {
     this.model.dispose();
+  }
+}
+
+class Chat implements ChatSession {
+  messages: readonly ChatMessage[] = [];
+  images: readonly ImageInput[] = [];
+  private readonly cache = new PromptCache();
+  private busy = false;
+
+  constructor(private readonly vlm: Vlm, private readonly system?: string) {
+    this.reset();
+  }
+
+  send(text: string, images: readonly ImageInput[] = [], opts: VlmGenerateOptions = {}): TextStream {
+    if (this.busy) throw new VlmkitError('E_BUSY', 'this chat is still answering; finish (or close) that stream before sending the next message');
+    this.busy = true;
+    const msgs = [...this.messages, userMessage(text, images.length)];
+    const imgs = [...this.images, ...images];
+    const inner = this.vlm.stream(msgs, imgs, { ...opts, promptCache: this.cache });
+    let settle!: { resolve: (r: GenerateResult) => void; reject: (e: unknown) => void };
+    const result = new Promise<GenerateResult>((resolve, reject) => (settle = { resolve, reject }));
+    result.catch(() => undefined);
+    const self = this;
+    // the answer joins the conversation before the iteration ends, so a next send() sees it
+    async function* pieces(): AsyncGenerator<string, void, undefined> {
+      try {
+        yield* inner;
+        const r = await inner.result;
+        self.messages = [...msgs, { role: 'assistant', content: [{ type: 'text', text: r.text.trim() }] }];
+        self.images = imgs;
+        settle.resolve(r);
+      } catch (e) {
+        settle.reject(e);
+        throw e;
+      } finally {
+        self.busy = false;
+        settle.reject(new VlmkitError('E_ABORTED', 'the stream was closed before the answer finished'));
+      }
+    }
+    const gen = pieces();
+    return { [Symbol.asyncIterator]: () => gen, result };
+  }
+
+  reset(): void {
+    this.messages = this.system ? [{ role: 'system', content: [{ type: 'text', text: this.system }] }] : [];
+    this.images = [];
+    this.cache.reset();
+  }
+
+  dispose(): void {
+    this.cache.dispose();
   }
 }
 

@@ -1,12 +1,11 @@
 // `vlmkit chat`: a multi-turn conversation in the terminal. Each line you type is a user turn; the answer streams
 // back. /image PATH attaches an image to your next message, /reset forgets the conversation, /exit (or Ctrl-D)
-// leaves. Ctrl-C stops an answer that is being written. Piped input works too (one turn per line).
+// leaves. Ctrl-C stops an answer that is being written. Piped input works too (one turn per line). The KV cache
+// is kept between turns (a ChatSession): a follow-up question costs its own tokens, not the images again.
 import { parseArgs } from 'node:util';
 import { createInterface } from 'node:readline';
-import type { ChatMessage } from '../processing/chat-template.js';
 import type { RgbImage } from '../processing/image.js';
 import { loadImage } from '../processing/image.js';
-import { userMessage } from '../processing/processor.js';
 import { loadIdefics3Config } from '../models/idefics3/config.js';
 import { VlmkitError } from '../errors.js';
 import { GENERATION_FLAGS, GENERATION_USAGE, generationOptions, parsing, requireModel } from './args.js';
@@ -34,9 +33,7 @@ export async function chat(argv: string[], io: CliIo): Promise<number> {
   const vlm = await loadVlm(dir, { dtype: values.f32 ? 'f32' : undefined });
   const tty = io.stdin.isTTY === true && io.stdout.isTTY === true;
   const rl = createInterface({ input: io.stdin, output: tty ? io.stdout : undefined, terminal: tty, prompt: 'you> ' });
-  const start = (): ChatMessage[] => (values.system ? [{ role: 'system', content: [{ type: 'text', text: values.system }] }] : []);
-  let history = start();
-  let images: RgbImage[] = [];
+  const session = vlm.chat({ system: values.system });
   let current: AbortController | null = null;
   rl.on('SIGINT', () => {
     if (current) current.abort();
@@ -56,8 +53,7 @@ export async function chat(argv: string[], io: CliIo): Promise<number> {
       if (line === '/help') {
         say(HELP);
       } else if (line === '/reset') {
-        history = start();
-        images = [];
+        session.reset();
         pending = [];
         say('(conversation cleared)');
       } else if (line.startsWith('/image')) {
@@ -71,19 +67,14 @@ export async function chat(argv: string[], io: CliIo): Promise<number> {
           say(`error: ${e.message}`);
         }
       } else {
-        const turn = userMessage(line, pending.length);
-        const msgs = [...history, turn];
-        const imgs = [...images, ...pending];
         current = new AbortController();
         try {
-          const stream = vlm.stream(msgs, imgs, { ...gen, signal: current.signal });
+          const stream = session.send(line, pending, { ...gen, signal: current.signal });
           const trim = leadingTrimmer();
           if (tty) io.stdout.write('vlm> ');
           for await (const piece of stream) await write(io.stdout, trim(piece));
           const r = await stream.result;
           await write(io.stdout, '\n');
-          history = [...msgs, { role: 'assistant', content: [{ type: 'text', text: r.text.trim() }] }];
-          images = imgs;
           pending = [];
           if (tty) say(timingLine(r.timings, r.finishReason));
         } catch (e) {
@@ -98,6 +89,7 @@ export async function chat(argv: string[], io: CliIo): Promise<number> {
     }
   } finally {
     rl.close();
+    session.dispose();
     vlm.dispose();
   }
   return 0;

@@ -9,7 +9,7 @@ function rate(n: number, ms: number): string {
 export function timingLine(t: GenerationTimings, finishReason?: string): string {
   const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
   const parts = [
-    `prefill ${t.prefillTokens} tok in ${s(t.prefillMs)} (${rate(t.prefillTokens, t.prefillMs)})`,
+    `prefill ${t.prefillTokens} tok${t.reusedTokens ? ` (+${t.reusedTokens} cached)` : ''} in ${s(t.prefillMs)} (${rate(t.prefillTokens, t.prefillMs)})`,
     `decode ${t.decodeTokens} tok in ${s(t.decodeMs)} (${rate(t.decodeTokens, t.decodeMs)})`,
     `${t.generatedTokens} generated${finishReason ? `, ${finishReason}` : ''}`,
   ];
@@ -51,6 +51,7 @@ export function timingsJson(t: GenerationTimings): Record<string, number> {
     decode_ms: t.decodeMs,
     decode_tokens_per_s: t.decodeTokensPerSec,
     generated_tokens: t.generatedTokens,
+    reused_tokens: t.reusedTokens,
     total_ms: t.totalMs,
   };
 }

@@ -8,6 +8,7 @@ import type { Tensor } from '../engine/tensor.js';
 import type { Tokenizer, StreamDecoder } from '../processing/tokenizer.js';
 import { processLogits, resolveSampling, type ResolvedSampling, type SamplingOptions } from './logits.js';
 import { greedySampler, multinomialSampler, type Sampler } from './sampling.js';
+import type { PromptCache } from './prompt-cache.js';
 import { StopStringMatcher } from './stopping.js';
 import type { CausalLM, FinishReason, GenerationTimings, KVCache, ModelInputs } from './types.js';
 
@@ -20,6 +21,11 @@ export interface GenerateOptions extends SamplingOptions {
   stopStrings?: readonly string[];
   /** stops every row at the next token (finish reason 'aborted') */
   signal?: AbortSignal;
+  /**
+   * Keys/values kept from the previous generation of a one-row conversation: the prompt's prefix shared with it is
+   * not run again, and the cache is left holding this generation for the next one (see prompt-cache.ts).
+   */
+  promptCache?: PromptCache;
 }
 
 export interface GenerationEvent {
@@ -145,17 +151,44 @@ export async function* generateStream(
   const capacity = T + Math.min(maxNew, lm.maxPositions - shortest);
   const V = lm.vocabSize;
 
-  const prefillTokens = rows.reduce((s, r) => s + r.promptIds.length, 0);
+  // A prompt cache: keep the cached positions of the longest prefix this prompt shares with them (at least one
+  // token runs, for the logits), cut where the model can resume (never inside an image tile).
+  const pc = opts.promptCache ?? null;
+  let reused = 0;
+  if (pc) {
+    if (B !== 1 || rows[0]!.padCount !== 0) throw genError('a prompt cache serves one unpadded row at a time; generate batches without it');
+    if (!lm.prefillFrom || !lm.resumePoint) throw genError('this model cannot resume from a cached prompt; generate without a prompt cache');
+    if (pc.owner !== lm) pc.reset();
+    if (pc.cache) {
+      const prompt = rows[0]!.promptIds;
+      const lim = Math.min(pc.ids.length, prompt.length - 1);
+      let p = 0;
+      while (p < lim && pc.ids[p] === prompt[p]) p++;
+      reused = lm.resumePoint(prompt, p);
+    }
+  }
+  let cache: KVCache | null;
+  if (pc?.cache && reused > 0) {
+    cache = pc.cache;
+    pc.cache = null; // taken over; handed back when this generation ends well
+    pc.ids = [];
+    cache.truncate?.(reused);
+    cache.reserve?.(capacity);
+  } else {
+    pc?.reset();
+    reused = 0;
+    cache = lm.createCache(B, capacity);
+  }
+  const prefillTokens = rows.reduce((s, r) => s + r.promptIds.length, 0) - reused;
   const pos = positionIdsFromMask(mask);
   const positionIds = tensor(pos.flat(), [B, T], { dtype: 'i32' });
-  let cache: KVCache | null = lm.createCache(B, capacity);
   let prefillMs = 0;
   let decodeTokens = 0;
   let tDecode0 = 0;
   try {
     let logits: Tensor;
     try {
-      logits = lm.prefill({ ...inputs, positionIds }, cache);
+      logits = reused > 0 ? lm.prefillFrom!(inputs, cache, reused) : lm.prefill({ ...inputs, positionIds }, cache);
     } finally {
       positionIds.dispose();
     }
@@ -226,7 +259,16 @@ export async function* generateStream(
       await nextTick();
     }
   } finally {
-    cache?.dispose();
+    // a prompt cache keeps what the cache holds when that is exactly the prompt and every token fed back (also
+    // when the caller stopped early, or a step failed before it counted); anything else is dropped
+    const r = rows[0]!;
+    if (pc && cache && cache.length === r.promptIds.length + Math.max(0, r.tokens.length - 1)) {
+      pc.cache = cache;
+      pc.ids = [...r.promptIds, ...r.tokens.slice(0, -1)];
+      pc.owner = lm;
+    } else {
+      cache?.dispose();
+    }
     cache = null;
   }
   const end = performance.now();
@@ -242,6 +284,7 @@ export async function* generateStream(
       decodeMs,
       decodeTokensPerSec: decodeMs > 0 && decodeTokens > 0 ? (decodeTokens / decodeMs) * 1000 : 0,
       generatedTokens,
+      reusedTokens: reused,
       totalMs: end - t0,
     },
   };

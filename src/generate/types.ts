@@ -38,6 +38,10 @@ export interface KVCache {
   readonly length: number;
   /** Keeps only these rows (indices into the current rows, ascending); later steps get that many rows. */
   keepRows(rows: readonly number[]): void;
+  /** Keeps the first n positions (a prompt prefix shared with the next prompt). */
+  truncate?(n: number): void;
+  /** Room for at least `capacity` positions (the cached ones kept). */
+  reserve?(capacity: number): void;
   dispose(): void;
 }
 
@@ -56,6 +60,10 @@ export interface CausalLM {
   prefill(inputs: PrefillInputs, cache: KVCache): Tensor;
   /** One token per row, appended to `cache`; returns [B, V]. */
   step(inputs: StepInputs, cache: KVCache): Tensor;
+  /** Resuming from a cached prefix (PromptCache): where a prefix of `ids` may end, at most at p. */
+  resumePoint?(ids: readonly number[], p: number): number;
+  /** The prompt pass of a one-row prompt whose first `start` positions the cache already holds; returns [1, V]. */
+  prefillFrom?(inputs: ModelInputs, cache: KVCache, start: number): Tensor;
 }
 
 /** Why a row stopped. */
@@ -72,5 +80,7 @@ export interface GenerationTimings {
   decodeTokensPerSec: number;
   /** every generated token of every row */
   generatedTokens: number;
+  /** prompt tokens whose keys/values came from a PromptCache (not in prefillTokens) */
+  reusedTokens: number;
   totalMs: number;
 }

@@ -223,6 +223,53 @@ export class Idefics3Model {
     return this.lastLogits({ ...inputs, positions: inputs.positionIds ?? null }, cache);
   }
 
+  /**
+   * Where a cached prefix of `ids` may end, at most at p: never inside a tile's run of <image> tokens (a tile's
+   * features come from its own pixels only, so whole tiles can stay cached while later ones are encoded).
+   */
+  resumePoint(ids: readonly number[], p: number): number {
+    const img = this.config.imageTokenId, seq = this.config.imageSeqLen;
+    let inTile = 0; // <image> tokens of the tile that p cuts, before p
+    for (let i = 0; i < p; i++) if (ids[i] === img) inTile = (inTile + 1) % seq;
+    let q = p;
+    while (inTile > 0 && q > 0) if (ids[--q] === img) inTile--;
+    return q;
+  }
+
+  /**
+   * The prompt pass after a cached prefix: the cache keeps positions [0, start) (they hold these same tokens) and
+   * the rest of a one-row prompt runs now. `inputs` are the whole prompt's (ids [1, T], every image's tiles);
+   * only the tiles whose <image> tokens lie past `start` go through the vision tower. Returns logits [1, V].
+   */
+  prefillFrom(inputs: Omit<Idefics3Inputs, 'positions'>, cache: KVCache, start: number): Tensor {
+    const [B, T] = inputs.inputIds.shape;
+    if (B !== 1) throw new ShapeError(`prefillFrom: one row only, got ${B}`);
+    if (!Number.isInteger(start) || start < 0 || start >= T || start > cache.length)
+      throw new ShapeError(`prefillFrom: start ${start} must be below the prompt's ${T} tokens and within the cache's ${cache.length}`);
+    return noGrad(() => tidy(() => {
+      const ids = hostInts(inputs.inputIds);
+      const img = this.config.imageTokenId;
+      let rest = 0;
+      for (let i = start; i < T; i++) if (ids[i] === img) rest++;
+      if (rest % this.config.imageSeqLen !== 0)
+        throw new VlmkitError('E_CACHE', `prefillFrom: start ${start} cuts a tile's <image> tokens; take it from resumePoint()`);
+      const tiles = rest / this.config.imageSeqLen;
+      let pixels: Tensor | null = null, pmask: Tensor | null = null;
+      if (tiles > 0) {
+        const pv = inputs.pixelValues;
+        if (!pv || pv.shape[1] < tiles) throw new VlmkitError('E_IMAGE_TOKENS', `prefillFrom: the prompt's last ${tiles} tiles have no pixel values`);
+        const N = pv.shape[1];
+        pixels = slice(pv, 1, N - tiles, N);
+        pmask = inputs.pixelAttentionMask ? slice(inputs.pixelAttentionMask, 1, N - tiles, N) : null;
+      }
+      cache.truncate(start);
+      const emb = this.embedInputs(slice(inputs.inputIds, 1, start, T), pixels, pmask);
+      const positions = tensor(Array.from({ length: T - start }, (_, i) => start + i), [1, T - start], { dtype: 'i32', backend: emb.backend });
+      const l = this.text.forward(emb, { cache, positions, logitsFor: 'last' });
+      return reshape(l, [1, l.shape[2]]);
+    }));
+  }
+
   /** One new token per row ([B, 1] ids and positions, attention mask [B, past + 1]); returns logits [B, V]. */
   step(inputs: { inputIds: Tensor; positionIds?: Tensor | null; attentionMask?: Tensor | null }, cache: KVCache): Tensor {
     return this.lastLogits({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, positions: inputs.positionIds ?? null }, cache);

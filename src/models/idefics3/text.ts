@@ -19,7 +19,7 @@ const plain = (l: Linear) => !l.b && !(l.adapters ?? []).some((a) => a.enabled !
 /** Keys and values of every layer for `batch` rows and up to `maxLen` positions. */
 export class KVCache {
   batch: number;
-  readonly maxLen: number;
+  maxLen: number;
   layers: { k: Tensor; v: Tensor }[];
   /** positions filled so far (the same for every row; padding is expressed by the attention mask) */
   length = 0;
@@ -59,6 +59,34 @@ export class KVCache {
   /** Forgets the cached positions (the buffers are reused). */
   reset(): void {
     this.length = 0;
+  }
+
+  /** Keeps the first n positions (a shared prompt prefix) and forgets the rest; the buffers are reused. */
+  truncate(n: number): void {
+    if (!Number.isInteger(n) || n < 0 || n > this.length) throw new ShapeError(`KVCache.truncate: ${n} must be an integer in 0..${this.length}`);
+    this.length = n;
+  }
+
+  /** Room for at least `capacity` positions: larger buffers, the cached positions copied over. */
+  reserve(capacity: number): void {
+    if (capacity <= this.maxLen) return;
+    noGrad(() => {
+      this.layers = this.layers.map(({ k, v }) => {
+        const grow = (src: Tensor) => {
+          const dst = zeros([src.shape[0], src.shape[1], capacity, src.shape[3]], { backend: src.backend });
+          if (this.length > 0) {
+            const s = slice(src, 2, 0, this.length), d = slice(dst, 2, 0, this.length);
+            dst.backend.copyInto(d, s);
+            s.dispose();
+            d.dispose();
+          }
+          src.dispose();
+          return dst;
+        };
+        return { k: grow(k), v: grow(v) };
+      });
+    });
+    this.maxLen = capacity;
   }
 
   dispose(): void {

@@ -14,6 +14,8 @@
 #define VK_X86 1
 #endif
 
+#include "core/cpu.h"
+
 namespace vk {
 
 #ifdef VK_X86
@@ -177,15 +179,13 @@ VK_AVX2 void acc_avx2(float* d, const float* s, int64_t n) {
 }  // namespace
 
 const RowOps& attn_row_ops() {
-  static const RowOps o = [] {
+  static const RowOps scalar{max_scalar,        exp2_sum_scalar, add_scalar,   scale_scalar,
+                             scale_copy_scalar, dot_scalar,      dsoft_scalar, acc_scalar};
 #ifdef VK_X86
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-      return RowOps{max_avx2, exp2_sum_avx2, add_avx2, scale_avx2, scale_copy_avx2, dot_avx2, dsoft_avx2, acc_avx2};
+  static const RowOps avx2{max_avx2, exp2_sum_avx2, add_avx2, scale_avx2, scale_copy_avx2, dot_avx2, dsoft_avx2, acc_avx2};
+  if (has_avx2()) return avx2;
 #endif
-    return RowOps{max_scalar,      exp2_sum_scalar, add_scalar,   scale_scalar,
-                  scale_copy_scalar, dot_scalar,    dsoft_scalar, acc_scalar};
-  }();
-  return o;
+  return scalar;
 }
 
 
@@ -298,10 +298,7 @@ void attn_gemm_nt_rows(int64_t M, int64_t N, int64_t D, const float* A, int64_t 
   }
 }
 
-bool attn_gemm_available() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
+bool attn_gemm_available() { return has_avx2(); }
 
 void attn_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb,
                int64_t b16, float* C, int64_t ldc, float alpha, float beta, const float* row_scale) {

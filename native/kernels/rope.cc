@@ -13,6 +13,7 @@
 #define VK_X86 1
 #endif
 
+#include "core/cpu.h"
 #include "core/pool.h"
 
 namespace vk {
@@ -123,8 +124,7 @@ void table_scalar(const float* inv_freq, float fp, int64_t half, float* c, float
 using TableFn = void (*)(const float*, float, int64_t, float*, float*, bool);
 TableFn table_fn() {
 #ifdef VK_X86
-  static const TableFn f = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? table_avx2 : table_scalar;
-  return f;
+  return has_avx2() ? table_avx2 : table_scalar;
 #else
   return table_scalar;
 #endif
@@ -133,8 +133,7 @@ TableFn table_fn() {
 using RotateFn = void (*)(const float*, const float*, const float*, int64_t, float*);
 RotateFn rotate_fn() {
 #ifdef VK_X86
-  static const RotateFn f = __builtin_cpu_supports("avx2") ? rotate_avx2 : rotate_scalar;
-  return f;
+  return has_avx2() ? rotate_avx2 : rotate_scalar;
 #else
   return rotate_scalar;
 #endif

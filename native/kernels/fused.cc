@@ -1,6 +1,6 @@
-// Fused inference kernels; see fused.h. Few rows (M <= 8, decode) on AVX2: the rows of every weight of the call
-// are laid end to end and cut into a few chunks (16-row aligned) that the pool's threads claim; each chunk runs
-// gemm's dot kernel serially over its rows (a nested gemm inside a pool task stays on its thread), so each
+// Fused inference kernels; see fused.h. Few rows (M <= 8, decode) on AVX2: x is packed once, the rows of every
+// weight of the call are laid end to end and cut into a few chunks (16-row aligned) that the pool's threads claim;
+// each chunk runs gemm's dot kernel serially over its rows, so each
 // thread streams one long run of weight bytes instead of one short run per weight. Every output element is
 // computed exactly as an unfused gemm computes it (the dot kernel treats each weight row on its own, whatever
 // the split). Prompt-sized rows (gemm's gemm_nt path): x is packed once for all the weights of the call and the
@@ -14,7 +14,6 @@
 #include <cstring>
 #include <vector>
 
-#include "core/cpu.h"
 #include "core/pool.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm_nt.h"
@@ -23,9 +22,6 @@
 
 namespace vk {
 namespace {
-
-// gemm's few-row dot kernels run only with AVX2, FMA and F16C (see matmul.cc).
-inline bool dot_kernels() { return has_avx2() && cpu_has_f16c(); }
 
 // gemm's dot kernels serve up to this many rows of x (kDotMaxRows in matmul.cc) on CPUs with these features.
 constexpr int64_t kFewRows = 8;
@@ -94,7 +90,7 @@ void fused_linears(int64_t M, int64_t K, const float* x, int64_t ldx, WT wt, int
     });
     return;
   }
-  if (M > kFewRows || !dot_kernels() || K <= 0) {
+  if (!gemm_dot_available(M) || K <= 0) {
     for (int i = 0; i < count; i++) gemm(false, true, M, n[i], K, x, ldx, w[i], wt, K, nullptr, y[i], n[i]);
     return;
   }
@@ -102,11 +98,12 @@ void fused_linears(int64_t M, int64_t K, const float* x, int64_t ldx, WT wt, int
   for (int i = 0; i < count; i++) start[i + 1] = start[i] + n[i];
   const int64_t rows = start[count];
   const int64_t chunks = chunk_count(rows, K * wt_bytes(wt), M);
+  const float* xp = gemm_dot_pack_local(wt, M, K, x, ldx);  // once for every chunk of every weight
   parallel_tasks(chunks, [&](int64_t c) {
     const int64_t g0 = boundary(rows, chunks, c), g1 = boundary(rows, chunks, c + 1);
     for (int i = 0; i < count; i++) {
       const int64_t r0 = std::max(g0, start[i]) - start[i], r1 = std::min(g1, start[i + 1]) - start[i];
-      if (r0 < r1) gemm(false, true, M, r1 - r0, K, x, ldx, rows_at(w[i], r0, K, wt), wt, K, nullptr, y[i] + r0, n[i]);
+      if (r0 < r1) gemm_dot_cols(xp, M, K, w[i], wt, K, r0, r1, nullptr, y[i], n[i]);
     }
   });
 }
@@ -132,7 +129,7 @@ void fused_swiglu(int64_t M, int64_t K, const float* x, int64_t ldx, WT wt, cons
     });
     return;
   }
-  if (M > kFewRows || !dot_kernels() || K <= 0) {
+  if (!gemm_dot_available(M) || K <= 0) {
     std::vector<float> up((size_t)(M * N));
     gemm(false, true, M, N, K, x, ldx, wg, wt, K, nullptr, y, N);
     gemm(false, true, M, N, K, x, ldx, wu, wt, K, nullptr, up.data(), N);
@@ -144,13 +141,14 @@ void fused_swiglu(int64_t M, int64_t K, const float* x, int64_t ldx, WT wt, cons
   // widths are multiples of 8, so the elementwise kernels take their vector path for every element, as they do
   // over the whole unfused row.
   const int64_t chunks = chunk_count(N, 2 * K * wt_bytes(wt), M);
+  const float* xp = gemm_dot_pack_local(wt, M, K, x, ldx);
   parallel_tasks(chunks, [&](int64_t c) {
     const int64_t c0 = boundary(N, chunks, c), c1 = boundary(N, chunks, c + 1), wd = c1 - c0;
     if (wd <= 0) return;
     float* g = scratch(0, M * wd);
     float* u = scratch(1, M * wd);
-    gemm(false, true, M, wd, K, x, ldx, rows_at(wg, c0, K, wt), wt, K, nullptr, g, wd);
-    gemm(false, true, M, wd, K, x, ldx, rows_at(wu, c0, K, wt), wt, K, nullptr, u, wd);
+    gemm_dot_cols(xp, M, K, rows_at(wg, c0, K, wt), wt, K, 0, wd, nullptr, g, wd);
+    gemm_dot_cols(xp, M, K, rows_at(wu, c0, K, wt), wt, K, 0, wd, nullptr, u, wd);
     for (int64_t m = 0; m < M; m++) {
       unary_flat_f32(UnaryOp::Silu, wd, g + m * wd, g + m * wd);
       binary_flat_f32(BinaryOp::Mul, wd, g + m * wd, 1, u + m * wd, 1, y + m * N + c0);

@@ -85,7 +85,7 @@ void widen(WT t, const void* src, float* dst, int64_t n) {
 // of packed x then never straddle a cache line (a malloc'ed block sits 16 bytes off one; split loads cost the
 // M = 8 kernel about a third of its speed).
 float* scratch(int slot, int64_t n) {
-  thread_local std::vector<float> bufs[2];
+  thread_local std::vector<float> bufs[3];  // 0 panels, 1 packed x of a call, 2 packed x shared by a fused call
   auto& b = bufs[slot];
   if ((int64_t)b.size() < n + 16) b.resize((size_t)(n + 16));
   return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(b.data()) + 63) & ~uintptr_t(63));
@@ -362,6 +362,21 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float
   if (bt == WT::F32)
     return sgemm_split(transA, transB, M, N, K, A, lda, static_cast<const float*>(B), ldb, bias, C, ldc);
   panel_path(transA, transB, M, N, K, A, lda, B, bt, ldb, bias, C, ldc);
+}
+
+bool gemm_dot_available(int64_t M) { return M >= 1 && M <= kDotMaxRows && dot_kernels(); }
+
+const float* gemm_dot_pack_local(WT wt, int64_t M, int64_t K, const float* A, int64_t lda) {
+  float* xp = scratch(2, M * K);
+  pack_rows(wt, false, M, K, A, lda, xp);
+  return xp;
+}
+
+void gemm_dot_cols(const float* xp, int64_t M, int64_t K, const void* W, WT wt, int64_t ldw, int64_t n0, int64_t n1,
+                   const float* bias, float* C, int64_t ldc) {
+  if (n0 >= n1) return;
+  DotFn f = wt == WT::BF16 ? dot_for<WT::BF16>(M) : wt == WT::F16 ? dot_for<WT::F16>(M) : dot_for<WT::F32>(M);
+  f(xp, K, W, ldw, n0, n1, C, ldc, bias);
 }
 
 int64_t gemm_nt_max_rows() { return g_nt_max_rows.load(); }

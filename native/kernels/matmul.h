@@ -21,6 +21,14 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float
 int64_t gemm_nt_max_rows();
 void set_gemm_nt_max_rows(int64_t rows);
 
+// The few-row (decode) kernels for fused callers that share one packed x across several weights: whether they run
+// for M rows, x packed into a buffer of the calling thread (valid until its next call there; the layout depends on
+// the weight type), and C[:, n0:n1) = x · W[n0:n1)ᵀ (+ bias) on the calling thread, the same bits as gemm gives.
+bool gemm_dot_available(int64_t M);
+const float* gemm_dot_pack_local(WT wt, int64_t M, int64_t K, const float* A, int64_t lda);
+void gemm_dot_cols(const float* xp, int64_t M, int64_t K, const void* W, WT wt, int64_t ldw, int64_t n0, int64_t n1,
+                   const float* bias, float* C, int64_t ldc);
+
 // nbatch products of the same shape; matrix q reads A + offA[q], B + offB[q] (element offsets, null = all 0)
 // and writes C + q*M*N (contiguous).
 void gemm_batched(int64_t nbatch, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A,

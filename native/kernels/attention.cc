@@ -228,8 +228,21 @@ void fwd_rows(const AttnProblem& p, const Geo& g, const KeyMask& km, const Block
   const float* K = p.k.p + b * p.k.sb + kvh * p.k.sh;
   const float* V = p.v.p + b * p.v.sb + kvh * p.v.sh;
   const int64_t pmin = g.pos(r0);
+  // With few rows (decode) each key is used a handful of times and the cache comes from memory: ask for this
+  // block's values and the next block's keys ahead of use (short runs of rows are more than the hardware
+  // prefetcher ramps up to). Panels (many rows) are read from cache and need no help.
+  const bool ahead = !bl.packed;
+  const auto prefetch_rows = [&](const float* X, int64_t st, int64_t from, int64_t to, int64_t width) {
+    for (int64_t j = from; j < to; j++)
+      for (int64_t e = 0; e < width; e += 16) __builtin_prefetch(X + j * st + e);
+  };
+  if (ahead) prefetch_rows(K, p.k.st, k_begin, std::min(k_end, k_begin + kBK), D);
   for (int64_t k0 = k_begin; k0 < k_end; k0 += kBK) {
     const int64_t n = std::min(kBK, k_end - k0);
+    if (ahead) {
+      prefetch_rows(V, p.v.st, k0, k0 + n, Dv);
+      prefetch_rows(K, p.k.st, k0 + n, std::min(k_end, k0 + n + kBK), D);
+    }
     const int64_t allowed = km.allowed(b, k0, k0 + n);
     if (allowed == 0) continue;
     const bool cm = p.causal && k0 + n - 1 > pmin;

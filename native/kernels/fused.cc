@@ -71,6 +71,20 @@ inline std::pair<int64_t, int64_t> strip_tasks(int64_t strips) {
   return {(strips + per - 1) / per, per};
 }
 
+// Columns [c0, c0 + wd) of a SwiGLU: `cols(g, u)` fills the gate and up products [M, wd] (row stride wd), then
+// y[:, c0:c0+wd) = silu(g) ⊙ u, row by row.
+template <typename Cols>
+void swiglu_columns(int64_t M, int64_t N, int64_t c0, int64_t wd, float* y, Cols&& cols) {
+  if (wd <= 0) return;
+  float* g = scratch(0, M * wd);
+  float* u = scratch(1, M * wd);
+  cols(g, u);
+  for (int64_t m = 0; m < M; m++) {
+    unary_flat_f32(UnaryOp::Silu, wd, g + m * wd, g + m * wd);
+    binary_flat_f32(BinaryOp::Mul, wd, g + m * wd, 1, u + m * wd, 1, y + m * N + c0);
+  }
+}
+
 }  // namespace
 
 void fused_linears(int64_t M, int64_t K, const float* x, int64_t ldx, WT wt, int count, const void* const* w,
@@ -117,15 +131,10 @@ void fused_swiglu(int64_t M, int64_t K, const float* x, int64_t ldx, WT wt, cons
     const auto [tasks, per] = strip_tasks((N + kAlign - 1) / kAlign);
     parallel_tasks(tasks, [&](int64_t t) {
       const int64_t c0 = t * per * kAlign, c1 = std::min(N, (t + 1) * per * kAlign), wd = c1 - c0;
-      if (wd <= 0) return;
-      float* g = scratch(0, M * wd);
-      float* u = scratch(1, M * wd);
-      gemm_nt_cols(xp, M, K, rows_at(wg, c0, K, wt), wt, K, 0, wd, nullptr, g, wd);
-      gemm_nt_cols(xp, M, K, rows_at(wu, c0, K, wt), wt, K, 0, wd, nullptr, u, wd);
-      for (int64_t m = 0; m < M; m++) {
-        unary_flat_f32(UnaryOp::Silu, wd, g + m * wd, g + m * wd);
-        binary_flat_f32(BinaryOp::Mul, wd, g + m * wd, 1, u + m * wd, 1, y + m * N + c0);
-      }
+      swiglu_columns(M, N, c0, wd, y, [&](float* g, float* u) {
+        gemm_nt_cols(xp, M, K, rows_at(wg, c0, K, wt), wt, K, 0, wd, nullptr, g, wd);
+        gemm_nt_cols(xp, M, K, rows_at(wu, c0, K, wt), wt, K, 0, wd, nullptr, u, wd);
+      });
     });
     return;
   }
@@ -144,15 +153,10 @@ void fused_swiglu(int64_t M, int64_t K, const float* x, int64_t ldx, WT wt, cons
   const float* xp = gemm_dot_pack_local(wt, M, K, x, ldx);
   parallel_tasks(chunks, [&](int64_t c) {
     const int64_t c0 = boundary(N, chunks, c), c1 = boundary(N, chunks, c + 1), wd = c1 - c0;
-    if (wd <= 0) return;
-    float* g = scratch(0, M * wd);
-    float* u = scratch(1, M * wd);
-    gemm_dot_cols(xp, M, K, rows_at(wg, c0, K, wt), wt, K, 0, wd, nullptr, g, wd);
-    gemm_dot_cols(xp, M, K, rows_at(wu, c0, K, wt), wt, K, 0, wd, nullptr, u, wd);
-    for (int64_t m = 0; m < M; m++) {
-      unary_flat_f32(UnaryOp::Silu, wd, g + m * wd, g + m * wd);
-      binary_flat_f32(BinaryOp::Mul, wd, g + m * wd, 1, u + m * wd, 1, y + m * N + c0);
-    }
+    swiglu_columns(M, N, c0, wd, y, [&](float* g, float* u) {
+      gemm_dot_cols(xp, M, K, rows_at(wg, c0, K, wt), wt, K, 0, wd, nullptr, g, wd);
+      gemm_dot_cols(xp, M, K, rows_at(wu, c0, K, wt), wt, K, 0, wd, nullptr, u, wd);
+    });
   });
 }
 

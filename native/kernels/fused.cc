@@ -61,7 +61,7 @@ float* scratch(int slot, int64_t n) {
 
 // Whether gemm takes its gemm_nt path for M rows of this weight type (then the fused ops use the kernel directly).
 inline bool nt_rows(int64_t M, int64_t K, WT wt) {
-  return M > kFewRows && K > 0 && M <= gemm_nt_max_rows() && gemm_nt_available(wt);
+  return M > kFewRows && K > 0 && gemm_nt_takes(M, wt);
 }
 
 // Splits `strips` 16-column strips into about four tasks per thread: {tasks, strips per task}.

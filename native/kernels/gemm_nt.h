@@ -1,6 +1,6 @@
-// C = A · Wᵀ for a weight W stored [N, K] in f32, bf16 or f16 (a linear layer), for prompts of a few dozen to a few
-// hundred rows, where OpenBLAS's blocking (tuned for large squares) leaves a third of the FMA units idle and a
-// half-precision weight would first have to be widened to memory. An AVX2/FMA 6x16 register-blocked kernel in the
+// C = A · Wᵀ for a weight W stored [N, K] in f32, bf16 or f16 (a linear layer), for prompts and vision tiles (9 to
+// a few thousand rows, see gemm_nt_takes in matmul.h), where OpenBLAS's blocking (tuned for large squares) leaves
+// FMA units idle at a few dozen rows and a half-precision weight would first have to be widened to memory. An AVX2/FMA 6x16 register-blocked kernel in the
 // BLIS manner: A is packed once per call into 6-row panels; each 16-column strip of W is widened and transposed
 // into a small f32 panel that stays in L1 while every row panel of A sweeps over it.
 //

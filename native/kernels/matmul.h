@@ -17,9 +17,12 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float
           int64_t ldb, const float* bias, float* C, int64_t ldc);
 
 // Rows of A up to which linear-layer products (transB, W stored [N, K]) take the gemm_nt kernel instead of
-// OpenBLAS (benches and tests move it to compare the paths; 0 turns the kernel off).
+// OpenBLAS: the limit for bf16/f16 weights (f32 weights stop at min(limit, 256)). Benches and tests move it to
+// compare the paths; 0 turns the kernel off.
 int64_t gemm_nt_max_rows();
 void set_gemm_nt_max_rows(int64_t rows);
+// Whether gemm sends M rows against a weight of type wt (stored [N, K]) to gemm_nt.
+bool gemm_nt_takes(int64_t M, WT wt);
 
 // The few-row (decode) kernels for fused callers that share one packed x across several weights: whether they run
 // for M rows, x packed into a buffer of the calling thread (valid until its next call there; the layout depends on

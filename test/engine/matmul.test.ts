@@ -86,10 +86,11 @@ test('linear decode path: 1..9 rows, every tile shape and tail', () => {
 
 test('linear prompt path (gemm_nt): row panels, column strips and k-blocks with tails, against OpenBLAS too', () => {
   // M = 13 and 89 leave a partial 6-row panel, N = 13 and 50 a partial 16-column strip, K = 300 and 517 two and
-  // three k-blocks with a tail after 8-element blocks; 257 rows go past the kernel to OpenBLAS
+  // three k-blocks with a tail after 8-element blocks; 257 rows go to OpenBLAS for f32 weights and stay on the
+  // kernel for bf16/f16, 4100 rows go to OpenBLAS for every type
   const lin = (x: vk.Tensor, w: vk.Tensor, b?: vk.Tensor) => vk.linear(x, w, b);
   for (const dt of ['f32', 'bf16', 'f16'] as const)
-    for (const [M, K, N] of [[9, 37, 13], [13, 300, 50], [89, 517, 33], [257, 64, 20]]) {
+    for (const [M, K, N] of [[9, 37, 13], [13, 300, 50], [89, 517, 33], [257, 64, 20], [4100, 16, 17]]) {
       checkForward(`linear nt ${dt} ${M}x${K} -> ${N}`, lin, [{ shape: [M, K] }, { shape: [N, K], dtype: dt }, { shape: [N] }], TOL);
       checkForward(`linear nt ${dt} ${M}x${K} -> ${N} strided x`, lin, [{ shape: [M, K], strided: true }, { shape: [N, K], dtype: dt }], TOL);
       withNtRows(0, () => checkForward(`linear OpenBLAS ${dt} ${M}x${K} -> ${N}`, lin, [{ shape: [M, K] }, { shape: [N, K], dtype: dt }, { shape: [N] }], TOL));

@@ -6,7 +6,7 @@ import { loadImage, type RgbImage } from '../processing/image.js';
 import { checkMediaCount, userMessage } from '../processing/processor.js';
 import { GENERATION_FLAGS, GENERATION_USAGE, argError, generationOptions, parsing, requireModel } from './args.js';
 import { leadingTrimmer, timingLine, timingsJson } from './format.js';
-import { type CliIo, status, write } from './io.js';
+import { type CliIo, status, tileProgress, write } from './io.js';
 
 export const ASK_USAGE = `usage: vlmkit ask --model <dir> [--image <path>]... [options] "<question>"
   --model DIR               a SmolVLM / Idefics3 checkpoint directory
@@ -41,7 +41,7 @@ export async function ask(argv: string[], io: CliIo): Promise<number> {
   process.once('SIGINT', onInt);
   try {
     const live = !values.json && io.stdout.isTTY === true;
-    const stream = vlm.stream(question, images, { ...gen, signal: ac.signal });
+    const stream = vlm.stream(question, images, { ...gen, signal: ac.signal, onImageTile: values.json ? undefined : tileProgress(io) });
     const trim = leadingTrimmer();
     for await (const piece of stream) if (live) await write(io.stdout, trim(piece));
     const r = await stream.result;

@@ -10,7 +10,7 @@ import { loadIdefics3Config } from '../models/idefics3/config.js';
 import { VlmkitError } from '../errors.js';
 import { GENERATION_FLAGS, GENERATION_USAGE, generationOptions, parsing, requireModel } from './args.js';
 import { leadingTrimmer, timingLine } from './format.js';
-import { type CliIo, status, write } from './io.js';
+import { type CliIo, status, tileProgress, write } from './io.js';
 import { loadImages } from './ask.js';
 
 export const CHAT_USAGE = `usage: vlmkit chat --model <dir> [--image <path>]... [--system "<text>"] [options]
@@ -69,7 +69,7 @@ export async function chat(argv: string[], io: CliIo): Promise<number> {
       } else {
         current = new AbortController();
         try {
-          const stream = session.send(line, pending, { ...gen, signal: current.signal });
+          const stream = session.send(line, pending, { ...gen, signal: current.signal, onImageTile: tileProgress(io) });
           const trim = leadingTrimmer();
           if (tty) io.stdout.write('vlm> ');
           for await (const piece of stream) await write(io.stdout, trim(piece));

@@ -26,6 +26,8 @@ export interface GenerateOptions extends SamplingOptions {
    * not run again, and the cache is left holding this generation for the next one (see prompt-cache.ts).
    */
   promptCache?: PromptCache;
+  /** progress of the prompt pass: called after each image tile has been encoded (tiles done, tiles in all) */
+  onImageTile?: (done: number, total: number) => void;
 }
 
 export interface GenerationEvent {
@@ -188,7 +190,8 @@ export async function* generateStream(
   try {
     let logits: Tensor;
     try {
-      logits = reused > 0 ? lm.prefillFrom!(inputs, cache, reused) : lm.prefill({ ...inputs, positionIds }, cache);
+      const po = { onTile: opts.onImageTile };
+      logits = reused > 0 ? lm.prefillFrom!(inputs, cache, reused, po) : lm.prefill({ ...inputs, positionIds }, cache, po);
     } finally {
       positionIds.dispose();
     }

@@ -57,13 +57,18 @@ export interface CausalLM {
   /** A cache for `batch` rows holding up to `capacity` positions. */
   createCache(batch: number, capacity: number): KVCache;
   /** Runs the prompt (vision tower included when pixelValues are given), fills `cache`, returns [B, V]. */
-  prefill(inputs: PrefillInputs, cache: KVCache): Tensor;
+  prefill(inputs: PrefillInputs, cache: KVCache, opts?: PrefillOptions): Tensor;
   /** One token per row, appended to `cache`; returns [B, V]. */
   step(inputs: StepInputs, cache: KVCache): Tensor;
   /** Resuming from a cached prefix (PromptCache): where a prefix of `ids` may end, at most at p. */
   resumePoint?(ids: readonly number[], p: number): number;
   /** The prompt pass of a one-row prompt whose first `start` positions the cache already holds; returns [1, V]. */
-  prefillFrom?(inputs: ModelInputs, cache: KVCache, start: number): Tensor;
+  prefillFrom?(inputs: ModelInputs, cache: KVCache, start: number, opts?: PrefillOptions): Tensor;
+}
+
+export interface PrefillOptions {
+  /** called after each image tile has been encoded (tiles done, tiles in all): progress for long prompts */
+  onTile?: (done: number, total: number) => void;
 }
 
 /** Why a row stopped. */

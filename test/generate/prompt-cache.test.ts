@@ -100,6 +100,28 @@ describe('chat session: KV cache kept between turns', () => {
     }
   });
 
+  it('reports image tiles as they are encoded, only the new ones when a turn resumes', async () => {
+    const seen: [number, number][] = [];
+    const onImageTile = (d: number, t: number) => void seen.push([d, t]);
+    const chat = vlm.chat();
+    await drain(chat.send('Look.', [IMG('big_300x410.png')], { ...greedy, onImageTile }));
+    const n = seen.length;
+    assert.ok(n >= 1);
+    assert.deepEqual(seen, Array.from({ length: n }, (_, i) => [i + 1, n]));
+    seen.length = 0;
+    await drain(chat.send('Again.', [], { ...greedy, onImageTile }));
+    assert.equal(seen.length, 0, 'the cached image is not encoded again');
+    const before = { messages: [...chat.messages], images: [...chat.images] };
+    await drain(chat.send('And this one.', [IMG('small_20x24.png')], { ...greedy, onImageTile }));
+    const resumed = seen.length;
+    // a fresh generation of the same conversation encodes both images
+    seen.length = 0;
+    await vlm.generate([...before.messages, userMessage('And this one.', 1)], [...before.images, IMG('small_20x24.png')], { ...greedy, onImageTile });
+    assert.ok(resumed >= 1);
+    assert.equal(resumed, seen.length - n, 'only the new image is encoded');
+    chat.dispose();
+  });
+
   it('refuses batches and frees everything', async () => {
     const before = storageStats().count;
     const pc = new PromptCache();

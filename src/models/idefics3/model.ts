@@ -28,9 +28,14 @@ export interface Idefics3Inputs {
   positions?: Tensor | null;
 }
 
+/** Called after each image tile has gone through the vision tower (tiles done, tiles in all). */
+export type TileProgress = (done: number, total: number) => void;
+
 export interface ForwardOptions {
   /** 'all' (default): logits [B, T, V]; 'last': only the last position [B, 1, V] */
   logitsFor?: LogitsFor;
+  /** progress of the vision tower, tile by tile */
+  onTile?: TileProgress;
   /** a KV cache to append to (generation); image features are merged only when it is empty */
   cache?: KVCache | null;
 }
@@ -137,10 +142,10 @@ export class Idefics3Model {
   }
 
   /** Image features [tiles, imageSeqLen, H] (vision tower + connector) of the real tiles. */
-  visionFeatures(pixelValues: Tensor, pixelAttentionMask?: Tensor | null): Tensor {
+  visionFeatures(pixelValues: Tensor, pixelAttentionMask?: Tensor | null, onTile?: TileProgress): Tensor {
     return tidyGraph([pixelValues], () => {
       const { pixels, mask } = this.selectTiles(pixelValues, pixelAttentionMask ?? null);
-      return this.perTile(pixels, mask, (p, m) => this.connector.forward(this.vision.forward(p, m)));
+      return this.perTile(pixels, mask, (p, m) => this.connector.forward(this.vision.forward(p, m)), onTile);
     });
   }
 
@@ -149,15 +154,20 @@ export class Idefics3Model {
    * in the caches (on 2 cores a 17-tile image encodes ~17% faster tile by tile than as one batch, whose MLP
    * activations alone are 200+ MB). Under autograd each tile keeps its own graph and concat joins them.
    */
-  private perTile(pixels: Tensor, mask: PatchMask, fn: (pixels: Tensor, mask: PatchMask) => Tensor): Tensor {
+  private perTile(pixels: Tensor, mask: PatchMask, fn: (pixels: Tensor, mask: PatchMask) => Tensor, onTile?: TileProgress): Tensor {
     const n = pixels.shape[0];
-    if (n <= 1) return fn(pixels, mask);
+    if (n <= 1) {
+      const out = fn(pixels, mask);
+      onTile?.(n, n);
+      return out;
+    }
     const per = mask.hp * mask.wp;
     const parts: Tensor[] = [];
     for (let i = 0; i < n; i++) {
       const data = mask.data.subarray(i * per, (i + 1) * per);
       const tileMask: PatchMask = { n: 1, hp: mask.hp, wp: mask.wp, data, full: data.every((v) => v === 1) };
       parts.push(tidyGraph([pixels], () => fn(slice(pixels, 0, i, i + 1), tileMask)));
+      onTile?.(i + 1, n);
     }
     const out = concat(parts, 0);
     if (!out.requiresGrad) for (const t of parts) t.dispose();
@@ -165,13 +175,13 @@ export class Idefics3Model {
   }
 
   /** Input embeddings [B, T, H]: token embeddings with the <image> positions replaced by image features. */
-  embedInputs(inputIds: Tensor, pixelValues?: Tensor | null, pixelAttentionMask?: Tensor | null, imageFeatures?: Tensor | null): Tensor {
+  embedInputs(inputIds: Tensor, pixelValues?: Tensor | null, pixelAttentionMask?: Tensor | null, imageFeatures?: Tensor | null, onTile?: TileProgress): Tensor {
     if (inputIds.rank !== 2) throw new ShapeError(`input ids ${JSON.stringify(inputIds.shape)} must be [batch, tokens]`);
     const [B, T] = inputIds.shape;
     const H = this.config.text.hiddenSize;
     return tidyGraph([inputIds, ...(pixelValues ? [pixelValues] : []), ...(imageFeatures ? [imageFeatures] : [])], () => {
       const emb = this.text.embed(inputIds);
-      const feats = imageFeatures ?? (pixelValues ? this.visionFeatures(pixelValues, pixelAttentionMask) : null);
+      const feats = imageFeatures ?? (pixelValues ? this.visionFeatures(pixelValues, pixelAttentionMask, onTile) : null);
       if (!feats) return emb;
       const ids = hostInts(inputIds);
       const pos: number[] = [];
@@ -196,7 +206,7 @@ export class Idefics3Model {
     const first = !cache || cache.length === 0;
     const roots = [inputs.inputIds, inputs.pixelValues, inputs.attentionMask].filter((t): t is Tensor => !!t);
     return tidyGraph(roots, () => {
-      const emb = this.embedInputs(inputs.inputIds, first ? inputs.pixelValues : null, inputs.pixelAttentionMask);
+      const emb = this.embedInputs(inputs.inputIds, first ? inputs.pixelValues : null, inputs.pixelAttentionMask, null, o.onTile);
       return this.text.forward(emb, { attentionMask: inputs.attentionMask, positions: inputs.positions, cache, logitsFor: o.logitsFor });
     });
   }
@@ -218,9 +228,9 @@ export class Idefics3Model {
   }
 
   /** The prompt pass: fills the (empty) cache, returns logits [B, V] of each row's last position. */
-  prefill(inputs: Omit<Idefics3Inputs, 'positions'> & { positionIds?: Tensor | null }, cache: KVCache): Tensor {
+  prefill(inputs: Omit<Idefics3Inputs, 'positions'> & { positionIds?: Tensor | null }, cache: KVCache, o: { onTile?: TileProgress } = {}): Tensor {
     if (cache.length !== 0) throw new VlmkitError('E_CACHE', `prefill needs an empty cache, this one holds ${cache.length} positions; reset() it or make a new one`);
-    return this.lastLogits({ ...inputs, positions: inputs.positionIds ?? null }, cache);
+    return this.lastLogits({ ...inputs, positions: inputs.positionIds ?? null }, cache, o.onTile);
   }
 
   /**
@@ -241,7 +251,7 @@ export class Idefics3Model {
    * the rest of a one-row prompt runs now. `inputs` are the whole prompt's (ids [1, T], every image's tiles);
    * only the tiles whose <image> tokens lie past `start` go through the vision tower. Returns logits [1, V].
    */
-  prefillFrom(inputs: Omit<Idefics3Inputs, 'positions'>, cache: KVCache, start: number): Tensor {
+  prefillFrom(inputs: Omit<Idefics3Inputs, 'positions'>, cache: KVCache, start: number, o: { onTile?: TileProgress } = {}): Tensor {
     const [B, T] = inputs.inputIds.shape;
     if (B !== 1) throw new ShapeError(`prefillFrom: one row only, got ${B}`);
     if (!Number.isInteger(start) || start < 0 || start >= T || start > cache.length)
@@ -263,7 +273,7 @@ export class Idefics3Model {
         pmask = inputs.pixelAttentionMask ? slice(inputs.pixelAttentionMask, 1, N - tiles, N) : null;
       }
       cache.truncate(start);
-      const emb = this.embedInputs(slice(inputs.inputIds, 1, start, T), pixels, pmask);
+      const emb = this.embedInputs(slice(inputs.inputIds, 1, start, T), pixels, pmask, null, o.onTile);
       const positions = tensor(Array.from({ length: T - start }, (_, i) => start + i), [1, T - start], { dtype: 'i32', backend: emb.backend });
       const l = this.text.forward(emb, { cache, positions, logitsFor: 'last' });
       return reshape(l, [1, l.shape[2]]);
@@ -275,9 +285,9 @@ export class Idefics3Model {
     return this.lastLogits({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, positions: inputs.positionIds ?? null }, cache);
   }
 
-  private lastLogits(inputs: Idefics3Inputs, cache: KVCache): Tensor {
+  private lastLogits(inputs: Idefics3Inputs, cache: KVCache, onTile?: TileProgress): Tensor {
     return noGrad(() => tidy(() => {
-      const l = this.forward(inputs, { cache, logitsFor: 'last' });
+      const l = this.forward(inputs, { cache, logitsFor: 'last', onTile });
       return reshape(l, [l.shape[0], l.shape[2]]);
     }));
   }

@@ -80,7 +80,8 @@ export async function chat(argv: string[], io: CliIo): Promise<number> {
         } catch (e) {
           if (!(e instanceof VlmkitError)) throw e;
           await write(io.stdout, '\n');
-          say(`error: ${e.message}`);
+          // the conversation outgrew the context: the way on is a new one
+          say(`error: ${e.message}${e.code === 'E_CONTEXT' ? ' (/reset starts a new conversation)' : ''}`);
         } finally {
           current = null;
         }

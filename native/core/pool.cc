@@ -22,7 +22,48 @@ namespace {
 // Lifetime protocol for the job, which lives on the caller's stack: a worker announces itself (active++) and then
 // checks `open`; the caller, once every chunk is claimed, clears `open` and waits for active == 0. With sequential
 // consistency a worker either got in before the close (and is waited for) or sees the job closed and leaves it.
+// Idle-time cache warming: ranges of memory queued by warm_caches() (the weights the next layer will read), which
+// a worker with nothing to do reads 4 KB at a time, checking for a new job between pieces. On this hardware the
+// lines go through the worker's L2 into the shared L3, where the threads of the next products find them. A hint
+// only: results never depend on it.
+struct Warm {
+  std::mutex mu;
+  std::vector<std::pair<const char*, int64_t>> ranges;
+  size_t head = 0;
+  std::atomic<bool> pending{false};
+
+  // Reads the next piece (up to 4 KB) of the queue; false when the queue is empty. The piece is read under the
+  // lock, so forget() (memory about to be freed) never races with a read.
+  bool step() {
+    std::lock_guard<std::mutex> g(mu);
+    while (head < ranges.size() && ranges[head].second <= 0) head++;
+    if (head >= ranges.size()) {
+      pending.store(false);
+      return false;
+    }
+    auto& r = ranges[head];
+    const char* p = r.first;
+    const int64_t n = std::min<int64_t>(r.second, 4096);
+    r.first += n;
+    r.second -= n;
+    unsigned sum = 0;
+    for (int64_t i = 0; i < n; i += 64) sum += *reinterpret_cast<const volatile unsigned char*>(p + i);
+    sink.fetch_add(sum, std::memory_order_relaxed);
+    return true;
+  }
+
+  // Drops every queued range that overlaps [p, p + n).
+  void forget(const void* p, int64_t n) {
+    std::lock_guard<std::mutex> g(mu);
+    const char* a = static_cast<const char*>(p);
+    for (auto& r : ranges)
+      if (r.second > 0 && r.first < a + n && a < r.first + r.second) r.second = 0;
+  }
+  std::atomic<unsigned> sink{0};
+};
+
 struct Pool {
+  Warm warm;
   std::vector<std::thread> workers;
   std::mutex dispatch;  // one job at a time; try_lock failure means run serially
   std::mutex sleep_mu;
@@ -68,14 +109,19 @@ struct Pool {
 
   void loop(uint64_t seen) {
     for (;;) {
-      // Spin ~50us waiting for a new generation, then sleep.
+      // Spin ~50us waiting for a new generation (warming caches while there are ranges queued), then sleep.
       auto t0 = std::chrono::steady_clock::now();
       int spins = 0;
       while (generation.load() == seen && !stop) {
+        if (warm.pending.load(std::memory_order_relaxed) && warm.step()) {
+          t0 = std::chrono::steady_clock::now();
+          continue;
+        }
         if (++spins % 256 == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(50)) {
           std::unique_lock<std::mutex> lk(sleep_mu);
-          wake.wait(lk, [&] { return generation.load() != seen || stop; });
-          break;
+          wake.wait(lk, [&] { return generation.load() != seen || stop || warm.pending.load(); });
+          t0 = std::chrono::steady_clock::now();
+          continue;
         }
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
@@ -141,6 +187,25 @@ struct InJob {
 }  // namespace
 
 int num_threads() { return pool().size; }
+
+void warm_forget(const void* p, int64_t bytes) { pool().warm.forget(p, bytes); }
+
+void warm_caches(const void* const* ptrs, const int64_t* bytes, int n) {
+  Pool& p = pool();
+  if (p.size < 2) return;
+  {
+    std::lock_guard<std::mutex> g(p.warm.mu);
+    p.warm.ranges.clear();  // what was queued for an earlier step is stale now
+    p.warm.head = 0;
+    for (int i = 0; i < n; i++)
+      if (bytes[i] > 0) p.warm.ranges.push_back({static_cast<const char*>(ptrs[i]), bytes[i]});
+    p.warm.pending.store(!p.warm.ranges.empty());
+  }
+  {
+    std::lock_guard<std::mutex> g(p.sleep_mu);
+  }
+  p.wake.notify_all();
+}
 
 void set_num_threads(int n) {
   Pool& p = pool();

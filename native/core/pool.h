@@ -18,4 +18,10 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
 // Runs fn(task) for each task in [0, ntasks), dynamically scheduled over the pool (for uneven work).
 void parallel_tasks(int64_t ntasks, const std::function<void(int64_t)>& fn);
 
+// Queues n memory ranges for idle workers to read into the caches (replacing what was queued before): the
+// weights the next products will stream. A hint; it never changes a result.
+void warm_caches(const void* const* ptrs, const int64_t* bytes, int n);
+// Drops queued ranges that overlap memory about to be freed (called before every free of a native buffer).
+void warm_forget(const void* p, int64_t bytes);
+
 }  // namespace vk

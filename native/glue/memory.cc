@@ -28,6 +28,7 @@ constexpr size_t kHeader = 64;  // the Block* is stored just before the data
 void release(Napi::Env env, Block* b) {
   if (b->freed) return;
   b->freed = true;
+  warm_forget(b->data, (int64_t)b->bytes);  // no idle worker may read it once it is gone
   if (b->mapped) {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     munmap(static_cast<char*>(b->data) - page, b->bytes + page);
@@ -103,6 +104,20 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// warmCaches([typedArray...]): idle pool workers read these into the caches (see core/pool.h).
+Napi::Value WarmCaches(const Napi::CallbackInfo& info) {
+  Napi::Array a = info[0].As<Napi::Array>();
+  std::vector<const void*> ptrs;
+  std::vector<int64_t> bytes;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::TypedArray t = a.Get(i).As<Napi::TypedArray>();
+    ptrs.push_back(static_cast<const char*>(t.ArrayBuffer().Data()) + t.ByteOffset());
+    bytes.push_back((int64_t)t.ByteLength());
+  }
+  warm_caches(ptrs.data(), bytes.data(), (int)ptrs.size());
+  return info.Env().Undefined();
+}
+
 Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
 #if defined(__x86_64__) || defined(__i386__)
@@ -118,6 +133,7 @@ void register_memory(Napi::Env env, Napi::Object exports) {
   exports.Set("alloc", Napi::Function::New(env, Alloc));
   exports.Set("free", Napi::Function::New(env, Free));
   exports.Set("mmapFile", Napi::Function::New(env, MmapFile));
+  exports.Set("warmCaches", Napi::Function::New(env, WarmCaches));
   exports.Set("numThreads", Napi::Function::New(env, NumThreads));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures));

@@ -52,6 +52,11 @@ export class Storage {
     liveCount++;
   }
 
+  /** Whether the backend's allocator made this buffer (and frees it): not a wrapped caller-owned array. */
+  get owned(): boolean {
+    return this.allocator !== null;
+  }
+
   get disposed(): boolean {
     return this.refs <= 0;
   }

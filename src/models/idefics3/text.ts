@@ -5,7 +5,7 @@
 import type { Backend } from '../../engine/backend/backend.js';
 import {
   type Tensor, add, addRmsNorm, attention, checkpoint, embedding, isGradEnabled, linear, linears, mul, noGrad, permute, reshape,
-  rmsNorm, rope, ropeAppendKV, ropeInvFreq, silu, slice, swiglu, tensor, zeros,
+  rmsNorm, rope, ropeAppendKV, ropeInvFreq, silu, slice, swiglu, tensor, warmCaches, zeros,
 } from '../../engine/index.js';
 import { ShapeError, VlmkitError } from '../../errors.js';
 import { type Linear, advance, applyLinear, tidyGraph } from '../common.js';
@@ -125,6 +125,11 @@ export function positionsFromAttentionMask(mask: Int32Array | readonly number[],
   return out;
 }
 
+/** The weights of a decoder layer's linears in the order the layer reads them. */
+function layerWeights(l: TextLayerWeights): Tensor[] {
+  return [l.q.w, l.k.w, l.v.w, l.o.w, l.gate.w, l.up.w, l.down.w];
+}
+
 export class LlamaText {
   readonly cfg: LlamaTextConfig;
   readonly w: TextWeights;
@@ -202,7 +207,10 @@ export class LlamaText {
         pos = tensor(p, [B, T], { dtype: 'i32', backend: embeds.backend });
       }
       let x = embeds;
-      this.w.layers.forEach((l, i) => {
+      const layers = this.w.layers;
+      layers.forEach((l, i) => {
+        // generation: idle pool workers read the next layer's weights (or the lm_head) into the caches meanwhile
+        if (cache) warmCaches(i + 1 < layers.length ? layerWeights(layers[i + 1]) : [this.w.lmHead]);
         const nx = this.gradientCheckpointing && !cache
           ? checkpoint((xi) => this.layer(xi, l, pos!, mask, null, past), [x])
           : this.layer(x, l, pos!, mask, cache ? cache.layers[i] : null, past);

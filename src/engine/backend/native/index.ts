@@ -1,6 +1,8 @@
 // The native backend: kernels in the C++ addon (OpenBLAS sgemm + our AVX2 code). Importing this module
 // registers its loader with the backend registry; nothing outside backend/native touches the addon.
 import type { Backend } from '../backend.js';
+import type { Tensor } from '../../tensor.js';
+import type { TypedArray } from '../../dtype.js';
 import { registerNativeLoader } from '../registry.js';
 import { CachingAllocator } from './cache.js';
 import { loadAddon } from './addon.js';
@@ -58,4 +60,28 @@ export function setNativeThreads(n: number): void {
 /** Returns the native allocator's cached (released but kept for reuse) buffers to the system. */
 export function emptyCache(): void {
   allocator?.emptyCache();
+}
+
+let warming = true;
+
+/** Turns idle-time cache warming (warmCaches) on or off; on by default. */
+export function setCacheWarming(on: boolean): void {
+  warming = on;
+}
+
+/**
+ * Asks the addon's idle pool workers to read these tensors into the caches (replacing the previous request): the
+ * weights the next products will stream, read while the pool would otherwise wait for JavaScript between calls.
+ * A hint that never changes a result; tensors of other backends are skipped.
+ */
+export function warmCaches(ts: readonly Tensor[]): void {
+  if (!warming || !instance) return;
+  const arrays: TypedArray[] = [];
+  for (const t of ts) {
+    // only buffers the addon allocated: it forgets them from the queue before freeing them (a wrapped array could
+    // be collected by the garbage collector under an idle worker's read)
+    if (t.backend !== instance || t.storage.disposed || !t.storage.owned) continue;
+    arrays.push(t.storage.data.subarray(t.offset, t.offset + t.size) as TypedArray);
+  }
+  loadAddon().warmCaches(arrays);
 }

@@ -3,7 +3,7 @@
 // Events stream out as they happen (row, token, newly visible text); the return value holds every row's tokens,
 // text, finish reason and the timings.
 import { VlmkitError } from '../errors.js';
-import { tensor } from '../engine/index.js'; // (the index registers the native backend)
+import { argmax as argmaxOp, tensor } from '../engine/index.js'; // (the index registers the native backend)
 import type { Tensor } from '../engine/tensor.js';
 import type { Tokenizer, StreamDecoder } from '../processing/tokenizer.js';
 import { processLogits, resolveSampling, type ResolvedSampling, type SamplingOptions } from './logits.js';
@@ -91,6 +91,16 @@ function f32Rows(logits: Tensor, rows: number, vocab: number): Float32Array {
     throw genError(`the model returned logits of shape [${logits.shape}], expected [${rows}, ${vocab}]`);
   }
   return logits.dtype === 'f32' && logits.isContiguous() ? (logits.data as Float32Array) : logits.toFloat32Array();
+}
+
+/** The index of each row's largest logit ([B, V] -> B ids; the first among ties, as torch.argmax). */
+function argmaxRows(logits: Tensor): Int32Array {
+  const a = argmaxOp(logits, 1);
+  try {
+    return Int32Array.from(a.toArray());
+  } finally {
+    a.dispose();
+  }
 }
 
 /** The row's tokens so far (prompt without padding, then generated), without copying. */
@@ -182,6 +192,7 @@ export async function* generateStream(
     cache = lm.createCache(B, capacity);
   }
   const prefillTokens = rows.reduce((s, r) => s + r.promptIds.length, 0) - reused;
+  const plainGreedy = !sampling.doSample && sampling.repetitionPenalty === 1 && sampling.minNewTokens === 0;
   const pos = positionIdsFromMask(mask);
   const positionIds = tensor(pos.flat(), [B, T], { dtype: 'i32' });
   let prefillMs = 0;
@@ -203,12 +214,18 @@ export async function* generateStream(
       let scores: Float32Array;
       try {
         scores = f32Rows(logits, active.length, V);
+        // plain greedy decoding (no logits processor applies): every row's argmax in one native reduction
+        const picks = plainGreedy ? argmaxRows(logits) : null;
         const events: GenerationEvent[] = [];
         for (let j = 0; j < active.length; j++) {
           const r = rows[active[j]!]!;
-          const row = scores.subarray(j * V, (j + 1) * V);
-          processLogits(row, sampling, { tokens: rowTokens(r), generated: r.tokens.length, eosIds: eos });
-          const tok = r.sampler.next(row);
+          let tok: number;
+          if (picks) tok = picks[j]!;
+          else {
+            const row = scores.subarray(j * V, (j + 1) * V);
+            processLogits(row, sampling, { tokens: rowTokens(r), generated: r.tokens.length, eosIds: eos });
+            tok = r.sampler.next(row);
+          }
           r.tokens.push(tok);
           let text = r.decoder ? r.stop.push(r.decoder.push(tok)) : '';
           if (eos.has(tok)) r.finish = 'eos';

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/cpu.h"
 #include "core/pool.h"
 #include "glue/common.h"
 
@@ -120,12 +121,7 @@ Napi::Value WarmCaches(const Napi::CallbackInfo& info) {
 
 Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  o.Set("avx2", Napi::Boolean::New(info.Env(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")));
-#else
-  o.Set("avx2", Napi::Boolean::New(info.Env(), false));
-#endif
+  o.Set("avx2", Napi::Boolean::New(info.Env(), cpu_has_avx2()));
   return o;
 }
 

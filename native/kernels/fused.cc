@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/pool.h"
+#include "core/scratch.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm_nt.h"
 #include "kernels/norm.h"
@@ -52,23 +53,9 @@ inline int64_t boundary(int64_t rows, int64_t chunks, int64_t c) {
   return std::min(rows, units * c / chunks * kAlign);
 }
 
-float* scratch(int slot, int64_t n) {
-  thread_local std::vector<float> bufs[2];
-  auto& b = bufs[slot];
-  if ((int64_t)b.size() < n) b.resize((size_t)n);
-  return b.data();
-}
-
 // Whether gemm takes its gemm_nt path for M rows of this weight type (then the fused ops use the kernel directly).
 inline bool nt_rows(int64_t M, int64_t K, WT wt) {
   return M > kFewRows && K > 0 && gemm_nt_takes(M, wt);
-}
-
-// Splits `strips` 16-column strips into about four tasks per thread: {tasks, strips per task}.
-inline std::pair<int64_t, int64_t> strip_tasks(int64_t strips) {
-  const int64_t nt = num_threads();
-  const int64_t per = std::max<int64_t>(1, (strips + 4 * nt - 1) / (4 * nt));
-  return {(strips + per - 1) / per, per};
 }
 
 // Columns [c0, c0 + wd) of a SwiGLU: `cols(g, u)` fills the gate and up products [M, wd] (row stride wd), then
@@ -76,8 +63,8 @@ inline std::pair<int64_t, int64_t> strip_tasks(int64_t strips) {
 template <typename Cols>
 void swiglu_columns(int64_t M, int64_t N, int64_t c0, int64_t wd, float* y, Cols&& cols) {
   if (wd <= 0) return;
-  float* g = scratch(0, M * wd);
-  float* u = scratch(1, M * wd);
+  float* g = scratch(Scratch::FusedGate, M * wd);
+  float* u = scratch(Scratch::FusedUp, M * wd);
   cols(g, u);
   for (int64_t m = 0; m < M; m++) {
     unary_flat_f32(UnaryOp::Silu, wd, g + m * wd, g + m * wd);
@@ -95,7 +82,7 @@ void fused_linears(int64_t M, int64_t K, const float* x, int64_t ldx, WT wt, int
     std::vector<std::pair<int, int64_t>> strips;  // (weight, first column) of every strip of every weight
     for (int i = 0; i < count; i++)
       for (int64_t c = 0; c < n[i]; c += kAlign) strips.push_back({i, c});
-    const auto [tasks, per] = strip_tasks((int64_t)strips.size());
+    const auto [tasks, per] = gemm_nt_tasks((int64_t)strips.size());
     parallel_tasks(tasks, [&](int64_t t) {
       for (int64_t s = t * per; s < std::min<int64_t>((int64_t)strips.size(), (t + 1) * per); s++) {
         const auto [i, c] = strips[(size_t)s];
@@ -128,7 +115,7 @@ void fused_swiglu(int64_t M, int64_t K, const float* x, int64_t ldx, WT wt, cons
   if (nt_rows(M, K, wt)) {
     // each task: its columns of gate and of up, then silu ⊙ up into those columns of y
     const float* xp = gemm_nt_pack_local(M, K, x, ldx);
-    const auto [tasks, per] = strip_tasks((N + kAlign - 1) / kAlign);
+    const auto [tasks, per] = gemm_nt_tasks((N + kAlign - 1) / kAlign);
     parallel_tasks(tasks, [&](int64_t t) {
       const int64_t c0 = t * per * kAlign, c1 = std::min(N, (t + 1) * per * kAlign), wd = c1 - c0;
       swiglu_columns(M, N, c0, wd, y, [&](float* g, float* u) {

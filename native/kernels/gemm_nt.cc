@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "core/cpu.h"
+#include "core/pool.h"
+#include "core/scratch.h"
 #include "kernels/layout.h"
 
 namespace vk {
@@ -29,14 +31,6 @@ inline int64_t kc_of(int64_t K) {
   return (K + blocks - 1) / blocks;
 }
 inline int64_t panels_of(int64_t M) { return (M + kMr - 1) / kMr; }
-
-// 64-byte aligned per-thread buffers: slot 0 one B strip, slot 1 a packed A.
-float* local_buffer(int slot, int64_t n) {
-  thread_local std::vector<float> bufs[2];
-  auto& buf = bufs[slot];
-  if ((int64_t)buf.size() < n + 16) buf.resize((size_t)(n + 16));
-  return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
-}
 
 template <WT T>
 __attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const void* p, int64_t i) {
@@ -166,7 +160,7 @@ template <WT T>
 void cols(const float* A, int64_t M, int64_t K, const void* W, int64_t ldw, int64_t n0, int64_t n1, const float* bias,
           float* C, int64_t ldc) {
   const int64_t kcMax = kc_of(K), P = panels_of(M);
-  float* strip = local_buffer(0, kcMax * kNr);
+  float* strip = scratch(Scratch::NtStrip, kcMax * kNr);
   const int64_t eb = T == WT::F32 ? 4 : 2;
   prefetch_strip(W, ldw, eb, n0, std::min(kNr, n1 - n0), 0, kcMax);
   for (int64_t k0 = 0; k0 < K; k0 += kcMax) {
@@ -188,6 +182,12 @@ void cols(const float* A, int64_t M, int64_t K, const void* W, int64_t ldw, int6
 }  // namespace
 
 bool gemm_nt_available(WT) { return has_avx2() && cpu_has_f16c(); }
+
+std::pair<int64_t, int64_t> gemm_nt_tasks(int64_t strips) {
+  const int64_t nt = num_threads();
+  const int64_t per = std::max<int64_t>(1, (strips + 4 * nt - 1) / (4 * nt));
+  return {(strips + per - 1) / per, per};
+}
 
 int64_t gemm_nt_packed_size(int64_t M, int64_t K) { return panels_of(M) * kMr * K; }
 
@@ -212,7 +212,7 @@ void gemm_nt_pack(int64_t M, int64_t K, const float* A, int64_t lda, float* dst)
 }
 
 const float* gemm_nt_pack_local(int64_t M, int64_t K, const float* A, int64_t lda) {
-  float* dst = local_buffer(1, gemm_nt_packed_size(M, K));
+  float* dst = scratch(Scratch::NtA, gemm_nt_packed_size(M, K));
   gemm_nt_pack(M, K, A, lda, dst);
   return dst;
 }

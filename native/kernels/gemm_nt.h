@@ -8,6 +8,7 @@
 // only on K), so splitting columns across threads, or across the weights of a fused call, never changes a bit.
 #pragma once
 #include <cstdint>
+#include <utility>
 
 #include "kernels/matmul.h"
 
@@ -24,6 +25,10 @@ void gemm_nt_pack(int64_t M, int64_t K, const float* A, int64_t lda, float* dst)
 
 // Packs A into a buffer of the calling thread (valid until its next call on this thread) and returns it.
 const float* gemm_nt_pack_local(int64_t M, int64_t K, const float* A, int64_t lda);
+
+// How to share `strips` 16-column strips out over the pool: about four tasks per thread (a descheduled thread then
+// costs a quarter of its share), as {tasks, strips per task}.
+std::pair<int64_t, int64_t> gemm_nt_tasks(int64_t strips);
 
 // C[:, n0:n1) = packedA · W[n0:n1, :]ᵀ (+ bias[n0:n1)), on the calling thread. W row stride ldw (elements).
 void gemm_nt_cols(const float* packedA, int64_t M, int64_t K, const void* W, WT wt, int64_t ldw, int64_t n0,

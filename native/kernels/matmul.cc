@@ -30,6 +30,7 @@
 #include "core/blas.h"
 #include "core/cpu.h"
 #include "core/pool.h"
+#include "core/scratch.h"
 #include "kernels/gemm_nt.h"
 #include "kernels/layout.h"
 
@@ -80,16 +81,6 @@ void widen(WT t, const void* src, float* dst, int64_t n) {
   } else {
     for (int64_t i = 0; i < n; i++) dst[i] = widen1(t, src, i);
   }
-}
-
-// A per-thread scratch buffer that only grows (panels, packed x), 64-byte aligned: the dot kernels' 32-byte loads
-// of packed x then never straddle a cache line (a malloc'ed block sits 16 bytes off one; split loads cost the
-// M = 8 kernel about a third of its speed).
-float* scratch(int slot, int64_t n) {
-  thread_local std::vector<float> bufs[3];  // 0 panels, 1 packed x of a call, 2 packed x shared by a fused call
-  auto& b = bufs[slot];
-  if ((int64_t)b.size() < n + 16) b.resize((size_t)(n + 16));
-  return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(b.data()) + 63) & ~uintptr_t(63));
 }
 
 // ---- path 1: f32 sgemm split over the pool
@@ -279,7 +270,7 @@ DotFn dot_for(int64_t M) {
 
 void dot_path(bool tA, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* B, WT bt, int64_t ldb,
               const float* bias, float* C, int64_t ldc) {
-  float* xp = scratch(1, M * K);
+  float* xp = scratch(Scratch::DotX, M * K);
   pack_rows(bt, tA, M, K, A, lda, xp);
   DotFn f = bt == WT::BF16 ? dot_for<WT::BF16>(M) : bt == WT::F16 ? dot_for<WT::F16>(M) : dot_for<WT::F32>(M);
   // Contiguous ranges of rows of W per thread (one sequential stream each), at least ~32 KB of weight apiece.
@@ -300,10 +291,8 @@ constexpr int64_t kNtMaxRowsF32 = 256;
 void nt_path(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* B, WT bt, int64_t ldb,
              const float* bias, float* C, int64_t ldc) {
   const float* ap = gemm_nt_pack_local(M, K, A, lda);
-  const int64_t strips = (N + 15) / 16, nt = num_threads();
-  if (nt == 1 || (double)M * N * K < kParallelWork) return gemm_nt_cols(ap, M, K, B, bt, ldb, 0, N, bias, C, ldc);
-  // about four tasks per thread, so that a descheduled thread costs a quarter of its share
-  const int64_t per = (strips + 4 * nt - 1) / (4 * nt), tasks = (strips + per - 1) / per;
+  if (num_threads() == 1 || (double)M * N * K < kParallelWork) return gemm_nt_cols(ap, M, K, B, bt, ldb, 0, N, bias, C, ldc);
+  const auto [tasks, per] = gemm_nt_tasks((N + 15) / 16);
   parallel_tasks(tasks, [&](int64_t t) {
     gemm_nt_cols(ap, M, K, B, bt, ldb, t * per * 16, std::min(N, (t + 1) * per * 16), bias, C, ldc);
   });
@@ -341,7 +330,7 @@ void panel_path(bool tA, bool tB, int64_t M, int64_t N, int64_t K, const float* 
   const int64_t npanels = (N + P - 1) / P;
   parallel_tasks(npanels, [&](int64_t p) {
     const int64_t n0 = p * P, n1 = std::min(N, n0 + P), pw = n1 - n0;
-    float* buf = scratch(0, pw * K);
+    float* buf = scratch(Scratch::Panel, pw * K);
     const int64_t ld = widen_panel(n0, n1, buf);
     float beta = 0.f;
     if (bias) {
@@ -373,7 +362,7 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float
 bool gemm_dot_available(int64_t M) { return M >= 1 && M <= kDotMaxRows && dot_kernels(); }
 
 const float* gemm_dot_pack_local(WT wt, int64_t M, int64_t K, const float* A, int64_t lda) {
-  float* xp = scratch(2, M * K);
+  float* xp = scratch(Scratch::SharedDotX, M * K);
   pack_rows(wt, false, M, K, A, lda, xp);
   return xp;
 }

@@ -23,6 +23,19 @@ export function contiguousStrides(shape: readonly number[]): number[] {
   return s;
 }
 
+/** numpy broadcasting of two shapes (aligned at the last axis), or null when they do not broadcast. */
+export function broadcastShape(a: readonly number[], b: readonly number[]): number[] | null {
+  const n = Math.max(a.length, b.length);
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const da = a[a.length - n + i] ?? 1;
+    const db = b[b.length - n + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) return null;
+    out[i] = da === 1 ? db : da;
+  }
+  return out;
+}
+
 export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;

@@ -1,21 +1,15 @@
 // Elementwise ops with numpy broadcasting, and their gradient rules.
 import { record, setGradAccumulator } from '../autograd.js';
 import type { BinaryOp, UnaryOp } from '../backend/backend.js';
-import { Tensor } from '../tensor.js';
+import { Tensor, broadcastShape } from '../tensor.js';
 import { ShapeError } from '../../errors.js';
 import { expand, sumTo } from './shape.js';
 
 const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
 
 export function broadcastShapes(op: string, a: readonly number[], b: readonly number[]): number[] {
-  const n = Math.max(a.length, b.length);
-  const out = new Array<number>(n);
-  for (let i = 0; i < n; i++) {
-    const da = a[a.length - n + i] ?? 1;
-    const db = b[b.length - n + i] ?? 1;
-    if (da !== db && da !== 1 && db !== 1) throw new ShapeError(`${op}: shapes ${fmt(a)} and ${fmt(b)} do not broadcast`);
-    out[i] = da === 1 ? db : da;
-  }
+  const out = broadcastShape(a, b);
+  if (!out) throw new ShapeError(`${op}: shapes ${fmt(a)} and ${fmt(b)} do not broadcast`);
   return out;
 }
 

@@ -16,6 +16,14 @@ const lin = applyLinear;
 /** A linear without bias or enabled adapters (a fused op may read its weight directly). */
 const plain = (l: Linear) => !l.b && !(l.adapters ?? []).some((a) => a.enabled !== false);
 
+/** dst[at .. at+n) = src[from .. from+n) along `axis` (through views released at once). */
+function copySpan(dst: Tensor, src: Tensor, axis: number, at: number, from: number, n: number): void {
+  const s = slice(src, axis, from, from + n), d = slice(dst, axis, at, at + n);
+  dst.backend.copyInto(d, s);
+  s.dispose();
+  d.dispose();
+}
+
 /** Keys and values of every layer for `batch` rows and up to `maxLen` positions. */
 export class KVCache {
   batch: number;
@@ -37,21 +45,10 @@ export class KVCache {
       if (!Number.isInteger(rows[i]) || rows[i] < 0 || rows[i] >= this.batch || (i > 0 && rows[i] <= rows[i - 1]))
         throw new ShapeError(`KVCache.keepRows: rows ${JSON.stringify(rows)} must be ascending indices below ${this.batch}`);
     if (rows.length === this.batch) return;
-    noGrad(() => {
-      this.layers = this.layers.map(({ k, v }) => {
-        const pick = (src: Tensor) => {
-          const dst = zeros([rows.length, ...src.shape.slice(1)], { backend: src.backend });
-          rows.forEach((r, i) => {
-            const s = slice(src, 0, r, r + 1), d = slice(dst, 0, i, i + 1);
-            dst.backend.copyInto(d, s);
-            s.dispose();
-            d.dispose();
-          });
-          src.dispose();
-          return dst;
-        };
-        return { k: pick(k), v: pick(v) };
-      });
+    this.replaceBuffers((src) => {
+      const dst = zeros([rows.length, ...src.shape.slice(1)], { backend: src.backend });
+      rows.forEach((r, i) => copySpan(dst, src, 0, i, r, 1));
+      return dst;
     });
     this.batch = rows.length;
   }
@@ -70,23 +67,24 @@ export class KVCache {
   /** Room for at least `capacity` positions: larger buffers, the cached positions copied over. */
   reserve(capacity: number): void {
     if (capacity <= this.maxLen) return;
-    noGrad(() => {
-      this.layers = this.layers.map(({ k, v }) => {
-        const grow = (src: Tensor) => {
-          const dst = zeros([src.shape[0], src.shape[1], capacity, src.shape[3]], { backend: src.backend });
-          if (this.length > 0) {
-            const s = slice(src, 2, 0, this.length), d = slice(dst, 2, 0, this.length);
-            dst.backend.copyInto(d, s);
-            s.dispose();
-            d.dispose();
-          }
-          src.dispose();
-          return dst;
-        };
-        return { k: grow(k), v: grow(v) };
-      });
+    this.replaceBuffers((src) => {
+      const dst = zeros([src.shape[0], src.shape[1], capacity, src.shape[3]], { backend: src.backend });
+      if (this.length > 0) copySpan(dst, src, 2, 0, 0, this.length);
+      return dst;
     });
     this.maxLen = capacity;
+  }
+
+  /** Swaps every layer's key and value buffers for fn(buffer) (the old buffers are released). */
+  private replaceBuffers(fn: (src: Tensor) => Tensor): void {
+    noGrad(() => {
+      this.layers = this.layers.map(({ k, v }) => {
+        const next = { k: fn(k), v: fn(v) };
+        k.dispose();
+        v.dispose();
+        return next;
+      });
+    });
   }
 
   dispose(): void {

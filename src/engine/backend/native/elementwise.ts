@@ -3,7 +3,7 @@
 // that skips the shape arrays.
 import type { Backend, BinaryOp, UnaryOp } from '../backend.js';
 import type { TypedArray } from '../../dtype.js';
-import { Tensor } from '../../tensor.js';
+import { Tensor, broadcastShape } from '../../tensor.js';
 import { addon, empty, requireF32 } from './util.js';
 
 /**
@@ -33,17 +33,6 @@ function f32Of(op: string, x: Tensor): Tensor {
 export function broadcastStrides(x: Tensor, shape: readonly number[]): number[] {
   const off = shape.length - x.rank;
   return shape.map((d, i) => (i < off || x.shape[i - off] !== d ? 0 : x.strides[i - off]));
-}
-
-function broadcastShape(a: readonly number[], b: readonly number[]): number[] {
-  const n = Math.max(a.length, b.length);
-  const out = new Array<number>(n);
-  for (let i = 0; i < n; i++) {
-    const da = a[a.length - n + i] ?? 1;
-    const db = b[b.length - n + i] ?? 1;
-    out[i] = da === 1 ? db : da;
-  }
-  return out;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
@@ -83,7 +72,7 @@ export const elementwiseKernels: Pick<Backend, 'unary' | 'unaryBackward' | 'bina
 
   binary(op, a0, b0) {
     const a = f32Of(op, a0), b = f32Of(op, b0);
-    const shape = broadcastShape(a.shape, b.shape);
+    const shape = broadcastShape(a.shape, b.shape)!; // checked by the op
     const out = empty(a, shape);
     const n = out.size;
     if (n) {

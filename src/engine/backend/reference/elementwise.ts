@@ -1,6 +1,6 @@
 // Elementwise kernels: the mathematical definitions, in float64 arithmetic.
 import type { Backend, BinaryOp, UnaryOp } from '../backend.js';
-import { Tensor } from '../../tensor.js';
+import { Tensor, broadcastShape } from '../../tensor.js';
 import { make, outDType, read } from './util.js';
 
 const SQRT1_2 = Math.SQRT1_2;
@@ -116,17 +116,6 @@ export function binaryFn(op: BinaryOp): (a: number, b: number) => number {
   }
 }
 
-export function broadcastShape(a: readonly number[], b: readonly number[]): number[] {
-  const n = Math.max(a.length, b.length);
-  const out = new Array<number>(n);
-  for (let i = 0; i < n; i++) {
-    const da = a[a.length - n + i] ?? 1;
-    const db = b[b.length - n + i] ?? 1;
-    out[i] = da === 1 ? db : da;
-  }
-  return out;
-}
-
 export const elementwiseKernels: Pick<Backend, 'unary' | 'unaryBackward' | 'binary'> = {
   unary(op, x) {
     const f = unaryFn(op);
@@ -139,7 +128,7 @@ export const elementwiseKernels: Pick<Backend, 'unary' | 'unaryBackward' | 'bina
   },
   binary(op, a: Tensor, b: Tensor) {
     const f = binaryFn(op);
-    const shape = broadcastShape(a.shape, b.shape);
+    const shape = broadcastShape(a.shape, b.shape)!; // checked by the op
     const av = read(a), bv = read(b);
     const n = shape.reduce((p, d) => p * d, 1);
     const out = new Array<number>(n);

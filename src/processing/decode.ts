@@ -6,15 +6,15 @@
 //    (transformers 5.17) were made this way: compositing would miss their RGBA case by up to 1.0.
 //  - 'white': transformers 4.x's Idefics3 convert_to_rgb converts to RGBA (honouring tRNS colour keys) and
 //    alpha-composites over opaque white with PIL's integer formula (AlphaComposite.c), as SmolVLM was trained.
-// PNG (pngjs), JPEG (jpeg-js), GIF first frame (omggif), WebP (@jsquash/webp, wasm).
+// PNG (pngjs), JPEG (mozjpeg via @jsquash/jpeg, wasm: see jpeg.ts), GIF first frame (omggif), WebP (@jsquash/webp, wasm).
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { PNG } from 'pngjs';
-import jpeg from 'jpeg-js';
 import { GifReader } from 'omggif';
 import { VlmkitError } from '../errors.js';
 import { readJpegOrientation, applyOrientation } from './exif.js';
+import { JpegError, decodeJpegRgba } from './jpeg.js';
 
 /** 8-bit RGB, row-major, 3 bytes per pixel. */
 export interface RgbImage {
@@ -139,15 +139,15 @@ function decodePng(bytes: Uint8Array, name: string, alpha: AlphaMode): RgbImage 
   return toRgb(rgba, width, height, alpha);
 }
 
-function decodeJpeg(bytes: Uint8Array, name: string): RgbImage {
+async function decodeJpeg(bytes: Uint8Array, name: string): Promise<RgbImage> {
   let img;
   try {
-    img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, tolerantDecoding: true, maxMemoryUsageInMB: 2048, maxResolutionInMP: 400 });
+    img = await decodeJpegRgba(bytes);
   } catch (e) {
-    throw fail(name, `corrupt or unsupported JPEG (${(e as Error).message}); re-save it as baseline JPEG or PNG`);
+    if (e instanceof JpegError) throw fail(name, e.message);
+    throw e;
   }
-  const rgb = rgbaToRgb(img.data, img.width, img.height);
-  return applyOrientation(rgb, readJpegOrientation(bytes));
+  return applyOrientation(rgbaToRgb(img.data, img.width, img.height), readJpegOrientation(bytes));
 }
 
 function decodeGif(bytes: Uint8Array, name: string, alpha: AlphaMode): RgbImage {

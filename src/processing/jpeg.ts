@@ -1,0 +1,107 @@
+// JPEG decoding with the pixels PIL gives. Pillow decodes with libjpeg-turbo at its defaults (the "islow" integer
+// IDCT, "fancy" triangular upsampling of subsampled chroma); so does mozjpeg's decoder (a libjpeg-turbo fork),
+// which @jsquash/jpeg ships as wasm: on baseline and progressive files, 4:4:4, 4:2:2, 4:2:0 and greyscale, its
+// pixels equal Pillow's byte for byte (test/fixtures/jpeg). jpeg-js, a pure-JS decoder, replicates chroma
+// samples instead and was up to 124 levels off on 4:2:0 photos (most cameras' and encoders' default).
+// CMYK/YCCK files, which this build of mozjpeg cannot convert, go through jpeg-js (within 1 level of PIL's
+// CMYK -> RGB on the fixture). Like PIL, a file whose data ends before the image does is refused, and so is an
+// image over PIL's decompression-bomb limit (which also keeps the decoder inside its 2 GB wasm heap).
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import jpegJs from 'jpeg-js';
+
+/** A reason a JPEG cannot be decoded, worded to follow "cannot decode image NAME: ". */
+export class JpegError extends Error {}
+
+/** PIL's Image.MAX_IMAGE_PIXELS (89,478,485) x 2: beyond it Image.open raises DecompressionBombError. */
+export const JPEG_MAX_PIXELS = 2 * 89_478_485;
+
+export interface JpegFrame {
+  width: number;
+  height: number;
+  /** colour components: 1 grey, 3 YCbCr/RGB, 4 CMYK/YCCK */
+  components: number;
+  /** bits per sample */
+  precision: number;
+  /** offset of the first start-of-scan marker (entropy-coded data follows its header) */
+  scanAt: number;
+}
+
+// SOFn markers: C0-C3, C5-C7, C9-CB, CD-CF (C4 = DHT, C8 = JPG, CC = DAC are not frames)
+const isSof = (m: number): boolean => m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc;
+
+/** The frame header (the first SOFn before the first scan), or null when the marker structure is broken. */
+export function readJpegFrame(b: Uint8Array): JpegFrame | null {
+  let frame: Omit<JpegFrame, 'scanAt'> | null = null;
+  let p = 2; // after SOI
+  while (p + 4 <= b.length) {
+    if (b[p] !== 0xff) return null;
+    const m = b[p + 1]!;
+    if (m === 0xff) { p++; continue; } // fill byte
+    if (m === 0x01 || (m >= 0xd0 && m <= 0xd7)) { p += 2; continue; } // markers without a length
+    if (m === 0xd9) return null; // end of image before any scan
+    const len = (b[p + 2]! << 8) | b[p + 3]!;
+    if (len < 2) return null;
+    if (m === 0xda) return frame ? { ...frame, scanAt: p } : null;
+    if (isSof(m) && !frame) {
+      if (len < 8 || p + 10 > b.length) return null;
+      frame = { precision: b[p + 4]!, height: (b[p + 5]! << 8) | b[p + 6]!, width: (b[p + 7]! << 8) | b[p + 8]!, components: b[p + 9]! };
+    }
+    p += 2 + len;
+  }
+  return null;
+}
+
+/**
+ * Whether an end-of-image marker (FF D9) follows the scans. Entropy-coded data never holds FF D9 (an FF data
+ * byte is stuffed as FF 00, and the only markers inside scans are RSTn), so its absence means the file was cut.
+ */
+export function hasEndOfImage(b: Uint8Array, from: number): boolean {
+  for (let i = b.indexOf(0xd9, from + 1); i !== -1; i = b.indexOf(0xd9, i + 1)) if (b[i - 1] === 0xff) return true;
+  return false;
+}
+
+interface MozjpegModule {
+  init(opts: { wasmBinary: Uint8Array; print: (s: string) => void; printErr: (s: string) => void }): Promise<void>;
+  default(b: ArrayBuffer, opts: { preserveOrientation: boolean }): Promise<{ width: number; height: number; data: Uint8ClampedArray }>;
+}
+let mozjpeg: Promise<MozjpegModule['default']> | null = null;
+// @jsquash fetches its wasm by URL, which Node's fetch cannot do for file: URLs: we hand it the binary read from
+// disk (emscripten's `wasmBinary`), and silence libjpeg's messages (its errors come back as exceptions).
+function getMozjpeg(): Promise<MozjpegModule['default']> {
+  mozjpeg ??= (async () => {
+    const mod = (await import('@jsquash/jpeg/decode.js')) as unknown as MozjpegModule;
+    const require = createRequire(import.meta.url);
+    const wasmBinary = readFileSync(require.resolve('@jsquash/jpeg/codec/dec/mozjpeg_dec.wasm'));
+    await mod.init({ wasmBinary, print: () => {}, printErr: () => {} });
+    return mod.default;
+  })();
+  return mozjpeg;
+}
+
+/** Decodes JPEG bytes to RGBA (EXIF orientation not applied); throws JpegError with the reason. */
+export async function decodeJpegRgba(bytes: Uint8Array): Promise<{ width: number; height: number; data: Uint8Array | Uint8ClampedArray }> {
+  const frame = readJpegFrame(bytes);
+  if (!frame || frame.width === 0 || frame.height === 0) throw new JpegError('corrupt or truncated JPEG (no readable frame header)');
+  const pixels = frame.width * frame.height;
+  if (pixels > JPEG_MAX_PIXELS)
+    throw new JpegError(`${frame.width}x${frame.height} = ${pixels.toLocaleString('en-US')} pixels, over the ${JPEG_MAX_PIXELS.toLocaleString('en-US')} PIL also refuses (a decompression-bomb guard); downscale it`);
+  if (frame.precision !== 8) throw new JpegError(`${frame.precision}-bit JPEG samples are not supported (PIL reads 8-bit only); re-save it as an 8-bit JPEG or PNG`);
+  if (!hasEndOfImage(bytes, frame.scanAt)) throw new JpegError('truncated JPEG (its data ends before the image does); download or export it again');
+  if (frame.components === 4) {
+    try {
+      return jpegJs.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 2048, maxResolutionInMP: JPEG_MAX_PIXELS / 1e6 });
+    } catch (e) {
+      throw new JpegError(`corrupt CMYK JPEG (${(e as Error).message}); re-save it as an RGB JPEG or PNG`);
+    }
+  }
+  const decode = await getMozjpeg();
+  // an exact-size copy: a Buffer's .buffer may be a shared pool, and its .slice() does not copy
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  try {
+    return await decode(copy.buffer, { preserveOrientation: false });
+  } catch {
+    throw new JpegError('corrupt or unsupported JPEG (libjpeg could not decode it); re-save it as a baseline JPEG or PNG');
+  }
+}

@@ -13,7 +13,7 @@ import { loadGenerationConfig, type GenerationConfig } from './generate/stopping
 import type { FinishReason, GenerationTimings, ModelInputs } from './generate/types.js';
 import { loadIdefics3Config, loadModel, type Idefics3Config, type Idefics3Model } from './models/idefics3/index.js';
 import type { ChatMessage } from './processing/chat-template.js';
-import { Processor, userMessage, type EncodedBatch, type ImageInput, type ProcessorSample } from './processing/processor.js';
+import { Processor, userMessage, type EncodedBatch, type ImageInput, type ImageOptions, type ProcessorSample } from './processing/processor.js';
 import type { AlphaMode } from './processing/image.js';
 import type { Tokenizer } from './processing/tokenizer.js';
 
@@ -27,12 +27,11 @@ export interface LoadVlmOptions {
   alpha?: AlphaMode;
   /** override the checkpoint's do_image_splitting */
   doImageSplitting?: boolean;
+  /** override the checkpoint's size.longest_edge (pixels; see ImageOptions) */
+  longestEdge?: number;
 }
 
-export interface VlmGenerateOptions extends GenerateOptions {
-  /** split images into tiles for this call (default: the checkpoint's setting) */
-  doImageSplitting?: boolean;
-}
+export interface VlmGenerateOptions extends GenerateOptions, ImageOptions {}
 
 export interface GenerateResult {
   text: string;
@@ -80,7 +79,7 @@ export interface Vlm {
   /** the ids that end an answer by default: generation_config's eos, the tokenizer's eos and <end_of_utterance> */
   readonly eosTokenIds: readonly number[];
   /** Model inputs for one prompt (left-padded batch of one); dispose() them when done. */
-  encode(prompt: PromptInput, images?: readonly ImageInput[], opts?: { doImageSplitting?: boolean; addGenerationPrompt?: boolean }): Promise<EncodedBatch>;
+  encode(prompt: PromptInput, images?: readonly ImageInput[], opts?: ImageOptions & { addGenerationPrompt?: boolean }): Promise<EncodedBatch>;
   /** Logits [B, T, V] for every position (the caller disposes them); positions default to 0..T-1 as transformers' forward. */
   forward(inputs: ModelInputs & { positionIds?: Tensor }): Tensor;
   generate(prompt: PromptInput, images?: readonly ImageInput[], opts?: VlmGenerateOptions): Promise<GenerateResult>;
@@ -150,7 +149,7 @@ class VlmImpl implements Vlm {
     return this.processor.tokenizer;
   }
 
-  encode(prompt: PromptInput, images: readonly ImageInput[] = [], opts: { doImageSplitting?: boolean; addGenerationPrompt?: boolean } = {}): Promise<EncodedBatch> {
+  encode(prompt: PromptInput, images: readonly ImageInput[] = [], opts: ImageOptions & { addGenerationPrompt?: boolean } = {}): Promise<EncodedBatch> {
     return this.processor.encode(toSample(prompt, images), opts);
   }
 
@@ -161,7 +160,7 @@ class VlmImpl implements Vlm {
   private async *events(items: readonly BatchItem[], opts: VlmGenerateOptions) {
     const enc = await this.processor.encodeBatch(
       items.map((it) => toSample(it.prompt, it.images ?? [])),
-      { padding: 'left', doImageSplitting: opts.doImageSplitting },
+      { padding: 'left', doImageSplitting: opts.doImageSplitting, longestEdge: opts.longestEdge },
     );
     try {
       const o = resolveGenerateOptions(this.generationConfig, opts, this.eosTokenIds);
@@ -233,6 +232,8 @@ class Chat implements ChatSession {
   messages: readonly ChatMessage[] = [];
   images: readonly ImageInput[] = [];
   private readonly cache = new PromptCache();
+  /** the image options the cached turns were encoded with: other options make other pixels for the same tokens */
+  private imageOptions = '';
   private busy = false;
 
   constructor(private readonly vlm: Vlm, private readonly system?: string) {
@@ -244,6 +245,9 @@ class Chat implements ChatSession {
     this.busy = true;
     const msgs = [...this.messages, userMessage(text, images.length)];
     const imgs = [...this.images, ...images];
+    const imageOptions = JSON.stringify([opts.doImageSplitting, opts.longestEdge]);
+    if (imageOptions !== this.imageOptions) this.cache.reset();
+    this.imageOptions = imageOptions;
     const inner = this.vlm.stream(msgs, imgs, { ...opts, promptCache: this.cache });
     let settle!: { resolve: (r: GenerateResult) => void; reject: (e: unknown) => void };
     const result = new Promise<GenerateResult>((resolve, reject) => (settle = { resolve, reject }));
@@ -286,6 +290,7 @@ export async function loadVlm(dir: string, opts: LoadVlmOptions = {}): Promise<V
   const processor = Processor.fromDir(dir, {
     alpha: opts.alpha,
     doImageSplitting: opts.doImageSplitting,
+    longestEdge: opts.longestEdge,
     maxLength: config.text.maxPositionEmbeddings,
   });
   const gen = loadGenerationConfig(dir);

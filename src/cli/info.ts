@@ -6,15 +6,17 @@ import { join } from 'node:path';
 import { Checkpoint } from '../io/checkpoint.js';
 import { loadIdefics3Config } from '../models/idefics3/config.js';
 import { loadImageProcessorConfig, type ImageProcessorConfig } from '../processing/image.js';
-import { imageGridForSize } from '../processing/processor.js';
+import { imageGridForSize, withImageOptions } from '../processing/processor.js';
 import { imagePromptString, type ImageGrid } from '../processing/prompt.js';
 import { Tokenizer } from '../processing/tokenizer.js';
-import { argError, parsing, parseSize } from './args.js';
+import { argError, generationOptions, parsing, parseSize } from './args.js';
 import { count } from './format.js';
 import { type CliIo, write } from './io.js';
 
-export const INFO_USAGE = `usage: vlmkit info <dir> [--size WxH]... [--json]
-  --size WxH   also show how many tokens an image of that size becomes (repeatable; default 512x512 and 1920x1080)
+export const INFO_USAGE = `usage: vlmkit info <dir> [--size WxH]... [--longest-edge PX] [--no-split] [--json]
+  --size WxH          also show how many tokens an image of that size becomes (repeatable; default 512x512 and 1920x1080)
+  --longest-edge PX   ... when images are first resized to this long edge (as ask/chat --longest-edge)
+  --no-split          ... when images are not split into tiles (as ask/chat --no-split)
   --json       one JSON object`;
 
 type Part = 'vision' | 'connector' | 'text' | 'lm_head';
@@ -43,7 +45,7 @@ export function tokensForSize(w: number, h: number, cfg: ImageProcessorConfig, i
 }
 
 export async function info(argv: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parsing(INFO_USAGE, () => parseArgs({ args: argv, options: { size: { type: 'string', multiple: true }, json: { type: 'boolean' }, model: { type: 'string' } }, allowPositionals: true, strict: true }));
+  const { values, positionals } = parsing(INFO_USAGE, () => parseArgs({ args: argv, options: { size: { type: 'string', multiple: true }, 'longest-edge': { type: 'string' }, 'no-split': { type: 'boolean' }, json: { type: 'boolean' }, model: { type: 'string' } }, allowPositionals: true, strict: true }));
   const dir = positionals[0] ?? values.model;
   if (!dir || positionals.length > 1) throw argError(`give one checkpoint directory\n${INFO_USAGE}`);
   const sizes = (values.size ?? ['512x512', '1920x1080']).map(parseSize);
@@ -68,6 +70,8 @@ export async function info(argv: string[], io: CliIo): Promise<number> {
   } catch {
     imageCfg = null;
   }
+  const { doImageSplitting, longestEdge } = generationOptions({ 'no-split': values['no-split'], 'longest-edge': values['longest-edge'] });
+  if (imageCfg) imageCfg = withImageOptions(imageCfg, { doImageSplitting, longestEdge });
   const tok = existsSync(join(dir, 'tokenizer.json')) ? Tokenizer.fromDir(dir) : null;
   const seq = imageCfg?.imageSeqLen ?? cfg.imageSeqLen;
   const perImage = imageCfg ? sizes.map(([w, h]) => tokensForSize(w, h, imageCfg!, seq, tok)) : [];

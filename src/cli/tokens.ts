@@ -4,19 +4,20 @@ import { parseArgs } from 'node:util';
 import { Processor, userMessage, type ProcessorSample } from '../processing/processor.js';
 import type { RgbImage } from '../processing/image.js';
 import { loadIdefics3Config } from '../models/idefics3/config.js';
-import { argError, parsing, requireModel } from './args.js';
+import { argError, generationOptions, parsing, requireModel } from './args.js';
 import { loadImages } from './ask.js';
 import { collapseRuns } from './format.js';
 import { type CliIo, write } from './io.js';
 
-export const TOKENS_USAGE = `usage: vlmkit tokens --model <dir> [--image <path>]... [--raw] [--no-split] [--full] [--json] "<question or prompt>"
-  --raw        the argument is an already rendered prompt (with <image> placeholders), not a question
-  --no-split   do not split images into tiles
-  --full       do not shorten runs of <image> in the expanded prompt
-  --json       one JSON object {prompt, expanded, input_ids, tokens, grids}`;
+export const TOKENS_USAGE = `usage: vlmkit tokens --model <dir> [--image <path>]... [--raw] [--no-split] [--longest-edge PX] [--full] [--json] "<question or prompt>"
+  --raw               the argument is an already rendered prompt (with <image> placeholders), not a question
+  --no-split          do not split images into tiles
+  --longest-edge PX   resize images to this long edge first (default: the checkpoint's)
+  --full              do not shorten runs of <image> in the expanded prompt
+  --json              one JSON object {prompt, expanded, input_ids, tokens, grids}`;
 
 export async function tokens(argv: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parsing(TOKENS_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, raw: { type: 'boolean' }, 'no-split': { type: 'boolean' }, full: { type: 'boolean' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true }));
+  const { values, positionals } = parsing(TOKENS_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, raw: { type: 'boolean' }, 'no-split': { type: 'boolean' }, 'longest-edge': { type: 'string' }, full: { type: 'boolean' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true }));
   const dir = requireModel(values, TOKENS_USAGE);
   const text = positionals.join(' ');
   if (!text) throw argError(`give the question (or, with --raw, the prompt) as the last argument\n${TOKENS_USAGE}`);
@@ -24,7 +25,8 @@ export async function tokens(argv: string[], io: CliIo): Promise<number> {
   const images = await loadImages(values.image ?? []);
   const processor = Processor.fromDir(dir);
   const sample: ProcessorSample & { images: RgbImage[] } = values.raw ? { text, images } : { messages: [userMessage(text, images.length)], images };
-  const enc = processor.encodeDecoded([sample], { doImageSplitting: values['no-split'] ? false : undefined });
+  const { doImageSplitting, longestEdge } = generationOptions({ 'no-split': values['no-split'], 'longest-edge': values['longest-edge'] });
+  const enc = processor.encodeDecoded([sample], { doImageSplitting, longestEdge });
   try {
     const p = enc.prompts[0]!;
     if (values.json) {

@@ -34,9 +34,18 @@ export interface ProcessorSample {
   addGenerationPrompt?: boolean;
 }
 
-export interface ProcessorOptions {
+/** Per-call overrides of the checkpoint's image processor settings (transformers: processor(..., size=...)). */
+export interface ImageOptions {
   /** override the checkpoint's do_image_splitting */
   doImageSplitting?: boolean;
+  /**
+   * override size.longest_edge: images are resized to this long edge (then up to whole tiles) before splitting,
+   * e.g. 1024 for 2x2 tiles of 512 instead of SmolVLM's 4x4 at 2048 (fewer tokens and a faster prompt, less detail)
+   */
+  longestEdge?: number;
+}
+
+export interface ProcessorOptions extends ImageOptions {
   /** how transparency becomes RGB: 'drop' (transformers 5.x, default) or 'white' (4.x, as SmolVLM was trained) */
   alpha?: AlphaMode;
   /** the model's context length: longer prompts are an E_CONTEXT error (default: no check) */
@@ -45,12 +54,11 @@ export interface ProcessorOptions {
   backend?: Backend;
 }
 
-export interface EncodeOptions {
+export interface EncodeOptions extends ImageOptions {
   /** 'left' (generation, default) or 'right' (training) */
   padding?: PaddingSide;
   /** default true: append the assistant prefix */
   addGenerationPrompt?: boolean;
-  doImageSplitting?: boolean;
 }
 
 /** The model inputs of a batch plus what they were made from. Call dispose() when done with the tensors. */
@@ -76,6 +84,15 @@ export interface EncodedBatch {
   seqLen: number;
   padding: PaddingSide;
   dispose(): void;
+}
+
+/** cfg with the given overrides (unset ones keep the checkpoint's value). */
+export function withImageOptions(cfg: ImageProcessorConfig, opts: ImageOptions): ImageProcessorConfig {
+  const { doImageSplitting: split, longestEdge: edge } = opts;
+  if (edge !== undefined && !(Number.isInteger(edge) && edge >= 1))
+    throw new VlmkitError('E_OPTION', `longestEdge must be a whole number of pixels >= 1 (e.g. 1024), got ${edge}`);
+  if (split === undefined && edge === undefined) return cfg;
+  return { ...cfg, ...(split !== undefined && { doImageSplitting: split }), ...(edge !== undefined && { longestEdge: edge }) };
 }
 
 function mediaError(message: string): VlmkitError {
@@ -136,6 +153,14 @@ export class Processor {
     return this.prompt.config.imageSeqLen;
   }
 
+  /** The image processor settings a call applies: its options over the processor's over the checkpoint's. */
+  imageConfigFor(opts: ImageOptions = {}): ImageProcessorConfig {
+    return withImageOptions(this.imageConfig, {
+      doImageSplitting: opts.doImageSplitting ?? this.options.doImageSplitting,
+      longestEdge: opts.longestEdge ?? this.options.longestEdge,
+    });
+  }
+
   /** Decodes images given as paths or bytes (E_IMAGE names the file on failure). */
   async loadImages(images: readonly ImageInput[]): Promise<RgbImage[]> {
     const alpha = this.options.alpha ?? 'drop';
@@ -170,8 +195,7 @@ export class Processor {
     if (samples.length === 0) throw mediaError('nothing to encode: the batch is empty');
     const where = (i: number) => (samples.length > 1 ? `batch sample ${i}: ` : '');
     samples.forEach((s, i) => checkMediaCount(s, where(i)));
-    const split = opts.doImageSplitting ?? this.options.doImageSplitting;
-    const cfg = split === undefined ? this.imageConfig : { ...this.imageConfig, doImageSplitting: split };
+    const cfg = this.imageConfigFor(opts);
     const anyImages = samples.some((s) => (s.images?.length ?? 0) > 0);
     const images = anyImages ? processImages(samples.map((s) => [...((s.images ?? []) as RgbImage[])]), cfg) : null;
     const grids: ImageGrid[][] = images ? images.grids : samples.map(() => []);

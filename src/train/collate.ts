@@ -19,10 +19,9 @@ import type { ImageGrid, PromptBuilder } from '../processing/prompt.js';
 
 export const IGNORE_INDEX = -100;
 
-/** The image processor settings a processor applies (its doImageSplitting option over the checkpoint's). */
+/** The image processor settings a processor applies (its image options over the checkpoint's). */
 export function effectiveImageConfig(processor: Processor): ImageProcessorConfig {
-  const split = processor.options.doImageSplitting;
-  return split === undefined ? processor.imageConfig : { ...processor.imageConfig, doImageSplitting: split };
+  return processor.imageConfigFor();
 }
 
 /** A conversation as token ids, with where each trained assistant reply sits: [start, end) token ranges. */

@@ -125,6 +125,14 @@ describe('vlmkit tokens / info / chat', () => {
     assert.equal(text.code, 0);
     assert.match(text.stdout, /SmolVLMForConditionalGeneration/);
     assert.match(text.stdout, /image_seq_len 4/);
+    // --longest-edge: 512x512 -> 64x64 -> 2x2 tiles; tokens and ask agree with info
+    const small = JSON.parse((await vlmkit(['info', MODEL, '--size', '512x512', '--longest-edge', '64', '--json'])).stdout);
+    assert.deepEqual(small.tokens_per_image[0].grid, { rows: 2, cols: 2 });
+    const tok = JSON.parse((await vlmkit(['tokens', '--model', MODEL, '--image', join(REF, 'images', 'square_64x64.png'), '--longest-edge', '64', '--json', 'hi'])).stdout);
+    assert.deepEqual(tok.grids, [{ rows: 2, cols: 2 }]);
+    const ask = await vlmkit(['ask', '--model', MODEL, '--image', join(REF, 'images', 'square_64x64.png'), '--longest-edge', '64', '--max-new-tokens', '2', '--json', 'hi']);
+    assert.equal(ask.code, 0, ask.stderr);
+    assert.equal(JSON.parse(ask.stdout).prompt_tokens, tok.tokens);
   });
 
   it('chat answers each piped line, with /image attaching an image', async () => {
@@ -169,6 +177,7 @@ describe('vlmkit bad input', () => {
 
   it('bad flags and values', async () => {
     assertUserError(await vlmkit(['ask', '--model', MODEL, '--top-p', '2', 'hi']), /--top-p/);
+    assertUserError(await vlmkit(['ask', '--model', MODEL, '--longest-edge', '1.5', 'hi']), /--longest-edge takes a whole number of pixels/);
     assertUserError(await vlmkit(['ask', '--model', MODEL, '--frobnicate', 'hi']), /frobnicate/);
     assertUserError(await vlmkit(['ask', 'hi']), /--model/);
     assertUserError(await vlmkit(['launch']), /unknown command/);

@@ -55,6 +55,28 @@ describe('chat session: KV cache kept between turns', () => {
     chat.dispose();
   });
 
+  it('a turn with other image options starts over: the same tokens would stand for other pixels', async () => {
+    const chat = vlm.chat();
+    await drain(chat.send('What is in this image?', [IMG('square_64x64.png')], greedy));
+    const before = { messages: [...chat.messages], images: [...chat.images] };
+    // 64x64 -> 128 (the checkpoint's long edge) or 100, both 4x4 tiles of 32: equal ids, other pixel values
+    const a = await vlm.encode('x', [IMG('square_64x64.png')]);
+    const b = await vlm.encode('x', [IMG('square_64x64.png')], { longestEdge: 100 });
+    assert.deepEqual(a.ids, b.ids);
+    assert.notDeepEqual(a.pixelValues!.toArray(), b.pixelValues!.toArray());
+    a.dispose();
+    b.dispose();
+    const opts = { ...greedy, longestEdge: 100 };
+    const r = await drain(chat.send('And now?', [], opts));
+    assert.equal(r.timings.reusedTokens, 0);
+    const fresh = await vlm.generate([...before.messages, userMessage('And now?', 0)], before.images, opts);
+    assert.deepEqual(r.tokenIds, fresh.tokenIds);
+    // the same options again: the cache serves
+    const r2 = await drain(chat.send('Once more.', [], opts));
+    assert.ok(r2.timings.reusedTokens > 0);
+    chat.dispose();
+  });
+
   it('one message at a time; a closed stream leaves the session usable', async () => {
     const chat = vlm.chat();
     const s = chat.send('Hi', [], greedy);

@@ -116,4 +116,25 @@ describe('Processor', () => {
     assert.deepEqual(imageGridForSize(300, 200, { ...real, longestEdge: 512 }), { rows: 0, cols: 0 });
     assert.deepEqual(imageGridForSize(1920, 1080, { ...real, doImageSplitting: false }), { rows: 0, cols: 0 });
   });
+
+  it('longestEdge overrides size.longest_edge, per processor or per call, as a checkpoint with that size would', async () => {
+    const sample = { messages: [userMessage('Describe.', 1)], images: [img('big_300x410.png')] };
+    const asConfig = new Processor(MODEL, p.prompt, { ...p.imageConfig, longestEdge: 64 }, {});
+    const perCall = await p.encode(sample, { longestEdge: 64 });
+    const perProcessor = await new Processor(MODEL, p.prompt, p.imageConfig, { longestEdge: 64 }).encode(sample);
+    const want = await asConfig.encode(sample);
+    const plain = await p.encode(sample);
+    try {
+      assert.deepEqual(want.grids, [[{ rows: 2, cols: 2 }]]); // 300x410 -> 47x64 -> tiles of 32: 2x2
+      assert.deepEqual(plain.grids, [[{ rows: 3, cols: 4 }]]);
+      for (const got of [perCall, perProcessor]) {
+        assert.deepEqual(got.ids, want.ids);
+        assert.deepEqual(got.pixelValues!.toArray(), want.pixelValues!.toArray());
+      }
+      assert.throws(() => p.imageConfigFor({ longestEdge: 0 }), (e: unknown) => e instanceof VlmkitError && e.code === 'E_OPTION' && /longestEdge must be a whole number of pixels >= 1/.test(e.message));
+      assert.equal(p.imageConfigFor(), p.imageConfig);
+    } finally {
+      for (const e of [perCall, perProcessor, want, plain]) e.dispose();
+    }
+  });
 });

@@ -23,7 +23,9 @@ export interface GenerateOptions extends SamplingOptions {
   signal?: AbortSignal;
   /**
    * Keys/values kept from the previous generation of a one-row conversation: the prompt's prefix shared with it is
-   * not run again, and the cache is left holding this generation for the next one (see prompt-cache.ts).
+   * not run again, and the cache is left holding this generation for the next one (see prompt-cache.ts). Shared
+   * tokens are trusted to stand for the same images: the caller keeps the images and image options of the shared
+   * prefix unchanged, or resets the cache (vlm.chat() starts over when a turn's image options differ).
    */
   promptCache?: PromptCache;
   /** progress of the prompt pass: called after each image tile has been encoded (tiles done, tiles in all) */

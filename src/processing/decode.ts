@@ -1,6 +1,6 @@
 // Image decoding to 8-bit RGB, the way transformers sees an image it gets from PIL: EXIF orientation applied
-// (transformers' load_image calls ImageOps.exif_transpose), then `convert_to_rgb`. What convert_to_rgb does with
-// alpha depends on the transformers version, so it is an option:
+// (transformers' load_image calls ImageOps.exif_transpose; JPEG, PNG and WebP carry it: see exif.ts), then
+// `convert_to_rgb`. What convert_to_rgb does with alpha depends on the transformers version, so it is an option:
 //  - 'drop' (default): transformers 5.x (Idefics3ImageProcessorPil -> image_transforms.convert_to_rgb) calls PIL's
 //    `image.convert("RGB")`, which discards alpha and palette/colour-key transparency. The reference fixtures
 //    (transformers 5.17) were made this way: compositing would miss their RGBA case by up to 1.0.
@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 import { PNG } from 'pngjs';
 import { GifReader } from 'omggif';
 import { VlmkitError } from '../errors.js';
-import { readJpegOrientation, applyOrientation } from './exif.js';
+import { applyOrientation, readJpegOrientation, readPngOrientation, readWebpOrientation } from './exif.js';
 import { JpegError, decodeJpegRgba } from './jpeg.js';
 
 /** 8-bit RGB, row-major, 3 bytes per pixel. */
@@ -136,7 +136,7 @@ function decodePng(bytes: Uint8Array, name: string, alpha: AlphaMode): RgbImage 
   } else {
     rgba = png.data;
   }
-  return toRgb(rgba, width, height, alpha);
+  return applyOrientation(toRgb(rgba, width, height, alpha), readPngOrientation(bytes));
 }
 
 async function decodeJpeg(bytes: Uint8Array, name: string): Promise<RgbImage> {
@@ -198,7 +198,7 @@ async function decodeWebp(bytes: Uint8Array, name: string, alpha: AlphaMode): Pr
   } catch (e) {
     throw fail(name, `corrupt or unsupported WebP (${(e as Error).message}); re-export it as PNG or JPEG`);
   }
-  return toRgb(img.data, img.width, img.height, alpha);
+  return applyOrientation(toRgb(img.data, img.width, img.height, alpha), readWebpOrientation(bytes));
 }
 
 /** Decodes PNG / JPEG / GIF (first frame) / WebP bytes to RGB. `name` is used in error messages only. */

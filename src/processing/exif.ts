@@ -1,7 +1,12 @@
-// EXIF orientation for JPEG: transformers' load_image runs PIL's ImageOps.exif_transpose, so a photo taken
-// sideways reaches the model upright. Only the Orientation tag (0x0112) of IFD0 matters, so we read it from the
-// APP1 segment ourselves instead of parsing all of EXIF.
+// EXIF orientation: transformers' load_image runs PIL's ImageOps.exif_transpose, so a photo taken sideways
+// reaches the model upright. Only the Orientation tag (0x0112) of IFD0 matters, so we read it ourselves from where
+// PIL's getexif() finds EXIF: a JPEG's APP1 segment, a PNG's eXIf chunk (or ImageMagick's "Raw profile type exif"
+// text chunk), a WebP's EXIF chunk. (PIL also falls back to an XMP tiff:Orientation in some cases, differently
+// across its versions; we do not.)
+import { inflateSync } from 'node:zlib';
 import type { RgbImage } from './decode.js';
+
+const ascii = (b: Uint8Array, at: number, n: number): string => String.fromCharCode(...b.subarray(at, at + n));
 
 /** Orientation 1..8 from a JPEG's APP1/Exif segment; 1 when absent or unreadable. */
 export function readJpegOrientation(b: Uint8Array): number {
@@ -16,6 +21,61 @@ export function readJpegOrientation(b: Uint8Array): number {
       return tiffOrientation(b.subarray(p + 10, p + 2 + len));
     }
     p += 2 + len;
+  }
+  return 1;
+}
+
+/** Orientation from an EXIF block as PIL's Exif.load reads it: an "Exif\0\0" header is skipped, then TIFF. */
+function exifOrientation(t: Uint8Array): number {
+  return tiffOrientation(t.length >= 6 && ascii(t, 0, 6) === 'Exif\0\0' ? t.subarray(6) : t);
+}
+
+/** The text of a PNG tEXt / zTXt / iTXt chunk whose keyword is `key`, or null. */
+function pngText(type: string, d: Uint8Array, key: string): string | null {
+  const z = d.indexOf(0);
+  if (z < 0 || ascii(d, 0, z) !== key) return null;
+  try {
+    if (type === 'tEXt') return ascii(d, z + 1, d.length - z - 1);
+    if (type === 'zTXt') return Buffer.from(inflateSync(d.subarray(z + 2))).toString('latin1');
+    // iTXt: compression flag, method, language\0, translated keyword\0, text
+    const flag = d[z + 1];
+    const lang = d.indexOf(0, z + 3);
+    const tr = lang < 0 ? -1 : d.indexOf(0, lang + 1);
+    if (tr < 0) return null;
+    const text = d.subarray(tr + 1);
+    return Buffer.from(flag ? inflateSync(text) : text).toString('utf8');
+  } catch {
+    return null;
+  }
+}
+
+/** Orientation 1..8 from a PNG's eXIf chunk, else its "Raw profile type exif" text chunk; 1 when absent. */
+export function readPngOrientation(b: Uint8Array): number {
+  let raw: Uint8Array | null = null;
+  let profile: string | null = null;
+  for (let p = 8; p + 12 <= b.length; ) {
+    const len = ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
+    const type = ascii(b, p + 4, 4);
+    const data = b.subarray(p + 8, Math.min(b.length, p + 8 + len));
+    if (type === 'eXIf') raw = data; // PIL keeps the last; it adds an Exif header that its loader strips again
+    else if (type === 'tEXt' || type === 'zTXt' || type === 'iTXt') profile = pngText(type, data, 'Raw profile type exif') ?? profile;
+    else if (type === 'IEND') break;
+    p += 12 + len;
+  }
+  if (raw) return tiffOrientation(raw);
+  if (profile === null) return 1;
+  // "\nexif\n    <length>\n<hex lines>": PIL joins the lines after the third and reads them as hex
+  const hex = profile.split('\n').slice(3).join('').replace(/\s+/g, '');
+  if (!/^([0-9a-fA-F]{2})*$/.test(hex)) return 1;
+  return exifOrientation(Uint8Array.from(Buffer.from(hex, 'hex')));
+}
+
+/** Orientation 1..8 from a WebP's EXIF chunk (extended format); 1 when absent. */
+export function readWebpOrientation(b: Uint8Array): number {
+  for (let p = 12; p + 8 <= b.length; ) {
+    const size = (b[p + 4]! | (b[p + 5]! << 8) | (b[p + 6]! << 16) | (b[p + 7]! << 24)) >>> 0;
+    if (ascii(b, p, 4) === 'EXIF') return exifOrientation(b.subarray(p + 8, Math.min(b.length, p + 8 + size)));
+    p += 8 + size + (size & 1);
   }
   return 1;
 }

@@ -1,7 +1,7 @@
 // JPEG decoding with the pixels PIL gives. Pillow decodes with libjpeg-turbo at its defaults (the "islow" integer
 // IDCT, "fancy" triangular upsampling of subsampled chroma); so does mozjpeg's decoder (a libjpeg-turbo fork),
 // which @jsquash/jpeg ships as wasm: on baseline and progressive files, 4:4:4, 4:2:2, 4:2:0 and greyscale, its
-// pixels equal Pillow's byte for byte (test/fixtures/jpeg). jpeg-js, a pure-JS decoder, replicates chroma
+// pixels equal Pillow's byte for byte (test/fixtures/decode). jpeg-js, a pure-JS decoder, replicates chroma
 // samples instead and was up to 124 levels off on 4:2:0 photos (most cameras' and encoders' default).
 // CMYK/YCCK files, which this build of mozjpeg cannot convert, go through jpeg-js (within 1 level of PIL's
 // CMYK -> RGB on the fixture). Like PIL, a file whose data ends before the image does is refused, and so is an

@@ -1,6 +1,7 @@
-// JPEG decoding against Pillow: test/fixtures/jpeg holds JPEGs saved by Pillow 9.4 (libjpeg-turbo 2.1.5), each
-// with the RGB pixels Pillow decodes from it after exif_transpose (scripts/make-jpeg-fixtures.py). The pixels must
-// be equal: chroma upsampling and the IDCT are what a pure-JS decoder got wrong by up to 124 levels on 4:2:0.
+// Decoding against Pillow: test/fixtures/decode holds JPEG, PNG and WebP files saved by Pillow 9.4 (libjpeg-turbo
+// 2.1.5, libwebp 1.2.4), each with the RGB pixels Pillow decodes from it after exif_transpose, as transformers'
+// load_image does (scripts/make-decode-fixtures.py). The pixels must be equal: chroma upsampling and the IDCT are
+// what a pure-JS JPEG decoder got wrong by up to 124 levels on 4:2:0, and PNG/WebP carry EXIF orientation too.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -9,19 +10,20 @@ import { VlmkitError } from '../../src/errors.js';
 import { decodeImage } from '../../src/processing/image.js';
 import { JPEG_MAX_PIXELS, readJpegFrame } from '../../src/processing/jpeg.js';
 
-const DIR = new URL('../fixtures/jpeg/', import.meta.url).pathname;
-const meta = JSON.parse(readFileSync(join(DIR, 'cases.json'), 'utf8')) as { cases: Record<string, { size: [number, number] }> };
+const DIR = new URL('../fixtures/decode/', import.meta.url).pathname;
+const meta = JSON.parse(readFileSync(join(DIR, 'cases.json'), 'utf8')) as { cases: Record<string, { file: string; size: [number, number] }> };
 const names = Object.keys(meta.cases).sort();
-const jpg = (name: string) => new Uint8Array(readFileSync(join(DIR, `${name}.jpg`)));
+const file = (name: string) => new Uint8Array(readFileSync(join(DIR, meta.cases[name]!.file)));
 
-test('the fixtures cover 4:2:0, 4:2:2, 4:4:4, progressive, grey, EXIF orientations and CMYK', () => {
-  for (const n of ['baseline_420_q90', 'baseline_422_q75', 'baseline_444_q95', 'progressive_420_q85', 'gray_q90', 'exif6_420_q85', 'exif3_420_q85', 'cmyk_q90'])
+test('the fixtures cover 4:2:0, 4:2:2, 4:4:4, progressive, grey, EXIF orientations and CMYK; PNG and WebP orientation', () => {
+  for (const n of ['baseline_420_q90', 'baseline_422_q75', 'baseline_444_q95', 'progressive_420_q85', 'gray_q90', 'exif6_420_q85', 'exif3_420_q85', 'cmyk_q90',
+    'png_exif6', 'png_rawprofile8', 'webp_lossless_exif6', 'webp_lossy_exif5'])
     assert.ok(names.includes(n), n);
 });
 
 for (const name of names) {
-  test(`JPEG pixels equal Pillow's: ${name}`, async () => {
-    const got = await decodeImage(jpg(name), `${name}.jpg`);
+  test(`pixels equal Pillow's: ${meta.cases[name]!.file}`, async () => {
+    const got = await decodeImage(file(name), meta.cases[name]!.file);
     const want = await decodeImage(new Uint8Array(readFileSync(join(DIR, `${name}.rgb.png`))), `${name}.rgb.png`);
     assert.deepEqual([got.width, got.height], meta.cases[name]!.size);
     assert.deepEqual([got.width, got.height], [want.width, want.height]);
@@ -34,16 +36,16 @@ for (const name of names) {
 
 test('frame header: size, components, precision', () => {
   assert.deepEqual(
-    (({ width, height, components, precision }) => ({ width, height, components, precision }))(readJpegFrame(jpg('baseline_420_q90'))!),
+    (({ width, height, components, precision }) => ({ width, height, components, precision }))(readJpegFrame(file('baseline_420_q90'))!),
     { width: 61, height: 43, components: 3, precision: 8 });
-  assert.equal(readJpegFrame(jpg('gray_q90'))!.components, 1);
-  assert.equal(readJpegFrame(jpg('cmyk_q90'))!.components, 4);
+  assert.equal(readJpegFrame(file('gray_q90'))!.components, 1);
+  assert.equal(readJpegFrame(file('cmyk_q90'))!.components, 4);
   assert.equal(readJpegFrame(new Uint8Array([0xff, 0xd8, 0xff, 0xd9])), null);
 });
 
 /** A copy of the fixture with its frame header's fields patched (offsets after the SOF marker). */
 function patchFrame(name: string, patch: (b: Uint8Array, sof: number) => void): Uint8Array {
-  const b = jpg(name);
+  const b = file(name);
   let p = 2;
   while (!(b[p] === 0xff && b[p + 1]! >= 0xc0 && b[p + 1]! <= 0xc2)) p += 2 + ((b[p + 2]! << 8) | b[p + 3]!);
   patch(b, p);
@@ -61,7 +63,7 @@ async function expectErr(bytes: Uint8Array, re: RegExp): Promise<void> {
 }
 
 test('refused like PIL refuses them: truncated data, decompression bombs, 12-bit samples; corrupt tables', async () => {
-  const whole = jpg('baseline_420_q90');
+  const whole = file('baseline_420_q90');
   await expectErr(whole.subarray(0, Math.floor(whole.length * 0.6)), /^cannot decode image x\.jpg: truncated JPEG .*download or export it again$/);
   const side = Math.ceil(Math.sqrt(JPEG_MAX_PIXELS)) + 1; // just over the limit
   const bomb = patchFrame('baseline_420_q90', (b, p) => {
@@ -72,7 +74,7 @@ test('refused like PIL refuses them: truncated data, decompression bombs, 12-bit
   assert.ok(performance.now() - t0 < 1000, 'refused from the header, without decoding');
   await expectErr(patchFrame('baseline_420_q90', (b, p) => void (b[p + 4] = 12)), /12-bit JPEG samples are not supported/);
   // a Huffman table overwritten with garbage: libjpeg's error becomes a one-line message, and the decoder still works
-  const bad = jpg('baseline_420_q90');
+  const bad = file('baseline_420_q90');
   const dht = bad.findIndex((v, i) => v === 0xff && bad[i + 1] === 0xc4);
   for (let i = dht + 5; i < dht + 2 + ((bad[dht + 2]! << 8) | bad[dht + 3]!); i++) bad[i] = 0xff;
   await expectErr(bad, /^cannot decode image x\.jpg: corrupt or unsupported JPEG/);

@@ -1,0 +1,73 @@
+"""Writes test/fixtures/decode: small JPEG, PNG and WebP files saved by Pillow, each beside the RGB pixels Pillow
+decodes from it (as transformers' load_image does: ImageOps.exif_transpose, then convert("RGB")), stored as
+lossless PNG (`<name>.rgb.png`).
+
+Run from the repository root with a Pillow built on libjpeg-turbo (Debian 12: apt-get install python3-pil
+python3-numpy; /usr/bin/python3 scripts/make-decode-fixtures.py). Only the test suite's golden data: nothing reads
+this script at run time.
+"""
+import json
+
+import numpy as np
+import PIL
+from PIL import Image, ImageOps, PngImagePlugin, features
+
+OUT = "test/fixtures/decode"
+
+
+def photo(w, h, seed):
+    """Gradients, hard edges and noise: chroma detail that tells upsampling methods apart."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    a = np.stack([x * 255 / w, y * 255 / h, ((x + 2 * y) % 17) * 15], -1).astype(np.float64)
+    a[h // 4 : h // 2, w // 3 : 2 * w // 3] = [210, 25, 60]
+    a[(x - w * 0.7) ** 2 + (y - h * 0.6) ** 2 < (h / 5) ** 2] = [20, 180, 240]
+    a += rng.normal(0, 12, a.shape)
+    return Image.fromarray(a.clip(0, 255).astype(np.uint8))
+
+
+def exif(orientation):
+    e = Image.Exif()
+    e[0x0112] = orientation
+    return e.tobytes()
+
+
+odd, even = photo(61, 43, 1), photo(64, 48, 2)
+cases = {
+    "baseline_420_q90": (odd, dict(quality=90)),
+    "baseline_444_q95": (even, dict(quality=95, subsampling=0)),
+    "baseline_422_q75": (odd, dict(quality=75, subsampling=1)),
+    "progressive_420_q85": (odd, dict(quality=85, progressive=True, optimize=True)),
+    "gray_q90": (odd.convert("L"), dict(quality=90)),
+    "exif6_420_q85": (odd, dict(quality=85, exif=exif(6))),
+    "exif3_420_q85": (even, dict(quality=85, exif=exif(3))),
+    "cmyk_q90": (odd.convert("CMYK"), dict(quality=90)),
+}
+
+
+def raw_profile(orientation):
+    """ImageMagick's PNG text chunk "Raw profile type exif": a header, the length, the EXIF block as hex lines."""
+    block = exif(orientation)  # Exif.tobytes() starts with the Exif header already
+    h = block.hex()
+    return "\nexif\n%8d\n" % len(block) + "\n".join(h[i : i + 72] for i in range(0, len(h), 72)) + "\n"
+
+
+zprofile = PngImagePlugin.PngInfo()
+zprofile.add_text("Raw profile type exif", raw_profile(8), zip=True)
+other = {  # PIL's exif_transpose reads orientation from PNG and WebP too
+    "png_exif6.png": (odd, dict(exif=exif(6))),
+    "png_rawprofile8.png": (even, dict(pnginfo=zprofile)),
+    "webp_lossless_exif6.webp": (odd, dict(lossless=True, exif=exif(6))),
+    "webp_lossy_exif5.webp": (even, dict(quality=80, exif=exif(5))),
+}
+meta = {"pillow": PIL.__version__, "libjpeg_turbo": features.version("libjpeg_turbo"), "libwebp": features.version("webp"), "cases": {}}
+files = {f"{name}.jpg": v for name, v in cases.items()} | other
+for file, (im, kw) in files.items():
+    im.save(f"{OUT}/{file}", **kw)
+    name = file.rsplit(".", 1)[0]
+    got = ImageOps.exif_transpose(Image.open(f"{OUT}/{file}")).convert("RGB")
+    got.save(f"{OUT}/{name}.rgb.png")
+    meta["cases"][name] = {"file": file, "size": list(got.size), "save": {k: v for k, v in kw.items() if k not in ("exif", "pnginfo")}}
+with open(f"{OUT}/cases.json", "w") as f:
+    json.dump(meta, f, indent=1)
+    f.write("\n")

@@ -59,6 +59,9 @@ other = {  # PIL's exif_transpose reads orientation from PNG and WebP too
     "png_rawprofile8.png": (even, dict(pnginfo=zprofile)),
     "webp_lossless_exif6.webp": (odd, dict(lossless=True, exif=exif(6))),
     "webp_lossy_exif5.webp": (even, dict(quality=80, exif=exif(5))),
+    "webp_lossy_simple.webp": (odd, dict(quality=75)),  # plain VP8 / VP8L files (no extended header)
+    "webp_lossless_simple.webp": (even, dict(lossless=True)),
+    "gif_palette_trns.gif": (odd.quantize(48), dict(transparency=7)),
 }
 meta = {"pillow": PIL.__version__, "libjpeg_turbo": features.version("libjpeg_turbo"), "libwebp": features.version("webp"), "cases": {}}
 files = {f"{name}.jpg": v for name, v in cases.items()} | other
@@ -67,7 +70,8 @@ for file, (im, kw) in files.items():
     name = file.rsplit(".", 1)[0]
     got = ImageOps.exif_transpose(Image.open(f"{OUT}/{file}")).convert("RGB")
     got.save(f"{OUT}/{name}.rgb.png")
-    meta["cases"][name] = {"file": file, "size": list(got.size), "save": {k: v for k, v in kw.items() if k not in ("exif", "pnginfo")}}
+    stored = Image.open(f"{OUT}/{file}").size  # before exif_transpose: what the file's header says
+    meta["cases"][name] = {"file": file, "stored": list(stored), "size": list(got.size), "save": {k: v for k, v in kw.items() if k not in ("exif", "pnginfo")}}
 with open(f"{OUT}/cases.json", "w") as f:
     json.dump(meta, f, indent=1)
     f.write("\n")

@@ -15,6 +15,7 @@ import { GifReader } from 'omggif';
 import { VlmkitError } from '../errors.js';
 import { applyOrientation, readJpegOrientation, readPngOrientation, readWebpOrientation } from './exif.js';
 import { JpegError, decodeJpegRgba } from './jpeg.js';
+import { headerSize, tooManyPixels } from './size.js';
 
 /** 8-bit RGB, row-major, 3 bytes per pixel. */
 export interface RgbImage {
@@ -205,7 +206,13 @@ async function decodeWebp(bytes: Uint8Array, name: string, alpha: AlphaMode): Pr
 export async function decodeImage(bytes: Uint8Array, name: string, opts: DecodeOptions = {}): Promise<RgbImage> {
   const alpha = opts.alpha ?? 'drop';
   if (bytes.length === 0) throw fail(name, `the file is empty; ${FIX}`);
-  switch (sniffFormat(bytes)) {
+  const format = sniffFormat(bytes);
+  if (format && format !== 'jpeg') {
+    const size = headerSize(bytes, format); // (jpeg.ts reads the JPEG frame header itself)
+    const big = size && tooManyPixels(size[0], size[1]);
+    if (big) throw fail(name, big);
+  }
+  switch (format) {
     case 'png': return decodePng(bytes, name, alpha);
     case 'jpeg': return decodeJpeg(bytes, name);
     case 'gif': return decodeGif(bytes, name, alpha);

@@ -9,12 +9,11 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import jpegJs from 'jpeg-js';
+import { MAX_PIXELS, tooManyPixels } from './size.js';
 
 /** A reason a JPEG cannot be decoded, worded to follow "cannot decode image NAME: ". */
 export class JpegError extends Error {}
 
-/** PIL's Image.MAX_IMAGE_PIXELS (89,478,485) x 2: beyond it Image.open raises DecompressionBombError. */
-export const JPEG_MAX_PIXELS = 2 * 89_478_485;
 
 export interface JpegFrame {
   width: number;
@@ -83,14 +82,13 @@ function getMozjpeg(): Promise<MozjpegModule['default']> {
 export async function decodeJpegRgba(bytes: Uint8Array): Promise<{ width: number; height: number; data: Uint8Array | Uint8ClampedArray }> {
   const frame = readJpegFrame(bytes);
   if (!frame || frame.width === 0 || frame.height === 0) throw new JpegError('corrupt or truncated JPEG (no readable frame header)');
-  const pixels = frame.width * frame.height;
-  if (pixels > JPEG_MAX_PIXELS)
-    throw new JpegError(`${frame.width}x${frame.height} = ${pixels.toLocaleString('en-US')} pixels, over the ${JPEG_MAX_PIXELS.toLocaleString('en-US')} PIL also refuses (a decompression-bomb guard); downscale it`);
+  const big = tooManyPixels(frame.width, frame.height);
+  if (big) throw new JpegError(big);
   if (frame.precision !== 8) throw new JpegError(`${frame.precision}-bit JPEG samples are not supported (PIL reads 8-bit only); re-save it as an 8-bit JPEG or PNG`);
   if (!hasEndOfImage(bytes, frame.scanAt)) throw new JpegError('truncated JPEG (its data ends before the image does); download or export it again');
   if (frame.components === 4) {
     try {
-      return jpegJs.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 2048, maxResolutionInMP: JPEG_MAX_PIXELS / 1e6 });
+      return jpegJs.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 2048, maxResolutionInMP: MAX_PIXELS / 1e6 });
     } catch (e) {
       throw new JpegError(`corrupt CMYK JPEG (${(e as Error).message}); re-save it as an RGB JPEG or PNG`);
     }

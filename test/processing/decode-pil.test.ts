@@ -8,16 +8,18 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VlmkitError } from '../../src/errors.js';
 import { decodeImage } from '../../src/processing/image.js';
-import { JPEG_MAX_PIXELS, readJpegFrame } from '../../src/processing/jpeg.js';
+import { sniffFormat } from '../../src/processing/decode.js';
+import { readJpegFrame } from '../../src/processing/jpeg.js';
+import { MAX_PIXELS, headerSize } from '../../src/processing/size.js';
 
 const DIR = new URL('../fixtures/decode/', import.meta.url).pathname;
-const meta = JSON.parse(readFileSync(join(DIR, 'cases.json'), 'utf8')) as { cases: Record<string, { file: string; size: [number, number] }> };
+const meta = JSON.parse(readFileSync(join(DIR, 'cases.json'), 'utf8')) as { cases: Record<string, { file: string; stored: [number, number]; size: [number, number] }> };
 const names = Object.keys(meta.cases).sort();
 const file = (name: string) => new Uint8Array(readFileSync(join(DIR, meta.cases[name]!.file)));
 
 test('the fixtures cover 4:2:0, 4:2:2, 4:4:4, progressive, grey, EXIF orientations and CMYK; PNG and WebP orientation', () => {
   for (const n of ['baseline_420_q90', 'baseline_422_q75', 'baseline_444_q95', 'progressive_420_q85', 'gray_q90', 'exif6_420_q85', 'exif3_420_q85', 'cmyk_q90',
-    'png_exif6', 'png_rawprofile8', 'webp_lossless_exif6', 'webp_lossy_exif5'])
+    'png_exif6', 'png_rawprofile8', 'webp_lossless_exif6', 'webp_lossy_exif5', 'webp_lossy_simple', 'webp_lossless_simple', 'gif_palette_trns'])
     assert.ok(names.includes(n), n);
 });
 
@@ -65,7 +67,7 @@ async function expectErr(bytes: Uint8Array, re: RegExp): Promise<void> {
 test('refused like PIL refuses them: truncated data, decompression bombs, 12-bit samples; corrupt tables', async () => {
   const whole = file('baseline_420_q90');
   await expectErr(whole.subarray(0, Math.floor(whole.length * 0.6)), /^cannot decode image x\.jpg: truncated JPEG .*download or export it again$/);
-  const side = Math.ceil(Math.sqrt(JPEG_MAX_PIXELS)) + 1; // just over the limit
+  const side = Math.ceil(Math.sqrt(MAX_PIXELS)) + 1; // just over the limit
   const bomb = patchFrame('baseline_420_q90', (b, p) => {
     b[p + 5] = side >> 8; b[p + 6] = side & 255; b[p + 7] = side >> 8; b[p + 8] = side & 255;
   });
@@ -79,4 +81,28 @@ test('refused like PIL refuses them: truncated data, decompression bombs, 12-bit
   for (let i = dht + 5; i < dht + 2 + ((bad[dht + 2]! << 8) | bad[dht + 3]!); i++) bad[i] = 0xff;
   await expectErr(bad, /^cannot decode image x\.jpg: corrupt or unsupported JPEG/);
   assert.equal((await decodeImage(whole, 'ok.jpg')).width, 61);
+});
+
+test('PNG, GIF and WebP header sizes, read before decoding, are the sizes PIL reports', () => {
+  for (const name of names) {
+    const b = file(name);
+    const format = sniffFormat(b);
+    if (format === 'jpeg') continue;
+    assert.deepEqual(headerSize(b, format!), meta.cases[name]!.stored, meta.cases[name]!.file);
+  }
+});
+
+test('a PNG, GIF or WebP over PIL\'s pixel limit is refused from its header, before any decoding', async () => {
+  const side = Math.ceil(Math.sqrt(MAX_PIXELS)) + 1;
+  const png = file('png_exif6');
+  for (const at of [16, 20]) png.set([0, 0, side >> 8, side & 255], at); // IHDR width, height (the CRC no longer matters)
+  const gif = file('gif_palette_trns');
+  gif.set([side & 255, side >> 8, side & 255, side >> 8], 6); // logical screen
+  const webp = file('webp_lossy_exif5'); // VP8X: canvas width - 1, height - 1 (24-bit little-endian)
+  webp.set([(side - 1) & 255, (side - 1) >> 8, 0, (side - 1) & 255, (side - 1) >> 8, 0], 24);
+  for (const b of [png, gif, webp]) {
+    const t0 = performance.now();
+    await expectErr(b, new RegExp(`^cannot decode image x\\.jpg: ${side}x${side} = 178,997,641 pixels, over the 178,956,970 PIL also refuses`));
+    assert.ok(performance.now() - t0 < 1000);
+  }
 });

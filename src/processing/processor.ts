@@ -196,9 +196,10 @@ export class Processor {
     const where = (i: number) => (samples.length > 1 ? `batch sample ${i}: ` : '');
     samples.forEach((s, i) => checkMediaCount(s, where(i)));
     const cfg = this.imageConfigFor(opts);
-    const anyImages = samples.some((s) => (s.images?.length ?? 0) > 0);
-    const images = anyImages ? processImages(samples.map((s) => [...((s.images ?? []) as RgbImage[])]), cfg) : null;
-    const grids: ImageGrid[][] = images ? images.grids : samples.map(() => []);
+    // the split grids follow from the image sizes alone: the prompts are built, and their length checked, before
+    // any pixel is resized (a prompt over the context with many large images fails at once, not after seconds
+    // of resizing and hundreds of MB of tiles)
+    const grids: ImageGrid[][] = samples.map((s) => ((s.images ?? []) as readonly RgbImage[]).map((im) => imageGridForSize(im.width, im.height, cfg)));
 
     const prompts = samples.map((s, i) => {
       try {
@@ -225,6 +226,9 @@ export class Processor {
       });
     }
 
+    const anyImages = samples.some((s) => (s.images?.length ?? 0) > 0);
+    const images = anyImages ? processImages(samples.map((s) => [...((s.images ?? []) as RgbImage[])]), cfg) : null;
+    if (images && JSON.stringify(images.grids) !== JSON.stringify(grids)) throw new Error('vlmkit internal: image grids differ from imageGridForSize');
     const padding = opts.padding ?? 'left';
     const padded = padBatch(prompts.map((p) => p.inputIds), { side: padding, padId: this.prompt.padId() });
     const B = padded.batchSize;

@@ -100,6 +100,11 @@ describe('Processor', () => {
     const enc = await small.encode({ messages: [userMessage('Describe.', 1)], images: [img('big_300x410.png')] }, { doImageSplitting: false });
     assert.ok(enc.seqLen <= 50);
     enc.dispose();
+    // checked before any pixel is resized: 40 photos of 2048x2048 fail at once (resizing them takes seconds)
+    const photo = { width: 2048, height: 2048, data: new Uint8Array(2048 * 2048 * 3).fill(90) };
+    const t0 = performance.now();
+    assert.throws(() => small.encodeDecoded([{ messages: [userMessage('Compare.', 40)], images: Array(40).fill(photo) }]), /context is 50/);
+    assert.ok(performance.now() - t0 < 300, `${performance.now() - t0} ms`);
   });
 
   it('imageGridForSize agrees with the image processor for every fixture image and some sizes', async () => {

@@ -14,7 +14,6 @@ import { MAX_PIXELS, tooManyPixels } from './size.js';
 /** A reason a JPEG cannot be decoded, worded to follow "cannot decode image NAME: ". */
 export class JpegError extends Error {}
 
-
 export interface JpegFrame {
   width: number;
   height: number;

@@ -14,7 +14,7 @@ import { PNG } from 'pngjs';
 import { GifReader } from 'omggif';
 import { VlmkitError } from '../errors.js';
 import { applyOrientation, readJpegOrientation, readPngOrientation, readWebpOrientation } from './exif.js';
-import { JpegError, decodeJpegRgba } from './jpeg.js';
+import { JpegError, decodeJpegRgba, readJpegFrame } from './jpeg.js';
 import { headerSize, tooManyPixels } from './size.js';
 
 /** 8-bit RGB, row-major, 3 bytes per pixel. */
@@ -223,11 +223,33 @@ export async function decodeImage(bytes: Uint8Array, name: string, opts: DecodeO
 
 /** Reads and decodes an image file. */
 export async function loadImage(path: string, opts: DecodeOptions = {}): Promise<RgbImage> {
-  let bytes: Uint8Array;
+  return decodeImage(await readImageFile(path), path, opts);
+}
+
+/** The bytes of an image file (E_IMAGE naming it when it cannot be read). */
+export async function readImageFile(path: string): Promise<Uint8Array> {
   try {
-    bytes = await readFile(path);
+    return await readFile(path);
   } catch (e) {
     throw new VlmkitError('E_IMAGE', `cannot read image ${path}: ${(e as NodeJS.ErrnoException).code ?? e}; check the path`);
   }
-  return decodeImage(bytes, path, opts);
+}
+
+/** The [width, height] decodeImage will give (EXIF orientation applied), read from the header; null when unknown. */
+export function predictImageSize(bytes: Uint8Array): [number, number] | null {
+  const format = sniffFormat(bytes);
+  if (!format) return null;
+  let size: [number, number] | null;
+  let orientation = 1;
+  if (format === 'jpeg') {
+    const f = readJpegFrame(bytes);
+    size = f && f.width > 0 && f.height > 0 ? [f.width, f.height] : null;
+    orientation = readJpegOrientation(bytes);
+  } else {
+    size = headerSize(bytes, format);
+    if (format === 'png') orientation = readPngOrientation(bytes);
+    if (format === 'webp') orientation = readWebpOrientation(bytes);
+  }
+  if (!size || size[0] < 1 || size[1] < 1) return null;
+  return orientation >= 5 ? [size[1], size[0]] : size;
 }

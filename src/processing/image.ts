@@ -11,7 +11,7 @@ import { cropRgb, resizePil } from './resample.js';
 import type { RgbImage } from './decode.js';
 
 export type { RgbImage, AlphaMode, DecodeOptions } from './decode.js';
-export { decodeImage, loadImage, compositeOnWhite } from './decode.js';
+export { decodeImage, loadImage, compositeOnWhite, predictImageSize, readImageFile } from './decode.js';
 export { resizePil, Resampling } from './resample.js';
 
 export interface ImageProcessorConfig {

@@ -9,8 +9,9 @@ import type { Tensor } from '../engine/tensor.js';
 import { countMedia, type ChatMessage, type ContentPart } from './chat-template.js';
 import {
   decodeImage,
-  loadImage,
   loadImageProcessorConfig,
+  predictImageSize,
+  readImageFile,
   longestEdgeSize,
   processImages,
   visionEncoderSize,
@@ -122,6 +123,13 @@ export function userMessage(question: string, imageCount: number): ChatMessage {
   return { role: 'user', content };
 }
 
+/** An image input after its file is read: encoded bytes (with a name for errors) or an already decoded image. */
+interface ReadImage {
+  bytes?: Uint8Array;
+  name?: string;
+  image?: RgbImage;
+}
+
 function isRgb(x: ImageInput): x is RgbImage {
   return typeof x === 'object' && !(x instanceof Uint8Array) && typeof (x as RgbImage).width === 'number';
 }
@@ -163,20 +171,29 @@ export class Processor {
 
   /** Decodes images given as paths or bytes (E_IMAGE names the file on failure). */
   async loadImages(images: readonly ImageInput[]): Promise<RgbImage[]> {
-    const alpha = this.options.alpha ?? 'drop';
+    return this.decodeImages(await this.readImages(images));
+  }
+
+  /** Reads image files, checks decoded images; bytes and decoded images pass as they are. */
+  private readImages(images: readonly ImageInput[]): Promise<ReadImage[]> {
     return Promise.all(
-      images.map((im, i) => {
-        if (typeof im === 'string') return loadImage(im, { alpha });
-        if (im instanceof Uint8Array) return decodeImage(im, `image ${i}`, { alpha });
+      images.map(async (im, i): Promise<ReadImage> => {
+        if (typeof im === 'string') return { bytes: await readImageFile(im), name: im };
+        if (im instanceof Uint8Array) return { bytes: im, name: `image ${i}` };
         if (isRgb(im)) {
           if (im.data.length !== im.width * im.height * 3) {
             throw new VlmkitError('E_IMAGE', `image ${i}: RGB data of ${im.data.length} bytes does not fit ${im.width}x${im.height}x3`);
           }
-          return Promise.resolve(im);
+          return { image: im };
         }
         throw new VlmkitError('E_IMAGE', `image ${i} is neither a path, bytes nor {width, height, data}; pass a file path`);
       }),
     );
+  }
+
+  private decodeImages(images: readonly ReadImage[]): Promise<RgbImage[]> {
+    const alpha = this.options.alpha ?? 'drop';
+    return Promise.all(images.map((r) => r.image ?? decodeImage(r.bytes!, r.name!, { alpha })));
   }
 
   /** One sample (a batch of one). */
@@ -186,21 +203,26 @@ export class Processor {
 
   /** Several samples, each with its own images, padded to one length (left by default). */
   async encodeBatch(samples: readonly ProcessorSample[], opts: EncodeOptions = {}): Promise<EncodedBatch> {
-    const decoded = await Promise.all(samples.map((s) => this.loadImages(s.images ?? [])));
+    const read = await Promise.all(samples.map((s) => this.readImages(s.images ?? [])));
+    // The prompts' lengths follow from the image sizes their headers give: a batch over the context fails
+    // before any image is decoded (many large images would otherwise cost seconds and GBs first).
+    const sizes = read.map((list) => list.map((r) => (r.image ? [r.image.width, r.image.height] as [number, number] : predictImageSize(r.bytes!))));
+    if (this.options.maxLength !== undefined && sizes.every((l) => l.every((x) => x !== null)))
+      this.buildPrompts(samples, sizes as [number, number][][], opts);
+    const decoded = await Promise.all(read.map((list) => this.decodeImages(list)));
     return this.encodeDecoded(samples.map((s, i) => ({ ...s, images: decoded[i]! })), opts);
   }
 
-  /** Like encodeBatch, with images already decoded (synchronous). */
-  encodeDecoded(samples: readonly (ProcessorSample & { images?: readonly RgbImage[] })[], opts: EncodeOptions = {}): EncodedBatch {
+  /**
+   * The prompts of a batch with images of these sizes (the split grids follow from sizes alone), checked against
+   * the context: E_CONTEXT when one is longer.
+   */
+  private buildPrompts(samples: readonly ProcessorSample[], sizes: readonly (readonly [number, number])[][], opts: EncodeOptions): { prompts: BuiltPrompt[]; grids: ImageGrid[][] } {
     if (samples.length === 0) throw mediaError('nothing to encode: the batch is empty');
     const where = (i: number) => (samples.length > 1 ? `batch sample ${i}: ` : '');
     samples.forEach((s, i) => checkMediaCount(s, where(i)));
     const cfg = this.imageConfigFor(opts);
-    // the split grids follow from the image sizes alone: the prompts are built, and their length checked, before
-    // any pixel is resized (a prompt over the context with many large images fails at once, not after seconds
-    // of resizing and hundreds of MB of tiles)
-    const grids: ImageGrid[][] = samples.map((s) => ((s.images ?? []) as readonly RgbImage[]).map((im) => imageGridForSize(im.width, im.height, cfg)));
-
+    const grids: ImageGrid[][] = sizes.map((l) => l.map(([w, h]) => imageGridForSize(w, h, cfg)));
     const prompts = samples.map((s, i) => {
       try {
         if (s.messages !== undefined && s.text !== undefined) throw mediaError('give messages or text, not both');
@@ -225,7 +247,14 @@ export class Processor {
         }
       });
     }
+    return { prompts, grids };
+  }
 
+  /** Like encodeBatch, with images already decoded (synchronous). */
+  encodeDecoded(samples: readonly (ProcessorSample & { images?: readonly RgbImage[] })[], opts: EncodeOptions = {}): EncodedBatch {
+    // prompts first, from the image sizes: a prompt over the context fails before any pixel is resized
+    const { prompts, grids } = this.buildPrompts(samples, samples.map((s) => ((s.images ?? []) as readonly RgbImage[]).map((im) => [im.width, im.height] as const)), opts);
+    const cfg = this.imageConfigFor(opts);
     const anyImages = samples.some((s) => (s.images?.length ?? 0) > 0);
     const images = anyImages ? processImages(samples.map((s) => [...((s.images ?? []) as RgbImage[])]), cfg) : null;
     if (images && JSON.stringify(images.grids) !== JSON.stringify(grids)) throw new Error('vlmkit internal: image grids differ from imageGridForSize');

@@ -3,12 +3,12 @@
 // for a placeholder/image mismatch and a prompt longer than the context.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VlmkitError } from '../../src/errors.js';
 import { Processor, checkMediaCount, imageGridForSize, userMessage } from '../../src/processing/processor.js';
-import { loadImage, processImages } from '../../src/processing/image.js';
+import { decodeImage, loadImage, predictImageSize, processImages } from '../../src/processing/image.js';
 import { ParityCase } from '../../src/parity/case.js';
 
 const REF = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'reference');
@@ -105,6 +105,27 @@ describe('Processor', () => {
     const t0 = performance.now();
     assert.throws(() => small.encodeDecoded([{ messages: [userMessage('Compare.', 40)], images: Array(40).fill(photo) }]), /context is 50/);
     assert.ok(performance.now() - t0 < 300, `${performance.now() - t0} ms`);
+    // given as files, before any is decoded: the sizes come from their headers (this PNG's header claims
+    // 2048x2048 and no longer matches its checksum, so decoding it would fail as corrupt)
+    const png = new Uint8Array(readFileSync(img('wide_90x150.png')));
+    png.set([0, 0, 8, 0, 0, 0, 8, 0], 16);
+    await assert.rejects(small.encode({ messages: [userMessage('Compare.', 3)], images: [png, png, png] }), /context is 50/);
+    await assert.rejects(p.encode({ messages: [userMessage('Compare.', 1)], images: [png] }), /corrupt or truncated PNG/);
+  });
+
+  it('predictImageSize reads from headers the size decoding gives, EXIF orientation included', async () => {
+    const dirs = [join(REF, 'images'), join(REF, '..', 'decode')];
+    let n = 0;
+    for (const d of dirs) {
+      for (const f of readdirSync(d).filter((f) => /\.(png|jpg|webp|gif)$/.test(f))) {
+        const bytes = new Uint8Array(readFileSync(join(d, f)));
+        const im = await decodeImage(bytes, f);
+        assert.deepEqual(predictImageSize(bytes), [im.width, im.height], f);
+        n++;
+      }
+    }
+    assert.ok(n >= 30, `${n} files`);
+    assert.equal(predictImageSize(new TextEncoder().encode('not an image')), null);
   });
 
   it('imageGridForSize agrees with the image processor for every fixture image and some sizes', async () => {

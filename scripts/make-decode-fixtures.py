@@ -75,3 +75,23 @@ for file, (im, kw) in files.items():
 with open(f"{OUT}/cases.json", "w") as f:
     json.dump(meta, f, indent=1)
     f.write("\n")
+
+
+# Resampling at real sizes (the reference cases only hold tiny images): a pattern both sides can compute, resized
+# by PIL; the outputs are recorded as SHA-256 digests of their RGB bytes (megabytes each otherwise).
+def pattern(w, h):
+    """pixel (x, y) = ((x*7 + y*13) ^ (x*y)) & 255, ((x*x + 3*y) >> 2) & 255, (x + 2*y + (x*y >> 5)) & 255"""
+    y, x = np.mgrid[0:h, 0:w].astype(np.int64)
+    return Image.fromarray(np.stack([((x * 7 + y * 13) ^ (x * y)) & 255, ((x * x + 3 * y) >> 2) & 255, (x + 2 * y + ((x * y) >> 5)) & 255], -1).astype(np.uint8))
+
+
+import hashlib
+
+src = pattern(1500, 1100)
+resized = []
+for w, h, resample in [(2048, 1502, 1), (512, 376, 1), (1536, 1127, 3), (300, 220, 3), (2048, 2048, 1), (1024, 751, 1)]:
+    out = np.ascontiguousarray(np.asarray(src.resize((w, h), resample=resample)))
+    resized.append({"width": w, "height": h, "resample": resample, "sha256": hashlib.sha256(out.tobytes()).hexdigest()})
+with open(f"{OUT}/resize.json", "w") as f:
+    json.dump({"pillow": PIL.__version__, "source": [1500, 1100], "cases": resized}, f, indent=1)
+    f.write("\n")

@@ -12,7 +12,9 @@ export function parsing<T>(usage: string, fn: () => T): T {
   try {
     return fn();
   } catch (e) {
-    throw argError(`${(e as Error).message.replace(/\.$/, '')}\n${usage}`);
+    // node's messages may put the fix on a second line ("... is ambiguous.\nTo specify ... use '--x=-1'"): keep
+    // it on the first, the one line a user error prints
+    throw argError(`${(e as Error).message.replace(/\s*\n\s*/g, ' ').replace(/\.$/, '')}\n${usage}`);
   }
 }
 

@@ -178,6 +178,8 @@ describe('vlmkit bad input', () => {
   it('bad flags and values', async () => {
     assertUserError(await vlmkit(['ask', '--model', MODEL, '--top-p', '2', 'hi']), /--top-p/);
     assertUserError(await vlmkit(['ask', '--model', MODEL, '--longest-edge', '1.5', 'hi']), /--longest-edge takes a whole number of pixels/);
+    // node's own message puts the fix on later lines: it stays on the one line printed
+    assertUserError(await vlmkit(['ask', '--model', MODEL, '--temperature', '-1', 'hi']), /ambiguous.*use '--temperature=-XYZ'/);
     assertUserError(await vlmkit(['ask', '--model', MODEL, '--frobnicate', 'hi']), /frobnicate/);
     assertUserError(await vlmkit(['ask', 'hi']), /--model/);
     assertUserError(await vlmkit(['launch']), /unknown command/);

@@ -37,13 +37,15 @@ export interface CheckpointTensorInfo {
 
 /** Throws a VlmkitError('E_MODEL_DIR') unless `dir` is an existing directory. */
 export function assertModelDir(dir: string): void {
-  let ok = false;
+  let isDir: boolean | null = null; // null: nothing there
   try {
-    ok = statSync(dir).isDirectory();
+    isDir = statSync(dir).isDirectory();
   } catch {
-    ok = false;
+    isDir = null;
   }
-  if (!ok) throw new VlmkitError('E_MODEL_DIR', `model directory ${dir} does not exist; give the path of a downloaded Hugging Face checkpoint (the folder with config.json and *.safetensors)`);
+  if (isDir) return;
+  const what = isDir === null ? 'does not exist' : 'is a file, not a directory';
+  throw new VlmkitError('E_MODEL_DIR', `model directory ${dir} ${what}; give the path of a downloaded Hugging Face checkpoint (the folder with config.json and *.safetensors)`);
 }
 
 /**

@@ -146,6 +146,7 @@ describe('vlmkit tokens / info / chat', () => {
 describe('vlmkit bad input', () => {
   it('missing model directory', async () => {
     assertUserError(await vlmkit(['ask', '--model', join(tmp, 'nope'), 'hi']), /does not exist/);
+    assertUserError(await vlmkit(['ask', '--model', join(ROOT, 'README.md'), 'hi']), /README\.md is a file, not a directory; give the path/);
   });
 
   it('unsupported model_type lists the supported ones', async () => {

@@ -7,6 +7,7 @@ python3-numpy; /usr/bin/python3 scripts/make-decode-fixtures.py). Only the test 
 this script at run time.
 """
 import json
+import struct
 
 import numpy as np
 import PIL
@@ -64,6 +65,51 @@ other = {  # PIL's exif_transpose reads orientation from PNG and WebP too
     "gif_palette_trns.gif": (odd.quantize(48), dict(transparency=7)),
 }
 meta = {"pillow": PIL.__version__, "libjpeg_turbo": features.version("libjpeg_turbo"), "libwebp": features.version("webp"), "cases": {}}
+
+
+def lzw(indices, min_code=2):
+    """GIF LZW data that never grows its code size: a clear code before every 2**min_code - 2 codes."""
+    clear, eoi, size = 1 << min_code, (1 << min_code) + 1, min_code + 1
+    bits = nbits = 0
+    out = bytearray()
+
+    def emit(c):
+        nonlocal bits, nbits
+        bits |= c << nbits
+        nbits += size
+        while nbits >= 8:
+            out.append(bits & 255)
+            bits >>= 8
+            nbits -= 8
+
+    emit(clear)
+    for i, v in enumerate(indices):
+        if i and i % ((1 << min_code) - 2) == 0:
+            emit(clear)
+        emit(v)
+    emit(eoi)
+    if nbits:
+        out.append(bits & 255)
+    return bytes(out)
+
+
+def offset_gif(path, transparency):
+    """An 8x8 screen whose only frame is 4x4 at (2, 2): PIL fills the rest with the transparency index, else 0."""
+    g = bytearray(b"GIF89a" + struct.pack("<HH", 8, 8) + bytes([0xF1, 1, 0]) + bytes([255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 0]))
+    if transparency is not None:
+        g += bytes([0x21, 0xF9, 4, 1, 0, 0, transparency, 0])
+    data = lzw([(i * 3) % 4 for i in range(16)])
+    g += b"\x2c" + struct.pack("<HHHH", 2, 2, 4, 4) + b"\x00" + bytes([2, len(data)]) + data + b"\x00\x3b"
+    with open(path, "wb") as f:
+        f.write(g)
+
+
+def white(im):
+    """transformers 4.x's convert_to_rgb: RGBA composited over white."""
+    rgba = im.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255)), rgba).convert("RGB")
+
+
 files = {f"{name}.jpg": v for name, v in cases.items()} | other
 for file, (im, kw) in files.items():
     im.save(f"{OUT}/{file}", **kw)
@@ -72,6 +118,11 @@ for file, (im, kw) in files.items():
     got.save(f"{OUT}/{name}.rgb.png")
     stored = Image.open(f"{OUT}/{file}").size  # before exif_transpose: what the file's header says
     meta["cases"][name] = {"file": file, "stored": list(stored), "size": list(got.size), "save": {k: v for k, v in kw.items() if k not in ("exif", "pnginfo")}}
+for name, transparency in [("gif_offset_frame", None), ("gif_offset_frame_trns2", 2)]:
+    offset_gif(f"{OUT}/{name}.gif", transparency)
+    ImageOps.exif_transpose(Image.open(f"{OUT}/{name}.gif")).convert("RGB").save(f"{OUT}/{name}.rgb.png")
+    white(Image.open(f"{OUT}/{name}.gif")).save(f"{OUT}/{name}.white.png")
+    meta["cases"][name] = {"file": f"{name}.gif", "stored": [8, 8], "size": [8, 8], "white": True}
 with open(f"{OUT}/cases.json", "w") as f:
     json.dump(meta, f, indent=1)
     f.write("\n")

@@ -160,10 +160,19 @@ function decodeGif(bytes: Uint8Array, name: string, alpha: AlphaMode): RgbImage 
     if (r.numFrames() < 1) throw new Error('no frames');
     width = r.width;
     height = r.height;
-    rgba = new Uint8Array(width * height * 4); // pixels outside the first frame stay transparent
+    rgba = new Uint8Array(width * height * 4);
+    const info = r.frameInfo(0);
+    // Outside a first frame smaller than the screen, PIL's canvas holds the transparency index, else index 0,
+    // shown in the frame's palette (transparent where it is the transparency index)
+    const fill = info.transparent_index ?? 0;
+    if (info.x > 0 || info.y > 0 || info.width < width || info.height < height) {
+      const at = info.palette_offset !== null && fill < (info.palette_size ?? 0) ? info.palette_offset + 3 * fill : -1;
+      const c = at >= 0 ? [bytes[at]!, bytes[at + 1]!, bytes[at + 2]!, fill === info.transparent_index ? 0 : 255] : [0, 0, 0, 255];
+      for (let i = 0; i < rgba.length; i += 4) rgba.set(c, i);
+    }
     // PIL's P -> RGB shows the transparent index's palette colour; omggif would skip those pixels. frameInfo
     // returns omggif's own frame record, so clearing its transparent index makes it write the colour.
-    if (alpha === 'drop') r.frameInfo(0).transparent_index = null;
+    if (alpha === 'drop') info.transparent_index = null;
     r.decodeAndBlitFrameRGBA(0, rgba);
   } catch (e) {
     throw fail(name, `corrupt GIF (${(e as Error).message}); ${FIX}`);

@@ -34,6 +34,8 @@ def exif(orientation):
 
 
 odd, even = photo(61, 43, 1), photo(64, 48, 2)
+translucent = even.convert("RGBA")
+translucent.putalpha(Image.fromarray((np.mgrid[0:48, 0:64][1] * 4).astype(np.uint8)))
 cases = {
     "baseline_420_q90": (odd, dict(quality=90)),
     "baseline_444_q95": (even, dict(quality=95, subsampling=0)),
@@ -63,6 +65,9 @@ other = {  # PIL's exif_transpose reads orientation from PNG and WebP too
     "webp_lossy_simple.webp": (odd, dict(quality=75)),  # plain VP8 / VP8L files (no extended header)
     "webp_lossless_simple.webp": (even, dict(lossless=True)),
     "gif_palette_trns.gif": (odd.quantize(48), dict(transparency=7)),
+    # animations: PIL shows the first frame (libwebp's still decoder refuses an animated file)
+    "webp_anim_lossless.webp": (odd, dict(save_all=True, append_images=[odd.rotate(90)], duration=100, lossless=True)),
+    "webp_anim_lossy_alpha.webp": (translucent, dict(save_all=True, append_images=[translucent.rotate(90)], duration=100, quality=80)),
 }
 meta = {"pillow": PIL.__version__, "libjpeg_turbo": features.version("libjpeg_turbo"), "libwebp": features.version("webp"), "cases": {}}
 
@@ -117,7 +122,10 @@ for file, (im, kw) in files.items():
     got = ImageOps.exif_transpose(Image.open(f"{OUT}/{file}")).convert("RGB")
     got.save(f"{OUT}/{name}.rgb.png")
     stored = Image.open(f"{OUT}/{file}").size  # before exif_transpose: what the file's header says
-    meta["cases"][name] = {"file": file, "stored": list(stored), "size": list(got.size), "save": {k: v for k, v in kw.items() if k not in ("exif", "pnginfo")}}
+    meta["cases"][name] = {"file": file, "stored": list(stored), "size": list(got.size), "save": {k: v for k, v in kw.items() if k not in ("exif", "pnginfo", "append_images")}}
+    if "A" in Image.open(f"{OUT}/{file}").mode:
+        white(Image.open(f"{OUT}/{file}")).save(f"{OUT}/{name}.white.png")
+        meta["cases"][name]["white"] = True
 for name, transparency in [("gif_offset_frame", None), ("gif_offset_frame_trns2", 2)]:
     offset_gif(f"{OUT}/{name}.gif", transparency)
     ImageOps.exif_transpose(Image.open(f"{OUT}/{name}.gif")).convert("RGB").save(f"{OUT}/{name}.rgb.png")

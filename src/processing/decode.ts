@@ -6,16 +6,16 @@
 //    (transformers 5.17) were made this way: compositing would miss their RGBA case by up to 1.0.
 //  - 'white': transformers 4.x's Idefics3 convert_to_rgb converts to RGBA (honouring tRNS colour keys) and
 //    alpha-composites over opaque white with PIL's integer formula (AlphaComposite.c), as SmolVLM was trained.
-// PNG (pngjs), JPEG (mozjpeg via @jsquash/jpeg, wasm: see jpeg.ts), GIF first frame (omggif), WebP (@jsquash/webp, wasm).
-import { readFileSync } from 'node:fs';
+// PNG (pngjs), JPEG (mozjpeg via @jsquash/jpeg, wasm: see jpeg.ts), GIF first frame (omggif), WebP (libwebp via
+// @jsquash/webp, wasm; the first frame of an animation: see webp.ts).
 import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { PNG } from 'pngjs';
 import { GifReader } from 'omggif';
 import { VlmkitError } from '../errors.js';
 import { applyOrientation, readJpegOrientation, readPngOrientation, readWebpOrientation } from './exif.js';
 import { JpegError, decodeJpegRgba, readJpegFrame } from './jpeg.js';
 import { headerSize, tooManyPixels } from './size.js';
+import { WebpError, decodeWebpRgba } from './webp.js';
 
 /** 8-bit RGB, row-major, 3 bytes per pixel. */
 export interface RgbImage {
@@ -180,33 +180,13 @@ function decodeGif(bytes: Uint8Array, name: string, alpha: AlphaMode): RgbImage 
   return toRgb(rgba, width, height, alpha);
 }
 
-// @jsquash/webp fetches its wasm by URL, which Node's fetch cannot do for file: URLs; we read the binary from
-// disk once and hand it to the emscripten module (its `wasmBinary` option).
-interface WebpModule {
-  init(opts: { wasmBinary: Uint8Array }): Promise<void>;
-  default(b: ArrayBuffer): Promise<{ width: number; height: number; data: Uint8ClampedArray }>;
-}
-let webpDecoder: Promise<WebpModule['default']> | null = null;
-function getWebpDecoder(): Promise<WebpModule['default']> {
-  webpDecoder ??= (async () => {
-    const mod = (await import('@jsquash/webp/decode.js')) as unknown as WebpModule;
-    const require = createRequire(import.meta.url);
-    await mod.init({ wasmBinary: readFileSync(require.resolve('@jsquash/webp/codec/dec/webp_dec.wasm')) });
-    return mod.default;
-  })();
-  return webpDecoder;
-}
-
 async function decodeWebp(bytes: Uint8Array, name: string, alpha: AlphaMode): Promise<RgbImage> {
-  const decode = await getWebpDecoder();
   let img;
   try {
-    // an exact-size copy: a Buffer's .buffer may be a shared pool, and its .slice() does not copy
-    const copy = new Uint8Array(bytes.byteLength);
-    copy.set(bytes);
-    img = await decode(copy.buffer);
+    img = await decodeWebpRgba(bytes);
   } catch (e) {
-    throw fail(name, `corrupt or unsupported WebP (${(e as Error).message}); re-export it as PNG or JPEG`);
+    if (e instanceof WebpError) throw fail(name, e.message);
+    throw e;
   }
   return applyOrientation(toRgb(img.data, img.width, img.height, alpha), readWebpOrientation(bytes));
 }

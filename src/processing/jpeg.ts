@@ -4,7 +4,8 @@
 // pixels equal Pillow's byte for byte (test/fixtures/decode). jpeg-js, a pure-JS decoder, replicates chroma
 // samples instead and was up to 124 levels off on 4:2:0 photos (most cameras' and encoders' default).
 // CMYK/YCCK files, which this build of mozjpeg cannot convert, go through jpeg-js (within 1 level of PIL's
-// CMYK -> RGB on the fixture). Like PIL, a file whose data ends before the image does is refused, and so is an
+// CMYK -> RGB on the fixture). Rarer layouts: 4:4:0 (vertical-only subsampling, made by cjpeg -sample 1x2) came
+// within 2 levels of PIL's, 4:1:1 and restart intervals equal; arithmetic-coded files are refused. Like PIL, a file whose data ends before the image does is refused, and so is an
 // image over PIL's decompression-bomb limit (which also keeps the decoder inside its 2 GB wasm heap).
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -23,6 +24,8 @@ export interface JpegFrame {
   precision: number;
   /** offset of the first start-of-scan marker (entropy-coded data follows its header) */
   scanAt: number;
+  /** the SOFn marker: C0/C1 baseline/extended, C2 progressive, C3 lossless, C9-CF arithmetic-coded variants */
+  sof: number;
 }
 
 // SOFn markers: C0-C3, C5-C7, C9-CB, CD-CF (C4 = DHT, C8 = JPG, CC = DAC are not frames)
@@ -43,7 +46,7 @@ export function readJpegFrame(b: Uint8Array): JpegFrame | null {
     if (m === 0xda) return frame ? { ...frame, scanAt: p } : null;
     if (isSof(m) && !frame) {
       if (len < 8 || p + 10 > b.length) return null;
-      frame = { precision: b[p + 4]!, height: (b[p + 5]! << 8) | b[p + 6]!, width: (b[p + 7]! << 8) | b[p + 8]!, components: b[p + 9]! };
+      frame = { sof: m, precision: b[p + 4]!, height: (b[p + 5]! << 8) | b[p + 6]!, width: (b[p + 7]! << 8) | b[p + 8]!, components: b[p + 9]! };
     }
     p += 2 + len;
   }
@@ -83,6 +86,10 @@ export async function decodeJpegRgba(bytes: Uint8Array): Promise<{ width: number
   if (!frame || frame.width === 0 || frame.height === 0) throw new JpegError('corrupt or truncated JPEG (no readable frame header)');
   const big = tooManyPixels(frame.width, frame.height);
   if (big) throw new JpegError(big);
+  // (PIL's libjpeg-turbo 2.x reads neither lossless JPEG; this mozjpeg build has no arithmetic decoder)
+  if (frame.sof === 0xc3 || frame.sof === 0xc7 || frame.sof === 0xcb || frame.sof === 0xcf)
+    throw new JpegError('lossless JPEG is not supported (PIL cannot read it either); re-save it as a baseline JPEG or PNG');
+  if (frame.sof >= 0xc9) throw new JpegError('arithmetic-coded JPEG is not supported; re-save it as a baseline (Huffman-coded) JPEG or PNG');
   if (frame.precision !== 8) throw new JpegError(`${frame.precision}-bit JPEG samples are not supported (PIL reads 8-bit only); re-save it as an 8-bit JPEG or PNG`);
   if (!hasEndOfImage(bytes, frame.scanAt)) throw new JpegError('truncated JPEG (its data ends before the image does); download or export it again');
   if (frame.components === 4) {

@@ -85,6 +85,8 @@ test('refused like PIL refuses them: truncated data, decompression bombs, 12-bit
   await expectErr(bomb, /^cannot decode image x\.jpg: 13379x13379 = 178,997,641 pixels, over the 178,956,970 PIL also refuses .*; downscale it$/);
   assert.ok(performance.now() - t0 < 1000, 'refused from the header, without decoding');
   await expectErr(patchFrame('baseline_420_q90', (b, p) => void (b[p + 4] = 12)), /12-bit JPEG samples are not supported/);
+  await expectErr(patchFrame('baseline_420_q90', (b, p) => void (b[p + 1] = 0xc9)), /arithmetic-coded JPEG is not supported; re-save it as a baseline/);
+  await expectErr(patchFrame('baseline_420_q90', (b, p) => void (b[p + 1] = 0xc3)), /lossless JPEG is not supported/);
   // a Huffman table overwritten with garbage: libjpeg's error becomes a one-line message, and the decoder still works
   const bad = file('baseline_420_q90');
   const dht = bad.findIndex((v, i) => v === 0xff && bad[i + 1] === 0xc4);

@@ -90,7 +90,8 @@ __attribute__((target("avx2,fma,f16c"))) void pack_strip(const void* W, int64_t 
     for (int64_t j = 0; j < kNr; j++) dst[k * kNr + j] = rows[j] ? load1<T>(rows[j], k) : 0.f;
 }
 
-// C tile [mr, nr] (+)= a (kc x 6) · b (kc x 16). first: C = tile (+ bias); else C += tile.
+// C tile [mr, nr] (+)= a (kc x 6) · b (kc x 16). first: C = tile (+ bias); else C += tile. The six rows are written
+// out with twelve named accumulators on purpose: as an array in a loop GCC kept some of them in memory.
 __attribute__((target("avx2,fma"))) void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                                                int64_t mr, int64_t nr, const float* bias, bool first) {
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,

@@ -12,6 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { PNG } from 'pngjs';
 import { GifReader } from 'omggif';
 import { VlmkitError } from '../errors.js';
+import { ascii, pngChunks } from './bytes.js';
 import { applyOrientation, readJpegOrientation, readPngOrientation, readWebpOrientation } from './exif.js';
 import { JpegError, decodeJpegRgba, readJpegFrame } from './jpeg.js';
 import { headerSize, tooManyPixels } from './size.js';
@@ -48,9 +49,6 @@ export function sniffFormat(b: Uint8Array): ImageFormat | null {
   return null;
 }
 
-function ascii(b: Uint8Array, at: number, n: number): string {
-  return String.fromCharCode(...b.subarray(at, at + n));
-}
 
 /**
  * PIL's `Image.alpha_composite(white, rgba).convert("RGB")`: PIL's integer formula with 7 extra bits of
@@ -95,17 +93,9 @@ function toRgb(rgba: Uint8Array | Uint8ClampedArray, width: number, height: numb
   return alpha === 'white' ? compositeOnWhite(rgba, width, height) : rgbaToRgb(rgba, width, height);
 }
 
-/** Removes every chunk of one type from a PNG byte stream (chunk = length, type, data, crc). */
+/** Removes every chunk of one type from a PNG byte stream. */
 function stripPngChunk(b: Uint8Array, type: string): Uint8Array {
-  const parts: Uint8Array[] = [b.subarray(0, 8)];
-  let p = 8;
-  while (p + 12 <= b.length) {
-    const len = ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
-    const end = p + 12 + len;
-    if (ascii(b, p + 4, 4) !== type) parts.push(b.subarray(p, Math.min(end, b.length)));
-    p = end;
-  }
-  return Buffer.concat(parts);
+  return Buffer.concat([b.subarray(0, 8), ...pngChunks(b).filter((c) => c.type !== type).map((c) => c.bytes)]);
 }
 
 function decodePng(bytes: Uint8Array, name: string, alpha: AlphaMode): RgbImage {

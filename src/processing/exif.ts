@@ -4,9 +4,9 @@
 // text chunk), a WebP's EXIF chunk. (PIL also falls back to an XMP tiff:Orientation in some cases, differently
 // across its versions; we do not.)
 import { inflateSync } from 'node:zlib';
+import { ascii, pngChunks, riffChunks } from './bytes.js';
 import type { RgbImage } from './decode.js';
 
-const ascii = (b: Uint8Array, at: number, n: number): string => String.fromCharCode(...b.subarray(at, at + n));
 
 /** Orientation 1..8 from a JPEG's APP1/Exif segment; 1 when absent or unreadable. */
 export function readJpegOrientation(b: Uint8Array): number {
@@ -53,14 +53,10 @@ function pngText(type: string, d: Uint8Array, key: string): string | null {
 export function readPngOrientation(b: Uint8Array): number {
   let raw: Uint8Array | null = null;
   let profile: string | null = null;
-  for (let p = 8; p + 12 <= b.length; ) {
-    const len = ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
-    const type = ascii(b, p + 4, 4);
-    const data = b.subarray(p + 8, Math.min(b.length, p + 8 + len));
-    if (type === 'eXIf') raw = data; // PIL keeps the last; it adds an Exif header that its loader strips again
-    else if (type === 'tEXt' || type === 'zTXt' || type === 'iTXt') profile = pngText(type, data, 'Raw profile type exif') ?? profile;
+  for (const { type, payload } of pngChunks(b)) {
+    if (type === 'eXIf') raw = payload; // PIL keeps the last; it adds an Exif header that its loader strips again
+    else if (type === 'tEXt' || type === 'zTXt' || type === 'iTXt') profile = pngText(type, payload, 'Raw profile type exif') ?? profile;
     else if (type === 'IEND') break;
-    p += 12 + len;
   }
   if (raw) return tiffOrientation(raw);
   if (profile === null) return 1;
@@ -72,12 +68,8 @@ export function readPngOrientation(b: Uint8Array): number {
 
 /** Orientation 1..8 from a WebP's EXIF chunk (extended format); 1 when absent. */
 export function readWebpOrientation(b: Uint8Array): number {
-  for (let p = 12; p + 8 <= b.length; ) {
-    const size = (b[p + 4]! | (b[p + 5]! << 8) | (b[p + 6]! << 16) | (b[p + 7]! << 24)) >>> 0;
-    if (ascii(b, p, 4) === 'EXIF') return exifOrientation(b.subarray(p + 8, Math.min(b.length, p + 8 + size)));
-    p += 8 + size + (size & 1);
-  }
-  return 1;
+  const exif = riffChunks(b, 12).find((c) => c.type === 'EXIF');
+  return exif ? exifOrientation(exif.payload) : 1;
 }
 
 function tiffOrientation(t: Uint8Array): number {

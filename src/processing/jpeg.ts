@@ -7,9 +7,8 @@
 // CMYK -> RGB on the fixture). Rarer layouts: 4:4:0 (vertical-only subsampling, made by cjpeg -sample 1x2) came
 // within 2 levels of PIL's, 4:1:1 and restart intervals equal; arithmetic-coded files are refused. Like PIL, a file whose data ends before the image does is refused, and so is an
 // image over PIL's decompression-bomb limit (which also keeps the decoder inside its 2 GB wasm heap).
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import jpegJs from 'jpeg-js';
+import { jsquashDecoder, ownBuffer } from './bytes.js';
 import { MAX_PIXELS, tooManyPixels } from './size.js';
 
 /** A reason a JPEG cannot be decoded, worded to follow "cannot decode image NAME: ". */
@@ -62,23 +61,8 @@ export function hasEndOfImage(b: Uint8Array, from: number): boolean {
   return false;
 }
 
-interface MozjpegModule {
-  init(opts: { wasmBinary: Uint8Array; print: (s: string) => void; printErr: (s: string) => void }): Promise<void>;
-  default(b: ArrayBuffer, opts: { preserveOrientation: boolean }): Promise<{ width: number; height: number; data: Uint8ClampedArray }>;
-}
-let mozjpeg: Promise<MozjpegModule['default']> | null = null;
-// @jsquash fetches its wasm by URL, which Node's fetch cannot do for file: URLs: we hand it the binary read from
-// disk (emscripten's `wasmBinary`), and silence libjpeg's messages (its errors come back as exceptions).
-function getMozjpeg(): Promise<MozjpegModule['default']> {
-  mozjpeg ??= (async () => {
-    const mod = (await import('@jsquash/jpeg/decode.js')) as unknown as MozjpegModule;
-    const require = createRequire(import.meta.url);
-    const wasmBinary = readFileSync(require.resolve('@jsquash/jpeg/codec/dec/mozjpeg_dec.wasm'));
-    await mod.init({ wasmBinary, print: () => {}, printErr: () => {} });
-    return mod.default;
-  })();
-  return mozjpeg;
-}
+type MozjpegDecode = (b: ArrayBuffer, opts: { preserveOrientation: boolean }) => Promise<{ width: number; height: number; data: Uint8ClampedArray }>;
+const getMozjpeg = jsquashDecoder<MozjpegDecode>('@jsquash/jpeg/decode.js', '@jsquash/jpeg/codec/dec/mozjpeg_dec.wasm');
 
 /** Decodes JPEG bytes to RGBA (EXIF orientation not applied); throws JpegError with the reason. */
 export async function decodeJpegRgba(bytes: Uint8Array): Promise<{ width: number; height: number; data: Uint8Array | Uint8ClampedArray }> {
@@ -100,11 +84,8 @@ export async function decodeJpegRgba(bytes: Uint8Array): Promise<{ width: number
     }
   }
   const decode = await getMozjpeg();
-  // an exact-size copy: a Buffer's .buffer may be a shared pool, and its .slice() does not copy
-  const copy = new Uint8Array(bytes.byteLength);
-  copy.set(bytes);
   try {
-    return await decode(copy.buffer, { preserveOrientation: false });
+    return await decode(ownBuffer(bytes), { preserveOrientation: false });
   } catch {
     throw new JpegError('corrupt or unsupported JPEG (libjpeg could not decode it); re-save it as a baseline JPEG or PNG');
   }

@@ -207,10 +207,13 @@ export class Processor {
     // The prompts' lengths follow from the image sizes their headers give: a batch over the context fails
     // before any image is decoded (many large images would otherwise cost seconds and GBs first).
     const sizes = read.map((list) => list.map((r) => (r.image ? [r.image.width, r.image.height] as [number, number] : predictImageSize(r.bytes!))));
-    if (this.options.maxLength !== undefined && sizes.every((l) => l.every((x) => x !== null)))
-      this.buildPrompts(samples, sizes as [number, number][][], opts);
+    const known = sizes.every((l) => l.every((x) => x !== null));
+    const early = this.options.maxLength !== undefined && known ? this.buildPrompts(samples, sizes as [number, number][][], opts) : null;
     const decoded = await Promise.all(read.map((list) => this.decodeImages(list)));
-    return this.encodeDecoded(samples.map((s, i) => ({ ...s, images: decoded[i]! })), opts);
+    // the prompts built from the headers serve when the decoded sizes are the predicted ones (they always are for
+    // the formats we read; the check keeps a wrong header from mattering)
+    const same = decoded.every((l, i) => l.every((im, j) => im.width === sizes[i]![j]![0] && im.height === sizes[i]![j]![1]));
+    return this.assemble(samples.map((s, i) => ({ ...s, images: decoded[i]! })), opts, early && same ? early : null);
   }
 
   /**
@@ -252,8 +255,13 @@ export class Processor {
 
   /** Like encodeBatch, with images already decoded (synchronous). */
   encodeDecoded(samples: readonly (ProcessorSample & { images?: readonly RgbImage[] })[], opts: EncodeOptions = {}): EncodedBatch {
+    return this.assemble(samples, opts, null);
+  }
+
+  /** encodeDecoded, with the prompts already built for these image sizes when `built` is given. */
+  private assemble(samples: readonly (ProcessorSample & { images?: readonly RgbImage[] })[], opts: EncodeOptions, built: { prompts: BuiltPrompt[]; grids: ImageGrid[][] } | null): EncodedBatch {
     // prompts first, from the image sizes: a prompt over the context fails before any pixel is resized
-    const { prompts, grids } = this.buildPrompts(samples, samples.map((s) => ((s.images ?? []) as readonly RgbImage[]).map((im) => [im.width, im.height] as const)), opts);
+    const { prompts, grids } = built ?? this.buildPrompts(samples, samples.map((s) => ((s.images ?? []) as readonly RgbImage[]).map((im) => [im.width, im.height] as const)), opts);
     const cfg = this.imageConfigFor(opts);
     const anyImages = samples.some((s) => (s.images?.length ?? 0) > 0);
     const images = anyImages ? processImages(samples.map((s) => [...((s.images ?? []) as RgbImage[])]), cfg) : null;

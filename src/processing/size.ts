@@ -1,6 +1,7 @@
 // Image dimensions from a file's header, read before decoding: like PIL's Image.open, an image over twice
 // Image.MAX_IMAGE_PIXELS is refused (DecompressionBombError) instead of decoded. A 1 MB PNG of zeros can claim
 // 20000x20000 pixels: decoding it took 28 s and 5 GB here, and a larger one would exhaust memory.
+import { ascii, u16le, u24le, u32be, u32le } from './bytes.js';
 import type { ImageFormat } from './decode.js';
 
 /** PIL's Image.MAX_IMAGE_PIXELS (89,478,485) x 2: beyond it Image.open raises DecompressionBombError. */
@@ -13,10 +14,6 @@ export function tooManyPixels(width: number, height: number): string | null {
   return `${width}x${height} = ${pixels.toLocaleString('en-US')} pixels, over the ${MAX_PIXELS.toLocaleString('en-US')} PIL also refuses (a decompression-bomb guard); downscale it`;
 }
 
-const u16le = (b: Uint8Array, p: number) => b[p]! | (b[p + 1]! << 8);
-const u24le = (b: Uint8Array, p: number) => b[p]! | (b[p + 1]! << 8) | (b[p + 2]! << 16);
-const u32be = (b: Uint8Array, p: number) => ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
-const ascii = (b: Uint8Array, p: number, n: number) => String.fromCharCode(...b.subarray(p, p + n));
 
 /** [width, height] from a PNG, GIF or WebP header (the size PIL reports), or null when the header is unreadable. */
 export function headerSize(b: Uint8Array, format: Exclude<ImageFormat, 'jpeg'>): [number, number] | null {
@@ -28,7 +25,7 @@ export function headerSize(b: Uint8Array, format: Exclude<ImageFormat, 'jpeg'>):
   if (kind === 'VP8X') return [u24le(b, 24) + 1, u24le(b, 27) + 1];
   if (kind === 'VP8L') {
     if (b[20] !== 0x2f) return null;
-    const bits = (b[21]! | (b[22]! << 8) | (b[23]! << 16) | (b[24]! << 24)) >>> 0;
+    const bits = u32le(b, 21);
     return [(bits & 0x3fff) + 1, ((bits >>> 14) & 0x3fff) + 1];
   }
   if (kind === 'VP8 ') return b[23] === 0x9d && b[24] === 0x01 && b[25] === 0x2a ? [u16le(b, 26) & 0x3fff, u16le(b, 28) & 0x3fff] : null;

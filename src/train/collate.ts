@@ -19,11 +19,6 @@ import type { ImageGrid, PromptBuilder } from '../processing/prompt.js';
 
 export const IGNORE_INDEX = -100;
 
-/** The image processor settings a processor applies (its image options over the checkpoint's). */
-export function effectiveImageConfig(processor: Processor): ImageProcessorConfig {
-  return processor.imageConfigFor();
-}
-
 /** A conversation as token ids, with where each trained assistant reply sits: [start, end) token ranges. */
 export interface EncodedConversation {
   inputIds: number[];
@@ -194,7 +189,7 @@ export class SftCollator {
     if (img === null) throw new VlmkitError('E_TOKENIZER', `the tokenizer of ${processor.dir} has no <image> token; is this a SmolVLM / Idefics3 checkpoint?`);
     this.imageTokenId = img;
     this.padId = processor.prompt.padId();
-    this.imageConfig = effectiveImageConfig(processor);
+    this.imageConfig = processor.imageConfigFor();
     this.options = o;
     this.backend = processor.options.backend;
   }

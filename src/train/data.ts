@@ -16,7 +16,7 @@ import type { ChatMessage, ContentPart } from '../processing/chat-template.js';
 import type { RgbImage } from '../processing/image.js';
 import { type Processor, imageGridForSize } from '../processing/processor.js';
 import type { ImageGrid } from '../processing/prompt.js';
-import { type CollateItem, countTargets, effectiveImageConfig, encodeConversation, labelsFor, truncateConversation } from './collate.js';
+import { type CollateItem, countTargets, encodeConversation, labelsFor, truncateConversation } from './collate.js';
 
 export type SftRowKind = 'messages' | 'prompt-completion';
 
@@ -205,7 +205,7 @@ export class SftDataset {
     const tok = processor.tokenizer;
     const imageTokenId = tok.specialIds.image;
     if (imageTokenId === null) throw new VlmkitError('E_TOKENIZER', `the tokenizer of ${processor.dir} has no <image> token`);
-    const imageConfig = effectiveImageConfig(processor);
+    const imageConfig = processor.imageConfigFor();
     const load = o.loadImage ?? (async (p: string) => (await processor.loadImages([p]))[0]!);
     const examples: SftExample[] = [];
     const skipped: BadRow[] = [];

@@ -139,15 +139,20 @@ export function removeStaleTemps(outDir: string): string[] {
 /**
  * Keeps the newest `keep` checkpoints (0 = keep all). Each old one is first renamed to a temporary name (one
  * atomic step: a kill leaves either the whole checkpoint-N or a temporary folder that the next start removes),
- * then deleted.
+ * then deleted; a deletion that fails leaves only that temporary folder, for the next start to remove. `remove`
+ * deletes a folder (tests pass one that stops halfway, as a kill would).
  */
-export function pruneCheckpoints(outDir: string, keep: number): void {
+export function pruneCheckpoints(outDir: string, keep: number, remove: (dir: string) => void = (d) => rmSync(d, { recursive: true, force: true })): void {
   if (!(keep > 0)) return;
   const all = listCheckpoints(outDir);
   for (const c of all.slice(0, Math.max(0, all.length - keep))) {
     const gone = tempPathFor(c.dir);
     renameSync(c.dir, gone);
-    rmSync(gone, { recursive: true, force: true });
+    try {
+      remove(gone);
+    } catch {
+      // already out of the way under a temporary name: the checkpoint is gone as far as any run can see
+    }
   }
 }
 

@@ -1,15 +1,14 @@
 // A NaN or Inf loss or gradient norm stops the run with a clear error (or, with skipNonfinite, skips the step and
 // counts it); an lr far too high stops it too; non-finite weights are never saved, neither in a checkpoint nor as the
-// final adapter. --out on a file is a clear error.
+// final adapter. --out on a file is a clear error. Pruning an old checkpoint never leaves a half-deleted checkpoint-N.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { VlmkitError } from '../../src/errors.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
-import { removeStaleTemps } from '../../src/train/checkpoint.js';
-import { tempPathFor } from '../../src/io/safetensors-write.js';
+import { listCheckpoints, pruneCheckpoints, removeStaleTemps } from '../../src/train/checkpoint.js';
 import { type SftRunIo, type SftRunOptions, type SftTrainer, runSft } from '../../src/train/sft.js';
 import { TINY, writeSftData } from './fixtures.js';
 
@@ -107,10 +106,20 @@ describe('non-finite training', () => {
     await assert.rejects(runSft(base(join(file, 'sub'))), (e: Error) => e instanceof VlmkitError && /^--out .*sub: cannot create the run folder \(ENOTDIR\)/.test(e.message));
   });
 
-  it('a checkpoint renamed away for deletion is a temporary the next start removes', () => {
+  it('--save-total-limit: a deletion killed halfway leaves no checkpoint-N folder, only a temporary', async () => {
     const out = join(tmp, 'pruned');
-    const gone = tempPathFor(join(out, 'checkpoint-2'));
-    mkdirSync(gone, { recursive: true });
-    assert.deepEqual(removeStaleTemps(out), [gone.slice(out.length + 1)]);
+    await runSft({ ...base(out), maxSteps: 2, saveEvery: 1 }, guarded());
+    assert.deepEqual(listCheckpoints(out).map((c) => c.step), [1, 2]);
+    const removed: string[] = [];
+    pruneCheckpoints(out, 1, (dir) => {
+      removed.push(dir);
+      rmSync(join(dir, 'optimizer.safetensors'));
+      throw new Error('killed');
+    });
+    assert.equal(removed.length, 1, 'the old checkpoint goes through the remover');
+    assert.ok(!existsSync(join(out, 'checkpoint-1')), 'no half-deleted checkpoint-1');
+    assert.deepEqual(listCheckpoints(out).map((c) => c.step), [2]);
+    assert.deepEqual(removeStaleTemps(out), [basename(removed[0]!)], 'the next start removes what is left');
+    assert.ok(!existsSync(removed[0]!));
   });
 });

@@ -26,5 +26,5 @@ export function findNonFinite(tensors: Iterable<[string, Tensor]>): { name: stri
 export function assertFiniteForSave(tensors: Iterable<[string, Tensor]>, what: string): void {
   const bad = findNonFinite(tensors);
   if (bad)
-    throw new VlmkitError('E_NONFINITE', `not saving ${what}: ${bad.name} holds ${bad.value} (the training diverged); lower --lr or check the data, and resume from an earlier checkpoint`);
+    throw new VlmkitError('E_NONFINITE', `not saving ${what}: ${bad.name} holds ${bad.value} (the training diverged); start again with a lower --lr, or check the data`);
 }

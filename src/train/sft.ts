@@ -288,7 +288,7 @@ export class SftTrainer {
       if (!skipped) {
         noGrad(() => this.optimizer.step());
         const bad = findNonFinite(this.params);
-        if (bad) throw new VlmkitError('E_NONFINITE', `step ${n}: the update with lr ${lr} made ${bad.name} ${bad.value}; the run diverged and nothing of it was saved. Lower --lr`);
+        if (bad) throw new VlmkitError('E_NONFINITE', `step ${n}: the update with lr ${lr} made ${bad.name} ${bad.value}; the run diverged (nothing from this step on is saved). Start again with a lower --lr`);
       }
       const seconds = (performance.now() - t0) / 1e3;
       this.position = {

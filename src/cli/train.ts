@@ -26,6 +26,7 @@ export const TRAIN_USAGE = `usage: vlmkit train sft --model <dir> --data train.j
   --warmup-steps N | --warmup-ratio R    linear warmup (default none)
   --schedule S              constant, linear (default) or cosine
   --clip X                  clip the global gradient norm (default 1; 0 = off)
+  --skip-nonfinite          skip (and count) a step whose loss or gradient norm is NaN/Inf instead of stopping
   --weight-decay X          AdamW decoupled weight decay (default 0)
   --seed N                  data order, adapter init and dropout (default 42)
   --gradient-checkpointing  recompute each layer in the backward pass (less memory, ~1/3 more compute)
@@ -52,6 +53,7 @@ const FLAGS = {
   'no-truncate': { type: 'boolean' }, 'skip-bad-rows': { type: 'boolean' }, 'group-by-length': { type: 'boolean' },
   'save-every': { type: 'string' }, 'save-total-limit': { type: 'string' }, 'eval-every': { type: 'string' },
   resume: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string' }, f32: { type: 'boolean' },
+  'skip-nonfinite': { type: 'boolean' },
 } as const;
 
 type FlagName = keyof typeof FLAGS;
@@ -179,6 +181,7 @@ export function trainOptions(argv: string[]): { opts: SftRunOptions; json: boole
     warmupRatio: num(v, 'warmup-ratio', 'float', 0),
     schedule: schedule as SftRunOptions['schedule'],
     clip: num(v, 'clip', 'float', 0),
+    skipNonfinite: v['skip-nonfinite'] === true,
     weightDecay: num(v, 'weight-decay', 'float', 0),
     seed: num(v, 'seed', 'int', 0),
     gradientCheckpointing: v['gradient-checkpointing'] === true,

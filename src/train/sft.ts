@@ -8,7 +8,7 @@
 // therefore gives exactly the gradient of one big batch of the same rows (not the mean of per-micro-batch means,
 // which weights short rows up). The logits are computed only at positions whose next label counts (never at
 // image, padding or masked prompt positions), so the lm_head costs what the targets need.
-import { mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Tensor, backward, crossEntropy, indexSelect, linear, mul, noGrad, reshape, tensor, tidy } from '../engine/index.js';
 import { VlmkitError } from '../errors.js';
@@ -19,6 +19,7 @@ import * as ck from './checkpoint.js';
 import { IGNORE_INDEX, type SftBatch, SftCollator, countTargets } from './collate.js';
 import { BatchOrder, SftDataset, type SftExample, loadExampleImages } from './data.js';
 import { type LoraConfigInput, LoraModel } from './lora.js';
+import { assertFiniteForSave, findNonFinite } from './finite.js';
 import { type EvalRecord, MetricsLogger, ProgressBar, type TrainRecord } from './metrics.js';
 import { trainableParameters } from './params.js';
 import { saveAdapter, saveMergedCheckpoint } from './peft.js';
@@ -53,6 +54,8 @@ export interface SftConfig {
   groupByLength: boolean;
   /** rows per evaluation batch (default batchSize) */
   evalBatchSize?: number;
+  /** a step whose loss or gradient norm is NaN/Inf is skipped (no update, counted) instead of stopping the run */
+  skipNonfinite?: boolean;
 }
 
 export const DEFAULT_SFT_CONFIG: SftConfig = {
@@ -73,6 +76,8 @@ export interface TrainerPosition {
   tokensSeen: number;
   /** seconds of training so far (over every resumed part) */
   elapsed: number;
+  /** steps skipped for a non-finite loss or gradient norm (--skip-nonfinite) */
+  skippedSteps: number;
 }
 
 export interface SftTrainerInit {
@@ -98,7 +103,7 @@ export interface StepResult {
   tokens: number;
   samples: number;
   seconds: number;
-  /** the gradient norm was not finite: no update was applied */
+  /** the loss or gradient norm was not finite and skipNonfinite is set: no update was applied */
   skipped: boolean;
 }
 
@@ -157,6 +162,9 @@ export function resolveSftConfig(c: Partial<SftConfig>): SftConfig {
   check(int(o.seed, 0), '--seed', 'an integer >= 0', o.seed);
   check(int(o.evalEvery, 0), '--eval-every', 'an integer >= 0', o.evalEvery);
   check(int(o.saveEvery, 0), '--save-every', 'an integer >= 0', o.saveEvery);
+  check(o.beta1 >= 0 && o.beta1 < 1, 'beta1', 'in [0, 1)', o.beta1);
+  check(o.beta2 >= 0 && o.beta2 < 1, 'beta2', 'in [0, 1)', o.beta2);
+  check(o.eps >= 0 && Number.isFinite(o.eps), 'eps', 'a number >= 0', o.eps);
   if (o.evalBatchSize !== undefined) check(int(o.evalBatchSize, 1), '--eval-batch-size', 'an integer >= 1', o.evalBatchSize);
   return o;
 }
@@ -176,7 +184,7 @@ export class SftTrainer {
   readonly totalSteps: number;
   readonly stepsPerEpoch: number;
   readonly visionTrains: boolean;
-  position: TrainerPosition = { step: 0, epoch: 0, batchInEpoch: 0, samplesSeen: 0, tokensSeen: 0, elapsed: 0 };
+  position: TrainerPosition = { step: 0, epoch: 0, batchInEpoch: 0, samplesSeen: 0, tokensSeen: 0, elapsed: 0, skippedSteps: 0 };
   private epochCache: { epoch: number; batches: number[][] } | null = null;
 
   constructor(init: SftTrainerInit) {
@@ -214,6 +222,17 @@ export class SftTrainer {
     return this.epochCache.batches;
   }
 
+  /**
+   * Where the data order stands after `step` optimizer steps: the epoch and the next batch within it, as step()
+   * leaves them (a finished epoch stays at batchesPerEpoch until the next step moves on). Checks a resumed position.
+   */
+  positionAt(step: number): { epoch: number; batchInEpoch: number } {
+    if (step <= 0) return { epoch: 0, batchInEpoch: 0 };
+    const epoch = Math.floor((step - 1) / this.stepsPerEpoch);
+    const inEpoch = step - epoch * this.stepsPerEpoch;
+    return { epoch, batchInEpoch: Math.min(inEpoch * this.config.gradAccum, this.order.batchesPerEpoch) };
+  }
+
   /** The micro-batches (example lists) of the next optimizer step; advances nothing. */
   peekStep(): { epoch: number; start: number; batches: SftExample[][] } {
     let { epoch, batchInEpoch } = this.position;
@@ -228,7 +247,9 @@ export class SftTrainer {
 
   /**
    * One optimizer step: forward + backward over its micro-batches (collated one at a time), clip, AdamW. A step
-   * whose gradient norm is not finite updates nothing (skipped: true) and training goes on.
+   * whose loss or gradient norm is not finite throws E_NONFINITE (the weights are left as before the step), or,
+   * with skipNonfinite, updates nothing (skipped: true) and training goes on. An update that itself makes a weight
+   * non-finite (an lr far too high) always throws: it cannot be undone, and every later step would be NaN.
    */
   async step(): Promise<StepResult> {
     if (this.done) throw new VlmkitError('E_STATE', `training is complete (${this.totalSteps} steps)`);
@@ -260,13 +281,20 @@ export class SftTrainer {
         }
       }
       const gradNorm = clipGradNorm(this.params.values(), this.config.clip > 0 ? this.config.clip : Infinity);
-      const skipped = !Number.isFinite(gradNorm);
-      if (!skipped) noGrad(() => this.optimizer.step());
+      const n = this.position.step + 1;
+      const skipped = !Number.isFinite(loss) || !Number.isFinite(gradNorm);
+      if (skipped && !this.config.skipNonfinite)
+        throw new VlmkitError('E_NONFINITE', `step ${n}: the loss is ${loss} and the gradient norm ${gradNorm}; stopped before updating (lr ${lr}). Lower --lr, check the data, or pass --skip-nonfinite to skip such steps`);
+      if (!skipped) {
+        noGrad(() => this.optimizer.step());
+        const bad = findNonFinite(this.params);
+        if (bad) throw new VlmkitError('E_NONFINITE', `step ${n}: the update with lr ${lr} made ${bad.name} ${bad.value}; the run diverged (nothing from this step on is saved). Start again with a lower --lr`);
+      }
       const seconds = (performance.now() - t0) / 1e3;
       this.position = {
-        step: this.position.step + 1, epoch, batchInEpoch: start + batches.length,
+        step: n, epoch, batchInEpoch: start + batches.length,
         samplesSeen: this.position.samplesSeen + samples, tokensSeen: this.position.tokensSeen + tokens,
-        elapsed: this.position.elapsed + seconds,
+        elapsed: this.position.elapsed + seconds, skippedSteps: this.position.skippedSteps + (skipped ? 1 : 0),
       };
       return { loss, lr, gradNorm, targets, tokens, samples, seconds, skipped };
     } finally {
@@ -380,6 +408,8 @@ export interface SftRunResult {
   evalLoss: number | null;
   trainSummary: ReturnType<SftDataset['summary']>;
   valSummary: ReturnType<SftDataset['summary']> | null;
+  /** steps skipped for a non-finite loss or gradient norm (skipNonfinite), over every resumed part */
+  skippedSteps: number;
 }
 
 export const DEFAULT_LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
@@ -422,16 +452,13 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
   const config = resolveSftConfig(o);
   loadIdefics3Config(o.model); // a missing folder or an unsupported model fails here, before anything is written
   const say = (s: string) => { if (!io.json) io.stderr?.write(s + '\n'); };
-  mkdirSync(o.out, { recursive: true });
+  makeRunFolder(o.out);
   const stale = ck.removeStaleTemps(o.out);
   if (stale.length) say(`removed ${stale.length} unfinished temporary file(s) of an interrupted run`);
 
   let resumeDir: string | null = null;
   if (o.resume) {
-    resumeDir = o.resume === true || o.resume === 'latest' ? ck.latestCheckpoint(o.out) : o.resume;
-    if (!resumeDir) throw new VlmkitError('E_RESUME', `--resume: ${o.out} has no checkpoint-N folder to resume from; run without --resume to start, with --save-every N to write checkpoints`);
-    const inner = ck.latestCheckpoint(resumeDir);
-    if (inner && !existsSyncSafe(join(resumeDir, ck.TRAINER_STATE))) resumeDir = inner;
+    resumeDir = ck.resolveResumeDir(o.resume === true || o.resume === 'latest' ? o.out : o.resume, say);
     ck.readTrainerState(resumeDir);
   }
 
@@ -453,10 +480,15 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
     }
     const params = trainableParameters(model, mode, lora);
     trainer = new SftTrainer({ model, processor, train, val, params, lora, config, assistantOnly: o.assistantOnly });
+    // every setting that changes what the next step computes: a resume with any of them different would not
+    // continue this run (the data order, the lr schedule, the update rule or the loss would change under it)
     const fingerprint: ck.RunFingerprint = {
       data: { rows: train.length, hash: datasetHash(train) }, seed: config.seed, batchSize: config.batchSize,
       gradAccum: config.gradAccum, groupByLength: config.groupByLength, mode, assistantOnly: !!o.assistantOnly,
       trainable: [...params.keys()].length, lora: lora ? { r: lora.config.r, alpha: lora.config.loraAlpha, dropout: lora.config.loraDropout, targets: lora.targets.length } : null,
+      lr: config.lr, schedule: config.schedule, totalSteps: trainer.totalSteps, warmupSteps: trainer.schedule.warmupSteps,
+      clip: config.clip, weightDecay: config.weightDecay, beta1: config.beta1, beta2: config.beta2, eps: config.eps,
+      maxLength, truncate: o.truncate !== false,
     };
     const settings = { ...config, mode, model: o.model, data: o.data, val: o.val ?? null, maxLength, lora: loraInput };
     logger = new MetricsLogger({ file: join(o.out, 'metrics.jsonl'), stdout: io.json ? io.stdout ?? null : null });
@@ -475,6 +507,7 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
     let checkpoint: string | null = null;
     let evalLoss: number | null = null;
     const save = (last: Record<string, unknown>) => {
+      // (saveTrainingCheckpoint refuses non-finite weights or moments; pruning waits for a checkpoint that exists)
       checkpoint = ck.saveTrainingCheckpoint(o.out, trainer!, { fingerprint, settings, last, baseModel: resolve(o.model) });
       ck.pruneCheckpoints(o.out, o.saveTotalLimit ?? 0);
       logger!.log({ type: 'event', event: 'checkpoint', step: trainer!.position.step, path: checkpoint });
@@ -493,7 +526,7 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
         // stopped before this run trained anything: nothing new to save
         logger.log({ type: 'event', event: 'interrupted', step: firstStep, checkpoint: resumeDir });
         say('interrupted before the first step; nothing to save');
-        return { steps: firstStep, totalSteps: trainer.totalSteps, interrupted: true, checkpoint: resumeDir, output: null, losses, evalLoss, trainSummary: ts, valSummary: vs };
+        return { steps: firstStep, totalSteps: trainer.totalSteps, interrupted: true, checkpoint: resumeDir, output: null, losses, evalLoss, trainSummary: ts, valSummary: vs, skippedSteps: trainer.position.skippedSteps };
       }
       const r = await trainer.step();
       losses.push(r.loss);
@@ -510,7 +543,7 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
         progress.clear();
         logger.log({ type: 'event', event: 'interrupted', step, checkpoint });
         say(`interrupted after step ${step}: checkpoint written to ${checkpoint}; continue with --resume`);
-        return { steps: step, totalSteps: trainer.totalSteps, interrupted: true, checkpoint, output: null, losses, evalLoss, trainSummary: ts, valSummary: vs };
+        return { steps: step, totalSteps: trainer.totalSteps, interrupted: true, checkpoint, output: null, losses, evalLoss, trainSummary: ts, valSummary: vs, skippedSteps: trainer.position.skippedSteps };
       }
       // let signal handlers run between steps
       await new Promise((r) => setImmediate(r));
@@ -518,6 +551,7 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
     progress.clear();
     if (val && lastEvalStep !== trainer.position.step) await evaluate();
     let output: string;
+    assertFiniteForSave(params, lora ? `the adapter to ${o.out}` : `the model to ${join(o.out, 'model')}`);
     if (lora) {
       saveAdapter(lora, o.out, { baseModelNameOrPath: resolve(o.model) });
       output = o.out;
@@ -526,9 +560,10 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
       // f32 as trained: a bf16 copy would round small updates away
       saveMergedCheckpoint(model, null, { sourceDir: o.model, outDir: output, overwrite: true, dtype: 'model' });
     }
-    logger.log({ type: 'event', event: 'done', step: trainer.position.step, output, final_loss: losses[losses.length - 1] ?? null, eval_loss: evalLoss, elapsed_s: trainer.position.elapsed });
-    say(`done: ${trainer.position.step} steps in ${trainer.position.elapsed.toFixed(1)} s; ${lora ? 'adapter' : 'model'} saved to ${output}`);
-    return { steps: trainer.position.step, totalSteps: trainer.totalSteps, interrupted: false, checkpoint, output, losses, evalLoss, trainSummary: ts, valSummary: vs };
+    const skippedSteps = trainer.position.skippedSteps;
+    logger.log({ type: 'event', event: 'done', step: trainer.position.step, output, final_loss: losses[losses.length - 1] ?? null, eval_loss: evalLoss, elapsed_s: trainer.position.elapsed, skipped_steps: skippedSteps });
+    say(`done: ${trainer.position.step} steps in ${trainer.position.elapsed.toFixed(1)} s${skippedSteps ? ` (${skippedSteps} skipped for a non-finite loss or gradient)` : ''}; ${lora ? 'adapter' : 'model'} saved to ${output}`);
+    return { steps: trainer.position.step, totalSteps: trainer.totalSteps, interrupted: false, checkpoint, output, losses, evalLoss, trainSummary: ts, valSummary: vs, skippedSteps };
   } finally {
     logger?.close();
     trainer?.dispose();
@@ -543,10 +578,20 @@ function countValues(params: Map<string, Tensor>): number {
   return n;
 }
 
-function existsSyncSafe(p: string): boolean {
+/** Creates the run folder; a file (or a file on the way) there is a one-line error naming --out. */
+function makeRunFolder(out: string): void {
+  let isDir = false;
   try {
-    return statSync(p).isFile();
+    isDir = statSync(out).isDirectory();
   } catch {
-    return false;
+    // not there yet
+  }
+  if (!isDir && existsSync(out)) throw new VlmkitError('E_ARGS', `--out ${out} is a file, not a folder; give a folder for the run (it is created when missing)`);
+  if (isDir) return;
+  try {
+    mkdirSync(out, { recursive: true });
+  } catch (e) {
+    throw new VlmkitError('E_ARGS', `--out ${out}: cannot create the run folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); give a writable folder path`);
   }
 }
+

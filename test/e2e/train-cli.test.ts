@@ -14,6 +14,7 @@ import { loadModel, type Idefics3Model } from '../../src/models/idefics3/model.j
 import { Processor } from '../../src/processing/processor.js';
 import { loadAdapter, saveMergedCheckpoint } from '../../src/train/peft.js';
 import { runSft } from '../../src/train/sft.js';
+import { trainOptions } from '../../src/cli/train.js';
 import { TINY, writeSftData } from '../train/fixtures.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -153,6 +154,17 @@ describe('vlmkit train sft', () => {
     const u = await vlmkit(['train', 'sft', '--model', TINY, '--data', data.train, '--out', join(tmp, 'run3'), '--lora', 'r=x']);
     assert.equal(u.code, 1);
     assert.match(u.stderr, /^vlmkit: --lora "r=x": r must be a number/);
+  });
+
+  it('--out on a file is a one-line error; --skip-nonfinite reaches the run options', async () => {
+    const file = join(tmp, 'not-a-folder');
+    writeFileSync(file, 'x');
+    const r = await vlmkit(['train', 'sft', '--model', TINY, '--data', data.train, '--out', file, '--max-steps', '1']);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /^vlmkit: --out .*not-a-folder is a file, not a folder/);
+    assert.equal(trainOptions(['--model', TINY, '--data', data.train, '--out', file, '--skip-nonfinite']).opts.skipNonfinite, true);
+    assert.equal(trainOptions(['--model', TINY, '--data', data.train, '--out', file]).opts.skipNonfinite, false);
   });
 
   it('Ctrl-C writes a checkpoint and exits 130; --resume finishes the same run', async () => {

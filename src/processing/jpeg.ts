@@ -35,9 +35,10 @@ export function readJpegFrame(b: Uint8Array): JpegFrame | null {
   let frame: Omit<JpegFrame, 'scanAt'> | null = null;
   let p = 2; // after SOI
   while (p + 4 <= b.length) {
-    if (b[p] !== 0xff) return null;
+    if (b[p] !== 0xff) { p++; continue; } // junk between segments: PIL and libjpeg skip to the next marker
     const m = b[p + 1]!;
     if (m === 0xff) { p++; continue; } // fill byte
+    if (m === 0) { p += 2; continue; } // FF 00 outside a scan is junk too
     if (m === 0x01 || (m >= 0xd0 && m <= 0xd7)) { p += 2; continue; } // markers without a length
     if (m === 0xd9) return null; // end of image before any scan
     const len = (b[p + 2]! << 8) | b[p + 3]!;

@@ -3,6 +3,7 @@
 // 20000x20000 pixels: decoding it took 28 s and 5 GB here, and a larger one would exhaust memory.
 import { ascii, u16le, u24le, u32be, u32le } from './bytes.js';
 import type { ImageFormat } from './decode.js';
+import { readGifLayout } from './gif.js';
 
 /** PIL's Image.MAX_IMAGE_PIXELS (89,478,485) x 2: beyond it Image.open raises DecompressionBombError. */
 export const MAX_PIXELS = 2 * 89_478_485;
@@ -18,7 +19,15 @@ export function tooManyPixels(width: number, height: number): string | null {
 /** [width, height] from a PNG, GIF or WebP header (the size PIL reports), or null when the header is unreadable. */
 export function headerSize(b: Uint8Array, format: Exclude<ImageFormat, 'jpeg'>): [number, number] | null {
   if (format === 'png') return b.length >= 24 && ascii(b, 12, 4) === 'IHDR' ? [u32be(b, 16), u32be(b, 20)] : null;
-  if (format === 'gif') return b.length >= 10 ? [u16le(b, 6), u16le(b, 8)] : null; // the logical screen
+  if (format === 'gif') {
+    // the logical screen, grown to hold the first frame as PIL grows it
+    try {
+      const g = readGifLayout(b);
+      return [g.width, g.height];
+    } catch {
+      return null;
+    }
+  }
   // WebP: the first chunk says: VP8X (extended: canvas), VP8L (lossless), VP8 (lossy key frame)
   if (b.length < 30) return null;
   const kind = ascii(b, 12, 4);

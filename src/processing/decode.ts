@@ -16,7 +16,7 @@ import { GifError, decodeGifRgba } from './gif.js';
 import { applyOrientation, readJpegOrientation, readPngOrientation, readWebpOrientation } from './exif.js';
 import { JpegError, decodeJpegRgba, readJpegFrame } from './jpeg.js';
 import { pngForDecoder } from './png.js';
-import { headerSize, tooManyPixels } from './size.js';
+import { headerSize, pixelLimit, tooManyPixels } from './size.js';
 import { WebpError, decodeWebpRgba } from './webp.js';
 
 /** 8-bit RGB, row-major, 3 bytes per pixel. */
@@ -33,6 +33,11 @@ export type AlphaMode = 'drop' | 'white';
 
 export interface DecodeOptions {
   alpha?: AlphaMode;
+  /**
+   * refuse (E_IMAGE) an image whose header declares more pixels, before decoding it; default PIL's limit
+   * (2 x Image.MAX_IMAGE_PIXELS = 178,956,970: a small file can declare a huge image and cost seconds and GBs)
+   */
+  maxImagePixels?: number;
 }
 
 const FIX = 'use PNG, JPEG, WebP or GIF';
@@ -132,10 +137,10 @@ function decodePng(bytes: Uint8Array, name: string, alpha: AlphaMode): RgbImage 
   return applyOrientation(toRgb(rgba, width, height, alpha), readPngOrientation(bytes));
 }
 
-async function decodeJpeg(bytes: Uint8Array, name: string): Promise<RgbImage> {
+async function decodeJpeg(bytes: Uint8Array, name: string, maxPixels: number): Promise<RgbImage> {
   let img;
   try {
-    img = await decodeJpegRgba(bytes);
+    img = await decodeJpegRgba(bytes, maxPixels);
   } catch (e) {
     if (e instanceof JpegError) throw fail(name, e.message);
     throw e;
@@ -169,16 +174,17 @@ async function decodeWebp(bytes: Uint8Array, name: string, alpha: AlphaMode): Pr
 /** Decodes PNG / JPEG / GIF (first frame) / WebP bytes to RGB. `name` is used in error messages only. */
 export async function decodeImage(bytes: Uint8Array, name: string, opts: DecodeOptions = {}): Promise<RgbImage> {
   const alpha = opts.alpha ?? 'drop';
+  const maxPixels = pixelLimit(opts.maxImagePixels);
   if (bytes.length === 0) throw fail(name, `the file is empty; ${FIX}`);
   const format = sniffFormat(bytes);
   if (format && format !== 'jpeg') {
     const size = headerSize(bytes, format); // (jpeg.ts reads the JPEG frame header itself)
-    const big = size && tooManyPixels(size[0], size[1]);
+    const big = size && tooManyPixels(size[0], size[1], maxPixels);
     if (big) throw fail(name, big);
   }
   switch (format) {
     case 'png': return decodePng(bytes, name, alpha);
-    case 'jpeg': return decodeJpeg(bytes, name);
+    case 'jpeg': return decodeJpeg(bytes, name, maxPixels);
     case 'gif': return decodeGif(bytes, name, alpha);
     case 'webp': return decodeWebp(bytes, name, alpha);
     default: throw fail(name, `unsupported format (${FIX})`);

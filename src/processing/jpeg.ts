@@ -66,10 +66,10 @@ type MozjpegDecode = (b: ArrayBuffer, opts: { preserveOrientation: boolean }) =>
 const getMozjpeg = jsquashDecoder<MozjpegDecode>('@jsquash/jpeg/decode.js', '@jsquash/jpeg/codec/dec/mozjpeg_dec.wasm');
 
 /** Decodes JPEG bytes to RGBA (EXIF orientation not applied); throws JpegError with the reason. */
-export async function decodeJpegRgba(bytes: Uint8Array): Promise<{ width: number; height: number; data: Uint8Array | Uint8ClampedArray }> {
+export async function decodeJpegRgba(bytes: Uint8Array, maxPixels = MAX_PIXELS): Promise<{ width: number; height: number; data: Uint8Array | Uint8ClampedArray }> {
   const frame = readJpegFrame(bytes);
   if (!frame || frame.width === 0 || frame.height === 0) throw new JpegError('corrupt or truncated JPEG (no readable frame header)');
-  const big = tooManyPixels(frame.width, frame.height);
+  const big = tooManyPixels(frame.width, frame.height, maxPixels);
   if (big) throw new JpegError(big);
   // (PIL's libjpeg-turbo 2.x reads neither lossless JPEG; this mozjpeg build has no arithmetic decoder)
   if (frame.sof === 0xc3 || frame.sof === 0xc7 || frame.sof === 0xcb || frame.sof === 0xcf)

@@ -1,6 +1,7 @@
 // Image dimensions from a file's header, read before decoding: like PIL's Image.open, an image over twice
 // Image.MAX_IMAGE_PIXELS is refused (DecompressionBombError) instead of decoded. A 1 MB PNG of zeros can claim
 // 20000x20000 pixels: decoding it took 28 s and 5 GB here, and a larger one would exhaust memory.
+import { VlmkitError } from '../errors.js';
 import { ascii, u16le, u24le, u32be, u32le } from './bytes.js';
 import type { ImageFormat } from './decode.js';
 import { readGifLayout } from './gif.js';
@@ -8,11 +9,23 @@ import { readGifLayout } from './gif.js';
 /** PIL's Image.MAX_IMAGE_PIXELS (89,478,485) x 2: beyond it Image.open raises DecompressionBombError. */
 export const MAX_PIXELS = 2 * 89_478_485;
 
-/** Why an image of this size is refused, or null when it is not (worded to follow "cannot decode image NAME: "). */
-export function tooManyPixels(width: number, height: number): string | null {
+/**
+ * Why an image of this size is refused, or null when it is not (worded to follow "cannot decode image NAME: ").
+ * `limit` is the caller's maxImagePixels (default PIL's).
+ */
+export function tooManyPixels(width: number, height: number, limit = MAX_PIXELS): string | null {
   const pixels = width * height;
-  if (pixels <= MAX_PIXELS) return null;
-  return `${width}x${height} = ${pixels.toLocaleString('en-US')} pixels, over the ${MAX_PIXELS.toLocaleString('en-US')} PIL also refuses (a decompression-bomb guard); downscale it`;
+  if (pixels <= limit) return null;
+  const what = `${width}x${height} = ${pixels.toLocaleString('en-US')} pixels`;
+  if (limit === MAX_PIXELS) return `${what}, over the ${MAX_PIXELS.toLocaleString('en-US')} PIL also refuses (a decompression-bomb guard); downscale it`;
+  return `${what}, over the maxImagePixels limit of ${limit.toLocaleString('en-US')} (--max-image-pixels); downscale it or raise the limit`;
+}
+
+/** A maxImagePixels option checked (E_OPTION when it is not a whole number >= 1); the default when undefined. */
+export function pixelLimit(v: number | undefined): number {
+  if (v === undefined) return MAX_PIXELS;
+  if (!Number.isSafeInteger(v) || v < 1) throw new VlmkitError('E_OPTION', `maxImagePixels must be a whole number of pixels >= 1 (e.g. 50000000), got ${v}`);
+  return v;
 }
 
 

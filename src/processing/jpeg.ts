@@ -3,8 +3,9 @@
 // which @jsquash/jpeg ships as wasm: on baseline and progressive files, 4:4:4, 4:2:2, 4:2:0 and greyscale, its
 // pixels equal Pillow's byte for byte (test/fixtures/decode). jpeg-js, a pure-JS decoder, replicates chroma
 // samples instead and was up to 124 levels off on 4:2:0 photos (most cameras' and encoders' default).
-// CMYK/YCCK files, which this build of mozjpeg cannot convert, go through jpeg-js (within 1 level of PIL's
-// CMYK -> RGB on the fixture). Rarer layouts: 4:4:0 (vertical-only subsampling, made by cjpeg -sample 1x2) came
+// CMYK/YCCK files, which this build of mozjpeg cannot convert, go through jpeg-js, whose IDCT and upsampling are
+// not libjpeg's: within 1 level of PIL's CMYK -> RGB on Pillow-saved CMYK (the fixture, and 3 larger files tried),
+// but up to 3 levels off on CMYK/YCCK files from other encoders (issue 9): close, not equal. Rarer layouts: 4:4:0 (vertical-only subsampling, made by cjpeg -sample 1x2) came
 // within 2 levels of PIL's, 4:1:1 and restart intervals equal; arithmetic-coded files are refused. Like PIL, a file whose data ends before the image does is refused, and so is an
 // image over PIL's decompression-bomb limit (which also keeps the decoder inside its 2 GB wasm heap).
 import jpegJs from 'jpeg-js';

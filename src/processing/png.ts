@@ -3,6 +3,9 @@
 // data after the end of the zlib stream, IDATs after other chunks, and anything after IEND are never looked at
 // (and chunks after the image data are read without a CRC check). pngjs refuses all of these, so it gets the
 // chunks before the image, one IDAT holding exactly the zlib stream, and IEND.
+// Not matched: files PIL refuses that we decode (transformers' load_image would raise on them): APNG frame
+// sequence-number errors or a truncated fcTL, an iCCP chunk naming an unknown compression method, and zTXt/iTXt
+// text over PIL's 1 MB per chunk (or 64 MB in all).
 import { inflateSync } from 'node:zlib';
 import { crc32, pngChunks, u32be } from './bytes.js';
 

@@ -154,3 +154,95 @@ for w, h, resample in [(2048, 1502, 1), (512, 376, 1), (1536, 1127, 3), (300, 22
 with open(f"{OUT}/resize.json", "w") as f:
     json.dump({"pillow": PIL.__version__, "source": [1500, 1100], "cases": resized}, f, indent=1)
     f.write("\n")
+
+
+# Files other decoders stumble on and PIL reads (issue 9): built byte by byte, decoded by PIL into `<name>.rgb.png`,
+# listed in cases.json under "hard" with the bytes' origin.
+import zlib
+
+
+def png_chunk(kind, data, crc=None):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) if crc is None else crc)
+
+
+def png_parts(im, **kw):
+    """A PNG saved by PIL, as (signature, chunks before IDAT, zlib image data, chunks after it)."""
+    import io
+    buf = io.BytesIO()
+    im.save(buf, "PNG", **kw)
+    b, p, before, idat, after = buf.getvalue(), 8, [], b"", []
+    while p < len(b):
+        n = struct.unpack(">I", b[p : p + 4])[0]
+        kind, data = b[p + 4 : p + 8], b[p + 8 : p + 8 + n]
+        if kind == b"IDAT":
+            idat += data
+        elif kind != b"IEND":
+            (after if idat else before).append(png_chunk(kind, data))
+        p += 12 + n
+    return b[:8], before, idat, after
+
+
+def png_file(parts, idats=None, tail=b""):
+    sig, before, idat, after = parts
+    return sig + b"".join(before) + b"".join(png_chunk(b"IDAT", d) for d in (idats or [idat])) + b"".join(after) + png_chunk(b"IEND", b"") + tail
+
+
+def xmp(orientation):
+    return ('<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
+            '"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+            f'tiff:Orientation="{orientation}"/></rdf:RDF></x:xmpmeta><?xpacket end="w"?>')
+
+
+def gif_file(indices, w, h, palette, frame=None, screen=None):
+    """A one-frame GIF (min code size 2): palette None = no colour table at all; frame = (x, y) of a w x h frame."""
+    sw, sh = screen or (w, h)
+    g = bytearray(b"GIF89a" + struct.pack("<HH", sw, sh))
+    if palette is None:
+        g += bytes([0, 0, 0])
+    else:
+        bits = max(1, (len(palette) // 3 - 1).bit_length())
+        g += bytes([0x80 | (bits - 1), 0, 0]) + palette + bytes(3 * (1 << bits) - len(palette))
+    data = lzw(indices)
+    x, y = frame or (0, 0)
+    g += b"\x2c" + struct.pack("<HHHH", x, y, w, h) + b"\x00\x02"
+    for i in range(0, len(data), 255):
+        g += bytes([len(data[i : i + 255])]) + data[i : i + 255]
+    return bytes(g + b"\x00\x3b")
+
+
+rgb4 = bytes([255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 0])
+idx = [(i * 3 + i // 5) % 4 for i in range(30)]
+parts = png_parts(odd)
+sig, before, idat, after = parts
+junk_jpeg = open(f"{OUT}/baseline_420_q90.jpg", "rb").read()
+dqt = junk_jpeg.index(b"\xff\xdb")
+hard = {
+    # GIF: no colour table at all (PIL: mode L, grey = index); indices past a 2-colour table (grey ramp);
+    # another GIF appended after the first frame; a first frame reaching past the screen (PIL grows the image)
+    "gif_no_palette.gif": gif_file(idx, 6, 5, None),
+    "gif_short_palette.gif": gif_file(idx, 6, 5, rgb4[:6]),
+    "gif_appended.gif": gif_file(idx, 6, 5, rgb4)[:-1] + gif_file(idx[::-1], 6, 5, rgb4[3:]),
+    "gif_frame_past_screen.gif": gif_file(idx, 6, 5, rgb4, frame=(2, 1), screen=(5, 4)),
+    # PNG: orientation only in XMP (iTXt XML:com.adobe.xmp); data after the zlib stream inside IDAT; an extra
+    # IDAT after the image data; bytes after IEND; an eXIf chunk (orientation 6) whose CRC is wrong
+    "png_xmp6.png": png_file((sig, before + [png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp(6).encode())], idat, after)),
+    "png_zlib_trailing.png": png_file(parts, idats=[idat + b"trailing bytes"]),
+    "png_extra_idat.png": png_file(parts, idats=[idat, b"\x00extra"]),
+    "png_after_iend.png": png_file(parts, tail=b"\x00\x00stray bytes after IEND"),
+    "png_exif_bad_crc.png": png_file((sig, before, idat, [png_chunk(b"eXIf", exif(6)[6:], crc=0x12345678)])),
+    # JPEG: junk between two markers (libjpeg skips to the next marker)
+    "jpeg_junk_between_markers.jpg": junk_jpeg[:dqt] + b"\x00junk\x12\x34" + junk_jpeg[dqt:],
+}
+meta["hard"] = {}
+for file, data in hard.items():
+    with open(f"{OUT}/{file}", "wb") as f:
+        f.write(data)
+    name = file.rsplit(".", 1)[0]
+    im = Image.open(f"{OUT}/{file}")
+    stored = im.size
+    got = ImageOps.exif_transpose(im).convert("RGB")
+    got.save(f"{OUT}/{name}.rgb.png")
+    meta["hard"][name] = {"file": file, "stored": list(stored), "size": list(got.size)}
+with open(f"{OUT}/cases.json", "w") as f:
+    json.dump(meta, f, indent=1)
+    f.write("\n")

@@ -29,6 +29,8 @@ export interface LoadVlmOptions {
   doImageSplitting?: boolean;
   /** override the checkpoint's size.longest_edge (pixels; see ImageOptions) */
   longestEdge?: number;
+  /** refuse images whose header declares more pixels, before decoding (default PIL's limit; see ImageOptions) */
+  maxImagePixels?: number;
 }
 
 export interface VlmGenerateOptions extends GenerateOptions, ImageOptions {}
@@ -160,7 +162,7 @@ class VlmImpl implements Vlm {
   private async *events(items: readonly BatchItem[], opts: VlmGenerateOptions) {
     const enc = await this.processor.encodeBatch(
       items.map((it) => toSample(it.prompt, it.images ?? [])),
-      { padding: 'left', doImageSplitting: opts.doImageSplitting, longestEdge: opts.longestEdge },
+      { padding: 'left', doImageSplitting: opts.doImageSplitting, longestEdge: opts.longestEdge, maxImagePixels: opts.maxImagePixels },
     );
     try {
       const o = resolveGenerateOptions(this.generationConfig, opts, this.eosTokenIds);
@@ -291,6 +293,7 @@ export async function loadVlm(dir: string, opts: LoadVlmOptions = {}): Promise<V
     alpha: opts.alpha,
     doImageSplitting: opts.doImageSplitting,
     longestEdge: opts.longestEdge,
+    maxImagePixels: opts.maxImagePixels,
     maxLength: config.text.maxPositionEmbeddings,
   });
   const gen = loadGenerationConfig(dir);

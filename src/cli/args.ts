@@ -35,6 +35,7 @@ export const GENERATION_FLAGS = {
   stop: { type: 'string', multiple: true },
   'no-split': { type: 'boolean' },
   'longest-edge': { type: 'string' },
+  'max-image-pixels': { type: 'string' },
 } as const;
 
 export const GENERATION_USAGE = `generation options:
@@ -47,7 +48,9 @@ export const GENERATION_USAGE = `generation options:
   --stop TEXT               stop when the answer contains TEXT (repeatable)
   --no-split                do not split images into tiles (fewer tokens, less detail)
   --longest-edge PX         resize images to this long edge first (default: the checkpoint's, 2048 for
-                            SmolVLM-256M: 4x4 tiles); 1024 makes 2x2 tiles: a ~3x faster prompt, less detail`;
+                            SmolVLM-256M: 4x4 tiles); 1024 makes 2x2 tiles: a ~3x faster prompt, less detail
+  --max-image-pixels N      refuse images whose header declares more than N pixels, before decoding them
+                            (default 178956970, the limit PIL refuses past)`;
 
 export interface GenerationFlagValues {
   'max-new-tokens'?: string;
@@ -59,6 +62,7 @@ export interface GenerationFlagValues {
   stop?: string[];
   'no-split'?: boolean;
   'longest-edge'?: string;
+  'max-image-pixels'?: string;
 }
 
 export function generationOptions(v: GenerationFlagValues): VlmGenerateOptions {
@@ -75,6 +79,7 @@ export function generationOptions(v: GenerationFlagValues): VlmGenerateOptions {
   if (v.stop?.length) o.stopStrings = v.stop;
   if (v['no-split']) o.doImageSplitting = false;
   set('longestEdge', num('longest-edge', v['longest-edge'], (x) => Number.isInteger(x) && x >= 1, 'a whole number of pixels, e.g. 1024'));
+  set('maxImagePixels', num('max-image-pixels', v['max-image-pixels'], (x) => Number.isSafeInteger(x) && x >= 1, 'a whole number of pixels >= 1, e.g. 50000000'));
   return o;
 }
 

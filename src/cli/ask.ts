@@ -2,7 +2,7 @@
 // timings to stderr; --json prints one JSON object instead.
 import { parseArgs } from 'node:util';
 import { loadIdefics3Config } from '../models/idefics3/config.js';
-import { loadImage, type RgbImage } from '../processing/image.js';
+import { loadImage, type DecodeOptions, type RgbImage } from '../processing/image.js';
 import { checkMediaCount, userMessage } from '../processing/processor.js';
 import { GENERATION_FLAGS, GENERATION_USAGE, argError, generationOptions, parsing, requireModel } from './args.js';
 import { leadingTrimmer, timingLine, timingsJson } from './format.js';
@@ -17,9 +17,9 @@ ${GENERATION_USAGE}
 Write <image> in the question to place the images there; otherwise they come before it.`;
 
 /** Decodes every image up front, so a bad file fails before the model loads. */
-export async function loadImages(paths: readonly string[]): Promise<RgbImage[]> {
+export async function loadImages(paths: readonly string[], opts: DecodeOptions = {}): Promise<RgbImage[]> {
   const out: RgbImage[] = [];
-  for (const p of paths) out.push(await loadImage(p));
+  for (const p of paths) out.push(await loadImage(p, opts));
   return out;
 }
 
@@ -30,7 +30,7 @@ export async function ask(argv: string[], io: CliIo): Promise<number> {
   if (!question.trim()) throw argError(`give the question as the last argument\n${ASK_USAGE}`);
   const gen = generationOptions(values);
   loadIdefics3Config(dir); // a missing directory or an unsupported model_type fails here, before anything heavy
-  const images = await loadImages(values.image ?? []);
+  const images = await loadImages(values.image ?? [], { maxImagePixels: gen.maxImagePixels });
   checkMediaCount({ messages: [userMessage(question, images.length)], images });
 
   status(io, `loading ${dir} ...`);

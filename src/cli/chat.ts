@@ -27,7 +27,7 @@ export async function chat(argv: string[], io: CliIo): Promise<number> {
   const dir = requireModel(values, CHAT_USAGE);
   const gen = generationOptions(values);
   loadIdefics3Config(dir);
-  let pending: RgbImage[] = await loadImages(values.image ?? []);
+  let pending: RgbImage[] = await loadImages(values.image ?? [], { maxImagePixels: gen.maxImagePixels });
   status(io, `loading ${dir} ...`);
   const { loadVlm } = await import('../api.js');
   const vlm = await loadVlm(dir, { dtype: values.f32 ? 'f32' : undefined });
@@ -60,7 +60,7 @@ export async function chat(argv: string[], io: CliIo): Promise<number> {
         const path = line.slice('/image'.length).trim();
         try {
           if (!path) throw new VlmkitError('E_ARGS', 'usage: /image PATH');
-          pending.push(await loadImage(path));
+          pending.push(await loadImage(path, { maxImagePixels: gen.maxImagePixels }));
           say(`(image ${path} attached to your next message)`);
         } catch (e) {
           if (!(e instanceof VlmkitError)) throw e;

@@ -9,23 +9,24 @@ import { loadImages } from './ask.js';
 import { collapseRuns } from './format.js';
 import { type CliIo, write } from './io.js';
 
-export const TOKENS_USAGE = `usage: vlmkit tokens --model <dir> [--image <path>]... [--raw] [--no-split] [--longest-edge PX] [--full] [--json] "<question or prompt>"
+export const TOKENS_USAGE = `usage: vlmkit tokens --model <dir> [--image <path>]... [--raw] [--no-split] [--longest-edge PX] [--max-image-pixels N] [--full] [--json] "<question or prompt>"
   --raw               the argument is an already rendered prompt (with <image> placeholders), not a question
   --no-split          do not split images into tiles
   --longest-edge PX   resize images to this long edge first (default: the checkpoint's)
+  --max-image-pixels N  refuse images whose header declares more than N pixels (default 178956970, PIL's limit)
   --full              do not shorten runs of <image> in the expanded prompt
   --json              one JSON object {prompt, expanded, input_ids, tokens, grids}`;
 
 export async function tokens(argv: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parsing(TOKENS_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, raw: { type: 'boolean' }, 'no-split': { type: 'boolean' }, 'longest-edge': { type: 'string' }, full: { type: 'boolean' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true }));
+  const { values, positionals } = parsing(TOKENS_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, raw: { type: 'boolean' }, 'no-split': { type: 'boolean' }, 'longest-edge': { type: 'string' }, 'max-image-pixels': { type: 'string' }, full: { type: 'boolean' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true }));
   const dir = requireModel(values, TOKENS_USAGE);
   const text = positionals.join(' ');
   if (!text) throw argError(`give the question (or, with --raw, the prompt) as the last argument\n${TOKENS_USAGE}`);
   loadIdefics3Config(dir);
-  const images = await loadImages(values.image ?? []);
+  const { doImageSplitting, longestEdge, maxImagePixels } = generationOptions({ 'no-split': values['no-split'], 'longest-edge': values['longest-edge'], 'max-image-pixels': values['max-image-pixels'] });
+  const images = await loadImages(values.image ?? [], { maxImagePixels });
   const processor = Processor.fromDir(dir);
   const sample: ProcessorSample & { images: RgbImage[] } = values.raw ? { text, images } : { messages: [userMessage(text, images.length)], images };
-  const { doImageSplitting, longestEdge } = generationOptions({ 'no-split': values['no-split'], 'longest-edge': values['longest-edge'] });
   const enc = processor.encodeDecoded([sample], { doImageSplitting, longestEdge });
   try {
     const p = enc.prompts[0]!;

@@ -6,16 +6,17 @@
 //    (transformers 5.17) were made this way: compositing would miss their RGBA case by up to 1.0.
 //  - 'white': transformers 4.x's Idefics3 convert_to_rgb converts to RGBA (honouring tRNS colour keys) and
 //    alpha-composites over opaque white with PIL's integer formula (AlphaComposite.c), as SmolVLM was trained.
-// PNG (pngjs), JPEG (mozjpeg via @jsquash/jpeg, wasm: see jpeg.ts), GIF first frame (omggif), WebP (libwebp via
+// PNG (pngjs), JPEG (mozjpeg via @jsquash/jpeg, wasm: see jpeg.ts), GIF first frame (gif.ts), WebP (libwebp via
 // @jsquash/webp, wasm; the first frame of an animation: see webp.ts).
 import { readFile } from 'node:fs/promises';
 import { PNG } from 'pngjs';
-import { GifReader } from 'omggif';
 import { VlmkitError } from '../errors.js';
 import { ascii, pngChunks } from './bytes.js';
+import { GifError, decodeGifRgba } from './gif.js';
 import { applyOrientation, readJpegOrientation, readPngOrientation, readWebpOrientation } from './exif.js';
 import { JpegError, decodeJpegRgba, readJpegFrame } from './jpeg.js';
-import { headerSize, tooManyPixels } from './size.js';
+import { pngForDecoder } from './png.js';
+import { headerSize, pixelLimit, tooManyPixels } from './size.js';
 import { WebpError, decodeWebpRgba } from './webp.js';
 
 /** 8-bit RGB, row-major, 3 bytes per pixel. */
@@ -32,6 +33,11 @@ export type AlphaMode = 'drop' | 'white';
 
 export interface DecodeOptions {
   alpha?: AlphaMode;
+  /**
+   * refuse (E_IMAGE) an image whose header declares more pixels, before decoding it; default PIL's limit
+   * (2 x Image.MAX_IMAGE_PIXELS = 178,956,970: a small file can declare a huge image and cost seconds and GBs)
+   */
+  maxImagePixels?: number;
 }
 
 const FIX = 'use PNG, JPEG, WebP or GIF';
@@ -103,7 +109,8 @@ function decodePng(bytes: Uint8Array, name: string, alpha: AlphaMode): RgbImage 
   // ignores the key (so 'drop' strips the chunk); convert("RGBA") honours it, so 'white' keeps it.
   // IHDR colour type is byte 25: 0 grey, 2 RGB (3 palette keeps its colours in pngjs' output either way).
   const colorType = bytes.length > 25 ? bytes[25] : -1;
-  const input = alpha === 'drop' && (colorType === 0 || colorType === 2) ? stripPngChunk(bytes, 'tRNS') : bytes;
+  const clean = pngForDecoder(bytes);
+  const input = alpha === 'drop' && (colorType === 0 || colorType === 2) ? stripPngChunk(clean, 'tRNS') : clean;
   let png;
   try {
     // skipRescale keeps 16-bit samples so that we can take their high byte, as PIL's "RGB;16B" rawmode does for
@@ -130,10 +137,10 @@ function decodePng(bytes: Uint8Array, name: string, alpha: AlphaMode): RgbImage 
   return applyOrientation(toRgb(rgba, width, height, alpha), readPngOrientation(bytes));
 }
 
-async function decodeJpeg(bytes: Uint8Array, name: string): Promise<RgbImage> {
+async function decodeJpeg(bytes: Uint8Array, name: string, maxPixels: number): Promise<RgbImage> {
   let img;
   try {
-    img = await decodeJpegRgba(bytes);
+    img = await decodeJpegRgba(bytes, maxPixels);
   } catch (e) {
     if (e instanceof JpegError) throw fail(name, e.message);
     throw e;
@@ -142,32 +149,15 @@ async function decodeJpeg(bytes: Uint8Array, name: string): Promise<RgbImage> {
 }
 
 function decodeGif(bytes: Uint8Array, name: string, alpha: AlphaMode): RgbImage {
-  let rgba: Uint8Array;
-  let width: number;
-  let height: number;
+  let img;
   try {
-    const r = new GifReader(bytes);
-    if (r.numFrames() < 1) throw new Error('no frames');
-    width = r.width;
-    height = r.height;
-    rgba = new Uint8Array(width * height * 4);
-    const info = r.frameInfo(0);
-    // Outside a first frame smaller than the screen, PIL's canvas holds the transparency index, else index 0,
-    // shown in the frame's palette (transparent where it is the transparency index)
-    const fill = info.transparent_index ?? 0;
-    if (info.x > 0 || info.y > 0 || info.width < width || info.height < height) {
-      const at = info.palette_offset !== null && fill < (info.palette_size ?? 0) ? info.palette_offset + 3 * fill : -1;
-      const c = at >= 0 ? [bytes[at]!, bytes[at + 1]!, bytes[at + 2]!, fill === info.transparent_index ? 0 : 255] : [0, 0, 0, 255];
-      for (let i = 0; i < rgba.length; i += 4) rgba.set(c, i);
-    }
-    // PIL's P -> RGB shows the transparent index's palette colour; omggif would skip those pixels. frameInfo
-    // returns omggif's own frame record, so clearing its transparent index makes it write the colour.
-    if (alpha === 'drop') info.transparent_index = null;
-    r.decodeAndBlitFrameRGBA(0, rgba);
+    img = decodeGifRgba(bytes);
   } catch (e) {
-    throw fail(name, `corrupt GIF (${(e as Error).message}); ${FIX}`);
+    if (e instanceof GifError) throw fail(name, e.message);
+    throw e;
   }
-  return toRgb(rgba, width, height, alpha);
+  // 'drop' is PIL's P -> RGB: the transparency index shows its palette colour
+  return alpha === 'white' ? compositeOnWhite(img.data, img.width, img.height) : rgbaToRgb(img.data, img.width, img.height);
 }
 
 async function decodeWebp(bytes: Uint8Array, name: string, alpha: AlphaMode): Promise<RgbImage> {
@@ -184,16 +174,17 @@ async function decodeWebp(bytes: Uint8Array, name: string, alpha: AlphaMode): Pr
 /** Decodes PNG / JPEG / GIF (first frame) / WebP bytes to RGB. `name` is used in error messages only. */
 export async function decodeImage(bytes: Uint8Array, name: string, opts: DecodeOptions = {}): Promise<RgbImage> {
   const alpha = opts.alpha ?? 'drop';
+  const maxPixels = pixelLimit(opts.maxImagePixels);
   if (bytes.length === 0) throw fail(name, `the file is empty; ${FIX}`);
   const format = sniffFormat(bytes);
   if (format && format !== 'jpeg') {
     const size = headerSize(bytes, format); // (jpeg.ts reads the JPEG frame header itself)
-    const big = size && tooManyPixels(size[0], size[1]);
+    const big = size && tooManyPixels(size[0], size[1], maxPixels);
     if (big) throw fail(name, big);
   }
   switch (format) {
     case 'png': return decodePng(bytes, name, alpha);
-    case 'jpeg': return decodeJpeg(bytes, name);
+    case 'jpeg': return decodeJpeg(bytes, name, maxPixels);
     case 'gif': return decodeGif(bytes, name, alpha);
     case 'webp': return decodeWebp(bytes, name, alpha);
     default: throw fail(name, `unsupported format (${FIX})`);

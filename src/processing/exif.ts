@@ -1,8 +1,8 @@
 // EXIF orientation: transformers' load_image runs PIL's ImageOps.exif_transpose, so a photo taken sideways
 // reaches the model upright. Only the Orientation tag (0x0112) of IFD0 matters, so we read it ourselves from where
 // PIL's getexif() finds EXIF: a JPEG's APP1 segment, a PNG's eXIf chunk (or ImageMagick's "Raw profile type exif"
-// text chunk), a WebP's EXIF chunk. (PIL also falls back to an XMP tiff:Orientation in some cases, differently
-// across its versions; we do not.)
+// text chunk, else an XMP tiff:Orientation in a text chunk), a WebP's EXIF chunk. (Pillow 9.4 reads XMP orientation
+// from PNG only; later Pillows read it from JPEG and WebP XMP too.)
 import { inflateSync } from 'node:zlib';
 import { ascii, pngChunks, riffChunks } from './bytes.js';
 import type { RgbImage } from './decode.js';
@@ -12,13 +12,14 @@ import type { RgbImage } from './decode.js';
 export function readJpegOrientation(b: Uint8Array): number {
   let p = 2; // after SOI
   while (p + 4 <= b.length) {
-    if (b[p] !== 0xff) return 1;
+    if (b[p] !== 0xff) { p++; continue; } // junk between segments: skipped, as PIL and libjpeg do
     const marker = b[p + 1]!;
     if (marker === 0xff) { p++; continue; } // fill byte
+    if (marker === 0) { p += 2; continue; } // FF 00 outside a scan is junk too
     if (marker === 0xda || marker === 0xd9) return 1; // start of scan / end: no more metadata
     const len = (b[p + 2]! << 8) | b[p + 3]!;
     if (marker === 0xe1 && len >= 8 && String.fromCharCode(...b.subarray(p + 4, p + 10)) === 'Exif\0\0') {
-      return tiffOrientation(b.subarray(p + 10, p + 2 + len));
+      return tiffOrientation(b.subarray(p + 10, p + 2 + len)) ?? 1;
     }
     p += 2 + len;
   }
@@ -26,7 +27,7 @@ export function readJpegOrientation(b: Uint8Array): number {
 }
 
 /** Orientation from an EXIF block as PIL's Exif.load reads it: an "Exif\0\0" header is skipped, then TIFF. */
-function exifOrientation(t: Uint8Array): number {
+function exifOrientation(t: Uint8Array): number | null {
   return tiffOrientation(t.length >= 6 && ascii(t, 0, 6) === 'Exif\0\0' ? t.subarray(6) : t);
 }
 
@@ -49,47 +50,62 @@ function pngText(type: string, d: Uint8Array, key: string): string | null {
   }
 }
 
-/** Orientation 1..8 from a PNG's eXIf chunk, else its "Raw profile type exif" text chunk; 1 when absent. */
+/**
+ * Orientation 1..8 from a PNG's eXIf chunk, else its "Raw profile type exif" text chunk, else (when neither has
+ * the tag) a tiff:Orientation in its XMP text chunk (PIL 9.4's getexif reads XMP for PNG only); 1 when absent.
+ */
 export function readPngOrientation(b: Uint8Array): number {
   let raw: Uint8Array | null = null;
   let profile: string | null = null;
+  let xmp: string | null = null;
   for (const { type, payload } of pngChunks(b)) {
     if (type === 'eXIf') raw = payload; // PIL keeps the last; it adds an Exif header that its loader strips again
-    else if (type === 'tEXt' || type === 'zTXt' || type === 'iTXt') profile = pngText(type, payload, 'Raw profile type exif') ?? profile;
-    else if (type === 'IEND') break;
+    else if (type === 'tEXt' || type === 'zTXt' || type === 'iTXt') {
+      profile = pngText(type, payload, 'Raw profile type exif') ?? profile;
+      xmp = pngText(type, payload, 'XML:com.adobe.xmp') ?? xmp;
+    } else if (type === 'IEND') break;
   }
-  if (raw) return tiffOrientation(raw);
-  if (profile === null) return 1;
+  const exif = raw ? tiffOrientation(raw) : profile !== null ? profileOrientation(profile) : null;
+  if (exif !== null) return exif;
+  // PIL's pattern: one digit (0 and 9 mean no transpose, as any value outside 1..8 does)
+  const m = xmp === null ? null : /tiff:Orientation(="|>)([0-9])/.exec(xmp);
+  const v = m ? Number(m[2]) : 1;
+  return v >= 1 && v <= 8 ? v : 1;
+}
+
+/** Orientation from ImageMagick's "Raw profile type exif" text; null when it has none. */
+function profileOrientation(profile: string): number | null {
   // "\nexif\n    <length>\n<hex lines>": PIL joins the lines after the third and reads them as hex
   const hex = profile.split('\n').slice(3).join('').replace(/\s+/g, '');
-  if (!/^([0-9a-fA-F]{2})*$/.test(hex)) return 1;
+  if (!/^([0-9a-fA-F]{2})*$/.test(hex)) return null;
   return exifOrientation(Uint8Array.from(Buffer.from(hex, 'hex')));
 }
 
 /** Orientation 1..8 from a WebP's EXIF chunk (extended format); 1 when absent. */
 export function readWebpOrientation(b: Uint8Array): number {
   const exif = riffChunks(b, 12).find((c) => c.type === 'EXIF');
-  return exif ? exifOrientation(exif.payload) : 1;
+  return exif ? exifOrientation(exif.payload) ?? 1 : 1;
 }
 
-function tiffOrientation(t: Uint8Array): number {
-  if (t.length < 8) return 1;
+/** The Orientation tag of IFD0 (values outside 1..8 read as 1); null when the block has no such tag. */
+function tiffOrientation(t: Uint8Array): number | null {
+  if (t.length < 8) return null;
   const le = t[0] === 0x49 && t[1] === 0x49; // "II" little-endian, "MM" big-endian
-  if (!le && !(t[0] === 0x4d && t[1] === 0x4d)) return 1;
+  if (!le && !(t[0] === 0x4d && t[1] === 0x4d)) return null;
   const u16 = (o: number): number => (le ? t[o]! | (t[o + 1]! << 8) : (t[o]! << 8) | t[o + 1]!);
   const u32 = (o: number): number => (le ? u16(o) + u16(o + 2) * 65536 : u16(o) * 65536 + u16(o + 2));
   const ifd = u32(4);
-  if (ifd + 2 > t.length) return 1;
+  if (ifd + 2 > t.length) return null;
   const n = u16(ifd);
   for (let i = 0; i < n; i++) {
     const e = ifd + 2 + i * 12;
-    if (e + 12 > t.length) return 1;
+    if (e + 12 > t.length) return null;
     if (u16(e) === 0x0112) {
       const v = u16(e + 8); // SHORT value sits in the first two bytes of the value field
       return v >= 1 && v <= 8 ? v : 1;
     }
   }
-  return 1;
+  return null;
 }
 
 /**

@@ -3,8 +3,9 @@
 // which @jsquash/jpeg ships as wasm: on baseline and progressive files, 4:4:4, 4:2:2, 4:2:0 and greyscale, its
 // pixels equal Pillow's byte for byte (test/fixtures/decode). jpeg-js, a pure-JS decoder, replicates chroma
 // samples instead and was up to 124 levels off on 4:2:0 photos (most cameras' and encoders' default).
-// CMYK/YCCK files, which this build of mozjpeg cannot convert, go through jpeg-js (within 1 level of PIL's
-// CMYK -> RGB on the fixture). Rarer layouts: 4:4:0 (vertical-only subsampling, made by cjpeg -sample 1x2) came
+// CMYK/YCCK files, which this build of mozjpeg cannot convert, go through jpeg-js, whose IDCT and upsampling are
+// not libjpeg's: within 1 level of PIL's CMYK -> RGB on Pillow-saved CMYK (the fixture, and 3 larger files tried),
+// but up to 3 levels off on CMYK/YCCK files from other encoders (issue 9): close, not equal. Rarer layouts: 4:4:0 (vertical-only subsampling, made by cjpeg -sample 1x2) came
 // within 2 levels of PIL's, 4:1:1 and restart intervals equal; arithmetic-coded files are refused. Like PIL, a file whose data ends before the image does is refused, and so is an
 // image over PIL's decompression-bomb limit (which also keeps the decoder inside its 2 GB wasm heap).
 import jpegJs from 'jpeg-js';
@@ -35,9 +36,10 @@ export function readJpegFrame(b: Uint8Array): JpegFrame | null {
   let frame: Omit<JpegFrame, 'scanAt'> | null = null;
   let p = 2; // after SOI
   while (p + 4 <= b.length) {
-    if (b[p] !== 0xff) return null;
+    if (b[p] !== 0xff) { p++; continue; } // junk between segments: PIL and libjpeg skip to the next marker
     const m = b[p + 1]!;
     if (m === 0xff) { p++; continue; } // fill byte
+    if (m === 0) { p += 2; continue; } // FF 00 outside a scan is junk too
     if (m === 0x01 || (m >= 0xd0 && m <= 0xd7)) { p += 2; continue; } // markers without a length
     if (m === 0xd9) return null; // end of image before any scan
     const len = (b[p + 2]! << 8) | b[p + 3]!;
@@ -65,10 +67,10 @@ type MozjpegDecode = (b: ArrayBuffer, opts: { preserveOrientation: boolean }) =>
 const getMozjpeg = jsquashDecoder<MozjpegDecode>('@jsquash/jpeg/decode.js', '@jsquash/jpeg/codec/dec/mozjpeg_dec.wasm');
 
 /** Decodes JPEG bytes to RGBA (EXIF orientation not applied); throws JpegError with the reason. */
-export async function decodeJpegRgba(bytes: Uint8Array): Promise<{ width: number; height: number; data: Uint8Array | Uint8ClampedArray }> {
+export async function decodeJpegRgba(bytes: Uint8Array, maxPixels = MAX_PIXELS): Promise<{ width: number; height: number; data: Uint8Array | Uint8ClampedArray }> {
   const frame = readJpegFrame(bytes);
   if (!frame || frame.width === 0 || frame.height === 0) throw new JpegError('corrupt or truncated JPEG (no readable frame header)');
-  const big = tooManyPixels(frame.width, frame.height);
+  const big = tooManyPixels(frame.width, frame.height, maxPixels);
   if (big) throw new JpegError(big);
   // (PIL's libjpeg-turbo 2.x reads neither lossless JPEG; this mozjpeg build has no arithmetic decoder)
   if (frame.sof === 0xc3 || frame.sof === 0xc7 || frame.sof === 0xcb || frame.sof === 0xcf)

@@ -44,6 +44,11 @@ export interface ImageOptions {
    * e.g. 1024 for 2x2 tiles of 512 instead of SmolVLM's 4x4 at 2048 (fewer tokens and a faster prompt, less detail)
    */
   longestEdge?: number;
+  /**
+   * refuse an image whose header declares more pixels than this, before decoding it (default PIL's limit,
+   * 178,956,970); a server taking images from others would set it lower
+   */
+  maxImagePixels?: number;
 }
 
 export interface ProcessorOptions extends ImageOptions {
@@ -170,8 +175,8 @@ export class Processor {
   }
 
   /** Decodes images given as paths or bytes (E_IMAGE names the file on failure). */
-  async loadImages(images: readonly ImageInput[]): Promise<RgbImage[]> {
-    return this.decodeImages(await this.readImages(images));
+  async loadImages(images: readonly ImageInput[], opts: ImageOptions = {}): Promise<RgbImage[]> {
+    return this.decodeImages(await this.readImages(images), opts);
   }
 
   /** Reads image files, checks decoded images; bytes and decoded images pass as they are. */
@@ -191,9 +196,10 @@ export class Processor {
     );
   }
 
-  private decodeImages(images: readonly ReadImage[]): Promise<RgbImage[]> {
+  private decodeImages(images: readonly ReadImage[], opts: ImageOptions): Promise<RgbImage[]> {
     const alpha = this.options.alpha ?? 'drop';
-    return Promise.all(images.map((r) => r.image ?? decodeImage(r.bytes!, r.name!, { alpha })));
+    const maxImagePixels = opts.maxImagePixels ?? this.options.maxImagePixels;
+    return Promise.all(images.map((r) => r.image ?? decodeImage(r.bytes!, r.name!, { alpha, maxImagePixels })));
   }
 
   /** One sample (a batch of one). */
@@ -209,7 +215,7 @@ export class Processor {
     const sizes = read.map((list) => list.map((r) => (r.image ? [r.image.width, r.image.height] as [number, number] : predictImageSize(r.bytes!))));
     const known = sizes.every((l) => l.every((x) => x !== null));
     const early = this.options.maxLength !== undefined && known ? this.buildPrompts(samples, sizes as [number, number][][], opts) : null;
-    const decoded = await Promise.all(read.map((list) => this.decodeImages(list)));
+    const decoded = await Promise.all(read.map((list) => this.decodeImages(list, opts)));
     // the prompts built from the headers serve when the decoded sizes are the predicted ones (they always are for
     // the formats we read; the check keeps a wrong header from mattering)
     const same = decoded.every((l, i) => l.every((im, j) => im.width === sizes[i]![j]![0] && im.height === sizes[i]![j]![1]));

@@ -16,6 +16,7 @@ import type { ChatMessage } from './processing/chat-template.js';
 import { Processor, userMessage, type EncodedBatch, type ImageInput, type ImageOptions, type ProcessorSample } from './processing/processor.js';
 import type { AlphaMode } from './processing/image.js';
 import type { Tokenizer } from './processing/tokenizer.js';
+import { expandHome } from './io/paths.js';
 
 /** A question (becomes one user turn, images first), a conversation, or an already rendered prompt. */
 export type PromptInput = string | readonly ChatMessage[] | { text: string };
@@ -288,6 +289,7 @@ class Chat implements ChatSession {
 
 /** Loads a SmolVLM / Idefics3 checkpoint directory: config, tokenizer, chat template, image processor, weights. */
 export async function loadVlm(dir: string, opts: LoadVlmOptions = {}): Promise<Vlm> {
+  dir = expandHome(dir);
   const config = loadIdefics3Config(dir); // clear errors for a missing dir / unsupported model_type first
   const processor = Processor.fromDir(dir, {
     alpha: opts.alpha,

@@ -18,6 +18,7 @@ import { JpegError, decodeJpegRgba, readJpegFrame } from './jpeg.js';
 import { pngForDecoder } from './png.js';
 import { headerSize, pixelLimit, tooManyPixels } from './size.js';
 import { WebpError, decodeWebpRgba } from './webp.js';
+import { expandHome } from '../io/paths.js';
 
 /** 8-bit RGB, row-major, 3 bytes per pixel. */
 export interface RgbImage {
@@ -199,7 +200,7 @@ export async function loadImage(path: string, opts: DecodeOptions = {}): Promise
 /** The bytes of an image file (E_IMAGE naming it when it cannot be read). */
 export async function readImageFile(path: string): Promise<Uint8Array> {
   try {
-    return await readFile(path);
+    return await readFile(expandHome(path));
   } catch (e) {
     throw new VlmkitError('E_IMAGE', `cannot read image ${path}: ${(e as NodeJS.ErrnoException).code ?? e}; check the path`);
   }

@@ -13,6 +13,7 @@ import { type Json, readJsonFile } from '../io/checkpoint.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { type SafetensorsEntry, type WritableDType, writeDirAtomic, writeSafetensors, writeTextFileAtomic } from '../io/safetensors-write.js';
 import { ALL_LINEAR, type AdaptableModel, type LoraConfig, LoraModel, type LoraWeights, loraConfig } from './lora.js';
+import { expandHome } from '../io/paths.js';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
@@ -160,6 +161,7 @@ export interface LoadAdapterOptions {
  * the fix. The adapter is in eval mode (no dropout) and enabled.
  */
 export function loadAdapter(model: AdaptableModel, dir: string, o: LoadAdapterOptions = {}): LoraModel {
+  dir = expandHome(dir);
   const cfg = readAdapterConfig(dir);
   const file = SafetensorsFile.open(join(dir, ADAPTER_WEIGHTS));
   const linears = model.linears();

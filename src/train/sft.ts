@@ -24,6 +24,7 @@ import { type EvalRecord, MetricsLogger, ProgressBar, type TrainRecord } from '.
 import { trainableParameters } from './params.js';
 import { saveAdapter, saveMergedCheckpoint } from './peft.js';
 import { AdamW, LrSchedule, type ScheduleName, clipGradNorm, noDecayHF } from './optim.js';
+import { expandHome } from '../io/paths.js';
 
 export interface SftConfig {
   /** peak learning rate */
@@ -448,6 +449,9 @@ function loraWithoutVision(c: LoraConfigInput): LoraConfigInput {
  * checkpoints and metrics, and saves the result. Returns when done or, after stop.requested, with a checkpoint.
  */
 export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRunResult> {
+  o = { ...o, model: expandHome(o.model), data: expandHome(o.data), out: expandHome(o.out) };
+  if (o.val) o.val = expandHome(o.val);
+  if (typeof o.resume === 'string' && o.resume !== 'latest') o.resume = expandHome(o.resume);
   const mode: SftMode = o.mode ?? 'lora';
   const config = resolveSftConfig(o);
   loadIdefics3Config(o.model); // a missing folder or an unsupported model fails here, before anything is written

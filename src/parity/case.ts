@@ -1,7 +1,7 @@
 // Reading a reference case: cases/NAME.safetensors (the tensors transformers computed) and cases/NAME.json (the
 // text inputs: prompt(s), image file names, flags). Also turns a case's rendered prompt back into a conversation,
 // so that our own chat template can be checked against it.
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { FileFormatError, VlmkitError } from '../errors.js';
 import { SafetensorsFile } from '../io/safetensors.js';
@@ -88,7 +88,10 @@ export interface CaseSample {
   images: string[];
 }
 
-/** The samples a case describes (`prompt` or `text` + `image`, or `prompts` + `images`), or null when it has none. */
+/**
+ * The samples a case describes (`prompt` or `text` + `image`; `prompts` or `texts` (whole training conversations)
+ * + `images`, one entry per sample), or null when it has none.
+ */
 export function caseSamples(meta: Json): CaseSample[] | null {
   // `prompt` (generation cases) or `text` (a whole training conversation)
   const one = typeof meta.prompt === 'string' ? meta.prompt : typeof meta.text === 'string' ? meta.text : null;
@@ -97,14 +100,42 @@ export function caseSamples(meta: Json): CaseSample[] | null {
     const images = typeof img === 'string' ? [img] : Array.isArray(img) ? img.filter((x): x is string => typeof x === 'string') : [];
     return [{ prompt: one, images }];
   }
-  if (Array.isArray(meta.prompts) && meta.prompts.every((p) => typeof p === 'string')) {
+  const list = Array.isArray(meta.prompts) ? meta.prompts : Array.isArray(meta.texts) ? meta.texts : null;
+  if (list && list.every((p) => typeof p === 'string')) {
     const imgs = Array.isArray(meta.images) ? meta.images : [];
-    return (meta.prompts as string[]).map((prompt, i) => {
+    return (list as string[]).map((prompt, i) => {
       const im = imgs[i];
       return { prompt, images: Array.isArray(im) ? im.filter((x): x is string => typeof x === 'string') : typeof im === 'string' ? [im] : [] };
     });
   }
   return null;
+}
+
+/**
+ * The shape of an .npy file (NumPy's format: magic, version, a little header dict), read from its header alone.
+ * Only what the video case needs: C order, any dtype.
+ */
+export function npyShape(path: string): number[] {
+  if (!existsSync(path)) throw new VlmkitError('E_FILE', `${path} does not exist; pass --images <dir> with the case's frames`);
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(12);
+    const n = readSync(fd, head, 0, 12, 0);
+    if (n < 10 || head.toString('latin1', 0, 6) !== '\x93NUMPY') throw new FileFormatError(`${path} is not an .npy file (no \\x93NUMPY magic)`);
+    const major = head[6]!;
+    const len = major === 1 ? head.readUInt16LE(8) : head.readUInt32LE(8);
+    const start = major === 1 ? 10 : 12;
+    // a real header is a few hundred bytes; a huge length is a corrupt file, not something to allocate
+    if (len > 65536) throw new FileFormatError(`${path}: .npy header of ${len} bytes is corrupt`);
+    const buf = Buffer.alloc(len);
+    if (readSync(fd, buf, 0, len, start) !== len) throw new FileFormatError(`${path}: .npy header is truncated`);
+    const header = buf.toString('latin1');
+    const m = /'shape':\s*\(([^)]*)\)/.exec(header);
+    if (!m || /'fortran_order':\s*True/.test(header)) throw new FileFormatError(`${path}: .npy header ${JSON.stringify(header.trim())} has no C-order shape`);
+    return m[1]!.split(',').map((x) => x.trim()).filter((x) => x !== '').map(Number);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 const TURN = /([A-Za-z]+):(.*?)<end_of_utterance>\n/sy;

@@ -9,12 +9,19 @@
 import { join } from 'node:path';
 import { tensor } from '../engine/index.js'; // (the index registers the native backend)
 import type { Tensor } from '../engine/tensor.js';
-import { Processor, type ProcessorSample } from '../processing/processor.js';
+import { Processor, imageGridForSize, type ProcessorSample } from '../processing/processor.js';
+import { countMedia } from '../processing/chat-template.js';
+import { videoFrameTimestamps, type ImageGrid, type VideoPromptInfo } from '../processing/prompt.js';
+import { hostInts } from '../models/common.js';
+import { IGNORE_INDEX, SftCollator, encodeConversation } from '../train/collate.js';
 import { loadImage, processImages } from '../processing/image.js';
 import { loadGenerationConfig } from '../generate/stopping.js';
 import { generate } from '../generate/generate.js';
 import type { ModelInputs } from '../generate/types.js';
-import { ParityCase, caseSamples, parseSmolVlmPrompt, type FloatTensor } from './case.js';
+import { relErr } from './compare.js';
+import { ParityCase, caseSamples, npyShape, parseSmolVlmPrompt, type CaseSample, type FloatTensor } from './case.js';
+
+export { relErr };
 
 export const TOLERANCE = { pixelMaxAbs: 0.02, pixelMeanAbs: 1e-3, relErr: 1e-4 } as const;
 
@@ -41,6 +48,8 @@ export interface ParityResult {
   masks_equal: boolean | null;
   /** our chat template renders the case's prompt exactly (null when the prompt is not in SmolVLM's chat format) */
   template_equal: boolean | null;
+  /** training cases: labels (and labels_completion) from our collator equal the case's */
+  labels_equal: boolean | null;
   vision_rel_err: number | null;
   connector_rel_err: number | null;
   /** training cases (src/parity/train.ts): loss, worst gradient, worst tensor after the AdamW step, completion loss */
@@ -48,6 +57,8 @@ export interface ParityResult {
   grads_max_rel_err: number | null;
   after_step_max_rel_err: number | null;
   loss_completion_rel_err: number | null;
+  /** the case's tensors nothing compared (the case is then not ok: see notes for why) */
+  unchecked: string[];
   /** what failed, one line each */
   failures: string[];
   /** why parts of the case were not checked */
@@ -60,25 +71,13 @@ function eqArrays(a: readonly number[], b: readonly number[]): boolean {
   return true;
 }
 
-/** max|a - b| / max|b| over the elements where `keep` (per leading position) is true. */
-export function relErr(ours: Float32Array, ref: Float32Array, rowSize = ref.length, keep?: (row: number) => boolean): number {
-  let md = 0;
-  let mr = 0;
-  for (let r = 0; r * rowSize < ref.length; r++) {
-    if (keep && !keep(r)) continue;
-    for (let i = r * rowSize, e = i + rowSize; i < e; i++) {
-      const d = Math.abs(ours[i]! - ref[i]!);
-      if (!(d <= md)) md = d; // NaN propagates
-      const a = Math.abs(ref[i]!);
-      if (a > mr) mr = a;
-    }
-  }
-  return mr === 0 ? md : md / mr;
-}
-
 function shapeStr(s: readonly number[]): string {
   return `[${s.join(', ')}]`;
 }
+
+/** Marks case tensors as compared (whatever the outcome); the ones never marked are reported unchecked. */
+type Mark = (...names: string[]) => void;
+type Fail = (m: string) => void;
 
 /** Runs every check the case supports. Never throws for a failed comparison (that goes into `failures`). */
 export async function runParity(casePath: string, opts: ParityOptions): Promise<ParityResult> {
@@ -93,30 +92,42 @@ export async function runParity(casePath: string, opts: ParityOptions): Promise<
     ok: null,
     masks_equal: null,
     template_equal: null,
+    labels_equal: null,
     vision_rel_err: null,
     connector_rel_err: null,
     loss_rel_err: null,
     grads_max_rel_err: null,
     after_step_max_rel_err: null,
     loss_completion_rel_err: null,
+    unchecked: [],
     failures: [],
     notes: [],
   };
-  const fail = (m: string) => res.failures.push(m);
+  const fail: Fail = (m) => res.failures.push(m);
+  const compared = new Set<string>();
+  const mark: Mark = (...names) => {
+    for (const n of names) if (c.has(n)) compared.add(n);
+  };
+  let all: string[];
   try {
-    await checkProcessing(c, opts, res, fail);
-    if (!opts.noModel) await checkModel(c, opts, res, fail);
-    if (!opts.noModel) await (await import('./train.js')).checkTrainCase(c.path, opts.model, opts.adapter, res, fail, (m) => res.notes.push(m));
+    all = c.names();
+    await checkProcessing(c, opts, res, fail, mark);
+    if (!opts.noModel) {
+      await checkModel(c, opts, res, fail, mark);
+      await (await import('./train.js')).checkTrainCase(c.path, opts.model, opts.adapter, res, fail, (m) => res.notes.push(m), mark);
+    }
   } finally {
     c.close();
   }
-  const checked = [res.input_ids_equal, res.masks_equal, res.template_equal, res.pixel_values_max_abs, res.logits_rel_err, res.generate_equal, res.vision_rel_err, res.connector_rel_err, res.loss_rel_err].some((v) => v !== null);
-  res.ok = res.failures.length > 0 ? false : checked ? true : null;
-  if (!checked && res.notes.length === 0) res.notes.push('the case holds nothing this tool checks (no prompt/input_ids, logits, vision outputs or generate)');
+  res.unchecked = all.filter((n) => !compared.has(n)).sort();
+  // a case passes only when every tensor it holds was compared; a partly checked one is neither passed nor failed
+  res.ok = res.failures.length > 0 ? false : compared.size > 0 && res.unchecked.length === 0 ? true : null;
+  if (opts.noModel && res.unchecked.length) res.notes.push('--no-model: the model outputs were not compared');
+  if (compared.size === 0 && res.notes.length === 0) res.notes.push('the case holds nothing this tool checks (no prompt/input_ids, logits, vision outputs, generate or training tensors)');
   return res;
 }
 
-function comparePixels(ours: { data: Float32Array; shape: readonly number[] }, ref: FloatTensor, res: ParityResult, fail: (m: string) => void): void {
+function comparePixels(ours: { data: Float32Array; shape: readonly number[] }, ref: FloatTensor, res: ParityResult, fail: Fail): void {
   if (ours.data.length !== ref.data.length) {
     fail(`pixel_values: ours ${shapeStr(ours.shape)} vs reference ${shapeStr(ref.shape)}`);
     return;
@@ -125,7 +136,12 @@ function comparePixels(ours: { data: Float32Array; shape: readonly number[] }, r
   let sum = 0;
   for (let i = 0; i < ref.data.length; i++) {
     const d = Math.abs(ours.data[i]! - ref.data[i]!);
-    if (!(d <= max)) max = d;
+    if (Number.isNaN(d)) {
+      // a NaN anywhere fails the case (a running max would drop it at the next number)
+      max = sum = NaN;
+      break;
+    }
+    if (d > max) max = d;
     sum += d;
   }
   res.pixel_values_max_abs = max;
@@ -134,7 +150,82 @@ function comparePixels(ours: { data: Float32Array; shape: readonly number[] }, r
   if (!(res.pixel_values_mean_abs <= TOLERANCE.pixelMeanAbs)) fail(`pixel_values mean |diff| ${res.pixel_values_mean_abs} > ${TOLERANCE.pixelMeanAbs}`);
 }
 
-async function checkProcessing(c: ParityCase, opts: ParityOptions, res: ParityResult, fail: (m: string) => void): Promise<void> {
+/** What our processing made of a case's samples, to compare with its tensors. */
+interface OurBatch {
+  shape: readonly number[];
+  ids: readonly number[];
+  mask: readonly number[];
+  /** [B, T] unshifted labels (training cases) */
+  labels?: readonly number[];
+  labelsCompletion?: readonly number[];
+  pixelMask?: { shape: readonly number[]; values: readonly number[] } | null;
+  pixels?: { shape: readonly number[]; data: Float32Array } | null;
+}
+
+/** input_ids, attention_mask, labels, pixel_attention_mask and pixel_values (those `ours` has) against the case. */
+function compareBatch(c: ParityCase, ours: OurBatch, res: ParityResult, fail: Fail, mark: Mark): void {
+  const refIds = c.ints('input_ids');
+  mark('input_ids');
+  res.input_ids_equal = eqArrays(ours.shape as number[], refIds.shape) && eqArrays(ours.ids, refIds.values);
+  if (!res.input_ids_equal) {
+    const at = ours.ids.findIndex((v, i) => v !== refIds.values[i]);
+    fail(`input_ids: ours ${shapeStr(ours.shape)} vs reference ${shapeStr(refIds.shape)}, first difference at flat index ${at}`);
+  }
+  let masksOk = true;
+  if (c.has('attention_mask')) {
+    mark('attention_mask');
+    if (!eqArrays(ours.mask, c.ints('attention_mask').values)) {
+      masksOk = false;
+      fail('attention_mask differs');
+    }
+  }
+  if (c.has('pixel_attention_mask') && ours.pixelMask !== undefined) {
+    const m = c.ints('pixel_attention_mask');
+    mark('pixel_attention_mask');
+    if (!ours.pixelMask || !eqArrays(ours.pixelMask.shape, m.shape) || !eqArrays(ours.pixelMask.values, m.values)) {
+      masksOk = false;
+      fail(`pixel_attention_mask differs (ours ${ours.pixelMask ? shapeStr(ours.pixelMask.shape) : 'none'}, reference ${shapeStr(m.shape)})`);
+    }
+  }
+  res.masks_equal = masksOk;
+  for (const [key, got] of [['labels', ours.labels], ['labels_completion', ours.labelsCompletion]] as const) {
+    if (!c.has(key) || got === undefined) continue;
+    mark(key);
+    const ref = c.ints(key);
+    const same = eqArrays(got, ref.values);
+    res.labels_equal = (res.labels_equal ?? true) && same;
+    if (!same) fail(`${key}: ours differ from the reference at flat index ${got.findIndex((v, i) => v !== ref.values[i])} (of ${ref.values.length})`);
+  }
+  if (c.has('pixel_values') && ours.pixels !== undefined) {
+    const ref = c.floats('pixel_values');
+    mark('pixel_values');
+    if (!ours.pixels) fail(`pixel_values: we made none, the reference has ${shapeStr(ref.shape)}`);
+    else comparePixels(ours.pixels, ref, res, fail);
+  }
+}
+
+/** Renders each parsed conversation with our chat template and compares it with the case's prompt. */
+function checkTemplate(processor: Processor, prompts: readonly string[], parsed: readonly (ReturnType<typeof parseSmolVlmPrompt>)[], res: ParityResult, fail: Fail): void {
+  let templateOk: boolean | null = null;
+  parsed.forEach((p, i) => {
+    if (!p) return;
+    // rendered through PromptBuilder.build (a conversation with a video takes SmolVLM's video template there, as in
+    // transformers' processor); the placeholder media only let it expand, the rendered prompt does not use them
+    const n = countMedia(p.messages);
+    const media = { images: new Array<ImageGrid>(n.images).fill({ rows: 0, cols: 0 }), videos: new Array<VideoPromptInfo>(n.videos).fill({ timestamps: [], duration: 0 }) };
+    const rendered = processor.prompt.build(p.messages, media, { addGenerationPrompt: p.addGenerationPrompt }).prompt;
+    const same = rendered === prompts[i];
+    templateOk = (templateOk ?? true) && same;
+    if (!same) fail(`chat template: rendered ${JSON.stringify(rendered.slice(0, 120))} differs from the case's prompt ${JSON.stringify(prompts[i]!.slice(0, 120))}`);
+  });
+  res.template_equal = templateOk;
+}
+
+async function checkProcessing(c: ParityCase, opts: ParityOptions, res: ParityResult, fail: Fail, mark: Mark): Promise<void> {
+  if (c.has('logits_per_image')) {
+    res.notes.push('CLIP / SigLIP cases are not checked by this tool yet (it runs Idefics3 / SmolVLM checkpoints): their tensors are reported unchecked');
+    return;
+  }
   const imagesDir = opts.images ?? c.defaultImagesDir;
   const samples = caseSamples(c.meta);
   const split = typeof c.meta.do_image_splitting === 'boolean' ? c.meta.do_image_splitting : undefined;
@@ -148,6 +239,7 @@ async function checkProcessing(c: ParityCase, opts: ParityOptions, res: ParityRe
       const tiles = ref.shape.length === 4 ? ref.shape[0]! : ref.shape.length === 5 ? ref.shape[1]! : 0;
       const cfg = { ...processor.imageConfig, ...(split !== undefined ? { doImageSplitting: split } : tiles === 1 ? { doImageSplitting: false } : {}) };
       const p = processImages([[await loadImage(join(imagesDir, img))]], cfg);
+      mark('pixel_values');
       comparePixels({ data: p.pixelValues, shape: p.pixelValuesShape }, ref, res, fail);
     }
     return;
@@ -156,66 +248,107 @@ async function checkProcessing(c: ParityCase, opts: ParityOptions, res: ParityRe
     res.notes.push('no input_ids in the case: prompt processing not compared');
     return;
   }
-  if (samples.some((s) => s.prompt.includes('<video>'))) {
-    res.notes.push('video prompts are not processed by vlmkit yet: input_ids/pixel_values not compared');
+  const processor = Processor.fromDir(opts.model, split !== undefined ? { doImageSplitting: split } : {});
+  const parsed = samples.map((s) => parseSmolVlmPrompt(s.prompt));
+  if (c.has('labels')) {
+    await checkTrainingBatch(c, processor, samples, parsed, imagesDir, res, fail, mark);
     return;
   }
-  const processor = Processor.fromDir(opts.model);
-  const procSamples: ProcessorSample[] = [];
-  let templateOk: boolean | null = null;
-  for (const s of samples) {
-    const images = s.images.map((n) => join(imagesDir, n));
-    const parsed = parseSmolVlmPrompt(s.prompt);
-    if (parsed) {
-      const rendered = processor.prompt.chatTemplate.render(parsed.messages, {
-        addGenerationPrompt: parsed.addGenerationPrompt,
-        specialTokens: { bos_token: processor.tokenizer.bosToken, eos_token: processor.tokenizer.eosToken },
-        variables: processor.prompt.config.templateVariables,
-      });
-      const same = rendered === s.prompt;
-      templateOk = (templateOk ?? true) && same;
-      if (!same) fail(`chat template: rendered ${JSON.stringify(rendered.slice(0, 120))} differs from the case's prompt ${JSON.stringify(s.prompt.slice(0, 120))}`);
-      procSamples.push({ messages: parsed.messages, images, addGenerationPrompt: parsed.addGenerationPrompt });
-    } else {
-      procSamples.push({ text: s.prompt, images });
-    }
+  if (samples.some((s) => s.prompt.includes('<video>'))) {
+    await checkVideo(c, processor, samples, parsed, imagesDir, res, fail, mark);
+    return;
   }
-  res.template_equal = templateOk;
+  checkTemplate(processor, samples.map((s) => s.prompt), parsed, res, fail);
+  const procSamples: ProcessorSample[] = samples.map((s, i) => {
+    const images = s.images.map((n) => join(imagesDir, n));
+    const p = parsed[i];
+    return p ? { messages: p.messages, images, addGenerationPrompt: p.addGenerationPrompt } : { text: s.prompt, images };
+  });
   const padding = c.meta.padding_side === 'right' ? 'right' : 'left';
   const enc = await processor.encodeBatch(procSamples, { padding, doImageSplitting: split });
   try {
-    const refIds = c.ints('input_ids');
-    res.input_ids_equal = eqArrays(enc.inputIds.shape as number[], refIds.shape) && eqArrays(enc.ids.flat(), refIds.values);
-    if (!res.input_ids_equal) {
-      const ours = enc.ids.flat();
-      const at = ours.findIndex((v, i) => v !== refIds.values[i]);
-      fail(`input_ids: ours ${shapeStr(enc.inputIds.shape)} vs reference ${shapeStr(refIds.shape)}, first difference at flat index ${at}`);
-    }
-    let masksOk = true;
-    if (c.has('attention_mask')) {
-      const m = c.ints('attention_mask');
-      if (!eqArrays(enc.mask.flat(), m.values)) {
-        masksOk = false;
-        fail('attention_mask differs');
-      }
-    }
-    if (c.has('pixel_attention_mask')) {
-      const m = c.ints('pixel_attention_mask');
-      const ours = enc.pixelAttentionMask ? Array.from(enc.pixelAttentionMask.data as Uint8Array) : [];
-      if (!eqArrays(ours, m.values)) {
-        masksOk = false;
-        fail(`pixel_attention_mask differs (ours ${enc.pixelAttentionMask ? shapeStr(enc.pixelAttentionMask.shape) : 'none'}, reference ${shapeStr(m.shape)})`);
-      }
-    }
-    res.masks_equal = masksOk;
-    if (c.has('pixel_values')) {
-      const ref = c.floats('pixel_values');
-      if (!enc.pixelValues) fail(`pixel_values: we made none, the reference has ${shapeStr(ref.shape)}`);
-      else comparePixels({ data: enc.pixelValues.data as Float32Array, shape: enc.pixelValues.shape }, ref, res, fail);
-    }
+    compareBatch(c, {
+      shape: enc.inputIds.shape,
+      ids: enc.ids.flat(),
+      mask: enc.mask.flat(),
+      pixelMask: enc.pixelAttentionMask ? { shape: enc.pixelAttentionMask.shape, values: Array.from(enc.pixelAttentionMask.data as Uint8Array) } : null,
+      pixels: enc.pixelValues ? { shape: enc.pixelValues.shape, data: enc.pixelValues.data as Float32Array } : null,
+    }, res, fail, mark);
   } finally {
     enc.dispose();
   }
+}
+
+/**
+ * A training case (`labels`): its whole conversations and images through the SFT collator, as `vlmkit train sft`
+ * makes a batch (right padding, pad and <image> -> -100; `labels_completion` with the assistant replies only).
+ */
+async function checkTrainingBatch(c: ParityCase, processor: Processor, samples: readonly CaseSample[], parsed: readonly (ReturnType<typeof parseSmolVlmPrompt>)[],
+  imagesDir: string, res: ParityResult, fail: Fail, mark: Mark): Promise<void> {
+  const bad = parsed.findIndex((p) => !p || p.addGenerationPrompt);
+  if (bad >= 0) {
+    fail(`sample ${bad}: ${JSON.stringify(samples[bad]!.prompt.slice(0, 80))} is not a whole SmolVLM conversation (User:/Assistant: turns, each ending in <end_of_utterance>), so its labels cannot be rebuilt`);
+    return;
+  }
+  checkTemplate(processor, samples.map((s) => s.prompt), parsed, res, fail);
+  const images = await Promise.all(samples.map((s) => processor.loadImages(s.images.map((n) => join(imagesDir, n)))));
+  const cfg = processor.imageConfigFor();
+  const items = parsed.map((p, i) => {
+    const grids = images[i]!.map((im) => imageGridForSize(im.width, im.height, cfg));
+    return { ...encodeConversation(processor.prompt, p!.messages, grids), grids };
+  });
+  const batch = new SftCollator(processor).collate(items, images);
+  try {
+    const completion = new SftCollator(processor, { assistantOnly: true });
+    const T = batch.seqLen;
+    const labelsCompletion = items.flatMap((x) => {
+      const l = completion.labels(x);
+      return [...l, ...new Array<number>(T - l.length).fill(IGNORE_INDEX)];
+    });
+    compareBatch(c, {
+      shape: batch.inputIds.shape,
+      ids: Array.from(batch.ids),
+      mask: Array.from(hostInts(batch.attentionMask)),
+      labels: Array.from(batch.labels),
+      labelsCompletion,
+      pixelMask: batch.pixelAttentionMask ? { shape: batch.pixelAttentionMask.shape, values: Array.from(hostInts(batch.pixelAttentionMask)) } : null,
+      pixels: batch.pixelValues ? { shape: batch.pixelValues.shape, data: batch.pixelValues.toFloat32Array() } : null,
+    }, res, fail, mark);
+  } finally {
+    batch.dispose();
+  }
+}
+
+/**
+ * A SmolVLM2 video case: the prompt expanded for the case's frames (`frames`, an .npy of [N, H, W, 3] uint8 in
+ * the images folder, every frame used; `fps`, `duration`) and tokenized. The frames' pixels are not compared:
+ * vlmkit has no video frame processor yet, so pixel_values / pixel_attention_mask stay unchecked.
+ */
+async function checkVideo(c: ParityCase, processor: Processor, samples: readonly CaseSample[], parsed: readonly (ReturnType<typeof parseSmolVlmPrompt>)[],
+  imagesDir: string, res: ParityResult, fail: Fail, mark: Mark): Promise<void> {
+  const { frames, fps, duration } = c.meta;
+  if (samples.length !== 1 || typeof frames !== 'string' || typeof fps !== 'number' || typeof duration !== 'number') {
+    fail(`${c.name}.json: a video case needs one prompt with "frames" (an .npy file name), "fps" and "duration" (numbers)`);
+    return;
+  }
+  const [count] = npyShape(join(imagesDir, frames));
+  if (!count) {
+    fail(`${join(imagesDir, frames)} holds no frames`);
+    return;
+  }
+  const video = { timestamps: videoFrameTimestamps(Array.from({ length: count }, (_, i) => i), fps), duration };
+  const p = parsed[0];
+  checkTemplate(processor, [samples[0]!.prompt], parsed, res, fail);
+  const built = p ? processor.prompt.build(p.messages, { videos: [video] }, { addGenerationPrompt: p.addGenerationPrompt }) : processor.prompt.buildText(samples[0]!.prompt, { videos: [video] });
+  const want = c.meta.expanded_text;
+  if (typeof want === 'string' && built.text !== want) {
+    let at = 0;
+    while (at < built.text.length && built.text[at] === want[at]) at++;
+    fail(`expanded video prompt differs from the case's expanded_text at character ${at}: ours ${JSON.stringify(built.text.slice(Math.max(0, at - 20), at + 40))}`);
+  }
+  const n = built.inputIds.length;
+  compareBatch(c, { shape: [1, n], ids: built.inputIds, mask: new Array<number>(n).fill(1) }, res, fail, mark);
+  res.notes.push('vlmkit has no video frame processor yet: the video\'s pixel_values and pixel_attention_mask are not compared');
 }
 
 /** The case's own tensors as model inputs (ids and masks as i32 / u8). */
@@ -241,13 +374,13 @@ function disposeInputs(i: ModelInputs): void {
   for (const t of [i.inputIds, i.attentionMask, i.pixelValues, i.pixelAttentionMask]) t?.dispose();
 }
 
-async function checkModel(c: ParityCase, opts: ParityOptions, res: ParityResult, fail: (m: string) => void): Promise<void> {
+async function checkModel(c: ParityCase, opts: ParityOptions, res: ParityResult, fail: Fail, mark: Mark): Promise<void> {
   const wantsLogits = c.has('logits') && c.has('input_ids');
   const wantsVision = c.has('vision_last_hidden_state') || c.has('connector_out');
   const wantsGen = c.has('generate') && c.has('input_ids');
   if (!wantsLogits && !wantsVision && !wantsGen) return;
   if (typeof c.meta.adapter === 'string' && !opts.adapter) {
-    res.notes.push(`the case was made with the adapter ${c.meta.adapter}: pass --adapter <dir> to check its logits`);
+    res.notes.push(`the case was made with the adapter ${c.meta.adapter}: pass --adapter <dir> to check its model outputs`);
     return;
   }
   const { loadModel } = await import('../models/idefics3/index.js');
@@ -268,6 +401,7 @@ async function checkModel(c: ParityCase, opts: ParityOptions, res: ParityResult,
         ] as const) {
           if (!c.has(key)) continue;
           const ref = c.floats(key);
+          mark(key);
           const out = fn();
           try {
             if (out.size !== ref.data.length) fail(`${key}: ours ${shapeStr(out.shape)} vs reference ${shapeStr(ref.shape)}`);
@@ -289,6 +423,7 @@ async function checkModel(c: ParityCase, opts: ParityOptions, res: ParityResult,
     try {
       if (wantsLogits) {
         const ref = c.floats('logits');
+        mark('logits');
         const mask = c.has('attention_mask') ? c.ints('attention_mask').values : null;
         const out: Tensor = idefics3Forward(model)(inputs);
         try {
@@ -305,6 +440,7 @@ async function checkModel(c: ParityCase, opts: ParityOptions, res: ParityResult,
       }
       if (wantsGen) {
         const ref = c.ints('generate');
+        mark('generate');
         const n = ref.shape[1]!;
         const gcfg = loadGenerationConfig(opts.model);
         const settings = { maxNewTokens: n, minNewTokens: n, eosTokenIds: gcfg.eosTokenIds };
@@ -314,6 +450,7 @@ async function checkModel(c: ParityCase, opts: ParityOptions, res: ParityResult,
         if (!equal) fail(`generate (KV cache): ours ${JSON.stringify(got.rows.map((r) => r.tokenIds))} vs reference ${JSON.stringify(ref.values)}`);
         if (c.has('greedy_nocache')) {
           const refNc = c.ints('greedy_nocache');
+          mark('greedy_nocache');
           // plain argmax for n steps, no end-of-sequence handling (as the reference's loop)
           const nc = await generate(idefics3NoCacheLM(model), inputs, { maxNewTokens: refNc.shape[1]!, eosTokenIds: [] });
           const oursNc = nc.rows.flatMap((r) => r.tokenIds);

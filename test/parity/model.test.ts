@@ -76,6 +76,9 @@ function report(name: string, what: string, e: { rel: number; abs: number }): vo
 }
 
 describe('Idefics3 / SmolVLM logits match transformers', () => {
+  it('finds the logit cases (a missing fixture folder must not pass as zero tests)', () => {
+    assert.ok(LOGIT_CASES.length >= 16, `only ${LOGIT_CASES.length} logit cases in ${CASES}`);
+  });
   for (const name of LOGIT_CASES) {
     it(name, () => {
       const kind = name.startsWith('smolvlm') ? 'smolvlm' : 'idefics3';

@@ -9,16 +9,21 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Tensor, noGrad, storageStats } from '../../src/engine/index.js';
+import { type Tensor, noGrad, storageStats, tensor } from '../../src/engine/index.js';
 import '../../src/engine/backend/native/index.js';
 import { loadModel } from '../../src/models/idefics3/index.js';
-import { main } from '../../src/parity/main.js';
+import { EXIT, main } from '../../src/parity/main.js';
 import { readCaseTensors, runLoraSftStep, tensorRelErr } from '../../src/parity/train.js';
 import { loadAdapter } from '../../src/train/peft.js';
 
 const REF = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'reference');
 const CASES = join(REF, 'cases');
 const LORA = join(REF, 'tiny-idefics3-lora');
+
+/** A finite number within tol (null, undefined and NaN are not: `null <= 1e-4` is true in JavaScript). */
+function assertWithin(v: unknown, tol: number, what: string): void {
+  assert.ok(typeof v === 'number' && Number.isFinite(v) && v <= tol, `${what} = ${JSON.stringify(v)}, want a finite number <= ${tol}`);
+}
 
 const open: Map<string, Tensor>[] = [];
 function readCase(name: string): Map<string, Tensor> {
@@ -56,7 +61,7 @@ describe('LoRA against transformers + PEFT', () => {
       const logits = noGrad(() => m.forward(inputs));
       const e = tensorRelErr(logits, c.get('logits')!);
       console.log(`  idefics3_lora_logits: max|diff|/max|ref| = ${e.toExponential(2)}`);
-      assert.ok(e <= 1e-4, `logits differ by ${e}`);
+      assertWithin(e, 1e-4, 'logits max|diff|/max|ref|');
       logits.dispose();
       lora.remove();
       assert.ok([...m.linears().values()].every((l) => !l.adapters?.length), 'remove() detaches every adapter');
@@ -78,12 +83,12 @@ describe('LoRA against transformers + PEFT', () => {
       reportGroups('grad', r.grads);
       reportGroups('after', r.after);
       assert.equal(r.beforeMaxRelErr, 0, 'the adapter file holds the case\'s before.* exactly');
-      assert.ok(r.lossRelErr <= 1e-4, `loss differs by ${r.lossRelErr}`);
+      assertWithin(r.lossRelErr, 1e-4, 'loss');
       assert.equal(r.grads.size, 40);
-      for (const [n, e] of r.grads) assert.ok(e <= 1e-3, `grad.${n} differs by ${e}`);
+      for (const [n, e] of r.grads) assertWithin(e, 1e-3, `grad.${n}`);
       assert.equal(r.after.size, 40);
-      for (const [n, e] of r.after) assert.ok(e <= 1e-3, `after.${n} differs by ${e}`);
-      assert.ok(r.lossCompletionRelErr! <= 1e-4, `completion loss differs by ${r.lossCompletionRelErr}`);
+      for (const [n, e] of r.after) assertWithin(e, 1e-3, `after.${n}`);
+      assertWithin(r.lossCompletionRelErr, 1e-4, 'loss_completion_after_step');
       lora.remove();
     } finally {
       m.dispose();
@@ -101,27 +106,58 @@ describe('parity tool on the training cases', () => {
 
   it('idefics3_lora_sft_step with --adapter: loss_rel_err, grads_max_rel_err, after_step_max_rel_err', async () => {
     const r = await parity([join(CASES, 'idefics3_lora_sft_step.safetensors'), '--model', join(REF, 'tiny-idefics3'), '--adapter', LORA]);
-    assert.equal(r.code, 0, JSON.stringify(r.out));
+    assert.equal(r.code, EXIT.ok, JSON.stringify(r.out));
     assert.equal(r.out.ok, true);
-    assert.ok((r.out.loss_rel_err as number) <= 1e-4);
-    assert.ok((r.out.grads_max_rel_err as number) <= 1e-3);
-    assert.ok((r.out.after_step_max_rel_err as number) <= 1e-3);
-    assert.ok((r.out.loss_completion_rel_err as number) <= 1e-4);
+    assert.deepEqual(r.out.unchecked, []);
+    assert.equal(r.out.labels_equal, true, 'labels and labels_completion from our collator');
+    assertWithin(r.out.loss_rel_err, 1e-4, 'loss_rel_err');
+    assertWithin(r.out.grads_max_rel_err, 1e-3, 'grads_max_rel_err');
+    assertWithin(r.out.after_step_max_rel_err, 1e-3, 'after_step_max_rel_err');
+    assertWithin(r.out.loss_completion_rel_err, 1e-4, 'loss_completion_rel_err');
   });
 
-  it('idefics3_lora_sft_step without --adapter says what to pass and does not fail', async () => {
+  it('idefics3_lora_sft_step without --adapter says what to pass and exits 3 with the step unchecked', async () => {
     const r = await parity([join(CASES, 'idefics3_lora_sft_step.safetensors'), '--model', join(REF, 'tiny-idefics3')]);
-    assert.equal(r.code, 0);
-    assert.notEqual(r.out.ok, false);
+    assert.equal(r.code, EXIT.unchecked);
+    assert.equal(r.out.ok, null);
     assert.ok((r.out.notes as string[]).some((s) => s.includes('--adapter')));
+    const un = r.out.unchecked as string[];
+    assert.equal(un.filter((n) => n.startsWith('grad.')).length, 40);
+    assert.ok(un.includes('loss') && un.includes('loss_completion_after_step'));
+  });
+
+  it('the DPO case is reported unchecked (exit 3), with no claim that other tests check it', async () => {
+    const r = await parity([join(CASES, 'idefics3_lora_dpo.safetensors'), '--model', join(REF, 'tiny-idefics3'), '--adapter', LORA]);
+    assert.equal(r.code, EXIT.unchecked);
+    assert.equal(r.out.ok, null);
+    assert.ok((r.out.unchecked as string[]).includes('policy_chosen_logp'));
+    assert.ok(!(r.out.notes as string[]).some((s) => /tests/.test(s)), JSON.stringify(r.out.notes));
   });
 
   it('smolvlm_full_ft_grads: loss_rel_err and grads_max_rel_err', async () => {
     const r = await parity([join(CASES, 'smolvlm_full_ft_grads.safetensors'), '--model', join(REF, 'tiny-smolvlm')]);
-    assert.equal(r.code, 0, JSON.stringify(r.out));
+    assert.equal(r.code, EXIT.ok, JSON.stringify(r.out));
     assert.equal(r.out.ok, true);
-    assert.ok((r.out.loss_rel_err as number) <= 1e-4);
-    assert.ok((r.out.grads_max_rel_err as number) <= 1e-3);
+    assert.deepEqual(r.out.unchecked, []);
+    assertWithin(r.out.loss_rel_err, 1e-4, 'loss_rel_err');
+    assertWithin(r.out.grads_max_rel_err, 1e-3, 'grads_max_rel_err');
+  });
+
+  it('tensorRelErr: NaN or Infinity anywhere in ours fails; a shape mismatch too', () => {
+    const ref = tensor([1, 2, 3, 4], [4], { dtype: 'f32' });
+    try {
+      for (const ours of [[5, NaN, 3, 4], [NaN, 2, 3, 4], [1, 2, Infinity, 4]]) {
+        const t = tensor(ours, [4], { dtype: 'f32' });
+        const e = tensorRelErr(t, ref);
+        t.dispose();
+        assert.ok(!(e <= 1e-3), `${JSON.stringify(ours)} gave ${e}`);
+      }
+      const t = tensor([1, 2, 3, 4], [2, 2], { dtype: 'f32' });
+      assert.equal(tensorRelErr(t, ref), Infinity);
+      t.dispose();
+    } finally {
+      ref.dispose();
+    }
   });
 
   it('the SFT step with an adapter for another model is a one-line adapter error', async () => {

@@ -287,14 +287,16 @@ describe('merge and unmerge', () => {
   it('bf16 frozen weights: the adapter trains on top of them and merges into them in bf16', () => {
     const dir = bf16Copy();
     const m = loadModel(dir);
-    const m32 = loadModel(join(REF, 'tiny-idefics3'), { dtype: 'f32' });
+    // the same bf16 weights, widened to f32 on load: the only difference left is the bf16 weight path itself
+    const m32 = loadModel(dir, { dtype: 'f32' });
     try {
       const q = m.linears().get('model.text_model.layers.0.self_attn.q_proj')!;
       assert.equal(q.w.dtype, 'bf16');
+      assert.equal(m32.linears().get('model.text_model.layers.0.self_attn.q_proj')!.w.dtype, 'f32');
       const lora = loadAdapter(m, join(REF, 'tiny-idefics3-lora'), { trainable: true });
       const lora32 = loadAdapter(m32, join(REF, 'tiny-idefics3-lora'), { trainable: true });
       const ref = logitsOf(m);
-      // gradients flow through the bf16 base into A and B (and agree with the f32 base up to bf16 rounding)
+      // gradients flow through the bf16 base into A and B, as they do through the same weights held in f32
       for (const [mm, l] of [[m, lora], [m32, lora32]] as const) {
         l.train();
         tidy(() => {
@@ -306,8 +308,8 @@ describe('merge and unmerge', () => {
       const g32 = lora32.parameters();
       let worst = 0;
       for (const [n, p] of lora.parameters()) worst = Math.max(worst, tensorRelErr(p.grad!, g32.get(n)!.grad!));
-      console.log(`  bf16 base vs f32 base: LoRA gradients max|diff|/max|ref| = ${worst.toExponential(2)}`);
-      assert.ok(worst < 0.05, `LoRA gradients on a bf16 base differ by ${worst}`);
+      console.log(`  bf16 base vs the same weights in f32: LoRA gradients max|diff|/max|ref| = ${worst.toExponential(2)}`);
+      assert.ok(Number.isFinite(worst) && worst <= 1e-4, `LoRA gradients on a bf16 base differ by ${worst}`);
       for (const p of [...lora.parameters().values(), ...g32.values()]) { p.grad?.dispose(); p.grad = null; }
       // merge: W = bf16(W + scaling · B·A), exactly as torch's in-place add on a bf16 weight
       const w0 = (q.w.data as Uint16Array).slice();

@@ -56,11 +56,13 @@ export class SafetensorsFile {
       throw new FileFormatError(`cannot open safetensors file ${path}: ${(e as NodeJS.ErrnoException).code ?? e}; check the path`);
     }
     try {
+      if (!fstatSync(fd).isFile()) throw new FileFormatError(`safetensors file ${path} is a directory or a device, not a file; give the path of a .safetensors file`);
       const { infos, metadata } = parseHeader(path, fd);
       return new SafetensorsFile(path, fd, infos, metadata);
     } catch (e) {
       closeSync(fd);
-      throw e;
+      if (e instanceof FileFormatError) throw e;
+      throw new FileFormatError(`cannot read safetensors file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; check the file`);
     }
   }
 

@@ -3,10 +3,11 @@
 // do not match shape x dtype, unknown dtypes, non-string metadata. And the writer never leaves a half-written file.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileFormatError, VlmkitError } from '../../src/errors.js';
+import { Checkpoint } from '../../src/io/checkpoint.js';
 import { SafetensorsFile, duplicateJsonKey } from '../../src/io/safetensors.js';
 import { writeSafetensors } from '../../src/io/safetensors-write.js';
 
@@ -191,5 +192,15 @@ describe('safetensors writer', () => {
     assert.deepEqual(readFileSync(p), before);
     assert.deepEqual(readdirSync(dir), ['model.safetensors']);
     assert.ok(existsSync(p));
+  });
+});
+
+describe('safetensors in a model directory', () => {
+  it('names a model.safetensors that is a directory', () => {
+    const d = mkdtempSync(join(tmp, 'dir-'));
+    writeFileSync(join(d, 'config.json'), '{"model_type": "smolvlm"}');
+    mkdirSync(join(d, 'model.safetensors'));
+    assert.throws(() => Checkpoint.open(d), (e: unknown) => e instanceof FileFormatError &&
+      e.message.includes(join(d, 'model.safetensors')) && /is a directory or a device, not a file/.test(e.message));
   });
 });

@@ -29,36 +29,65 @@ function readJsonIf(path: string): Record<string, unknown> | null {
   }
 }
 
-function ids(v: unknown): number[] | null {
-  if (typeof v === 'number' && Number.isInteger(v)) return [v];
-  if (Array.isArray(v)) return v.filter((x): x is number => typeof x === 'number' && Number.isInteger(x));
-  return null;
-}
+type Fields = Record<string, unknown>;
 
-function firstId(...vs: unknown[]): number | null {
-  for (const v of vs) if (typeof v === 'number' && Number.isInteger(v)) return v;
-  return null;
-}
+/** Reads fields of one parsed JSON file; a wrong type or range is an error naming the file, the field and the fix. */
+class FieldReader {
+  constructor(readonly obj: Fields, readonly path: string, readonly prefix = '') {}
 
-function numIf(v: unknown): number | undefined {
-  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+  private value(key: string, ok: (v: unknown) => boolean, want: string): unknown {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return undefined; // unset (Python None)
+    if (!ok(v)) throw new FileFormatError(`${this.path}: "${this.prefix}${key}" must be ${want}, got ${JSON.stringify(v)}; fix or remove it`);
+    return v;
+  }
+
+  int(key: string, min: number): number | undefined {
+    return this.value(key, (v) => Number.isSafeInteger(v) && (v as number) >= min, `an integer >= ${min}`) as number | undefined;
+  }
+
+  num(key: string, ok: (x: number) => boolean, want: string): number | undefined {
+    return this.value(key, (v) => typeof v === 'number' && Number.isFinite(v) && ok(v), want) as number | undefined;
+  }
+
+  bool(key: string): boolean | undefined {
+    return this.value(key, (v) => typeof v === 'boolean', 'true or false') as boolean | undefined;
+  }
+
+  /** A token id or a list of them. */
+  ids(key: string): number[] | undefined {
+    const isId = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+    const v = this.value(key, (x) => isId(x) || (Array.isArray(x) && x.every(isId)), 'a token id (an integer >= 0) or a list of them');
+    return v === undefined ? undefined : Array.isArray(v) ? (v as number[]) : [v as number];
+  }
 }
 
 /** Reads generation_config.json (optional) with config.json as the fallback for the special ids. */
 export function loadGenerationConfig(dir: string): GenerationConfig {
-  const g = readJsonIf(join(dir, 'generation_config.json')) ?? {};
-  const c = readJsonIf(join(dir, 'config.json')) ?? {};
-  const t = (c.text_config ?? {}) as Record<string, unknown>;
+  const gPath = join(dir, 'generation_config.json');
+  const cPath = join(dir, 'config.json');
+  const g = new FieldReader(readJsonIf(gPath) ?? {}, gPath);
+  const cj = readJsonIf(cPath) ?? {};
+  const c = new FieldReader(cj, cPath);
+  const tj = cj.text_config;
+  const t = new FieldReader(tj && typeof tj === 'object' && !Array.isArray(tj) ? (tj as Fields) : {}, cPath, 'text_config.');
+  // pad_token_id -1 is what some older configs write for "none" (transformers only warns about it)
+  const pad = (r: FieldReader) => r.int('pad_token_id', -1);
+  const bos = (r: FieldReader) => r.int('bos_token_id', 0);
+  const doSample = g.bool('do_sample');
+  const temperature = g.num('temperature', (x) => x >= 0, 'a number >= 0');
+  if (doSample && temperature === 0)
+    throw new FileFormatError(`${gPath}: "temperature" is 0 with "do_sample" true; sampling needs a temperature > 0 (or set do_sample to false for greedy decoding)`);
   return {
-    eosTokenIds: ids(g.eos_token_id) ?? ids(c.eos_token_id) ?? ids(t.eos_token_id) ?? [],
-    bosTokenId: firstId(g.bos_token_id, c.bos_token_id, t.bos_token_id),
-    padTokenId: firstId(g.pad_token_id, c.pad_token_id, t.pad_token_id),
-    maxNewTokens: numIf(g.max_new_tokens),
-    doSample: typeof g.do_sample === 'boolean' ? g.do_sample : undefined,
-    temperature: numIf(g.temperature),
-    topK: numIf(g.top_k),
-    topP: numIf(g.top_p),
-    repetitionPenalty: numIf(g.repetition_penalty),
+    eosTokenIds: g.ids('eos_token_id') ?? c.ids('eos_token_id') ?? t.ids('eos_token_id') ?? [],
+    bosTokenId: bos(g) ?? bos(c) ?? bos(t) ?? null,
+    padTokenId: pad(g) ?? pad(c) ?? pad(t) ?? null,
+    maxNewTokens: g.int('max_new_tokens', 1),
+    doSample,
+    temperature,
+    topK: g.int('top_k', 0),
+    topP: g.num('top_p', (x) => x > 0 && x <= 1, 'a number in (0, 1]'),
+    repetitionPenalty: g.num('repetition_penalty', (x) => x > 0, 'a number > 0'),
   };
 }
 

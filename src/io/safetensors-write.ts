@@ -151,7 +151,8 @@ export function writeSafetensors(path: string, entries: readonly SafetensorsEntr
     if (typeof v !== 'string') throw bad(`metadata "${k}" must be a string, got ${typeof v}`);
   const ordered = [...entries].sort((a, b) =>
     DTYPE_BYTES[b.dtype as SafetensorsDType] - DTYPE_BYTES[a.dtype as SafetensorsDType] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const header: Record<string, unknown> = {};
+  // no prototype: a tensor named "__proto__" must become a key, not replace the prototype
+  const header: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
   const sizes: number[] = [];
   let offset = 0;
@@ -165,6 +166,7 @@ export function writeSafetensors(path: string, entries: readonly SafetensorsEntr
   const raw = Buffer.byteLength(json, 'utf8');
   json += ' '.repeat((8 - ((8 + raw) % 8)) % 8);
   const hb = Buffer.from(json, 'utf8');
+  if (hb.byteLength > 100_000_000) throw bad(`the header would be ${hb.byteLength} bytes, more than the 100,000,000 safetensors readers accept`);
   const lenBuf = Buffer.alloc(8);
   lenBuf.writeBigUInt64LE(BigInt(hb.byteLength));
   writeFileAtomic(path, (fd) => {

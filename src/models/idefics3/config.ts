@@ -66,6 +66,25 @@ function deepFreeze<T>(o: T): T {
   return o;
 }
 
+/**
+ * Upper bounds on sizes, far above any released checkpoint (SmolVLM: 30 layers, hidden 576-2048, vocab 49k;
+ * Idefics3-8B: 32 layers, hidden 4096, MLP 14336, vocab 128k), so that a corrupt or hostile config.json fails
+ * here with its field named instead of running out of memory; the loader then checks every size against the
+ * tensors actually present (weights.ts).
+ */
+const LIMIT = {
+  /** layers, heads, channels, scale factor */
+  count: 4096,
+  /** hidden sizes, head_dim, image and patch sizes */
+  width: 65536,
+  /** MLP widths */
+  mlp: 1 << 20,
+  /** vocabulary, context length, token ids */
+  tokens: 1 << 24,
+  /** image_token_id and other ids (int32) */
+  id: 2 ** 31 - 1,
+};
+
 class Reader {
   constructor(readonly obj: Json, readonly where: string) {}
   private bad(key: string, want: string): never {
@@ -74,10 +93,12 @@ class Reader {
   has(key: string): boolean {
     return this.obj[key] !== undefined && this.obj[key] !== null;
   }
-  int(key: string, def: number, min = 1): number {
+  /** An integer in [min, max]: `max` refuses absurd sizes before anything is allocated from them. */
+  int(key: string, def: number, min = 1, max = LIMIT.count): number {
     const v = this.obj[key];
     if (v === undefined || v === null) return def;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) return this.bad(key, `an integer >= ${min}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+      return this.bad(key, `an integer from ${min} to ${max}`);
     return v;
   }
   num(key: string, def: number): number {
@@ -115,10 +136,10 @@ class Reader {
 
 function visionConfig(j: Json, where: string): Idefics3VisionConfig {
   const r = new Reader(j, where);
-  const hiddenSize = r.int('hidden_size', 1152);
+  const hiddenSize = r.int('hidden_size', 1152, 1, LIMIT.width);
   const numAttentionHeads = r.int('num_attention_heads', 16);
-  const imageSize = r.int('image_size', 224);
-  const patchSize = r.int('patch_size', 32);
+  const imageSize = r.int('image_size', 224, 1, LIMIT.width);
+  const patchSize = r.int('patch_size', 32, 1, LIMIT.width);
   const act = r.str('hidden_act', 'gelu_pytorch_tanh');
   if (act !== 'gelu_pytorch_tanh' && act !== 'gelu_new' && act !== 'gelu')
     throw new FileFormatError(`${where}: hidden_act "${act}" is not supported (use gelu_pytorch_tanh, gelu_new or gelu)`);
@@ -128,7 +149,7 @@ function visionConfig(j: Json, where: string): Idefics3VisionConfig {
     throw new FileFormatError(`${where}: image_size ${imageSize} is not a multiple of patch_size ${patchSize}`);
   return {
     hiddenSize,
-    intermediateSize: r.int('intermediate_size', 3072),
+    intermediateSize: r.int('intermediate_size', 3072, 1, LIMIT.mlp),
     numHiddenLayers: r.int('num_hidden_layers', 12, 0),
     numAttentionHeads,
     numChannels: r.int('num_channels', 3),
@@ -156,13 +177,13 @@ function textConfig(j: Json, top: Reader, where: string): LlamaTextConfig {
   if (ropeType !== 'default')
     throw new VlmkitError('E_CONFIG', `${where}: rope type "${ropeType}" is not supported (only the default RoPE of SmolVLM/Idefics3 checkpoints)`);
   const ropeTheta = rpr.has('rope_theta') ? rpr.num('rope_theta', 10000) : r.num('rope_theta', 10000);
-  const hiddenSize = r.int('hidden_size', 4096);
+  const hiddenSize = r.int('hidden_size', 4096, 1, LIMIT.width);
   const numAttentionHeads = r.int('num_attention_heads', 32);
   const numKeyValueHeads = r.int('num_key_value_heads', numAttentionHeads);
   if (numAttentionHeads % numKeyValueHeads !== 0)
     throw new FileFormatError(`${where}: num_attention_heads ${numAttentionHeads} is not a multiple of num_key_value_heads ${numKeyValueHeads}`);
   let headDim: number;
-  if (r.has('head_dim')) headDim = r.int('head_dim', 0);
+  if (r.has('head_dim')) headDim = r.int('head_dim', 0, 1, LIMIT.width);
   else {
     if (hiddenSize % numAttentionHeads !== 0)
       throw new FileFormatError(`${where}: hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads} and no head_dim is given`);
@@ -174,9 +195,9 @@ function textConfig(j: Json, top: Reader, where: string): LlamaTextConfig {
   if (typeof eos === 'number') eosTokenId = eos;
   else if (Array.isArray(eos) && eos.every((x) => typeof x === 'number')) eosTokenId = eos as number[];
   return {
-    vocabSize: r.has('vocab_size') ? r.int('vocab_size', 32000) : top.int('vocab_size', 32000),
+    vocabSize: r.has('vocab_size') ? r.int('vocab_size', 32000, 1, LIMIT.tokens) : top.int('vocab_size', 32000, 1, LIMIT.tokens),
     hiddenSize,
-    intermediateSize: r.int('intermediate_size', 11008),
+    intermediateSize: r.int('intermediate_size', 11008, 1, LIMIT.mlp),
     numHiddenLayers: r.int('num_hidden_layers', 32, 0),
     numAttentionHeads,
     numKeyValueHeads,
@@ -184,7 +205,7 @@ function textConfig(j: Json, top: Reader, where: string): LlamaTextConfig {
     hiddenAct: 'silu',
     rmsNormEps: r.num('rms_norm_eps', 1e-5),
     ropeTheta,
-    maxPositionEmbeddings: r.int('max_position_embeddings', 2048),
+    maxPositionEmbeddings: r.int('max_position_embeddings', 2048, 1, LIMIT.tokens),
     attentionBias: r.bool('attention_bias', false),
     mlpBias: r.bool('mlp_bias', false),
     padTokenId: r.has('pad_token_id') ? r.optInt('pad_token_id', null) : top.optInt('pad_token_id', null),
@@ -207,7 +228,7 @@ export function idefics3ConfigFromJson(json: Json, source = 'config.json'): Idef
   const tie = top.has('tie_word_embeddings') ? top.bool('tie_word_embeddings', false) : tr.bool('tie_word_embeddings', false);
   return deepFreeze({
     modelType: mt as Idefics3ModelType,
-    imageTokenId: top.int('image_token_id', 128257, 0),
+    imageTokenId: top.int('image_token_id', 128257, 0, LIMIT.id),
     scaleFactor,
     tieWordEmbeddings: tie,
     vision,

@@ -3,6 +3,7 @@
 //   model.vision_model.*, model.connector.*, model.text_model.*, lm_head.weight
 // and a bare Idefics3Model as vision_model.*, connector.*, text_model.* (no lm_head): both are read. lm_head is
 // tied to embed_tokens when the config says so or when the checkpoint has no lm_head.weight.
+import { join } from 'node:path';
 import type { Backend } from '../../engine/backend/backend.js';
 import type { DType } from '../../engine/dtype.js';
 import { type Tensor, fromRaw } from '../../engine/index.js';
@@ -157,7 +158,65 @@ export interface LoadWeightsOptions {
 
 const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
 
-/** Loads every tensor of the spec list from the checkpoint, checking names and shapes. */
+/** How many layers the checkpoint holds under `prefix` (e.g. "text_model.layers."): its highest index + 1. */
+function layersHeld(ckpt: Checkpoint, prefix: string): number {
+  let n = 0;
+  for (const name of ckpt.names()) {
+    const rest = name.startsWith(`model.${prefix}`) ? name.slice(6 + prefix.length) : name.startsWith(prefix) ? name.slice(prefix.length) : null;
+    const m = rest === null ? null : /^(\d+)\./.exec(rest);
+    if (m) n = Math.max(n, Number(m[1]) + 1);
+  }
+  return n;
+}
+
+/** Which config.json fields a tensor's expected shape comes from (for the error when it does not match). */
+function shapeSource(spec: WeightSpec): string {
+  const k = spec.key;
+  if (k === 'text.embed' || k === 'lmHead') return 'text_config vocab_size x hidden_size';
+  if (k === 'connector.proj') return 'text_config hidden_size, vision_config hidden_size x scale_factor²';
+  if (k === 'vision.posEmbed') return 'vision_config (image_size / patch_size)² x hidden_size';
+  if (k === 'vision.patch.w') return 'vision_config hidden_size, num_channels, patch_size';
+  if (/^text\.layers\.\d+\.(q|k|v|o)\./.test(k)) return 'text_config hidden_size, num_attention_heads, num_key_value_heads, head_dim';
+  if (/^text\.layers\.\d+\.(gate|up|down)\./.test(k)) return 'text_config hidden_size, intermediate_size';
+  if (/^vision\.layers\.\d+\.fc/.test(k)) return 'vision_config hidden_size, intermediate_size';
+  return k.startsWith('text') ? 'text_config hidden_size' : 'vision_config hidden_size';
+}
+
+/**
+ * Checks config.json against the checkpoint before anything is allocated: the layer counts first (from the tensor
+ * names alone, so an absurd count fails at once), then every tensor's presence, shape and dtype. Returns the
+ * checkpoint name of each spec (null: a tied lm_head, read from the embedding).
+ */
+function resolveIdefics3Tensors(ckpt: Checkpoint, cfg: Idefics3Config, specs: readonly WeightSpec[], tied: boolean): (string | null)[] {
+  const cfgPath = join(ckpt.dir, 'config.json');
+  const layers = (section: string, prefix: string, want: number) => {
+    const held = layersHeld(ckpt, prefix);
+    if (held !== want)
+      throw new FileFormatError(`${cfgPath}: ${section}.num_hidden_layers is ${want} but the checkpoint in ${ckpt.dir} holds ${held} ` +
+        `(${held ? `tensors "${prefix}0.*" to "${prefix}${held - 1}.*"` : `no "${prefix}<i>.*" tensors`}); ` +
+        'fix num_hidden_layers or use the weights this config.json belongs to');
+  };
+  layers('vision_config', 'vision_model.encoder.layers.', cfg.vision.numHiddenLayers);
+  layers('text_config', 'text_model.layers.', cfg.text.numHiddenLayers);
+  return specs.map((spec) => {
+    if (spec.key === 'lmHead' && tied) return null;
+    const names = checkpointNames(spec);
+    const name = ckpt.find(names);
+    if (!name)
+      throw new FileFormatError(`checkpoint ${ckpt.dir} is missing tensor "${names[0]}"` +
+        (names.length > 1 ? ` (also looked for "${names.slice(1).join('", "')}")` : '') +
+        `, expected shape ${fmt(spec.shape)} in ${ckpt.files.join(', ')}; the checkpoint does not match its config.json`);
+    const info = ckpt.info(name);
+    if (info.shape.length !== spec.shape.length || info.shape.some((d, i) => d !== spec.shape[i]))
+      throw new FileFormatError(`tensor "${name}" in ${info.file} has shape ${fmt(info.shape)}, expected ${fmt(spec.shape)} from ${cfgPath} ` +
+        `(${shapeSource(spec)}); fix config.json or use the weights it belongs to`);
+    if (!['F32', 'BF16', 'F16', 'F64'].includes(info.dtype))
+      throw new FileFormatError(`tensor "${name}" in ${info.file} has dtype ${info.dtype}; vlmkit reads F32, BF16 or F16 weights (quantized checkpoints are not supported here)`);
+    return name;
+  });
+}
+
+/** Loads every tensor of the spec list from the checkpoint, after checking every name, shape and dtype. */
 export function loadIdefics3Weights(ckpt: Checkpoint, cfg: Idefics3Config, o: LoadWeightsOptions = {}): {
   weights: Idefics3Weights;
   /** canonical HF name -> tensor (a tied lm_head is listed once, as the embedding) */
@@ -171,27 +230,19 @@ export function loadIdefics3Weights(ckpt: Checkpoint, cfg: Idefics3Config, o: Lo
   const lmSpec = specs[specs.length - 1];
   const lmName = ckpt.find(checkpointNames(lmSpec));
   const tied = cfg.tieWordEmbeddings || lmName === null;
+  const found = resolveIdefics3Tensors(ckpt, cfg, specs, tied);
   try {
-    for (const spec of specs) {
-      if (spec.key === 'lmHead' && tied) continue;
-      const names = checkpointNames(spec);
-      const name = ckpt.find(names);
-      if (!name)
-        throw new FileFormatError(`checkpoint ${ckpt.dir} is missing tensor "${names[0]}"` +
-          (names.length > 1 ? ` (also looked for "${names.slice(1).join('", "')}")` : '') +
-          `, expected shape ${fmt(spec.shape)} in ${ckpt.files.join(', ')}; the checkpoint does not match its config.json`);
+    specs.forEach((spec, i) => {
+      const name = found[i];
+      if (name === null || name === undefined) return;
       const info = ckpt.info(name);
-      if (info.shape.length !== spec.shape.length || info.shape.some((d, i) => d !== spec.shape[i]))
-        throw new FileFormatError(`tensor "${name}" in ${info.file} has shape ${fmt(info.shape)}, expected ${fmt(spec.shape)} from config.json`);
-      if (!['F32', 'BF16', 'F16', 'F64'].includes(info.dtype))
-        throw new FileFormatError(`tensor "${name}" in ${info.file} has dtype ${info.dtype}; vlmkit reads F32, BF16 or F16 weights (quantized checkpoints are not supported here)`);
       const stored: DType = info.dtype === 'BF16' ? 'bf16' : info.dtype === 'F16' ? 'f16' : 'f32';
       const want: DType = o.dtype === 'f32' || spec.kind === 'vector' ? 'f32' : stored;
       const t = fromRaw(ckpt.read(name), { backend: o.backend, dtype: want });
       t.name = canonicalName(spec);
       flat.set(spec.key, t);
       named.set(canonicalName(spec), t);
-    }
+    });
   } catch (e) {
     for (const t of flat.values()) t.dispose();
     throw e;

@@ -198,4 +198,7 @@ export const chartsGenerator: Generator = {
     const chart = randomChart(rng);
     return { canvas: renderChart(chart, size, rng), qas: askChart(chart, rng, questions) };
   },
+  text(rng, _size, questions) {
+    return askChart(randomChart(rng), rng, questions);
+  },
 };

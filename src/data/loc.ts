@@ -10,6 +10,9 @@ export function locToken(bin: number): string {
   return `<loc${String(bin).padStart(4, '0')}>`;
 }
 
+/** A regex source matching exactly the location tokens <loc0000>..<loc1023>. */
+export const LOC_PATTERN = '<loc(?:0\\d{3}|10[01]\\d|102[0-3])>';
+
 /** Every location token, in id order. */
 export function allLocTokens(): string[] {
   return Array.from({ length: LOC_BINS }, (_, i) => locToken(i));

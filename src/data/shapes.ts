@@ -315,4 +315,7 @@ export const shapesGenerator: Generator = {
     const scene = randomScene(rng, size);
     return { canvas: renderScene(scene), qas: askShapes(scene, rng, questions) };
   },
+  text(rng, size, questions) {
+    return askShapes(randomScene(rng, size), rng, questions);
+  },
 };

@@ -28,6 +28,8 @@ export interface Generator {
   categories: readonly string[];
   /** One image and up to `questions` questions about it (fewer when the scene allows fewer kinds). */
   generate(rng: Rng, size: number, questions: number): GeneratedImage;
+  /** Questions about a random scene that is not drawn: text for training the tokenizer, fast. */
+  text(rng: Rng, size: number, questions: number): QA[];
 }
 
 /** Picks a question template. */

@@ -191,7 +191,7 @@ export function askChart(chart: Chart, rng: Rng, k: number): QA[] {
 export const chartsGenerator: Generator = {
   name: 'charts',
   defaultSize: 256,
-  minSize: 192,
+  minSize: 224,
   maxSize: 1024,
   categories: CHART_CATEGORIES,
   generate(rng, size, questions) {

@@ -73,9 +73,10 @@ export function splitCounts(n: number, split: readonly [number, number, number])
 }
 
 export function encodePng(canvas: Canvas): Buffer {
-  const png = new PNG({ width: canvas.width, height: canvas.height });
-  png.data = canvas.rgba();
-  return PNG.sync.write(png, { colorType: 2 });
+  // the sync writer only reads width, height and data: a plain object, because each `new PNG` stays reachable
+  // (~100 KB an image, 1 GB over 10k images)
+  const image = { width: canvas.width, height: canvas.height, data: canvas.rgba() } as unknown as PNG;
+  return PNG.sync.write(image, { colorType: 2 });
 }
 
 /** Generates image `index` of `split` (what the dataset writer writes, for tests and tools). */

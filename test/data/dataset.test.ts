@@ -9,7 +9,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { askChart, chartsGenerator, randomChart } from '../../src/data/charts.js';
 import { canDraw, textWidth } from '../../src/data/font.js';
-import { writeDataset, type DatasetOptions } from '../../src/data/dataset.js';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { PNG } from 'pngjs';
+import { encodePng, writeDataset, type DatasetOptions } from '../../src/data/dataset.js';
 import { Rng } from '../../src/data/rng.js';
 import { shapesGenerator } from '../../src/data/shapes.js';
 import type { Generator } from '../../src/data/types.js';
@@ -86,6 +89,22 @@ describe('dataset writer', () => {
     assert.throws(() => writeDataset(broken, out, opts), /boom/);
     assert.equal(existsSync(out), false);
     assert.deepEqual(readdirSync(tmp).filter((n) => n.includes('broken')), []);
+  });
+
+  it('encodes PNGs that decode to the canvas, without keeping memory per image', () => {
+    const { canvas } = shapesGenerator.generate(new Rng(11), 128, 1);
+    const back = PNG.sync.read(encodePng(canvas));
+    const rgb = Buffer.alloc(128 * 128 * 3);
+    for (let p = 0; p < 128 * 128; p++) back.data.copy(rgb, p * 3, p * 4, p * 4 + 3);
+    assert.ok(rgb.equals(Buffer.from(canvas.data)));
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    gc();
+    const before = process.memoryUsage().arrayBuffers;
+    for (let i = 0; i < 1000; i++) encodePng(canvas);
+    gc();
+    const grown = (process.memoryUsage().arrayBuffers - before) / 1e6;
+    assert.ok(Number.isFinite(grown) && grown < 30, `${grown.toFixed(0)} MB still held after 1000 images`);
   });
 
   it('refuses a non-empty --out without force, and bad options with the flag named', () => {

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { VlmkitError } from '../errors.js';
 import { ask, ASK_USAGE } from './ask.js';
 import { chat, CHAT_USAGE } from './chat.js';
+import { data, DATA_USAGE } from './data.js';
 import { info, INFO_USAGE } from './info.js';
 import { processIo, type CliIo } from './io.js';
 import { tokens, TOKENS_USAGE } from './tokens.js';
@@ -18,6 +19,7 @@ commands:
   tokens   show the expanded prompt and its token ids vlmkit tokens --model DIR --image photo.jpg "Describe it"
   info     describe a checkpoint                      vlmkit info DIR --size 1024x768
   train    fine-tune (LoRA or full) on a JSONL dataset vlmkit train sft --model DIR --data train.jsonl --out runs/x
+  data     synthetic datasets and the tokenizer       vlmkit data shapes --n 10000 --seed 0 --out data/shapes
 
 vlmkit <command> --help shows a command's options.`;
 
@@ -27,6 +29,7 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   tokens: { run: tokens, usage: TOKENS_USAGE },
   info: { run: info, usage: INFO_USAGE },
   train: { run: train, usage: TRAIN_USAGE },
+  data: { run: data, usage: DATA_USAGE },
 };
 
 function version(): string {

@@ -1,0 +1,118 @@
+// `vlmkit data`: synthetic datasets for pretraining the built-in model (shapes scenes, charts) and its
+// tokenizer. Everything is deterministic by seed; the dataset folder appears whole or not at all.
+import { parseArgs } from 'node:util';
+import { chartsGenerator } from '../data/charts.js';
+import { type DatasetSummary, writeDataset } from '../data/dataset.js';
+import { shapesGenerator } from '../data/shapes.js';
+import { buildTokenizer, writeTokenizer } from '../data/tokenizer.js';
+import type { Generator } from '../data/types.js';
+import { argError, parsing } from './args.js';
+import { type CliIo, write } from './io.js';
+import { mkdirSync } from 'node:fs';
+
+export const DATA_USAGE = `usage: vlmkit data shapes|charts --n N --out DIR [options]
+       vlmkit data tokenizer --out DIR [--vocab N] [--json]
+  shapes              1-6 objects (circle, square, triangle, star, diamond, hexagon) in 8 colours, with captions,
+                      counts, colours, presence, positions, sizes and grounding (location tokens)
+  charts              bar, line and pie charts with titles and labelled values, ChartQA-style questions
+  tokenizer           (re)build the built-in model's byte-level BPE tokenizer (tokenizer.json, tokenizer_config.json,
+                      chat_template.jinja), the same files on every run
+  --n N               images in all splits together
+  --seed S            seed (default 0); train, validation and test use disjoint streams of it
+  --size PX           image side (default 128 for shapes, 256 for charts)
+  --questions K       questions (JSONL rows) per image, of different types (default 3)
+  --split A,B,C       fractions for train, validation, test (default 0.8,0.1,0.1)
+  --out DIR           output folder: train.jsonl, validation.jsonl, test.jsonl, images/, dataset.json
+  --force             replace a non-empty --out
+  --vocab N           tokenizer: most ids before the 1024 location tokens (default 2048)
+  --json              print a JSON summary on stdout`;
+
+const GENERATORS: Record<string, Generator> = { shapes: shapesGenerator, charts: chartsGenerator };
+
+function int(flag: string, v: string | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  const x = Number(v);
+  if (v.trim() === '' || !Number.isSafeInteger(x) || x < 0) throw argError(`--${flag} takes a whole number >= 0, got ${JSON.stringify(v)}`);
+  return x;
+}
+
+function fractions(v: string | undefined): [number, number, number] {
+  if (v === undefined) return [0.8, 0.1, 0.1];
+  const parts = v.split(',').map((p) => Number(p.trim()));
+  if (parts.length !== 3 || parts.some((p) => !Number.isFinite(p) || p < 0) || Math.abs(parts[0]! + parts[1]! + parts[2]! - 1) > 1e-9)
+    throw argError(`--split takes three fractions for train,validation,test that sum to 1, e.g. 0.8,0.1,0.1; got ${JSON.stringify(v)}`);
+  return parts as [number, number, number];
+}
+
+function summaryText(out: string, s: DatasetSummary, seconds: number): string {
+  const splits = Object.entries(s.splits).map(([k, v]) => `${k} ${v.images} images / ${v.rows} rows`).join(', ');
+  return `wrote ${s.generator} dataset to ${out} in ${seconds.toFixed(1)} s: ${splits}\n`;
+}
+
+export async function data(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parsing(DATA_USAGE, () =>
+    parseArgs({
+      args: argv,
+      options: {
+        n: { type: 'string' },
+        seed: { type: 'string' },
+        size: { type: 'string' },
+        questions: { type: 'string' },
+        split: { type: 'string' },
+        out: { type: 'string' },
+        force: { type: 'boolean' },
+        vocab: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+      allowPositionals: true,
+      strict: true,
+    }),
+  );
+  const what = positionals[0];
+  if (positionals.length !== 1 || !what || !(what in GENERATORS || what === 'tokenizer'))
+    throw argError(`say what to make: vlmkit data shapes|charts|tokenizer (got ${JSON.stringify(positionals.join(' '))})\n${DATA_USAGE}`);
+  if (!values.out) throw argError(`--out <dir> is required: where to write the ${what === 'tokenizer' ? 'tokenizer files' : 'dataset'}\n${DATA_USAGE}`);
+  const t0 = Date.now();
+
+  if (what === 'tokenizer') {
+    const built = buildTokenizer({ baseVocab: int('vocab', values.vocab, 2048) });
+    mkdirSync(values.out, { recursive: true });
+    const files = writeTokenizer(values.out, built);
+    const summary = { out: values.out, files, vocab_size: built.vocabSize, merges: built.merges };
+    await write(io.stdout, values.json ? JSON.stringify(summary) + '\n' : `wrote ${files.join(', ')} to ${values.out}: ${built.vocabSize} tokens (${built.merges} merges)\n`);
+    return 0;
+  }
+
+  const gen = GENERATORS[what]!;
+  if (values.n === undefined) throw argError(`--n N is required: how many images to generate\n${DATA_USAGE}`);
+  const n = int('n', values.n, 0);
+  // progress: a line rewritten in place on a terminal, a line every 10% otherwise (for logs of long runs)
+  let lastTenth = 0;
+  const progress = (done: number, total: number) => {
+    if (io.stderr.isTTY) {
+      if (done % 50 === 0 || done === total) io.stderr.write(done === total ? '\r\x1b[2K' : `\r\x1b[2K${gen.name}: ${done}/${total} images`);
+    } else if (total >= 1000) {
+      const tenth = Math.floor((done * 10) / total);
+      if (tenth > lastTenth) {
+        lastTenth = tenth;
+        io.stderr.write(`${gen.name}: ${done}/${total} images\n`);
+      }
+    }
+  };
+  const summary = writeDataset(
+    gen,
+    values.out,
+    {
+      n,
+      seed: int('seed', values.seed, 0),
+      size: int('size', values.size, gen.defaultSize),
+      questions: int('questions', values.questions, 3),
+      split: fractions(values.split),
+      progress,
+    },
+    values.force === true,
+  );
+  const seconds = (Date.now() - t0) / 1000;
+  await write(io.stdout, values.json ? JSON.stringify({ out: values.out, seconds, ...summary }) + '\n' : summaryText(values.out, summary, seconds));
+  return 0;
+}

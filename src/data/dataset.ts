@@ -1,0 +1,149 @@
+// Writes a generated dataset: images/<split>-NNNNNN.png and one JSONL file per split, rows in TRL's
+// conversational form (what src/train/data.ts reads), plus dataset.json describing the run. The whole folder is
+// built beside the target and renamed into place at the end, so a killed run leaves no half-written dataset.
+//
+// Image i of split s draws from its own stream mixSeed(seed, s, i): the splits are disjoint streams, and the
+// first images of a split do not depend on how many are generated.
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { PNG } from 'pngjs';
+import { VlmkitError } from '../errors.js';
+import { writeDirAtomic } from '../io/safetensors-write.js';
+import type { Canvas } from './raster.js';
+import { mixSeed, Rng } from './rng.js';
+import type { Generator, QA } from './types.js';
+
+export const SPLITS = ['train', 'validation', 'test'] as const;
+export type SplitName = (typeof SPLITS)[number];
+
+export interface DatasetOptions {
+  /** images in all splits together */
+  n: number;
+  seed: number;
+  /** image side in pixels */
+  size: number;
+  /** questions per image (each a JSONL row) */
+  questions: number;
+  /** fractions of n for train, validation, test (sum 1) */
+  split: readonly [number, number, number];
+  /** called after each image */
+  progress?: (done: number, total: number) => void;
+}
+
+export interface SplitSummary {
+  images: number;
+  rows: number;
+  file: string;
+  /** sha256 of the images' RGB pixels in order: reproducible even where PNG compression differs */
+  pixels_sha256: string;
+  /** sha256 of the JSONL file */
+  jsonl_sha256: string;
+}
+
+export interface DatasetSummary {
+  generator: string;
+  seed: number;
+  size: number;
+  questions_per_image: number;
+  splits: Record<SplitName, SplitSummary>;
+  categories: Record<string, number>;
+}
+
+/** The JSONL row for one question. */
+export function rowFor(qa: QA, image: string): Record<string, unknown> {
+  const row: Record<string, unknown> = {
+    messages: [
+      { role: 'user', content: [{ type: 'image' }, { type: 'text', text: qa.question }] },
+      { role: 'assistant', content: [{ type: 'text', text: qa.answer }] },
+    ],
+    images: [image],
+    category: qa.category,
+    answer: qa.answer,
+  };
+  if (qa.box) row.box = qa.box;
+  return row;
+}
+
+/** Image counts per split: validation and test get floor(n * fraction), train the rest. */
+export function splitCounts(n: number, split: readonly [number, number, number]): [number, number, number] {
+  const v = Math.floor(n * split[1]);
+  const t = Math.floor(n * split[2]);
+  return [n - v - t, v, t];
+}
+
+export function encodePng(canvas: Canvas): Buffer {
+  // the sync writer only reads width, height and data: a plain object, because each `new PNG` stays reachable
+  // (~100 KB an image, 1 GB over 10k images)
+  const image = { width: canvas.width, height: canvas.height, data: canvas.rgba() } as unknown as PNG;
+  return PNG.sync.write(image, { colorType: 2 });
+}
+
+/** Generates image `index` of `split` (what the dataset writer writes, for tests and tools). */
+export function generateOne(gen: Generator, o: Pick<DatasetOptions, 'seed' | 'size' | 'questions'>, split: SplitName, index: number) {
+  const rng = new Rng(mixSeed(o.seed, SPLITS.indexOf(split), index));
+  return gen.generate(rng, o.size, o.questions);
+}
+
+export function checkDatasetOptions(gen: Generator, o: DatasetOptions): void {
+  if (!Number.isInteger(o.n) || o.n < 1) throw new VlmkitError('E_ARGS', `--n takes a whole number of images >= 1, got ${o.n}`);
+  if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > Number.MAX_SAFE_INTEGER) throw new VlmkitError('E_ARGS', `--seed takes a whole number >= 0, got ${o.seed}`);
+  if (!Number.isInteger(o.size) || o.size < gen.minSize || o.size > gen.maxSize)
+    throw new VlmkitError('E_ARGS', `--size for ${gen.name} takes ${gen.minSize} to ${gen.maxSize} pixels, got ${o.size}`);
+  if (!Number.isInteger(o.questions) || o.questions < 1 || o.questions > gen.categories.length)
+    throw new VlmkitError('E_ARGS', `--questions takes 1 to ${gen.categories.length} (one per question type), got ${o.questions}`);
+  const sum = o.split.reduce((a, b) => a + b, 0);
+  if (o.split.some((f) => !(f >= 0)) || Math.abs(sum - 1) > 1e-9)
+    throw new VlmkitError('E_ARGS', `--split takes three fractions for train,validation,test that sum to 1, e.g. 0.8,0.1,0.1; got ${o.split.join(',')}`);
+}
+
+/**
+ * Generates the dataset into `out`. An existing non-empty `out` is replaced only with `force` (it is swapped out
+ * at the very end, so it survives a failed run).
+ */
+export function writeDataset(gen: Generator, out: string, o: DatasetOptions, force = false): DatasetSummary {
+  checkDatasetOptions(gen, o);
+  if (existsSync(out) && readdirSync(out).length > 0 && !force)
+    throw new VlmkitError('E_ARGS', `--out ${out} exists and is not empty; choose a new folder or pass --force to replace it`);
+  const counts = splitCounts(o.n, o.split);
+  const summary: DatasetSummary = {
+    generator: gen.name,
+    seed: o.seed,
+    size: o.size,
+    questions_per_image: o.questions,
+    splits: {} as Record<SplitName, SplitSummary>,
+    categories: {},
+  };
+  let done = 0;
+  writeDirAtomic(out, (tmp) => {
+    mkdirSync(join(tmp, 'images'));
+    SPLITS.forEach((split, s) => {
+      const file = `${split}.jsonl`;
+      const fd = openSync(join(tmp, file), 'w');
+      const pixels = createHash('sha256');
+      const jsonl = createHash('sha256');
+      let rows = 0;
+      try {
+        for (let i = 0; i < counts[s]!; i++) {
+          const { canvas, qas } = generateOne(gen, o, split, i);
+          const image = `images/${split}-${String(i).padStart(6, '0')}.png`;
+          writeFileSync(join(tmp, image), encodePng(canvas));
+          pixels.update(canvas.data);
+          for (const qa of qas) {
+            const line = JSON.stringify(rowFor(qa, image)) + '\n';
+            writeSync(fd, line);
+            jsonl.update(line);
+            rows++;
+            summary.categories[qa.category] = (summary.categories[qa.category] ?? 0) + 1;
+          }
+          o.progress?.(++done, o.n);
+        }
+      } finally {
+        closeSync(fd);
+      }
+      summary.splits[split] = { images: counts[s]!, rows, file, pixels_sha256: pixels.digest('hex'), jsonl_sha256: jsonl.digest('hex') };
+    });
+    writeFileSync(join(tmp, 'dataset.json'), JSON.stringify(summary, null, 2) + '\n');
+  });
+  return summary;
+}

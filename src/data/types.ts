@@ -1,0 +1,73 @@
+// What the generators produce: a picture and questions about it with short canonical answers.
+import type { LabeledBox } from './loc.js';
+import type { Canvas } from './raster.js';
+import type { Rng } from './rng.js';
+
+/** One question about an image. */
+export interface QA {
+  /** the question type, e.g. "count_kind" (the JSONL row's "category") */
+  category: string;
+  question: string;
+  /** short and canonical, for exact-match scoring ("3", "red", "yes", "left", location tokens + label) */
+  answer: string;
+  /** grounding: the object's box in image pixels */
+  box?: LabeledBox;
+}
+
+export interface GeneratedImage {
+  canvas: Canvas;
+  qas: QA[];
+}
+
+export interface Generator {
+  name: string;
+  defaultSize: number;
+  minSize: number;
+  maxSize: number;
+  /** every category its questions can have */
+  categories: readonly string[];
+  /** One image and up to `questions` questions about it (fewer when the scene allows fewer kinds). */
+  generate(rng: Rng, size: number, questions: number): GeneratedImage;
+  /** Questions about a random scene that is not drawn: text for training the tokenizer, fast. */
+  text(rng: Rng, size: number, questions: number): QA[];
+}
+
+/** Picks a question template. */
+export function phrase(rng: Rng, templates: readonly string[], vars: Record<string, string> = {}): string {
+  return rng.pick(templates).replace(/\{(\w+)\}/g, (_, k: string) => {
+    const v = vars[k];
+    if (v === undefined) throw new Error(`template variable {${k}} not given`);
+    return v;
+  });
+}
+
+/**
+ * Draws up to k questions of distinct categories: categories are tried in a weighted random order and a maker
+ * that returns null (the scene does not allow that kind of question) is skipped.
+ */
+export function pickQuestions(rng: Rng, k: number, makers: readonly [number, () => QA | null][]): QA[] {
+  const left = makers.slice();
+  const out: QA[] = [];
+  while (out.length < k && left.length > 0) {
+    const i = rng.weighted(left.map((m) => m[0]));
+    const [, make] = left.splice(i, 1)[0]!;
+    const qa = make();
+    if (qa) out.push(qa);
+  }
+  return out;
+}
+
+const WORDS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten'];
+export function numberWord(n: number): string {
+  return WORDS[n] ?? String(n);
+}
+
+/** "a, b and c" */
+export function listWords(items: readonly string[]): string {
+  if (items.length <= 1) return items[0] ?? '';
+  return `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
+}
+
+export function capitalize(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}

@@ -1,0 +1,68 @@
+// `vlmkit data`: writes what its summary says, refuses bad input with one line naming the flag.
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { run } from '../../src/cli/main.js';
+import { Tokenizer } from '../../src/processing/tokenizer.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'vlmkit-datacli-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+async function vlmkit(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '', err = '';
+  stdout.on('data', (d) => (out += d));
+  stderr.on('data', (d) => (err += d));
+  const code = await run(args, { stdout, stderr, stdin: new PassThrough() });
+  return { code, stdout: out, stderr: err };
+}
+
+describe('vlmkit data', () => {
+  it('shapes --json: the summary matches the files', async () => {
+    const out = join(tmp, 'shapes');
+    const r = await vlmkit(['data', 'shapes', '--n', '10', '--seed', '4', '--questions', '2', '--out', out, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const s = JSON.parse(r.stdout);
+    assert.deepEqual(JSON.parse(readFileSync(join(out, 'dataset.json'), 'utf8')).splits, s.splits);
+    for (const [split, v] of Object.entries(s.splits) as [string, { images: number; rows: number }][]) {
+      const rows = readFileSync(join(out, `${split}.jsonl`), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+      assert.equal(rows.length, v.rows);
+      assert.equal(new Set(rows.map((x) => x.images[0])).size, v.images);
+      for (const row of rows) assert.ok(existsSync(join(out, row.images[0])));
+    }
+    assert.equal(s.splits.train.images + s.splits.validation.images + s.splits.test.images, 10);
+  });
+
+  it('charts and tokenizer write their files', async () => {
+    const r = await vlmkit(['data', 'charts', '--n', '3', '--split', '1,0,0', '--out', join(tmp, 'charts')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /wrote charts dataset .* train 3 images/);
+    const t = await vlmkit(['data', 'tokenizer', '--out', join(tmp, 'tok'), '--json']);
+    assert.equal(t.code, 0, t.stderr);
+    const tok = Tokenizer.fromDir(join(tmp, 'tok'));
+    assert.equal(tok.vocabSize, JSON.parse(t.stdout).vocab_size);
+    assert.ok(existsSync(join(tmp, 'tok', 'chat_template.jinja')));
+  });
+
+  const bad: [string[], RegExp][] = [
+    [['data', 'shapes', '--out', 'x'], /--n N is required/],
+    [['data', 'shapes', '--n', 'ten', '--out', 'x'], /--n takes a whole number/],
+    [['data', 'circles', '--n', '3', '--out', 'x'], /shapes\|charts\|tokenizer/],
+    [['data', 'shapes', '--n', '3'], /--out <dir> is required/],
+    [['data', 'charts', '--n', '3', '--size', '100', '--out', join(tmp, 'c2')], /--size for charts takes 224/],
+    [['data', 'shapes', '--n', '3', '--split', '0.5,0.5', '--out', join(tmp, 's2')], /--split takes three fractions/],
+    [['data', 'shapes', '--n', '3', '--questions', '99', '--out', join(tmp, 's3')], /--questions takes 1 to 10/],
+  ];
+  for (const [args, re] of bad) {
+    it(`refuses ${args.slice(1).join(' ')} with one line`, async () => {
+      const r = await vlmkit(args);
+      assert.equal(r.code, 1);
+      assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, re);
+    });
+  }
+});

@@ -1,0 +1,123 @@
+// Shapes scenes: the answers are true of the pixels. Each object shows its exact colour at its centre, every
+// pixel it changes lies in its box, counts match the scene (and, for scenes without overlaps on a plain
+// background, the number of separate blobs of each colour in the image), grounding answers decode to the box.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseBoxes } from '../../src/data/loc.js';
+import { Rng } from '../../src/data/rng.js';
+import { askShapes, objectBox, randomScene, renderScene, SHAPE_COLORS, type ShapeScene } from '../../src/data/shapes.js';
+
+const SIZE = 128;
+const scenes: ShapeScene[] = Array.from({ length: 150 }, (_, i) => randomScene(new Rng(1000 + i), SIZE));
+
+/**
+ * 8-connected blobs of at least 5 pixels exactly equal to rgb (a star's tip can leave a fully covered pixel or
+ * two that touch the body only through edge pixels).
+ */
+function blobs(data: Uint8Array, w: number, h: number, rgb: readonly number[]): number {
+  const seen = new Uint8Array(w * h);
+  const is = (p: number) => data[p * 3] === rgb[0] && data[p * 3 + 1] === rgb[1] && data[p * 3 + 2] === rgb[2];
+  let n = 0;
+  for (let p = 0; p < w * h; p++) {
+    if (seen[p] || !is(p)) continue;
+    let size = 0;
+    const stack = [p];
+    seen[p] = 1;
+    while (stack.length) {
+      const q = stack.pop()!;
+      size++;
+      const x = q % w, y = (q - x) / w;
+      for (const [nx, ny] of [[x - 1, y], [x + 1, y], [x, y - 1], [x, y + 1], [x - 1, y - 1], [x + 1, y - 1], [x - 1, y + 1], [x + 1, y + 1]] as const) {
+        const r = ny * w + nx;
+        if (nx >= 0 && ny >= 0 && nx < w && ny < h && !seen[r] && is(r)) {
+          seen[r] = 1;
+          stack.push(r);
+        }
+      }
+    }
+    if (size >= 5) n++;
+  }
+  return n;
+}
+
+describe('shapes scenes', () => {
+  it('has 1 to 6 objects, each visible in its colour at its centre, each change inside its box', () => {
+    let objects = 0;
+    for (const scene of scenes.slice(0, 60)) {
+      assert.ok(scene.objects.length >= 1 && scene.objects.length <= 6);
+      const full = renderScene(scene);
+      scene.objects.forEach((o, i) => {
+        objects++;
+        assert.deepEqual(full.pixel(Math.floor(o.cx), Math.floor(o.cy)), [...o.rgb], `${o.color} ${o.kind} centre`);
+        const without = renderScene(scene, (_, j) => j !== i);
+        const b = objectBox(o);
+        let changed = 0;
+        for (let y = 0; y < SIZE; y++)
+          for (let x = 0; x < SIZE; x++) {
+            const k = (y * SIZE + x) * 3;
+            if (full.data[k] === without.data[k] && full.data[k + 1] === without.data[k + 1] && full.data[k + 2] === without.data[k + 2]) continue;
+            changed++;
+            assert.ok(x >= Math.floor(b.x0) && x < Math.ceil(b.x1) && y >= Math.floor(b.y0) && y < Math.ceil(b.y1), `pixel ${x},${y} outside the box of the ${b.label}`);
+          }
+        assert.ok(changed > 20, `the ${b.label} changed only ${changed} pixels`);
+      });
+    }
+    assert.ok(objects > 100);
+  });
+
+  it('counts each colour as the image shows it (plain backgrounds, no overlaps)', () => {
+    let checked = 0;
+    for (const scene of scenes) {
+      const apart = scene.objects.every((a, i) => scene.objects.every((b, j) => i === j || Math.hypot(a.cx - b.cx, a.cy - b.cy) > a.r + b.r + 1));
+      if (scene.background.style !== 'plain' || !apart) continue;
+      const c = renderScene(scene);
+      for (const col of SHAPE_COLORS) {
+        assert.equal(blobs(c.data, SIZE, SIZE, col.rgb), scene.objects.filter((o) => o.color === col.name).length, col.name);
+      }
+      checked++;
+    }
+    assert.ok(checked >= 10, `only ${checked} scenes qualified`);
+  });
+
+  it('answers every question type correctly for the scene', () => {
+    const seen = new Set<string>();
+    scenes.forEach((scene, i) => {
+      const rng = new Rng(i);
+      for (const qa of askShapes(scene, rng, 10)) {
+        seen.add(qa.category);
+        const q = qa.question;
+        const objs = scene.objects;
+        const m = /many (\w+) (\w+)s (?:are|in)/.exec(q) ?? /Count the (\w+) (\w+)s\./.exec(q);
+        if (qa.category === 'count_color_kind') assert.equal(qa.answer, String(objs.filter((o) => o.color === m![1] && o.kind === m![2]).length), q);
+        if (qa.category === 'count_total') assert.equal(qa.answer, String(objs.length));
+        if (qa.category === 'presence') {
+          const [, color, kind] = / an? (\w+) (\w+)/.exec(q)!;
+          assert.equal(qa.answer, objs.some((o) => o.color === color && o.kind === kind) ? 'yes' : 'no', q);
+        }
+        if (qa.category === 'color') {
+          const kind = /the (\w+)\?$/.exec(q)![1];
+          const match = objs.filter((o) => o.kind === kind);
+          assert.equal(match.length, 1, q);
+          assert.equal(qa.answer, match[0]!.color);
+        }
+        if (qa.category === 'grounding') {
+          assert.ok(qa.box);
+          const p = parseBoxes(qa.answer, SIZE, SIZE);
+          assert.equal(p.boxes.length, 1);
+          assert.equal(p.text, qa.box.label);
+          for (const k of ['x0', 'y0', 'x1', 'y1'] as const) assert.ok(Math.abs(p.boxes[0]![k] - qa.box[k]) <= SIZE / 2046 + 1e-9, `${k}`);
+        }
+        assert.ok(qa.answer.length > 0 && qa.question.length > 0);
+      }
+    });
+    for (const c of ['caption', 'count_total', 'count_kind', 'count_color', 'count_color_kind', 'color', 'presence', 'position', 'size', 'grounding']) assert.ok(seen.has(c), `no ${c} question`);
+  });
+
+  it('is deterministic by seed', () => {
+    const a = renderScene(randomScene(new Rng(5), SIZE));
+    const b = renderScene(randomScene(new Rng(5), SIZE));
+    const c = renderScene(randomScene(new Rng(6), SIZE));
+    assert.deepEqual(a.data, b.data);
+    assert.notDeepEqual(a.data, c.data);
+  });
+});

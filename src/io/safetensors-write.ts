@@ -102,6 +102,7 @@ export function writeDirAtomic(dir: string, fill: (tmp: string) => void): void {
   const tmp = tempPathFor(dir);
   try {
     try {
+      mkdirSync(dirname(dir), { recursive: true }); // an output folder's parents are made, as `mkdir -p` would
       mkdirSync(tmp);
     } catch (e) {
       throw writeError(dir, e);

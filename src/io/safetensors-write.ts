@@ -120,7 +120,10 @@ export function writeDirAtomic(dir: string, fill: (tmp: string) => void): void {
     fsyncDir(dirname(dir));
     if (old) rmSync(old, { recursive: true, force: true });
   } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
+    // best effort: a cleanup that fails too (the parent is a file) must not hide the error that says why
+    try {
+      rmSync(tmp, { recursive: true, force: true });
+    } catch {}
     throw e;
   }
 }

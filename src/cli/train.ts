@@ -1,7 +1,10 @@
 // `vlmkit train sft`: supervised fine-tuning from the command line. Flags (or a JSON config file whose keys are
 // the flag names) become SftRunOptions; the run itself is runSft (src/train/sft.ts). Ctrl-C finishes the current
 // step, writes a checkpoint and exits with code 130; --resume continues from it.
+// `vlmkit train pretrain --recipe FILE`: the same trainer from a random initialisation (--init random), every
+// option from a recipe file kept in the repository, its paths relative to the recipe.
 import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { LoraConfigInput } from '../train/lora.js';
 import type { SftMode, SftRunOptions } from '../train/sft.js';
@@ -9,7 +12,18 @@ import { argError, parsing } from './args.js';
 import { type CliIo, write } from './io.js';
 
 export const TRAIN_USAGE = `usage: vlmkit train sft --model <dir> --data train.jsonl --out runs/x [options]
+       vlmkit train sft --init random --model-config config.json --tokenizer DIR --data ... --out ... [options]
+       vlmkit train pretrain --recipe recipe.json [--out runs/x] [options]
   --model DIR               the base SmolVLM / Idefics3 checkpoint
+  --init random             train a new model from a random initialisation (every weight, as --full) instead
+                            of loading --model; seeded by --seed
+  --model-config FILE       with --init random: the config.json of the model to build
+                            (default: the config.json in --tokenizer)
+  --tokenizer DIR           with --init random: tokenizer.json, tokenizer_config.json, the chat template and
+                            processor_config.json; copied with config.json into the saved model
+  --recipe FILE             (train pretrain) a JSON object of these options, keys as the flag names, input
+                            paths relative to the file; flags given here win
+  --save-dtype T            f32 (default, as trained), bf16 or f16: dtype of the saved model (or adapter)
   --data FILE               training rows, JSONL: {"messages": [...], "images": [...]} or
                             {"prompt": ..., "completion": ..., "images": [...]}; image paths relative to the file
   --val FILE                validation rows (same forms), evaluated every --eval-every steps and at the end
@@ -18,7 +32,7 @@ export const TRAIN_USAGE = `usage: vlmkit train sft --model <dir> --data train.j
                             (default r=8,alpha=16 on q/k/v/o/gate/up/down_proj)
   --full                    fine-tune every weight instead of LoRA (model loaded in f32)
   --freeze-vision           keep the vision tower frozen (with --full: train the rest; with LoRA: no adapters there)
-  --lr X                    peak learning rate (default 2e-4 LoRA, 2e-5 full)
+  --lr X                    peak learning rate (default 2e-4 LoRA, 2e-5 full, 1e-3 --init random)
   --epochs N                passes over the data (default 1)
   --max-steps N             optimizer steps (wins over --epochs)
   --batch-size N            rows per micro-batch (default 1)
@@ -28,7 +42,7 @@ export const TRAIN_USAGE = `usage: vlmkit train sft --model <dir> --data train.j
   --clip X                  clip the global gradient norm (default 1; 0 = off)
   --skip-nonfinite          skip (and count) a step whose loss or gradient norm is NaN/Inf instead of stopping
   --weight-decay X          AdamW decoupled weight decay (default 0)
-  --seed N                  data order, adapter init and dropout (default 42)
+  --seed N                  data order, adapter or random init and dropout (default 42)
   --gradient-checkpointing  recompute each layer in the backward pass (less memory, ~1/3 more compute)
   --assistant-only          loss on the assistant replies only (prompt/completion rows: always the completion)
   --max-length N            tokens per row (default the model's context); longer rows are cut after their images,
@@ -54,6 +68,8 @@ const FLAGS = {
   'save-every': { type: 'string' }, 'save-total-limit': { type: 'string' }, 'eval-every': { type: 'string' },
   resume: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string' }, f32: { type: 'boolean' },
   'skip-nonfinite': { type: 'boolean' },
+  init: { type: 'string' }, 'model-config': { type: 'string' }, tokenizer: { type: 'string' }, 'save-dtype': { type: 'string' },
+  recipe: { type: 'string' },
 } as const;
 
 type FlagName = keyof typeof FLAGS;
@@ -62,28 +78,37 @@ type Values = Partial<Record<FlagName, string | boolean>>;
 const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).replace(/_/g, '-');
 
-/** --config FILE: a JSON object whose keys are flag names (kebab-case, camelCase or snake_case). */
-function readConfig(path: string): Values {
+/** Options naming input files or folders: a recipe's are relative to the recipe's folder. */
+const PATH_FLAGS: readonly FlagName[] = ['model', 'data', 'val', 'model-config', 'tokenizer'];
+
+/**
+ * --config FILE (or --recipe FILE): a JSON object whose keys are flag names (kebab-case, camelCase or snake_case).
+ * A recipe may carry a "description"; its relative input paths are taken from the recipe's folder, so the recipe
+ * runs the same from any working directory.
+ */
+function readConfig(path: string, recipe = false): Values {
+  const flag = recipe ? '--recipe' : '--config';
   let j: unknown;
   try {
     j = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw argError(code ? `--config: cannot read ${path} (${code})` : `--config: ${path} is not valid JSON (${(e as Error).message})`);
+    throw argError(code ? `${flag}: cannot read ${path} (${code})` : `${flag}: ${path} is not valid JSON (${(e as Error).message})`);
   }
-  if (!j || typeof j !== 'object' || Array.isArray(j)) throw argError(`--config: ${path} must hold a JSON object of options`);
+  if (!j || typeof j !== 'object' || Array.isArray(j)) throw argError(`${flag}: ${path} must hold a JSON object of options`);
   const out: Values = {};
   for (const [k, v] of Object.entries(j as Record<string, unknown>)) {
+    if (recipe && k === 'description') continue;
     const name = kebab(k) as FlagName;
-    if (name === 'config' || !(name in FLAGS)) throw argError(`--config: ${path} has an unknown option "${k}"; the options are the flags of vlmkit train sft --help`);
+    if (name === 'config' || name === 'recipe' || !(name in FLAGS)) throw argError(`${flag}: ${path} has an unknown option "${k}"; the options are the flags of vlmkit train sft --help`);
     const type = FLAGS[name].type;
     if (name === 'lora' && v && typeof v === 'object') out.lora = JSON.stringify(v);
     else if (type === 'boolean') {
-      if (typeof v !== 'boolean') throw argError(`--config: "${k}" must be true or false, got ${JSON.stringify(v)}`);
+      if (typeof v !== 'boolean') throw argError(`${flag}: "${k}" must be true or false, got ${JSON.stringify(v)}`);
       out[name] = v;
     } else {
-      if (typeof v !== 'string' && typeof v !== 'number') throw argError(`--config: "${k}" must be a string or number, got ${JSON.stringify(v)}`);
-      out[name] = String(v);
+      if (typeof v !== 'string' && typeof v !== 'number') throw argError(`${flag}: "${k}" must be a string or number, got ${JSON.stringify(v)}`);
+      out[name] = recipe && PATH_FLAGS.includes(name) && !isAbsolute(String(v)) ? join(dirname(path), String(v)) : String(v);
     }
   }
   return out;
@@ -152,16 +177,36 @@ export function parseLoraSpec(spec: string): Partial<LoraConfigInput> {
   return o;
 }
 
-/** Command-line flags (after the config file's) -> run options. */
-export function trainOptions(argv: string[]): { opts: SftRunOptions; json: boolean } {
+/**
+ * Command-line flags (after the config file's) -> run options. `method` 'pretrain' reads --recipe and always
+ * starts from a random initialisation.
+ */
+export function trainOptions(argv: string[], method: 'sft' | 'pretrain' = 'sft'): { opts: SftRunOptions; json: boolean } {
   // a bare --resume (no folder after it) means the newest checkpoint of --out
   const args = argv.flatMap((a, i) => (a === '--resume' && (i + 1 >= argv.length || argv[i + 1]!.startsWith('--')) ? ['--resume=latest'] : [a]));
   const { values, positionals } = parsing(TRAIN_USAGE, () => parseArgs({ args, options: FLAGS, allowPositionals: true, strict: true }));
   if (positionals.length) throw argError(`unexpected argument "${positionals[0]}"\n${TRAIN_USAGE}`);
-  const v: Values = { ...(values.config ? readConfig(values.config) : {}), ...(values as Values) };
-  for (const req of ['model', 'data', 'out'] as const)
+  if (method === 'pretrain') {
+    if (!values.recipe) throw argError(`train pretrain needs --recipe FILE (e.g. recipes/builtin/recipe.json)\n${TRAIN_USAGE}`);
+    if (values.config) throw argError('train pretrain takes its options from --recipe; drop --config');
+  } else if (values.recipe) throw argError('--recipe is for vlmkit train pretrain; train sft takes --config FILE');
+  const v: Values = { ...(values.recipe ? readConfig(values.recipe, true) : values.config ? readConfig(values.config) : {}), ...(values as Values) };
+  const init = v.init === undefined ? (method === 'pretrain' ? 'random' : 'pretrained') : String(v.init);
+  if (init !== 'random' && init !== 'pretrained') throw argError(`--init takes random or pretrained, got ${JSON.stringify(init)}`);
+  if (method === 'pretrain' && init !== 'random') throw argError('train pretrain always starts from a random initialisation; use vlmkit train sft to fine-tune a checkpoint');
+  const random = init === 'random';
+  for (const req of [...(random ? [] : ['model'] as const), 'data', 'out'] as const)
     if (!v[req]) throw argError(`--${req} is required\n${TRAIN_USAGE}`);
-  const full = v.full === true;
+  if (random) {
+    if (v.model !== undefined) throw argError('--init random builds the model from --model-config, not from --model; drop --model');
+    if (v.lora !== undefined || v['freeze-vision'] === true) throw argError('--init random trains every weight of a new model; drop --lora and --freeze-vision');
+    if (!v.tokenizer) throw argError(`--init random needs --tokenizer DIR (tokenizer.json, tokenizer_config.json, chat template, processor_config.json)\n${TRAIN_USAGE}`);
+  } else if (v['model-config'] !== undefined || v.tokenizer !== undefined) {
+    throw argError('--model-config and --tokenizer go with --init random; a fine-tune reads both from --model');
+  }
+  const saveDtype = v['save-dtype'];
+  if (saveDtype !== undefined && !['f32', 'bf16', 'f16'].includes(String(saveDtype))) throw argError(`--save-dtype takes f32, bf16 or f16, got ${JSON.stringify(saveDtype)}`);
+  const full = v.full === true || random;
   if (full && v.lora !== undefined) throw argError('--full trains every weight; it does not take --lora (drop one of them)');
   const mode: SftMode = full ? (v['freeze-vision'] ? 'frozen-vision' : 'full') : 'lora';
   const schedule = v.schedule as string | undefined;
@@ -170,9 +215,12 @@ export function trainOptions(argv: string[]): { opts: SftRunOptions; json: boole
   if (v['warmup-steps'] !== undefined && v['warmup-ratio'] !== undefined) throw argError('give --warmup-steps or --warmup-ratio, not both');
   const lora = mode === 'lora' ? { r: 8, loraAlpha: 16, ...(typeof v.lora === 'string' ? parseLoraSpec(v.lora) : {}) } : null;
   const opts: SftRunOptions = {
-    model: String(v.model), data: String(v.data), val: typeof v.val === 'string' ? v.val : null, out: String(v.out),
+    model: random ? null : String(v.model), data: String(v.data), val: typeof v.val === 'string' ? v.val : null, out: String(v.out),
+    init: random ? 'random' : 'pretrained',
+    ...(random ? { modelConfig: typeof v['model-config'] === 'string' ? v['model-config'] : null, tokenizer: String(v.tokenizer) } : {}),
+    saveDtype: saveDtype as SftRunOptions['saveDtype'],
     mode, lora: lora as SftRunOptions['lora'], freezeVision: mode === 'lora' && v['freeze-vision'] === true,
-    lr: num(v, 'lr', 'float', 0) ?? (mode === 'lora' ? 2e-4 : 2e-5),
+    lr: num(v, 'lr', 'float', 0) ?? (mode === 'lora' ? 2e-4 : random ? 1e-3 : 2e-5),
     epochs: num(v, 'epochs', 'float', 0),
     maxSteps: num(v, 'max-steps', 'int', 1),
     batchSize: num(v, 'batch-size', 'int', 1),
@@ -204,8 +252,8 @@ export function trainOptions(argv: string[]): { opts: SftRunOptions; json: boole
 
 export async function train(argv: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;
-  if (sub !== 'sft') throw argError(`${sub ? `unknown training method "${sub}"` : 'say which training method'}; vlmkit train sft is the one there is\n${TRAIN_USAGE}`);
-  const { opts, json } = trainOptions(rest);
+  if (sub !== 'sft' && sub !== 'pretrain') throw argError(`${sub ? `unknown training method "${sub}"` : 'say which training method'}; the methods are vlmkit train sft and vlmkit train pretrain\n${TRAIN_USAGE}`);
+  const { opts, json } = trainOptions(rest, sub);
   const { runSft } = await import('../train/sft.js');
   const stop = { requested: false };
   const onInt = () => {

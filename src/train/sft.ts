@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { type Tensor, backward, crossEntropy, indexSelect, linear, mul, noGrad, reshape, tensor, tidy } from '../engine/index.js';
 import { VlmkitError } from '../errors.js';
 import { loadIdefics3Config } from '../models/idefics3/config.js';
+import { randomModel } from '../models/idefics3/init.js';
 import { type Idefics3Model, loadModel } from '../models/idefics3/model.js';
 import { Processor } from '../processing/processor.js';
 import * as ck from './checkpoint.js';
@@ -23,6 +24,7 @@ import { assertFiniteForSave, findNonFinite } from './finite.js';
 import { type EvalRecord, MetricsLogger, ProgressBar, type TrainRecord } from './metrics.js';
 import { trainableParameters } from './params.js';
 import { saveAdapter, saveMergedCheckpoint } from './peft.js';
+import { type SaveDtype, type ScratchModel, checkFilesMatchConfig, modelConfigHash, readScratchSource, stageBase } from './scratch.js';
 import { AdamW, LrSchedule, type ScheduleName, clipGradNorm, noDecayHF } from './optim.js';
 import { expandHome } from '../io/paths.js';
 
@@ -357,15 +359,27 @@ export class SftTrainer {
 export type SftMode = 'lora' | 'full' | 'frozen-vision';
 
 export interface SftRunOptions extends Partial<SftConfig> {
-  /** checkpoint directory of the base model */
-  model: string;
+  /** checkpoint directory of the base model (init 'pretrained') */
+  model?: string | null;
+  /**
+   * 'pretrained' (default): load --model's weights. 'random': build the model from modelConfig with a fresh
+   * initialisation (seeded by seed) and train every weight (mode 'full'); the tokenizer and processor files come
+   * from `tokenizer`.
+   */
+  init?: 'pretrained' | 'random';
+  /** init 'random': the config.json of the model to build (default <tokenizer>/config.json) */
+  modelConfig?: string | null;
+  /** init 'random': the folder of tokenizer.json, tokenizer_config.json, the chat template and processor configs */
+  tokenizer?: string | null;
+  /** dtype of the saved weights (the final model/ or adapter): default f32, as trained */
+  saveDtype?: SaveDtype;
   /** training JSONL */
   data: string;
   /** validation JSONL */
   val?: string | null;
   /** run folder: checkpoints, metrics.jsonl, the final adapter (LoRA) or model/ (full fine-tuning) */
   out: string;
-  /** 'lora' (default), 'full' or 'frozen-vision' (full fine-tuning of everything but the vision tower) */
+  /** 'lora' (default; 'full' with init 'random'), 'full' or 'frozen-vision' (full fine-tuning of all but the vision tower) */
   mode?: SftMode;
   /** LoRA settings (mode 'lora'); targets default to q/k/v/o/gate/up/down_proj */
   lora?: LoraConfigInput | Partial<LoraConfigInput> | null;
@@ -449,12 +463,29 @@ function loraWithoutVision(c: LoraConfigInput): LoraConfigInput {
  * checkpoints and metrics, and saves the result. Returns when done or, after stop.requested, with a checkpoint.
  */
 export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRunResult> {
-  o = { ...o, model: expandHome(o.model), data: expandHome(o.data), out: expandHome(o.out) };
+  o = { ...o, data: expandHome(o.data), out: expandHome(o.out) };
+  if (o.modelConfig) o.modelConfig = expandHome(o.modelConfig);
+  if (o.tokenizer) o.tokenizer = expandHome(o.tokenizer);
+  if (o.model) o.model = expandHome(o.model);
   if (o.val) o.val = expandHome(o.val);
   if (typeof o.resume === 'string' && o.resume !== 'latest') o.resume = expandHome(o.resume);
-  const mode: SftMode = o.mode ?? 'lora';
+  // a new model trains every weight
+  const mode: SftMode = o.mode ?? (o.init === 'random' ? 'full' : 'lora');
   const config = resolveSftConfig(o);
-  loadIdefics3Config(o.model); // a missing folder or an unsupported model fails here, before anything is written
+  const saveDtype = o.saveDtype ?? 'f32';
+  if (!['f32', 'bf16', 'f16'].includes(saveDtype)) throw new VlmkitError('E_ARGS', `--save-dtype must be f32, bf16 or f16, got ${JSON.stringify(saveDtype)}`);
+  // a missing folder, an unsupported model or a bad config fails here, before anything is written
+  let scratch: ScratchModel | null = null;
+  if (o.init === 'random') {
+    if (mode !== 'full') throw new VlmkitError('E_ARGS', '--init random trains every weight of a new model; drop --lora and --freeze-vision');
+    if (o.model) throw new VlmkitError('E_ARGS', '--init random builds the model from --model-config, not from --model; drop --model');
+    scratch = readScratchSource(o);
+  } else if (o.init !== undefined && o.init !== 'pretrained') {
+    throw new VlmkitError('E_ARGS', `--init must be pretrained or random, got ${JSON.stringify(o.init)}`);
+  } else {
+    if (!o.model) throw new VlmkitError('E_ARGS', '--model is required: the checkpoint folder to fine-tune (or --init random to train a new model)');
+    loadIdefics3Config(o.model);
+  }
   const say = (s: string) => { if (!io.json) io.stderr?.write(s + '\n'); };
   makeRunFolder(o.out);
   const stale = ck.removeStaleTemps(o.out);
@@ -466,8 +497,13 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
     ck.readTrainerState(resumeDir);
   }
 
-  const processor = Processor.fromDir(o.model);
-  const model = loadModel(o.model, { dtype: mode !== 'lora' || o.f32 ? 'f32' : undefined });
+  // the model directory everything reads: the base checkpoint, or the staged config + tokenizer files
+  const modelDir = scratch ? stageBase(o.out, scratch, saveDtype, { resuming: resumeDir !== null }) : o.model!;
+  const processor = Processor.fromDir(modelDir);
+  if (scratch) checkFilesMatchConfig(processor, scratch);
+  const model = scratch
+    ? randomModel(scratch.config, { seed: config.seed })
+    : loadModel(modelDir, { dtype: mode !== 'lora' || o.f32 ? 'f32' : undefined });
   let lora: LoraModel | null = null;
   let trainer: SftTrainer | null = null;
   let logger: MetricsLogger | null = null;
@@ -480,7 +516,7 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
     if (mode === 'lora') {
       loraInput = { ...(o.lora ?? {}), targetModules: o.lora?.targetModules ?? DEFAULT_LORA_TARGETS } as LoraConfigInput;
       if (o.freezeVision) loraInput = loraWithoutVision(loraInput);
-      lora = LoraModel.create(model, { ...loraInput, baseModelNameOrPath: loraInput.baseModelNameOrPath ?? resolve(o.model) }, { seed: config.seed });
+      lora = LoraModel.create(model, { ...loraInput, baseModelNameOrPath: loraInput.baseModelNameOrPath ?? resolve(modelDir) }, { seed: config.seed });
     }
     const params = trainableParameters(model, mode, lora);
     trainer = new SftTrainer({ model, processor, train, val, params, lora, config, assistantOnly: o.assistantOnly });
@@ -493,8 +529,13 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
       lr: config.lr, schedule: config.schedule, totalSteps: trainer.totalSteps, warmupSteps: trainer.schedule.warmupSteps,
       clip: config.clip, weightDecay: config.weightDecay, beta1: config.beta1, beta2: config.beta2, eps: config.eps,
       maxLength, truncate: o.truncate !== false,
+      // a from-scratch run is another run when the model it builds differs
+      ...(scratch ? { init: 'random', modelConfig: modelConfigHash(scratch.json) } : {}),
     };
-    const settings = { ...config, mode, model: o.model, data: o.data, val: o.val ?? null, maxLength, lora: loraInput };
+    const settings = {
+      ...config, mode, model: o.model ?? null, data: o.data, val: o.val ?? null, maxLength, lora: loraInput, saveDtype,
+      ...(scratch ? { init: 'random', modelConfig: scratch.configPath, tokenizer: scratch.tokenizerDir } : {}),
+    };
     logger = new MetricsLogger({ file: join(o.out, 'metrics.jsonl'), stdout: io.json ? io.stdout ?? null : null });
     if (resumeDir) {
       const st = ck.loadTrainingCheckpoint(resumeDir, trainer, fingerprint);
@@ -512,7 +553,7 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
     let evalLoss: number | null = null;
     const save = (last: Record<string, unknown>) => {
       // (saveTrainingCheckpoint refuses non-finite weights or moments; pruning waits for a checkpoint that exists)
-      checkpoint = ck.saveTrainingCheckpoint(o.out, trainer!, { fingerprint, settings, last, baseModel: resolve(o.model) });
+      checkpoint = ck.saveTrainingCheckpoint(o.out, trainer!, { fingerprint, settings, last, baseModel: resolve(modelDir) });
       ck.pruneCheckpoints(o.out, o.saveTotalLimit ?? 0);
       logger!.log({ type: 'event', event: 'checkpoint', step: trainer!.position.step, path: checkpoint });
     };
@@ -556,13 +597,14 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
     if (val && lastEvalStep !== trainer.position.step) await evaluate();
     let output: string;
     assertFiniteForSave(params, lora ? `the adapter to ${o.out}` : `the model to ${join(o.out, 'model')}`);
+    const stDtype = saveDtype === 'bf16' ? 'BF16' : saveDtype === 'f16' ? 'F16' : 'F32';
     if (lora) {
-      saveAdapter(lora, o.out, { baseModelNameOrPath: resolve(o.model) });
+      saveAdapter(lora, o.out, { baseModelNameOrPath: resolve(modelDir), dtype: stDtype });
       output = o.out;
     } else {
       output = join(o.out, 'model');
-      // f32 as trained: a bf16 copy would round small updates away
-      saveMergedCheckpoint(model, null, { sourceDir: o.model, outDir: output, overwrite: true, dtype: 'model' });
+      // f32 as trained unless asked (a bf16 copy of a fine-tune would round small updates away)
+      saveMergedCheckpoint(model, null, { sourceDir: modelDir, outDir: output, overwrite: true, dtype: stDtype });
     }
     const skippedSteps = trainer.position.skippedSteps;
     logger.log({ type: 'event', event: 'done', step: trainer.position.step, output, final_loss: losses[losses.length - 1] ?? null, eval_loss: evalLoss, elapsed_s: trainer.position.elapsed, skipped_steps: skippedSteps });

@@ -56,6 +56,11 @@ export interface Idefics3Config {
   readonly text: LlamaTextConfig;
   /** image tokens per tile: (imageSize / patchSize)² / scaleFactor² */
   readonly imageSeqLen: number;
+  /**
+   * std of the normal initialisation (a random init only): the top-level initializer_range, else text_config's,
+   * else 0.02, as transformers' Idefics3PreTrainedModel._init_weights reads it (vision_config's is not used)
+   */
+  readonly initializerRange: number;
 }
 
 function deepFreeze<T>(o: T): T {
@@ -235,6 +240,7 @@ export function idefics3ConfigFromJson(json: Json, source = 'config.json'): Idef
     text,
     // int(...) as transformers; a scale_factor that does not divide the patch grid fails in the pixel shuffle
     imageSeqLen: Math.floor((vision.patchesPerSide * vision.patchesPerSide) / (scaleFactor * scaleFactor)),
+    initializerRange: top.has('initializer_range') ? top.num('initializer_range', 0.02) : tr.num('initializer_range', 0.02),
   });
 }
 

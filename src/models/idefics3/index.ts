@@ -4,7 +4,8 @@ export {
   type Idefics3Config, type Idefics3ModelType, type Idefics3VisionConfig, type LlamaTextConfig, type VisionAct,
 } from './config.js';
 export {
-  idefics3WeightSpecs, checkpointNames, canonicalName, loadIdefics3Weights,
+  idefics3WeightSpecs, checkpointNames, canonicalName, loadIdefics3Weights, assembleIdefics3Weights,
+  type AssembledWeights,
   type WeightSpec, type WeightKind, type Idefics3Weights, type VisionWeights, type TextWeights, type ConnectorWeights,
   type Linear, type Norm, type LoadWeightsOptions,
 } from './weights.js';
@@ -13,3 +14,4 @@ export { Connector } from './connector.js';
 export { applyLinear, type LowRankAdapter } from '../common.js';
 export { LlamaText, KVCache, positionsFromAttentionMask, type LogitsFor, type TextForwardOptions } from './text.js';
 export { Idefics3Model, loadModel, type Idefics3Inputs, type ForwardOptions, type LoadModelOptions } from './model.js';
+export { randomModel, randomModelFromJson, randomIdefics3Weights, initRule, type RandomInitOptions, type InitRule } from './init.js';

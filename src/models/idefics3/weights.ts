@@ -3,10 +3,10 @@
 //   model.vision_model.*, model.connector.*, model.text_model.*, lm_head.weight
 // and a bare Idefics3Model as vision_model.*, connector.*, text_model.* (no lm_head): both are read. lm_head is
 // tied to embed_tokens when the config says so or when the checkpoint has no lm_head.weight.
-import { join } from 'node:path';
 import type { Backend } from '../../engine/backend/backend.js';
 import type { DType } from '../../engine/dtype.js';
 import { type Tensor, fromRaw } from '../../engine/index.js';
+import { join } from 'node:path';
 import { FileFormatError } from '../../errors.js';
 import type { Checkpoint } from '../../io/checkpoint.js';
 import type { Linear } from '../common.js';
@@ -217,16 +217,9 @@ function resolveIdefics3Tensors(ckpt: Checkpoint, cfg: Idefics3Config, specs: re
 }
 
 /** Loads every tensor of the spec list from the checkpoint, after checking every name, shape and dtype. */
-export function loadIdefics3Weights(ckpt: Checkpoint, cfg: Idefics3Config, o: LoadWeightsOptions = {}): {
-  weights: Idefics3Weights;
-  /** canonical HF name -> tensor (a tied lm_head is listed once, as the embedding) */
-  named: Map<string, Tensor>;
-  /** HF module path ("model.text_model.layers.0.self_attn.q_proj") -> its Linear (where adapters attach) */
-  linears: Map<string, Linear>;
-} {
+export function loadIdefics3Weights(ckpt: Checkpoint, cfg: Idefics3Config, o: LoadWeightsOptions = {}): AssembledWeights {
   const specs = idefics3WeightSpecs(cfg);
   const flat = new Map<string, Tensor>();
-  const named = new Map<string, Tensor>();
   const lmSpec = specs[specs.length - 1];
   const lmName = ckpt.find(checkpointNames(lmSpec));
   const tied = cfg.tieWordEmbeddings || lmName === null;
@@ -241,11 +234,34 @@ export function loadIdefics3Weights(ckpt: Checkpoint, cfg: Idefics3Config, o: Lo
       const t = fromRaw(ckpt.read(name), { backend: o.backend, dtype: want });
       t.name = canonicalName(spec);
       flat.set(spec.key, t);
-      named.set(canonicalName(spec), t);
     });
   } catch (e) {
     for (const t of flat.values()) t.dispose();
     throw e;
+  }
+  return assembleIdefics3Weights(cfg, flat, tied);
+}
+
+/** What the model is built from: the weight structs, the tensors by transformers name, the linears by module path. */
+export interface AssembledWeights {
+  weights: Idefics3Weights;
+  /** canonical HF name -> tensor (a tied lm_head is listed once, as the embedding) */
+  named: Map<string, Tensor>;
+  /** HF module path ("model.text_model.layers.0.self_attn.q_proj") -> its Linear (where adapters attach) */
+  linears: Map<string, Linear>;
+}
+
+/**
+ * Builds the model's weight structs from tensors by spec key (idefics3WeightSpecs: "text.layers.0.q.w", ...):
+ * every key of the specs must be there, except "lmHead" when tied. Shared by the checkpoint loader and the random
+ * initialisation (init.ts).
+ */
+export function assembleIdefics3Weights(cfg: Idefics3Config, flat: Map<string, Tensor>, tied: boolean): AssembledWeights {
+  const specs = idefics3WeightSpecs(cfg);
+  const named = new Map<string, Tensor>();
+  for (const spec of specs) {
+    const t = flat.get(spec.key);
+    if (t) named.set(canonicalName(spec), t);
   }
   const g = (k: string): Tensor => {
     const t = flat.get(k);

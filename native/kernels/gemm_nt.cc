@@ -54,7 +54,7 @@ __attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const void* p, int6
     uint16_t h;
     std::memcpy(&h, b, 2);
     const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2 + (i & 31)))));
-    return _mm256_mul_ps(q, _mm256_set1_ps(f16_to_f32(h)));
+    return _mm256_mul_ps(q, _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)))));
   } else if constexpr (T == WT::F32) {
     return _mm256_loadu_ps(static_cast<const float*>(p) + i);
   } else {

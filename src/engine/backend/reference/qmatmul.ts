@@ -1,10 +1,11 @@
 // Products with a block-quantized weight: the definitions, on the exact dequantized values (every block format's
 // value is an exact f32), summed in float64 like the other reference products.
 import type { Backend } from '../backend.js';
+import type { QuantizedWeight } from '../../quant/weight.js';
 import type { Tensor } from '../../tensor.js';
 import { make, outDType, read } from './util.js';
 
-function values(w: Parameters<Backend['quantLinear']>[1]): Float32Array {
+function values(w: QuantizedWeight): Float32Array {
   const t = w.dequantize();
   try {
     return (t.data as Float32Array).slice();

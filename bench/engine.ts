@@ -149,6 +149,45 @@ function benchDecodeLinears(memcpyBig: number): void {
 }
 
 /**
+ * Q8_0 weights (ggml's blocks, read inside the product): a decode product [1x576]x[576x1536] in weight GB/s
+ * (copies cycled past the caches) against memcpy, and a prompt-sized [100x576]x[576x1536] in GFLOP/s against
+ * sgemm of that shape.
+ */
+function benchQuant(memcpyBig: number, sgemm: Map<string, number>): void {
+  const [K, N] = [SMOL.hidden, SMOL.inter];
+  for (const M of [1, 100])
+    vk.tidy(() => {
+      const bytes = vk.QuantizedWeight.byteLength('q8_0', [N, K]);
+      const copies = M === 1 ? Math.max(2, Math.ceil((96 * MB) / bytes)) : 1;
+      const ws = Array.from({ length: copies }, (_, i) => {
+        const f = rnd([N, K], 'f32', 20 + i);
+        const q = vk.quantize(f, 'q8_0');
+        f.dispose();
+        return q;
+      });
+      try {
+        const x = rnd([M, K], 'f32', 6);
+        const out = vk.linear(x, ws[0]);
+        const deq = ws[0].dequantize();
+        checkLinear(`linear q8_0 [${M}x${K}]`, x, deq, null, out);
+        out.dispose();
+        deq.dispose();
+        const t = timeMedian(() => { for (const w of ws) vk.linear(x, w).dispose(); }, { runs: 5, minMs: 300 }) / copies;
+        const shape = `[${M}x${K}]x[${K}x${N}]`;
+        if (M === 1) {
+          const gbs = bytes / t / 1e9;
+          emit({ bench: 'linear', case: 'decode', shape, M, K, N, dtype: 'q8_0', value: r3(gbs), unit: 'GB/s', bytes, us: r3(t * 1e6), ceiling: r3(memcpyBig), ceilingVia: 'memcpy 96MB', ratio: r3(gbs / memcpyBig) });
+        } else {
+          const gflops = (2 * M * N * K) / t / 1e9, ceil = sgemm.get(`${M},${K},${N}`)!;
+          emit({ bench: 'linear', case: 'prompt', shape, M, K, N, dtype: 'q8_0', value: r3(gflops), unit: 'GFLOP/s', ms: r3(t * 1e3), ceiling: r3(ceil), ceilingVia: 'sgemm f32 same shape', ratio: r3(gflops / ceil) });
+        }
+      } finally {
+        for (const w of ws) w.dispose();
+      }
+    });
+}
+
+/**
  * Every linear of one SmolVLM-256M text decode step (30 layers + lm_head), bf16, each weight read once; with one
  * thread and with the whole pool (on a shared machine the one-thread figure is the steadier measure of the kernel).
  */
@@ -244,7 +283,7 @@ async function optional(file: string, name: string, run: (fn: (...a: never[]) =>
   await run(mod[name] as (...a: never[]) => Promise<void>);
 }
 
-// `npm run bench:engine -- linear norm` runs only those groups (linear, decode, norm, attention, elementwise);
+// `npm run bench:engine -- linear norm` runs only those groups (linear, decode, quant, norm, attention, elementwise);
 // the machine line and the ceilings always come first.
 const groups = process.argv.slice(2);
 const want = (g: string) => groups.length === 0 || groups.includes(g);
@@ -269,6 +308,7 @@ async function main(): Promise<void> {
     benchDecodeLinears(big.gbs);
     benchDecodeToken(big.gbs);
   }
+  if (want('quant')) benchQuant(big.gbs, sgemm);
   if (want('norm')) benchNorms();
 
   const sgemmRef = sgemm.get(`${LINEAR_SHAPES[0].join(',')}`)!;

@@ -16,6 +16,7 @@ enum class Scratch : int {
   NtA,          // gemm_nt: packed A of one call (also shared by a fused call)
   FusedGate,    // fused swiglu: gate products of a chunk
   FusedUp,      // fused swiglu: up products of a chunk
+  QPanel,       // qmatmul: a decoded panel of a block-quantized weight
   Count
 };
 

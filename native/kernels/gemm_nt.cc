@@ -3,7 +3,8 @@
 //    panels of 6 rows one after another, each panel kc x 6 (k-major: the 6 rows' values of one k together), the
 //    rows past M zero.
 //  - a B strip: 16 rows of W (16 output columns) widened to f32 and transposed to kc x 16, so that one k reads
-//    two aligned vectors.
+//    two aligned vectors. A Q8_0 weight is decoded into the strip the same way (d * q is exact in f32), so its
+//    product is the product with the dequantized weight, summed in the same order, without a copy of W.
 // The micro-kernel keeps a 6 x 16 tile of C in 12 ymm registers: per k two loads of B, six broadcasts of A and
 // twelve FMAs, so the two FMA pipes, not the loads, set the pace.
 #include "kernels/gemm_nt.h"
@@ -32,9 +33,29 @@ inline int64_t kc_of(int64_t K) {
 }
 inline int64_t panels_of(int64_t M) { return (M + kMr - 1) / kMr; }
 
+// Element i of a Q8_0 row: block i / 32 holds the fp16 scale then 32 int8 values.
+inline float q8_0_at(const void* row, int64_t i) {
+  const uint8_t* b = static_cast<const uint8_t*>(row) + (i >> 5) * wt_block_bytes(WT::Q8_0);
+  uint16_t h;
+  std::memcpy(&h, b, 2);
+  return f16_to_f32(h) * (float)(int8_t)b[2 + (i & 31)];
+}
+
+// Eight elements from index i of a row that starts at p (i is a multiple of 8 except in rare k-block splits).
 template <WT T>
 __attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const void* p, int64_t i) {
-  if constexpr (T == WT::F32) {
+  if constexpr (T == WT::Q8_0) {
+    if ((i & 31) > 24) {  // the eight straddle two blocks (a k-block size that is not a multiple of 8)
+      alignas(32) float v[8];
+      for (int j = 0; j < 8; j++) v[j] = q8_0_at(p, i + j);
+      return _mm256_load_ps(v);
+    }
+    const uint8_t* b = static_cast<const uint8_t*>(p) + (i >> 5) * wt_block_bytes(WT::Q8_0);
+    uint16_t h;
+    std::memcpy(&h, b, 2);
+    const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2 + (i & 31)))));
+    return _mm256_mul_ps(q, _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)))));
+  } else if constexpr (T == WT::F32) {
     return _mm256_loadu_ps(static_cast<const float*>(p) + i);
   } else {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
@@ -45,7 +66,8 @@ __attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const void* p, int6
 
 template <WT T>
 inline float load1(const void* p, int64_t i) {
-  if constexpr (T == WT::F32) return static_cast<const float*>(p)[i];
+  if constexpr (T == WT::Q8_0) return q8_0_at(p, i);
+  else if constexpr (T == WT::F32) return static_cast<const float*>(p)[i];
   else if constexpr (T == WT::BF16) return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
   else return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
 }
@@ -69,25 +91,41 @@ __attribute__((target("avx2,fma"))) inline void transpose8(__m256 r[8]) {
   }
 }
 
+// Row n of W (row stride ldw elements; a block format's rows are ldw values packed).
+template <WT T>
+inline const char* row_at(const void* W, int64_t ldw, int64_t n) {
+  return static_cast<const char*>(W) + n * wt_row_bytes(T, ldw);
+}
+
+// The bytes of a row that hold elements [k0, k0 + kc): {offset, length}.
+template <WT T>
+inline std::pair<int64_t, int64_t> span_of(int64_t k0, int64_t kc) {
+  if constexpr (wt_is_block(T)) {
+    const int64_t bv = wt_block_values(T), bb = wt_block_bytes(T);
+    const int64_t b0 = k0 / bv, b1 = (k0 + kc + bv - 1) / bv;
+    return {b0 * bb, (b1 - b0) * bb};
+  } else {
+    return {k0 * wt_block_bytes(T), kc * wt_block_bytes(T)};
+  }
+}
+
 // dst[k * 16 + j] = W[n + j, k0 + k] for j < nr, k < kc; 0 for j >= nr.
 template <WT T>
 __attribute__((target("avx2,fma,f16c"))) void pack_strip(const void* W, int64_t ldw, int64_t n, int64_t nr, int64_t k0,
                                                          int64_t kc, float* dst) {
-  const int64_t eb = T == WT::F32 ? 4 : 2;
-  const char* base = static_cast<const char*>(W);
   const void* rows[kNr];
-  for (int64_t j = 0; j < kNr; j++) rows[j] = j < nr ? base + ((n + j) * ldw + k0) * eb : nullptr;
+  for (int64_t j = 0; j < kNr; j++) rows[j] = j < nr ? row_at<T>(W, ldw, n + j) : nullptr;
   int64_t k = 0;
   for (; k + 8 <= kc; k += 8) {
     for (int h = 0; h < 2; h++) {
       __m256 r[8];
-      for (int j = 0; j < 8; j++) r[j] = rows[8 * h + j] ? load8<T>(rows[8 * h + j], k) : _mm256_setzero_ps();
+      for (int j = 0; j < 8; j++) r[j] = rows[8 * h + j] ? load8<T>(rows[8 * h + j], k0 + k) : _mm256_setzero_ps();
       transpose8(r);
       for (int i = 0; i < 8; i++) _mm256_store_ps(dst + (k + i) * kNr + 8 * h, r[i]);
     }
   }
   for (; k < kc; k++)
-    for (int64_t j = 0; j < kNr; j++) dst[k * kNr + j] = rows[j] ? load1<T>(rows[j], k) : 0.f;
+    for (int64_t j = 0; j < kNr; j++) dst[k * kNr + j] = rows[j] ? load1<T>(rows[j], k0 + k) : 0.f;
 }
 
 // C tile [mr, nr] (+)= a (kc x 6) · b (kc x 16). first: C = tile (+ bias); else C += tile. The six rows are written
@@ -148,12 +186,13 @@ __attribute__((target("avx2,fma"))) void micro(int64_t kc, const float* a, const
 
 // Asks for the cache lines of W[n..n+nr, k0..k0+kc) ahead of use: the weight comes from memory (a model's weights
 // do not fit in cache), and 16 rows read a few lines each are more streams than the hardware prefetchers follow.
-inline void prefetch_strip(const void* W, int64_t ldw, int64_t eb, int64_t n, int64_t nr, int64_t k0, int64_t kc) {
-  const char* base = static_cast<const char*>(W);
+template <WT T>
+inline void prefetch_strip(const void* W, int64_t ldw, int64_t n, int64_t nr, int64_t k0, int64_t kc) {
+  const auto [off, len] = span_of<T>(k0, kc);
   for (int64_t j = 0; j < nr; j++) {
-    const char* row = base + ((n + j) * ldw + k0) * eb;
-    for (int64_t b = 0; b < kc * eb; b += 64) _mm_prefetch(row + b, _MM_HINT_T1);
-    _mm_prefetch(row + kc * eb - 1, _MM_HINT_T1);
+    const char* row = row_at<T>(W, ldw, n + j) + off;
+    for (int64_t b = 0; b < len; b += 64) _mm_prefetch(row + b, _MM_HINT_T1);
+    _mm_prefetch(row + len - 1, _MM_HINT_T1);
   }
 }
 
@@ -162,8 +201,7 @@ void cols(const float* A, int64_t M, int64_t K, const void* W, int64_t ldw, int6
           float* C, int64_t ldc) {
   const int64_t kcMax = kc_of(K), P = panels_of(M);
   float* strip = scratch(Scratch::NtStrip, kcMax * kNr);
-  const int64_t eb = T == WT::F32 ? 4 : 2;
-  prefetch_strip(W, ldw, eb, n0, std::min(kNr, n1 - n0), 0, kcMax);
+  prefetch_strip<T>(W, ldw, n0, std::min(kNr, n1 - n0), 0, kcMax);
   for (int64_t k0 = 0; k0 < K; k0 += kcMax) {
     const int64_t kc = std::min(kcMax, K - k0);
     const float* Ab = A + k0 * P * kMr;
@@ -171,8 +209,8 @@ void cols(const float* A, int64_t M, int64_t K, const void* W, int64_t ldw, int6
       const int64_t nr = std::min(kNr, n1 - n);
       pack_strip<T>(W, ldw, n, nr, k0, kc, strip);
       // the next strip of this k-block, or the first of the next k-block
-      if (n + kNr < n1) prefetch_strip(W, ldw, eb, n + kNr, std::min(kNr, n1 - n - kNr), k0, kc);
-      else if (k0 + kc < K) prefetch_strip(W, ldw, eb, n0, std::min(kNr, n1 - n0), k0 + kc, std::min(kcMax, K - k0 - kc));
+      if (n + kNr < n1) prefetch_strip<T>(W, ldw, n + kNr, std::min(kNr, n1 - n - kNr), k0, kc);
+      else if (k0 + kc < K) prefetch_strip<T>(W, ldw, n0, std::min(kNr, n1 - n0), k0 + kc, std::min(kcMax, K - k0 - kc));
       for (int64_t p = 0; p < P; p++)
         micro(kc, Ab + p * kc * kMr, strip, C + p * kMr * ldc + n, ldc, std::min(kMr, M - p * kMr), nr,
               bias ? bias + n : nullptr, k0 == 0);
@@ -225,6 +263,8 @@ void gemm_nt_cols(const float* packedA, int64_t M, int64_t K, const void* W, WT 
     case WT::F32: return cols<WT::F32>(packedA, M, K, W, ldw, n0, n1, bias, C, ldc);
     case WT::BF16: return cols<WT::BF16>(packedA, M, K, W, ldw, n0, n1, bias, C, ldc);
     case WT::F16: return cols<WT::F16>(packedA, M, K, W, ldw, n0, n1, bias, C, ldc);
+    case WT::Q8_0: return cols<WT::Q8_0>(packedA, M, K, W, ldw, n0, n1, bias, C, ldc);
+    case WT::Q4_0: case WT::NF4: break;  // no kernel yet (issue 13); qlinear refuses them before this
   }
 }
 

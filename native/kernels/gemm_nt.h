@@ -1,4 +1,4 @@
-// C = A · Wᵀ for a weight W stored [N, K] in f32, bf16 or f16 (a linear layer), for prompts and vision tiles (9 to
+// C = A · Wᵀ for a weight W stored [N, K] in f32, bf16, f16 or Q8_0 (a linear layer), for prompts and vision tiles (9 to
 // a few thousand rows, see gemm_nt_takes in matmul.h), where OpenBLAS's blocking (tuned for large squares) leaves
 // FMA units idle at a few dozen rows and a half-precision weight would first have to be widened to memory. An AVX2/FMA 6x16 register-blocked kernel in the
 // BLIS manner: A is packed once per call into 6-row panels; each 16-column strip of W is widened and transposed
@@ -30,7 +30,8 @@ const float* gemm_nt_pack_local(int64_t M, int64_t K, const float* A, int64_t ld
 // costs a quarter of its share), as {tasks, strips per task}.
 std::pair<int64_t, int64_t> gemm_nt_tasks(int64_t strips);
 
-// C[:, n0:n1) = packedA · W[n0:n1, :]ᵀ (+ bias[n0:n1)), on the calling thread. W row stride ldw (elements).
+// C[:, n0:n1) = packedA · W[n0:n1, :]ᵀ (+ bias[n0:n1)), on the calling thread. W row stride ldw (elements; for
+// Q8_0 the rows are packed blocks and ldw is the values per row, a multiple of 32). Q4_0 and NF4: not yet.
 void gemm_nt_cols(const float* packedA, int64_t M, int64_t K, const void* W, WT wt, int64_t ldw, int64_t n0,
                   int64_t n1, const float* bias, float* C, int64_t ldc);
 

@@ -52,6 +52,7 @@ inline float widen1(WT t, const void* p, int64_t i) {
     case WT::F32: return static_cast<const float*>(p)[i];
     case WT::BF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
     case WT::F16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case WT::Q8_0: case WT::Q4_0: case WT::NF4: break;  // block formats go through kernels/qmatmul.cc
   }
   return 0;
 }

@@ -4,10 +4,12 @@
 #pragma once
 #include <cstdint>
 
+#include "core/formats.h"
+
 namespace vk {
 
-// Element type of the B operand; values match DT in kernels/layout.h.
-enum class WT : int { F32 = 0, BF16 = 2, F16 = 3 };
+// B's element type is a WT (core/formats.h); gemm and gemm_batched take f32, bf16 and f16 (block-quantized
+// weights go through kernels/qmatmul.h).
 
 // C[M,N] = op(A)[M,K] · op(B)[K,N] (+ bias[N] broadcast over rows).
 //   A f32: transA ? stored [K, M] : stored [M, K], leading dimension lda.

@@ -12,3 +12,4 @@ export { referenceBackend } from './backend/reference/index.js';
 export { defaultBackend, setDefaultBackend, getBackend, nativeBackend } from './backend/registry.js';
 export { loadNativeBackend, nativeThreads, setNativeThreads, emptyCache, warmCaches, setCacheWarming } from './backend/native/index.js';
 export * from './ops/index.js';
+export * from './quant/index.js';

@@ -1,6 +1,6 @@
 // Small helpers shared by the model families: memory scopes that stay correct under autograd, and reading small
 // integer tensors (ids, masks) on the host.
-import { type Tensor, add, contiguous, isGradEnabled, linear, mul, tidy, tidyUnless } from '../engine/index.js';
+import { type QuantizedWeight, type Tensor, add, contiguous, isGradEnabled, linear, mul, tidy, tidyUnless } from '../engine/index.js';
 
 /**
  * Runs fn in a tidy scope. Without a graph (inference, or no input requiring grad) every intermediate is released
@@ -51,15 +51,18 @@ export interface LowRankAdapter {
   input?: (x: Tensor) => Tensor;
 }
 
-/** A linear layer's parameters: w [N, K] (f32/bf16/f16), optional bias [N], optional adapters. */
-export interface Linear {
-  w: Tensor;
+/**
+ * A linear layer's parameters: w [N, K] (f32/bf16/f16; W = QuantizedWeight for a block-quantized, frozen base),
+ * optional bias [N], optional adapters.
+ */
+export interface Linear<W extends Tensor | QuantizedWeight = Tensor> {
+  w: W;
   b: Tensor | null;
   adapters?: LowRankAdapter[];
 }
 
 /** x [..., K] -> [..., N]: x wᵀ + b, plus every enabled adapter's scale · (x Aᵀ) Bᵀ. */
-export function applyLinear(x: Tensor, l: Linear): Tensor {
+export function applyLinear(x: Tensor, l: Linear<Tensor | QuantizedWeight>): Tensor {
   let y = linear(x, l.w, l.b ?? undefined);
   if (l.adapters) for (const ad of l.adapters) {
     if (ad.enabled === false) continue;

@@ -11,9 +11,11 @@
 //   - forward: y = base(x) + scaling * B(A(dropout(x))), dropout only in training mode, its masks a function of
 //     (seed, dropoutStep, module) so that gradient checkpointing's recomputation and a resumed run see the same;
 //   - merge: W += scaling * B·A in W's dtype (bf16/f16 weights too); unmerge subtracts it again.
+//   - a block-quantized base weight (QuantizedWeight, QLoRA's frozen base) is adapted the same way: the adapters
+//     stay f32 and train, the base takes no gradient; merging into it is refused (merge onto the f32/bf16 base).
 // Parameter names are PEFT's in-memory ones: base_model.model.<module>.lora_A.<adapter>.weight ("default").
 // DoRA, lora_bias, fan_in_fan_out (GPT-2 Conv1D) and conv / embedding targets are not supported.
-import { type Tensor, Rng, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, matmul, mul, noGrad, rand, randn, tensor, zeros } from '../engine/index.js';
+import { QuantizedWeight, type Tensor, Rng, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, matmul, mul, noGrad, rand, randn, tensor, zeros } from '../engine/index.js';
 import { VlmkitError } from '../errors.js';
 import type { Linear, LowRankAdapter } from '../models/common.js';
 
@@ -142,13 +144,16 @@ export function loraScaling(cfg: LoraConfig, module: string): { r: number; alpha
   return { r, alpha, scale: cfg.useRslora ? alpha / Math.sqrt(r) : alpha / r };
 }
 
+/** A linear whose base weight may be block-quantized. */
+export type AdaptableLinear = Linear<Tensor | QuantizedWeight>;
+
 /** A model whose linear layers can carry adapters: module path -> Linear (the objects its forward reads). */
 export interface AdaptableModel {
-  linears(): Map<string, Linear>;
+  linears(): Map<string, AdaptableLinear>;
 }
 
 /** A linear layer in torch terms: a 2-D weight (the patch conv is listed by some models with a 4-D weight). */
-const isLinear = (l: Linear) => l.w.rank === 2;
+const isLinear = (l: AdaptableLinear) => l.w.rank === 2;
 
 /**
  * The module paths the config adapts on this model, in the model's order. Throws when none matches, or when a
@@ -177,7 +182,7 @@ export function resolveTargets(model: AdaptableModel, cfg: LoraConfig): string[]
 export interface LoraLayer {
   /** transformers module path */
   module: string;
-  linear: Linear;
+  linear: AdaptableLinear;
   /** the adapter attached to linear.adapters (a [r, in], b [out, r], f32) */
   adapter: LowRankAdapter;
   r: number;
@@ -409,7 +414,7 @@ export class LoraModel {
    */
   mergedWeight(module: string): Float32Array | Uint16Array {
     const l = this.layer(module);
-    const w = l.linear.w;
+    const w = plainWeight(l);
     const src = w.isContiguous() ? w.data : null;
     if (!src) throw new VlmkitError('E_ADAPTER', `the weight of ${module} is not contiguous; cannot merge into it`);
     const out = src.slice() as Float32Array | Uint16Array;
@@ -421,8 +426,9 @@ export class LoraModel {
   merge(): void {
     this.assertLive();
     if (this.merged_) return;
+    for (const l of this.layerMap.values()) plainWeight(l);
     for (const l of this.layerMap.values()) {
-      const w = l.linear.w;
+      const w = plainWeight(l);
       if (!w.isContiguous()) throw new VlmkitError('E_ADAPTER', `the weight of ${l.module} is not contiguous; cannot merge into it`);
       applyDelta(w.dtype, w.data as Float32Array | Uint16Array, this.deltaWeight(l.module), +1);
     }
@@ -435,7 +441,7 @@ export class LoraModel {
     this.assertLive();
     if (!this.merged_) return;
     for (const l of this.layerMap.values()) {
-      const w = l.linear.w;
+      const w = plainWeight(l);
       applyDelta(w.dtype, w.data as Float32Array | Uint16Array, this.deltaWeight(l.module), -1);
     }
     this.merged_ = false;
@@ -468,6 +474,14 @@ export class LoraModel {
   private assertLive(): void {
     if (this.removed) throw new VlmkitError('E_ADAPTER', 'this LoRA adapter was removed from its model');
   }
+}
+
+/** The layer's base weight as a Tensor; a block-quantized base cannot take a merge. */
+function plainWeight(l: LoraLayer): Tensor {
+  const w = l.linear.w;
+  if (w instanceof QuantizedWeight)
+    throw new VlmkitError('E_ADAPTER', `cannot merge the LoRA adapter of ${l.module} into its ${w.format} base weight; merge onto the f32/bf16 model instead (the adapter file loads onto it)`);
+  return w;
 }
 
 /**

@@ -7,7 +7,7 @@
 // W + scaling · B·A under the model's own tensor names.
 import { copyFileSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Tensor, f16ToF32, f32ToBf16, f32ToF16, fromRaw } from '../engine/index.js';
+import { QuantizedWeight, type Tensor, f16ToF32, f32ToBf16, f32ToF16, fromRaw } from '../engine/index.js';
 import { FileFormatError, VlmkitError } from '../errors.js';
 import { type Json, readJsonFile } from '../io/checkpoint.js';
 import { SafetensorsFile } from '../io/safetensors.js';
@@ -315,7 +315,11 @@ export function saveMergedCheckpoint(model: { parameters(): Map<string, Tensor> 
     throw new VlmkitError('E_WRITE', `${o.outDir} already exists and is not empty; choose a new directory or pass overwrite`);
   const params = model.parameters();
   const byWeight = new Map<Tensor, string>();
-  if (lora) for (const l of lora.layers().values()) byWeight.set(l.linear.w, l.module);
+  if (lora) for (const l of lora.layers().values()) {
+    if (l.linear.w instanceof QuantizedWeight)
+      throw new VlmkitError('E_ADAPTER', `cannot write a merged checkpoint: ${l.module} has a ${l.linear.w.format} base weight; load the model in f32/bf16, load the adapter onto it, and merge that`);
+    byWeight.set(l.linear.w, l.module);
+  }
   // source dtypes per tensor name
   const sourceDtype = new Map<string, string>();
   const mode = o.dtype ?? 'source';

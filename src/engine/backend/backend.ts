@@ -3,6 +3,7 @@
 // contiguous, owned by the caller. Shapes are already validated by the ops layer (src/engine/ops), so backends
 // only compute. backend/reference is the definition of every kernel; backend/native must equal it.
 import type { DType } from '../dtype.js';
+import type { QuantizedWeight } from '../quant/weight.js';
 import type { Allocator } from '../storage.js';
 import type { Tensor } from '../tensor.js';
 
@@ -61,6 +62,11 @@ export interface Backend {
   matmul(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor;
   /** x [..., K] · w[N, K]ᵀ + bias[N]; w may be bf16/f16. */
   linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor;
+  /** x [..., K] · deq(w)ᵀ + bias[N] for a block-quantized w [N, K] (read block by block, never dequantized whole);
+   *  f32 (f64 on reference when x is f64). */
+  quantLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | null): Tensor;
+  /** g [M, N] · deq(w) -> [M, K]: quantLinear's gradient with respect to x. */
+  quantLinearGradInput(g: Tensor, w: QuantizedWeight): Tensor;
 
   // ---- softmax family over the last axis
   softmax(x: Tensor): Tensor;

@@ -1,11 +1,12 @@
 // Matrix products with their gradient rules.
 //   matmul(a, b): op(a)[..., M, K] · op(b)[..., K, N], batch axes broadcast; b may be bf16/f16 (frozen weights).
-//   linear(x, w, bias): x[..., K] · w[N, K]ᵀ + bias[N], as torch.nn.functional.linear; w may be bf16/f16, in
-//   which case it never takes a gradient but gx still flows.
+//   linear(x, w, bias): x[..., K] · w[N, K]ᵀ + bias[N], as torch.nn.functional.linear; w may be bf16/f16 or a
+//   block-quantized QuantizedWeight, in which case it never takes a gradient but gx still flows.
 // Gradients (g = dL/dout):  d op(a) = g · op(b)ᵀ,  d op(b) = op(a)ᵀ · g, summed over broadcast batch axes;
 // linear: gx = g · W, gW = gᵀ · x summed over all leading axes (one product over the folded rows), gb = Σ rows g.
 import { record } from '../autograd.js';
 import { Tensor } from '../tensor.js';
+import { QuantizedWeight } from '../quant/weight.js';
 import { ShapeError } from '../../errors.js';
 import { reshape, sumTo } from './shape.js';
 
@@ -83,18 +84,15 @@ export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
   });
 }
 
-export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
+export function linear(x: Tensor, w: Tensor | QuantizedWeight, bias?: Tensor | null): Tensor {
+  if (w instanceof QuantizedWeight) return quantLinear(x, w, bias ?? null);
   const bs = bias ? ` + ${fmt(bias.shape)}` : '';
   const desc = () => `${fmt(x.shape)} x ${fmt(w.shape)}ᵀ${bs}`;
   if (x.rank < 1 || w.rank !== 2) throw new ShapeError(`linear: needs x [..., K] and w [N, K], got ${desc()}`);
   checkOperands('linear', x, w, 'x', 'w');
   const K = x.shape[x.rank - 1], N = w.shape[0];
   if (w.shape[1] !== K) throw new ShapeError(`linear: w ${fmt(w.shape)} has ${w.shape[1]} inputs, x ${fmt(x.shape)} has ${K}`);
-  if (bias) {
-    if (bias.rank !== 1 || bias.shape[0] !== N) throw new ShapeError(`linear: bias must be [${N}] for ${desc()}`);
-    if (bias.dtype !== x.dtype) throw new ShapeError(`linear: bias ${bias.dtype} ${fmt(bias.shape)} must be ${x.dtype} like x ${fmt(x.shape)}`);
-    if (bias.backend !== x.backend) throw new ShapeError('linear: bias lives on another backend');
-  }
+  checkBias(x, N, bias, desc);
   const out = x.backend.linear(x, w, bias ?? null);
   const inputs = bias ? [x, w, bias] : [x, w];
   return record(out, 'linear', inputs, (g) => {
@@ -114,5 +112,41 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
     if (bias?.requiresGrad) gb = B.reduce('sum', g2, 0, false);
     g2.dispose();
     return bias ? [gx, gw, gb] : [gx, gw];
+  });
+}
+
+function checkBias(x: Tensor, N: number, bias: Tensor | null | undefined, desc: () => string): void {
+  if (!bias) return;
+  if (bias.rank !== 1 || bias.shape[0] !== N) throw new ShapeError(`linear: bias must be [${N}] for ${desc()}`);
+  if (bias.dtype !== x.dtype) throw new ShapeError(`linear: bias ${bias.dtype} ${fmt(bias.shape)} must be ${x.dtype} like x ${fmt(x.shape)}`);
+  if (bias.backend !== x.backend) throw new ShapeError('linear: bias lives on another backend');
+}
+
+/** linear with a block-quantized weight: the weight is frozen (no gradient); gx = g · deq(w) flows. */
+function quantLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | null): Tensor {
+  const bs = bias ? ` + ${fmt(bias.shape)}` : '';
+  const desc = () => `${fmt(x.shape)} x ${w.format} ${fmt(w.shape)}ᵀ${bs}`;
+  w.assertLive();
+  if (x.rank < 1) throw new ShapeError(`linear: needs x [..., K], got ${desc()}`);
+  if (x.dtype !== 'f32' && x.dtype !== 'f64') throw new ShapeError(`linear: x must be f32 or f64, got ${x.dtype} in ${desc()}`);
+  if (x.backend !== w.backend)
+    throw new ShapeError(`linear: x and the ${w.format} weight live on different backends (${x.backend.name}, ${w.backend.name})`);
+  const [N, K] = w.shape;
+  if (x.shape[x.rank - 1] !== K) throw new ShapeError(`linear: w ${w.format} ${fmt(w.shape)} has ${K} inputs, x ${fmt(x.shape)} has ${x.shape[x.rank - 1]}`);
+  checkBias(x, N, bias, desc);
+  const out = x.backend.quantLinear(x, w, bias);
+  const inputs = bias ? [x, bias] : [x];
+  return record(out, 'linear', inputs, (g) => {
+    const B = g.backend;
+    const g2 = rows2d(g); // [M, N]
+    let gx: Tensor | null = null, gb: Tensor | null = null;
+    if (x.requiresGrad) {
+      const p = B.quantLinearGradInput(g2, w); // [M, K]
+      gx = reshape(p, x.shape);
+      p.dispose();
+    }
+    if (bias?.requiresGrad) gb = B.reduce('sum', g2, 0, false);
+    g2.dispose();
+    return bias ? [gx, gb] : [gx];
   });
 }

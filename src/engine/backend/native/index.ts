@@ -12,6 +12,7 @@ import { fusedKernels } from './fused.js';
 import { layoutKernels } from './layout.js';
 import { matmulKernels } from './matmul.js';
 import { normKernels } from './norm.js';
+import { qmatmulKernels } from './qmatmul.js';
 import { optimKernels } from './optim.js';
 import { reduceKernels } from './reduce.js';
 import { ropeKernels } from './rope.js';
@@ -36,6 +37,7 @@ export function loadNativeBackend(): Backend {
     ...elementwiseKernels,
     ...reduceKernels,
     ...matmulKernels,
+    ...qmatmulKernels,
     ...softmaxKernels,
     ...normKernels,
     ...ropeKernels,

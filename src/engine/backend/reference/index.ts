@@ -7,6 +7,7 @@ import { elementwiseKernels } from './elementwise.js';
 import { layoutKernels } from './layout.js';
 import { matmulKernels } from './matmul.js';
 import { normKernels } from './norm.js';
+import { qmatmulKernels } from './qmatmul.js';
 import { optimKernels } from './optim.js';
 import { reduceKernels } from './reduce.js';
 import { ropeKernels } from './rope.js';
@@ -20,6 +21,7 @@ export const referenceBackend: Backend = {
   ...elementwiseKernels,
   ...reduceKernels,
   ...matmulKernels,
+  ...qmatmulKernels,
   ...softmaxKernels,
   ...normKernels,
   ...ropeKernels,

@@ -1,0 +1,144 @@
+// A block-quantized weight: a linear layer's W [out, in] stored as its origin format stores it (ggml's Q8_0 rows
+// of 34-byte blocks, ...), with the format's per-block scales. Not a Tensor: a Tensor is one element per slot,
+// and a quantized weight is read only by the ops that know its format (linear; LoRA's base). It is frozen: it
+// never takes a gradient, while the gradient with respect to the input flows through it.
+//
+// Memory is engine storage (Storage, from the backend's allocator: counted by storageStats, freed at once by
+// dispose()). It is not tracked by tidy() scopes: like a model parameter it lives until its owner disposes it.
+import type { Backend } from '../backend/backend.js';
+import { defaultBackend } from '../backend/registry.js';
+import { Storage } from '../storage.js';
+import { Tensor } from '../tensor.js';
+import { ShapeError, VlmkitError } from '../../errors.js';
+import { QUANT_FORMATS, type QuantFormat, WEIGHT_FORMATS } from './formats.js';
+import { dequantizeQ8_0, quantizeQ8_0 } from './q8_0.js';
+
+export class QuantizedWeight {
+  readonly format: QuantFormat;
+  /** logical [out, in] */
+  readonly shape: readonly [number, number];
+  /** values per block */
+  readonly blockSize: number;
+  readonly backend: Backend;
+  /** the packed blocks, row after row, bit for bit as the origin format stores them (Q8_0: scales inside) */
+  readonly storage: Storage;
+  /** frozen: the linear op never computes a gradient for it */
+  readonly requiresGrad = false;
+  name?: string;
+  private disposed = false;
+
+  private constructor(backend: Backend, format: QuantFormat, shape: readonly [number, number], storage: Storage) {
+    this.backend = backend;
+    this.format = format;
+    this.shape = Object.freeze([shape[0], shape[1]]) as readonly [number, number];
+    this.blockSize = WEIGHT_FORMATS[format].blockValues;
+    this.storage = storage;
+  }
+
+  /** Bytes of packed data a [out, in] weight takes in this format (in a multiple of the block size). */
+  static byteLength(format: QuantFormat, shape: readonly number[]): number {
+    const f = WEIGHT_FORMATS[format];
+    return (shape[0] * shape[1]) / f.blockValues * f.blockBytes;
+  }
+
+  /**
+   * A weight from packed bytes as the format stores them (a file's tensor data), copied into engine storage.
+   * `what` names the source in errors (e.g. the tensor's name in a file).
+   */
+  static fromBytes(format: QuantFormat, shape: readonly number[], bytes: Uint8Array, o: { backend?: Backend; what?: string } = {}): QuantizedWeight {
+    const what = o.what ?? `${format} weight`;
+    checkFormatShape(format, shape, what);
+    const n = QuantizedWeight.byteLength(format, shape);
+    if (bytes.length !== n)
+      throw new VlmkitError('E_QUANT', `${what}: ${bytes.length} bytes of packed ${format} data, but [${shape.join(', ')}] needs ${n}`);
+    const w = QuantizedWeight.alloc(o.backend ?? defaultBackend(), format, shape as [number, number]);
+    w.bytes.set(bytes);
+    return w;
+  }
+
+  private static alloc(backend: Backend, format: QuantFormat, shape: readonly [number, number]): QuantizedWeight {
+    const st = new Storage('u8', QuantizedWeight.byteLength(format, shape), backend.allocator);
+    return new QuantizedWeight(backend, format, shape, st);
+  }
+
+  /** Quantizes t (with `format`'s definition) into a new weight on t's backend. */
+  static quantize(t: Tensor, format: QuantFormat, what = `${format} quantization`): QuantizedWeight {
+    t.assertLive();
+    checkFormatShape(format, t.shape, what);
+    if (t.dtype !== 'f32' && t.dtype !== 'bf16' && t.dtype !== 'f16')
+      throw new ShapeError(`${what}: the weight must be f32, bf16 or f16, got ${t.dtype} [${t.shape.join(', ')}]`);
+    const x = t.dtype === 'f32' && t.isContiguous() ? (t.data as Float32Array) : t.toFloat32Array();
+    const w = QuantizedWeight.alloc(t.backend, format, t.shape as [number, number]);
+    const bad = quantizeQ8_0(x, w.bytes);
+    if (bad >= 0) {
+      w.dispose();
+      const K = t.shape[1], at = `[${Math.floor(bad / K)}, ${bad % K}]`;
+      throw new VlmkitError('E_QUANT', Number.isFinite(x[bad])
+        ? `${what}: the block at ${at} of [${t.shape.join(', ')}] has values too large for ${format}'s fp16 scale (|x| up to ${Math.max(...x.subarray(bad, bad + 32).map(Math.abs))}); keep this layer in f32/bf16`
+        : `${what}: the weight [${t.shape.join(', ')}] holds ${x[bad]} at ${at}; only finite weights can be quantized`);
+    }
+    return w;
+  }
+
+  get rank(): 2 {
+    return 2;
+  }
+  get isDisposed(): boolean {
+    return this.disposed || this.storage.disposed;
+  }
+  /** The packed blocks as stored. */
+  get bytes(): Uint8Array {
+    this.assertLive();
+    return this.storage.data as Uint8Array;
+  }
+
+  /** The values as an f32 tensor [out, in] on this weight's backend (for tests and merges; exact). */
+  dequantize(): Tensor {
+    this.assertLive();
+    const out = new Float32Array(this.shape[0] * this.shape[1]);
+    dequantizeQ8_0(this.bytes, out);
+    return wrapF32(this.backend, out, this.shape);
+  }
+
+  assertLive(): void {
+    if (this.isDisposed) throw new Error(`vlmkit: ${this.format} weight [${this.shape}] was used after dispose()`);
+  }
+
+  /** Releases the packed data now. Safe to call twice. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.storage.release();
+  }
+
+  toString(): string {
+    return `QuantizedWeight(${this.format}, [${this.shape}], ${this.backend.name})`;
+  }
+}
+
+function checkFormatShape(format: string, shape: readonly number[], what: string): void {
+  if (!(QUANT_FORMATS as readonly string[]).includes(format))
+    throw new VlmkitError('E_QUANT', `${what}: unknown or not yet supported weight format "${format}" (supported: ${QUANT_FORMATS.join(', ')})`);
+  const bs = WEIGHT_FORMATS[format as QuantFormat].blockValues;
+  if (shape.length !== 2 || !shape.every((d) => Number.isInteger(d) && d >= 0))
+    throw new ShapeError(`${what}: a ${format} weight is a matrix [out, in], got [${shape.join(', ')}]`);
+  if (shape[1] % bs !== 0)
+    throw new ShapeError(`${what}: ${format} stores rows in blocks of ${bs}, but [${shape.join(', ')}] has ${shape[1]} columns; keep this layer in f32/bf16`);
+}
+
+// A Tensor from a fresh f32 array, on `backend` (copied into its storage so that native kernels may read it).
+function wrapF32(backend: Backend, data: Float32Array, shape: readonly number[]): Tensor {
+  const t = Tensor.empty(backend, shape, 'f32');
+  (t.data as Float32Array).set(data);
+  return t;
+}
+
+/** Quantizes an f32/bf16/f16 matrix [out, in] into a block format (Q8_0: ggml's quantize_row_q8_0_ref). */
+export function quantize(t: Tensor, format: QuantFormat): QuantizedWeight {
+  return QuantizedWeight.quantize(t, format);
+}
+
+/** The exact f32 values of a quantized weight, as a tensor [out, in]. */
+export function dequantize(w: QuantizedWeight): Tensor {
+  return w.dequantize();
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Reproduces vlmkit's built-in model (models/vlmkit-shapes) from nothing but this repository: the tokenizer, the
+# generated data, the from-scratch run of recipes/builtin/recipe.json, then the held-out evaluation. Every step is
+# deterministic by seed. Extra arguments go to `vlmkit train pretrain` (e.g. --resume after an interruption).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+vlmkit() { node bin/vlmkit.js "$@"; }
+
+# 1. the tokenizer files of the recipe (byte-level BPE learned from the generators' text; identical on every run)
+vlmkit data tokenizer --out runs/builtin-data/tokenizer --force
+for f in tokenizer.json tokenizer_config.json chat_template.jinja; do
+  cmp -s "runs/builtin-data/tokenizer/$f" "recipes/builtin/$f" || { echo "recipes/builtin/$f differs from the rebuilt one" >&2; exit 1; }
+done
+
+# 2. the data: 40,000 scenes of 128 px, 3 questions each, split 0.8/0.1/0.1 by seed
+[ -f runs/builtin-data/shapes/dataset.json ] || vlmkit data shapes --n 40000 --seed 1 --size 128 --questions 3 --out runs/builtin-data/shapes
+
+# 3. the run (progress on stderr, metrics in runs/builtin/metrics.jsonl); the model lands in runs/builtin/model
+vlmkit train pretrain --recipe recipes/builtin/recipe.json "$@"

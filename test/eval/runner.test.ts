@@ -43,7 +43,7 @@ function stub(answers: Record<string, string>): EvalModel & { batches: number[] 
     async generateBatch(items: readonly BatchItem[]) {
       batches.push(items.length);
       return items.map((it) => {
-        const msgs = it.prompt as { content: { type: string; text?: string }[] }[];
+        const msgs = it.prompt as unknown as { content: { type: string; text?: string }[] }[];
         const q = msgs[msgs.length - 1]!.content.find((p) => p.type === 'text')!.text!;
         assert.equal(it.images?.length, 1, 'the row image is decoded and passed');
         return { text: ` ${answers[q] ?? '??'} ` };

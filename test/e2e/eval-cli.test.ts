@@ -98,6 +98,21 @@ describe('vlmkit eval on the tiny model', () => {
     assert.match(r.stdout, /\n  count\s+1 /);
   });
 
+  it('--adapter loads a LoRA adapter onto the model (its answers change)', async () => {
+    const base = join(ROOT, 'test', 'fixtures', 'reference', 'tiny-idefics3');
+    const lora = join(ROOT, 'test', 'fixtures', 'reference', 'tiny-idefics3-lora');
+    const args = ['eval', '--model', base, '--data', DATA, '--max-rows', '2', '--max-new-tokens', '4', '--json'];
+    const plain = await vlmkit(args);
+    const adapted = await vlmkit([...args, '--adapter', lora]);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.equal(adapted.code, 0, adapted.stderr);
+    const p = JSON.parse(plain.stdout) as { adapter: string | null; wrong: { prediction: string }[] };
+    const a = JSON.parse(adapted.stdout) as { adapter: string | null; wrong: { prediction: string }[] };
+    assert.equal(p.adapter, null);
+    assert.equal(a.adapter, lora);
+    assert.notDeepEqual(a.wrong.map((w) => w.prediction), p.wrong.map((w) => w.prediction));
+  });
+
   it('bad flags are one-line errors', async () => {
     const m = await vlmkit(['eval', '--model', MODEL, '--data', DATA, '--metric', 'bleu']);
     assert.equal(m.code, 1);

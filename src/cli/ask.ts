@@ -4,6 +4,8 @@ import { parseArgs } from 'node:util';
 import { loadIdefics3Config } from '../models/idefics3/config.js';
 import { loadImage, type DecodeOptions, type RgbImage } from '../processing/image.js';
 import { checkMediaCount, userMessage } from '../processing/processor.js';
+import { drawBoxes, writePng } from '../eval/draw.js';
+import { answerBoxes, locStripper, stripLocTokens } from '../eval/grounding.js';
 import { GENERATION_FLAGS, GENERATION_USAGE, argError, generationOptions, parsing, requireModel } from './args.js';
 import { leadingTrimmer, timingLine, timingsJson } from './format.js';
 import { type CliIo, status, tileProgress, write } from './io.js';
@@ -11,10 +13,14 @@ import { type CliIo, status, tileProgress, write } from './io.js';
 export const ASK_USAGE = `usage: vlmkit ask --model <dir> [--image <path>]... [options] "<question>"
   --model DIR               a SmolVLM / Idefics3 checkpoint directory
   --image PATH              an image (PNG, JPEG, WebP, GIF); repeat for several, in order
-  --json                    print one JSON object {text, token_ids, finish_reason, prompt_tokens, timings}
+  --json                    print one JSON object {text, raw_text, boxes, token_ids, finish_reason, prompt_tokens,
+                            timings}; boxes: [{label, x0, y0, x1, y1}] from the answer's <locNNNN> tokens, in the
+                            first image's pixels
+  --draw OUT.png            draw the answer's boxes and labels onto the first image and write it as a PNG
   --f32                     load every weight as f32 (slower, more memory; as the parity checks run)
 ${GENERATION_USAGE}
-Write <image> in the question to place the images there; otherwise they come before it.`;
+Write <image> in the question to place the images there; otherwise they come before it. The printed answer
+leaves out location tokens (<locNNNN>).`;
 
 /** Decodes every image up front, so a bad file fails before the model loads. */
 export async function loadImages(paths: readonly string[], opts: DecodeOptions = {}): Promise<RgbImage[]> {
@@ -24,7 +30,7 @@ export async function loadImages(paths: readonly string[], opts: DecodeOptions =
 }
 
 export async function ask(argv: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parsing(ASK_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, json: { type: 'boolean' }, f32: { type: 'boolean' }, ...GENERATION_FLAGS }, allowPositionals: true, strict: true }));
+  const { values, positionals } = parsing(ASK_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, json: { type: 'boolean' }, draw: { type: 'string' }, f32: { type: 'boolean' }, ...GENERATION_FLAGS }, allowPositionals: true, strict: true }));
   const dir = requireModel(values, ASK_USAGE);
   const question = positionals.join(' ');
   if (!question.trim()) throw argError(`give the question as the last argument\n${ASK_USAGE}`);
@@ -32,6 +38,7 @@ export async function ask(argv: string[], io: CliIo): Promise<number> {
   loadIdefics3Config(dir); // a missing directory or an unsupported model_type fails here, before anything heavy
   const images = await loadImages(values.image ?? [], { maxImagePixels: gen.maxImagePixels });
   checkMediaCount({ messages: [userMessage(question, images.length)], images });
+  if (values.draw !== undefined && images.length === 0) throw argError(`--draw ${values.draw} needs an --image to draw the answer's boxes on`);
 
   status(io, `loading ${dir} ...`);
   const { loadVlm } = await import('../api.js');
@@ -43,12 +50,18 @@ export async function ask(argv: string[], io: CliIo): Promise<number> {
     const live = !values.json && io.stdout.isTTY === true;
     const stream = vlm.stream(question, images, { ...gen, signal: ac.signal, onImageTile: values.json ? undefined : tileProgress(io) });
     const trim = leadingTrimmer();
-    for await (const piece of stream) if (live) await write(io.stdout, trim(piece));
+    const strip = locStripper();
+    for await (const piece of stream) if (live) await write(io.stdout, trim(strip(piece)));
+    if (live) await write(io.stdout, trim(strip()));
     const r = await stream.result;
+    // location tokens are relative to the whole image, so they map onto the first image's own pixels
+    const first = images[0];
+    const { text, boxes } = first ? answerBoxes(r.text, first.width, first.height) : { text: stripLocTokens(r.text), boxes: [] };
+    if (values.draw !== undefined) writePng(values.draw, drawBoxes(first!, boxes));
     if (values.json) {
-      await write(io.stdout, JSON.stringify({ text: r.text.trim(), token_ids: r.tokenIds, finish_reason: r.finishReason, prompt_tokens: r.promptTokens, timings: timingsJson(r.timings) }) + '\n');
+      await write(io.stdout, JSON.stringify({ text, raw_text: r.text.trim(), boxes, token_ids: r.tokenIds, finish_reason: r.finishReason, prompt_tokens: r.promptTokens, timings: timingsJson(r.timings) }) + '\n');
     } else {
-      await write(io.stdout, live ? '\n' : r.text.trim() + '\n');
+      await write(io.stdout, live ? '\n' : text + '\n');
       io.stderr.write(timingLine(r.timings, r.finishReason) + '\n');
     }
     return 0;

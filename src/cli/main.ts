@@ -6,6 +6,7 @@ import { VlmkitError } from '../errors.js';
 import { ask, ASK_USAGE } from './ask.js';
 import { chat, CHAT_USAGE } from './chat.js';
 import { data, DATA_USAGE } from './data.js';
+import { evaluate, EVAL_USAGE } from './eval.js';
 import { info, INFO_USAGE } from './info.js';
 import { processIo, type CliIo } from './io.js';
 import { tokens, TOKENS_USAGE } from './tokens.js';
@@ -20,6 +21,7 @@ commands:
   info     describe a checkpoint                      vlmkit info DIR --size 1024x768
   train    fine-tune (LoRA or full) on a JSONL dataset vlmkit train sft --model DIR --data train.jsonl --out runs/x
   data     synthetic datasets and the tokenizer       vlmkit data shapes --n 10000 --seed 0 --out data/shapes
+  eval     score a model on a JSONL test set          vlmkit eval --model DIR --data test.jsonl --metric exact
 
 vlmkit <command> --help shows a command's options.`;
 
@@ -30,6 +32,7 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   info: { run: info, usage: INFO_USAGE },
   train: { run: train, usage: TRAIN_USAGE },
   data: { run: data, usage: DATA_USAGE },
+  eval: { run: evaluate, usage: EVAL_USAGE },
 };
 
 function version(): string {

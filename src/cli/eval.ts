@@ -1,0 +1,130 @@
+// `vlmkit eval`: a model (and optionally a LoRA adapter) answers every row of a JSONL file; the answers are
+// scored by a metric and a report gives the score, a per-category table and the rows it got wrong.
+import { parseArgs } from 'node:util';
+import { readEvalRows } from '../eval/rows.js';
+import { METRICS, type MetricName } from '../eval/metrics.js';
+import { runEval, type EvalReport } from '../eval/runner.js';
+import { writeBytesAtomic } from '../eval/draw.js';
+import { loadIdefics3Config } from '../models/idefics3/config.js';
+import { ProgressBar } from '../train/metrics.js';
+import { GENERATION_FLAGS, GENERATION_USAGE, argError, generationOptions, parsing, requireModel } from './args.js';
+import { type CliIo, status, write } from './io.js';
+
+export const EVAL_USAGE = `usage: vlmkit eval --model <dir> --data <test.jsonl> [--metric exact|relaxed|vqa|anls|iou] [options]
+  --model DIR               a SmolVLM / Idefics3 checkpoint directory
+  --adapter DIR             a LoRA adapter (PEFT folder, e.g. from vlmkit train) to load on the model
+  --data FILE               JSONL rows (messages or prompt/completion, "images"); the reference is the row's
+                            "answers" or "answer", else its last assistant message
+  --metric M                exact (default): normalised exact match; relaxed: ChartQA (numbers within 5%);
+                            vqa: VQAv2 accuracy; anls: DocVQA ANLS; iou: boxes from <locNNNN> tokens vs "box"
+  --category-field NAME     the row field to group scores by (default "category")
+  --batch-size N            rows generated together (default 8)
+  --max-rows N              evaluate the first N rows only
+  --skip-bad-rows           leave out rows that cannot be evaluated (missing image, ...) and list them
+  --out FILE                write the JSON report there (atomically)
+  --json                    print the JSON report on stdout instead of the summary
+  --f32                     load every weight as f32
+${GENERATION_USAGE}
+Answers are greedy and at most 64 tokens unless --temperature / --max-new-tokens say otherwise.`;
+
+function positiveInt(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (v.trim() === '' || !Number.isSafeInteger(x) || x < 1) throw argError(`--${flag} takes a whole number >= 1, got ${JSON.stringify(v)}`);
+  return x;
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/** The report as a few lines for a terminal. */
+export function summaryText(r: EvalReport, data: string, showWrong = 5): string {
+  const lines = [`${r.metric} on ${data}: ${r.rows} rows, accuracy ${pct(r.accuracy)}, score ${r.score.toFixed(4)}${r.skipped.length ? ` (${r.skipped.length} skipped)` : ''}`];
+  const cats = Object.entries(r.per_category);
+  const w = Math.max(8, ...cats.map(([c]) => c.length));
+  lines.push(`  ${'category'.padEnd(w)}  ${'rows'.padStart(6)}  ${'score'.padStart(7)}  ${'accuracy'.padStart(8)}`);
+  for (const [c, s] of cats) lines.push(`  ${c.padEnd(w)}  ${String(s.rows).padStart(6)}  ${s.score.toFixed(4).padStart(7)}  ${pct(s.accuracy).padStart(8)}`);
+  if (r.wrong.length) {
+    lines.push(`wrong: ${r.wrong.length} rows${r.wrong.length > showWrong ? ` (first ${showWrong})` : ''}`);
+    for (const x of r.wrong.slice(0, showWrong)) lines.push(`  line ${x.line} [${x.category}]: ${JSON.stringify(x.prediction)}, expected ${JSON.stringify(x.references.length === 1 ? x.references[0] : x.references)}`);
+  }
+  for (const s of r.skipped.slice(0, showWrong)) lines.push(`  skipped line ${s.line}: ${s.reason}`);
+  return lines.join('\n') + '\n';
+}
+
+export async function evaluate(argv: string[], io: CliIo): Promise<number> {
+  const { values } = parsing(EVAL_USAGE, () =>
+    parseArgs({
+      args: argv,
+      options: {
+        model: { type: 'string' },
+        adapter: { type: 'string' },
+        data: { type: 'string' },
+        metric: { type: 'string' },
+        'category-field': { type: 'string' },
+        'batch-size': { type: 'string' },
+        'max-rows': { type: 'string' },
+        'skip-bad-rows': { type: 'boolean' },
+        out: { type: 'string' },
+        json: { type: 'boolean' },
+        f32: { type: 'boolean' },
+        ...GENERATION_FLAGS,
+      },
+      allowPositionals: false,
+      strict: true,
+    }),
+  );
+  const dir = requireModel(values, EVAL_USAGE);
+  if (!values.data) throw argError(`--data <file.jsonl> is required: the rows to evaluate (vlmkit data shapes makes test.jsonl)\n${EVAL_USAGE}`);
+  const metric = (values.metric ?? 'exact') as MetricName;
+  if (!METRICS.includes(metric)) throw argError(`--metric takes one of ${METRICS.join(', ')}; got ${JSON.stringify(values.metric)}`);
+  const batchSize = positiveInt('batch-size', values['batch-size']) ?? 8;
+  const maxRows = positiveInt('max-rows', values['max-rows']);
+  const gen = generationOptions(values);
+  gen.maxNewTokens ??= 64;
+  if (gen.temperature === undefined) gen.doSample = false; // scores must not depend on a checkpoint's sampling defaults
+  loadIdefics3Config(dir); // a missing directory or an unsupported model_type fails here, before anything heavy
+  const skipBadRows = values['skip-bad-rows'] === true;
+  const { rows, skipped } = await readEvalRows(values.data, { maxRows, skipBadRows, categoryField: values['category-field'] });
+  if (rows.length === 0) throw argError(`--data ${values.data} has no rows to evaluate${skipped.length ? ` (${skipped.length} skipped as bad)` : ''}; give a JSONL file with at least one row`);
+
+  status(io, `loading ${dir} ...`);
+  const { loadVlm } = await import('../api.js');
+  const vlm = await loadVlm(dir, { dtype: values.f32 ? 'f32' : undefined });
+  try {
+    if (values.adapter) {
+      const { loadAdapter } = await import('../train/peft.js');
+      loadAdapter(vlm.model, values.adapter);
+    }
+    const bar = new ProgressBar(io.stderr, rows.length);
+    let lastTenth = 0;
+    const report = await runEval(vlm, rows, {
+      metric,
+      batchSize,
+      generate: gen,
+      skipBadRows,
+      source: values.data,
+      onProgress: (done, total) => {
+        if (bar.enabled) return bar.update(done);
+        // not a terminal: a line every 10% (logs of long runs)
+        const tenth = Math.floor((done * 10) / total);
+        if (total >= 20 && tenth > lastTenth) {
+          lastTenth = tenth;
+          io.stderr.write(`eval: ${done}/${total} rows\n`);
+        }
+      },
+    });
+    bar.clear();
+    const full = {
+      model: dir,
+      adapter: values.adapter ?? null,
+      data: values.data,
+      ...report,
+      skipped: [...skipped, ...report.skipped].sort((a, b) => a.line - b.line),
+    };
+    if (values.out) writeBytesAtomic(values.out, Buffer.from(JSON.stringify(full, null, 2) + '\n', 'utf8'));
+    await write(io.stdout, values.json ? JSON.stringify(full) + '\n' : summaryText(full, values.data) + (values.out ? `report written to ${values.out}\n` : ''));
+    return 0;
+  } finally {
+    vlm.dispose();
+  }
+}

@@ -12,8 +12,10 @@ for f in tokenizer.json tokenizer_config.json chat_template.jinja; do
   cmp -s "runs/builtin-data/tokenizer/$f" "recipes/builtin/$f" || { echo "recipes/builtin/$f differs from the rebuilt one" >&2; exit 1; }
 done
 
-# 2. the data: 40,000 scenes of 128 px, 3 questions each, split 0.8/0.1/0.1 by seed
-[ -f runs/builtin-data/shapes/dataset.json ] || vlmkit data shapes --n 40000 --seed 1 --size 128 --questions 3 --out runs/builtin-data/shapes
+# 2. the data: 40,000 scenes of 128 px, 5 questions each, split 0.8/0.1/0.1 by seed; a training row is one
+#    image's 5 questions as a conversation; the validation loss during the run is taken on its first 1,000 rows
+[ -f runs/builtin-data/shapes/dataset.json ] || vlmkit data shapes --n 40000 --seed 1 --size 128 --questions 5 --conversation --out runs/builtin-data/shapes
+head -n 1000 runs/builtin-data/shapes/validation.jsonl > runs/builtin-data/shapes/validation-1000.jsonl
 
 # 3. the run (progress on stderr, metrics in runs/builtin/metrics.jsonl); the model lands in runs/builtin/model
 vlmkit train pretrain --recipe recipes/builtin/recipe.json "$@"

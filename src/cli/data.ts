@@ -21,6 +21,8 @@ export const DATA_USAGE = `usage: vlmkit data shapes|charts --n N --out DIR [opt
   --seed S            seed (default 0); train, validation and test use disjoint streams of it
   --size PX           image side (default 128 for shapes, 256 for charts)
   --questions K       questions (JSONL rows) per image, of different types (default 3)
+  --conversation      train split: each image's questions as one multi-turn row (one vision pass per image
+                      when training); validation and test keep a row per question
   --split A,B,C       fractions for train, validation, test (default 0.8,0.1,0.1)
   --out DIR           output folder: train.jsonl, validation.jsonl, test.jsonl, images/, dataset.json
   --force             replace a non-empty --out
@@ -59,6 +61,7 @@ export async function data(argv: string[], io: CliIo): Promise<number> {
         size: { type: 'string' },
         questions: { type: 'string' },
         split: { type: 'string' },
+        conversation: { type: 'boolean' },
         out: { type: 'string' },
         force: { type: 'boolean' },
         vocab: { type: 'string' },
@@ -107,6 +110,7 @@ export async function data(argv: string[], io: CliIo): Promise<number> {
       seed: int('seed', values.seed, 0),
       size: int('size', values.size, gen.defaultSize),
       questions: int('questions', values.questions, 3),
+      conversation: values.conversation === true,
       split: fractions(values.split),
       progress,
     },

@@ -25,6 +25,12 @@ export interface DatasetOptions {
   size: number;
   /** questions per image (each a JSONL row) */
   questions: number;
+  /**
+   * The train split's questions of one image as one multi-turn conversation row instead of a row each: the image
+   * is encoded once per row, so training costs about one vision pass per image instead of one per question.
+   * Validation and test keep one question per row (what `vlmkit eval` scores).
+   */
+  conversation?: boolean;
   /** fractions of n for train, validation, test (sum 1) */
   split: readonly [number, number, number];
   /** called after each image */
@@ -46,6 +52,8 @@ export interface DatasetSummary {
   seed: number;
   size: number;
   questions_per_image: number;
+  /** the train split's rows are one conversation per image */
+  conversation: boolean;
   splits: Record<SplitName, SplitSummary>;
   categories: Record<string, number>;
 }
@@ -63,6 +71,15 @@ export function rowFor(qa: QA, image: string): Record<string, unknown> {
   };
   if (qa.box) row.box = qa.box;
   return row;
+}
+
+/** One row holding all of an image's questions as consecutive turns (the image in the first user turn). */
+export function conversationRowFor(qas: readonly QA[], image: string): Record<string, unknown> {
+  const messages = qas.flatMap((qa, i) => [
+    { role: 'user', content: [...(i === 0 ? [{ type: 'image' }] : []), { type: 'text', text: qa.question }] },
+    { role: 'assistant', content: [{ type: 'text', text: qa.answer }] },
+  ]);
+  return { messages, images: [image], category: 'conversation', categories: qas.map((q) => q.category), answers: qas.map((q) => q.answer) };
 }
 
 /** Image counts per split: validation and test get floor(n * fraction), train the rest. */
@@ -111,6 +128,7 @@ export function writeDataset(gen: Generator, out: string, o: DatasetOptions, for
     seed: o.seed,
     size: o.size,
     questions_per_image: o.questions,
+    conversation: !!o.conversation,
     splits: {} as Record<SplitName, SplitSummary>,
     categories: {},
   };
@@ -129,13 +147,14 @@ export function writeDataset(gen: Generator, out: string, o: DatasetOptions, for
           const image = `images/${split}-${String(i).padStart(6, '0')}.png`;
           writeFileSync(join(tmp, image), encodePng(canvas));
           pixels.update(canvas.data);
-          for (const qa of qas) {
-            const line = JSON.stringify(rowFor(qa, image)) + '\n';
+          const lines = o.conversation && split === 'train' ? [conversationRowFor(qas, image)] : qas.map((qa) => rowFor(qa, image));
+          for (const row of lines) {
+            const line = JSON.stringify(row) + '\n';
             writeSync(fd, line);
             jsonl.update(line);
             rows++;
-            summary.categories[qa.category] = (summary.categories[qa.category] ?? 0) + 1;
           }
+          for (const qa of qas) summary.categories[qa.category] = (summary.categories[qa.category] ?? 0) + 1;
           o.progress?.(++done, o.n);
         }
       } finally {

@@ -26,7 +26,7 @@ export { loadGenerationConfig, StopStringMatcher, type GenerationConfig } from '
 export { noCacheLM } from './generate/no-cache.js';
 export type { CausalLM, KVCache, ModelInputs, PrefillInputs, StepInputs, FinishReason, GenerationTimings } from './generate/types.js';
 export { loadModel, loadIdefics3Config, Idefics3Model, SUPPORTED_MODEL_TYPES, type Idefics3Config } from './models/idefics3/index.js';
-export { Checkpoint } from './io/checkpoint.js';
+export { Checkpoint } from './io/model-dir.js';
 export { SafetensorsFile } from './io/safetensors.js';
 export {
   LoraModel, loraConfig, loraScaling, matchesTarget, resolveTargets, ALL_LINEAR,
@@ -40,5 +40,5 @@ export { writeSafetensors, type SafetensorsEntry } from './io/safetensors-write.
 export { SftDataset, BatchOrder, loadExampleImages, type SftExample, type SftDataOptions, type BadRow } from './train/data.js';
 export { SftCollator, encodeConversation, labelsFor, truncateConversation, IGNORE_INDEX, type SftBatch, type CollateItem } from './train/collate.js';
 export { SftTrainer, runSft, microBatchLoss, resolveSftConfig, DEFAULT_SFT_CONFIG, type SftConfig, type SftRunOptions, type SftRunResult, type StepResult } from './train/sft.js';
-export { saveTrainingCheckpoint, loadTrainingCheckpoint, latestCheckpoint, listCheckpoints } from './train/checkpoint.js';
+export { saveTrainingCheckpoint, loadTrainingCheckpoint, latestCheckpoint, listCheckpoints } from './train/resume.js';
 export { MetricsLogger, ProgressBar } from './train/metrics.js';

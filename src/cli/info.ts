@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Checkpoint } from '../io/checkpoint.js';
+import { Checkpoint } from '../io/model-dir.js';
 import { loadIdefics3Config } from '../models/idefics3/config.js';
 import { loadImageProcessorConfig, type ImageProcessorConfig } from '../processing/image.js';
 import { imageGridForSize, withImageOptions } from '../processing/processor.js';

@@ -7,7 +7,7 @@
 //     token for token, with transformers' settings (min_new_tokens = max_new_tokens = the case's count).
 // Tolerances are those of the fixtures' README.
 import { join } from 'node:path';
-import { tensor } from '../engine/index.js'; // (the index registers the native backend)
+import { tensor } from '../engine/index.js';
 import type { Tensor } from '../engine/tensor.js';
 import { Processor, imageGridForSize, type ProcessorSample } from '../processing/processor.js';
 import { countMedia } from '../processing/chat-template.js';

@@ -3,7 +3,7 @@
 // Images go through the image processor first (its split grid decides how each <image> placeholder expands),
 // then the prompt is rendered, expanded and tokenized. Left padding for generation, right padding for training.
 import { VlmkitError } from '../errors.js';
-import { tensor } from '../engine/index.js'; // (the index registers the native backend)
+import { tensor } from '../engine/index.js';
 import type { Backend } from '../engine/backend/backend.js';
 import type { Tensor } from '../engine/tensor.js';
 import { countMedia, type ChatMessage, type ContentPart } from './chat-template.js';

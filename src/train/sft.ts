@@ -15,7 +15,7 @@ import { VlmkitError } from '../errors.js';
 import { loadIdefics3Config } from '../models/idefics3/config.js';
 import { type Idefics3Model, loadModel } from '../models/idefics3/model.js';
 import { Processor } from '../processing/processor.js';
-import * as ck from './checkpoint.js';
+import * as ck from './resume.js';
 import { IGNORE_INDEX, type SftBatch, SftCollator, countTargets } from './collate.js';
 import { BatchOrder, SftDataset, type SftExample, loadExampleImages } from './data.js';
 import { type LoraConfigInput, LoraModel } from './lora.js';

@@ -4,7 +4,7 @@
 // LlamaConfig (Idefics3 builds its text config as a LlamaConfig with rms_norm_eps 1e-5).
 import { join } from 'node:path';
 import { FileFormatError, VlmkitError } from '../../errors.js';
-import { type Json, assertModelDir, readJsonFile } from '../../io/checkpoint.js';
+import { type Json, assertModelDir, readJsonFile } from '../../io/model-dir.js';
 
 export const SUPPORTED_MODEL_TYPES = ['idefics3', 'smolvlm'] as const;
 export type Idefics3ModelType = (typeof SUPPORTED_MODEL_TYPES)[number];

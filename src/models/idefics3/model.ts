@@ -7,7 +7,7 @@ import {
   type Tensor, concat, indexSelect, noGrad, reshape, scatterRows, slice, tensor, tidy,
 } from '../../engine/index.js';
 import { ShapeError, VlmkitError } from '../../errors.js';
-import { Checkpoint } from '../../io/checkpoint.js';
+import { Checkpoint } from '../../io/model-dir.js';
 import { type Linear, hostInts, tidyGraph } from '../common.js';
 import { type Idefics3Config, idefics3ConfigFromJson } from './config.js';
 import { Connector } from './connector.js';

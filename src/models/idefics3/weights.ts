@@ -8,7 +8,7 @@ import type { Backend } from '../../engine/backend/backend.js';
 import type { DType } from '../../engine/dtype.js';
 import { type Tensor, fromRaw } from '../../engine/index.js';
 import { FileFormatError } from '../../errors.js';
-import type { Checkpoint } from '../../io/checkpoint.js';
+import type { Checkpoint } from '../../io/model-dir.js';
 import type { Linear } from '../common.js';
 
 export type { Linear } from '../common.js';

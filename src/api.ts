@@ -13,7 +13,7 @@ import type { FinishReason, GenerationTimings, ModelInputs } from './generate/ty
 import {
   type EncodedBatch, type ImageInput, type ImageOptions, type ModelConfig, type ModelFamily, type Processor, type ProcessorSample,
   type VisionLanguageModel, type DescribeOptions, type ModelDescription, type ProcessorOptions,
-  describeModel as describeModelDir, loadModelWeights, loadProcessor, readModelConfig, userMessage,
+  contextLength, describeModel as describeModelDir, loadModelWeights, loadProcessor, readModelConfig, userMessage,
 } from './models/index.js';
 import type { ChatMessage } from './processing/chat-template.js';
 import type { AlphaMode } from './processing/decode.js';
@@ -333,7 +333,7 @@ export async function loadVlm(from: string | ModelInfo, opts: LoadVlmOptions = {
     doImageSplitting: opts.doImageSplitting,
     longestEdge: opts.longestEdge,
     maxImagePixels: opts.maxImagePixels,
-    maxLength: config.text.maxPositionEmbeddings,
+    maxLength: contextLength(family, config),
   });
   const gen = loadGenerationConfig(md);
   const model = loadModelWeights(md, { dtype: opts.dtype });

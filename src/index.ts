@@ -32,7 +32,8 @@ export { loadGenerationConfig, StopStringMatcher, type GenerationConfig } from '
 export { noCacheLM } from './generate/no-cache.js';
 export type { CausalLM, KVCache, ModelInputs, PrefillInputs, StepInputs, FinishReason, GenerationTimings } from './generate/types.js';
 export {
-  loadModelDir, loadModelWeights, loadProcessor, readModelConfig, SUPPORTED_MODEL_TYPES,
+  loadModelDir, loadModelWeights, loadProcessor, readModelConfig, contextLength, SUPPORTED_MODEL_TYPES,
+  Idefics3Model, VISION_TOWER, loadIdefics3Model, loadIdefics3Model as loadModel, loadIdefics3Config, type Idefics3Config,
   type ModelFamily, type ModelConfig, type LoadedModel, type VisionLanguageModel, type GenerationModel, type TrainableModel,
   type ModelForwardInputs, type ModelCache, type VisionEncoder,
 } from './models/index.js';

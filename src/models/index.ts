@@ -26,11 +26,22 @@ export {
 } from './idefics3/prompt.js';
 export { processImages, loadImageProcessorConfig, type ImageProcessorConfig } from './idefics3/image.js';
 
+// The concrete family, for callers that want its full class (the rest of src/ uses the interfaces above).
+export { Idefics3Model, VISION_TOWER, loadModel as loadIdefics3Model, loadIdefics3Config, type Idefics3Config } from './idefics3/index.js';
+
 /** The families vlmkit runs. */
 export type ModelFamily = 'idefics3';
 
 /** A family's config (a union as families arrive). */
 export type ModelConfig = Idefics3Config;
+
+/** The model's context length in tokens (prompts longer than this are refused before any forward). */
+export function contextLength(family: ModelFamily, config: ModelConfig): number {
+  switch (family) {
+    case 'idefics3':
+      return config.text.maxPositionEmbeddings;
+  }
+}
 
 /** Every config.json model_type vlmkit loads, across families. */
 export const SUPPORTED_MODEL_TYPES: readonly string[] = [...IDEFICS3_TYPES];

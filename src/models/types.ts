@@ -37,6 +37,8 @@ export interface GenerationModel {
 /** LoRA: every linear layer by its transformers module path, the objects the forward reads. */
 export interface AdaptableModel {
   linears(): Map<string, Linear>;
+  /** LoRA target_modules when none are given (PEFT's default for the architecture) */
+  readonly defaultLoraTargets?: readonly string[];
 }
 
 /** Training: parameters by transformers name, and the hook a loss calls (it never reaches into the model). */

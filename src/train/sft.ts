@@ -101,7 +101,7 @@ export interface SftRunOptions extends Partial<SftConfig> {
   out: string;
   /** 'lora' (default), 'full' or 'frozen-vision' (full fine-tuning of everything but the vision tower) */
   mode?: SftMode;
-  /** LoRA settings (mode 'lora'); targets default to q/k/v/o/gate/up/down_proj */
+  /** LoRA settings (mode 'lora'); targets default to the model's (Idefics3: q/k/v/o/gate/up/down_proj) */
   lora?: LoraConfigInput | Partial<LoraConfigInput> | null;
   /** LoRA only: no adapters on the vision tower */
   freezeVision?: boolean;
@@ -147,7 +147,6 @@ export interface SftRunResult {
   skippedSteps: number;
 }
 
-export const DEFAULT_LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
 /** Content hash of the rows a run trains on (FNV-1a over ids, spans and image paths). */
 function datasetHash(ds: SftDataset): string {
@@ -205,7 +204,7 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
     const val = o.val ? await SftDataset.load(o.val, processor, dataOpts) : null;
     let loraInput: LoraConfigInput | null = null;
     if (mode === 'lora') {
-      loraInput = { ...(o.lora ?? {}), targetModules: o.lora?.targetModules ?? DEFAULT_LORA_TARGETS } as LoraConfigInput;
+      loraInput = { ...(o.lora ?? {}), targetModules: o.lora?.targetModules ?? [...(model.defaultLoraTargets ?? [])] } as LoraConfigInput;
       if (o.freezeVision) loraInput = loraWithout(loraInput, model.visionModules);
       lora = LoraModel.create(model, { ...loraInput, baseModelNameOrPath: loraInput.baseModelNameOrPath ?? resolve(o.model) }, { seed: config.seed });
     }

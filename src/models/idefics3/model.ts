@@ -54,6 +54,8 @@ export class Idefics3Model implements VisionLanguageModel {
   readonly family = 'idefics3';
   readonly visionParameters = VISION_TOWER;
   readonly visionModules = '.*vision_model\\..*';
+  /** LoRA's usual targets: the Llama attention and MLP projections (q/k/v_proj also name the SigLIP tower's) */
+  readonly defaultLoraTargets = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
   readonly config: Idefics3Config;
   readonly vision: VisionTransformer;
   readonly connector: Connector;

@@ -17,7 +17,7 @@ import { trainableParameters } from './params.js';
 import { saveAdapter, saveMergedCheckpoint } from './peft.js';
 import * as ck from './resume.js';
 import {
-  DEFAULT_TRAIN_CONFIG, type Objective, type StepResult, type TrainConfig, Trainer, type TrainerPosition, resolveTrainConfig,
+  DEFAULT_TRAIN_CONFIG, type Objective, type StepResult, type TrainConfig, Trainer, resolveTrainConfig,
 } from './trainer.js';
 import { expandHome } from '../io/paths.js';
 

@@ -110,7 +110,7 @@ export function loraStepFlops(tiles: number, T: number, targets: number, r = LOR
 async function child(cfg: ChildConfig): Promise<void> {
   const { storagePeak, storageStats } = await import('../src/engine/storage.js');
   const { loadModel } = await import('../src/models/idefics3/model.js');
-  const { Processor } = await import('../src/processing/processor.js');
+  const { Processor } = await import('../src/models/idefics3/processor.js');
   const { LoraModel } = await import('../src/train/lora.js');
   const { trainableParameters } = await import('../src/train/params.js');
   const { SftDataset, loadExampleImages } = await import('../src/train/data.js');

@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { PNG } from 'pngjs';
 import { idefics3ConfigFromJson } from '../src/models/idefics3/config.js';
 import { randomModel } from '../src/models/idefics3/init.js';
-import { Processor } from '../src/processing/processor.js';
+import { Processor } from '../src/models/index.js';
 import { SftDataset } from '../src/train/data.js';
 import { trainableParameters } from '../src/train/params.js';
 import { SftTrainer } from '../src/train/sft.js';

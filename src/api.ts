@@ -1,4 +1,4 @@
-// The library API: load a SmolVLM / Idefics3 checkpoint directory once, then build inputs, run the forward,
+// The library API: load a model directory (SmolVLM / Idefics3 today; the family comes from models/index.ts) once, then build inputs, run the forward,
 // generate (text, token ids, timings) or stream text pieces as they are made.
 //
 //   const vlm = await loadVlm('SmolVLM-256M-Instruct');
@@ -7,14 +7,19 @@
 import type { Tensor } from './engine/tensor.js';
 import { VlmkitError } from './errors.js';
 import { generateStream, type GenerateOptions, type GenerationOutput } from './generate/generate.js';
-import { idefics3Forward } from './generate/idefics3.js';
 import { PromptCache } from './generate/prompt-cache.js';
 import { loadGenerationConfig, type GenerationConfig } from './generate/stopping.js';
 import type { FinishReason, GenerationTimings, ModelInputs } from './generate/types.js';
-import { loadIdefics3Config, loadModel, type Idefics3Config, type Idefics3Model } from './models/idefics3/index.js';
+import {
+  type EncodedBatch, type ImageInput, type ImageOptions, type ModelConfig, type ModelFamily, type Processor, type ProcessorSample,
+  type VisionLanguageModel, type DescribeOptions, type ModelDescription, type ProcessorOptions,
+  contextLength, describeModel as describeModelDir, loadModelWeights, loadProcessor, readModelConfig, userMessage,
+} from './models/index.js';
 import type { ChatMessage } from './processing/chat-template.js';
-import { Processor, userMessage, type EncodedBatch, type ImageInput, type ImageOptions, type ProcessorSample } from './processing/processor.js';
-import type { AlphaMode } from './processing/image.js';
+import type { AlphaMode } from './processing/decode.js';
+import { ModelDir } from './io/model-dir.js';
+
+export { userMessage, checkMediaCount, type ProcessorSample, type ImageInput } from './models/index.js';
 import type { Tokenizer } from './processing/tokenizer.js';
 import { expandHome } from './io/paths.js';
 
@@ -74,8 +79,10 @@ export interface ChatSession {
 
 export interface Vlm {
   readonly dir: string;
-  readonly config: Idefics3Config;
-  readonly model: Idefics3Model;
+  /** the model family config.json's model_type picked */
+  readonly family: ModelFamily;
+  readonly config: ModelConfig;
+  readonly model: VisionLanguageModel;
   readonly processor: Processor;
   readonly tokenizer: Tokenizer;
   readonly generationConfig: GenerationConfig;
@@ -129,14 +136,16 @@ function rowResult(out: GenerationOutput, row: number, promptTokens: number): Ge
 
 class VlmImpl implements Vlm {
   readonly dir: string;
-  readonly config: Idefics3Config;
-  readonly model: Idefics3Model;
+  readonly family: ModelFamily;
+  readonly config: ModelConfig;
+  readonly model: VisionLanguageModel;
   readonly processor: Processor;
   readonly generationConfig: GenerationConfig;
   readonly eosTokenIds: readonly number[];
 
-  constructor(dir: string, config: Idefics3Config, model: Idefics3Model, processor: Processor, gen: GenerationConfig) {
+  constructor(dir: string, family: ModelFamily, config: ModelConfig, model: VisionLanguageModel, processor: Processor, gen: GenerationConfig) {
     this.dir = dir;
+    this.family = family;
     this.config = config;
     this.model = model;
     this.processor = processor;
@@ -157,7 +166,7 @@ class VlmImpl implements Vlm {
   }
 
   forward(inputs: ModelInputs & { positionIds?: Tensor }): Tensor {
-    return idefics3Forward(this.model)(inputs);
+    return this.model.logits(inputs);
   }
 
   private async *events(items: readonly BatchItem[], opts: VlmGenerateOptions) {
@@ -287,18 +296,46 @@ class Chat implements ChatSession {
   }
 }
 
-/** Loads a SmolVLM / Idefics3 checkpoint directory: config, tokenizer, chat template, image processor, weights. */
-export async function loadVlm(dir: string, opts: LoadVlmOptions = {}): Promise<Vlm> {
-  dir = expandHome(dir);
-  const config = loadIdefics3Config(dir); // clear errors for a missing dir / unsupported model_type first
-  const processor = Processor.fromDir(dir, {
+/** A model directory opened by inspectModel: loadVlm / loadModelProcessor / describeModel reuse what it read. */
+export interface ModelInfo {
+  readonly dir: string;
+  readonly family: ModelFamily;
+  readonly config: ModelConfig;
+  /** the open directory (each of its files is read once, whoever asks) */
+  readonly source: ModelDir;
+}
+
+/** What a model directory is, from config.json alone: a missing folder or an unsupported model fails here. */
+export function inspectModel(dir: string | ModelInfo): ModelInfo {
+  if (typeof dir !== 'string') return dir;
+  const md = ModelDir.of(expandHome(dir));
+  return { dir: md.dir, ...readModelConfig(md), source: md };
+}
+
+/** The processor of a model directory (tokenizer, chat template, image processor), without its weights. */
+export function loadModelProcessor(dir: string | ModelInfo, opts: ProcessorOptions = {}): Processor {
+  return loadProcessor(inspectModel(dir).source, opts);
+}
+
+/** What a checkpoint is, from its files alone (no weights are read): `json` for machines, `lines` for people. */
+export function describeModel(dir: string | ModelInfo, opts: DescribeOptions): ModelDescription {
+  return describeModelDir(inspectModel(dir).source, opts);
+}
+
+/**
+ * Loads a model directory (the family from config.json's model_type): config, tokenizer, chat template, image
+ * processor, generation settings, weights. Each file of the directory is read once.
+ */
+export async function loadVlm(from: string | ModelInfo, opts: LoadVlmOptions = {}): Promise<Vlm> {
+  const { dir, family, config, source: md } = inspectModel(from); // a missing dir / unsupported model_type fails first
+  const processor = loadProcessor(md, {
     alpha: opts.alpha,
     doImageSplitting: opts.doImageSplitting,
     longestEdge: opts.longestEdge,
     maxImagePixels: opts.maxImagePixels,
-    maxLength: config.text.maxPositionEmbeddings,
+    maxLength: contextLength(family, config),
   });
-  const gen = loadGenerationConfig(dir);
-  const model = loadModel(dir, { dtype: opts.dtype });
-  return new VlmImpl(dir, config, model, processor, gen);
+  const gen = loadGenerationConfig(md);
+  const model = loadModelWeights(md, { dtype: opts.dtype });
+  return new VlmImpl(dir, family, config, model, processor, gen);
 }

@@ -1,9 +1,8 @@
 // `vlmkit ask`: one question about zero or more images. The answer alone goes to stdout (live on a terminal),
 // timings to stderr; --json prints one JSON object instead.
 import { parseArgs } from 'node:util';
-import { loadIdefics3Config } from '../models/idefics3/config.js';
-import { loadImage, type DecodeOptions, type RgbImage } from '../processing/image.js';
-import { checkMediaCount, userMessage } from '../processing/processor.js';
+import { loadImage, type DecodeOptions, type RgbImage } from '../processing/decode.js';
+import { checkMediaCount, inspectModel, loadVlm, userMessage } from '../api.js';
 import { drawBoxes, writePng } from '../eval/draw.js';
 import { answerBoxes, locStripper, stripLocTokens } from '../eval/grounding.js';
 import { GENERATION_FLAGS, GENERATION_USAGE, argError, generationOptions, parsing, requireModel } from './args.js';
@@ -35,14 +34,13 @@ export async function ask(argv: string[], io: CliIo): Promise<number> {
   const question = positionals.join(' ');
   if (!question.trim()) throw argError(`give the question as the last argument\n${ASK_USAGE}`);
   const gen = generationOptions(values);
-  loadIdefics3Config(dir); // a missing directory or an unsupported model_type fails here, before anything heavy
+  const model = inspectModel(dir); // a missing directory or an unsupported model_type fails here, before anything heavy
   const images = await loadImages(values.image ?? [], { maxImagePixels: gen.maxImagePixels });
   checkMediaCount({ messages: [userMessage(question, images.length)], images });
   if (values.draw !== undefined && images.length === 0) throw argError(`--draw ${values.draw} needs an --image to draw the answer's boxes on`);
 
   status(io, `loading ${dir} ...`);
-  const { loadVlm } = await import('../api.js');
-  const vlm = await loadVlm(dir, { dtype: values.f32 ? 'f32' : undefined });
+  const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined });
   const ac = new AbortController();
   const onInt = () => ac.abort();
   process.once('SIGINT', onInt);

@@ -4,9 +4,8 @@
 // is kept between turns (a ChatSession): a follow-up question costs its own tokens, not the images again.
 import { parseArgs } from 'node:util';
 import { createInterface } from 'node:readline';
-import type { RgbImage } from '../processing/image.js';
-import { loadImage } from '../processing/image.js';
-import { loadIdefics3Config } from '../models/idefics3/config.js';
+import { type RgbImage, loadImage } from '../processing/decode.js';
+import { inspectModel, loadVlm } from '../api.js';
 import { VlmkitError } from '../errors.js';
 import { GENERATION_FLAGS, GENERATION_USAGE, generationOptions, parsing, requireModel } from './args.js';
 import { leadingTrimmer, timingLine } from './format.js';
@@ -26,11 +25,10 @@ export async function chat(argv: string[], io: CliIo): Promise<number> {
   const { values } = parsing(CHAT_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, system: { type: 'string' }, f32: { type: 'boolean' }, ...GENERATION_FLAGS }, allowPositionals: true, strict: true }));
   const dir = requireModel(values, CHAT_USAGE);
   const gen = generationOptions(values);
-  loadIdefics3Config(dir);
+  const model = inspectModel(dir); // a missing directory or an unsupported model_type fails here, before anything heavy
   let pending: RgbImage[] = await loadImages(values.image ?? [], { maxImagePixels: gen.maxImagePixels });
   status(io, `loading ${dir} ...`);
-  const { loadVlm } = await import('../api.js');
-  const vlm = await loadVlm(dir, { dtype: values.f32 ? 'f32' : undefined });
+  const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined });
   const tty = io.stdin.isTTY === true && io.stdout.isTTY === true;
   const rl = createInterface({ input: io.stdin, output: tty ? io.stdout : undefined, terminal: tty, prompt: 'you> ' });
   const session = vlm.chat({ system: values.system });

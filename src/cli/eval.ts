@@ -5,7 +5,7 @@ import { readEvalRows } from '../eval/rows.js';
 import { METRICS, type MetricName } from '../eval/metrics.js';
 import { runEval, type EvalReport } from '../eval/runner.js';
 import { writeBytesAtomic } from '../eval/draw.js';
-import { loadIdefics3Config } from '../models/idefics3/config.js';
+import { inspectModel, loadVlm } from '../api.js';
 import { ProgressBar } from '../train/metrics.js';
 import { GENERATION_FLAGS, GENERATION_USAGE, argError, generationOptions, parsing, requireModel } from './args.js';
 import { type CliIo, status, write } from './io.js';
@@ -82,14 +82,13 @@ export async function evaluate(argv: string[], io: CliIo): Promise<number> {
   const gen = generationOptions(values);
   gen.maxNewTokens ??= 64;
   if (gen.temperature === undefined) gen.doSample = false; // scores must not depend on a checkpoint's sampling defaults
-  loadIdefics3Config(dir); // a missing directory or an unsupported model_type fails here, before anything heavy
+  const model = inspectModel(dir); // a missing directory or an unsupported model_type fails here, before anything heavy
   const skipBadRows = values['skip-bad-rows'] === true;
   const { rows, skipped } = await readEvalRows(values.data, { maxRows, skipBadRows, categoryField: values['category-field'] });
   if (rows.length === 0) throw argError(`--data ${values.data} has no rows to evaluate${skipped.length ? ` (${skipped.length} skipped as bad)` : ''}; give a JSONL file with at least one row`);
 
   status(io, `loading ${dir} ...`);
-  const { loadVlm } = await import('../api.js');
-  const vlm = await loadVlm(dir, { dtype: values.f32 ? 'f32' : undefined });
+  const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined });
   try {
     if (values.adapter) {
       const { loadAdapter } = await import('../train/peft.js');

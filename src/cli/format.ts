@@ -16,14 +16,6 @@ export function timingLine(t: GenerationTimings, finishReason?: string): string 
   return parts.join(' · ');
 }
 
-/** 1234567 -> "1.23M" */
-export function count(n: number): string {
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}K`;
-  return String(n);
-}
-
 /** Collapses runs of one special token: "<image><image><image>" -> "<image>×3". */
 export function collapseRuns(text: string, token = '<image>'): string {
   const esc = token.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -1,9 +1,8 @@
 // `vlmkit tokens`: the prompt as the model will see it (rendered by the chat template, <image> placeholders
 // expanded for the given images) and its token ids. A debugging aid; no model weights are loaded.
 import { parseArgs } from 'node:util';
-import { Processor, userMessage, type ProcessorSample } from '../processing/processor.js';
-import type { RgbImage } from '../processing/image.js';
-import { loadIdefics3Config } from '../models/idefics3/config.js';
+import { type ProcessorSample, inspectModel, loadModelProcessor, userMessage } from '../api.js';
+import type { RgbImage } from '../processing/decode.js';
 import { argError, generationOptions, parsing, requireModel } from './args.js';
 import { loadImages } from './ask.js';
 import { collapseRuns } from './format.js';
@@ -22,10 +21,10 @@ export async function tokens(argv: string[], io: CliIo): Promise<number> {
   const dir = requireModel(values, TOKENS_USAGE);
   const text = positionals.join(' ');
   if (!text) throw argError(`give the question (or, with --raw, the prompt) as the last argument\n${TOKENS_USAGE}`);
-  loadIdefics3Config(dir);
+  const model = inspectModel(dir); // a missing directory or an unsupported model_type fails here, before anything heavy
   const { doImageSplitting, longestEdge, maxImagePixels } = generationOptions({ 'no-split': values['no-split'], 'longest-edge': values['longest-edge'], 'max-image-pixels': values['max-image-pixels'] });
   const images = await loadImages(values.image ?? [], { maxImagePixels });
-  const processor = Processor.fromDir(dir);
+  const processor = loadModelProcessor(model);
   const sample: ProcessorSample & { images: RgbImage[] } = values.raw ? { text, images } : { messages: [userMessage(text, images.length)], images };
   const enc = processor.encodeDecoded([sample], { doImageSplitting, longestEdge });
   try {

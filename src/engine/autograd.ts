@@ -53,11 +53,9 @@ export function record(out: Tensor, op: string, inputs: Tensor[], backward: Grad
   return out;
 }
 
-type AddFn = (a: Tensor, b: Tensor) => Tensor;
-let addImpl: AddFn | null = null;
-/** ops/elementwise registers its add here (avoids an import cycle). */
-export function setGradAccumulator(add: AddFn): void {
-  addImpl = add;
+/** Sums two gradients with the backend's add directly (no graph, no op module to import or register). */
+function accumulate(a: Tensor, b: Tensor): Tensor {
+  return a.backend.binary('add', a, b);
 }
 
 /**
@@ -100,7 +98,7 @@ export function backward(root: Tensor, grad?: Tensor, opts: { retainGraph?: bool
         // leaf: accumulate into .grad
         grads.delete(t);
         if (t.grad) {
-          const sum = addImpl!(t.grad, g);
+          const sum = accumulate(t.grad, g);
           t.grad.dispose();
           g.dispose();
           t.grad = keep(sum);
@@ -125,7 +123,7 @@ export function backward(root: Tensor, grad?: Tensor, opts: { retainGraph?: bool
           throw new Error(`vlmkit internal: gradient of ${t.node.op} input ${j} has shape [${gi.shape}], expected [${x.shape}]`);
         const prev = grads.get(x);
         if (prev) {
-          grads.set(x, addImpl!(prev, gi));
+          grads.set(x, accumulate(prev, gi));
           prev.dispose();
           gi.dispose();
         } else grads.set(x, gi);

@@ -4,7 +4,7 @@ export type { GradNode } from './tensor.js';
 export type { DType, TypedArray } from './dtype.js';
 export { bf16ToF32, f32ToBf16, f16ToF32, f32ToF16 } from './dtype.js';
 export { backward, noGrad, noGradAsync, isGradEnabled, withGrad } from './autograd.js';
-export { checkpoint } from './checkpoint.js';
+export { checkpoint } from './recompute.js';
 export { tidy, tidyAsync, tidyUnless, keep } from './scope.js';
 export { storageStats } from './storage.js';
 export type { Backend, AttentionOptions, AdamWOptions, UnaryOp, BinaryOp, ReduceOp } from './backend/backend.js';

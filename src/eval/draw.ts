@@ -7,7 +7,7 @@ import { canDraw, drawText, textHeight, textWidth } from '../data/font.js';
 import type { LabeledBox } from '../data/loc.js';
 import { Canvas, rect, type Rgb } from '../data/raster.js';
 import { writeFileAtomic } from '../io/safetensors-write.js';
-import type { RgbImage } from '../processing/image.js';
+import type { RgbImage } from '../processing/decode.js';
 
 /** Box colours in turn: saturated and far from each other, so neighbouring boxes are told apart. */
 export const BOX_COLOURS: readonly Rgb[] = [

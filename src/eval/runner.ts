@@ -4,7 +4,7 @@
 import type { BatchItem, VlmGenerateOptions } from '../api.js';
 import { parseBoxes, type PixelBox } from '../data/loc.js';
 import { VlmkitError } from '../errors.js';
-import { loadImage, type RgbImage } from '../processing/image.js';
+import { loadImage, type RgbImage } from '../processing/decode.js';
 import { iou, TEXT_METRICS, type MetricName } from './metrics.js';
 import type { BadRow, EvalRow } from './rows.js';
 

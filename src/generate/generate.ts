@@ -3,7 +3,7 @@
 // Events stream out as they happen (row, token, newly visible text); the return value holds every row's tokens,
 // text, finish reason and the timings.
 import { VlmkitError } from '../errors.js';
-import { argmax as argmaxOp, tensor } from '../engine/index.js'; // (the index registers the native backend)
+import { argmax as argmaxOp, tensor } from '../engine/index.js';
 import type { Tensor } from '../engine/tensor.js';
 import type { Tokenizer, StreamDecoder } from '../processing/tokenizer.js';
 import { processLogits, resolveSampling, type ResolvedSampling, type SamplingOptions } from './logits.js';

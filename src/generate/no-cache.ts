@@ -2,7 +2,7 @@
 // step. Slow (quadratic), but it needs nothing from a model but its forward: it is the yardstick the KV-cached path
 // is checked against (transformers' greedy without cache) and a fallback for models without a cached step.
 import { VlmkitError } from '../errors.js';
-import { tensor } from '../engine/index.js'; // (the index registers the native backend)
+import { tensor } from '../engine/index.js';
 import { Tensor } from '../engine/tensor.js';
 import type { TypedArray } from '../engine/dtype.js';
 import type { CausalLM, KVCache, ModelInputs, PrefillInputs, StepInputs } from './types.js';

@@ -1,8 +1,7 @@
 // When a row stops: an end-of-sequence token, a stop string in the decoded text, max_new_tokens, or the end of
 // the model's context. Also reads generation_config.json, whose values are the defaults transformers uses.
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { FileFormatError } from '../errors.js';
+import { ModelDir } from '../io/model-dir.js';
 
 /** What generation_config.json (and config.json for the ids) says, as far as vlmkit uses it. */
 export interface GenerationConfig {
@@ -18,16 +17,6 @@ export interface GenerationConfig {
   repetitionPenalty?: number;
 }
 
-function readJsonIf(path: string): Record<string, unknown> | null {
-  if (!existsSync(path)) return null;
-  try {
-    const v = JSON.parse(readFileSync(path, 'utf8')) as unknown;
-    if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
-    return v as Record<string, unknown>;
-  } catch (e) {
-    throw new FileFormatError(`${path} is not valid JSON (${(e as Error).message}); re-download it from the checkpoint`);
-  }
-}
 
 type Fields = Record<string, unknown>;
 
@@ -63,11 +52,12 @@ class FieldReader {
 }
 
 /** Reads generation_config.json (optional) with config.json as the fallback for the special ids. */
-export function loadGenerationConfig(dir: string): GenerationConfig {
-  const gPath = join(dir, 'generation_config.json');
-  const cPath = join(dir, 'config.json');
-  const g = new FieldReader(readJsonIf(gPath) ?? {}, gPath);
-  const cj = readJsonIf(cPath) ?? {};
+export function loadGenerationConfig(dir: string | ModelDir): GenerationConfig {
+  const md = ModelDir.of(dir);
+  const gPath = md.path('generation_config.json');
+  const cPath = md.path('config.json');
+  const g = new FieldReader(md.json('generation_config.json') ?? {}, gPath);
+  const cj = md.json('config.json') ?? {};
   const c = new FieldReader(cj, cPath);
   const tj = cj.text_config;
   const t = new FieldReader(tj && typeof tj === 'object' && !Array.isArray(tj) ? (tj as Fields) : {}, cPath, 'text_config.');

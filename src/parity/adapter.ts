@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fromRaw } from '../engine/index.js';
 import { FileFormatError, VlmkitError } from '../errors.js';
 import { SafetensorsFile } from '../io/safetensors.js';
-import type { Idefics3Model, LowRankAdapter } from '../models/idefics3/index.js';
+import type { AdaptableModel, LowRankAdapter } from '../models/index.js';
 
 function adapterError(message: string): VlmkitError {
   return new VlmkitError('E_ADAPTER', message);
@@ -23,7 +23,7 @@ function patternValue(pattern: unknown, module: string): number | undefined {
   return typeof v === 'number' ? v : undefined;
 }
 
-export function attachPeftAdapter(model: Idefics3Model, dir: string): () => void {
+export function attachPeftAdapter(model: AdaptableModel, dir: string): () => void {
   const cfgPath = join(dir, 'adapter_config.json');
   const wPath = join(dir, 'adapter_model.safetensors');
   if (!existsSync(cfgPath) || !existsSync(wPath)) {

@@ -7,14 +7,15 @@
 //     token for token, with transformers' settings (min_new_tokens = max_new_tokens = the case's count).
 // Tolerances are those of the fixtures' README.
 import { join } from 'node:path';
-import { tensor } from '../engine/index.js'; // (the index registers the native backend)
+import { tensor } from '../engine/index.js';
 import type { Tensor } from '../engine/tensor.js';
-import { Processor, imageGridForSize, type ProcessorSample } from '../processing/processor.js';
 import { countMedia } from '../processing/chat-template.js';
-import { videoFrameTimestamps, type ImageGrid, type VideoPromptInfo } from '../processing/prompt.js';
-import { hostInts } from '../models/common.js';
+import {
+  type ImageGrid, type Processor, type ProcessorSample, type VideoPromptInfo, hostInts, imageGridForSize, loadProcessor, processImages, videoFrameTimestamps,
+} from '../models/index.js';
 import { IGNORE_INDEX, SftCollator, encodeConversation } from '../train/collate.js';
-import { loadImage, processImages } from '../processing/image.js';
+import { loadImage } from '../processing/decode.js';
+import { noCacheLM } from '../generate/no-cache.js';
 import { loadGenerationConfig } from '../generate/stopping.js';
 import { generate } from '../generate/generate.js';
 import type { ModelInputs } from '../generate/types.js';
@@ -234,7 +235,7 @@ async function checkProcessing(c: ParityCase, opts: ParityOptions, res: ParityRe
     const img = c.meta.image;
     if (typeof img === 'string' && c.has('pixel_values')) {
       const ref = c.floats('pixel_values');
-      const processor = Processor.fromDir(opts.model);
+      const processor = loadProcessor(opts.model);
       // such cases store the tiles of one image; a single tile means splitting was off
       const tiles = ref.shape.length === 4 ? ref.shape[0]! : ref.shape.length === 5 ? ref.shape[1]! : 0;
       const cfg = { ...processor.imageConfig, ...(split !== undefined ? { doImageSplitting: split } : tiles === 1 ? { doImageSplitting: false } : {}) };
@@ -248,7 +249,7 @@ async function checkProcessing(c: ParityCase, opts: ParityOptions, res: ParityRe
     res.notes.push('no input_ids in the case: prompt processing not compared');
     return;
   }
-  const processor = Processor.fromDir(opts.model, split !== undefined ? { doImageSplitting: split } : {});
+  const processor = loadProcessor(opts.model, split !== undefined ? { doImageSplitting: split } : {});
   const parsed = samples.map((s) => parseSmolVlmPrompt(s.prompt));
   if (c.has('labels')) {
     await checkTrainingBatch(c, processor, samples, parsed, imagesDir, res, fail, mark);
@@ -383,9 +384,8 @@ async function checkModel(c: ParityCase, opts: ParityOptions, res: ParityResult,
     res.notes.push(`the case was made with the adapter ${c.meta.adapter}: pass --adapter <dir> to check its model outputs`);
     return;
   }
-  const { loadModel } = await import('../models/idefics3/index.js');
-  const { idefics3Forward, idefics3NoCacheLM } = await import('../generate/idefics3.js');
-  const model = loadModel(opts.model, { dtype: 'f32' });
+  const { loadModelWeights } = await import('../models/index.js');
+  const model = loadModelWeights(opts.model, { dtype: 'f32' });
   try {
     if (opts.adapter) {
       const { loadAdapter } = await import('../train/peft.js');
@@ -425,7 +425,7 @@ async function checkModel(c: ParityCase, opts: ParityOptions, res: ParityResult,
         const ref = c.floats('logits');
         mark('logits');
         const mask = c.has('attention_mask') ? c.ints('attention_mask').values : null;
-        const out: Tensor = idefics3Forward(model)(inputs);
+        const out: Tensor = model.logits(inputs);
         try {
           if (out.size !== ref.data.length) fail(`logits: ours ${shapeStr(out.shape)} vs reference ${shapeStr(ref.shape)}`);
           else {
@@ -452,7 +452,7 @@ async function checkModel(c: ParityCase, opts: ParityOptions, res: ParityResult,
           const refNc = c.ints('greedy_nocache');
           mark('greedy_nocache');
           // plain argmax for n steps, no end-of-sequence handling (as the reference's loop)
-          const nc = await generate(idefics3NoCacheLM(model), inputs, { maxNewTokens: refNc.shape[1]!, eosTokenIds: [] });
+          const nc = await generate(noCacheLM((x) => model.logits(x), { vocabSize: model.vocabSize, maxPositions: model.maxPositions, passPositions: false }), inputs, { maxNewTokens: refNc.shape[1]!, eosTokenIds: [] });
           const oursNc = nc.rows.flatMap((r) => r.tokenIds);
           if (!eqArrays(oursNc, refNc.values)) {
             equal = false;

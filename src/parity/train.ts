@@ -8,7 +8,7 @@ import { type Tensor, backward, fromRaw, noGrad, tidy } from '../engine/index.js
 import { VlmkitError } from '../errors.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { relErr, worse } from './compare.js';
-import type { Idefics3Inputs, Idefics3Model } from '../models/idefics3/index.js';
+import type { ModelForwardInputs, VisionLanguageModel } from '../models/index.js';
 import { causalLmLoss } from '../train/loss.js';
 import { type LoraModel } from '../train/lora.js';
 import { AdamW } from '../train/optim.js';
@@ -53,7 +53,7 @@ export function trainCaseKind(names: Iterable<string>): 'lora_sft_step' | 'full_
   return null;
 }
 
-function modelInputs(c: Map<string, Tensor>): Idefics3Inputs {
+function modelInputs(c: Map<string, Tensor>): ModelForwardInputs {
   return {
     inputIds: c.get('input_ids')!,
     attentionMask: c.get('attention_mask') ?? null,
@@ -81,7 +81,7 @@ export interface SftStepResult {
  * The SFT-step case: `lora` must be the case's adapter attached to `model` (f32). Trains the adapter for one
  * AdamW step in place (the caller reloads it to use the original weights again).
  */
-export function runLoraSftStep(model: Idefics3Model, lora: LoraModel, c: Map<string, Tensor>): SftStepResult {
+export function runLoraSftStep(model: VisionLanguageModel, lora: LoraModel, c: Map<string, Tensor>): SftStepResult {
   const params = lora.parameters();
   for (const t of model.parameters().values()) t.requireGrad(false);
   lora.requireGrad(true);
@@ -94,8 +94,7 @@ export function runLoraSftStep(model: Idefics3Model, lora: LoraModel, c: Map<str
   lora.train();
   const labels = c.get('labels')!;
   const loss = tidy(() => {
-    const logits = model.forward(modelInputs(c));
-    const l = causalLmLoss(logits, labels);
+    const l = causalLmLoss(model, modelInputs(c), labels);
     backward(l);
     return l.item();
   });
@@ -117,7 +116,7 @@ export function runLoraSftStep(model: Idefics3Model, lora: LoraModel, c: Map<str
   let lossCompletion: number | null = null, lossCompletionRef: number | null = null;
   if (c.has('labels_completion') && c.has('loss_completion_after_step')) {
     lora.eval();
-    lossCompletion = noGrad(() => tidy(() => causalLmLoss(model.forward(modelInputs(c)), c.get('labels_completion')!).item()));
+    lossCompletion = noGrad(() => tidy(() => causalLmLoss(model, modelInputs(c), c.get('labels_completion')!).item()));
     lossCompletionRef = c.get('loss_completion_after_step')!.item();
   }
   return {
@@ -138,12 +137,12 @@ export interface FullFtResult {
 }
 
 /** The full fine-tuning case on an f32 model: loss and every parameter's gradient (grads released after). */
-export function runFullFtGrads(model: Idefics3Model, c: Map<string, Tensor>): FullFtResult {
+export function runFullFtGrads(model: VisionLanguageModel, c: Map<string, Tensor>): FullFtResult {
   const params = model.parameters();
   for (const p of params.values()) p.requireGrad(true);
   try {
     const loss = tidy(() => {
-      const l = causalLmLoss(model.forward(modelInputs(c)), c.get('labels')!);
+      const l = causalLmLoss(model, modelInputs(c), c.get('labels')!);
       backward(l);
       return l.item();
     });
@@ -219,8 +218,8 @@ export async function checkTrainCase(casePath: string, modelDir: string, adapter
     note('the case was made with a LoRA adapter: pass --adapter <dir> (its adapter_config.json gives r and alpha) to check its loss, gradients and step');
     return false;
   }
-  const { loadModel } = await import('../models/idefics3/index.js');
-  const model = loadModel(modelDir, { dtype: 'f32' });
+  const { loadModelWeights } = await import('../models/index.js');
+  const model = loadModelWeights(modelDir, { dtype: 'f32' });
   const c = readCaseTensors(casePath);
   const tol = TRAIN_TOLERANCE;
   const worst = (m: Map<string, number>, what: string) => {

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { VlmkitError } from '../errors.js';
+import { ModelDir } from '../io/model-dir.js';
 
 export interface TextPart {
   type: 'text';
@@ -67,13 +68,6 @@ function templateError(message: string): VlmkitError {
   return new VlmkitError('E_TEMPLATE', message);
 }
 
-function readJsonFile(path: string): unknown {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw templateError(`cannot read chat template from ${path}: ${(e as Error).message}; fix or re-download that file`);
-  }
-}
 
 /** Picks one template from a string, a list of {name, template} or a {name: template} dict; null if absent. */
 function pickNamed(value: unknown, source: string, name: string): string | null {
@@ -98,15 +92,16 @@ function pickNamed(value: unknown, source: string, name: string): string | null 
  * Finds the chat template of a model directory, or null when it has none. `name` selects a named template
  * (additional_chat_templates/NAME.jinja, or an entry of a {name, template} list); the default is "default".
  */
-export function findChatTemplate(dir: string, opts: { name?: string } = {}): ChatTemplateSource | null {
+export function findChatTemplate(dir: string | ModelDir, opts: { name?: string } = {}): ChatTemplateSource | null {
+  const md = ModelDir.of(dir);
   const name = opts.name ?? 'default';
   const candidates: string[] = [];
-  if (name === 'default') candidates.push(join(dir, 'chat_template.jinja'));
-  else candidates.push(join(dir, 'additional_chat_templates', `${name}.jinja`));
+  if (name === 'default') candidates.push(md.path('chat_template.jinja'));
+  else candidates.push(join(md.dir, 'additional_chat_templates', `${name}.jinja`));
   for (const f of candidates) if (existsSync(f)) return { template: readFileSync(f, 'utf8'), source: f };
-  for (const f of [join(dir, 'chat_template.json'), join(dir, 'tokenizer_config.json')]) {
-    if (!existsSync(f)) continue;
-    const v = readJsonFile(f) as { chat_template?: unknown } | null;
+  for (const file of ['chat_template.json', 'tokenizer_config.json'] as const) {
+    const v = md.json(file);
+    const f = md.path(file);
     const t = pickNamed(v?.chat_template, f, name);
     if (t !== null) return { template: t, source: f };
   }
@@ -114,11 +109,11 @@ export function findChatTemplate(dir: string, opts: { name?: string } = {}): Cha
 }
 
 /** Like findChatTemplate, but a missing template is a VlmkitError ('E_TEMPLATE') that says where it looked and the fix. */
-export function loadChatTemplateSource(dir: string, opts: { name?: string } = {}): ChatTemplateSource {
+export function loadChatTemplateSource(dir: string | ModelDir, opts: { name?: string } = {}): ChatTemplateSource {
   const found = findChatTemplate(dir, opts);
   if (found) return found;
   throw templateError(
-    `no chat template${opts.name && opts.name !== 'default' ? ` named "${opts.name}"` : ''} in ${dir} (looked for chat_template.jinja, chat_template.json and ` +
+    `no chat template${opts.name && opts.name !== 'default' ? ` named "${opts.name}"` : ''} in ${typeof dir === 'string' ? dir : dir.dir} (looked for chat_template.jinja, chat_template.json and ` +
       `"chat_template" in tokenizer_config.json); copy the template file from the original checkpoint into that directory ` +
       `or pass the template text explicitly`,
   );
@@ -165,7 +160,7 @@ export class ChatTemplate {
     }
   }
 
-  static fromDir(dir: string, opts: { name?: string } = {}): ChatTemplate {
+  static fromDir(dir: string | ModelDir, opts: { name?: string } = {}): ChatTemplate {
     const s = loadChatTemplateSource(dir, opts);
     return new ChatTemplate(s.template, s.source);
   }

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { FileFormatError, VlmkitError } from '../errors.js';
+import { ModelDir } from '../io/model-dir.js';
 
 export interface EncodeOptions {
   /** Let the tokenizer's post-processor add its special tokens (BOS etc.). Default true, as transformers' processors do. */
@@ -59,19 +60,6 @@ function tokenString(v: unknown): string | null {
   return null;
 }
 
-function readJson(path: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new FileFormatError(`cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? e}; check the path`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new FileFormatError(`${what} ${path} is not valid JSON (${(e as Error).message}); re-download it`);
-  }
-}
 
 export class Tokenizer {
   /** tokenizer_config.json (empty object when the directory has none). */
@@ -135,17 +123,10 @@ export class Tokenizer {
   }
 
   /** Loads `tokenizer.json` (required) and `tokenizer_config.json` (optional) from a model directory. */
-  static fromDir(dir: string): Tokenizer {
-    const tj = join(dir, 'tokenizer.json');
-    if (!existsSync(tj)) {
-      throw new FileFormatError(
-        `no tokenizer.json in ${dir}; download the model's tokenizer files (tokenizer.json, tokenizer_config.json) into that directory`,
-      );
-    }
-    const json = readJson(tj, 'tokenizer file') as object;
-    const tc = join(dir, 'tokenizer_config.json');
-    const cfg = existsSync(tc) ? (readJson(tc, 'tokenizer config') as TokenizerConfig) : {};
-    return new Tokenizer(json, cfg);
+  static fromDir(dir: string | ModelDir): Tokenizer {
+    const md = ModelDir.of(dir);
+    const json = md.requireJson('tokenizer.json', "download the model's tokenizer files (tokenizer.json, tokenizer_config.json) into that directory");
+    return new Tokenizer(json, md.json('tokenizer_config.json') ?? {});
   }
 
   /** Number of ids (largest id + 1, added tokens included). */

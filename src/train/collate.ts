@@ -13,9 +13,8 @@ import { tensor } from '../engine/index.js';
 import type { Tensor } from '../engine/tensor.js';
 import { VlmkitError } from '../errors.js';
 import type { ChatMessage } from '../processing/chat-template.js';
-import { type ImageProcessorConfig, type RgbImage, processImages } from '../processing/image.js';
-import type { Processor } from '../processing/processor.js';
-import type { ImageGrid, PromptBuilder } from '../processing/prompt.js';
+import type { RgbImage } from '../processing/decode.js';
+import { type ImageGrid, type ImageProcessorConfig, type Processor, type PromptBuilder, processImages } from '../models/index.js';
 
 export const IGNORE_INDEX = -100;
 

@@ -13,9 +13,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { VlmkitError } from '../errors.js';
 import type { ChatMessage, ContentPart } from '../processing/chat-template.js';
-import type { RgbImage } from '../processing/image.js';
-import { type Processor, imageGridForSize } from '../processing/processor.js';
-import type { ImageGrid } from '../processing/prompt.js';
+import type { RgbImage } from '../processing/decode.js';
+import { type ImageGrid, type Processor, imageGridForSize } from '../models/index.js';
 import { type CollateItem, countTargets, encodeConversation, labelsFor, truncateConversation } from './collate.js';
 
 export type SftRowKind = 'messages' | 'prompt-completion';

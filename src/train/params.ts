@@ -10,9 +10,6 @@ export type NamePattern = string | RegExp;
 
 export type TrainMode = 'full' | 'frozen-vision' | 'lora';
 
-/** Parameters of the vision tower (SigLIP encoder and its embeddings) in transformers' Idefics3/SmolVLM names. */
-export const VISION_TOWER: RegExp = /(^|\.)vision_model\./;
-
 export interface ParamSelection {
   /** names must match one of these (default: every parameter) */
   include?: readonly NamePattern[];
@@ -42,9 +39,10 @@ export function selectParameters(params: Map<string, Tensor>, sel: ParamSelectio
   return out;
 }
 
-/** A model that lists its parameters by transformers name. */
+/** A model that lists its parameters by transformers name (and, when it has one, names its vision tower's). */
 export interface ParameterizedModel {
   parameters(): Map<string, Tensor>;
+  readonly visionParameters?: RegExp;
 }
 
 /**
@@ -75,7 +73,8 @@ export function trainableParameters(model: ParameterizedModel, mode: TrainMode, 
     case 'full':
       return setTrainable(model, {});
     case 'frozen-vision':
-      return setTrainable(model, { exclude: [VISION_TOWER] });
+      if (!model.visionParameters) throw new VlmkitError('E_ARGS', "train mode 'frozen-vision' needs a model with a vision tower; use 'full' or 'lora'");
+      return setTrainable(model, { exclude: [model.visionParameters] });
     case 'lora': {
       if (!lora) throw new VlmkitError('E_ARGS', "train mode 'lora' needs a LoRA adapter (LoraModel.create or loadAdapter)");
       for (const t of model.parameters().values()) t.requireGrad(false);

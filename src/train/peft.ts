@@ -9,7 +9,7 @@ import { copyFileSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { QuantizedWeight, type Tensor, f16ToF32, f32ToBf16, f32ToF16, fromRaw } from '../engine/index.js';
 import { FileFormatError, VlmkitError } from '../errors.js';
-import { type Json, readJsonFile } from '../io/checkpoint.js';
+import { type Json, readJsonFile } from '../io/model-dir.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { type SafetensorsEntry, type WritableDType, writeDirAtomic, writeSafetensors, writeTextFileAtomic } from '../io/safetensors-write.js';
 import { ALL_LINEAR, type AdaptableModel, type LoraConfig, LoraModel, type LoraWeights, loraConfig } from './lora.js';

@@ -5,10 +5,9 @@
 import { copyFileSync, existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VlmkitError } from '../errors.js';
-import { type Json, readJsonFile } from '../io/checkpoint.js';
+import { type Json, readJsonFile } from '../io/model-dir.js';
 import { writeDirAtomic } from '../io/safetensors-write.js';
-import { type Idefics3Config, idefics3ConfigFromJson } from '../models/idefics3/config.js';
-import type { Processor } from '../processing/processor.js';
+import { type ModelConfig, type ModelFamily, type Processor, modelConfigFromJson } from '../models/index.js';
 
 /** The files of a model directory besides config.json and the weights that --tokenizer provides. */
 export const TOKENIZER_FILES = [
@@ -31,7 +30,8 @@ export interface ScratchSource {
 export interface ScratchModel {
   /** the parsed config.json as it will be saved */
   json: Json;
-  config: Idefics3Config;
+  family: ModelFamily;
+  config: ModelConfig;
   /** where config.json was read */
   configPath: string;
   tokenizerDir: string;
@@ -58,7 +58,7 @@ export function readScratchSource(s: ScratchSource): ScratchModel {
   const configPath = s.modelConfig ?? join(tokenizerDir, 'config.json');
   if (!s.modelConfig && !existsSync(configPath)) throw argsError(`--init random needs --model-config FILE (the config.json of the model to build), or a config.json in --tokenizer ${tokenizerDir}`);
   const json = readJsonFile(configPath, 'model config');
-  return { json, config: idefics3ConfigFromJson(json, configPath), configPath, tokenizerDir };
+  return { json, ...modelConfigFromJson(json, configPath), configPath, tokenizerDir };
 }
 
 /**

@@ -16,7 +16,7 @@ import { encodePng, writeDataset, type DatasetOptions } from '../../src/data/dat
 import { Rng } from '../../src/data/rng.js';
 import { shapesGenerator } from '../../src/data/shapes.js';
 import type { Generator } from '../../src/data/types.js';
-import { Processor } from '../../src/processing/processor.js';
+import { Processor } from '../../src/models/index.js';
 import { SftDataset } from '../../src/train/data.js';
 
 const REF = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'reference');

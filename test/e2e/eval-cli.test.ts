@@ -8,7 +8,7 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSyn
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadImage } from '../../src/processing/image.js';
+import { loadImage } from '../../src/processing/decode.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MODEL = join(ROOT, 'test', 'fixtures', 'reference', 'tiny-smolvlm');

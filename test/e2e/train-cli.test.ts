@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Tensor, noGrad, tidy } from '../../src/engine/index.js';
 import { loadModel, type Idefics3Model } from '../../src/models/idefics3/model.js';
-import { Processor } from '../../src/processing/processor.js';
+import { Processor } from '../../src/models/idefics3/processor.js';
 import { loadAdapter, saveMergedCheckpoint } from '../../src/train/peft.js';
 import { runSft } from '../../src/train/sft.js';
 import { trainOptions } from '../../src/cli/train.js';
@@ -90,7 +90,7 @@ describe('vlmkit train sft', () => {
       onStep: async (t) => {
         if (!t.done) return;
         t.lora!.eval();
-        trained = await probeLogits(t.model, proc);
+        trained = await probeLogits(t.model as Idefics3Model, proc); // (runSft trains the tiny Idefics3 here)
         t.lora!.train(true);
       },
     });

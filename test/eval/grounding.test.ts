@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { boxToLocTokens, type PixelBox } from '../../src/data/loc.js';
 import { BOX_COLOURS, drawBoxes, writePng } from '../../src/eval/draw.js';
 import { answerBoxes, locStripper, stripLocTokens } from '../../src/eval/grounding.js';
-import { imageToTiles, loadImage, loadImageProcessorConfig, type RgbImage } from '../../src/processing/image.js';
+import { imageToTiles, loadImageProcessorConfig } from '../../src/models/idefics3/image.js';
+import { loadImage, type RgbImage } from '../../src/processing/decode.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MODEL = join(ROOT, 'test', 'fixtures', 'reference', 'tiny-smolvlm'); // longest edge 128, tiles of 32

@@ -10,7 +10,7 @@ import { generate, generateStream, positionIdsFromMask, type GenerationEvent } f
 import { noCacheLM } from '../../src/generate/no-cache.js';
 import type { CausalLM, KVCache, ModelInputs } from '../../src/generate/types.js';
 import { Tokenizer } from '../../src/processing/tokenizer.js';
-import { padLeft } from '../../src/processing/prompt.js';
+import { padLeft } from '../../src/models/idefics3/prompt.js';
 import { VlmkitError } from '../../src/errors.js';
 
 const V = 13;

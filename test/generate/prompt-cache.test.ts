@@ -9,7 +9,7 @@ import { loadVlm, type GenerateResult, type TextStream, type Vlm } from '../../s
 import { storageStats } from '../../src/engine/index.js';
 import { PromptCache } from '../../src/generate/prompt-cache.js';
 import { generate } from '../../src/generate/generate.js';
-import { userMessage } from '../../src/processing/processor.js';
+import { userMessage } from '../../src/models/idefics3/processor.js';
 
 const REF = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'reference');
 const IMG = (name: string) => join(REF, 'images', name);
@@ -90,7 +90,7 @@ describe('chat session: KV cache kept between turns', () => {
 
   it('a prompt that diverges keeps the shared prefix, cut at a tile boundary', async () => {
     const model = vlm.model;
-    const img = model.config.imageTokenId, seq = model.config.imageSeqLen;
+    const img = vlm.config.imageTokenId, seq = vlm.config.imageSeqLen;
     const ids = [1, 2, ...Array(seq).fill(img), 7, ...Array(seq).fill(img), 8];
     assert.equal(model.resumePoint(ids, 2), 2);
     assert.ok(seq >= 2);

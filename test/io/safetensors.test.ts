@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileFormatError, VlmkitError } from '../../src/errors.js';
-import { Checkpoint } from '../../src/io/checkpoint.js';
+import { Checkpoint } from '../../src/io/model-dir.js';
 import { SafetensorsFile, duplicateJsonKey } from '../../src/io/safetensors.js';
 import { writeSafetensors } from '../../src/io/safetensors-write.js';
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeImage } from '../../src/processing/image.js';
+import { decodeImage } from '../../src/processing/decode.js';
 import { sniffFormat } from '../../src/processing/decode.js';
 import { headerSize } from '../../src/processing/size.js';
 
@@ -61,7 +61,7 @@ const corruptGifs: Record<string, Uint8Array> = {
 };
 
 test('corrupt GIFs end in a one-line E_IMAGE error, in a child process that must finish (omggif looped forever)', () => {
-  const script = `import { decodeImage } from './src/processing/image.ts';
+  const script = `import { decodeImage } from './src/processing/decode.ts';
     const cases = ${JSON.stringify(Object.fromEntries(Object.entries(corruptGifs).map(([k, v]) => [k, [...v]])))};
     const out = {};
     for (const [k, v] of Object.entries(cases)) {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VlmkitError } from '../../src/errors.js';
-import { decodeImage } from '../../src/processing/image.js';
+import { decodeImage } from '../../src/processing/decode.js';
 import { sniffFormat } from '../../src/processing/decode.js';
 import { readJpegFrame } from '../../src/processing/jpeg.js';
 import { MAX_PIXELS, headerSize } from '../../src/processing/size.js';

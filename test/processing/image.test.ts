@@ -10,10 +10,11 @@ import jpeg from 'jpeg-js';
 import { GifWriter } from 'omggif';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { VlmkitError } from '../../src/errors.js';
+import { decodeImage, loadImage, type RgbImage } from '../../src/processing/decode.js';
+import { resizePil, Resampling } from '../../src/processing/resample.js';
 import {
-  decodeImage, loadImage, loadImageProcessorConfig, imageProcessorConfigFromJson, processImages, imageToTiles,
-  longestEdgeSize, visionEncoderSize, resizePil, Resampling, type RgbImage,
-} from '../../src/processing/image.js';
+  loadImageProcessorConfig, imageProcessorConfigFromJson, processImages, imageToTiles, longestEdgeSize, visionEncoderSize,
+} from '../../src/models/idefics3/image.js';
 import { applyOrientation, readJpegOrientation } from '../../src/processing/exif.js';
 
 const REF = new URL('../fixtures/reference/', import.meta.url).pathname;

@@ -7,8 +7,9 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VlmkitError } from '../../src/errors.js';
-import { Processor, checkMediaCount, imageGridForSize, userMessage } from '../../src/processing/processor.js';
-import { decodeImage, loadImage, predictImageSize, processImages } from '../../src/processing/image.js';
+import { Processor, checkMediaCount, imageGridForSize, userMessage } from '../../src/models/idefics3/processor.js';
+import { decodeImage, loadImage, predictImageSize } from '../../src/processing/decode.js';
+import { processImages } from '../../src/models/idefics3/image.js';
 import { ParityCase } from '../../src/parity/case.js';
 
 const REF = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'reference');

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resizePil } from '../../src/processing/resample.js';
-import type { RgbImage } from '../../src/processing/image.js';
+import type { RgbImage } from '../../src/processing/decode.js';
 
 const meta = JSON.parse(readFileSync(new URL('../fixtures/decode/resize.json', import.meta.url), 'utf8')) as {
   source: [number, number];

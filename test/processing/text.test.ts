@@ -23,7 +23,7 @@ import {
   padBatch,
   videoFrameTimestamps,
   type ImageGrid,
-} from '../../src/processing/prompt.js';
+} from '../../src/models/idefics3/prompt.js';
 
 const REF = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'reference');
 const CASES = join(REF, 'cases');

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ParityCase } from '../../src/parity/case.js';
-import { Processor } from '../../src/processing/processor.js';
+import { Processor } from '../../src/models/idefics3/processor.js';
 import { IGNORE_INDEX, SftCollator, countTargets, encodeConversation, imageBlockEnd } from '../../src/train/collate.js';
 import { SftDataset, loadExampleImages } from '../../src/train/data.js';
 import { hostInts } from '../../src/models/common.js';

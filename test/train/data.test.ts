@@ -7,7 +7,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Processor } from '../../src/processing/processor.js';
+import { Processor } from '../../src/models/idefics3/processor.js';
 import { BatchOrder, SftDataset } from '../../src/train/data.js';
 
 const REF = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'reference');

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { VlmkitError } from '../../src/errors.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
-import { listCheckpoints, pruneCheckpoints, removeStaleTemps } from '../../src/train/checkpoint.js';
+import { listCheckpoints, pruneCheckpoints, removeStaleTemps } from '../../src/train/resume.js';
 import { type SftRunIo, type SftRunOptions, type SftTrainer, runSft } from '../../src/train/sft.js';
 import { TINY, writeSftData } from './fixtures.js';
 

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, mkdirSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runSft, type SftRunOptions } from '../../src/train/sft.js';
-import { listCheckpoints, readTrainerState, removeStaleTemps } from '../../src/train/checkpoint.js';
+import { listCheckpoints, readTrainerState, removeStaleTemps } from '../../src/train/resume.js';
 import { TINY, writeSftData } from './fixtures.js';
 
 // Runs at the default thread count: every kernel sums in a fixed order (test/engine/determinism.test.ts).

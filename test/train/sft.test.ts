@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { backward, tensor, tidy } from '../../src/engine/index.js';
 import { loadModel } from '../../src/models/idefics3/model.js';
 import { ParityCase } from '../../src/parity/case.js';
-import { Processor } from '../../src/processing/processor.js';
+import { Processor } from '../../src/models/idefics3/processor.js';
 import { SftDataset, loadExampleImages } from '../../src/train/data.js';
 import { LoraModel, loraConfig, type LoraWeights } from '../../src/train/lora.js';
 import { trainableParameters } from '../../src/train/params.js';
@@ -73,7 +73,7 @@ describe('SFT trainer vs idefics3_lora_sft_step', () => {
       const b = col.collate(ds.examples, await loadExampleImages(proc, ds.examples));
       try {
         const loss = tidy(() => {
-          const l = microBatchLoss(model, b, b.numTargets, true);
+          const l = microBatchLoss(model, b, b.numTargets);
           const v = l.item();
           backward(l);
           return v;

@@ -1,6 +1,9 @@
 // Which backend new tensors are made on. The native backend is the default when the addon loads; the reference
-// backend is always there (tests compare against it; it also runs f64 for finite differences).
+// backend is always there (tests compare against it; it also runs f64 for finite differences). Both are imported
+// here, explicitly: whichever engine file an entry point imports, the default is the same (an import-time
+// registration let an entry point that skipped backend/native run on the reference backend without a word).
 import type { Backend } from './backend.js';
+import { loadNativeBackend } from './native/index.js';
 import { referenceBackend } from './reference/index.js';
 
 let current: Backend | null = null;
@@ -9,23 +12,12 @@ let nativeLoaded: Backend | null | undefined;
 export function nativeBackend(): Backend | null {
   if (nativeLoaded === undefined) {
     try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      nativeLoaded = loadNative();
+      nativeLoaded = loadNativeBackend();
     } catch {
       nativeLoaded = null;
     }
   }
   return nativeLoaded;
-}
-
-let loader: (() => Backend) | null = null;
-/** backend/native/index.ts registers itself here when imported (keeps the addon import in one folder). */
-export function registerNativeLoader(fn: () => Backend): void {
-  loader = fn;
-}
-function loadNative(): Backend {
-  if (!loader) throw new Error('native backend not imported');
-  return loader();
 }
 
 export function defaultBackend(): Backend {

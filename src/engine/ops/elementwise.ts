@@ -1,5 +1,5 @@
 // Elementwise ops with numpy broadcasting, and their gradient rules.
-import { record, setGradAccumulator } from '../autograd.js';
+import { record } from '../autograd.js';
 import type { BinaryOp, UnaryOp } from '../backend/backend.js';
 import { Tensor, broadcastShape } from '../tensor.js';
 import { ShapeError } from '../../errors.js';
@@ -130,6 +130,3 @@ export const minimum = (a: Tensor | number, b: Tensor | number) => binary('minim
 export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
   return expand(x, shape);
 }
-
-// Gradient accumulation in autograd uses the backend's add directly (no graph).
-setGradAccumulator((a, b) => a.backend.binary('add', a, b));

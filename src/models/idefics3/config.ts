@@ -2,30 +2,18 @@
 // read: transformers 5.x (text_config.rope_parameters.rope_theta) and 4.x (text_config.rope_theta). Unknown keys
 // are ignored; missing keys take the defaults of transformers' Idefics3Config / Idefics3VisionConfig /
 // LlamaConfig (Idefics3 builds its text config as a LlamaConfig with rms_norm_eps 1e-5).
-import { join } from 'node:path';
 import { FileFormatError, VlmkitError } from '../../errors.js';
-import { type Json, assertModelDir, readJsonFile } from '../../io/checkpoint.js';
+import { type Json, ModelDir } from '../../io/model-dir.js';
+import { ConfigReader as Reader, LIMIT, deepFreeze } from '../config-reader.js';
+import { type SiglipVisionConfig, siglipVisionConfigFromJson } from '../siglip/config.js';
+
+export type { VisionAct } from '../siglip/config.js';
 
 export const SUPPORTED_MODEL_TYPES = ['idefics3', 'smolvlm'] as const;
 export type Idefics3ModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
 
-export type VisionAct = 'gelu_pytorch_tanh' | 'gelu_new' | 'gelu';
-
-export interface Idefics3VisionConfig {
-  readonly hiddenSize: number;
-  readonly intermediateSize: number;
-  readonly numHiddenLayers: number;
-  readonly numAttentionHeads: number;
-  readonly numChannels: number;
-  readonly imageSize: number;
-  readonly patchSize: number;
-  readonly hiddenAct: VisionAct;
-  readonly layerNormEps: number;
-  /** hiddenSize / numAttentionHeads */
-  readonly headDim: number;
-  /** imageSize / patchSize */
-  readonly patchesPerSide: number;
-}
+/** The vision tower's config is SigLIP's (src/models/siglip); this name stays for Idefics3 callers. */
+export type Idefics3VisionConfig = SiglipVisionConfig;
 
 export interface LlamaTextConfig {
   readonly vocabSize: number;
@@ -61,110 +49,6 @@ export interface Idefics3Config {
    * else 0.02, as transformers' Idefics3PreTrainedModel._init_weights reads it (vision_config's is not used)
    */
   readonly initializerRange: number;
-}
-
-function deepFreeze<T>(o: T): T {
-  if (o && typeof o === 'object') {
-    for (const v of Object.values(o as object)) deepFreeze(v);
-    Object.freeze(o);
-  }
-  return o;
-}
-
-/**
- * Upper bounds on sizes, far above any released checkpoint (SmolVLM: 30 layers, hidden 576-2048, vocab 49k;
- * Idefics3-8B: 32 layers, hidden 4096, MLP 14336, vocab 128k), so that a corrupt or hostile config.json fails
- * here with its field named instead of running out of memory; the loader then checks every size against the
- * tensors actually present (weights.ts).
- */
-const LIMIT = {
-  /** layers, heads, channels, scale factor */
-  count: 4096,
-  /** hidden sizes, head_dim, image and patch sizes */
-  width: 65536,
-  /** MLP widths */
-  mlp: 1 << 20,
-  /** vocabulary, context length, token ids */
-  tokens: 1 << 24,
-  /** image_token_id and other ids (int32) */
-  id: 2 ** 31 - 1,
-};
-
-class Reader {
-  constructor(readonly obj: Json, readonly where: string) {}
-  private bad(key: string, want: string): never {
-    throw new FileFormatError(`${this.where}: "${key}" must be ${want}, got ${JSON.stringify(this.obj[key])}; fix config.json`);
-  }
-  has(key: string): boolean {
-    return this.obj[key] !== undefined && this.obj[key] !== null;
-  }
-  /** An integer in [min, max]: `max` refuses absurd sizes before anything is allocated from them. */
-  int(key: string, def: number, min = 1, max = LIMIT.count): number {
-    const v = this.obj[key];
-    if (v === undefined || v === null) return def;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
-      return this.bad(key, `an integer from ${min} to ${max}`);
-    return v;
-  }
-  num(key: string, def: number): number {
-    const v = this.obj[key];
-    if (v === undefined || v === null) return def;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) return this.bad(key, 'a positive number');
-    return v;
-  }
-  bool(key: string, def: boolean): boolean {
-    const v = this.obj[key];
-    if (v === undefined || v === null) return def;
-    if (typeof v !== 'boolean') return this.bad(key, 'true or false');
-    return v;
-  }
-  str(key: string, def: string): string {
-    const v = this.obj[key];
-    if (v === undefined || v === null) return def;
-    if (typeof v !== 'string') return this.bad(key, 'a string');
-    return v;
-  }
-  optInt(key: string, def: number | null): number | null {
-    const v = this.obj[key];
-    if (v === undefined) return def;
-    if (v === null) return null;
-    if (typeof v !== 'number' || !Number.isInteger(v)) return this.bad(key, 'an integer or null');
-    return v;
-  }
-  obj_(key: string): Json {
-    const v = this.obj[key];
-    if (v === undefined || v === null) return {};
-    if (typeof v !== 'object' || Array.isArray(v)) return this.bad(key, 'an object');
-    return v as Json;
-  }
-}
-
-function visionConfig(j: Json, where: string): Idefics3VisionConfig {
-  const r = new Reader(j, where);
-  const hiddenSize = r.int('hidden_size', 1152, 1, LIMIT.width);
-  const numAttentionHeads = r.int('num_attention_heads', 16);
-  const imageSize = r.int('image_size', 224, 1, LIMIT.width);
-  const patchSize = r.int('patch_size', 32, 1, LIMIT.width);
-  const act = r.str('hidden_act', 'gelu_pytorch_tanh');
-  if (act !== 'gelu_pytorch_tanh' && act !== 'gelu_new' && act !== 'gelu')
-    throw new FileFormatError(`${where}: hidden_act "${act}" is not supported (use gelu_pytorch_tanh, gelu_new or gelu)`);
-  if (hiddenSize % numAttentionHeads !== 0)
-    throw new FileFormatError(`${where}: hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}`);
-  if (imageSize % patchSize !== 0)
-    throw new FileFormatError(`${where}: image_size ${imageSize} is not a multiple of patch_size ${patchSize}`);
-  return {
-    hiddenSize,
-    intermediateSize: r.int('intermediate_size', 3072, 1, LIMIT.mlp),
-    numHiddenLayers: r.int('num_hidden_layers', 12, 0),
-    numAttentionHeads,
-    numChannels: r.int('num_channels', 3),
-    imageSize,
-    patchSize,
-    hiddenAct: act,
-    layerNormEps: r.num('layer_norm_eps', 1e-6),
-    headDim: hiddenSize / numAttentionHeads,
-    patchesPerSide: imageSize / patchSize,
-  };
 }
 
 function textConfig(j: Json, top: Reader, where: string): LlamaTextConfig {
@@ -225,7 +109,7 @@ export function idefics3ConfigFromJson(json: Json, source = 'config.json'): Idef
   const mt = json.model_type;
   if (typeof mt !== 'string' || !(SUPPORTED_MODEL_TYPES as readonly string[]).includes(mt))
     throw new VlmkitError('E_CONFIG', `${source}: model_type ${JSON.stringify(mt)} is not supported by the Idefics3 loader; supported model types: ${SUPPORTED_MODEL_TYPES.join(', ')}`);
-  const vision = visionConfig(top.obj_('vision_config'), `${source} vision_config`);
+  const vision = siglipVisionConfigFromJson(top.obj_('vision_config'), `${source} vision_config`);
   const textJson = top.obj_('text_config');
   const text = textConfig(textJson, top, `${source} text_config`);
   const scaleFactor = top.int('scale_factor', 2);
@@ -245,8 +129,7 @@ export function idefics3ConfigFromJson(json: Json, source = 'config.json'): Idef
 }
 
 /** Reads `dir`/config.json. */
-export function loadIdefics3Config(dir: string): Idefics3Config {
-  assertModelDir(dir);
-  const p = join(dir, 'config.json');
-  return idefics3ConfigFromJson(readJsonFile(p, 'model config'), p);
+export function loadIdefics3Config(dir: string | ModelDir): Idefics3Config {
+  const md = ModelDir.of(dir);
+  return idefics3ConfigFromJson(md.config(), md.path('config.json'));
 }

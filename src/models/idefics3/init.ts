@@ -13,7 +13,7 @@
 import type { Backend } from '../../engine/backend/backend.js';
 import { type Tensor, zeros } from '../../engine/index.js';
 import { VlmkitError } from '../../errors.js';
-import type { Json } from '../../io/checkpoint.js';
+import type { Json } from '../../io/model-dir.js';
 import { type Idefics3Config, idefics3ConfigFromJson } from './config.js';
 import { Idefics3Model } from './model.js';
 import { type AssembledWeights, type WeightSpec, assembleIdefics3Weights, canonicalName, idefics3WeightSpecs } from './weights.js';

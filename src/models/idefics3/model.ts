@@ -4,15 +4,16 @@
 // the pixel attention mask becomes a patch mask (a patch is valid when any of its pixels is).
 import type { Backend } from '../../engine/backend/backend.js';
 import {
-  type Tensor, concat, indexSelect, noGrad, reshape, scatterRows, slice, tensor, tidy,
+  type Tensor, concat, indexSelect, linear, noGrad, reshape, scatterRows, slice, tensor, tidy,
 } from '../../engine/index.js';
 import { ShapeError, VlmkitError } from '../../errors.js';
-import { Checkpoint } from '../../io/checkpoint.js';
+import { Checkpoint, type ModelDir } from '../../io/model-dir.js';
 import { type Linear, hostInts, tidyGraph } from '../common.js';
+import type { VisionLanguageModel } from '../types.js';
 import { type Idefics3Config, idefics3ConfigFromJson } from './config.js';
 import { Connector } from './connector.js';
 import { KVCache, LlamaText, type LogitsFor } from './text.js';
-import { type PatchMask, VisionTransformer, fullPatchMask, patchMaskFromPixelMask } from './vision.js';
+import { type PatchMask, VisionTransformer, fullPatchMask, patchMaskFromPixelMask } from '../siglip/index.js';
 import { type Idefics3Weights, loadIdefics3Weights } from './weights.js';
 
 export interface Idefics3Inputs {
@@ -46,7 +47,15 @@ interface SelectedTiles {
   mask: PatchMask;
 }
 
-export class Idefics3Model {
+/** transformers parameter names of the vision tower (SigLIP encoder and its embeddings) */
+export const VISION_TOWER: RegExp = /(^|\.)vision_model\./;
+
+export class Idefics3Model implements VisionLanguageModel {
+  readonly family = 'idefics3';
+  readonly visionParameters = VISION_TOWER;
+  readonly visionModules = '.*vision_model\\..*';
+  /** LoRA's usual targets: the Llama attention and MLP projections (q/k/v_proj also name the SigLIP tower's) */
+  readonly defaultLoraTargets = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
   readonly config: Idefics3Config;
   readonly vision: VisionTransformer;
   readonly connector: Connector;
@@ -211,7 +220,52 @@ export class Idefics3Model {
     });
   }
 
+  // ---- training (the TrainableModel hook): logits at the positions a loss asks for
+
+  /** Whether any vision tower weight or adapter on it requires grad (else the tower runs without a graph). */
+  visionTrains(): boolean {
+    for (const [n, t] of this.named) if (t.requiresGrad && VISION_TOWER.test(n)) return true;
+    for (const [n, l] of this.linearMap)
+      if (VISION_TOWER.test(n) && l.adapters?.some((a) => a.a.requiresGrad || a.b.requiresGrad)) return true;
+    return false;
+  }
+
+  logitsAt(inputs: Idefics3Inputs, rows: readonly number[]): Tensor {
+    const [B, T] = inputs.inputIds.shape;
+    const H = this.config.text.hiddenSize;
+    let feats: Tensor | null = null;
+    if (inputs.pixelValues) {
+      if (this.visionTrains()) feats = this.visionFeatures(inputs.pixelValues, inputs.pixelAttentionMask);
+      else {
+        const vh = noGrad(() => this.visionHiddenStates(inputs.pixelValues!, inputs.pixelAttentionMask));
+        feats = this.connector.forward(vh);
+      }
+    }
+    const emb = this.embedInputs(inputs.inputIds, null, null, feats);
+    const h = this.text.hidden(emb, { attentionMask: inputs.attentionMask });
+    const idx = tensor(rows, [rows.length], { dtype: 'i32', backend: h.backend });
+    return linear(indexSelect(reshape(h, [B * T, H]), idx), this.text.w.lmHead);
+  }
+
+  setGradientCheckpointing(on: boolean): void {
+    this.text.gradientCheckpointing = on;
+    this.vision.gradientCheckpointing = on && this.visionTrains();
+  }
+
   // ---- generation (the CausalLM contract of src/generate): logits of the last position only, no graph
+
+  /** Logits [B, T, V] of every position without a graph (positions 0..T-1 unless given, as transformers' forward). */
+  logits(inputs: Omit<Idefics3Inputs, 'positions'> & { positionIds?: Tensor | null }): Tensor {
+    return noGrad(() =>
+      this.forward({
+        inputIds: inputs.inputIds,
+        attentionMask: inputs.attentionMask ?? null,
+        pixelValues: inputs.pixelValues ?? null,
+        pixelAttentionMask: inputs.pixelAttentionMask ?? null,
+        positions: inputs.positionIds ?? null,
+      }),
+    );
+  }
 
   /** logits width */
   get vocabSize(): number {
@@ -305,10 +359,10 @@ export interface LoadModelOptions {
 }
 
 /** Loads an Idefics3 / SmolVLM checkpoint directory (config.json + model.safetensors or sharded). */
-export function loadModel(dir: string, o: LoadModelOptions = {}): Idefics3Model {
+export function loadModel(dir: string | ModelDir, o: LoadModelOptions = {}): Idefics3Model {
   const ckpt = Checkpoint.open(dir);
   try {
-    const config = idefics3ConfigFromJson(ckpt.config, `${dir}/config.json`);
+    const config = idefics3ConfigFromJson(ckpt.config, `${ckpt.dir}/config.json`);
     const { weights, named, linears } = loadIdefics3Weights(ckpt, config, { dtype: o.dtype, backend: o.backend });
     return new Idefics3Model(config, weights, named, linears);
   } finally {

@@ -8,11 +8,14 @@ import type { DType } from '../../engine/dtype.js';
 import { type Tensor, fromRaw } from '../../engine/index.js';
 import { join } from 'node:path';
 import { FileFormatError } from '../../errors.js';
-import type { Checkpoint } from '../../io/checkpoint.js';
+import type { Checkpoint } from '../../io/model-dir.js';
 import type { Linear } from '../common.js';
 
 export type { Linear } from '../common.js';
 import type { Idefics3Config } from './config.js';
+import type { Norm, VisionWeights } from '../siglip/weights.js';
+
+export type { Norm, VisionLayerWeights, VisionWeights } from '../siglip/weights.js';
 
 /**
  * How a tensor is stored after loading. 'matrix': weights of a linear (and the patch conv [D, C, p, p]);
@@ -31,29 +34,6 @@ export interface WeightSpec {
   kind: WeightKind;
 }
 
-export interface Norm {
-  w: Tensor;
-  b: Tensor | null;
-}
-
-export interface VisionLayerWeights {
-  ln1: Norm;
-  q: Linear;
-  k: Linear;
-  v: Linear;
-  out: Linear;
-  ln2: Norm;
-  fc1: Linear;
-  fc2: Linear;
-}
-export interface VisionWeights {
-  /** the patch conv [D, C, p, p] (read as a [D, C·p·p] linear) and its bias [D] */
-  patch: Linear;
-  /** [num_patches, D] */
-  posEmbed: Tensor;
-  layers: VisionLayerWeights[];
-  post: Norm;
-}
 export interface ConnectorWeights {
   /** [text hidden, vision hidden · scale²], no bias */
   proj: Tensor;

@@ -1,9 +1,9 @@
-// The native backend: kernels in the C++ addon (OpenBLAS sgemm + our AVX2 code). Importing this module
-// registers its loader with the backend registry; nothing outside backend/native touches the addon.
+// The native backend: kernels in the C++ addon (OpenBLAS sgemm + our AVX2 code). The backend registry imports
+// loadNativeBackend from here directly (no registration at import time); nothing outside backend/native touches
+// the addon.
 import type { Backend } from '../backend.js';
 import type { Tensor } from '../../tensor.js';
 import type { TypedArray } from '../../dtype.js';
-import { registerNativeLoader } from '../registry.js';
 import { CachingAllocator } from './cache.js';
 import { loadAddon } from './addon.js';
 import { attentionKernels } from './attention.js';
@@ -48,8 +48,6 @@ export function loadNativeBackend(): Backend {
   };
   return instance;
 }
-
-registerNativeLoader(loadNativeBackend);
 
 /** Threads in the addon's pool (VLMKIT_THREADS overrides the default of one per core). */
 export function nativeThreads(): number {

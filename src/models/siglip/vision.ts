@@ -1,5 +1,5 @@
-// The Idefics3 vision tower (SigLIP with NaViT-style position ids for padded tiles), as transformers'
-// Idefics3VisionTransformer computes it: patch embedding (a stride-p conv, done here as unfold + linear), position
+// The SigLIP vision tower (with NaViT-style position ids for padded tiles), a module of its own: Idefics3 /
+// SmolVLM use it, and a contrastive SigLIP model will. Computed as transformers' Idefics3VisionTransformer does: patch embedding (a stride-p conv, done here as unfold + linear), position
 // embeddings indexed by bucketized fractional coordinates of the valid patches, pre-norm encoder layers with
 // non-causal attention over the valid patches, and a final layer norm.
 import {
@@ -7,7 +7,7 @@ import {
 } from '../../engine/index.js';
 import { ShapeError } from '../../errors.js';
 import { advance, applyLinear, tidyGraph } from '../common.js';
-import type { Idefics3VisionConfig } from './config.js';
+import type { SiglipVisionConfig } from './config.js';
 import type { VisionLayerWeights, VisionWeights } from './weights.js';
 
 /** Which patches of each tile hold image content: [N, hp·wp] as 0/1 bytes, row-major over (row, col). */
@@ -99,12 +99,12 @@ export function visionPositionIds(mask: PatchMask, side: number): Int32Array {
 const lin = applyLinear;
 
 export class VisionTransformer {
-  readonly cfg: Idefics3VisionConfig;
+  readonly cfg: SiglipVisionConfig;
   readonly w: VisionWeights;
   /** recompute each encoder layer in the backward pass instead of keeping its intermediates (read at forward time) */
   gradientCheckpointing = false;
 
-  constructor(cfg: Idefics3VisionConfig, w: VisionWeights) {
+  constructor(cfg: SiglipVisionConfig, w: VisionWeights) {
     this.cfg = cfg;
     this.w = w;
   }

@@ -4,15 +4,11 @@
 // max_image_size square; rescale, normalize, pad every sample to the batch's largest tile count.
 // All resizes are PIL resizes of uint8 images (see resample.ts), so intermediate results are rounded to uint8
 // exactly where transformers rounds them. Pure functions; output is plain typed arrays.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { FileFormatError } from '../errors.js';
-import { cropRgb, resizePil } from './resample.js';
-import type { RgbImage } from './decode.js';
+import { FileFormatError } from '../../errors.js';
+import { ModelDir } from '../../io/model-dir.js';
+import { cropRgb, resizePil } from '../../processing/resample.js';
+import type { RgbImage } from '../../processing/decode.js';
 
-export type { RgbImage, AlphaMode, DecodeOptions } from './decode.js';
-export { decodeImage, loadImage, compositeOnWhite, predictImageSize, readImageFile } from './decode.js';
-export { resizePil, Resampling } from './resample.js';
 
 export interface ImageProcessorConfig {
   doConvertRgb: boolean;
@@ -111,38 +107,24 @@ export function imageProcessorConfigFromJson(imageProcessor: Record<string, unkn
   };
 }
 
-function readJson(path: string): Record<string, unknown> | null {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    return null;
-  }
-  try {
-    const v = JSON.parse(text) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
-    return v as Record<string, unknown>;
-  } catch (e) {
-    throw new FileFormatError(`${path} is not valid JSON (${(e as Error).message}); re-download the checkpoint`);
-  }
-}
 
 /**
  * Loads the image processor config of a checkpoint directory: transformers 5.x keeps it nested under
  * "image_processor" in processor_config.json; 4.x keeps it flat in preprocessor_config.json (and only
  * image_seq_len in processor_config.json).
  */
-export function loadImageProcessorConfig(dir: string): ImageProcessorConfig {
-  const procPath = join(dir, 'processor_config.json');
-  const prePath = join(dir, 'preprocessor_config.json');
-  const proc = readJson(procPath) ?? {};
+export function loadImageProcessorConfig(dir: string | ModelDir): ImageProcessorConfig {
+  const md = ModelDir.of(dir);
+  const procPath = md.path('processor_config.json');
+  const prePath = md.path('preprocessor_config.json');
+  const proc = md.json('processor_config.json') ?? {};
   const nested = proc.image_processor;
   if (nested && typeof nested === 'object' && !Array.isArray(nested)) {
     return imageProcessorConfigFromJson(nested as Record<string, unknown>, proc, procPath);
   }
-  const pre = readJson(prePath);
+  const pre = md.json('preprocessor_config.json');
   if (pre) return imageProcessorConfigFromJson(pre, proc, prePath);
-  throw new FileFormatError(`no image processor config in ${dir}: expected processor_config.json with "image_processor" or preprocessor_config.json; point to a SmolVLM/Idefics3 checkpoint directory`);
+  throw new FileFormatError(`no image processor config in ${md.dir}: expected processor_config.json with "image_processor" or preprocessor_config.json; point to a SmolVLM/Idefics3 checkpoint directory`);
 }
 
 // ---------------------------------------------------------------- output sizes (pure integer/float logic)

@@ -1,6 +1,8 @@
-// Hugging Face checkpoint directories: config.json plus weights in one model.safetensors or in shards listed by
-// model.safetensors.index.json ({"weight_map": {tensor name: shard file}}). Tensors are read lazily, one at a
-// time; nothing here knows a model architecture (the name maps live in src/models/<family>/weights.ts).
+// Hugging Face model directories, read in this one place: the JSON files (config.json, generation_config.json,
+// preprocessor_config.json, processor_config.json, tokenizer_config.json, chat_template.json), each parsed once
+// by one reader whose errors name the file (ModelDir), and the weights in one model.safetensors or in shards
+// listed by model.safetensors.index.json ({"weight_map": {tensor name: shard file}}), read lazily one tensor at a
+// time (Checkpoint). Nothing here knows a model architecture (the name maps live in src/models/<family>/).
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileFormatError, VlmkitError } from '../errors.js';
@@ -24,6 +26,69 @@ export function readJsonFile(path: string, what: string): Json {
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new FileFormatError(`${what} ${path} must hold a JSON object`);
   return v as Json;
+}
+
+/** Like readJsonFile, but a file that is not there is null (optional files: generation_config.json, ...). */
+export function readJsonIfExists(path: string, what: string): Json | null {
+  return existsSync(path) ? readJsonFile(path, what) : null;
+}
+
+/** What each JSON file of a model directory is, for error messages. */
+const JSON_FILES = {
+  'config.json': 'model config',
+  'generation_config.json': 'generation config',
+  'preprocessor_config.json': 'image processor config',
+  'processor_config.json': 'processor config',
+  'tokenizer_config.json': 'tokenizer config',
+  'tokenizer.json': 'tokenizer file',
+  'chat_template.json': 'chat template file',
+} as const;
+export type ModelDirJson = keyof typeof JSON_FILES;
+
+/**
+ * A Hugging Face model directory. Every JSON file is read (and parsed) at most once, on first use, so a loader
+ * that builds the config, the processor, the tokenizer and the generation settings reads each file once. `json`
+ * is null for an optional file that is not there; `requireJson` makes a missing file an error naming it.
+ */
+export class ModelDir {
+  readonly dir: string;
+  private readonly cache = new Map<ModelDirJson, Json | null>();
+
+  private constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /** Opens `dir` (or passes an open ModelDir through); a missing directory is a VlmkitError('E_MODEL_DIR'). */
+  static of(dir: string | ModelDir): ModelDir {
+    if (dir instanceof ModelDir) return dir;
+    assertModelDir(dir);
+    return new ModelDir(dir);
+  }
+
+  path(name: string): string {
+    return join(this.dir, name);
+  }
+
+  has(name: string): boolean {
+    return existsSync(this.path(name));
+  }
+
+  json(name: ModelDirJson): Json | null {
+    if (!this.cache.has(name)) this.cache.set(name, readJsonIfExists(this.path(name), JSON_FILES[name]));
+    return this.cache.get(name)!;
+  }
+
+  requireJson(name: ModelDirJson, fix: string): Json {
+    const j = this.json(name);
+    if (!j) throw new FileFormatError(`no ${name} in ${this.dir}; ${fix}`);
+    return j;
+  }
+
+  /** config.json: required (a directory without it is not a Hugging Face model directory). */
+  config(): Json {
+    if (!this.has('config.json')) throw new VlmkitError('E_MODEL_DIR', `${this.dir} has no config.json; it is not a Hugging Face model directory (download the whole repository, not just the weights)`);
+    return this.json('config.json')!;
+  }
 }
 
 /** Where one tensor lives. */
@@ -68,11 +133,10 @@ export class Checkpoint {
     this.files = opened.map((f) => f.path);
   }
 
-  static open(dir: string): Checkpoint {
-    assertModelDir(dir);
-    const cfgPath = join(dir, 'config.json');
-    if (!existsSync(cfgPath)) throw new VlmkitError('E_MODEL_DIR', `${dir} has no config.json; it is not a Hugging Face model directory (download the whole repository, not just the weights)`);
-    const config = readJsonFile(cfgPath, 'model config');
+  static open(from: string | ModelDir): Checkpoint {
+    const md = ModelDir.of(from);
+    const dir = md.dir;
+    const config = md.config();
     const single = join(dir, 'model.safetensors');
     const index = join(dir, 'model.safetensors.index.json');
     const opened: SafetensorsFile[] = [];

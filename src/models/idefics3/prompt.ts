@@ -10,8 +10,9 @@
 // (H:MM:SS), then per frame "\nFrame from MM:SS:" and the unsplit image form, then "\n\n".
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { VlmkitError } from '../errors.js';
-import { ChatTemplate, SMOLVLM_VIDEO_CHAT_TEMPLATE, hasVideo, type ChatMessage, type RenderOptions } from './chat-template.js';
+import { VlmkitError } from '../../errors.js';
+import { ModelDir } from '../../io/model-dir.js';
+import { ChatTemplate, SMOLVLM_VIDEO_CHAT_TEMPLATE, hasVideo, type ChatMessage, type RenderOptions } from '../../processing/chat-template.js';
 import {
   FAKE_IMAGE_TOKEN,
   GLOBAL_IMAGE_TOKEN,
@@ -19,7 +20,7 @@ import {
   Tokenizer,
   VIDEO_TOKEN,
   rowColToken,
-} from './tokenizer.js';
+} from '../../processing/tokenizer.js';
 
 /** How the image processor split one image: rows x cols tiles plus the global image; 0 x 0 = not split. */
 export interface ImageGrid {
@@ -52,22 +53,15 @@ function promptError(message: string): VlmkitError {
   return new VlmkitError('E_PROMPT', message);
 }
 
-function readJsonIf(path: string): Record<string, unknown> | null {
-  if (!existsSync(path)) return null;
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new VlmkitError('E_FILE', `${path} is not valid JSON (${(e as Error).message}); re-download it`);
-  }
-}
 
 /**
  * Reads image_seq_len (processor_config.json; computed from config.json as transformers documents it,
  * ((image_size / patch_size)^2) / scale_factor^2, when absent), model_type and pad_token_id.
  */
-export function loadPromptConfig(dir: string): PromptConfig {
-  const proc = readJsonIf(join(dir, 'processor_config.json'));
-  const cfg = readJsonIf(join(dir, 'config.json'));
+export function loadPromptConfig(dir: string | ModelDir): PromptConfig {
+  const md = ModelDir.of(dir);
+  const proc = md.json('processor_config.json');
+  const cfg = md.json('config.json');
   let imageSeqLen = typeof proc?.image_seq_len === 'number' ? proc.image_seq_len : undefined;
   if (imageSeqLen === undefined && cfg) {
     const vc = cfg.vision_config as { image_size?: number; patch_size?: number } | undefined;
@@ -77,7 +71,7 @@ export function loadPromptConfig(dir: string): PromptConfig {
   if (imageSeqLen === undefined) {
     throw new VlmkitError(
       'E_FILE',
-      `cannot tell image_seq_len for ${dir}: processor_config.json has no "image_seq_len" and config.json no vision_config.image_size/patch_size + scale_factor; copy processor_config.json from the original checkpoint`,
+      `cannot tell image_seq_len for ${md.dir}: processor_config.json has no "image_seq_len" and config.json no vision_config.image_size/patch_size + scale_factor; copy processor_config.json from the original checkpoint`,
     );
   }
   const textCfg = cfg?.text_config as { pad_token_id?: unknown } | undefined;
@@ -386,23 +380,26 @@ export function batchToArrays(batch: PaddedBatch): { inputIds: Int32Array; atten
  */
 export class PromptBuilder {
   readonly dir: string;
+  private readonly modelDir: string | ModelDir;
   readonly tokenizer: Tokenizer;
   readonly config: PromptConfig;
   private template: ChatTemplate | null = null;
 
-  constructor(dir: string, tokenizer: Tokenizer, config: PromptConfig) {
-    this.dir = dir;
+  constructor(dir: string | ModelDir, tokenizer: Tokenizer, config: PromptConfig) {
+    this.modelDir = dir;
+    this.dir = typeof dir === 'string' ? dir : dir.dir;
     this.tokenizer = tokenizer;
     this.config = config;
   }
 
-  static fromDir(dir: string): PromptBuilder {
-    return new PromptBuilder(dir, Tokenizer.fromDir(dir), loadPromptConfig(dir));
+  static fromDir(dir: string | ModelDir): PromptBuilder {
+    const md = ModelDir.of(dir);
+    return new PromptBuilder(md, Tokenizer.fromDir(md), loadPromptConfig(md));
   }
 
   /** The directory's chat template (E_TEMPLATE if it has none). */
   get chatTemplate(): ChatTemplate {
-    this.template ??= ChatTemplate.fromDir(this.dir);
+    this.template ??= ChatTemplate.fromDir(this.modelDir);
     return this.template;
   }
 

@@ -26,7 +26,10 @@ import { assertFiniteForSave, firstNonFinite } from './finite.js';
 import type { LoraModel } from './lora.js';
 import type { AdamWState } from './optim.js';
 import { saveAdapter, tensorBytes } from './peft.js';
-import type { SftTrainer, TrainerPosition } from './sft.js';
+import type { Trainer, TrainerPosition } from './trainer.js';
+
+/** What a checkpoint saves and restores of a trainer, whatever its objective. */
+export type ResumableTrainer = Pick<Trainer<unknown>, 'position' | 'optimizer' | 'params' | 'lora' | 'totalSteps' | 'positionAt'>;
 
 export const TRAINER_STATE = 'trainer_state.json';
 export const TRAINABLE_WEIGHTS = 'trainable.safetensors';
@@ -170,7 +173,7 @@ export interface SaveCheckpointOptions {
 }
 
 /** Writes <outDir>/checkpoint-<step> atomically; returns its path. */
-export function saveTrainingCheckpoint(outDir: string, trainer: SftTrainer, o: SaveCheckpointOptions): string {
+export function saveTrainingCheckpoint(outDir: string, trainer: ResumableTrainer, o: SaveCheckpointOptions): string {
   const dir = join(outDir, checkpointName(trainer.position.step));
   const opt = trainer.optimizer.stateDict();
   const steps: Record<string, string> = {};
@@ -242,7 +245,7 @@ function stable(v: unknown): string {
  * Restores a checkpoint into a trainer built for the same run: trained tensors, optimizer moments and step
  * counts, position. Refuses a checkpoint of another run (data, seed, batching, what trains).
  */
-export function loadTrainingCheckpoint(dir: string, trainer: SftTrainer, fingerprint: RunFingerprint): TrainerStateFile {
+export function loadTrainingCheckpoint(dir: string, trainer: ResumableTrainer, fingerprint: RunFingerprint): TrainerStateFile {
   assertCompleteCheckpoint(dir);
   const st = readTrainerState(dir);
   const sp = join(dir, TRAINER_STATE);
@@ -295,7 +298,7 @@ export function loadTrainingCheckpoint(dir: string, trainer: SftTrainer, fingerp
  * the checkpoint's step) must be there, and for each of its parameters exactly an exp_avg and an exp_avg_sq of the
  * parameter's shape, finite (exp_avg_sq >= 0). Missing metadata would otherwise restart Adam from zero moments.
  */
-function readOptimizer(op: string, of: SafetensorsFile, trainer: SftTrainer, step: number, made: Tensor[]): AdamWState['params'] {
+function readOptimizer(op: string, of: SafetensorsFile, trainer: ResumableTrainer, step: number, made: Tensor[]): AdamWState['params'] {
   const raw = of.metadata.steps;
   if (typeof raw !== 'string') throw damaged(op, 'has no "steps" metadata (the Adam step count of each parameter)');
   let steps: unknown;

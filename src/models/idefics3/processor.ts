@@ -2,25 +2,22 @@
 // {inputIds, attentionMask, pixelValues, pixelAttentionMask} as engine tensors, for one sample or a padded batch.
 // Images go through the image processor first (its split grid decides how each <image> placeholder expands),
 // then the prompt is rendered, expanded and tokenized. Left padding for generation, right padding for training.
-import { VlmkitError } from '../errors.js';
-import { tensor } from '../engine/index.js'; // (the index registers the native backend)
-import type { Backend } from '../engine/backend/backend.js';
-import type { Tensor } from '../engine/tensor.js';
-import { countMedia, type ChatMessage, type ContentPart } from './chat-template.js';
+import { VlmkitError } from '../../errors.js';
+import { ModelDir } from '../../io/model-dir.js';
+import { tensor } from '../../engine/index.js';
+import type { Backend } from '../../engine/backend/backend.js';
+import type { Tensor } from '../../engine/tensor.js';
+import { countMedia, type ChatMessage, type ContentPart } from '../../processing/chat-template.js';
+import { decodeImage, predictImageSize, readImageFile, type AlphaMode, type RgbImage } from '../../processing/decode.js';
 import {
-  decodeImage,
   loadImageProcessorConfig,
-  predictImageSize,
-  readImageFile,
   longestEdgeSize,
   processImages,
   visionEncoderSize,
-  type AlphaMode,
   type ImageProcessorConfig,
-  type RgbImage,
 } from './image.js';
 import { PromptBuilder, countToken, padBatch, type BuiltPrompt, type ImageGrid, type PaddingSide } from './prompt.js';
-import { IMAGE_TOKEN } from './tokenizer.js';
+import { IMAGE_TOKEN } from '../../processing/tokenizer.js';
 
 /** An image as a file path, the file's bytes, or decoded RGB. */
 export type ImageInput = string | Uint8Array | RgbImage;
@@ -153,8 +150,9 @@ export class Processor {
   }
 
   /** Tokenizer, chat template, prompt and image processor configs of a checkpoint directory. */
-  static fromDir(dir: string, options: ProcessorOptions = {}): Processor {
-    return new Processor(dir, PromptBuilder.fromDir(dir), loadImageProcessorConfig(dir), options);
+  static fromDir(dir: string | ModelDir, options: ProcessorOptions = {}): Processor {
+    const md = ModelDir.of(dir);
+    return new Processor(md.dir, PromptBuilder.fromDir(md), loadImageProcessorConfig(md), options);
   }
 
   get tokenizer() {

@@ -1,0 +1,78 @@
+// The small faces a model family shows the rest of vlmkit. api.ts, cli/, generate/ and train/ see a model only
+// through these (structurally: generate's CausalLM, train's AdaptableModel / ParameterizedModel are satisfied
+// without models/ importing generate/ or train/). A family folder implements them; models/index.ts picks it.
+import type { Tensor } from '../engine/tensor.js';
+import type { Linear } from './common.js';
+
+/** A model's KV cache, opaque to its users except for these. */
+export interface ModelCache {
+  readonly length: number;
+  keepRows(rows: readonly number[]): void;
+  truncate?(n: number): void;
+  reserve?(capacity: number): void;
+  dispose(): void;
+}
+
+/** The inputs of a forward: token ids [B, T] with the family's image tokens expanded, masks, pixel tiles. */
+export interface ModelForwardInputs {
+  inputIds: Tensor;
+  attentionMask?: Tensor | null;
+  pixelValues?: Tensor | null;
+  pixelAttentionMask?: Tensor | null;
+}
+
+/** Generation: a KV cache, the prompt pass and one step, logits of the last position only (no graph). */
+export interface GenerationModel {
+  readonly vocabSize: number;
+  readonly maxPositions: number;
+  createCache(batch: number, capacity: number): ModelCache;
+  prefill(inputs: ModelForwardInputs & { positionIds?: Tensor | null }, cache: ModelCache, o?: { onTile?: (done: number, total: number) => void }): Tensor;
+  step(inputs: { inputIds: Tensor; positionIds?: Tensor | null; attentionMask?: Tensor | null }, cache: ModelCache): Tensor;
+  resumePoint?(ids: readonly number[], p: number): number;
+  prefillFrom?(inputs: ModelForwardInputs, cache: ModelCache, start: number, o?: { onTile?: (done: number, total: number) => void }): Tensor;
+  /** Logits [B, T, V] of every position, no graph; positions default to 0..T-1 as transformers' forward. */
+  logits(inputs: ModelForwardInputs & { positionIds?: Tensor | null }): Tensor;
+}
+
+/** LoRA: every linear layer by its transformers module path, the objects the forward reads. */
+export interface AdaptableModel {
+  linears(): Map<string, Linear>;
+  /** LoRA target_modules when none are given (PEFT's default for the architecture) */
+  readonly defaultLoraTargets?: readonly string[];
+}
+
+/** Training: parameters by transformers name, and the hook a loss calls (it never reaches into the model). */
+export interface TrainableModel {
+  parameters(): Map<string, Tensor>;
+  /**
+   * The training hook: logits [rows.length, V] at the flat positions `rows` (row · T + t) of a [B, T] batch, with
+   * a graph back to whatever requires grad. Only those rows go through the lm_head, so a loss pays for its
+   * targets only. Parts of the model with nothing to train run without a graph.
+   */
+  logitsAt(inputs: ModelForwardInputs, rows: readonly number[]): Tensor;
+  /** Whether the vision tower has anything that requires grad (else it runs without a graph). */
+  visionTrains(): boolean;
+  /** Recompute activations in the backward pass (only in parts that train). Off after training. */
+  setGradientCheckpointing(on: boolean): void;
+  /** transformers parameter names of the vision tower (frozen by the 'frozen-vision' mode) */
+  readonly visionParameters: RegExp;
+  /** the vision tower's module paths as a PEFT exclude_modules pattern (LoRA without the vision tower) */
+  readonly visionModules: string;
+}
+
+/** The image side on its own (the parity tool checks each against the reference). */
+export interface VisionEncoder {
+  /** the vision tower's last hidden state [tiles, patches, Dv] of the real tiles of pixel values [B, N, C, S, S] */
+  visionHiddenStates(pixelValues: Tensor, pixelAttentionMask?: Tensor | null): Tensor;
+  /** image features [tiles, tokens per tile, H]: what replaces the image tokens' embeddings */
+  visionFeatures(pixelValues: Tensor, pixelAttentionMask?: Tensor | null): Tensor;
+}
+
+/** A vision-language model as vlmkit uses it: generation, LoRA, training, its vision encoder. */
+export interface VisionLanguageModel extends GenerationModel, AdaptableModel, TrainableModel, VisionEncoder {
+  /** where a cached prompt prefix may end, at most at p (never inside an image's tokens) */
+  resumePoint(ids: readonly number[], p: number): number;
+  /** the family folder that made it ('idefics3') */
+  readonly family: string;
+  dispose(): void;
+}

@@ -209,20 +209,14 @@ function probes(t: Traffic, bytes: number): Probe[] {
   }));
 }
 
-const bandwidthCache = new Map<string, { gbs: number; via: string }>();
-
 /** GB/s (bytes moved / s / 1e9) of the best probe of traffic `t` over `bytes` bytes: the best of several runs. */
 export function bandwidth(t: Traffic, bytes: number, runs = 9): { gbs: number; via: string } {
-  const key = `${t.reads},${t.writes},${bytes},${runs}`;
-  const hit = bandwidthCache.get(key);
-  if (hit) return hit;
   let best = { gbs: 0, via: '' };
   for (const p of probes(t, bytes)) {
     const s = Math.min(...timeRuns(p.run, { warmup: 1, runs, minMs: 0 }));
     const gbs = p.bytes / s / 1e9;
     if (gbs > best.gbs) best = { gbs, via: p.via };
   }
-  bandwidthCache.set(key, best);
   return best;
 }
 

@@ -102,13 +102,15 @@ const LINEAR_SHAPES: [number, number, number][] = [[1024, 768, 3072], [1024, 768
 
 type BestGemm = { gflops: number; via: string };
 
+/** A compute-bound figure, emitted at the end against the best FMA-peak sample and the best GEMM of the run. */
+export interface ComputeRow { row: Row; gflops: number; gemm?: string }
+
 /**
- * Linear products. Many rows (compute-bound): GFLOP/s against the FMA peak, and against the best GEMM of the run
- * (the OpenBLAS anchors and these products themselves) as information. One row (memory-bound): weight bytes per
- * second against the read bandwidth over as many bytes. Returns the best GEMM, for the attention rows.
+ * Linear products. Many rows (compute-bound): GFLOP/s, kept for the end (against the FMA peak, and the best GEMM of
+ * the run as information). One row (memory-bound): weight bytes per second against the read bandwidth over as many
+ * bytes.
  */
-function benchLinear(peak: PeakTracker, anchors: BestGemm[]): BestGemm {
-  const compute: { row: Row; gflops: number }[] = [];
+function benchLinear(peak: PeakTracker, compute: ComputeRow[]): void {
   for (const dtype of ['f32', 'bf16'] as const)
     for (const [M, K, N] of LINEAR_SHAPES)
       vk.tidy(() => {
@@ -120,29 +122,25 @@ function benchLinear(peak: PeakTracker, anchors: BestGemm[]): BestGemm {
           checkLinear(`linear ${dtype} ${shape}`, x, w, bias ? b : null, out);
           out.dispose();
           if (M > 8) peak.sample();
-          const t = timeMedian(() => vk.linear(x, w, bias ? b : null).dispose(), { minMs: 400 });
-          const gflops = (2 * M * N * K) / t / 1e9;
+          const fn = () => vk.linear(x, w, bias ? b : null).dispose();
           if (M > 8) {
-            compute.push({ row: { bench: 'linear', shape, M, K, N, dtype, bias, value: r3(gflops), unit: 'GFLOP/s', ms: r3(t * 1e3) }, gflops });
+            const t = timeMedian(fn, { minMs: 400 });
+            const gflops = (2 * M * N * K) / t / 1e9;
+            compute.push({ row: { bench: 'linear', shape, M, K, N, dtype, bias, value: r3(gflops), unit: 'GFLOP/s', ms: r3(t * 1e3) }, gflops, gemm: `vlmkit linear ${dtype} ${shape}${bias ? ' + bias' : ''}` });
             continue;
           }
-          // memory-bound: the weight is streamed once per call (x and the output are a few KB)
+          // memory-bound: the weight is streamed once per call (x and the output are a few KB), against a read
+          // sweep of as many bytes timed alternately with it
           const bytes = w.size * (dtype === 'f32' ? 4 : 2);
-          const gbs = bytes / t / 1e9, rd = bandwidth({ reads: 1, writes: 0 }, bytes);
-          emit({ bench: 'linear', shape, M, K, N, dtype, bias, value: r3(gbs), unit: 'GB/s', gflops: r3(gflops), bytes, ms: r3(t * 1e3), ceiling: r3(rd.gbs), ceilingVia: `read bandwidth (${rd.via}, same run)`, ratio: r3(ratio(gbs, rd.gbs)) });
+          const m = timeAgainstProbe(fn, { reads: 1, writes: 0 }, bytes);
+          const gbs = bytes / m.t / 1e9;
+          emit({ bench: 'linear', shape, M, K, N, dtype, bias, value: r3(gbs), unit: 'GB/s', gflops: r3((2 * M * N * K) / m.t / 1e9), bytes, ms: r3(m.t * 1e3), ceiling: r3(m.ceilingGBs), ceilingVia: `read bandwidth: ${m.via}`, ratio: r3(ratio(gbs, m.ceilingGBs)) });
         }
       });
-  // the best GEMM any path reached in this run: OpenBLAS's or ours, f32 weights or bf16
-  let best = anchors[0];
-  for (const a of anchors) if (a.gflops > best.gflops) best = a;
-  for (const c of compute) if (c.gflops > best.gflops) best = { gflops: c.gflops, via: `vlmkit linear ${c.row.dtype} ${c.row.shape}${c.row.bias ? ' + bias' : ''}` };
-  emit({ bench: 'best_gemm', value: r3(best.gflops), unit: 'GFLOP/s', via: best.via, vsFmaPeak: r3(ratio(best.gflops, peak.best.gflops)), note: 'the fastest GEMM of this run, any path: information beside compute-bound ratios, not a ceiling' });
-  for (const c of compute) emit({ ...c.row, ...computeFields(c.gflops, peak.best, best) });
-  return best;
 }
 
 /** Few-row (decode) linears over weights too big for the caches: copies of the weight are cycled. */
-function benchDecodeLinears(read: { gbs: number; via: string }): void {
+function benchDecodeLinears(): void {
   const shapes: [string, number, number][] = [
     ['q/o_proj', SMOL.hidden, SMOL.hidden],
     ['k/v_proj', SMOL.hidden, SMOL.kvHeads * SMOL.headDim],
@@ -160,9 +158,9 @@ function benchDecodeLinears(read: { gbs: number; via: string }): void {
           const out = vk.linear(x, ws[0]);
           checkLinear(`decode linear ${name} ${dtype}`, x, ws[0], null, out);
           out.dispose();
-          const t = timeMedian(() => { for (const w of ws) vk.linear(x, w).dispose(); }, { runs: 5, minMs: 300 }) / copies;
-          const gbs = bytes / t / 1e9;
-          emit({ bench: 'linear', case: 'decode', proj: name, shape: `[${M}x${K}]x[${K}x${N}]`, M, K, N, dtype, value: r3(gbs), unit: 'GB/s', us: r3(t * 1e6), ceiling: r3(read.gbs), ceilingVia: `read bandwidth (${read.via}, same run)`, ratio: r3(ratio(gbs, read.gbs)) });
+          const m = timeAgainstProbe(() => { for (const w of ws) vk.linear(x, w).dispose(); }, { reads: 1, writes: 0 }, bytes * copies, 300, 5);
+          const t = m.t / copies, gbs = bytes / t / 1e9;
+          emit({ bench: 'linear', case: 'decode', proj: name, shape: `[${M}x${K}]x[${K}x${N}]`, M, K, N, dtype, value: r3(gbs), unit: 'GB/s', us: r3(t * 1e6), ceiling: r3(m.ceilingGBs), ceilingVia: `read bandwidth: ${m.via}`, ratio: r3(ratio(gbs, m.ceilingGBs)) });
         });
 }
 
@@ -170,19 +168,19 @@ function benchDecodeLinears(read: { gbs: number; via: string }): void {
  * Every linear of one SmolVLM-256M text decode step (30 layers + lm_head), bf16, each weight read once; with one
  * thread and with the whole pool (on a shared machine the one-thread figure is the steadier measure of the kernel).
  */
-function benchDecodeToken(read: { gbs: number; via: string }): void {
+function benchDecodeToken(): void {
   const pool = vk.nativeThreads();
   for (const threads of pool > 1 ? [1, pool] : [1]) {
     vk.setNativeThreads(threads);
     try {
-      decodeToken(read, threads);
+      decodeToken(threads, pool);
     } finally {
       vk.setNativeThreads(pool);
     }
   }
 }
 
-function decodeToken(read: { gbs: number; via: string }, threads: number): void {
+function decodeToken(threads: number, pool: number): void {
   vk.tidy(() => {
     const { hidden: H, inter: I, layers: L, vocab: V } = SMOL;
     const kv = SMOL.kvHeads * SMOL.headDim;
@@ -203,13 +201,17 @@ function decodeToken(read: { gbs: number; via: string }, threads: number): void 
     const out = vk.linear(x, head);
     checkLinear('decode lm_head', x, head, null, out);
     out.dispose();
-    const t = timeMedian(step, { runs: 7, minMs: 1000 });
     let bytes = head.size * 2;
     for (const l of layers) for (const w of Object.values(l)) bytes += w.size * 2;
-    // the limit: every weight byte read once per token at the read bandwidth of the whole pool (the one-thread
-    // row is held to the same limit: it shows what one core leaves on the table)
-    const ceil = read.gbs / (bytes / 1e9);
-    emit({ bench: 'linear', case: 'decode_token', model: 'SmolVLM-256M text', dtype: 'bf16', threads, calls: L * 7 + 1, weightMB: r3(bytes / MB), value: r3(1 / t), unit: 'tokens/s', gbs: r3(bytes / t / 1e9), ceiling: r3(ceil), ceilingVia: `weight bytes at the read bandwidth (${read.via}, all threads, same run)`, ratio: r3(ratio(1 / t, ceil)) });
+    // the limit: every weight byte read once per token at the read bandwidth of the whole pool, timed alternately
+    // with the steps (the one-thread row is held to the same limit: it shows what one core leaves on the table)
+    vk.setNativeThreads(pool);
+    const probe = bandwidth({ reads: 1, writes: 0 }, bytes, 3);
+    vk.setNativeThreads(threads);
+    const m = timeAgainstProbe(step, { reads: 1, writes: 0 }, bytes, 1000, 7);
+    const read = threads === pool ? { gbs: Math.max(m.ceilingGBs, probe.gbs), via: m.via } : probe;
+    const t = m.t, ceil = read.gbs / (bytes / 1e9);
+    emit({ bench: 'linear', case: 'decode_token', model: 'SmolVLM-256M text', dtype: 'bf16', threads, calls: L * 7 + 1, weightMB: r3(bytes / MB), value: r3(1 / t), unit: 'tokens/s', gbs: r3(bytes / t / 1e9), ceiling: r3(ceil), ceilingVia: `weight bytes at the read bandwidth of ${pool} threads (${read.via})`, ratio: r3(ratio(1 / t, ceil)) });
   });
 }
 
@@ -268,7 +270,7 @@ async function optional(file: string, name: string, run: (fn: (...a: never[]) =>
 }
 
 // `npm run bench:engine -- linear norm` runs only those groups (linear, decode, norm, attention, elementwise);
-// the machine line and the ceilings always come first.
+// the machine line and the limits always come first; the compute-bound rows (linear, attention) come last.
 const groups = process.argv.slice(2);
 const want = (g: string) => groups.length === 0 || groups.includes(g);
 
@@ -296,19 +298,27 @@ async function main(): Promise<void> {
     emit({ bench: 'sgemm', anchor: label, shape: `[${M}x${K}]x[${K}x${N}]`, M, K, N, layout: 'B stored [N,K]', value: r3(c.gflops), unit: 'GFLOP/s', ms: r3(c.seconds * 1e3), note: 'an anchor, not a ceiling' });
   }
 
-  let best: BestGemm = anchors[0];
-  for (const a of anchors) if (a.gflops > best.gflops) best = a;
-  if (want('linear')) best = benchLinear(peak, anchors);
+  // compute-bound figures are kept until the end, then divided by the best FMA-peak sample of the whole run (a
+  // sample taken in a busy moment would flatter them)
+  const compute: ComputeRow[] = [];
+  if (want('linear')) benchLinear(peak, compute);
   if (want('decode')) {
-    benchDecodeLinears(read);
-    benchDecodeToken(read);
+    benchDecodeLinears();
+    benchDecodeToken();
   }
   if (want('norm')) benchNorms();
-
-  if (want('attention')) await optional('./kernels-attention.js', 'benchAttention', (fn) => (fn as unknown as (e: typeof emit, p: PeakTracker, g: BestGemm) => Promise<void>)(emit, peak, best));
+  if (want('attention')) await optional('./kernels-attention.js', 'benchAttention', (fn) => (fn as unknown as (p: PeakTracker, out: ComputeRow[]) => Promise<void>)(peak, compute));
   if (want('elementwise')) await optional('./kernels-elementwise.js', 'benchElementwise', (fn) => (fn as unknown as (e: typeof emit) => Promise<void>)(emit));
+
+  peak.sample(0.2);
   const top = peak.best;
-  emit({ bench: 'fma_peak', value: r3(top.gflops), unit: 'GFLOP/s', isa: top.isa, threads: top.threads, via: `${fmaVia(top)}: the best of ${peak.samples} samples over the run`, note: 'the ceiling the last compute-bound rows used' });
+  emit({ bench: 'fma_peak', value: r3(top.gflops), unit: 'GFLOP/s', isa: top.isa, threads: top.threads, via: `${fmaVia(top)}: the best of ${peak.samples} samples over the run`, note: 'the ceiling of every compute-bound row below' });
+  // the best GEMM any path reached in this run: OpenBLAS's or ours, f32 weights or bf16 (information only)
+  let best: BestGemm = anchors[0];
+  for (const a of anchors) if (a.gflops > best.gflops) best = a;
+  for (const c of compute) if (c.gemm && c.gflops > best.gflops) best = { gflops: c.gflops, via: c.gemm };
+  emit({ bench: 'best_gemm', value: r3(best.gflops), unit: 'GFLOP/s', via: best.via, vsFmaPeak: r3(ratio(best.gflops, top.gflops)), note: 'the fastest GEMM of this run, any path: information beside compute-bound ratios, not a ceiling' });
+  for (const c of compute) emit({ ...c.row, ...computeFields(c.gflops, top, best) });
 }
 
 main().catch((e) => {

@@ -197,6 +197,8 @@ function probes(t: Traffic, bytes: number): Probe[] {
   if (!bufs) {
     bufs = Array.from({ length: arrays }, () => new Float32Array(n).fill(1));
     probeBuffers.set(key, bufs);
+    // a few hundred MB each beyond the caches: keep only the latest few sets
+    for (const k of probeBuffers.keys()) if (probeBuffers.size > 3) probeBuffers.delete(k);
   }
   const addon = loadAddon();
   const srcs = bufs.slice(0, p.reads), dst = p.writes ? bufs[p.reads] : null;

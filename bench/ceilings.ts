@@ -129,6 +129,11 @@ export class PeakTracker {
   sample(seconds = 0.1): FmaPeak {
     return this.add(fmaPeak({ seconds, tries: 1 }));
   }
+  /** Many short samples: the best of them catches a quiet moment, as the best of many short GEMM calls does. */
+  burst(n = 12, seconds = 0.03): FmaPeak {
+    for (let i = 0; i < n; i++) this.sample(seconds);
+    return this.best;
+  }
   get best(): FmaPeak {
     if (!this.top) throw new Error('bench: no FMA peak sampled yet');
     return this.top;
@@ -155,6 +160,9 @@ export function ratio(value: number, ceiling: number): number {
   return value / ceiling;
 }
 
+/** A GEMM that outruns the FMA peak means no peak sample caught the machine quiet: the ratios are overstated. */
+export const peakWarning = 'a GEMM of this run outran every FMA-peak sample: the machine was too busy for its peak to be measured, so this ratio is overstated';
+
 /**
  * The fields of a compute-bound row: ratio against the FMA peak, and (information, not a ceiling) against the best
  * GEMM reached in the run.
@@ -163,6 +171,7 @@ export function computeFields(gflops: number, peak: FmaPeak, bestGemm?: { gflops
   return {
     ceiling: r3(peak.gflops), ceilingVia: fmaVia(peak), ratio: r3(ratio(gflops, peak.gflops)),
     ...(bestGemm && { vsBestGemm: r3(ratio(gflops, bestGemm.gflops)), bestGemm: r3(bestGemm.gflops), bestGemmVia: `${bestGemm.via} (information, not a ceiling)` }),
+    ...(bestGemm && bestGemm.gflops > peak.gflops && { warning: peakWarning }),
   };
 }
 

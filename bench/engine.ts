@@ -1,14 +1,16 @@
 // `npm run bench:engine`: the engine's kernels against the machine's limits measured in the same run, one JSON
 // object per line: {bench, value, unit, <shape/dtype params>, ceiling, ceilingVia, ratio}. The first line describes
 // the machine, then the limits (f32 FMA peak of the widest vector unit; read, write and copy bandwidth beyond the
-// caches) and the OpenBLAS sgemm anchors, then linear and norm figures, then the attention and elementwise benches
-// of bench/kernels-*.ts (bench/ceilings.ts says which limit fits which figure). Every figure is checked against an
-// f64 computation on a slice of its output before it is timed. Bandwidths count bytes moved (read + written).
+// caches) and the OpenBLAS sgemm anchors, then the memory-bound figures (one-row linears, decode linears, norms,
+// elementwise, softmax; each timed alternately with the stream probe of its own traffic over the same bytes), and
+// last the compute-bound ones (many-row linears, attention) against the best FMA-peak sample of the whole run, with
+// the best GEMM of the run beside them as information (bench/ceilings.ts). Every figure is checked against an f64
+// computation on a slice of its output before it is timed. Bandwidths count bytes moved (read + written).
 import * as vk from '../src/engine/index.js';
 import '../src/engine/backend/native/index.js';
 import { bf16ToF32, f16ToF32 } from '../src/engine/dtype.js';
 import type { Tensor } from '../src/engine/index.js';
-import { bandwidth, beyondCacheBytes, computeFields, fmaPeak, fmaVia, machine, openblasLabel, openblasSgemm, PeakTracker, ratio, timeAgainstProbe, timeMedian, trafficLabel, type Traffic } from './ceilings.js';
+import { bandwidth, beyondCacheBytes, computeFields, fmaPeak, fmaVia, machine, openblasLabel, openblasSgemm, PeakTracker, peakWarning, ratio, timeAgainstProbe, timeMedian, trafficLabel, type Traffic } from './ceilings.js';
 
 type Row = Record<string, unknown>;
 const emit = (row: Row): void => void process.stdout.write(JSON.stringify(row) + '\n');
@@ -278,9 +280,9 @@ async function main(): Promise<void> {
   vk.setDefaultBackend('native');
   emit(machine());
   // the machine's limits
-  const first = fmaPeak();
-  const peak = new PeakTracker(first);
-  emit({ bench: 'fma_peak', value: r3(first.gflops), unit: 'GFLOP/s', isa: first.isa, threads: first.threads, via: `${fmaVia(first)}: best of 5 samples of 0.2 s`, counts: 'f32, an FMA is 2 flops', note: 'sampled again before each compute-bound figure; rows divide by the best sample so far' });
+  const peak = new PeakTracker(fmaPeak());
+  const first = peak.burst();
+  emit({ bench: 'fma_peak', value: r3(first.gflops), unit: 'GFLOP/s', isa: first.isa, threads: first.threads, via: `${fmaVia(first)}: best of 5 samples of 0.2 s and 12 of 0.03 s`, counts: 'f32, an FMA is 2 flops', note: 'sampled again before each compute-bound figure; rows divide by the best sample so far' });
   const big = beyondCacheBytes();
   const read = bandwidth({ reads: 1, writes: 0 }, big);
   emit({ bench: 'bandwidth', kind: 'read', bytes: big, value: r3(read.gbs), unit: 'GB/s', via: read.via, counts: 'bytes read' });
@@ -315,14 +317,14 @@ async function main(): Promise<void> {
   if (want('elementwise')) await optional('./kernels-elementwise.js', 'benchElementwise', (fn) => (fn as unknown as (e: typeof emit) => Promise<void>)(emit));
 
   measureAnchors('end');
-  peak.sample(0.2);
+  peak.burst();
   const top = peak.best;
   emit({ bench: 'fma_peak', value: r3(top.gflops), unit: 'GFLOP/s', isa: top.isa, threads: top.threads, via: `${fmaVia(top)}: the best of ${peak.samples} samples over the run`, note: 'the ceiling of every compute-bound row below' });
   // the best GEMM any path reached in this run: OpenBLAS's or ours, f32 weights or bf16 (information only)
   let best: BestGemm = anchors[0];
   for (const a of anchors) if (a.gflops > best.gflops) best = a;
   for (const c of compute) if (c.gemm && c.gflops > best.gflops) best = { gflops: c.gflops, via: c.gemm };
-  emit({ bench: 'best_gemm', value: r3(best.gflops), unit: 'GFLOP/s', via: best.via, vsFmaPeak: r3(ratio(best.gflops, top.gflops)), note: 'the fastest GEMM of this run, any path: information beside compute-bound ratios, not a ceiling' });
+  emit({ bench: 'best_gemm', value: r3(best.gflops), unit: 'GFLOP/s', via: best.via, vsFmaPeak: r3(ratio(best.gflops, top.gflops)), note: 'the fastest GEMM of this run, any path: information beside compute-bound ratios, not a ceiling', ...(best.gflops > top.gflops && { warning: peakWarning }) });
   for (const c of compute) emit({ ...c.row, ...computeFields(c.gflops, top, best) });
 }
 

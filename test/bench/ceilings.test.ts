@@ -83,6 +83,9 @@ test('ratio and computeFields refuse a ceiling that is not a finite positive num
   assert.match(String(f.ceilingVia), /FMA peak \(avx512f, 2 threads/);
   assert.match(String(f.bestGemmVia), /not a ceiling/);
   assert.throws(() => computeFields(100, { ...peak, gflops: NaN }), /ceiling/);
+  assert.equal(f.warning, undefined);
+  // a GEMM faster than the peak samples: the peak was not measured, and the row says so
+  assert.match(String(computeFields(100, peak, { gflops: 500, via: 'OpenBLAS' }).warning), /overstated/);
 });
 
 test('PeakTracker keeps the best sample; probeTraffic maps every read-only kernel to one read stream', () => {

@@ -1,13 +1,16 @@
-// `npm run bench:engine`: the engine's kernels against ceilings measured in the same run, one JSON object per
-// line: {bench, value, unit, <shape/dtype params>, ceiling, ratio}. The first line describes the machine, then
-// the ceilings (raw OpenBLAS sgemm with 2 threads per shape; memcpy), then linear and norm figures, then the
-// attention and elementwise benches of bench/kernels-*.ts. Every figure is checked against an f64 computation on
-// a slice of its output before it is timed. Bandwidths count bytes moved (read + written).
+// `npm run bench:engine`: the engine's kernels against the machine's limits measured in the same run, one JSON
+// object per line: {bench, value, unit, <shape/dtype params>, ceiling, ceilingVia, ratio}. The first line describes
+// the machine, then the limits (f32 FMA peak of the widest vector unit; read, write and copy bandwidth beyond the
+// caches) and the OpenBLAS sgemm anchors, then the memory-bound figures (one-row linears, decode linears, norms,
+// elementwise, softmax; each timed alternately with the stream probe of its own traffic over the same bytes), and
+// last the compute-bound ones (many-row linears, attention) against the best FMA-peak sample of the whole run, with
+// the best GEMM of the run beside them as information (bench/ceilings.ts). Every figure is checked against an f64
+// computation on a slice of its output before it is timed. Bandwidths count bytes moved (read + written).
 import * as vk from '../src/engine/index.js';
 import '../src/engine/backend/native/index.js';
 import { bf16ToF32, f16ToF32 } from '../src/engine/dtype.js';
 import type { Tensor } from '../src/engine/index.js';
-import { machine, memcpyCeiling, readCeiling, sgemmCeiling, timeMedian } from './ceilings.js';
+import { bandwidth, beyondCacheBytes, computeFields, fmaPeak, fmaVia, machine, openblasLabel, openblasSgemm, PeakTracker, peakWarning, ratio, timeAgainstProbe, timeMedian, trafficLabel, type Traffic } from './ceilings.js';
 
 type Row = Record<string, unknown>;
 const emit = (row: Row): void => void process.stdout.write(JSON.stringify(row) + '\n');
@@ -99,7 +102,17 @@ const SMOL = { hidden: 576, inter: 1536, heads: 9, kvHeads: 3, headDim: 64, laye
 // text lm_head at decode
 const LINEAR_SHAPES: [number, number, number][] = [[1024, 768, 3072], [1024, 768, 768], [100, 576, 1536], [1, 576, 49280]];
 
-function benchLinear(sgemm: Map<string, number>): void {
+type BestGemm = { gflops: number; via: string };
+
+/** A compute-bound figure, emitted at the end against the best FMA-peak sample and the best GEMM of the run. */
+export interface ComputeRow { row: Row; gflops: number; gemm?: string }
+
+/**
+ * Linear products. Many rows (compute-bound): GFLOP/s, kept for the end (against the FMA peak, and the best GEMM of
+ * the run as information). One row (memory-bound): weight bytes per second against the read bandwidth over as many
+ * bytes.
+ */
+function benchLinear(peak: PeakTracker, compute: ComputeRow[]): void {
   for (const dtype of ['f32', 'bf16'] as const)
     for (const [M, K, N] of LINEAR_SHAPES)
       vk.tidy(() => {
@@ -110,21 +123,26 @@ function benchLinear(sgemm: Map<string, number>): void {
           const out = vk.linear(x, w, bias ? b : null);
           checkLinear(`linear ${dtype} ${shape}`, x, w, bias ? b : null, out);
           out.dispose();
-          const t = timeMedian(() => vk.linear(x, w, bias ? b : null).dispose(), { minMs: 400 });
-          const gflops = (2 * M * N * K) / t / 1e9, ceil = sgemm.get(`${M},${K},${N}`)!;
-          emit({ bench: 'linear', shape, M, K, N, dtype, bias, value: r3(gflops), unit: 'GFLOP/s', ceiling: r3(ceil), ratio: r3(gflops / ceil), ms: r3(t * 1e3) });
-          if (M <= 8) {
-            // memory-bound: weight bytes streamed per second against memcpy of the same bytes
-            const bytes = w.size * (dtype === 'f32' ? 4 : 2);
-            const gbs = bytes / t / 1e9, mc = memcpyCeiling(bytes / 2);
-            emit({ bench: 'linear', shape, M, K, N, dtype, bias, value: r3(gbs), unit: 'GB/s', bytes, ceiling: r3(mc.gbs), ceilingVia: mc.via, ratio: r3(gbs / mc.gbs) });
+          if (M > 8) peak.sample();
+          const fn = () => vk.linear(x, w, bias ? b : null).dispose();
+          if (M > 8) {
+            const t = timeMedian(fn, { minMs: 400 });
+            const gflops = (2 * M * N * K) / t / 1e9;
+            compute.push({ row: { bench: 'linear', shape, M, K, N, dtype, bias, value: r3(gflops), unit: 'GFLOP/s', ms: r3(t * 1e3) }, gflops, gemm: `vlmkit linear ${dtype} ${shape}${bias ? ' + bias' : ''}` });
+            continue;
           }
+          // memory-bound: the weight is streamed once per call (x and the output are a few KB), against a read
+          // sweep of as many bytes timed alternately with it
+          const bytes = w.size * (dtype === 'f32' ? 4 : 2);
+          const m = timeAgainstProbe(fn, { reads: 1, writes: 0 }, bytes);
+          const gbs = bytes / m.t / 1e9;
+          emit({ bench: 'linear', shape, M, K, N, dtype, bias, value: r3(gbs), unit: 'GB/s', gflops: r3((2 * M * N * K) / m.t / 1e9), bytes, ms: r3(m.t * 1e3), ceiling: r3(m.ceilingGBs), ceilingVia: `read bandwidth: ${m.via}`, ratio: r3(ratio(gbs, m.ceilingGBs)) });
         }
       });
 }
 
 /** Few-row (decode) linears over weights too big for the caches: copies of the weight are cycled. */
-function benchDecodeLinears(memcpyBig: number): void {
+function benchDecodeLinears(): void {
   const shapes: [string, number, number][] = [
     ['q/o_proj', SMOL.hidden, SMOL.hidden],
     ['k/v_proj', SMOL.hidden, SMOL.kvHeads * SMOL.headDim],
@@ -142,18 +160,18 @@ function benchDecodeLinears(memcpyBig: number): void {
           const out = vk.linear(x, ws[0]);
           checkLinear(`decode linear ${name} ${dtype}`, x, ws[0], null, out);
           out.dispose();
-          const t = timeMedian(() => { for (const w of ws) vk.linear(x, w).dispose(); }, { runs: 5, minMs: 300 }) / copies;
-          const gbs = bytes / t / 1e9;
-          emit({ bench: 'linear', case: 'decode', proj: name, shape: `[${M}x${K}]x[${K}x${N}]`, M, K, N, dtype, value: r3(gbs), unit: 'GB/s', us: r3(t * 1e6), ceiling: r3(memcpyBig), ceilingVia: 'memcpy 96MB', ratio: r3(gbs / memcpyBig) });
+          const m = timeAgainstProbe(() => { for (const w of ws) vk.linear(x, w).dispose(); }, { reads: 1, writes: 0 }, bytes * copies, 300, 5);
+          const t = m.t / copies, gbs = bytes / t / 1e9;
+          emit({ bench: 'linear', case: 'decode', proj: name, shape: `[${M}x${K}]x[${K}x${N}]`, M, K, N, dtype, value: r3(gbs), unit: 'GB/s', us: r3(t * 1e6), ceiling: r3(m.ceilingGBs), ceilingVia: `read bandwidth: ${m.via}`, ratio: r3(ratio(gbs, m.ceilingGBs)) });
         });
 }
 
 /**
  * Q8_0 weights (ggml's blocks, read inside the product): a decode product [1x576]x[576x1536] in weight GB/s
- * (copies cycled past the caches) against memcpy, and a prompt-sized [100x576]x[576x1536] in GFLOP/s against
- * sgemm of that shape.
+ * (copies cycled past the caches) against the read bandwidth over as many bytes, and a prompt-sized
+ * [100x576]x[576x1536] in GFLOP/s, kept for the end with the other compute-bound rows (against the FMA peak).
  */
-function benchQuant(memcpyBig: number, sgemm: Map<string, number>): void {
+function benchQuant(compute: ComputeRow[]): void {
   const [K, N] = [SMOL.hidden, SMOL.inter];
   for (const M of [1, 100])
     vk.tidy(() => {
@@ -172,14 +190,15 @@ function benchQuant(memcpyBig: number, sgemm: Map<string, number>): void {
         checkLinear(`linear q8_0 [${M}x${K}]`, x, deq, null, out);
         out.dispose();
         deq.dispose();
-        const t = timeMedian(() => { for (const w of ws) vk.linear(x, w).dispose(); }, { runs: 5, minMs: 300 }) / copies;
         const shape = `[${M}x${K}]x[${K}x${N}]`;
         if (M === 1) {
-          const gbs = bytes / t / 1e9;
-          emit({ bench: 'linear', case: 'decode', shape, M, K, N, dtype: 'q8_0', value: r3(gbs), unit: 'GB/s', bytes, us: r3(t * 1e6), ceiling: r3(memcpyBig), ceilingVia: 'memcpy 96MB', ratio: r3(gbs / memcpyBig) });
+          const m = timeAgainstProbe(() => { for (const w of ws) vk.linear(x, w).dispose(); }, { reads: 1, writes: 0 }, bytes * copies, 300, 5);
+          const t = m.t / copies, gbs = bytes / t / 1e9;
+          emit({ bench: 'linear', case: 'decode', shape, M, K, N, dtype: 'q8_0', value: r3(gbs), unit: 'GB/s', bytes, us: r3(t * 1e6), ceiling: r3(m.ceilingGBs), ceilingVia: `read bandwidth: ${m.via}`, ratio: r3(ratio(gbs, m.ceilingGBs)) });
         } else {
-          const gflops = (2 * M * N * K) / t / 1e9, ceil = sgemm.get(`${M},${K},${N}`)!;
-          emit({ bench: 'linear', case: 'prompt', shape, M, K, N, dtype: 'q8_0', value: r3(gflops), unit: 'GFLOP/s', ms: r3(t * 1e3), ceiling: r3(ceil), ceilingVia: 'sgemm f32 same shape', ratio: r3(gflops / ceil) });
+          const t = timeMedian(() => vk.linear(x, ws[0]).dispose(), { runs: 5, minMs: 300 });
+          const gflops = (2 * M * N * K) / t / 1e9;
+          compute.push({ row: { bench: 'linear', case: 'prompt', shape, M, K, N, dtype: 'q8_0', value: r3(gflops), unit: 'GFLOP/s', ms: r3(t * 1e3) }, gflops, gemm: `vlmkit linear q8_0 ${shape}` });
         }
       } finally {
         for (const w of ws) w.dispose();
@@ -191,19 +210,19 @@ function benchQuant(memcpyBig: number, sgemm: Map<string, number>): void {
  * Every linear of one SmolVLM-256M text decode step (30 layers + lm_head), bf16, each weight read once; with one
  * thread and with the whole pool (on a shared machine the one-thread figure is the steadier measure of the kernel).
  */
-function benchDecodeToken(memcpyBig: number): void {
+function benchDecodeToken(): void {
   const pool = vk.nativeThreads();
   for (const threads of pool > 1 ? [1, pool] : [1]) {
     vk.setNativeThreads(threads);
     try {
-      decodeToken(memcpyBig, threads);
+      decodeToken(threads, pool);
     } finally {
       vk.setNativeThreads(pool);
     }
   }
 }
 
-function decodeToken(memcpyBig: number, threads: number): void {
+function decodeToken(threads: number, pool: number): void {
   vk.tidy(() => {
     const { hidden: H, inter: I, layers: L, vocab: V } = SMOL;
     const kv = SMOL.kvHeads * SMOL.headDim;
@@ -224,11 +243,17 @@ function decodeToken(memcpyBig: number, threads: number): void {
     const out = vk.linear(x, head);
     checkLinear('decode lm_head', x, head, null, out);
     out.dispose();
-    const t = timeMedian(step, { runs: 7, minMs: 1000 });
     let bytes = head.size * 2;
     for (const l of layers) for (const w of Object.values(l)) bytes += w.size * 2;
-    const ceil = memcpyBig / (bytes / 1e9);
-    emit({ bench: 'linear', case: 'decode_token', model: 'SmolVLM-256M text', dtype: 'bf16', threads, calls: L * 7 + 1, weightMB: r3(bytes / MB), value: r3(1 / t), unit: 'tokens/s', gbs: r3(bytes / t / 1e9), ceiling: r3(ceil), ceilingVia: 'weight bytes at memcpy 96MB rate', ratio: r3(1 / t / ceil) });
+    // the limit: every weight byte read once per token at the read bandwidth of the whole pool, timed alternately
+    // with the steps (the one-thread row is held to the same limit: it shows what one core leaves on the table)
+    vk.setNativeThreads(pool);
+    const probe = bandwidth({ reads: 1, writes: 0 }, bytes, 3);
+    vk.setNativeThreads(threads);
+    const m = timeAgainstProbe(step, { reads: 1, writes: 0 }, bytes, 1000, 7);
+    const read = threads === pool ? { gbs: Math.max(m.ceilingGBs, probe.gbs), via: m.via } : probe;
+    const t = m.t, ceil = read.gbs / (bytes / 1e9);
+    emit({ bench: 'linear', case: 'decode_token', model: 'SmolVLM-256M text', dtype: 'bf16', threads, calls: L * 7 + 1, weightMB: r3(bytes / MB), value: r3(1 / t), unit: 'tokens/s', gbs: r3(bytes / t / 1e9), ceiling: r3(ceil), ceilingVia: `weight bytes at the read bandwidth of ${pool} threads (${read.via})`, ratio: r3(ratio(1 / t, ceil)) });
   });
 }
 
@@ -259,11 +284,14 @@ function benchNorms(): void {
           fwd = () => { const r = nat.layerNorm(x, w, b, eps); r.y.dispose(); r.mean.dispose(); r.rstd.dispose(); };
           bwd = () => { const r = nat.layerNormBackward(x, w, f.mean, f.rstd, gy, true); r.gx.dispose(); r.gw?.dispose(); r.gb?.dispose(); };
         }
+        // forward reads x and writes y; backward reads x and gy and writes gx (weights and row statistics are
+        // a few KB): each against the probe with the same streams over the same bytes
         const size = R * D * 4;
-        for (const [dir, fn, moved] of [['forward', fwd, 2 * size], ['backward', bwd, 3 * size]] as const) {
-          const t = timeMedian(fn, { minMs: 300 });
-          const gbs = moved / t / 1e9, mc = memcpyCeiling(moved / 2);
-          emit({ bench: kind, dir, shape: [R, D], dtype: 'f32', value: r3(gbs), unit: 'GB/s', bytes: moved, us: r3(t * 1e6), ceiling: r3(mc.gbs), ceilingVia: mc.via, ratio: r3(gbs / mc.gbs) });
+        const cases: [string, () => void, number, Traffic][] = [['forward', fwd, 2 * size, { reads: 1, writes: 1 }], ['backward', bwd, 3 * size, { reads: 2, writes: 1 }]];
+        for (const [dir, fn, moved, traffic] of cases) {
+          const m = timeAgainstProbe(fn, traffic, moved, 300);
+          const gbs = moved / m.t / 1e9;
+          emit({ bench: kind, dir, shape: [R, D], dtype: 'f32', value: r3(gbs), unit: 'GB/s', bytes: moved, us: r3(m.t * 1e6), ceiling: r3(m.ceilingGBs), ceilingVia: `${trafficLabel(traffic)}: ${m.via}`, ratio: r3(ratio(gbs, m.ceilingGBs)) });
         }
       });
 }
@@ -284,36 +312,61 @@ async function optional(file: string, name: string, run: (fn: (...a: never[]) =>
 }
 
 // `npm run bench:engine -- linear norm` runs only those groups (linear, decode, quant, norm, attention, elementwise);
-// the machine line and the ceilings always come first.
+// the machine line and the limits always come first; the compute-bound rows (linear, attention, quant prompt) come last.
 const groups = process.argv.slice(2);
 const want = (g: string) => groups.length === 0 || groups.includes(g);
 
 async function main(): Promise<void> {
   vk.setDefaultBackend('native');
   emit(machine());
-  // ceilings
-  const sgemm = new Map<string, number>();
-  for (const [M, K, N] of LINEAR_SHAPES) {
-    const c = sgemmCeiling(M, N, K, { transB: true, threads: 2 });
-    sgemm.set(`${M},${K},${N}`, c.gflops);
-    emit({ bench: 'sgemm', shape: `[${M}x${K}]x[${K}x${N}]`, M, K, N, layout: 'B stored [N,K]', threads: 2, value: r3(c.gflops), unit: 'GFLOP/s', ms: r3(c.seconds * 1e3) });
+  // the machine's limits
+  const peak = new PeakTracker(fmaPeak());
+  const first = peak.burst();
+  emit({ bench: 'fma_peak', value: r3(first.gflops), unit: 'GFLOP/s', isa: first.isa, threads: first.threads, via: `${fmaVia(first)}: best of 5 samples of 0.2 s and 12 of 0.03 s`, counts: 'f32, an FMA is 2 flops', note: 'sampled again before each compute-bound figure; rows divide by the best sample so far' });
+  const big = beyondCacheBytes();
+  const read = bandwidth({ reads: 1, writes: 0 }, big);
+  emit({ bench: 'bandwidth', kind: 'read', bytes: big, value: r3(read.gbs), unit: 'GB/s', via: read.via, counts: 'bytes read' });
+  for (const traffic of [{ reads: 0, writes: 1 }, { reads: 1, writes: 1 }] as Traffic[]) {
+    const b = bandwidth(traffic, big);
+    emit({ bench: 'bandwidth', kind: trafficLabel(traffic), bytes: big, value: r3(b.gbs), unit: 'GB/s', via: b.via, counts: 'bytes read + written' });
   }
-  const big = memcpyCeiling(96 * MB);
-  emit({ bench: 'memcpy', bytes: 96 * MB, value: r3(big.gbs), unit: 'GB/s', counts: 'read+write', via: big.via });
-  const rd = readCeiling(96 * MB);
-  emit({ bench: 'memcpy', kind: 'read-only sweep', bytes: 96 * MB, value: r3(rd), unit: 'GB/s', counts: 'read', via: 'pool AVX2 sum' });
+  // anchors: what OpenBLAS reaches on the compute-bound linear shapes (its kernels and its own 2-thread split);
+  // measured again at the end, so that the best GEMM of the run does not hang on one busy moment
+  const anchors: BestGemm[] = [];
+  const label = openblasLabel();
+  const measureAnchors = (when: string) => {
+    for (const [M, K, N] of LINEAR_SHAPES) {
+      if (M <= 8) continue;
+      const c = openblasSgemm(M, N, K, { transB: true, threads: 2 });
+      anchors.push({ gflops: c.gflops, via: `${label} [${M}x${K}]x[${K}x${N}]` });
+      emit({ bench: 'sgemm', anchor: label, shape: `[${M}x${K}]x[${K}x${N}]`, M, K, N, layout: 'B stored [N,K]', value: r3(c.gflops), unit: 'GFLOP/s', ms: r3(c.seconds * 1e3), when, note: 'an anchor, not a ceiling' });
+    }
+  };
+  measureAnchors('start');
 
-  if (want('linear')) benchLinear(sgemm);
+  // compute-bound figures are kept until the end, then divided by the best FMA-peak sample of the whole run (a
+  // sample taken in a busy moment would flatter them)
+  const compute: ComputeRow[] = [];
+  if (want('linear')) benchLinear(peak, compute);
   if (want('decode')) {
-    benchDecodeLinears(big.gbs);
-    benchDecodeToken(big.gbs);
+    benchDecodeLinears();
+    benchDecodeToken();
   }
-  if (want('quant')) benchQuant(big.gbs, sgemm);
+  if (want('quant')) benchQuant(compute);
   if (want('norm')) benchNorms();
+  if (want('attention')) await optional('./kernels-attention.js', 'benchAttention', (fn) => (fn as unknown as (p: PeakTracker, out: ComputeRow[]) => Promise<void>)(peak, compute));
+  if (want('elementwise')) await optional('./kernels-elementwise.js', 'benchElementwise', (fn) => (fn as unknown as (e: typeof emit) => Promise<void>)(emit));
 
-  const sgemmRef = sgemm.get(`${LINEAR_SHAPES[0].join(',')}`)!;
-  if (want('attention')) await optional('./kernels-attention.js', 'benchAttention', (fn) => (fn as unknown as (e: typeof emit, g: number) => Promise<void>)(emit, sgemmRef));
-  if (want('elementwise')) await optional('./kernels-elementwise.js', 'benchElementwise', (fn) => (fn as unknown as (e: typeof emit, g: number) => Promise<void>)(emit, big.gbs));
+  measureAnchors('end');
+  peak.burst();
+  const top = peak.best;
+  emit({ bench: 'fma_peak', value: r3(top.gflops), unit: 'GFLOP/s', isa: top.isa, threads: top.threads, via: `${fmaVia(top)}: the best of ${peak.samples} samples over the run`, note: 'the ceiling of every compute-bound row below' });
+  // the best GEMM any path reached in this run: OpenBLAS's or ours, f32 weights or bf16 (information only)
+  let best: BestGemm = anchors[0];
+  for (const a of anchors) if (a.gflops > best.gflops) best = a;
+  for (const c of compute) if (c.gemm && c.gflops > best.gflops) best = { gflops: c.gflops, via: c.gemm };
+  emit({ bench: 'best_gemm', value: r3(best.gflops), unit: 'GFLOP/s', via: best.via, vsFmaPeak: r3(ratio(best.gflops, top.gflops)), note: 'the fastest GEMM of this run, any path: information beside compute-bound ratios, not a ceiling', ...(best.gflops > top.gflops && { warning: peakWarning }) });
+  for (const c of compute) emit({ ...c.row, ...computeFields(c.gflops, top, best) });
 }
 
 main().catch((e) => {

@@ -1,4 +1,6 @@
-// Fused attention forward and backward throughput against the sgemm ceiling measured by the caller in the same run.
+// Fused attention forward and backward throughput, handed back to bench/engine.ts, which divides it by the best f32
+// FMA peak sample of the run (attention is compute-bound at these lengths; one more sample is taken before each
+// timing) and prints beside it, as information, the best GEMM of the run.
 // Flops as FlashAttention counts them: forward 4·B·H·Tq·Tk·D (halved when causal), backward 2.5x the forward.
 // Each configuration is checked before it is timed: the forward against the naive composition (full scores, sgemm +
 // softmax + sgemm on the native side), the backward by two identities of the exact gradient
@@ -6,7 +8,7 @@
 import * as vk from '../src/engine/index.js';
 import { nativeNaiveAttention } from '../src/engine/backend/native/attention.js';
 import type { AttentionOptions, Backend, Tensor } from '../src/engine/index.js';
-import { timeMedian } from './ceilings.js';
+import { timeMedian, type PeakTracker } from './ceilings.js';
 
 interface Config { T: number; B: number; H: number; Hkv: number; D: number; causal: boolean }
 
@@ -52,8 +54,8 @@ function checkBackward(g: { gq: Tensor; gk: Tensor; gv: Tensor }, gout: Tensor, 
   if (!(worst < 1e-3) || !finite) throw new Error(`attention backward T=${T} causal=${c.causal}: gradient identities fail (${worst}, finite ${finite})`);
 }
 
-/** Emits attention_forward / attention_backward rows for T = 1024 and 4096 (B=1, H=12, D=64, causal and not). */
-export async function benchAttention(emit: (row: object) => void, sgemmGflops: number): Promise<void> {
+/** attention_forward / attention_backward rows for T = 1024 and 4096 (B=1, H=12, D=64, causal and not), into `rows`. */
+export async function benchAttention(peak: PeakTracker, rows: { row: Record<string, unknown>; gflops: number }[]): Promise<void> {
   const nat = vk.getBackend('native');
   const configs: Config[] = [];
   for (const T of [1024, 4096]) for (const causal of [false, true]) configs.push({ T, B: 1, H: 12, Hkv: 12, D: 64, causal });
@@ -69,23 +71,25 @@ export async function benchAttention(emit: (row: object) => void, sgemmGflops: n
       const o: AttentionOptions = { causal, scale: 1 / Math.sqrt(D), keyMask: null, qOffset: 0 };
       checkForward(nat, q, k, v, o, c);
       const flops = (4 * B * H * T * T * D) / (causal ? 2 : 1);
-      const base = { T, B, H, ...(Hkv !== H ? { Hkv } : {}), D, causal, dtype: 'f32', unit: 'GFLOP/s', ceiling: sgemmGflops };
+      const base = { T, B, H, ...(Hkv !== H ? { Hkv } : {}), D, causal, dtype: 'f32', unit: 'GFLOP/s' };
+      peak.sample();
       let fwd: { out: Tensor; lse: Tensor } | null = null;
       const tf = time(() => {
         if (fwd) { fwd.out.dispose(); fwd.lse.dispose(); }
         fwd = nat.attention(q, k, v, o);
       }, T);
       const value = flops / tf / 1e9;
-      emit({ bench: 'attention_forward', ...base, value: +value.toFixed(1), ratio: +(value / sgemmGflops).toFixed(3) });
+      rows.push({ row: { bench: 'attention_forward', ...base, value: +value.toFixed(1) }, gflops: value });
       const { out, lse } = fwd!;
       let grads: { gq: Tensor; gk: Tensor; gv: Tensor } | null = null;
+      peak.sample();
       const tb = time(() => {
         if (grads) { grads.gq.dispose(); grads.gk.dispose(); grads.gv.dispose(); }
         grads = nat.attentionBackward(q, k, v, out, lse, gout, o);
       }, T);
       checkBackward(grads!, gout, c);
       const bvalue = (2.5 * flops) / tb / 1e9;
-      emit({ bench: 'attention_backward', ...base, value: +bvalue.toFixed(1), ratio: +(bvalue / sgemmGflops).toFixed(3) });
+      rows.push({ row: { bench: 'attention_backward', ...base, value: +bvalue.toFixed(1) }, gflops: bvalue });
     });
     await new Promise((r) => setImmediate(r));
   }

@@ -1,47 +1,16 @@
-// Elementwise, softmax and cross-entropy throughput against memcpy of the same number of bytes, measured in the
-// same run. Bandwidths count bytes moved (inputs read + outputs written). Every figure is checked against the
-// reference backend (f64) on a slice of its output before it is timed. Called by bench/engine.ts; runs alone as
+// Elementwise, softmax and cross-entropy throughput against the memory probe with the same traffic (as many arrays
+// read and written, over the same bytes: bench/ceilings.ts), timed alternately with each kernel in the same run.
+// Bandwidths count bytes moved (inputs read + outputs written). Every figure is checked against the reference
+// backend (f64) on a slice of its output before it is timed. Called by bench/engine.ts; runs alone as
 // `node --import tsx bench/kernels-elementwise.ts`.
 import * as vk from '../src/engine/index.js';
 import '../src/engine/backend/native/index.js';
 import type { Tensor } from '../src/engine/index.js';
-import { loadAddon } from '../src/engine/backend/native/addon.js';
-import { median } from './ceilings.js';
+import { ratio, timeAgainstProbe, trafficLabel, type Traffic } from './ceilings.js';
 
 type Emit = (row: object) => void;
-/** memcpy bandwidth (bytes moved per second / 1e9) for a given number of bytes moved, or one figure for all */
-type Ceiling = ((bytesMoved: number) => number) | number;
 
 const r3 = (v: number) => Math.round(v * 1000) / 1000;
-
-const copyBuffers = new Map<number, { src: Buffer; dst: Buffer }>();
-
-/**
- * Median seconds of fn and of a memcpy moving the same number of bytes (pool memcpy and Buffer.copy, the better
- * one), measured alternately so that load from other processes drifts both the same way.
- */
-function timeAgainstMemcpy(fn: () => void, bytesMoved: number, minMs = 400, minRuns = 9): { t: number; copyGBs: number; via: string } {
-  const addon = loadAddon();
-  const n = Math.round(bytesMoved / 2);
-  let bufs = copyBuffers.get(n);
-  if (!bufs) copyBuffers.set(n, (bufs = { src: Buffer.alloc(n, 1), dst: Buffer.alloc(n) }));
-  const { src, dst } = bufs;
-  const tk: number[] = [], tp: number[] = [], tb: number[] = [];
-  const clock = (f: () => void, into: number[]) => {
-    const t0 = performance.now();
-    f();
-    into.push((performance.now() - t0) / 1e3);
-  };
-  fn(); fn(); addon.memcpyPool(dst, src); src.copy(dst);
-  const start = performance.now();
-  while (tk.length < minRuns || performance.now() - start < minMs) {
-    clock(fn, tk);
-    clock(() => addon.memcpyPool(dst, src), tp);
-    clock(() => src.copy(dst), tb);
-  }
-  const p = median(tp), b = median(tb);
-  return { t: median(tk), copyGBs: bytesMoved / Math.min(p, b) / 1e9, via: p <= b ? 'pool memcpy' : 'Buffer.copy' };
-}
 
 /** Seeded N(0, 1) fill (activations look like this; the GELU's slow tail path is taken below x = -2). */
 function randn(shape: number[], seed: number, scale = 1): Tensor {
@@ -74,19 +43,16 @@ function check(name: string, got: Tensor, want: Tensor, tol = 1e-5): void {
   if (!(maxDiff <= tol * maxRef)) throw new Error(`${name}: differs from the reference by ${maxDiff} (max |ref| ${maxRef})`);
 }
 
-/** Times fn and emits its bandwidth against the ceiling: the caller's function if given, else an interleaved
- *  memcpy of the same bytes (the caller's single figure is kept as `ceiling96MB` for reference). */
-function row(emit: Emit, ceiling: Ceiling, base: Record<string, unknown>, bytes: number, fn: () => void): void {
-  const m = timeAgainstMemcpy(fn, bytes);
+/** Times fn and emits its bandwidth against the probe of the same traffic over the same bytes. */
+function row(emit: Emit, traffic: Traffic, base: Record<string, unknown>, bytes: number, fn: () => void): void {
+  const m = timeAgainstProbe(fn, traffic, bytes);
   const gbs = bytes / m.t / 1e9;
-  const c = typeof ceiling === 'function' ? { gbs: ceiling(bytes), via: 'caller' } : { gbs: m.copyGBs, via: `${m.via}, interleaved` };
-  emit({
-    ...base, dtype: 'f32', value: r3(gbs), unit: 'GB/s', bytes, ms: r3(m.t * 1e3), ceiling: r3(c.gbs), ceilingVia: c.via,
-    ratio: r3(gbs / c.gbs), ...(typeof ceiling === 'number' && ceiling > 0 ? { ceiling96MB: r3(ceiling) } : {}),
-  });
+  emit({ ...base, dtype: 'f32', value: r3(gbs), unit: 'GB/s', bytes, ms: r3(m.t * 1e3), ceiling: r3(m.ceilingGBs), ceilingVia: `${trafficLabel(traffic)}: ${m.via}`, ratio: r3(ratio(gbs, m.ceilingGBs)) });
 }
 
-export async function benchElementwise(emit: Emit, memcpyGBs: Ceiling): Promise<void> {
+const R1W1: Traffic = { reads: 1, writes: 1 }, R2W1: Traffic = { reads: 2, writes: 1 }, R1: Traffic = { reads: 1, writes: 0 };
+
+export async function benchElementwise(emit: Emit): Promise<void> {
   const nat = vk.getBackend('native'), ref = vk.referenceBackend;
   const N = 8 << 20;
 
@@ -97,7 +63,7 @@ export async function benchElementwise(emit: Emit, memcpyGBs: Ceiling): Promise<
     const out = nat.binary(op, a, b);
     check(op, out, want);
     out.dispose();
-    row(emit, memcpyGBs, { bench: 'elementwise', op, shape: [N] }, 3 * N * 4, () => nat.binary(op, a, b).dispose());
+    row(emit, R2W1, { bench: 'elementwise', op, shape: [N] }, 3 * N * 4, () => nat.binary(op, a, b).dispose());
   };
   bin('add');
   bin('mul');
@@ -105,7 +71,7 @@ export async function benchElementwise(emit: Emit, memcpyGBs: Ceiling): Promise<
     const out = nat.unary(op, a);
     check(op, out, ref.unary(op, head(a, 4096)));
     out.dispose();
-    row(emit, memcpyGBs, { bench: 'elementwise', op, shape: [N] }, 2 * N * 4, () => nat.unary(op, a).dispose());
+    row(emit, R1W1, { bench: 'elementwise', op, shape: [N] }, 2 * N * 4, () => nat.unary(op, a).dispose());
   }
   // bias add: [8192, 1024] + [1024] (the row-broadcast path)
   {
@@ -113,7 +79,7 @@ export async function benchElementwise(emit: Emit, memcpyGBs: Ceiling): Promise<
     const out = nat.binary('add', x, bias);
     check('add bias', out, ref.binary('add', head(x, 4), vk.toBackend(bias, ref)));
     out.dispose();
-    row(emit, memcpyGBs, { bench: 'elementwise', op: 'add', case: 'row broadcast', shape: [8192, 1024] }, (2 * N + 1024) * 4, () => nat.binary('add', x, bias).dispose());
+    row(emit, R1W1, { bench: 'elementwise', op: 'add', case: 'row broadcast', shape: [8192, 1024] }, (2 * N + 1024) * 4, () => nat.binary('add', x, bias).dispose());
     x.dispose();
     bias.dispose();
   }
@@ -122,7 +88,7 @@ export async function benchElementwise(emit: Emit, memcpyGBs: Ceiling): Promise<
     const out = nat.unaryBackward('silu', a, b);
     check("silu'", out, ref.unaryBackward('silu', head(a, 4096), head(b, 4096)));
     out.dispose();
-    row(emit, memcpyGBs, { bench: 'elementwise', op: 'silu_backward', shape: [N] }, 3 * N * 4, () => nat.unaryBackward('silu', a, b).dispose());
+    row(emit, R2W1, { bench: 'elementwise', op: 'silu_backward', shape: [N] }, 3 * N * 4, () => nat.unaryBackward('silu', a, b).dispose());
   }
   a.dispose();
   b.dispose();
@@ -133,7 +99,7 @@ export async function benchElementwise(emit: Emit, memcpyGBs: Ceiling): Promise<
     const out = nat[op](x);
     check(`${op} [${shape}]`, out, ref[op](head(x, 2)));
     out.dispose();
-    row(emit, memcpyGBs, { bench: 'softmax', op, shape }, 2 * x.size * 4, () => nat[op](x).dispose());
+    row(emit, R1W1, { bench: 'softmax', op, shape }, 2 * x.size * 4, () => nat[op](x).dispose());
     x.dispose();
   };
   softmaxCase([4096, 1024], 'softmax', 3); // e.g. 4 heads x 1024 queries of SigLIP-sized attention rows
@@ -150,7 +116,7 @@ export async function benchElementwise(emit: Emit, memcpyGBs: Ceiling): Promise<
     const refOut = ref.crossEntropy(head(logits, 4), vk.tensor(tv.slice(0, 4), [4], { backend: ref, dtype: 'i64' }), -100);
     check('crossEntropy loss', losses, refOut.losses);
     check('crossEntropy lse', lse, refOut.lse);
-    row(emit, memcpyGBs, { bench: 'softmax', op: 'crossEntropy', shape: [n, V] }, n * V * 4, () => {
+    row(emit, R1, { bench: 'softmax', op: 'crossEntropy', shape: [n, V] }, n * V * 4, () => {
       const r = nat.crossEntropy(logits, targets, -100);
       r.losses.dispose();
       r.lse.dispose();
@@ -160,12 +126,12 @@ export async function benchElementwise(emit: Emit, memcpyGBs: Ceiling): Promise<
     const gRef = ref.crossEntropyBackward(head(logits, 4), vk.tensor(tv.slice(0, 4), [4], { backend: ref, dtype: 'i64' }), vk.toBackend(lse, ref).view([4], [1], 0), vk.full([4], 1 / n, { backend: ref }), -100);
     check('crossEntropyBackward', gx, gRef);
     gx.dispose();
-    row(emit, memcpyGBs, { bench: 'softmax', op: 'crossEntropyBackward', shape: [n, V] }, 2 * n * V * 4, () => nat.crossEntropyBackward(logits, targets, lse, gRow, -100).dispose());
+    row(emit, R1W1, { bench: 'softmax', op: 'crossEntropyBackward', shape: [n, V] }, 2 * n * V * 4, () => nat.crossEntropyBackward(logits, targets, lse, gRow, -100).dispose());
     for (const t of [logits, targets, losses, lse, gRow]) t.dispose();
   }
 }
 
 // Standalone: `node --import tsx bench/kernels-elementwise.ts`
 if (import.meta.url === `file://${process.argv[1]}`) {
-  await benchElementwise((r) => process.stdout.write(JSON.stringify(r) + '\n'), 0);
+  await benchElementwise((r) => process.stdout.write(JSON.stringify(r) + '\n'));
 }

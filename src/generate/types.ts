@@ -3,6 +3,7 @@
 // one, see adapter.ts) implements CausalLM; the KV cache is the model's own object, opaque to generation except
 // for its length and the two operations batching needs (drop finished rows, dispose).
 import type { Tensor } from '../engine/tensor.js';
+import type { ModelCache } from '../models/types.js';
 
 /** What the processor produces and a model's forward consumes (one batch, left- or right-padded). */
 export interface ModelInputs {
@@ -32,18 +33,8 @@ export interface StepInputs {
   attentionMask: Tensor;
 }
 
-/** The model's key/value cache for one batch. Rows are in the order of the batch given to prefill. */
-export interface KVCache {
-  /** positions held per row (prompt length incl. padding + decoded steps) */
-  readonly length: number;
-  /** Keeps only these rows (indices into the current rows, ascending); later steps get that many rows. */
-  keepRows(rows: readonly number[]): void;
-  /** Keeps the first n positions (a prompt prefix shared with the next prompt). */
-  truncate?(n: number): void;
-  /** Room for at least `capacity` positions (the cached ones kept). */
-  reserve?(capacity: number): void;
-  dispose(): void;
-}
+/** The model's key/value cache for one batch (the models' own face of it). */
+export type KVCache = ModelCache;
 
 /**
  * A causal LM with a KV cache. prefill and step return f32 logits [B, V] for the last position of each row only

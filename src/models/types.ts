@@ -4,11 +4,15 @@
 import type { Tensor } from '../engine/tensor.js';
 import type { Linear } from './common.js';
 
-/** A model's KV cache, opaque to its users except for these. */
+/** The model's key/value cache for one batch. Rows are in the order of the batch given to prefill. */
 export interface ModelCache {
+  /** positions held per row (prompt length incl. padding + decoded steps) */
   readonly length: number;
+  /** Keeps only these rows (indices into the current rows, ascending); later steps get that many rows. */
   keepRows(rows: readonly number[]): void;
+  /** Keeps the first n positions (a prompt prefix shared with the next prompt). */
   truncate?(n: number): void;
+  /** Room for at least `capacity` positions (the cached ones kept). */
   reserve?(capacity: number): void;
   dispose(): void;
 }

@@ -126,20 +126,25 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
-/** Replaces each `<image>` placeholder, in order, by its image's expansion. */
-export function expandImagePrompt(text: string, grids: readonly ImageGrid[], imageSeqLen: number): string {
-  const pieces = text.split(IMAGE_TOKEN);
+/** Replaces each `token` placeholder, in order, by its item's expansion; the counts must match. */
+function expandPlaceholders<T>(text: string, token: string, kind: 'image' | 'video', items: readonly T[], expand: (item: T) => string): string {
+  const pieces = text.split(token);
   const placeholders = pieces.length - 1;
-  if (placeholders !== grids.length) {
+  if (placeholders !== items.length) {
     throw promptError(
-      `the prompt has ${plural(placeholders, IMAGE_TOKEN + ' placeholder')} but ${plural(grids.length, 'image')} ` +
-        `${grids.length === 1 ? 'was' : 'were'} given; pass exactly one image per ${IMAGE_TOKEN} ` +
-        `(one {type:'image'} part per image in the messages), or remove the extra placeholders/images`,
+      `the prompt has ${plural(placeholders, token + ' placeholder')} but ${plural(items.length, kind)} ` +
+        `${items.length === 1 ? 'was' : 'were'} given; pass exactly one ${kind} per ${token} ` +
+        `(one {type:'${kind}'} part per ${kind} in the messages), or remove the extra placeholders/${kind}s`,
     );
   }
   let out = pieces[0]!;
-  for (let i = 0; i < grids.length; i++) out += imagePromptString(grids[i]!, imageSeqLen) + pieces[i + 1]!;
+  for (let i = 0; i < items.length; i++) out += expand(items[i]!) + pieces[i + 1]!;
   return out;
+}
+
+/** Replaces each `<image>` placeholder, in order, by its image's expansion. */
+export function expandImagePrompt(text: string, grids: readonly ImageGrid[], imageSeqLen: number): string {
+  return expandPlaceholders(text, IMAGE_TOKEN, 'image', grids, (g) => imagePromptString(g, imageSeqLen));
 }
 
 const ONES = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten', 'eleven', 'twelve',
@@ -207,18 +212,7 @@ export function videoPromptString(video: VideoPromptInfo, imageSeqLen: number): 
 
 /** Replaces each `<video>` placeholder, in order, by its video's expansion (SmolVLM2). */
 export function expandVideoPrompt(text: string, videos: readonly VideoPromptInfo[], imageSeqLen: number): string {
-  const pieces = text.split(VIDEO_TOKEN);
-  const placeholders = pieces.length - 1;
-  if (placeholders !== videos.length) {
-    throw promptError(
-      `the prompt has ${plural(placeholders, VIDEO_TOKEN + ' placeholder')} but ${plural(videos.length, 'video')} ` +
-        `${videos.length === 1 ? 'was' : 'were'} given; pass exactly one video per ${VIDEO_TOKEN} ` +
-        `(one {type:'video'} part per video in the messages), or remove the extra placeholders/videos`,
-    );
-  }
-  let out = pieces[0]!;
-  for (let i = 0; i < videos.length; i++) out += videoPromptString(videos[i]!, imageSeqLen) + pieces[i + 1]!;
-  return out;
+  return expandPlaceholders(text, VIDEO_TOKEN, 'video', videos, (v) => videoPromptString(v, imageSeqLen));
 }
 
 /** Expands images then videos (an image placeholder must not be confused with the `<image>`s a video expands to). */

@@ -9,6 +9,7 @@ import { data, DATA_USAGE } from './data.js';
 import { evaluate, EVAL_USAGE } from './eval.js';
 import { info, INFO_USAGE } from './info.js';
 import { processIo, type CliIo } from './io.js';
+import { plot, PLOT_USAGE } from './plot.js';
 import { tokens, TOKENS_USAGE } from './tokens.js';
 import { train, TRAIN_USAGE } from './train.js';
 
@@ -22,6 +23,7 @@ commands:
   train    fine-tune (LoRA or full) on a JSONL dataset vlmkit train sft --model DIR --data train.jsonl --out runs/x
   data     synthetic datasets and the tokenizer       vlmkit data shapes --n 10000 --seed 0 --out data/shapes
   eval     score a model on a JSONL test set          vlmkit eval --model DIR --data test.jsonl --metric exact
+  plot     a training run's loss curve as a PNG       vlmkit plot runs/x --out loss.png
 
 vlmkit <command> --help shows a command's options.`;
 
@@ -30,6 +32,7 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   chat: { run: chat, usage: CHAT_USAGE },
   tokens: { run: tokens, usage: TOKENS_USAGE },
   info: { run: info, usage: INFO_USAGE },
+  plot: { run: plot, usage: PLOT_USAGE },
   train: { run: train, usage: TRAIN_USAGE },
   data: { run: data, usage: DATA_USAGE },
   eval: { run: evaluate, usage: EVAL_USAGE },

@@ -3,38 +3,18 @@
 // one-line error, a non-zero exit and no stack trace.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { ROOT, type Run, vlmkit } from './spawn-cli.js';
 import { ParityCase } from '../../src/parity/case.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const REF = join(ROOT, 'test', 'fixtures', 'reference');
 const MODEL = join(REF, 'tiny-smolvlm');
 const IMAGE = join(REF, 'images', 'wide_90x150.png');
 const CASE = join(REF, 'cases', 'smolvlm_single_wide_90x150.safetensors');
-const BIN = join(ROOT, 'bin', 'vlmkit.js');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-function vlmkit(args: string[], stdin?: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, VLMKIT_CLI_SOURCE: '1', VLMKIT_DEBUG: '' } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-    p.stdin.end(stdin ?? '');
-  });
-}
 
 const tmp = mkdtempSync(join(tmpdir(), 'vlmkit-cli-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));

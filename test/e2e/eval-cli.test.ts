@@ -3,30 +3,15 @@
 // per-category table, the wrong rows, and a missing image as a clear error or a skipped row.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT, vlmkit } from './spawn-cli.js';
 import { loadImage } from '../../src/processing/decode.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MODEL = join(ROOT, 'test', 'fixtures', 'reference', 'tiny-smolvlm');
 const IMAGES = join(ROOT, 'test', 'fixtures', 'reference', 'images');
-const BIN = join(ROOT, 'bin', 'vlmkit.js');
 
-function vlmkit(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, VLMKIT_CLI_SOURCE: '1', VLMKIT_DEBUG: '' } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-    p.stdin.end();
-  });
-}
 
 const tmp = mkdtempSync(join(tmpdir(), 'vlmkit-evalcli-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));

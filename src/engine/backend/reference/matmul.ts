@@ -54,19 +54,24 @@ export function refMatmul(a: Tensor, b: Tensor, transA: boolean, transB: boolean
   return make(a, [...batch, M, N], out, outDType(a, b));
 }
 
+/** x [M, K] times the transpose of w [N, K], plus bias [N]: the definition of a linear, summed in float64. */
+export function linearValues(xv: ArrayLike<number>, wv: ArrayLike<number>, bv: ArrayLike<number> | null, M: number, N: number, K: number): Float64Array {
+  const out = new Float64Array(M * N);
+  for (let i = 0; i < M; i++)
+    for (let j = 0; j < N; j++) {
+      let s = bv ? bv[j]! : 0;
+      for (let k = 0; k < K; k++) s += xv[i * K + k]! * wv[j * K + k]!;
+      out[i * N + j] = s;
+    }
+  return out;
+}
+
 export const matmulKernels: Pick<Backend, 'matmul' | 'linear'> = {
   matmul: refMatmul,
   linear(x, w, bias) {
     const K = x.shape[x.rank - 1], N = w.shape[0];
     const M = x.size / K;
-    const xv = read(x), wv = read(w), bv = bias ? read(bias) : null;
-    const out = new Float64Array(M * N);
-    for (let i = 0; i < M; i++)
-      for (let j = 0; j < N; j++) {
-        let s = bv ? bv[j] : 0;
-        for (let k = 0; k < K; k++) s += xv[i * K + k] * wv[j * K + k];
-        out[i * N + j] = s;
-      }
+    const out = linearValues(read(x), read(w), bias ? read(bias) : null, M, N, K);
     return make(x, [...x.shape.slice(0, -1), N], out, bias ? outDType(x, w, bias) : outDType(x, w));
   },
 };

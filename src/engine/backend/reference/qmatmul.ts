@@ -3,6 +3,7 @@
 import type { Backend } from '../backend.js';
 import type { QuantizedWeight } from '../../quant/weight.js';
 import type { Tensor } from '../../tensor.js';
+import { linearValues } from './matmul.js';
 import { make, outDType, read } from './util.js';
 
 function values(w: QuantizedWeight): Float32Array {
@@ -18,14 +19,7 @@ export const qmatmulKernels: Pick<Backend, 'quantLinear' | 'quantLinearGradInput
   quantLinear(x, w, bias) {
     const [N, K] = w.shape;
     const M = x.shape.slice(0, -1).reduce((p, d) => p * d, 1);
-    const xv = read(x), wv = values(w), bv = bias ? read(bias) : null;
-    const out = new Float64Array(M * N);
-    for (let i = 0; i < M; i++)
-      for (let j = 0; j < N; j++) {
-        let s = bv ? bv[j] : 0;
-        for (let k = 0; k < K; k++) s += xv[i * K + k] * wv[j * K + k];
-        out[i * N + j] = s;
-      }
+    const out = linearValues(read(x), values(w), bias ? read(bias) : null, M, N, K);
     return make(x, [...x.shape.slice(0, -1), N], out, bias ? outDType(x, bias) : outDType(x));
   },
   quantLinearGradInput(g: Tensor, w) {

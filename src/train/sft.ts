@@ -8,6 +8,7 @@ import { type Processor, type TrainableModel, type VisionLanguageModel, loadMode
 import { ModelDir } from '../io/model-dir.js';
 import { type SftBatch, SftCollator, countTargets } from './collate.js';
 import { SftDataset, type SftExample, loadExampleImages } from './data.js';
+import { allLocTokens } from '../data/loc.js';
 import { VlmkitError } from '../errors.js';
 import { type LoraConfigInput, LoraModel } from './lora.js';
 import { assertFiniteForSave } from './finite.js';
@@ -228,7 +229,7 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
   const processor = loadProcessor(md);
   if (scratch) checkFilesMatchConfig(processor, scratch);
   const model: VisionLanguageModel = scratch
-    ? randomInitModel(scratch.family, scratch.config, { seed: config.seed })
+    ? randomInitModel(scratch.family, scratch.config, { seed: config.seed, orderedTokens: locationTokenIds(processor) })
     : loadModelWeights(md, { dtype: mode !== 'lora' || o.f32 ? 'f32' : undefined });
   let lora: LoraModel | null = null;
   let trainer: SftTrainer | null = null;
@@ -308,4 +309,15 @@ function countValues(params: Map<string, Tensor>): number {
   let n = 0;
   for (const t of params.values()) n += t.size;
   return n;
+}
+
+/** The ids of <loc0000>..<loc1023> when the tokenizer has all of them (they start smooth in a new model), else none. */
+function locationTokenIds(processor: Processor): number[] | undefined {
+  const ids: number[] = [];
+  for (const t of allLocTokens()) {
+    const id = processor.tokenizer.tokenToId(t);
+    if (id === undefined) return undefined;
+    ids.push(id);
+  }
+  return ids;
 }

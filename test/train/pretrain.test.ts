@@ -108,6 +108,33 @@ describe('random initialisation', () => {
     }
   });
 
+  it('ordered tokens (location bins) start smooth: neighbours close, far bins apart, the usual scale, other rows untouched', () => {
+    const V = cfg.text.vocabSize, H = cfg.text.hiddenSize;
+    const ids = Array.from({ length: 64 }, (_, k) => V - 64 + k);
+    const plain = randomIdefics3Weights(cfg, { seed: 5 }).named;
+    const smooth = randomIdefics3Weights(cfg, { seed: 5, orderedTokens: ids }).named;
+    try {
+      const p = plain.get('model.text_model.embed_tokens.weight')!.data as Float32Array;
+      const e = smooth.get('model.text_model.embed_tokens.weight')!.data as Float32Array;
+      const row = (d: Float32Array, id: number) => d.subarray(id * H, (id + 1) * H);
+      const cos = (a: Float32Array, b: Float32Array) => {
+        let ab = 0, aa = 0, bb = 0;
+        for (let i = 0; i < a.length; i++) { ab += a[i]! * b[i]!; aa += a[i]! * a[i]!; bb += b[i]! * b[i]!; }
+        return ab / Math.sqrt(aa * bb);
+      };
+      // an independent draw is near-orthogonal to its neighbour; a smooth row is nearly its neighbour
+      assert.ok(Math.abs(cos(row(p, ids[10]!), row(p, ids[11]!))) < 0.5);
+      assert.ok(cos(row(e, ids[10]!), row(e, ids[11]!)) > 0.9, `neighbours: ${cos(row(e, ids[10]!), row(e, ids[11]!))}`);
+      assert.ok(cos(row(e, ids[0]!), row(e, ids[63]!)) < 0.5, `ends: ${cos(row(e, ids[0]!), row(e, ids[63]!))}`);
+      const all = e.subarray(ids[0]! * H, (ids[63]! + 1) * H);
+      assert.ok(Math.abs(stats(all).std - 0.02) < 0.006, `std ${stats(all).std}`);
+      for (let id = 0; id < ids[0]!; id++) assert.deepEqual(row(e, id), row(p, id));
+      assert.throws(() => randomIdefics3Weights(cfg, { seed: 5, orderedTokens: [V] }), /outside the vocabulary/);
+    } finally {
+      for (const t of [...plain.values(), ...smooth.values()]) t.dispose();
+    }
+  });
+
   it('an untied config gets its own normal lm_head', () => {
     const w = randomIdefics3Weights(idefics3ConfigFromJson({ ...withText({ tie_word_embeddings: false }), tie_word_embeddings: false }), { seed: 1 });
     try {

@@ -22,6 +22,13 @@ export interface RandomInitOptions {
   /** the same seed gives the same weights (default 0) */
   seed?: number;
   backend?: Backend;
+  /**
+   * Ids of tokens that stand for ordered values (the location bins <loc0000>..<loc1023>), in order. Their
+   * embedding rows start as a smooth function of the position in this list instead of independent draws, so that
+   * neighbouring bins start close (and, with tied embeddings, get close logits): a box learned at one bin carries
+   * to its neighbours instead of each of 1,024 rarely seen tokens being learned alone.
+   */
+  orderedTokens?: readonly number[];
 }
 
 /** How one tensor is initialised. */
@@ -71,6 +78,33 @@ function fillNormal(out: Float32Array, std: number, seed: number): void {
   }
 }
 
+/**
+ * Rows of a smooth embedding for n ordered tokens: row k = sum over J frequencies f of cos(pi f k / (n-1)) a_f +
+ * sin(pi f k / (n-1)) b_f with a_f, b_f ~ N(0, std² / J), so each coordinate has variance ~std² as a normal draw
+ * has. Frequencies run geometrically from 1/2 to n/16 half-cycles: bins 16 apart stay distinguishable (1,024 bins
+ * over a 128 px picture is 8 bins a pixel) while neighbours nearly coincide.
+ */
+function fillOrderedRows(d: Float32Array, ids: readonly number[], H: number, std: number, seed: number): void {
+  const n = ids.length;
+  if (n < 2) return;
+  const J = 16;
+  const fLo = 0.5, fHi = Math.max(1, n / 16);
+  const basis = new Float32Array(2 * J * H);
+  fillNormal(basis, std / Math.sqrt(J), seed);
+  const row = new Float32Array(H);
+  for (let k = 0; k < n; k++) {
+    row.fill(0);
+    for (let j = 0; j < J; j++) {
+      const f = fLo * Math.pow(fHi / fLo, j / (J - 1));
+      const a = (Math.PI * f * k) / (n - 1);
+      const c = Math.cos(a), s = Math.sin(a);
+      const A = basis.subarray(2 * j * H, (2 * j + 1) * H), B = basis.subarray((2 * j + 1) * H, (2 * j + 2) * H);
+      for (let h = 0; h < H; h++) row[h] += c * A[h]! + s * B[h]!;
+    }
+    d.set(row, ids[k]! * H);
+  }
+}
+
 /** Every tensor of a fresh model by spec key (f32), as transformers initialises it; lm_head only when untied. */
 export function randomIdefics3Weights(cfg: Idefics3Config, o: RandomInitOptions = {}): AssembledWeights {
   const seed = o.seed ?? 0;
@@ -93,6 +127,12 @@ export function randomIdefics3Weights(cfg: Idefics3Config, o: RandomInitOptions 
         if (spec.key === 'text.embed' && pad !== null && pad >= 0 && pad < cfg.text.vocabSize) {
           const H = cfg.text.hiddenSize;
           d.fill(0, pad * H, (pad + 1) * H);
+        }
+        if (spec.key === 'text.embed' && o.orderedTokens?.length) {
+          const H = cfg.text.hiddenSize;
+          for (const id of o.orderedTokens)
+            if (!Number.isInteger(id) || id < 0 || id >= cfg.text.vocabSize) throw new VlmkitError('E_ARGS', `ordered token id ${id} is outside the vocabulary (0..${cfg.text.vocabSize - 1})`);
+          fillOrderedRows(d, o.orderedTokens, H, std, tensorSeed(seed, name + '#ordered'));
         }
       }
     }

@@ -75,7 +75,7 @@ const boxText = (b: LabeledBox) => `${b.label.trim() || 'box'} at (${fmt(b.x0)},
 
 export async function demo(argv: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parsing(DEMO_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' }, f32: { type: 'boolean' } }, allowPositionals: true, strict: true }));
-  if (positionals.length) throw argError(`vlmkit demo takes no arguments, got ${JSON.stringify(positionals.join(' '))}; its questions are fixed (vlmkit ask asks your own)\n${DEMO_USAGE}`);
+  if (positionals.length) throw argError(`vlmkit demo takes no arguments, got ${JSON.stringify(positionals.join(' '))}; its questions are fixed; vlmkit ask --image PATH "QUESTION" asks your own\n${DEMO_USAGE}`);
   const out = values.out ?? 'demo-boxes.png';
   if (!out.trim()) throw argError('--out takes the path of the PNG to write, e.g. --out boxes.png');
   const dir = modelDir(values);

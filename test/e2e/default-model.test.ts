@@ -4,7 +4,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -27,14 +27,16 @@ interface Run {
 }
 
 /** The CLI in this process (no tsx start-up per call). */
-async function cli(args: string[]): Promise<Run> {
+async function cli(args: string[], stdin = ''): Promise<Run> {
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   let out = '';
   let err = '';
   stdout.on('data', (d) => (out += d));
   stderr.on('data', (d) => (err += d));
-  const code = await run(args, { stdout, stderr, stdin: new PassThrough() });
+  const input = new PassThrough();
+  input.end(stdin);
+  const code = await run(args, { stdout, stderr, stdin: input });
   return { code, stdout: out, stderr: err };
 }
 
@@ -113,6 +115,20 @@ describe('commands without --model use the built-in model', () => {
     const named = json<{ token_ids: number[]; prompt_tokens: number; raw_text: string }>(await cli(['ask', '--model', BUILTIN_MODEL_DIR, ...args]));
     assert.ok(plain.token_ids.length >= 1 && plain.prompt_tokens > 0);
     assert.deepEqual(pick(plain), pick(named));
+  });
+
+  it('chat talks with it', async () => {
+    const r = await cli(['chat', '--max-new-tokens', '3'], 'How many shapes are there?\n/exit\n');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.split('\n').length, 2, `one answer line: ${JSON.stringify(r.stdout)}`);
+  });
+
+  it('eval scores it', async () => {
+    const data = join(tmp, 'test.jsonl');
+    const row = { messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'How many shapes are there?' }] }], images: [DEMO_IMAGE], answer: '4' };
+    writeFileSync(data, JSON.stringify(row) + '\n');
+    const o = json<{ model: string }>(await cli(['eval', '--data', data, '--max-new-tokens', '3', '--json']));
+    assert.equal(o.model, BUILTIN_MODEL_DIR);
   });
 
   it('an empty --model is refused rather than taken for the default', async () => {

@@ -18,6 +18,9 @@ import {
 import type { ChatMessage } from './processing/chat-template.js';
 import type { AlphaMode } from './processing/decode.js';
 import { ModelDir } from './io/model-dir.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export { userMessage, checkMediaCount, type ProcessorSample, type ImageInput } from './models/index.js';
 import type { Tokenizer } from './processing/tokenizer.js';
@@ -310,6 +313,20 @@ export function inspectModel(dir: string | ModelInfo): ModelInfo {
   if (typeof dir !== 'string') return dir;
   const md = ModelDir.of(expandHome(dir));
   return { dir: md.dir, ...readModelConfig(md), source: md };
+}
+
+/**
+ * The folder of the built-in model (vlmkit-shapes, a small SmolVLM-architecture model trained by vlmkit on its own
+ * shapes scenes), shipped in the package at models/vlmkit-shapes. This file is src/api.ts or dist/api.js: either
+ * way the package root is one folder up.
+ */
+export const BUILTIN_MODEL_DIR = fileURLToPath(new URL('../models/vlmkit-shapes', import.meta.url));
+
+/** The built-in model's folder, or a one-line error when the install lacks it (`dir` is for tests). */
+export function builtinModelDir(dir: string = BUILTIN_MODEL_DIR): string {
+  if (!existsSync(join(dir, 'config.json')))
+    throw new VlmkitError('E_MODEL_DIR', `the built-in model is missing (${dir} has no config.json): this vlmkit install is incomplete; reinstall it (npm install vlmkit), or give a model with --model DIR`);
+  return dir;
 }
 
 /** The processor of a model directory (tokenizer, chat template, image processor), without its weights. */

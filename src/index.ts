@@ -8,6 +8,8 @@ export {
   inspectModel,
   loadModelProcessor,
   describeModel,
+  BUILTIN_MODEL_DIR,
+  builtinModelDir,
   toSample,
   resolveGenerateOptions,
   type Vlm,

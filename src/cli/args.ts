@@ -1,7 +1,7 @@
 // Command-line arguments -> typed options (node:util parseArgs). A bad flag or value is a VlmkitError ('E_ARGS')
 // that names the flag and says what it takes.
 import { VlmkitError } from '../errors.js';
-import type { VlmGenerateOptions } from '../api.js';
+import { builtinModelDir, type VlmGenerateOptions } from '../api.js';
 
 export function argError(message: string): VlmkitError {
   return new VlmkitError('E_ARGS', message);
@@ -92,8 +92,13 @@ export function parseSize(s: string): [number, number] {
   return [w, h];
 }
 
-/** The model directory from --model, or a clear error. */
-export function requireModel(v: { model?: string }, usage: string): string {
-  if (!v.model) throw argError(`--model <dir> is required: the folder of a SmolVLM / Idefics3 checkpoint\n${usage}`);
+/** What --model defaults to, for the usage texts. */
+export const MODEL_FLAG_USAGE = `  --model DIR               a SmolVLM / Idefics3 checkpoint directory (default: the built-in model vlmkit-shapes,
+                            models/vlmkit-shapes in the vlmkit package, trained on vlmkit's shapes scenes only)`;
+
+/** The model directory from --model; the built-in model's when the flag is left out. */
+export function modelDir(v: { model?: string }): string {
+  if (v.model === undefined) return builtinModelDir();
+  if (!v.model.trim()) throw argError('--model takes the folder of a SmolVLM / Idefics3 checkpoint; leave it out for the built-in model');
   return v.model;
 }

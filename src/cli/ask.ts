@@ -5,12 +5,12 @@ import { loadImage, type DecodeOptions, type RgbImage } from '../processing/deco
 import { checkMediaCount, inspectModel, loadVlm, userMessage } from '../api.js';
 import { drawBoxes, writePng } from '../eval/draw.js';
 import { answerBoxes, locStripper, stripLocTokens } from '../eval/grounding.js';
-import { GENERATION_FLAGS, GENERATION_USAGE, argError, generationOptions, parsing, requireModel } from './args.js';
+import { GENERATION_FLAGS, GENERATION_USAGE, argError, generationOptions, MODEL_FLAG_USAGE, modelDir, parsing } from './args.js';
 import { leadingTrimmer, timingLine, timingsJson } from './format.js';
 import { type CliIo, status, tileProgress, write } from './io.js';
 
-export const ASK_USAGE = `usage: vlmkit ask --model <dir> [--image <path>]... [options] "<question>"
-  --model DIR               a SmolVLM / Idefics3 checkpoint directory
+export const ASK_USAGE = `usage: vlmkit ask [--model <dir>] [--image <path>]... [options] "<question>"
+${MODEL_FLAG_USAGE}
   --image PATH              an image (PNG, JPEG, WebP, GIF); repeat for several, in order
   --json                    print one JSON object {text, raw_text, boxes, token_ids, finish_reason, prompt_tokens,
                             timings}; boxes: [{label, x0, y0, x1, y1}] from the answer's <locNNNN> tokens, in the
@@ -30,7 +30,7 @@ export async function loadImages(paths: readonly string[], opts: DecodeOptions =
 
 export async function ask(argv: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parsing(ASK_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, json: { type: 'boolean' }, draw: { type: 'string' }, f32: { type: 'boolean' }, ...GENERATION_FLAGS }, allowPositionals: true, strict: true }));
-  const dir = requireModel(values, ASK_USAGE);
+  const dir = modelDir(values);
   const question = positionals.join(' ');
   if (!question.trim()) throw argError(`give the question as the last argument\n${ASK_USAGE}`);
   const gen = generationOptions(values);

@@ -7,15 +7,16 @@ import { createInterface } from 'node:readline';
 import { type RgbImage, loadImage } from '../processing/decode.js';
 import { inspectModel, loadVlm } from '../api.js';
 import { VlmkitError } from '../errors.js';
-import { GENERATION_FLAGS, GENERATION_USAGE, generationOptions, parsing, requireModel } from './args.js';
+import { GENERATION_FLAGS, GENERATION_USAGE, generationOptions, MODEL_FLAG_USAGE, modelDir, parsing } from './args.js';
 import { leadingTrimmer, timingLine } from './format.js';
 import { type CliIo, status, tileProgress, write } from './io.js';
 import { loadImages } from './ask.js';
 
-export const CHAT_USAGE = `usage: vlmkit chat --model <dir> [--image <path>]... [--system "<text>"] [options]
-  --image PATH    attach images to your first message
-  --system TEXT   a system message
-  --f32           load every weight as f32
+export const CHAT_USAGE = `usage: vlmkit chat [--model <dir>] [--image <path>]... [--system "<text>"] [options]
+${MODEL_FLAG_USAGE}
+  --image PATH              attach images to your first message
+  --system TEXT             a system message
+  --f32                     load every weight as f32
 ${GENERATION_USAGE}
 In the chat: /image PATH attaches an image to your next message, /reset starts over, /exit leaves.`;
 
@@ -23,7 +24,7 @@ const HELP = '/image PATH  attach an image to your next message · /reset  start
 
 export async function chat(argv: string[], io: CliIo): Promise<number> {
   const { values } = parsing(CHAT_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, system: { type: 'string' }, f32: { type: 'boolean' }, ...GENERATION_FLAGS }, allowPositionals: true, strict: true }));
-  const dir = requireModel(values, CHAT_USAGE);
+  const dir = modelDir(values);
   const gen = generationOptions(values);
   const model = inspectModel(dir); // a missing directory or an unsupported model_type fails here, before anything heavy
   let pending: RgbImage[] = await loadImages(values.image ?? [], { maxImagePixels: gen.maxImagePixels });

@@ -7,11 +7,11 @@ import { runEval, type EvalReport } from '../eval/runner.js';
 import { writeBytesAtomic } from '../eval/draw.js';
 import { inspectModel, loadVlm } from '../api.js';
 import { ProgressBar } from '../train/metrics.js';
-import { GENERATION_FLAGS, GENERATION_USAGE, argError, generationOptions, parsing, requireModel } from './args.js';
+import { GENERATION_FLAGS, GENERATION_USAGE, argError, generationOptions, MODEL_FLAG_USAGE, modelDir, parsing } from './args.js';
 import { type CliIo, status, write } from './io.js';
 
-export const EVAL_USAGE = `usage: vlmkit eval --model <dir> --data <test.jsonl> [--metric exact|relaxed|vqa|anls|iou] [options]
-  --model DIR               a SmolVLM / Idefics3 checkpoint directory
+export const EVAL_USAGE = `usage: vlmkit eval [--model <dir>] --data <test.jsonl> [--metric exact|relaxed|vqa|anls|iou] [options]
+${MODEL_FLAG_USAGE}
   --adapter DIR             a LoRA adapter (PEFT folder, e.g. from vlmkit train) to load on the model
   --data FILE               JSONL rows (messages or prompt/completion, "images"); the reference is the row's
                             "answers" or "answer", else its last assistant message
@@ -73,7 +73,7 @@ export async function evaluate(argv: string[], io: CliIo): Promise<number> {
       strict: true,
     }),
   );
-  const dir = requireModel(values, EVAL_USAGE);
+  const dir = modelDir(values);
   if (!values.data) throw argError(`--data <file.jsonl> is required: the rows to evaluate (vlmkit data shapes makes test.jsonl)\n${EVAL_USAGE}`);
   const metric = (values.metric ?? 'exact') as MetricName;
   if (!METRICS.includes(metric)) throw argError(`--metric takes one of ${METRICS.join(', ')}; got ${JSON.stringify(values.metric)}`);

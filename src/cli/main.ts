@@ -6,6 +6,7 @@ import { VlmkitError } from '../errors.js';
 import { ask, ASK_USAGE } from './ask.js';
 import { chat, CHAT_USAGE } from './chat.js';
 import { data, DATA_USAGE } from './data.js';
+import { demo, DEMO_USAGE } from './demo.js';
 import { evaluate, EVAL_USAGE } from './eval.js';
 import { info, INFO_USAGE } from './info.js';
 import { processIo, type CliIo } from './io.js';
@@ -16,6 +17,7 @@ import { train, TRAIN_USAGE } from './train.js';
 const USAGE = `usage: vlmkit <command> [options]
 
 commands:
+  demo     the built-in model on a bundled picture    vlmkit demo
   ask      answer one question about images          vlmkit ask --model DIR --image photo.jpg "What is in this image?"
   chat     talk about images in the terminal          vlmkit chat --model DIR --image photo.jpg
   tokens   show the expanded prompt and its token ids vlmkit tokens --model DIR --image photo.jpg "Describe it"
@@ -25,6 +27,8 @@ commands:
   eval     score a model on a JSONL test set          vlmkit eval --model DIR --data test.jsonl --metric exact
   plot     a training run's loss curve as a PNG       vlmkit plot runs/x --out loss.png
 
+Without --model, ask, chat, tokens, info, eval and demo use the built-in model vlmkit-shapes (models/vlmkit-shapes
+in the vlmkit package): a small SmolVLM-architecture model trained on vlmkit's shapes scenes only.
 vlmkit <command> --help shows a command's options.`;
 
 const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<number>; usage: string }> = {
@@ -36,6 +40,7 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   train: { run: train, usage: TRAIN_USAGE },
   data: { run: data, usage: DATA_USAGE },
   eval: { run: evaluate, usage: EVAL_USAGE },
+  demo: { run: demo, usage: DEMO_USAGE },
 };
 
 function version(): string {

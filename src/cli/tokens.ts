@@ -3,12 +3,13 @@
 import { parseArgs } from 'node:util';
 import { type ProcessorSample, inspectModel, loadModelProcessor, userMessage } from '../api.js';
 import type { RgbImage } from '../processing/decode.js';
-import { argError, generationOptions, parsing, requireModel } from './args.js';
+import { argError, generationOptions, MODEL_FLAG_USAGE, modelDir, parsing } from './args.js';
 import { loadImages } from './ask.js';
 import { collapseRuns } from './format.js';
 import { type CliIo, write } from './io.js';
 
-export const TOKENS_USAGE = `usage: vlmkit tokens --model <dir> [--image <path>]... [--raw] [--no-split] [--longest-edge PX] [--max-image-pixels N] [--full] [--json] "<question or prompt>"
+export const TOKENS_USAGE = `usage: vlmkit tokens [--model <dir>] [--image <path>]... [--raw] [--no-split] [--longest-edge PX] [--max-image-pixels N] [--full] [--json] "<question or prompt>"
+${MODEL_FLAG_USAGE}
   --raw               the argument is an already rendered prompt (with <image> placeholders), not a question
   --no-split          do not split images into tiles
   --longest-edge PX   resize images to this long edge first (default: the checkpoint's)
@@ -18,7 +19,7 @@ export const TOKENS_USAGE = `usage: vlmkit tokens --model <dir> [--image <path>]
 
 export async function tokens(argv: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parsing(TOKENS_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, raw: { type: 'boolean' }, 'no-split': { type: 'boolean' }, 'longest-edge': { type: 'string' }, 'max-image-pixels': { type: 'string' }, full: { type: 'boolean' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true }));
-  const dir = requireModel(values, TOKENS_USAGE);
+  const dir = modelDir(values);
   const text = positionals.join(' ');
   if (!text) throw argError(`give the question (or, with --raw, the prompt) as the last argument\n${TOKENS_USAGE}`);
   const model = inspectModel(dir); // a missing directory or an unsupported model_type fails here, before anything heavy

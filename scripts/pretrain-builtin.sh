@@ -19,3 +19,15 @@ head -n 1000 runs/builtin-data/shapes/validation.jsonl > runs/builtin-data/shape
 
 # 3. the run (progress on stderr, metrics in runs/builtin/metrics.jsonl); the model lands in runs/builtin/model
 vlmkit train pretrain --recipe recipes/builtin/recipe.json "$@"
+
+# 4. held-out evaluation: exact match on the first 2,000 test questions with a text answer, box IoU on the first
+#    400 grounding questions (the test split's pictures were never trained on)
+d=runs/builtin-data/shapes
+grep -v '"category":"grounding"' $d/test.jsonl | head -n 2000 > $d/test-qa-2000.jsonl
+grep '"category":"grounding"' $d/test.jsonl | head -n 400 > $d/test-grounding-400.jsonl
+vlmkit eval --model runs/builtin/model --data $d/test-qa-2000.jsonl --metric exact --batch-size 16 --out runs/builtin/eval-qa.json
+vlmkit eval --model runs/builtin/model --data $d/test-grounding-400.jsonl --metric iou --batch-size 16 --out runs/builtin/eval-grounding.json
+
+# 5. the loss curve and the model folder with its card (models/vlmkit-shapes/README.md, written from the numbers above)
+vlmkit plot runs/builtin --out runs/builtin/loss.png --title "vlmkit-shapes: from-scratch training"
+npx tsx scripts/builtin-card.ts runs/builtin models/vlmkit-shapes

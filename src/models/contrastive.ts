@@ -214,10 +214,14 @@ export class ContrastiveProcessor {
     return new ContrastiveProcessor(Tokenizer.fromDir(md), text, loadContrastiveImageConfig(md, imageDefaults), imageSize, md.path('tokenizer.json'));
   }
 
-  /** Token ids and attention masks of texts, right-padded by the family's rule (as transformers' processor). */
-  encodeTexts(texts: readonly string[]): EncodedTexts {
+  /**
+   * Token ids and attention masks of texts, right-padded by the family's rule (as transformers' processor), or
+   * padded to the longest text when asked (a reference made with padding=True).
+   */
+  encodeTexts(texts: readonly string[], o: { padding?: 'longest' | 'max_length' } = {}): EncodedTexts {
     if (texts.length === 0) throw new VlmkitError('E_ARGS', 'no texts to encode: give at least one text (label)');
-    const { maxLength, padding } = this.text;
+    const { maxLength } = this.text;
+    const padding = o.padding ?? this.text.padding;
     const rows = texts.map((t, i) => {
       const ids = this.tokenizer.encode(t);
       if (ids.length === 0) throw new VlmkitError('E_ARGS', `text ${i + 1} (${JSON.stringify(t)}) makes no tokens; give a non-empty text`);

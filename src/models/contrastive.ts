@@ -231,9 +231,13 @@ export class ContrastiveProcessor {
     });
     const T = padding === 'max_length' ? maxLength : Math.max(...rows.map((r) => r.length));
     const pad = this.tokenizer.padId(this.text.padTokenId);
+    // a tokenizer whose model_input_names leave out attention_mask (SigLIP's SentencePiece tokenizer in some
+    // releases) gives the model no mask: padding is then attended to, as in transformers
+    const names = this.tokenizer.config.model_input_names;
+    const masks = !Array.isArray(names) || names.includes('attention_mask');
     return {
       ids: rows.map((r) => [...r, ...new Array<number>(T - r.length).fill(pad)]),
-      mask: rows.map((r) => [...new Array<number>(r.length).fill(1), ...new Array<number>(T - r.length).fill(0)]),
+      mask: rows.map((r) => [...new Array<number>(r.length).fill(1), ...new Array<number>(T - r.length).fill(masks ? 0 : 1)]),
     };
   }
 

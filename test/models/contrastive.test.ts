@@ -174,6 +174,21 @@ describe('loader errors', () => {
     assert.throws(() => readModelConfig(join(REF, 'tiny-clip')), /contrastive image-text model.*vlmkit classify/);
   });
 
+  it('a tokenizer whose model_input_names leave out attention_mask gives an all-ones mask (padding attended, as transformers)', () => {
+    const d = join(tmp, 'no-mask');
+    cpSync(join(REF, 'tiny-siglip'), d, { recursive: true });
+    const tc = JSON.parse(readFileSync(join(d, 'tokenizer_config.json'), 'utf8'));
+    tc.model_input_names = ['input_ids'];
+    writeFileSync(join(d, 'tokenizer_config.json'), JSON.stringify(tc));
+    const { model, processor } = loadContrastiveModel(d);
+    model.dispose();
+    const enc = processor.encodeTexts(['a red circle']);
+    assert.ok(enc.mask[0]!.every((v) => v === 1));
+    const { model: m2, processor: p2 } = loadContrastiveModel(join(REF, 'tiny-siglip'));
+    m2.dispose();
+    assert.equal(p2.encodeTexts(['a red circle']).mask[0]!.filter((v) => v === 1).length, 3);
+  });
+
   it('an empty text list and an over-long text are clear errors', () => {
     const { model, processor } = loadContrastiveModel(join(REF, 'tiny-siglip'));
     model.dispose();

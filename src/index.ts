@@ -21,6 +21,11 @@ export {
   type BatchItem,
   type ModelInfo,
 } from './api.js';
+export {
+  loadContrastive, applyTemplate, checkLabels,
+  type ContrastiveHandle, type LoadContrastiveOptions, type ClassifyOptions, type ClassifyResult, type LabelScore,
+} from './contrastive-api.js';
+export { ContrastiveProcessor, loadContrastiveModel, type ContrastiveModel, type ContrastiveFamily } from './models/index.js';
 export { Processor, userMessage, type ImageInput, type ProcessorSample, type EncodedBatch, type ProcessorOptions, type EncodeOptions } from './models/index.js';
 export { Tokenizer, StreamDecoder } from './processing/tokenizer.js';
 export { ChatTemplate, type ChatMessage, type ContentPart } from './processing/chat-template.js';

@@ -5,6 +5,8 @@ import { readFileSync } from 'node:fs';
 import { VlmkitError } from '../errors.js';
 import { ask, ASK_USAGE } from './ask.js';
 import { chat, CHAT_USAGE } from './chat.js';
+import { classify, CLASSIFY_USAGE } from './classify.js';
+import { embed, EMBED_USAGE } from './embed.js';
 import { data, DATA_USAGE } from './data.js';
 import { demo, DEMO_USAGE } from './demo.js';
 import { evaluate, EVAL_USAGE } from './eval.js';
@@ -26,6 +28,8 @@ commands:
   data     synthetic datasets and the tokenizer       vlmkit data shapes --n 10000 --seed 0 --out data/shapes
   eval     score a model on a JSONL test set          vlmkit eval --model DIR --data test.jsonl --metric exact
   plot     a training run's loss curve as a PNG       vlmkit plot runs/x --out loss.png
+  classify zero-shot labels with CLIP / SigLIP         vlmkit classify --model DIR --labels "a cat,a dog" photo.jpg
+  embed    CLIP / SigLIP embeddings as JSON lines     vlmkit embed --model DIR photo.jpg --text "a red car"
 
 Without --model, ask, chat, tokens, info, eval and demo use the built-in model vlmkit-shapes (models/vlmkit-shapes
 in the vlmkit package): a small SmolVLM-architecture model trained on vlmkit's shapes scenes only.
@@ -41,6 +45,8 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   data: { run: data, usage: DATA_USAGE },
   eval: { run: evaluate, usage: EVAL_USAGE },
   demo: { run: demo, usage: DEMO_USAGE },
+  classify: { run: classify, usage: CLASSIFY_USAGE },
+  embed: { run: embed, usage: EMBED_USAGE },
 };
 
 function version(): string {

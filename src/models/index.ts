@@ -9,7 +9,14 @@ import { type RandomInitOptions, randomModel as randomIdefics3Model } from './id
 import type { Json } from '../io/model-dir.js';
 import { Processor, type ProcessorOptions } from './idefics3/processor.js';
 import { type DescribeOptions, type ModelDescription, describeIdefics3 } from './idefics3/describe.js';
-import type { VisionLanguageModel } from './types.js';
+import type { ContrastiveModel, VisionLanguageModel } from './types.js';
+import { type ClipConfig, clipConfigFromJson, loadClipModel, loadClipProcessor } from './clip/model.js';
+import { type SiglipConfig, loadSiglipModel, loadSiglipProcessor, siglipConfigFromJson } from './siglip/contrastive.js';
+import type { ContrastiveProcessor } from './contrastive.js';
+
+export { ContrastiveProcessor, type ContrastiveImageConfig, type EncodedTexts } from './contrastive.js';
+export type { ClipConfig } from './clip/model.js';
+export type { SiglipConfig } from './siglip/contrastive.js';
 
 export type { DescribeOptions, ModelDescription } from './idefics3/describe.js';
 
@@ -55,6 +62,9 @@ export function modelConfigFromJson(json: Json, source: string): { family: Model
     case 'idefics3':
     case 'smolvlm':
       return { family: 'idefics3', config: idefics3ConfigFromJson(json, source) };
+    case 'clip':
+    case 'siglip':
+      throw new VlmkitError('E_CONFIG', `${source}: model_type ${JSON.stringify(mt)} is a contrastive image-text model, not a vision-language model; use it with vlmkit classify or vlmkit embed`);
     default:
       throw new VlmkitError('E_CONFIG', `${source}: model_type ${JSON.stringify(mt)} is not supported; supported model types: ${SUPPORTED_MODEL_TYPES.join(', ')}`);
   }
@@ -125,4 +135,50 @@ export function describeModel(dir: string | ModelDir, o: DescribeOptions): Model
     case 'idefics3':
       return describeIdefics3(md, o);
   }
+}
+
+// ---------------------------------------------------------------- contrastive families (CLIP, SigLIP)
+
+/** The contrastive families: an image tower and a text tower in one embedding space (no generation). */
+export type ContrastiveFamily = 'clip' | 'siglip';
+export type ContrastiveConfig = ClipConfig | SiglipConfig;
+export const CONTRASTIVE_MODEL_TYPES: readonly string[] = ['clip', 'siglip'];
+
+/** The family and typed config of a contrastive model directory, from config.json alone. */
+export function readContrastiveConfig(dir: string | ModelDir): { family: ContrastiveFamily; config: ContrastiveConfig } {
+  const md = ModelDir.of(dir);
+  const json = md.config();
+  const source = md.path('config.json');
+  switch (json.model_type) {
+    case 'clip':
+      return { family: 'clip', config: clipConfigFromJson(json, source) };
+    case 'siglip':
+      return { family: 'siglip', config: siglipConfigFromJson(json, source) };
+    default:
+      throw new VlmkitError('E_CONFIG', `${source}: model_type ${JSON.stringify(json.model_type)} is not a contrastive image-text model; ` +
+        `classify and embed take ${CONTRASTIVE_MODEL_TYPES.join(' or ')} checkpoints (CLIPModel, SiglipModel)`);
+  }
+}
+
+export interface LoadedContrastiveModel {
+  family: ContrastiveFamily;
+  config: ContrastiveConfig;
+  model: ContrastiveModel;
+  processor: ContrastiveProcessor;
+}
+
+/** The processor (tokenizer + image processor) of a contrastive model directory; no weights. */
+export function loadContrastiveProcessor(dir: string | ModelDir): ContrastiveProcessor {
+  const md = ModelDir.of(dir);
+  const { config } = readContrastiveConfig(md);
+  return config.modelType === 'clip' ? loadClipProcessor(md, config) : loadSiglipProcessor(md, config);
+}
+
+/** Loads a contrastive model directory: config first, then the processor (tokenizer checks), then the weights. */
+export function loadContrastiveModel(dir: string | ModelDir, o: { dtype?: 'f32' } = {}): LoadedContrastiveModel {
+  const md = ModelDir.of(dir);
+  const { family, config } = readContrastiveConfig(md);
+  const processor = config.modelType === 'clip' ? loadClipProcessor(md, config) : loadSiglipProcessor(md, config);
+  const model = config.modelType === 'clip' ? loadClipModel(md, config, o) : loadSiglipModel(md, config, o);
+  return { family, config, model, processor };
 }

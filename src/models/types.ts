@@ -80,3 +80,27 @@ export interface VisionLanguageModel extends GenerationModel, AdaptableModel, Tr
   readonly family: string;
   dispose(): void;
 }
+
+/**
+ * A contrastive image-text model (CLIP, SigLIP): an image tower and a text tower that map into one embedding
+ * space, and the pairwise scores between them. Embeddings come back L2-normalised, as transformers returns them.
+ */
+export interface ContrastiveModel {
+  /** the family folder that made it ('clip', 'siglip') */
+  readonly family: string;
+  /** 'softmax': CLIP (an image's scores are probabilities over the labels); 'sigmoid': SigLIP (each on its own) */
+  readonly scoring: 'softmax' | 'sigmoid';
+  /** the vision tower's input side in pixels */
+  readonly imageSize: number;
+  /** the embedding width (projection_dim / projection_size) */
+  readonly embedDim: number;
+  /** image_embeds [N, E] of pixel values [N, C, S, S] (f32) */
+  imageEmbeds(pixelValues: Tensor): Tensor;
+  /** text_embeds [B, E] of token ids [B, T] and their attention mask (1 = real token) */
+  textEmbeds(inputIds: Tensor, attentionMask?: Tensor | null): Tensor;
+  /** logits_per_image [N, B]: logit_scale.exp() · image · textᵀ (+ logit_bias for SigLIP) */
+  logitsPerImage(imageEmbeds: Tensor, textEmbeds: Tensor): Tensor;
+  /** parameters by transformers name */
+  parameters(): Map<string, Tensor>;
+  dispose(): void;
+}

@@ -36,6 +36,8 @@ function line(r: ParityResult, verbose: boolean): string {
     grads_max_rel_err: r.grads_max_rel_err,
     after_step_max_rel_err: r.after_step_max_rel_err,
     loss_completion_rel_err: r.loss_completion_rel_err,
+    image_embeds_rel_err: r.image_embeds_rel_err,
+    text_embeds_rel_err: r.text_embeds_rel_err,
     unchecked: r.unchecked,
   };
   if (verbose || r.failures.length) o.failures = r.failures;

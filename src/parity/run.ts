@@ -20,6 +20,7 @@ import { loadGenerationConfig } from '../generate/stopping.js';
 import { generate } from '../generate/generate.js';
 import type { ModelInputs } from '../generate/types.js';
 import { relErr } from './compare.js';
+import { checkContrastiveCase } from './contrastive.js';
 import { ParityCase, caseSamples, npyShape, parseSmolVlmPrompt, type CaseSample, type FloatTensor } from './case.js';
 
 export { relErr };
@@ -58,6 +59,9 @@ export interface ParityResult {
   grads_max_rel_err: number | null;
   after_step_max_rel_err: number | null;
   loss_completion_rel_err: number | null;
+  /** contrastive cases (src/parity/contrastive.ts): image_embeds and text_embeds (logits_per_image: logits_rel_err) */
+  image_embeds_rel_err: number | null;
+  text_embeds_rel_err: number | null;
   /** the case's tensors nothing compared (the case is then not ok: see notes for why) */
   unchecked: string[];
   /** what failed, one line each */
@@ -100,6 +104,8 @@ export async function runParity(casePath: string, opts: ParityOptions): Promise<
     grads_max_rel_err: null,
     after_step_max_rel_err: null,
     loss_completion_rel_err: null,
+    image_embeds_rel_err: null,
+    text_embeds_rel_err: null,
     unchecked: [],
     failures: [],
     notes: [],
@@ -112,8 +118,13 @@ export async function runParity(casePath: string, opts: ParityOptions): Promise<
   let all: string[];
   try {
     all = c.names();
-    await checkProcessing(c, opts, res, fail, mark);
-    if (!opts.noModel) {
+    if (c.has('logits_per_image')) {
+      // a contrastive (CLIP / SigLIP) case: its own checks, nothing of the VLM path applies
+      await checkContrastiveCase(c, opts, res, TOLERANCE, fail, mark);
+    } else {
+      await checkProcessing(c, opts, res, fail, mark);
+    }
+    if (!opts.noModel && !c.has('logits_per_image')) {
       await checkModel(c, opts, res, fail, mark);
       await (await import('./train.js')).checkTrainCase(c.path, opts.model, opts.adapter, res, fail, (m) => res.notes.push(m), mark);
     }
@@ -223,10 +234,6 @@ function checkTemplate(processor: Processor, prompts: readonly string[], parsed:
 }
 
 async function checkProcessing(c: ParityCase, opts: ParityOptions, res: ParityResult, fail: Fail, mark: Mark): Promise<void> {
-  if (c.has('logits_per_image')) {
-    res.notes.push('CLIP / SigLIP cases are not checked by this tool yet (it runs Idefics3 / SmolVLM checkpoints): their tensors are reported unchecked');
-    return;
-  }
   const imagesDir = opts.images ?? c.defaultImagesDir;
   const samples = caseSamples(c.meta);
   const split = typeof c.meta.do_image_splitting === 'boolean' ? c.meta.do_image_splitting : undefined;

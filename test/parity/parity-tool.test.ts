@@ -1,7 +1,7 @@
 // The parity tool over every reference case in the fixtures. A case passes (ok: true, exit 0) only when every
 // tensor it holds was compared and matched: the single image, batch, no split, text only, vision/connector, full
 // fine-tuning and (with --adapter) LoRA cases do. The others report what they left unchecked with exit code 3:
-// the video's pixels (no video frame processor yet), the DPO and CLIP/SigLIP cases, adapter cases without
+// the video's pixels (no video frame processor yet), the DPO case, adapter cases without
 // --adapter. A case it has never seen (an altered copy) is judged by its contents: a wrong expectation, a NaN or
 // an unmatched gradient makes it fail with exit code 1, an extra tensor leaves it unchecked.
 import { after, describe, it } from 'node:test';
@@ -38,21 +38,19 @@ function assertWithin(o: Record<string, unknown>, field: string, tol: number): v
 const modelFor = (name: string) => join(REF, name.startsWith('smolvlm') ? 'tiny-smolvlm' : name.startsWith('clip') ? 'tiny-clip' : name.startsWith('siglip') ? 'tiny-siglip' : 'tiny-idefics3');
 const cases = readdirSync(CASES).filter((f) => f.endsWith('.safetensors')).sort();
 /** the cases that must pass fully */
-const REQUIRED = /_(single_|batch_leftpad|nosplit_|textonly|vision_connector|full_ft_grads)/;
+const REQUIRED = /_(single_|batch_leftpad|nosplit_|textonly|vision_connector|full_ft_grads)|^(clip|siglip)_logits$/;
 /** the cases the tool cannot check in full, and what it leaves unchecked (a pattern every unchecked name matches) */
 const PARTIAL: Record<string, RegExp> = {
   smolvlm_video: /^pixel_(values|attention_mask)$/,
   idefics3_lora_logits: /^logits$/, // without --adapter
   idefics3_lora_sft_step: /^(before|grad|after)\.|^loss/, // without --adapter
   idefics3_lora_dpo: /./,
-  clip_logits: /./,
-  siglip_logits: /./,
 };
 
 describe('parity tool on every reference case', () => {
   it('finds the reference cases', () => {
     assert.ok(cases.length >= 25, `only ${cases.length} cases in ${CASES}`);
-    for (const name of Object.keys(PARTIAL)) assert.ok(cases.includes(name + '.safetensors'), `${name} is missing`);
+    for (const name of [...Object.keys(PARTIAL), 'clip_logits', 'siglip_logits']) assert.ok(cases.includes(name + '.safetensors'), `${name} is missing`);
   });
   for (const f of cases) {
     const name = f.replace('.safetensors', '');
@@ -70,7 +68,15 @@ describe('parity tool on every reference case', () => {
           assert.equal(o.input_ids_equal, true);
           assert.equal(o.masks_equal, true);
         }
-        if (name.endsWith('vision_connector')) {
+        if (/^(clip|siglip)_/.test(name)) {
+          // logits_per_image, image_embeds, text_embeds; the json names no images, so the pixels are the input only
+          assertWithin(o, 'logits_rel_err', 1e-4);
+          assertWithin(o, 'image_embeds_rel_err', 1e-4);
+          assertWithin(o, 'text_embeds_rel_err', 1e-4);
+          assert.ok((o.notes as string[]).some((s) => /names no images/.test(s)), JSON.stringify(o.notes));
+          assert.equal(o.generate_equal, null);
+          return;
+        } else if (name.endsWith('vision_connector')) {
           assertWithin(o, 'vision_rel_err', 1e-4);
           assertWithin(o, 'connector_rel_err', 1e-4);
         } else if (name.endsWith('full_ft_grads')) {
@@ -275,6 +281,65 @@ describe('parity tool on unseen cases and bad input', () => {
     const r = await parity([path, '--model', join(REF, 'tiny-smolvlm'), '--images', join(REF, 'images'), '--no-model']);
     assert.equal(r.code, EXIT.failed, r.err || JSON.stringify(r.out));
     assert.equal(r.out!.labels_equal, false);
+    assert.equal(r.out!.input_ids_equal, true);
+  });
+});
+
+describe('parity tool on contrastive cases', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'vlmkit-parity-contrastive-'));
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+  const copyCase = (from: string, to: string, meta: (j: Record<string, unknown>) => void, edit?: (name: string, data: Float32Array) => void): string => {
+    const f = SafetensorsFile.open(join(CASES, from + '.safetensors'));
+    const entries: SafetensorsEntry[] = f.names().map((n) => {
+      const t = f.read(n);
+      const data = t.data.slice();
+      if (edit && data instanceof Float32Array) edit(n, data);
+      return { name: n, dtype: t.dtype as SafetensorsEntry['dtype'], shape: t.shape, data };
+    });
+    f.close();
+    writeSafetensors(join(tmp, to + '.safetensors'), entries);
+    const j = JSON.parse(readFileSync(join(CASES, from + '.json'), 'utf8')) as Record<string, unknown>;
+    meta(j);
+    writeFileSync(join(tmp, to + '.json'), JSON.stringify(j));
+    return join(tmp, to + '.safetensors');
+  };
+  // refgen made both cases' pixels from these two images with PIL resize((32, 32)) and x / 127.5 - 1
+  const IMAGES = ['square_64x64.png', 'wide_90x150.png'];
+
+  it('SigLIP with its images named: our processor (bicubic resize, 0.5 mean/std) gives the pixel values', async () => {
+    const path = copyCase('siglip_logits', 'siglip_named', (j) => { j.images = IMAGES; });
+    const r = await parity([path, '--model', join(REF, 'tiny-siglip'), '--images', join(REF, 'images')]);
+    assert.equal(r.code, EXIT.ok, JSON.stringify(r.out));
+    assertWithin(r.out!, 'pixel_values_max_abs', 1e-5);
+    assertWithin(r.out!, 'pixel_values_mean_abs', 1e-6);
+  });
+
+  it('CLIP with the same images named fails the pixel check: its processor normalizes with OpenAI mean/std, which refgen did not use', async () => {
+    const path = copyCase('clip_logits', 'clip_named', (j) => { j.images = IMAGES; });
+    const r = await parity([path, '--model', join(REF, 'tiny-clip'), '--images', join(REF, 'images')]);
+    assert.equal(r.code, EXIT.failed, JSON.stringify(r.out));
+    assert.ok((r.out!.failures as string[]).some((s) => /pixel_values max/.test(s)));
+    assertWithin(r.out!, 'logits_rel_err', 1e-4);
+  });
+
+  it('a changed logits_per_image, other texts, or the other model fail with exit 1', async () => {
+    const bumped = copyCase('clip_logits', 'clip_bumped', () => {}, (n, d) => { if (n === 'logits_per_image') d[4] += 0.01; });
+    let r = await parity([bumped, '--model', join(REF, 'tiny-clip')]);
+    assert.equal(r.code, EXIT.failed, JSON.stringify(r.out));
+    assert.ok(typeof r.out!.logits_rel_err === 'number' && (r.out!.logits_rel_err as number) > 1e-4);
+    assertWithin(r.out!, 'image_embeds_rel_err', 1e-4);
+    const texts = copyCase('siglip_logits', 'siglip_texts', (j) => { j.texts = ['a red square', 'a blue square on white', 'three stars']; });
+    r = await parity([texts, '--model', join(REF, 'tiny-siglip')]);
+    assert.equal(r.code, EXIT.failed);
+    assert.equal(r.out!.input_ids_equal, false);
+    r = await parity([join(CASES, 'siglip_logits.safetensors'), '--model', join(REF, 'tiny-clip')]);
+    assert.equal(r.code, EXIT.failed, JSON.stringify(r.out));
+  });
+
+  it('--no-model leaves the outputs unchecked (exit 3) after the processing checks', async () => {
+    const r = await parity([join(CASES, 'clip_logits.safetensors'), '--model', join(REF, 'tiny-clip'), '--no-model']);
+    assert.equal(r.code, EXIT.unchecked);
+    assert.deepEqual(r.out!.unchecked, ['image_embeds', 'logits_per_image', 'text_embeds']);
     assert.equal(r.out!.input_ids_equal, true);
   });
 });

@@ -2,12 +2,11 @@
 // SmolVLM use it, and a contrastive SigLIP model will. Computed as transformers' Idefics3VisionTransformer does: patch embedding (a stride-p conv, done here as unfold + linear), position
 // embeddings indexed by bucketized fractional coordinates of the valid patches, pre-norm encoder layers with
 // non-causal attention over the valid patches, and a final layer norm.
-import {
-  type Tensor, add, attention, checkpoint, contiguous, embedding, gelu, geluTanh, layerNorm, linear, permute, reshape, tensor,
-} from '../../engine/index.js';
+import { type Tensor, add, checkpoint, contiguous, embedding, layerNorm, linear, permute, reshape, tensor } from '../../engine/index.js';
 import { ShapeError } from '../../errors.js';
-import { advance, applyLinear, tidyGraph } from '../common.js';
+import { advance, tidyGraph } from '../common.js';
 import type { SiglipVisionConfig } from './config.js';
+import { encoderLayer } from './encoder.js';
 import type { VisionLayerWeights, VisionWeights } from './weights.js';
 
 /** Which patches of each tile hold image content: [N, hp·wp] as 0/1 bytes, row-major over (row, col). */
@@ -96,17 +95,23 @@ export function visionPositionIds(mask: PatchMask, side: number): Int32Array {
   return ids;
 }
 
-const lin = applyLinear;
-
 export class VisionTransformer {
   readonly cfg: SiglipVisionConfig;
   readonly w: VisionWeights;
   /** recompute each encoder layer in the backward pass instead of keeping its intermediates (read at forward time) */
   gradientCheckpointing = false;
 
-  constructor(cfg: SiglipVisionConfig, w: VisionWeights) {
+  /**
+   * 'buckets': Idefics3's NaViT-style ids (above); 'arange': SiglipVisionEmbeddings' plain 0..P-1 (the contrastive
+   * SigLIP model, whose images are never padded). The two agree on a full square grid except where the float32
+   * bucketing rounds a fraction down, so each model keeps its own reference's rule.
+   */
+  readonly positions: 'buckets' | 'arange';
+
+  constructor(cfg: SiglipVisionConfig, w: VisionWeights, o: { positions?: 'buckets' | 'arange' } = {}) {
     this.cfg = cfg;
     this.w = w;
+    this.positions = o.positions ?? 'buckets';
   }
 
   /** Patch + position embeddings: pixels [N, C, H, W] f32 -> [N, hp·wp, D]. */
@@ -121,26 +126,17 @@ export class VisionTransformer {
       const u = reshape(pixels, [N, C, hp, p, wp, p]);
       const patches = reshape(contiguous(permute(u, [0, 2, 4, 1, 3, 5])), [N, hp * wp, C * p * p]);
       const x = linear(patches, reshape(this.w.patch.w, [this.cfg.hiddenSize, C * p * p]), this.w.patch.b ?? undefined);
-      const ids = tensor(visionPositionIds(mask, patchesPerSide), [N, hp * wp], { dtype: 'i32', backend: pixels.backend });
+      if (this.positions === 'arange' && (hp !== patchesPerSide || wp !== patchesPerSide || !mask.full))
+        throw new ShapeError(`vision: pixel values ${JSON.stringify(pixels.shape)} must be ${this.cfg.imageSize}x${this.cfg.imageSize} images (vision_config.image_size)`);
+      const pos = this.positions === 'arange' ? Int32Array.from({ length: N * hp * wp }, (_, i) => i % (hp * wp)) : visionPositionIds(mask, patchesPerSide);
+      const ids = tensor(pos, [N, hp * wp], { dtype: 'i32', backend: pixels.backend });
       return add(x, embedding(this.w.posEmbed, ids));
     });
   }
 
   layer(x: Tensor, l: VisionLayerWeights, keyMask: Tensor | null): Tensor {
-    const { numAttentionHeads: nh, headDim: hd, layerNormEps: eps, hiddenAct } = this.cfg;
-    const [N, P, D] = x.shape;
-    return tidyGraph([x], () => {
-      const h = layerNorm(x, l.ln1.w, l.ln1.b, eps);
-      const heads = (t: Tensor) => permute(reshape(t, [N, P, nh, hd]), [0, 2, 1, 3]);
-      const q = heads(lin(h, l.q)), k = heads(lin(h, l.k)), v = heads(lin(h, l.v));
-      const a = attention(q, k, v, { causal: false, scale: hd ** -0.5, keyMask });
-      const merged = reshape(permute(a, [0, 2, 1, 3]), [N, P, D]);
-      const x1 = add(x, lin(merged, l.out));
-      const h2 = layerNorm(x1, l.ln2.w, l.ln2.b, eps);
-      const f = lin(h2, l.fc1);
-      const act = hiddenAct === 'gelu' ? gelu(f) : geluTanh(f);
-      return add(x1, lin(act, l.fc2));
-    });
+    const { numAttentionHeads: heads, headDim, layerNormEps: eps, hiddenAct: act } = this.cfg;
+    return encoderLayer(x, l, { heads, headDim, eps, act, keyMask });
   }
 
   /**

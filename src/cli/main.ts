@@ -11,6 +11,7 @@ import { evaluate, EVAL_USAGE } from './eval.js';
 import { info, INFO_USAGE } from './info.js';
 import { processIo, type CliIo } from './io.js';
 import { plot, PLOT_USAGE } from './plot.js';
+import { serve, SERVE_USAGE } from './serve.js';
 import { tokens, TOKENS_USAGE } from './tokens.js';
 import { train, TRAIN_USAGE } from './train.js';
 
@@ -26,8 +27,9 @@ commands:
   data     synthetic datasets and the tokenizer       vlmkit data shapes --n 10000 --seed 0 --out data/shapes
   eval     score a model on a JSONL test set          vlmkit eval --model DIR --data test.jsonl --metric exact
   plot     a training run's loss curve as a PNG       vlmkit plot runs/x --out loss.png
+  serve    an OpenAI-compatible HTTP server           vlmkit serve --model DIR --port 8080
 
-Without --model, ask, chat, tokens, info, eval and demo use the built-in model vlmkit-shapes (models/vlmkit-shapes
+Without --model, ask, chat, tokens, info, eval, serve and demo use the built-in model vlmkit-shapes (models/vlmkit-shapes
 in the vlmkit package): a small SmolVLM-architecture model trained on vlmkit's shapes scenes only.
 vlmkit <command> --help shows a command's options.`;
 
@@ -41,6 +43,7 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   data: { run: data, usage: DATA_USAGE },
   eval: { run: evaluate, usage: EVAL_USAGE },
   demo: { run: demo, usage: DEMO_USAGE },
+  serve: { run: serve, usage: SERVE_USAGE },
 };
 
 function version(): string {

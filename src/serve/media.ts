@@ -14,7 +14,7 @@ export interface MediaOptions {
   limits: ServeLimits;
 }
 
-const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+const mib = (n: number) => (n < 2 ** 20 ? `${n} bytes` : `${(n / 2 ** 20).toFixed(1)} MiB`);
 
 function tooBig(ref: ImageRef, limit: number): never {
   throw badRequest(ref.param, `${ref.param}: the image is over this server's limit of ${mib(limit)} (--max-image-bytes)`, 'image_too_large');

@@ -73,16 +73,18 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
   if (mediaPath !== undefined && !statSync(mediaPath, { throwIfNoEntry: false })?.isDirectory()) {
     throw argError(`--media-path ${mediaPath} is not a folder; give the folder whose images clients may name with file:// URLs`);
   }
+  // every flag is checked before the model loads
+  const given: Partial<ServeLimits> = {};
+  for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
+    const x = v[flag];
+    if (typeof x === 'string') given[key] = int(flag, x, 1);
+  }
+  if (values['request-timeout'] !== undefined) given.requestTimeoutMs = seconds('request-timeout', values['request-timeout']);
+  if (values['fetch-timeout'] !== undefined) given.fetchTimeoutMs = seconds('fetch-timeout', values['fetch-timeout']);
   const model = inspectModel(dir);
   status(io, `loading ${dir} ...`);
   const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined });
-  const limits = defaultLimits(vlm.model.maxPositions);
-  for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
-    const x = v[flag];
-    if (typeof x === 'string') limits[key] = int(flag, x, 1);
-  }
-  if (values['request-timeout'] !== undefined) limits.requestTimeoutMs = seconds('request-timeout', values['request-timeout']);
-  if (values['fetch-timeout'] !== undefined) limits.fetchTimeoutMs = seconds('fetch-timeout', values['fetch-timeout']);
+  const limits = { ...defaultLimits(vlm.model.maxPositions), ...given };
   const modelId = values['model-name'] ?? basename(vlm.dir);
   const running = await startServer({ vlm, modelId, limits, mediaPath, apiKey, host, port }).catch((e: NodeJS.ErrnoException) => {
     vlm.dispose();

@@ -82,7 +82,7 @@ describe('vlmkit serve: malformed requests and limits', () => {
   it('a wrong method → 405, an unknown route → 404, both with the error body', async () => {
     const get = await fetch(chat);
     assert.equal(get.status, 405);
-    assert.match((await get.json()).error.message, /takes POST/);
+    assert.match(((await get.json()) as { error: { message: string } }).error.message, /takes POST/);
     const r = await post(`${s.url}/v1/completions`, ok);
     assertApiError(r, 404, /no route POST \/v1\/completions/);
     await stillServes();

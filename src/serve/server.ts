@@ -222,6 +222,8 @@ export function createServeHandler(o: ServeOptions): { handle: (req: IncomingMes
     const t0 = performance.now();
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(new ApiError(408, `the request ran past this server's time limit of ${o.limits.requestTimeoutMs / 1000} s (--request-timeout); ask for fewer tokens or try again when it is less busy`, { code: 'request_timeout' })), o.limits.requestTimeoutMs);
+    // a broken connection is handled through 'close' below; its error must not end the process
+    res.on('error', () => undefined);
     // a client that hangs up frees its place in the queue, or its generation at the next token
     res.on('close', () => {
       clearTimeout(timer);

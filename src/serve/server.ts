@@ -206,7 +206,12 @@ export function createServeHandler(o: ServeOptions): { handle: (req: IncomingMes
     }
     if (path.startsWith('/v1/models/')) {
       allow('GET');
-      const want = decodeURIComponent(path.slice('/v1/models/'.length));
+      let want: string;
+      try {
+        want = decodeURIComponent(path.slice('/v1/models/'.length));
+      } catch {
+        throw badRequest(null, `${path} is not a valid URL path (a broken %-escape); GET /v1/models lists the model`);
+      }
       if (want !== o.modelId) throw new ApiError(404, `the model "${want}" does not exist on this server; it serves "${o.modelId}"`, { param: 'model', code: 'model_not_found' });
       sendJson(res, 200, modelCard());
       return 200;

@@ -88,6 +88,15 @@ describe('vlmkit serve: malformed requests and limits', () => {
     await stillServes();
   });
 
+  it('a model path with a broken %-escape → 400, an unknown one → 404', async () => {
+    const broken = await fetch(`${s.url}/v1/models/%E0%A4%A`);
+    assert.equal(broken.status, 400);
+    assert.match(((await broken.json()) as { error: { message: string } }).error.message, /broken %-escape/);
+    const unknown = await fetch(`${s.url}/v1/models/gpt-5`);
+    assert.equal(unknown.status, 404);
+    await stillServes();
+  });
+
   it('counts the answers by status in /metrics', async () => {
     const text = await (await fetch(`${s.url}/metrics`)).text();
     assert.match(text, /^vlmkit_requests_total\{endpoint="\/v1\/chat\/completions",status="400"\} [1-9]\d*$/m);

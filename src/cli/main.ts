@@ -13,6 +13,7 @@ import { evaluate, EVAL_USAGE } from './eval.js';
 import { info, INFO_USAGE } from './info.js';
 import { processIo, type CliIo } from './io.js';
 import { plot, PLOT_USAGE } from './plot.js';
+import { serve, SERVE_USAGE } from './serve.js';
 import { tokens, TOKENS_USAGE } from './tokens.js';
 import { train, TRAIN_USAGE } from './train.js';
 
@@ -30,8 +31,9 @@ commands:
   plot     a training run's loss curve as a PNG       vlmkit plot runs/x --out loss.png
   classify zero-shot labels with CLIP / SigLIP         vlmkit classify --model DIR --labels "a cat,a dog" photo.jpg
   embed    CLIP / SigLIP embeddings as JSON lines     vlmkit embed --model DIR photo.jpg --text "a red car"
+  serve    an OpenAI-compatible HTTP server           vlmkit serve --model DIR --port 8080
 
-Without --model, ask, chat, tokens, info, eval and demo use the built-in model vlmkit-shapes (models/vlmkit-shapes
+Without --model, ask, chat, tokens, info, eval, serve and demo use the built-in model vlmkit-shapes (models/vlmkit-shapes
 in the vlmkit package): a small SmolVLM-architecture model trained on vlmkit's shapes scenes only.
 vlmkit <command> --help shows a command's options.`;
 
@@ -47,6 +49,7 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   demo: { run: demo, usage: DEMO_USAGE },
   classify: { run: classify, usage: CLASSIFY_USAGE },
   embed: { run: embed, usage: EMBED_USAGE },
+  serve: { run: serve, usage: SERVE_USAGE },
 };
 
 function version(): string {

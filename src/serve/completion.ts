@@ -1,0 +1,50 @@
+// One chat completion on the engine: the request's messages and images encoded (n copies of the prompt, one row
+// per choice), checked against the prompt-token limit, then generated. Events stream out as the engine makes
+// them; the return value has every choice's text, tokens and finish reason.
+import { resolveGenerateOptions, type Vlm } from '../api.js';
+import { generateStream, type GenerationEvent, type GenerationOutput } from '../generate/generate.js';
+import type { FinishReason } from '../generate/types.js';
+import { ApiError, badRequest } from './errors.js';
+import type { ChatRequest, ServeLimits } from './request.js';
+
+export interface Completion {
+  out: GenerationOutput;
+  promptTokens: number;
+}
+
+/** OpenAI's finish_reason for ours ('aborted' never reaches a client: the request failed or the client left). */
+export function finishReason(f: FinishReason): 'stop' | 'length' {
+  return f === 'eos' || f === 'stop_string' ? 'stop' : 'length';
+}
+
+export async function* complete(
+  vlm: Vlm, req: ChatRequest, images: readonly Uint8Array[], limits: ServeLimits, signal: AbortSignal,
+): AsyncGenerator<GenerationEvent, Completion, undefined> {
+  const sample = { messages: req.messages, images };
+  const enc = await vlm.processor.encodeBatch(Array.from({ length: req.n }, () => sample), {
+    padding: 'left',
+    maxImagePixels: limits.maxImagePixels,
+  });
+  try {
+    const promptTokens = enc.prompts[0]!.inputIds.length;
+    if (promptTokens > limits.maxPromptTokens) {
+      throw badRequest('messages', `the prompt is ${promptTokens} tokens (images included), over this server's limit of ${limits.maxPromptTokens} (--max-prompt-tokens); send fewer or smaller images or a shorter conversation`, 'context_length_exceeded');
+    }
+    if (signal.aborted) throw signal.reason;
+    const sampling = req.temperature === undefined || req.temperature > 0;
+    const o = resolveGenerateOptions(vlm.generationConfig, {
+      temperature: req.temperature,
+      topP: req.topP,
+      // OpenAI's seed is optional and leaves sampling random when left out
+      seed: req.seed ?? (sampling ? Math.floor(Math.random() * 2 ** 31) : 0),
+      maxNewTokens: req.maxTokens,
+      stopStrings: req.stop,
+      signal,
+    }, vlm.eosTokenIds);
+    const out: GenerationOutput = yield* generateStream(vlm.model, enc, { ...o, tokenizer: vlm.tokenizer });
+    if (signal.aborted) throw signal.reason instanceof ApiError ? signal.reason : signal.reason ?? new Error('aborted');
+    return { out, promptTokens };
+  } finally {
+    enc.dispose();
+  }
+}

@@ -1,0 +1,49 @@
+// The server's counters in Prometheus' text format (GET /metrics): requests by status, tokens, queue depth,
+// running requests, and a histogram of the time to first token.
+
+const TTFT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+export class Metrics {
+  private readonly requests = new Map<string, number>();
+  promptTokens = 0;
+  completionTokens = 0;
+  queueDepth = 0;
+  running = 0;
+  private readonly ttftCounts = new Array<number>(TTFT_BUCKETS.length).fill(0);
+  private ttftSum = 0;
+  private ttftCount = 0;
+
+  /** One finished request (any endpoint) with its HTTP status. */
+  request(endpoint: string, status: number): void {
+    const key = `endpoint="${endpoint}",status="${status}"`;
+    this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
+  }
+
+  firstToken(seconds: number): void {
+    TTFT_BUCKETS.forEach((b, i) => {
+      if (seconds <= b) this.ttftCounts[i]!++;
+    });
+    this.ttftSum += seconds;
+    this.ttftCount++;
+  }
+
+  text(): string {
+    const out: string[] = [];
+    out.push('# HELP vlmkit_requests_total HTTP requests answered, by endpoint and status.', '# TYPE vlmkit_requests_total counter');
+    for (const [k, v] of [...this.requests].sort()) out.push(`vlmkit_requests_total{${k}} ${v}`);
+    out.push('# HELP vlmkit_prompt_tokens_total Prompt tokens of the chat completions run.', '# TYPE vlmkit_prompt_tokens_total counter');
+    out.push(`vlmkit_prompt_tokens_total ${this.promptTokens}`);
+    out.push('# HELP vlmkit_completion_tokens_total Tokens generated.', '# TYPE vlmkit_completion_tokens_total counter');
+    out.push(`vlmkit_completion_tokens_total ${this.completionTokens}`);
+    out.push('# HELP vlmkit_queue_depth Requests waiting for the engine.', '# TYPE vlmkit_queue_depth gauge');
+    out.push(`vlmkit_queue_depth ${this.queueDepth}`);
+    out.push('# HELP vlmkit_requests_running Requests the engine is working on.', '# TYPE vlmkit_requests_running gauge');
+    out.push(`vlmkit_requests_running ${this.running}`);
+    out.push('# HELP vlmkit_time_to_first_token_seconds From a request arriving to its first generated token.', '# TYPE vlmkit_time_to_first_token_seconds histogram');
+    TTFT_BUCKETS.forEach((b, i) => out.push(`vlmkit_time_to_first_token_seconds_bucket{le="${b}"} ${this.ttftCounts[i]}`));
+    out.push(`vlmkit_time_to_first_token_seconds_bucket{le="+Inf"} ${this.ttftCount}`);
+    out.push(`vlmkit_time_to_first_token_seconds_sum ${this.ttftSum}`);
+    out.push(`vlmkit_time_to_first_token_seconds_count ${this.ttftCount}`);
+    return out.join('\n') + '\n';
+  }
+}

@@ -3,9 +3,9 @@
 // converted) and writes them as raw RGB24 to a pipe, read one frame at a time, so a long video is never held in
 // memory whole. ffmpeg's autorotate applies the rotation metadata, as transformers' decoders (PyAV/torchcodec) do.
 // Every child process has a time limit.
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { basename, delimiter, dirname, join } from 'node:path';
 import { VlmkitError } from '../errors.js';
 import type { RgbImage } from '../processing/decode.js';
 import type { VideoMeta } from './sample.js';
@@ -29,6 +29,21 @@ export interface DecodedFrame {
   image: RgbImage;
 }
 
+/** An executable named `name` in a PATH directory, or null (a lookup, not a run: cheap, and fine on a busy machine). */
+function onPath(name: string): string | null {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const p = join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      if (statSync(p).isFile()) return p;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
 /** The ffmpeg (and the ffprobe beside it) to run: VLMKIT_FFMPEG, else PATH. Missing -> one line saying how to install. */
 export function findFfmpeg(): { ffmpeg: string; ffprobe: string } {
   const env = process.env.VLMKIT_FFMPEG;
@@ -38,9 +53,10 @@ export function findFfmpeg(): { ffmpeg: string; ffprobe: string } {
     if (!existsSync(probe)) throw new VlmkitError('E_FFMPEG', `no ffprobe next to VLMKIT_FFMPEG=${env} (looked for ${probe}); ffmpeg's install has both`);
     return { ffmpeg: env, ffprobe: probe };
   }
-  const found = (name: string): boolean => spawnSync(name, ['-version'], { stdio: 'ignore', timeout: 10_000 }).status === 0;
-  if (!found('ffmpeg') || !found('ffprobe')) throw new VlmkitError('E_FFMPEG', `video needs ffmpeg and ffprobe, which are not on PATH; ${INSTALL_HINT}`);
-  return { ffmpeg: 'ffmpeg', ffprobe: 'ffprobe' };
+  const ffmpeg = onPath('ffmpeg');
+  const ffprobe = onPath('ffprobe');
+  if (!ffmpeg || !ffprobe) throw new VlmkitError('E_FFMPEG', `video needs ffmpeg and ffprobe, which are not on PATH; ${INSTALL_HINT}`);
+  return { ffmpeg, ffprobe };
 }
 
 /** Runs a command to its end with a time limit; stdout and the last of stderr. */

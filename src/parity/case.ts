@@ -116,6 +116,20 @@ export function caseSamples(meta: Json): CaseSample[] | null {
  * Only what the video case needs: C order, any dtype.
  */
 export function npyShape(path: string): number[] {
+  return readNpyHeader(path).shape;
+}
+
+/** An .npy file of uint8 (`|u1`), C order: its shape and values (the video case's frames). */
+export function readNpyU8(path: string): { shape: number[]; data: Uint8Array } {
+  const { shape, dataStart, descr } = readNpyHeader(path);
+  if (descr !== '|u1') throw new FileFormatError(`${path}: .npy dtype ${descr} is not uint8 ('|u1'); the frames must be uint8 RGB`);
+  const n = shape.reduce((a, b) => a * b, 1);
+  const buf = readFileSync(path);
+  if (buf.length - dataStart !== n) throw new FileFormatError(`${path}: holds ${buf.length - dataStart} bytes of data, its shape [${shape.join(', ')}] needs ${n}`);
+  return { shape, data: new Uint8Array(buf.buffer, buf.byteOffset + dataStart, n) };
+}
+
+function readNpyHeader(path: string): { shape: number[]; dataStart: number; descr: string } {
   if (!existsSync(path)) throw new VlmkitError('E_FILE', `${path} does not exist; pass --images <dir> with the case's frames`);
   const fd = openSync(path, 'r');
   try {
@@ -132,7 +146,8 @@ export function npyShape(path: string): number[] {
     const header = buf.toString('latin1');
     const m = /'shape':\s*\(([^)]*)\)/.exec(header);
     if (!m || /'fortran_order':\s*True/.test(header)) throw new FileFormatError(`${path}: .npy header ${JSON.stringify(header.trim())} has no C-order shape`);
-    return m[1]!.split(',').map((x) => x.trim()).filter((x) => x !== '').map(Number);
+    const descr = /'descr':\s*'([^']*)'/.exec(header)?.[1] ?? '';
+    return { shape: m[1]!.split(',').map((x) => x.trim()).filter((x) => x !== '').map(Number), dataStart: start + len, descr };
   } finally {
     closeSync(fd);
   }

@@ -21,7 +21,8 @@ import { generate } from '../generate/generate.js';
 import type { ModelInputs } from '../generate/types.js';
 import { relErr } from './compare.js';
 import { checkContrastiveCase } from './contrastive.js';
-import { ParityCase, caseSamples, npyShape, parseSmolVlmPrompt, type CaseSample, type FloatTensor } from './case.js';
+import { loadVideoProcessorConfig, processVideoFrames, videoFrameToSquare } from '../video/processor.js';
+import { ParityCase, caseSamples, npyShape, readNpyU8, parseSmolVlmPrompt, type CaseSample, type FloatTensor } from './case.js';
 
 export { relErr };
 
@@ -329,8 +330,9 @@ async function checkTrainingBatch(c: ParityCase, processor: Processor, samples: 
 
 /**
  * A SmolVLM2 video case: the prompt expanded for the case's frames (`frames`, an .npy of [N, H, W, 3] uint8 in
- * the images folder, every frame used; `fps`, `duration`) and tokenized. The frames' pixels are not compared:
- * vlmkit has no video frame processor yet, so pixel_values / pixel_attention_mask stay unchecked.
+ * the images folder, every frame used, as the reference's do_sample_frames=False; `fps`, `duration`), tokenized,
+ * and the frames through the video processor (longest edge, then the square, never split) into pixel_values and
+ * pixel_attention_mask.
  */
 async function checkVideo(c: ParityCase, processor: Processor, samples: readonly CaseSample[], parsed: readonly (ReturnType<typeof parseSmolVlmPrompt>)[],
   imagesDir: string, res: ParityResult, fail: Fail, mark: Mark): Promise<void> {
@@ -339,9 +341,10 @@ async function checkVideo(c: ParityCase, processor: Processor, samples: readonly
     fail(`${c.name}.json: a video case needs one prompt with "frames" (an .npy file name), "fps" and "duration" (numbers)`);
     return;
   }
-  const [count] = npyShape(join(imagesDir, frames));
-  if (!count) {
-    fail(`${join(imagesDir, frames)} holds no frames`);
+  const npy = readNpyU8(join(imagesDir, frames));
+  const [count, H, W, C] = npy.shape;
+  if (!count || npy.shape.length !== 4 || C !== 3) {
+    fail(`${join(imagesDir, frames)} holds no [N, H, W, 3] frames (shape [${npy.shape.join(', ')}])`);
     return;
   }
   const video = { timestamps: videoFrameTimestamps(Array.from({ length: count }, (_, i) => i), fps), duration };
@@ -354,9 +357,16 @@ async function checkVideo(c: ParityCase, processor: Processor, samples: readonly
     while (at < built.text.length && built.text[at] === want[at]) at++;
     fail(`expanded video prompt differs from the case's expanded_text at character ${at}: ours ${JSON.stringify(built.text.slice(Math.max(0, at - 20), at + 40))}`);
   }
+  const vcfg = loadVideoProcessorConfig(processor.dir);
+  const size = H! * W! * 3;
+  const squares = Array.from({ length: count }, (_, i) => videoFrameToSquare({ width: W!, height: H!, data: npy.data.subarray(i * size, (i + 1) * size) }, vcfg.image));
+  const px = processVideoFrames([squares], vcfg.image);
   const n = built.inputIds.length;
-  compareBatch(c, { shape: [1, n], ids: built.inputIds, mask: new Array<number>(n).fill(1) }, res, fail, mark);
-  res.notes.push('vlmkit has no video frame processor yet: the video\'s pixel_values and pixel_attention_mask are not compared');
+  compareBatch(c, {
+    shape: [1, n], ids: built.inputIds, mask: new Array<number>(n).fill(1),
+    pixelMask: { shape: px.pixelAttentionMaskShape, values: Array.from(px.pixelAttentionMask) },
+    pixels: { shape: px.pixelValuesShape, data: px.pixelValues },
+  }, res, fail, mark);
 }
 
 /** The case's own tensors as model inputs (ids and masks as i32 / u8). */

@@ -1,7 +1,7 @@
 // The parity tool over every reference case in the fixtures. A case passes (ok: true, exit 0) only when every
 // tensor it holds was compared and matched: the single image, batch, no split, text only, vision/connector, full
-// fine-tuning and (with --adapter) LoRA cases do. The others report what they left unchecked with exit code 3:
-// the video's pixels (no video frame processor yet), the DPO case, adapter cases without
+// fine-tuning, video, CLIP/SigLIP and (with --adapter) LoRA cases do. The others report what they left unchecked
+// with exit code 3: the DPO case, adapter cases without
 // --adapter. A case it has never seen (an altered copy) is judged by its contents: a wrong expectation, a NaN or
 // an unmatched gradient makes it fail with exit code 1, an extra tensor leaves it unchecked.
 import { after, describe, it } from 'node:test';
@@ -38,10 +38,9 @@ function assertWithin(o: Record<string, unknown>, field: string, tol: number): v
 const modelFor = (name: string) => join(REF, name.startsWith('smolvlm') ? 'tiny-smolvlm' : name.startsWith('clip') ? 'tiny-clip' : name.startsWith('siglip') ? 'tiny-siglip' : 'tiny-idefics3');
 const cases = readdirSync(CASES).filter((f) => f.endsWith('.safetensors')).sort();
 /** the cases that must pass fully */
-const REQUIRED = /_(single_|batch_leftpad|nosplit_|textonly|vision_connector|full_ft_grads)|^(clip|siglip)_logits$/;
+const REQUIRED = /_(single_|batch_leftpad|nosplit_|textonly|vision_connector|full_ft_grads|video$)|^(clip|siglip)_logits$/;
 /** the cases the tool cannot check in full, and what it leaves unchecked (a pattern every unchecked name matches) */
 const PARTIAL: Record<string, RegExp> = {
-  smolvlm_video: /^pixel_(values|attention_mask)$/,
   idefics3_lora_logits: /^logits$/, // without --adapter
   idefics3_lora_sft_step: /^(before|grad|after)\.|^loss/, // without --adapter
   idefics3_lora_dpo: /./,
@@ -50,7 +49,7 @@ const PARTIAL: Record<string, RegExp> = {
 describe('parity tool on every reference case', () => {
   it('finds the reference cases', () => {
     assert.ok(cases.length >= 25, `only ${cases.length} cases in ${CASES}`);
-    for (const name of [...Object.keys(PARTIAL), 'clip_logits', 'siglip_logits']) assert.ok(cases.includes(name + '.safetensors'), `${name} is missing`);
+    for (const name of [...Object.keys(PARTIAL), 'clip_logits', 'siglip_logits', 'smolvlm_video']) assert.ok(cases.includes(name + '.safetensors'), `${name} is missing`);
   });
   for (const f of cases) {
     const name = f.replace('.safetensors', '');
@@ -106,16 +105,17 @@ describe('parity tool on every reference case', () => {
     });
   }
 
-  it('the video case: prompt expanded for its 6 frames, ids and mask exact; pixels reported unchecked', async () => {
+  it('the video case, checked whole: prompt expanded for its 6 frames, ids and masks exact, frame pixels, logits', async () => {
     const r = await parity([join(CASES, 'smolvlm_video.safetensors'), '--model', join(REF, 'tiny-smolvlm')]);
+    assert.equal(r.code, EXIT.ok, JSON.stringify(r.out));
+    assert.equal(r.out!.ok, true);
     assert.equal(r.out!.input_ids_equal, true);
     assert.equal(r.out!.masks_equal, true);
     assert.equal(r.out!.template_equal, true);
     assertWithin(r.out!, 'logits_rel_err', 1e-4);
-    assert.deepEqual(r.out!.unchecked, ['pixel_attention_mask', 'pixel_values']);
-    const p = await parity([join(CASES, 'smolvlm_video.safetensors'), '--model', join(REF, 'tiny-smolvlm'), '--partial']);
-    assert.equal(p.code, EXIT.ok, '--partial accepts what was compared');
-    assert.equal(p.out!.ok, null);
+    assertWithin(r.out!, 'pixel_values_max_abs', 0.02);
+    assertWithin(r.out!, 'pixel_values_mean_abs', 1e-3);
+    assert.deepEqual(r.out!.unchecked, []);
   });
 
   it('the SFT-step case without --adapter: its batch still goes through the collator (ids, masks, labels, pixels)', async () => {

@@ -1,6 +1,6 @@
 // The trainer: one loop for every objective. AdamW, a learning-rate schedule, gradient accumulation, clipping by
 // global norm, gradient checkpointing, periodic evaluation, and a position that checkpoints (resume.ts) save and a
-// later run resumes bit for bit. An objective (sft.ts; DPO and contrastive next) says what a micro-batch is and
+// later run resumes bit for bit. An objective (sft.ts, dpo.ts; contrastive next) says what a micro-batch is and
 // what its loss is; the model is seen only through TrainableModel (the hook that gives logits where a loss asks).
 //
 // Loss and gradient accumulation. The loss of an optimizer step is the mean over every loss target of all its

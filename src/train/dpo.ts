@@ -46,8 +46,9 @@ export interface DpoConfig {
 export const DEFAULT_DPO_CONFIG: DpoConfig = { beta: 0.1, lossType: 'sigmoid', labelSmoothing: 0, sftWeight: 0 };
 
 export function resolveDpoConfig(c: Partial<DpoConfig>): DpoConfig {
+  // (only DPO's own keys: callers pass whole run options)
   const o: DpoConfig = { ...DEFAULT_DPO_CONFIG };
-  for (const [k, v] of Object.entries(c)) if (v !== undefined) (o as unknown as Record<string, unknown>)[k] = v;
+  for (const k of Object.keys(DEFAULT_DPO_CONFIG) as (keyof DpoConfig)[]) if (c[k] !== undefined) (o as unknown as Record<string, unknown>)[k] = c[k];
   const fail = (flag: string, want: string, got: unknown) => new VlmkitError('E_ARGS', `${flag} must be ${want}, got ${JSON.stringify(got)}`);
   if (!(typeof o.beta === 'number' && Number.isFinite(o.beta) && o.beta > 0)) throw fail('--beta', 'a number > 0', o.beta);
   if (!DPO_LOSS_TYPES.includes(o.lossType)) throw fail('--loss-type', 'sigmoid, ipo or hinge', o.lossType);

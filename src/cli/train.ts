@@ -8,12 +8,17 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { LoraConfigInput } from '../train/lora.js';
 import type { SftMode, SftRunOptions } from '../train/sft.js';
+import type { DpoConfig } from '../train/dpo.js';
+
+/** What `train dpo` adds to the run options. */
+type DpoOptions = DpoConfig & { precomputeRef: boolean };
 import { argError, parsing } from './args.js';
 import { type CliIo, write } from './io.js';
 
 export const TRAIN_USAGE = `usage: vlmkit train sft --model <dir> --data train.jsonl --out runs/x [options]
        vlmkit train sft --init random --model-config config.json --tokenizer DIR --data ... --out ... [options]
        vlmkit train pretrain --recipe recipe.json [--out runs/x] [options]
+       vlmkit train dpo --model <dir> --data pairs.jsonl --out runs/x [dpo options] [options]
   --model DIR               the base SmolVLM / Idefics3 checkpoint
   --init random             train a new model from a random initialisation (every weight, as --full) instead
                             of loading --model; seeded by --seed
@@ -55,7 +60,14 @@ export const TRAIN_USAGE = `usage: vlmkit train sft --model <dir> --data train.j
   --resume [DIR]            continue the run from the newest checkpoint in --out (or from DIR)
   --json                    JSON lines on stdout: every step {step, loss, lr, grad_norm, tokens_per_s, ...}
   --config FILE             a JSON object of these options (keys as the flag names); flags given here win
-  --f32                     LoRA: load the frozen weights as f32 too (more memory)`;
+  --f32                     LoRA: load the frozen weights as f32 too (more memory)
+dpo (LoRA; rows {"prompt", "chosen", "rejected", "images"}: conversational messages or plain strings, as TRL):
+  --beta X                  how far the policy may move from the reference (default 0.1)
+  --loss-type T             sigmoid (default), ipo or hinge
+  --label-smoothing X       sigmoid only: the chance a preference is flipped, in [0, 0.5) (default 0)
+  --sft-weight W            add W x the NLL of the chosen answer (TRL's rpo_alpha; default 0)
+  --precompute-ref          compute the reference log-probs once before training (cached in --out)
+  (the reference is the model with the adapters off; --skip-bad-rows skips empty or identical answers)`;
 
 const FLAGS = {
   model: { type: 'string' }, data: { type: 'string' }, val: { type: 'string' }, out: { type: 'string' },
@@ -70,7 +82,13 @@ const FLAGS = {
   'skip-nonfinite': { type: 'boolean' },
   init: { type: 'string' }, 'model-config': { type: 'string' }, tokenizer: { type: 'string' }, 'save-dtype': { type: 'string' },
   recipe: { type: 'string' },
+  beta: { type: 'string' }, 'loss-type': { type: 'string' }, 'label-smoothing': { type: 'string' }, 'sft-weight': { type: 'string' },
+  'precompute-ref': { type: 'boolean' },
 } as const;
+
+/** The options only `train dpo` takes, and those it does not. */
+const DPO_ONLY: readonly FlagName[] = ['beta', 'loss-type', 'label-smoothing', 'sft-weight', 'precompute-ref'];
+const NOT_DPO: readonly FlagName[] = ['init', 'model-config', 'tokenizer', 'recipe', 'full', 'assistant-only', 'no-truncate'];
 
 type FlagName = keyof typeof FLAGS;
 type Values = Partial<Record<FlagName, string | boolean>>;
@@ -181,7 +199,7 @@ export function parseLoraSpec(spec: string): Partial<LoraConfigInput> {
  * Command-line flags (after the config file's) -> run options. `method` 'pretrain' reads --recipe and always
  * starts from a random initialisation.
  */
-export function trainOptions(argv: string[], method: 'sft' | 'pretrain' = 'sft'): { opts: SftRunOptions; json: boolean } {
+export function trainOptions(argv: string[], method: 'sft' | 'pretrain' | 'dpo' = 'sft'): { opts: SftRunOptions & Partial<DpoOptions>; json: boolean } {
   // a bare --resume (no folder after it) means the newest checkpoint of --out
   const args = argv.flatMap((a, i) => (a === '--resume' && (i + 1 >= argv.length || argv[i + 1]!.startsWith('--')) ? ['--resume=latest'] : [a]));
   const { values, positionals } = parsing(TRAIN_USAGE, () => parseArgs({ args, options: FLAGS, allowPositionals: true, strict: true }));
@@ -191,6 +209,13 @@ export function trainOptions(argv: string[], method: 'sft' | 'pretrain' = 'sft')
     if (values.config) throw argError('train pretrain takes its options from --recipe; drop --config');
   } else if (values.recipe) throw argError('--recipe is for vlmkit train pretrain; train sft takes --config FILE');
   const v: Values = { ...(values.recipe ? readConfig(values.recipe, true) : values.config ? readConfig(values.config) : {}), ...(values as Values) };
+  if (method === 'dpo') {
+    const wrong = NOT_DPO.find((f) => v[f] !== undefined);
+    if (wrong) throw argError(`--${wrong} is not an option of train dpo (it trains LoRA adapters on a pretrained --model); drop it`);
+  } else {
+    const wrong = DPO_ONLY.find((f) => v[f] !== undefined);
+    if (wrong) throw argError(`--${wrong} is an option of vlmkit train dpo, not train ${method}`);
+  }
   const init = v.init === undefined ? (method === 'pretrain' ? 'random' : 'pretrained') : String(v.init);
   if (init !== 'random' && init !== 'pretrained') throw argError(`--init takes random or pretrained, got ${JSON.stringify(init)}`);
   if (method === 'pretrain' && init !== 'random') throw argError('train pretrain always starts from a random initialisation; use vlmkit train sft to fine-tune a checkpoint');
@@ -247,14 +272,26 @@ export function trainOptions(argv: string[], method: 'sft' | 'pretrain' = 'sft')
   if (opts.epochs === 0) throw argError('--epochs takes a number > 0, got 0');
   if (opts.warmupRatio !== undefined && opts.warmupRatio > 1) throw argError(`--warmup-ratio takes a number in [0, 1], got ${opts.warmupRatio}`);
   if (opts.evalEvery && !opts.val) throw argError('--eval-every needs a validation file: add --val FILE');
+  if (method === 'dpo') {
+    const lossType = v['loss-type'];
+    if (lossType !== undefined && !['sigmoid', 'ipo', 'hinge'].includes(String(lossType))) throw argError(`--loss-type takes sigmoid, ipo or hinge, got ${JSON.stringify(lossType)}`);
+    const dpo: Partial<DpoOptions> = {
+      beta: num(v, 'beta', 'float', 0), lossType: lossType as DpoOptions['lossType'], labelSmoothing: num(v, 'label-smoothing', 'float', 0),
+      sftWeight: num(v, 'sft-weight', 'float', 0), precomputeRef: v['precompute-ref'] === true,
+    };
+    if (dpo.beta === 0) throw argError('--beta takes a number > 0, got 0');
+    if (dpo.labelSmoothing !== undefined && dpo.labelSmoothing >= 0.5) throw argError(`--label-smoothing takes a number in [0, 0.5), got ${dpo.labelSmoothing}`);
+    return { opts: { ...opts, ...dpo }, json: v.json === true };
+  }
   return { opts, json: v.json === true };
 }
 
 export async function train(argv: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;
-  if (sub !== 'sft' && sub !== 'pretrain') throw argError(`${sub ? `unknown training method "${sub}"` : 'say which training method'}; the methods are vlmkit train sft and vlmkit train pretrain\n${TRAIN_USAGE}`);
+  if (sub !== 'sft' && sub !== 'pretrain' && sub !== 'dpo') throw argError(`${sub ? `unknown training method "${sub}"` : 'say which training method'}; the methods are vlmkit train sft, train pretrain and train dpo\n${TRAIN_USAGE}`);
   const { opts, json } = trainOptions(rest, sub);
   const { runSft } = await import('../train/sft.js');
+  const { runDpo } = await import('../train/dpo-run.js');
   const stop = { requested: false };
   const onInt = () => {
     if (stop.requested) {
@@ -267,7 +304,9 @@ export async function train(argv: string[], io: CliIo): Promise<number> {
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onInt);
   try {
-    const r = await runSft(opts, { stdout: io.stdout, stderr: io.stderr, json, stop });
+    const r = sub === 'dpo'
+      ? await runDpo({ ...opts, model: opts.model!, lora: opts.lora ?? null }, { stdout: io.stdout, stderr: io.stderr, json, stop })
+      : await runSft(opts, { stdout: io.stdout, stderr: io.stderr, json, stop });
     if (r.interrupted) return 130;
     if (!json) {
       const last = r.losses[r.losses.length - 1];

@@ -127,7 +127,8 @@ export async function runParity(casePath: string, opts: ParityOptions): Promise<
     }
     if (!opts.noModel && !c.has('logits_per_image')) {
       await checkModel(c, opts, res, fail, mark);
-      await (await import('./train.js')).checkTrainCase(c.path, opts.model, opts.adapter, res, fail, (m) => res.notes.push(m), mark);
+      await (await import('./train.js')).checkTrainCase(c.path, opts.model, opts.adapter, res, fail, (m) => res.notes.push(m), mark,
+        { imagesDir: opts.images ?? c.defaultImagesDir, meta: c.meta as Record<string, unknown> });
     }
   } finally {
     c.close();
@@ -236,6 +237,8 @@ function checkTemplate(processor: Processor, prompts: readonly string[], parsed:
 
 async function checkProcessing(c: ParityCase, opts: ParityOptions, res: ParityResult, fail: Fail, mark: Mark): Promise<void> {
   const imagesDir = opts.images ?? c.defaultImagesDir;
+  // a DPO pair (chosen_input_ids, rejected_input_ids) is processed by the preference data code in train.ts
+  if (c.has('chosen_input_ids')) return;
   const samples = caseSamples(c.meta);
   const split = typeof c.meta.do_image_splitting === 'boolean' ? c.meta.do_image_splitting : undefined;
   if (!samples) {

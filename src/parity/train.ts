@@ -2,7 +2,10 @@
 //   - idefics3_lora_sft_step: base + PEFT adapter in training mode, the causal-LM loss of a right-padded batch,
 //     every LoRA gradient, every LoRA tensor after one AdamW step (lr 1e-3, betas 0.9/0.999, eps 1e-8,
 //     weight decay 0.01), then the completion-only loss in eval mode;
-//   - smolvlm_full_ft_grads: the loss and the gradient of every parameter (tied embeddings once).
+//   - smolvlm_full_ft_grads: the loss and the gradient of every parameter (tied embeddings once);
+//   - idefics3_lora_dpo: the pair through vlmkit's preference data and DPO objective (the same code as
+//     `vlmkit train dpo`): both sequences' ids exactly, the pixels, the four summed log-probs (policy = base +
+//     adapter, reference = the adapter switched off), the sigmoid loss and every LoRA gradient.
 // Errors are max|ours - ref| / max|ref| per tensor; tolerances are the fixtures README's (loss 1e-4, tensors 1e-3).
 import { type Tensor, backward, fromRaw, noGrad, tidy } from '../engine/index.js';
 import { VlmkitError } from '../errors.js';
@@ -13,6 +16,9 @@ import { causalLmLoss } from '../train/loss.js';
 import { type LoraModel } from '../train/lora.js';
 import { AdamW } from '../train/optim.js';
 import { loadAdapter } from '../train/peft.js';
+import { DpoObjective, answerLogps, dpoTerms } from '../train/dpo.js';
+import { PreferenceDataset, isRowProblem } from '../train/preference-data.js';
+import { concat } from '../engine/index.js';
 
 export const TRAIN_TOLERANCE = { loss: 1e-4, tensor: 1e-3 } as const;
 
@@ -182,8 +188,106 @@ export function runFullFtGrads(model: VisionLanguageModel, c: Map<string, Tensor
   }
 }
 
+export interface DpoCaseResult {
+  /** our tokenization of the case's prompt + answers equals chosen_input_ids / rejected_input_ids */
+  idsEqual: { chosen: boolean; rejected: boolean };
+  /** the answer starts where the case's prompt_len_* says */
+  promptLenEqual: boolean;
+  /** our pixel_values against the case's: max and mean |diff| */
+  pixelMaxAbs: number;
+  pixelMeanAbs: number;
+  /** ours and the reference's, by case tensor name (policy_chosen_logp, ..., loss) */
+  scalars: Map<string, { ours: number; ref: number; relErr: number }>;
+  /** per PEFT in-memory name: gradient error */
+  grads: Map<string, number>;
+}
+
+/**
+ * The DPO case: `lora` must be the case's adapter attached to `model` (f32). The pair is read from the case's
+ * json (prompt, chosen, rejected, image: a plain preference row) by the preference data code and collated by the
+ * DPO objective; the model then runs on the case's own pixel values (the README's rule for logits and losses).
+ */
+export async function runLoraDpo(model: VisionLanguageModel, lora: LoraModel, c: Map<string, Tensor>, meta: Record<string, unknown>, modelDir: string, imagesDir: string): Promise<DpoCaseResult> {
+  const { loadProcessor } = await import('../models/index.js');
+  const processor = loadProcessor(modelDir);
+  const row = { prompt: meta.prompt, chosen: meta.chosen, rejected: meta.rejected, images: typeof meta.image === 'string' ? [meta.image] : [] };
+  let ex;
+  try {
+    ex = await PreferenceDataset.encodeRow(row, imagesDir, processor, { file: 'the case json', line: 1 });
+  } catch (e) {
+    if (isRowProblem(e)) throw new VlmkitError('E_DATA', `the DPO case's prompt/chosen/rejected do not make a preference row: ${e.message}`);
+    throw e;
+  }
+  const objective = new DpoObjective(processor, { beta: Number(meta.beta ?? 0.1), lossType: (meta.loss_type ?? 'sigmoid') as 'sigmoid' }, lora);
+  const b = await objective.prepare([ex]);
+  try {
+    const eqIds = (ours: readonly number[], ref: Tensor | undefined) => {
+      if (!ref) return false;
+      const r = ref.toFloat32Array();
+      return r.length === ours.length && ours.every((v, i) => v === r[i]);
+    };
+    const idsEqual = { chosen: eqIds(ex.chosen.inputIds, c.get('chosen_input_ids')), rejected: eqIds(ex.rejected.inputIds, c.get('rejected_input_ids')) };
+    const promptLenEqual = ex.chosen.assistantSpans[0]?.[0] === meta.prompt_len_chosen && ex.rejected.assistantSpans[0]?.[0] === meta.prompt_len_rejected;
+    const refPv = c.get('pixel_values')!;
+    let pixelMaxAbs = Infinity, pixelMeanAbs = Infinity;
+    if (b.rows.pixelValues && b.rows.pixelValues.size === 2 * refPv.size) {
+      const ours = b.rows.pixelValues.toFloat32Array().subarray(0, refPv.size), ref = refPv.toFloat32Array();
+      let max = 0, sum = 0;
+      for (let i = 0; i < ref.length; i++) {
+        const d = Math.abs(ours[i]! - ref[i]!);
+        if (!(d <= max)) max = d; // (a NaN sticks)
+        sum += d;
+      }
+      pixelMaxAbs = max;
+      pixelMeanAbs = sum / ref.length;
+    }
+    // the rows (chosen, rejected) on the case's own pixels, each row with its copy of the image
+    const pv = concat([refPv, refPv], 0);
+    const pm = concat([c.get('pixel_attention_mask')!, c.get('pixel_attention_mask')!], 0);
+    const rows = { ...b.rows, pixelValues: pv, pixelAttentionMask: pm };
+    for (const t of model.parameters().values()) t.requireGrad(false);
+    lora.requireGrad(true);
+    lora.train();
+    const scalars = new Map<string, { ours: number; ref: number; relErr: number }>();
+    const put = (name: string, ours: number) => {
+      const ref = c.get(name)?.item() ?? NaN;
+      scalars.set(name, { ours, ref, relErr: relScalar(ours, ref) });
+    };
+    try {
+      tidy(() => {
+        const batch = { ...b, rows };
+        const t = dpoTerms(answerLogps(model, rows, rows.labels), objective.reference(model, batch), objective.config);
+        put('policy_chosen_logp', t.policyChosen[0]!);
+        put('policy_rejected_logp', t.policyRejected[0]!);
+        put('ref_chosen_logp', t.refChosen[0]!);
+        put('ref_rejected_logp', t.refRejected[0]!);
+        // the objective's loss of one pair (denominator 1: TRL's mean over the batch's one pair)
+        const l = objective.loss(model, batch, 1);
+        put('loss', l.item());
+        backward(l);
+      });
+    } finally {
+      pv.dispose();
+      pm.dispose();
+    }
+    const grads = new Map<string, number>();
+    for (const [n, p] of lora.parameters()) {
+      const ref = c.get('grad.' + n);
+      grads.set(n, p.grad && ref ? tensorRelErr(p.grad, ref) : Infinity);
+      p.grad?.dispose();
+      p.grad = null;
+    }
+    return { idsEqual, promptLenEqual, pixelMaxAbs, pixelMeanAbs, scalars, grads };
+  } finally {
+    b.dispose();
+  }
+}
+
 /** Fields the parity tool reports for training cases. */
 export interface TrainParityFields {
+  input_ids_equal: boolean | null;
+  pixel_values_max_abs: number | null;
+  pixel_values_mean_abs: number | null;
   loss_rel_err: number | null;
   grads_max_rel_err: number | null;
   after_step_max_rel_err: number | null;
@@ -204,17 +308,14 @@ function unmatched(names: readonly string[], known: ReadonlySet<string>, prefixe
  * case was made with, `adapterDir` the PEFT adapter (for LoRA cases).
  */
 export async function checkTrainCase(casePath: string, modelDir: string, adapterDir: string | undefined,
-  res: TrainParityFields, fail: (m: string) => void, note: (m: string) => void, mark: (name: string) => void): Promise<boolean> {
+  res: TrainParityFields, fail: (m: string) => void, note: (m: string) => void, mark: (name: string) => void,
+  o: { imagesDir?: string; meta?: Record<string, unknown> } = {}): Promise<boolean> {
   const f = SafetensorsFile.open(casePath);
   const names = f.names();
   f.close();
   const kind = trainCaseKind(names);
   if (kind === null) return false;
-  if (kind === 'dpo') {
-    note('DPO cases are not checked by this tool yet (vlmkit has no DPO loss): their tensors are reported unchecked');
-    return false;
-  }
-  if (kind === 'lora_sft_step' && !adapterDir) {
+  if ((kind === 'lora_sft_step' || kind === 'dpo') && !adapterDir) {
     note('the case was made with a LoRA adapter: pass --adapter <dir> (its adapter_config.json gives r and alpha) to check its loss, gradients and step');
     return false;
   }
@@ -249,6 +350,32 @@ export async function checkTrainCase(casePath: string, modelDir: string, adapter
     }
     const lora = loadAdapter(model, adapterDir!);
     try {
+      if (kind === 'dpo') {
+        for (const n of unmatched(names, new Set(lora.parameters().keys()), ['grad.'])) {
+          mark(n);
+          fail(`${n} matches no LoRA tensor of the adapter in ${adapterDir}: pass the adapter the case was made with`);
+        }
+        if (!o.imagesDir || !o.meta) throw new Error('vlmkit internal: the DPO case needs its json and images folder');
+        const r = await runLoraDpo(model, lora, c, o.meta, modelDir, o.imagesDir);
+        for (const n of ['chosen_input_ids', 'rejected_input_ids', 'pixel_values', 'pixel_attention_mask']) mark(n);
+        res.input_ids_equal = r.idsEqual.chosen && r.idsEqual.rejected && r.promptLenEqual;
+        if (!r.idsEqual.chosen) fail('chosen_input_ids: our tokens of prompt + chosen differ from the case\'s');
+        if (!r.idsEqual.rejected) fail('rejected_input_ids: our tokens of prompt + rejected differ from the case\'s');
+        if (!r.promptLenEqual) fail(`the answers start at other tokens than prompt_len_chosen / prompt_len_rejected (${o.meta.prompt_len_chosen} / ${o.meta.prompt_len_rejected})`);
+        res.pixel_values_max_abs = r.pixelMaxAbs;
+        res.pixel_values_mean_abs = r.pixelMeanAbs;
+        if (!(r.pixelMaxAbs <= 0.02)) fail(`pixel_values max |diff| ${r.pixelMaxAbs} > 0.02`);
+        if (!(r.pixelMeanAbs <= 1e-3)) fail(`pixel_values mean |diff| ${r.pixelMeanAbs} > 0.001`);
+        let worstScalar = 0;
+        for (const [n, v] of r.scalars) {
+          mark(n);
+          worstScalar = worse(worstScalar, v.relErr);
+          if (!(v.relErr <= tol.loss)) fail(`${n} ${v.ours} vs reference ${v.ref}: relative error ${v.relErr} > ${tol.loss}`);
+        }
+        res.loss_rel_err = worstScalar;
+        res.grads_max_rel_err = worst(r.grads, 'grad');
+        return true;
+      }
       for (const n of unmatched(names, new Set(lora.parameters().keys()), ['before.', 'grad.', 'after.'])) {
         mark(n);
         fail(`${n} matches no LoRA tensor of the adapter in ${adapterDir}: pass the adapter the case was made with`);

@@ -77,6 +77,13 @@ export function openRunFolder(out: string, resume: boolean | string | null, say:
   return dir;
 }
 
+/** " margin 0.123 acc 0.75" for an objective with reward metrics (DPO), else "". */
+function rewardText(m: Record<string, number> | undefined): string {
+  const margin = m?.['rewards/margins'], acc = m?.['rewards/accuracies'];
+  if (margin === undefined || acc === undefined) return '';
+  return ` margin ${margin.toFixed(4)} acc ${acc.toFixed(2)}`;
+}
+
 /** Trains until done or stopped: steps, metrics, progress, evaluation and checkpoints on their schedules. */
 export async function runLoop<E, B extends MicroBatch>(trainer: Trainer<E, B>, o: LoopOptions): Promise<LoopResult> {
   const { logger, say, io } = o;
@@ -96,7 +103,7 @@ export async function runLoop<E, B extends MicroBatch>(trainer: Trainer<E, B>, o
     evalLoss = e.loss;
     logger.log(trainer.evalRecord(e));
     if (progress.enabled) progress.clear();
-    say(`step ${trainer.position.step}: eval loss ${e.loss.toFixed(4)} over ${e.targets} tokens`);
+    say(`step ${trainer.position.step}: eval loss ${e.loss.toFixed(4)} over ${e.targets} ${e.metrics ? 'pairs' : 'tokens'}${rewardText(e.metrics)}`);
   };
   let lastEvalStep = -1;
   const firstStep = trainer.position.step;
@@ -111,8 +118,8 @@ export async function runLoop<E, B extends MicroBatch>(trainer: Trainer<E, B>, o
     losses.push(r.loss);
     const rec = trainer.trainRecord(r);
     logger.log(rec);
-    progress.update(trainer.position.step, { loss: r.loss, lr: r.lr, tokensPerS: rec.tokens_per_s });
-    if (!progress.enabled && !io.json) say(`step ${rec.step}/${trainer.totalSteps} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(2)} grad_norm ${r.gradNorm.toFixed(3)} ${rec.tokens_per_s.toFixed(1)} tok/s`);
+    progress.update(trainer.position.step, { loss: r.loss, lr: r.lr, tokensPerS: rec.tokens_per_s, extra: rewardText(r.metrics).trim() });
+    if (!progress.enabled && !io.json) say(`step ${rec.step}/${trainer.totalSteps} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(2)} grad_norm ${r.gradNorm.toFixed(3)} ${rec.tokens_per_s.toFixed(1)} tok/s${rewardText(r.metrics)}`);
     await io.onStep?.(r);
     const step = trainer.position.step;
     if (trainer.val && config.evalEvery > 0 && step % config.evalEvery === 0) { await evaluate(); lastEvalStep = step; }

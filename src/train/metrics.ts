@@ -130,7 +130,7 @@ export class ProgressBar {
     return ((performance.now() - this.t0) / 1e3 / done) * (this.total - step);
   }
 
-  update(step: number, r: { loss?: number; lr?: number; tokensPerS?: number } = {}): void {
+  update(step: number, r: { loss?: number; lr?: number; tokensPerS?: number; extra?: string } = {}): void {
     if (!this.enabled) return;
     const frac = this.total > 0 ? Math.min(1, step / this.total) : 0;
     const fill = Math.round(frac * this.width);
@@ -140,6 +140,7 @@ export class ProgressBar {
       r.loss !== undefined ? `loss ${formatNumber(r.loss)}` : '',
       r.lr !== undefined ? `lr ${formatNumber(r.lr)}` : '',
       r.tokensPerS !== undefined ? `${formatNumber(r.tokensPerS)} tok/s` : '',
+      r.extra ?? '',
       `ETA ${formatSeconds(this.eta(step))}`,
     ].filter(Boolean);
     this.out.write(`\r${parts.join('  ')}\x1b[K`);

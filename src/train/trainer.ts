@@ -1,6 +1,6 @@
 // The trainer: one loop for every objective. AdamW, a learning-rate schedule, gradient accumulation, clipping by
 // global norm, gradient checkpointing, periodic evaluation, and a position that checkpoints (resume.ts) save and a
-// later run resumes bit for bit. An objective (sft.ts; DPO and contrastive next) says what a micro-batch is and
+// later run resumes bit for bit. An objective (sft.ts, dpo.ts; contrastive next) says what a micro-batch is and
 // what its loss is; the model is seen only through TrainableModel (the hook that gives logits where a loss asks).
 //
 // Loss and gradient accumulation. The loss of an optimizer step is the mean over every loss target of all its
@@ -86,6 +86,17 @@ export interface StepResult {
   seconds: number;
   /** the loss or gradient norm was not finite and skipNonfinite is set: no update was applied */
   skipped: boolean;
+  /** the objective's own metrics over the step (Objective.takeMetrics) */
+  metrics?: Record<string, number>;
+}
+
+/** What an evaluation gives: the mean loss over its targets, and the objective's own metrics. */
+export interface EvalResult {
+  loss: number;
+  targets: number;
+  samples: number;
+  seconds: number;
+  metrics?: Record<string, number>;
 }
 
 /** A prepared micro-batch: whatever the objective's loss reads, plus the counts the loop reports. */
@@ -112,6 +123,11 @@ export interface Objective<E, B extends MicroBatch = MicroBatch> {
   prepare(examples: E[]): Promise<B>;
   /** the micro-batch's summed target losses / denominator: a scalar with a graph to the trainable parameters */
   loss(model: TrainableModel, batch: B, denominator: number): Tensor;
+  /**
+   * The objective's own metrics (DPO: rewards, log-probs), averaged over the rows its loss saw since the last
+   * call, and a fresh start; null when it has none. The loop reports them with the step or the evaluation.
+   */
+  takeMetrics?(): Record<string, number> | null;
 }
 
 export interface TrainerInit<E, B extends MicroBatch = MicroBatch> {
@@ -251,6 +267,7 @@ export class Trainer<E, B extends MicroBatch = MicroBatch> {
     const lr = this.schedule.lrAt(this.position.step);
     this.optimizer.lr = lr;
     let loss = 0, samples = 0, tokens = 0;
+    this.objective.takeMetrics?.(); // (drops what an earlier failed step left)
     try {
       for (const [i, exs] of batches.entries()) {
         const b = await this.objective.prepare(exs);
@@ -285,19 +302,21 @@ export class Trainer<E, B extends MicroBatch = MicroBatch> {
         samplesSeen: this.position.samplesSeen + samples, tokensSeen: this.position.tokensSeen + tokens,
         elapsed: this.position.elapsed + seconds, skippedSteps: this.position.skippedSteps + (skipped ? 1 : 0),
       };
-      return { loss, lr, gradNorm, targets, tokens, samples, seconds, skipped };
+      const metrics = this.objective.takeMetrics?.() ?? undefined;
+      return { loss, lr, gradNorm, targets, tokens, samples, seconds, skipped, ...(metrics ? { metrics } : {}) };
     } finally {
       this.optimizer.zeroGrad();
     }
   }
 
   /** Mean token loss over a dataset (the validation set by default), without dropout or a graph. */
-  async evaluate(ds: { readonly examples: readonly E[] } | null = this.val): Promise<{ loss: number; targets: number; samples: number; seconds: number }> {
+  async evaluate(ds: { readonly examples: readonly E[] } | null = this.val): Promise<EvalResult> {
     if (!ds) throw new VlmkitError('E_ARGS', 'no validation set to evaluate on; pass --val');
     const t0 = performance.now();
     const bs = this.config.evalBatchSize ?? this.config.batchSize;
     const wasTraining = this.lora?.training ?? false;
     this.lora?.eval();
+    this.objective.takeMetrics?.();
     let sum = 0, targets = 0;
     try {
       for (let i = 0; i < ds.examples.length; i += bs) {
@@ -314,7 +333,8 @@ export class Trainer<E, B extends MicroBatch = MicroBatch> {
     } finally {
       if (wasTraining) this.lora?.train(true);
     }
-    return { loss: targets ? sum / targets : NaN, targets, samples: ds.examples.length, seconds: (performance.now() - t0) / 1e3 };
+    const metrics = this.objective.takeMetrics?.() ?? undefined;
+    return { loss: targets ? sum / targets : NaN, targets, samples: ds.examples.length, seconds: (performance.now() - t0) / 1e3, ...(metrics ? { metrics } : {}) };
   }
 
   trainRecord(r: StepResult): TrainRecord {
@@ -325,11 +345,13 @@ export class Trainer<E, B extends MicroBatch = MicroBatch> {
       tokens_per_s: r.tokens / r.seconds, samples_per_s: r.samples / r.seconds,
       tokens: r.targets, samples: r.samples, step_s: r.seconds, elapsed_s: this.position.elapsed,
       ...(r.skipped ? { skipped: true } : {}),
+      ...r.metrics,
     };
   }
 
-  evalRecord(e: { loss: number; targets: number; samples: number; seconds: number }): EvalRecord {
-    return { type: 'eval', step: this.position.step, eval_loss: e.loss, eval_tokens: e.targets, eval_samples: e.samples, eval_s: e.seconds };
+  evalRecord(e: EvalResult): EvalRecord {
+    const extra = Object.fromEntries(Object.entries(e.metrics ?? {}).map(([k, v]) => [`eval_${k}`, v]));
+    return { type: 'eval', step: this.position.step, eval_loss: e.loss, eval_tokens: e.targets, eval_samples: e.samples, eval_s: e.seconds, ...extra };
   }
 
   /** Releases the optimizer state and leaves the model's gradient checkpointing off. */

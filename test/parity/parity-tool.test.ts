@@ -1,7 +1,7 @@
 // The parity tool over every reference case in the fixtures. A case passes (ok: true, exit 0) only when every
 // tensor it holds was compared and matched: the single image, batch, no split, text only, vision/connector, full
-// fine-tuning, video, CLIP/SigLIP and (with --adapter) LoRA cases do. The others report what they left unchecked
-// with exit code 3: the DPO case, adapter cases without
+// fine-tuning, video, CLIP/SigLIP and (with --adapter) LoRA and DPO cases do. The others report what they left
+// unchecked with exit code 3: adapter cases without
 // --adapter. A case it has never seen (an altered copy) is judged by its contents: a wrong expectation, a NaN or
 // an unmatched gradient makes it fail with exit code 1, an extra tensor leaves it unchecked.
 import { after, describe, it } from 'node:test';
@@ -43,7 +43,7 @@ const REQUIRED = /_(single_|batch_leftpad|nosplit_|textonly|vision_connector|ful
 const PARTIAL: Record<string, RegExp> = {
   idefics3_lora_logits: /^logits$/, // without --adapter
   idefics3_lora_sft_step: /^(before|grad|after)\.|^loss/, // without --adapter
-  idefics3_lora_dpo: /./,
+  idefics3_lora_dpo: /./, // without --adapter
 };
 
 describe('parity tool on every reference case', () => {

@@ -2,11 +2,15 @@
 //   - idefics3_lora_logits: tiny-idefics3 + the PEFT adapter loaded by loadAdapter;
 //   - idefics3_lora_sft_step: loss of a right-padded batch of 2 conversations, every LoRA gradient, every LoRA
 //     tensor after one AdamW step, the completion-only loss after the step (eval mode);
+//   - idefics3_lora_dpo through the parity tool (test/train/dpo.test.ts checks the same values directly), and
+//     altered copies of it that must fail;
 //   - the parity tool on the training cases (smolvlm_full_ft_grads' gradients themselves are checked in
 //     model.test.ts; here the tool's fields for it).
 // Tolerances from the fixtures README: logits and losses 1e-4, gradients and parameters 1e-3 (max|diff|/max|ref|).
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Tensor, noGrad, storageStats, tensor } from '../../src/engine/index.js';
@@ -126,12 +130,39 @@ describe('parity tool on the training cases', () => {
     assert.ok(un.includes('loss') && un.includes('loss_completion_after_step'));
   });
 
-  it('the DPO case is reported unchecked (exit 3), with no claim that other tests check it', async () => {
+  it('idefics3_lora_dpo with --adapter: ids, pixels, the four log-probs and the loss, every LoRA gradient (exit 0)', async () => {
     const r = await parity([join(CASES, 'idefics3_lora_dpo.safetensors'), '--model', join(REF, 'tiny-idefics3'), '--adapter', LORA]);
-    assert.equal(r.code, EXIT.unchecked);
-    assert.equal(r.out.ok, null);
-    assert.ok((r.out.unchecked as string[]).includes('policy_chosen_logp'));
-    assert.ok(!(r.out.notes as string[]).some((s) => /tests/.test(s)), JSON.stringify(r.out.notes));
+    assert.equal(r.code, EXIT.ok, JSON.stringify(r.out));
+    assert.equal(r.out.ok, true);
+    assert.deepEqual(r.out.unchecked, []);
+    assert.equal(r.out.input_ids_equal, true);
+    assertWithin(r.out.pixel_values_max_abs, 0.02, 'pixel_values_max_abs');
+    assertWithin(r.out.pixel_values_mean_abs, 1e-3, 'pixel_values_mean_abs');
+    assertWithin(r.out.loss_rel_err, 1e-4, 'loss_rel_err (the worst of the four log-probs and the loss)');
+    assertWithin(r.out.grads_max_rel_err, 1e-3, 'grads_max_rel_err');
+  });
+
+  it('an altered DPO case fails (exit 1): another beta, another chosen answer', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vlmkit-dpo-case-'));
+    try {
+      mkdirSync(join(dir, 'cases'));
+      const meta = JSON.parse(readFileSync(join(CASES, 'idefics3_lora_dpo.json'), 'utf8')) as Record<string, unknown>;
+      const alter = async (name: string, change: Record<string, unknown>) => {
+        copyFileSync(join(CASES, 'idefics3_lora_dpo.safetensors'), join(dir, 'cases', name + '.safetensors'));
+        writeFileSync(join(dir, 'cases', name + '.json'), JSON.stringify({ ...meta, ...change }));
+        return parity([join(dir, 'cases', name + '.safetensors'), '--model', join(REF, 'tiny-idefics3'), '--adapter', LORA, '--images', join(REF, 'images')]);
+      };
+      const beta = await alter('beta', { beta: 0.2 });
+      assert.equal(beta.code, EXIT.failed, JSON.stringify(beta.out));
+      assert.equal(beta.out.ok, false);
+      assert.ok((beta.out.failures as string[]).some((f) => /^loss .* relative error/.test(f)), JSON.stringify(beta.out.failures));
+      assert.ok((beta.out.failures as string[]).some((f) => /^grad\./.test(f)), 'the gradients scale with beta too');
+      const answer = await alter('answer', { chosen: ' The square is red.<end_of_utterance>\n' });
+      assert.equal(answer.code, EXIT.failed);
+      assert.ok((answer.out.failures as string[]).some((f) => /^chosen_input_ids/.test(f)), JSON.stringify(answer.out.failures));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('smolvlm_full_ft_grads: loss_rel_err and grads_max_rel_err', async () => {

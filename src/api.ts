@@ -4,6 +4,7 @@
 //   const vlm = await loadVlm('SmolVLM-256M-Instruct');
 //   const { text, timings } = await vlm.generate('What is in this image?', ['photo.jpg'], { maxNewTokens: 64 });
 //   for await (const piece of vlm.stream('Describe it.', ['photo.jpg'])) process.stdout.write(piece);
+import type { QuantFormat } from './engine/quant/formats.js';
 import type { Tensor } from './engine/tensor.js';
 import { VlmkitError } from './errors.js';
 import { generateStream, type GenerateOptions, type GenerationOutput } from './generate/generate.js';
@@ -32,6 +33,8 @@ export type PromptInput = string | readonly ChatMessage[] | { text: string };
 export interface LoadVlmOptions {
   /** 'f32': every weight in f32 (parity, training). Default: weights stay in their stored dtype (bf16 etc.). */
   dtype?: 'f32';
+  /** block-quantize the linears at load time: 'q8_0', 'q4_0' or 'nf4' (docs/quantization.md) */
+  quant?: QuantFormat;
   /** how transparent images become RGB: 'drop' (transformers 5.x, default) or 'white' (4.x) */
   alpha?: AlphaMode;
   /** override the checkpoint's do_image_splitting */
@@ -353,6 +356,6 @@ export async function loadVlm(from: string | ModelInfo, opts: LoadVlmOptions = {
     maxLength: contextLength(family, config),
   });
   const gen = loadGenerationConfig(md);
-  const model = loadModelWeights(md, { dtype: opts.dtype });
+  const model = loadModelWeights(md, { dtype: opts.dtype, quant: opts.quant });
   return new VlmImpl(dir, family, config, model, processor, gen);
 }

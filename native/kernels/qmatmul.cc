@@ -7,6 +7,7 @@
 //  3. Otherwise: panels of a few hundred rows of W decoded into a per-thread buffer, each through sgemm.
 // The input gradient G · deq(W) decodes column panels of W (all N rows, a few blocks wide) per task and runs
 // sgemm on each: every task owns its columns of C, so no reduction across threads.
+// Q4_0 and NF4 (q4.cc, nf4.cc) take paths 1 and 3 and the same input gradient; gemm_nt's strips decode Q8_0 only.
 #include "kernels/qmatmul.h"
 
 #include <immintrin.h>
@@ -22,6 +23,7 @@
 #include "kernels/gemm_nt.h"
 #include "kernels/layout.h"
 #include "kernels/matmul.h"
+#include "kernels/q4.h"
 
 namespace vk {
 namespace {
@@ -158,13 +160,22 @@ DotFn dot_for(int64_t M) {
   }
 }
 
-void dot_path(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const uint8_t* W, const float* bias,
+void dot_path(WT wt, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* W, const float* bias,
               float* C, int64_t ldc) {
-  const DotFn f = dot_for(M);
   // contiguous ranges of rows of W per thread (one sequential stream each), at least ~32 KB of weight apiece
-  const int64_t row_bytes = std::max<int64_t>(1, wt_row_bytes(WT::Q8_0, K));
+  const int64_t row_bytes = std::max<int64_t>(1, wt_row_bytes(wt, K));
   const int64_t grain = std::max<int64_t>(1, (32 << 10) / row_bytes);
-  parallel_for(N, grain, [&](int64_t b, int64_t e) { f(A, lda, K, W, b, e, bias, C, ldc); });
+  if (wt == WT::Q4_0) {
+    const uint8_t* w = static_cast<const uint8_t*>(W);
+    return parallel_for(N, grain, [&](int64_t b, int64_t e) { q4_0_dot(M, A, lda, K, w, b, e, bias, C, ldc); });
+  }
+  if (wt == WT::NF4) {
+    const Nf4View& v = *static_cast<const Nf4View*>(W);
+    return parallel_for(N, grain, [&](int64_t b, int64_t e) { nf4_dot(M, A, lda, K, v, b, e, bias, C, ldc); });
+  }
+  const DotFn f = dot_for(M);
+  const uint8_t* w = static_cast<const uint8_t*>(W);
+  parallel_for(N, grain, [&](int64_t b, int64_t e) { f(A, lda, K, w, b, e, bias, C, ldc); });
 }
 
 // ---- path 2: gemm_nt's strips
@@ -182,7 +193,7 @@ void nt_path(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
 
 // ---- path 3: row panels of W decoded, then sgemm
 
-void panel_path(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* W, const float* bias,
+void panel_path(WT wt, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* W, const float* bias,
                 float* C, int64_t ldc) {
   const int64_t nt = num_threads();
   const int64_t maxP = std::max<int64_t>(16, (kPanelFloats / std::max<int64_t>(K, 1)) & ~int64_t(15));
@@ -191,7 +202,7 @@ void panel_path(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, co
   parallel_tasks(npanels, [&](int64_t p) {
     const int64_t n0 = p * P, n1 = std::min(N, n0 + P), pw = n1 - n0;
     float* buf = scratch(Scratch::QPanel, pw * K);
-    dequantize_rows(WT::Q8_0, K, W, n0, n1, 0, K, buf, K);
+    dequantize_rows(wt, K, W, n0, n1, 0, K, buf, K);
     float beta = 0.f;
     if (bias) {
       for (int64_t m = 0; m < M; m++) std::memcpy(C + m * ldc + n0, bias + n0, (size_t)pw * 4);
@@ -202,20 +213,28 @@ void panel_path(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, co
 }
 
 void require(WT wt, int64_t K) {
-  if (!qlinear_supported(wt)) throw std::runtime_error("no kernel for this weight format yet (Q8_0 only)");
+  if (!qlinear_supported(wt)) throw std::runtime_error("no kernel for this weight format (Q8_0, Q4_0 and NF4 have them)");
   if (K % wt_block_values(wt) != 0) throw std::runtime_error("K is not a multiple of the format's block size");
 }
 
 }  // namespace
 
-bool qlinear_supported(WT wt) { return wt == WT::Q8_0; }
+bool qlinear_supported(WT wt) { return wt == WT::Q8_0 || wt == WT::Q4_0 || wt == WT::NF4; }
 
 void dequantize_rows(WT wt, int64_t K, const void* W, int64_t n0, int64_t n1, int64_t k0, int64_t k1, float* dst,
                      int64_t ldd) {
   require(wt, K);
+  if (wt == WT::NF4) {
+    const Nf4View& v = *static_cast<const Nf4View*>(W);
+    for (int64_t n = n0; n < n1; n++) nf4_decode(v, K, n, k0, k1, dst + (n - n0) * ldd);
+    return;
+  }
   const uint8_t* base = static_cast<const uint8_t*>(W);
-  const int64_t rb = wt_row_bytes(wt, K);
-  for (int64_t n = n0; n < n1; n++) decode_q8_0(base + n * rb, k0 / kQ8Values, k1 / kQ8Values, dst + (n - n0) * ldd);
+  const int64_t rb = wt_row_bytes(wt, K), bv = wt_block_values(wt);
+  for (int64_t n = n0; n < n1; n++) {
+    if (wt == WT::Q4_0) q4_0_decode(base + n * rb, k0 / bv, k1 / bv, dst + (n - n0) * ldd);
+    else decode_q8_0(base + n * rb, k0 / bv, k1 / bv, dst + (n - n0) * ldd);
+  }
 }
 
 void qlinear(WT wt, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* W, const float* bias,
@@ -227,10 +246,9 @@ void qlinear(WT wt, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
       for (int64_t n = 0; n < N; n++) C[m * ldc + n] = bias ? bias[n] : 0.f;
     return;
   }
-  const uint8_t* w = static_cast<const uint8_t*>(W);
-  if (M <= kDotMaxRows) return dot_path(M, N, K, A, lda, w, bias, C, ldc);
-  if (gemm_nt_takes(M, wt)) return nt_path(M, N, K, A, lda, W, bias, C, ldc);
-  panel_path(M, N, K, A, lda, W, bias, C, ldc);
+  if (M <= kDotMaxRows) return dot_path(wt, M, N, K, A, lda, W, bias, C, ldc);
+  if (wt == WT::Q8_0 && gemm_nt_takes(M, wt)) return nt_path(M, N, K, A, lda, W, bias, C, ldc);
+  panel_path(wt, M, N, K, A, lda, W, bias, C, ldc);
 }
 
 void qlinear_grad_input(WT wt, int64_t M, int64_t N, int64_t K, const float* G, int64_t ldg, const void* W, float* C,
@@ -242,12 +260,12 @@ void qlinear_grad_input(WT wt, int64_t M, int64_t N, int64_t K, const float* G, 
     return;
   }
   // column panels of whole blocks: at most kPanelFloats decoded, and about two per thread
-  const int64_t nb = K / kQ8Values, nt = num_threads();
-  const int64_t maxB = std::max<int64_t>(1, kPanelFloats / (N * kQ8Values));
+  const int64_t bv = wt_block_values(wt), nb = K / bv, nt = num_threads();
+  const int64_t maxB = std::max<int64_t>(1, kPanelFloats / (N * bv));
   const int64_t per = std::max<int64_t>(1, std::min(maxB, (nb + 2 * nt - 1) / (2 * nt)));
   const int64_t tasks = (nb + per - 1) / per;
   parallel_tasks(tasks, [&](int64_t t) {
-    const int64_t k0 = t * per * kQ8Values, k1 = std::min(nb, (t + 1) * per) * kQ8Values, kw = k1 - k0;
+    const int64_t k0 = t * per * bv, k1 = std::min(nb, (t + 1) * per) * bv, kw = k1 - k0;
     float* buf = scratch(Scratch::QPanel, N * kw);
     dequantize_rows(wt, K, W, 0, N, k0, k1, buf, kw);
     sgemm(false, false, (int)M, (int)kw, (int)N, 1.f, G, (int)ldg, buf, (int)kw, 0.f, C + k0, (int)ldc);

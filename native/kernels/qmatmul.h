@@ -1,6 +1,8 @@
 // Linear products against a block-quantized weight W [N, K] (rows of packed blocks, core/formats.h): the forward
 // C = A · deq(W)ᵀ and its input gradient C = G · deq(W). The blocks are decoded inside the product (in registers,
-// an L1 strip or a bounded per-thread panel), never into a dequantized copy of W. Q8_0 only for now.
+// an L1 strip or a bounded per-thread panel), never into a dequantized copy of W. Q8_0, Q4_0 and NF4.
+// W points at the packed rows for Q8_0 and Q4_0, and at an Nf4View (kernels/q4.h) for NF4, whose absmax lives
+// apart from the codes.
 #pragma once
 #include <cstdint>
 

@@ -199,6 +199,13 @@ export class Checkpoint {
     return { name, dtype: i.dtype, shape: i.shape.slice(), file: f.path };
   }
 
+  /** The "__metadata__" strings of the safetensors file that holds `name`. */
+  metadataOf(name: string): Record<string, string> {
+    const f = this.owner.get(name);
+    if (!f) throw new FileFormatError(`tensor "${name}" is not in the checkpoint ${this.dir}`);
+    return f.metadata;
+  }
+
   read(name: string): RawTensor {
     const f = this.owner.get(name);
     if (!f) throw new FileFormatError(`tensor "${name}" is not in the checkpoint ${this.dir}`);

@@ -55,7 +55,7 @@ export interface LowRankAdapter {
  * A linear layer's parameters: w [N, K] (f32/bf16/f16; W = QuantizedWeight for a block-quantized, frozen base),
  * optional bias [N], optional adapters.
  */
-export interface Linear<W extends Tensor | QuantizedWeight = Tensor> {
+export interface Linear<W extends Tensor | QuantizedWeight = Tensor | QuantizedWeight> {
   w: W;
   b: Tensor | null;
   adapters?: LowRankAdapter[];

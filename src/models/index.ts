@@ -1,6 +1,7 @@
 // The model families behind one door. config.json's model_type picks the family with a plain switch; what comes
 // back satisfies the small interfaces of types.ts (generation, LoRA, training) plus the family's processor.
 // Nothing outside src/models imports a family folder: api.ts, cli/, generate/, train/ and parity/ come here.
+import type { QuantFormat } from '../engine/quant/formats.js';
 import { VlmkitError } from '../errors.js';
 import { ModelDir } from '../io/model-dir.js';
 import { type Idefics3Config, SUPPORTED_MODEL_TYPES as IDEFICS3_TYPES, idefics3ConfigFromJson } from './idefics3/config.js';
@@ -89,6 +90,8 @@ export function randomInitModel(family: ModelFamily, config: ModelConfig, o: Ran
 export interface LoadFamilyOptions {
   /** 'f32': every weight in f32 (parity, training). Default: weights stay in their stored dtype (bf16 etc.). */
   dtype?: 'f32';
+  /** block-quantize the linears at load time (q8_0, q4_0, nf4; docs/quantization.md) */
+  quant?: QuantFormat;
   /** processor settings over the checkpoint's (image splitting, longest edge, alpha, pixel limit, max length) */
   processor?: ProcessorOptions;
 }
@@ -111,11 +114,11 @@ export function loadProcessor(dir: string | ModelDir, o: ProcessorOptions = {}):
 }
 
 /** The model of a model directory alone (weights; no tokenizer). */
-export function loadModelWeights(dir: string | ModelDir, o: { dtype?: 'f32' } = {}): VisionLanguageModel {
+export function loadModelWeights(dir: string | ModelDir, o: { dtype?: 'f32'; quant?: QuantFormat } = {}): VisionLanguageModel {
   const md = ModelDir.of(dir);
   switch (readModelConfig(md).family) {
     case 'idefics3':
-      return loadIdefics3Model(md, { dtype: o.dtype });
+      return loadIdefics3Model(md, { dtype: o.dtype, quant: o.quant });
   }
 }
 
@@ -124,7 +127,7 @@ export function loadModelDir(dir: string | ModelDir, o: LoadFamilyOptions = {}):
   const md = ModelDir.of(dir);
   const { family, config } = readModelConfig(md);
   const processor = loadProcessor(md, o.processor);
-  const model = loadModelWeights(md, { dtype: o.dtype });
+  const model = loadModelWeights(md, { dtype: o.dtype, quant: o.quant });
   return { family, config, model, processor };
 }
 

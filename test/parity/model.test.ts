@@ -541,11 +541,11 @@ describe('loader', () => {
     const m = loadModel(d);
     const m32 = loadModel(d, { dtype: 'f32' });
     try {
-      assert.equal(m.weights.text.layers[0].q.w.dtype, 'bf16');
-      assert.equal(m.weights.connector.proj.dtype, 'bf16');
+      assert.equal((m.weights.text.layers[0].q.w as Tensor).dtype, 'bf16');
+      assert.equal((m.weights.connector.proj as Tensor).dtype, 'bf16');
       assert.equal(m.weights.text.layers[0].inputNorm.dtype, 'f32');
       assert.equal(m.weights.vision.posEmbed.dtype, 'f32');
-      assert.equal(m32.weights.text.layers[0].q.w.dtype, 'f32');
+      assert.equal((m32.weights.text.layers[0].q.w as Tensor).dtype, 'f32');
       const c = readCase('idefics3_textonly');
       try {
         noGrad(() => tidy(() => {

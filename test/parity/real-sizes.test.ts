@@ -119,8 +119,8 @@ describe('SmolVLM-256M sizes: native against the reference backend', () => {
     assert.equal(nat32.config.vision.patchesPerSide ** 2, 1024);
     assert.equal(nat32.config.text.numKeyValueHeads, 3);
     assert.equal(nat32.config.text.ropeTheta, 100000);
-    assert.equal(natBf16.weights.vision.layers[0]!.q.w.dtype, 'bf16');
-    assert.equal(nat32.weights.vision.layers[0]!.q.w.dtype, 'f32');
+    assert.equal((natBf16.weights.vision.layers[0]!.q.w as Tensor).dtype, 'bf16');
+    assert.equal((nat32.weights.vision.layers[0]!.q.w as Tensor).dtype, 'f32');
   });
 
   it('vision encoder layer, 1024 patches x 768, 12 heads, MLP 3072 (reference: 16 query rows over all 1024 keys)', () => {

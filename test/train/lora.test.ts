@@ -173,7 +173,7 @@ describe('forward, dropout, enable/disable', () => {
     const lora = LoraModel.create(model, { targetModules: ['proj'], r: 2, loraAlpha: 6, initLoraWeights: false }, { seed: 5 });
     const x = tensor(Array.from({ length: 3 * 5 }, (_, i) => Math.cos(i)), [3, 5], { backend: nat });
     const { a, b } = lora.layers().get('layer.proj')!.adapter;
-    const A = a.toArray(), B = b.toArray(), W = lin.w.toArray(), X = x.toArray();
+    const A = a.toArray(), B = b.toArray(), W = (lin.w as Tensor).toArray(), X = x.toArray();
     tidy(() => {
       const y = applyLinear(x, lin);
       const Y = y.toArray();
@@ -291,8 +291,8 @@ describe('merge and unmerge', () => {
     const m32 = loadModel(dir, { dtype: 'f32' });
     try {
       const q = m.linears().get('model.text_model.layers.0.self_attn.q_proj')!;
-      assert.equal(q.w.dtype, 'bf16');
-      assert.equal(m32.linears().get('model.text_model.layers.0.self_attn.q_proj')!.w.dtype, 'f32');
+      assert.equal((q.w as Tensor).dtype, 'bf16');
+      assert.equal((m32.linears().get('model.text_model.layers.0.self_attn.q_proj')!.w as Tensor).dtype, 'f32');
       const lora = loadAdapter(m, join(REF, 'tiny-idefics3-lora'), { trainable: true });
       const lora32 = loadAdapter(m32, join(REF, 'tiny-idefics3-lora'), { trainable: true });
       const ref = logitsOf(m);
@@ -312,10 +312,10 @@ describe('merge and unmerge', () => {
       assert.ok(Number.isFinite(worst) && worst <= 1e-4, `LoRA gradients on a bf16 base differ by ${worst}`);
       for (const p of [...lora.parameters().values(), ...g32.values()]) { p.grad?.dispose(); p.grad = null; }
       // merge: W = bf16(W + scaling · B·A), exactly as torch's in-place add on a bf16 weight
-      const w0 = (q.w.data as Uint16Array).slice();
+      const w0 = ((q.w as Tensor).data as Uint16Array).slice();
       const delta = lora.deltaWeight('model.text_model.layers.0.self_attn.q_proj');
       lora.merge();
-      const w1 = q.w.data as Uint16Array;
+      const w1 = (q.w as Tensor).data as Uint16Array;
       for (let i = 0; i < w0.length; i++) assert.equal(w1[i], f32ToBf16(bf16ToF32(w0[i]!) + delta[i]!));
       const merged = logitsOf(m);
       const e = tensorRelErr(merged, ref);
@@ -324,7 +324,7 @@ describe('merge and unmerge', () => {
       lora.unmerge();
       // PEFT's unmerge in bf16 (W -= bf16(delta)) returns W up to the rounding of W + delta: a few bf16 ulps
       let moved = 0, maxW = 0;
-      const w2 = q.w.data as Uint16Array;
+      const w2 = (q.w as Tensor).data as Uint16Array;
       for (let i = 0; i < w0.length; i++) {
         moved = Math.max(moved, Math.abs(bf16ToF32(w2[i]!) - bf16ToF32(w0[i]!)));
         maxW = Math.max(maxW, Math.abs(bf16ToF32(w0[i]!)));

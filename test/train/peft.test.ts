@@ -197,11 +197,11 @@ describe('merged checkpoints', () => {
     const m = loadModel(BASE, { dtype: 'f32' });
     const out = join(tmp, 'merged');
     try {
-      const w = m.linears().get('model.text_model.layers.0.self_attn.q_proj')!.w.toFloat32Array();
+      const w = (m.linears().get('model.text_model.layers.0.self_attn.q_proj')!.w as Tensor).toFloat32Array();
       const lora = loadAdapter(m, LORA);
       const ref = logitsOf(m);
       saveMergedCheckpoint(m, lora, { sourceDir: BASE, outDir: out });
-      assert.deepEqual(m.linears().get('model.text_model.layers.0.self_attn.q_proj')!.w.toFloat32Array(), w, 'not merged in memory');
+      assert.deepEqual((m.linears().get('model.text_model.layers.0.self_attn.q_proj')!.w as Tensor).toFloat32Array(), w, 'not merged in memory');
       assert.equal(lora.merged, false);
       for (const f of ['config.json', 'tokenizer.json', 'chat_template.jinja', 'processor_config.json', 'generation_config.json'])
         assert.deepEqual(readFileSync(join(out, f)), readFileSync(join(BASE, f)), `${f} copied`);

@@ -1,9 +1,10 @@
-// LoRA over a block-quantized (Q8_0) base weight: the base is frozen, the f32 adapters train, and their gradients
-// equal those on a base that holds the dequantized f32 values; merging into a quantized base is refused.
+// LoRA over a block-quantized (Q8_0, Q4_0, NF4 double-quantized: QLoRA) base weight: the base is frozen, the f32
+// adapters train, and their gradients equal those on a base that holds the dequantized f32 values; merging into a
+// quantized base is refused.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  type Backend, QuantizedWeight, type Tensor, Rng, backward, getBackend, mul, quantize, silu, sum, tensor, tidy,
+  type Backend, type QuantFormat, QuantizedWeight, type Tensor, Rng, backward, getBackend, mul, quantize, silu, sum, tensor, tidy,
 } from '../../src/engine/index.js';
 import '../../src/engine/backend/native/index.js';
 import { VlmkitError } from '../../src/errors.js';
@@ -33,14 +34,14 @@ function values(rng: Rng, n: number): number[] {
   return Array.from({ length: n }, () => rng.next() * 2 - 1);
 }
 
-/** LoRA gradients (PEFT names -> values) of sum(out * probe) for a base of Q8_0 weights or their f32 values. */
-function loraGrads(b: Backend, quantized: boolean, M: number): Map<string, number[]> {
+/** LoRA gradients (PEFT names -> values) of sum(out * probe) for a base of quantized weights or their f32 values. */
+function loraGrads(b: Backend, quantized: boolean, M: number, fmt: QuantFormat = 'q8_0'): Map<string, number[]> {
   return tidy(() => {
     const rng = new Rng(21);
-    const w0 = tensor(values(rng, 96 * 64), [96, 64], { backend: b });
-    const w1 = tensor(values(rng, 32 * 96), [32, 96], { backend: b });
-    const bias = tensor(values(rng, 96), [96], { backend: b });
-    const q = [quantize(w0, 'q8_0'), quantize(w1, 'q8_0')] as const;
+    const w0 = tensor(values(rng, 128 * 64), [128, 64], { backend: b });
+    const w1 = tensor(values(rng, 32 * 128), [32, 128], { backend: b });
+    const bias = tensor(values(rng, 128), [128], { backend: b });
+    const q = [quantize(w0, fmt), quantize(w1, fmt)] as const;
     const base: [Tensor | QuantizedWeight, Tensor | QuantizedWeight] = quantized ? [q[0], q[1]] : [q[0].dequantize(), q[1].dequantize()];
     const model = new Toy(base, bias);
     // init false: B is not zero, so A's gradient is not zero either
@@ -54,7 +55,7 @@ function loraGrads(b: Backend, quantized: boolean, M: number): Map<string, numbe
       out.set(name, t.grad.toArray());
     }
     if (quantized) {
-      assert.throws(() => lora.merge(), (e: Error) => e instanceof VlmkitError && /layers\.0\.q_proj.*q8_0 base weight/.test(e.message));
+      assert.throws(() => lora.merge(), (e: Error) => e instanceof VlmkitError && new RegExp(`layers\\.0\\.q_proj.*${fmt} base weight`).test(e.message));
       assert.throws(() => lora.mergedWeight('layers.0.o_proj'), VlmkitError);
     }
     lora.remove();
@@ -63,10 +64,10 @@ function loraGrads(b: Backend, quantized: boolean, M: number): Map<string, numbe
   });
 }
 
-test('LoRA on a Q8_0 base: adapter gradients equal those on the dequantized f32 base', () => {
-  // 3 rows: the decode kernels; 40 rows: gemm_nt strips and the decoded-panel input gradient
-  for (const M of [3, 40]) {
-    const gq = loraGrads(nat, true, M), gf = loraGrads(nat, false, M);
+test('LoRA on a Q8_0, Q4_0 or NF4 base (QLoRA): adapter gradients equal those on the dequantized f32 base', () => {
+  // 3 rows: the decode kernels; 40 rows: gemm_nt strips (Q8_0) or decoded panels, and the decoded-panel input gradient
+  for (const [fmt, M] of [['q8_0', 3], ['q8_0', 40], ['q4_0', 3], ['q4_0', 40], ['nf4', 3], ['nf4', 40]] as const) {
+    const gq = loraGrads(nat, true, M, fmt), gf = loraGrads(nat, false, M, fmt);
     assert.equal(gq.size, 4);
     for (const [name, g] of gq) {
       const want = gf.get(name)!;
@@ -76,7 +77,7 @@ test('LoRA on a Q8_0 base: adapter gradients equal those on the dequantized f32 
         maxDiff = Math.max(maxDiff, Math.abs(g[i] - want[i]));
       }
       const rel = maxDiff / maxRef;
-      assert.ok(maxRef > 0 && Number.isFinite(rel) && rel <= 1e-5, `${name} (${M} rows): max rel err ${rel}`);
+      assert.ok(maxRef > 0 && Number.isFinite(rel) && rel <= 1e-5, `${fmt} ${name} (${M} rows): max rel err ${rel}`);
     }
   }
 });

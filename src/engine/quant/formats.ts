@@ -3,8 +3,8 @@
 // formats hold groups of values with a scale per group and are stored in a QuantizedWeight (weight.ts).
 export type WeightFormat = 'f32' | 'bf16' | 'f16' | 'q8_0' | 'q4_0' | 'nf4';
 export type BlockFormat = 'q8_0' | 'q4_0' | 'nf4';
-/** Block formats with a codec and kernels today (Q4_0 and NF4 follow in issue 13). */
-export type QuantFormat = 'q8_0';
+/** Block formats with a codec and kernels. */
+export type QuantFormat = BlockFormat;
 
 export interface FormatInfo {
   /** the value of vk::WT in the addon */
@@ -27,7 +27,7 @@ export const WEIGHT_FORMATS: Readonly<Record<WeightFormat, FormatInfo>> = {
   nf4: { code: 18, blockValues: 64, blockBytes: 32 },
 };
 
-export const QUANT_FORMATS: readonly QuantFormat[] = ['q8_0'];
+export const QUANT_FORMATS: readonly QuantFormat[] = ['q8_0', 'q4_0', 'nf4'];
 
 export function isBlockFormat(f: string): f is BlockFormat {
   return f === 'q8_0' || f === 'q4_0' || f === 'nf4';

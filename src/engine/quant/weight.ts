@@ -1,5 +1,6 @@
-// A block-quantized weight: a linear layer's W [out, in] stored as its origin format stores it (ggml's Q8_0 rows
-// of 34-byte blocks, ...), with the format's per-block scales. Not a Tensor: a Tensor is one element per slot,
+// A block-quantized weight: a linear layer's W [out, in] stored as its origin format stores it (ggml's Q8_0 and
+// Q4_0 rows of 34- and 18-byte blocks; bitsandbytes' NF4 codes followed by their absmax, plain or double-quantized,
+// laid out as nf4.ts describes), with the format's per-block scales. Not a Tensor: a Tensor is one element per slot,
 // and a quantized weight is read only by the ops that know its format (linear; LoRA's base). It is frozen: it
 // never takes a gradient, while the gradient with respect to the input flows through it.
 //
@@ -12,6 +13,13 @@ import { Tensor } from '../tensor.js';
 import { ShapeError, VlmkitError } from '../../errors.js';
 import { QUANT_FORMATS, type QuantFormat, WEIGHT_FORMATS } from './formats.js';
 import { dequantizeQ8_0, quantizeQ8_0 } from './q8_0.js';
+import { dequantizeQ4_0, quantizeQ4_0 } from './q4_0.js';
+import { dequantizeNF4, nf4Layout, quantizeNF4 } from './nf4.js';
+
+export interface QuantOptions {
+  /** NF4 only: quantize the block absmax again (bitsandbytes' compress_statistics); default true */
+  doubleQuant?: boolean;
+}
 
 export class QuantizedWeight {
   readonly format: QuantFormat;
@@ -20,15 +28,18 @@ export class QuantizedWeight {
   /** values per block */
   readonly blockSize: number;
   readonly backend: Backend;
-  /** the packed blocks, row after row, bit for bit as the origin format stores them (Q8_0: scales inside) */
+  /** the packed blocks, row after row, bit for bit as the origin format stores them (Q8_0/Q4_0: scales inside) */
   readonly storage: Storage;
+  /** NF4: whether the absmax is double-quantized (false for the other formats) */
+  readonly doubleQuant: boolean;
   /** frozen: the linear op never computes a gradient for it */
   readonly requiresGrad = false;
   name?: string;
   private disposed = false;
 
-  private constructor(backend: Backend, format: QuantFormat, shape: readonly [number, number], storage: Storage) {
+  private constructor(backend: Backend, format: QuantFormat, shape: readonly [number, number], storage: Storage, doubleQuant: boolean) {
     this.backend = backend;
+    this.doubleQuant = doubleQuant;
     this.format = format;
     this.shape = Object.freeze([shape[0], shape[1]]) as readonly [number, number];
     this.blockSize = WEIGHT_FORMATS[format].blockValues;
@@ -36,7 +47,8 @@ export class QuantizedWeight {
   }
 
   /** Bytes of packed data a [out, in] weight takes in this format (in a multiple of the block size). */
-  static byteLength(format: QuantFormat, shape: readonly number[]): number {
+  static byteLength(format: QuantFormat, shape: readonly number[], o: QuantOptions = {}): number {
+    if (format === 'nf4') return nf4Layout(shape[0] * shape[1], o.doubleQuant ?? true).bytes;
     const f = WEIGHT_FORMATS[format];
     return (shape[0] * shape[1]) / f.blockValues * f.blockBytes;
   }
@@ -45,36 +57,36 @@ export class QuantizedWeight {
    * A weight from packed bytes as the format stores them (a file's tensor data), copied into engine storage.
    * `what` names the source in errors (e.g. the tensor's name in a file).
    */
-  static fromBytes(format: QuantFormat, shape: readonly number[], bytes: Uint8Array, o: { backend?: Backend; what?: string } = {}): QuantizedWeight {
+  static fromBytes(format: QuantFormat, shape: readonly number[], bytes: Uint8Array, o: { backend?: Backend; what?: string } & QuantOptions = {}): QuantizedWeight {
     const what = o.what ?? `${format} weight`;
     checkFormatShape(format, shape, what);
-    const n = QuantizedWeight.byteLength(format, shape);
+    const n = QuantizedWeight.byteLength(format, shape, o);
     if (bytes.length !== n)
       throw new VlmkitError('E_QUANT', `${what}: ${bytes.length} bytes of packed ${format} data, but [${shape.join(', ')}] needs ${n}`);
-    const w = QuantizedWeight.alloc(o.backend ?? defaultBackend(), format, shape as [number, number]);
+    const w = QuantizedWeight.alloc(o.backend ?? defaultBackend(), format, shape as [number, number], o);
     w.bytes.set(bytes);
     return w;
   }
 
-  private static alloc(backend: Backend, format: QuantFormat, shape: readonly [number, number]): QuantizedWeight {
-    const st = new Storage('u8', QuantizedWeight.byteLength(format, shape), backend.allocator);
-    return new QuantizedWeight(backend, format, shape, st);
+  private static alloc(backend: Backend, format: QuantFormat, shape: readonly [number, number], o: QuantOptions): QuantizedWeight {
+    const st = new Storage('u8', QuantizedWeight.byteLength(format, shape, o), backend.allocator);
+    return new QuantizedWeight(backend, format, shape, st, format === 'nf4' && (o.doubleQuant ?? true));
   }
 
   /** Quantizes t (with `format`'s definition) into a new weight on t's backend. */
-  static quantize(t: Tensor, format: QuantFormat, what = `${format} quantization`): QuantizedWeight {
+  static quantize(t: Tensor, format: QuantFormat, what = `${format} quantization`, o: QuantOptions = {}): QuantizedWeight {
     t.assertLive();
     checkFormatShape(format, t.shape, what);
     if (t.dtype !== 'f32' && t.dtype !== 'bf16' && t.dtype !== 'f16')
       throw new ShapeError(`${what}: the weight must be f32, bf16 or f16, got ${t.dtype} [${t.shape.join(', ')}]`);
     const x = t.dtype === 'f32' && t.isContiguous() ? (t.data as Float32Array) : t.toFloat32Array();
-    const w = QuantizedWeight.alloc(t.backend, format, t.shape as [number, number]);
-    const bad = quantizeQ8_0(x, w.bytes);
+    const w = QuantizedWeight.alloc(t.backend, format, t.shape as [number, number], o);
+    const bad = format === 'q8_0' ? quantizeQ8_0(x, w.bytes) : format === 'q4_0' ? quantizeQ4_0(x, w.bytes) : quantizeNF4(x, w.bytes, w.doubleQuant);
     if (bad >= 0) {
       w.dispose();
       const K = t.shape[1], at = `[${Math.floor(bad / K)}, ${bad % K}]`;
       throw new VlmkitError('E_QUANT', Number.isFinite(x[bad])
-        ? `${what}: the block at ${at} of [${t.shape.join(', ')}] has values too large for ${format}'s fp16 scale (|x| up to ${Math.max(...x.subarray(bad, bad + 32).map(Math.abs))}); keep this layer in f32/bf16`
+        ? `${what}: the block at ${at} of [${t.shape.join(', ')}] has values too large for ${format}'s fp16 scale (|x| up to ${Math.max(...x.subarray(bad, bad + w.blockSize).map(Math.abs))}); keep this layer in f32/bf16`
         : `${what}: the weight [${t.shape.join(', ')}] holds ${x[bad]} at ${at}; only finite weights can be quantized`);
     }
     return w;
@@ -96,7 +108,9 @@ export class QuantizedWeight {
   dequantize(): Tensor {
     this.assertLive();
     const out = new Float32Array(this.shape[0] * this.shape[1]);
-    dequantizeQ8_0(this.bytes, out);
+    if (this.format === 'q8_0') dequantizeQ8_0(this.bytes, out);
+    else if (this.format === 'q4_0') dequantizeQ4_0(this.bytes, out);
+    else dequantizeNF4(this.bytes, out, this.doubleQuant);
     return wrapF32(this.backend, out, this.shape);
   }
 
@@ -133,9 +147,12 @@ function wrapF32(backend: Backend, data: Float32Array, shape: readonly number[])
   return t;
 }
 
-/** Quantizes an f32/bf16/f16 matrix [out, in] into a block format (Q8_0: ggml's quantize_row_q8_0_ref). */
-export function quantize(t: Tensor, format: QuantFormat): QuantizedWeight {
-  return QuantizedWeight.quantize(t, format);
+/**
+ * Quantizes an f32/bf16/f16 matrix [out, in] into a block format (Q8_0/Q4_0: ggml's quantize_row_*_ref; NF4:
+ * bitsandbytes' quantize_4bit, double-quantized unless doubleQuant is false).
+ */
+export function quantize(t: Tensor, format: QuantFormat, o: QuantOptions = {}): QuantizedWeight {
+  return QuantizedWeight.quantize(t, format, undefined, o);
 }
 
 /** The exact f32 values of a quantized weight, as a tensor [out, in]. */

@@ -4,10 +4,11 @@
 // the pixel attention mask becomes a patch mask (a patch is valid when any of its pixels is).
 import type { Backend } from '../../engine/backend/backend.js';
 import {
-  type Tensor, concat, indexSelect, linear, noGrad, reshape, scatterRows, slice, tensor, tidy,
+  Tensor, concat, indexSelect, linear, noGrad, reshape, scatterRows, slice, tensor, tidy,
 } from '../../engine/index.js';
 import { ShapeError, VlmkitError } from '../../errors.js';
 import { Checkpoint, type ModelDir } from '../../io/model-dir.js';
+import { QuantizedWeight, type QuantFormat, type QuantOptions, WEIGHT_FORMATS } from '../../engine/quant/index.js';
 import { type Linear, hostInts, tidyGraph } from '../common.js';
 import type { VisionLanguageModel } from '../types.js';
 import { type Idefics3Config, idefics3ConfigFromJson } from './config.js';
@@ -63,12 +64,14 @@ export class Idefics3Model implements VisionLanguageModel {
   readonly weights: Idefics3Weights;
   private readonly named: Map<string, Tensor>;
   private readonly linearMap: Map<string, Linear>;
+  private readonly packed = new Map<string, QuantizedWeight>();
 
   constructor(config: Idefics3Config, weights: Idefics3Weights, named: Map<string, Tensor>, linears: Map<string, Linear>) {
     this.config = config;
     this.weights = weights;
     this.named = named;
     this.linearMap = linears;
+    for (const [path, l] of linears) if (l.w instanceof QuantizedWeight) this.packed.set(`${path}.weight`, l.w);
     this.vision = new VisionTransformer(config.vision, weights.vision);
     this.connector = new Connector(config.scaleFactor, weights.connector);
     this.text = new LlamaText(config.text, weights.text);
@@ -78,9 +81,39 @@ export class Idefics3Model implements VisionLanguageModel {
     return this.weights.text.embed.backend;
   }
 
-  /** Every parameter by its transformers name ("model.text_model.layers.0.self_attn.q_proj.weight", ...). */
+  /**
+   * Every parameter by its transformers name ("model.text_model.layers.0.self_attn.q_proj.weight", ...); the
+   * block-quantized weights of a quantized model are not Tensors and are listed by quantizedWeights() instead.
+   */
   parameters(): Map<string, Tensor> {
     return new Map(this.named);
+  }
+
+  /** The block-quantized linear weights by transformers name (empty for a 16/32-bit model). */
+  quantizedWeights(): Map<string, QuantizedWeight> {
+    return new Map(this.packed);
+  }
+
+  /**
+   * Stores the weights of the transformer layers' linears (text and vision: attention and MLP projections) and of
+   * the connector in a block format, in place: the forward reads them packed from then on, and the f32/bf16
+   * tensors are released. The embeddings (and a tied lm_head), the norms, biases, position embeddings and the
+   * vision patch embedding stay as they are, as does a linear whose input size is not a multiple of the format's
+   * block (docs/quantization.md). A linear with adapters attached is quantized under them (QLoRA).
+   */
+  quantize(format: QuantFormat, o: QuantOptions = {}): void {
+    const block = WEIGHT_FORMATS[format].blockValues;
+    for (const [path, l] of this.linearMap) {
+      if (!(l.w instanceof Tensor) || path.endsWith('.patch_embedding') || l.w.rank !== 2 || l.w.shape[1] % block !== 0) continue;
+      const name = `${path}.weight`, t = l.w;
+      const q = QuantizedWeight.quantize(t, format, `weight "${name}"`, o);
+      q.name = name;
+      l.w = q;
+      if (this.weights.connector.linear === l) this.weights.connector.proj = q;
+      this.packed.set(name, q);
+      this.named.delete(name);
+      t.dispose();
+    }
   }
 
   /**
@@ -348,6 +381,7 @@ export class Idefics3Model implements VisionLanguageModel {
 
   dispose(): void {
     for (const t of this.named.values()) t.dispose();
+    for (const w of this.packed.values()) w.dispose();
     this.text.invFreq.dispose();
   }
 }
@@ -356,6 +390,10 @@ export interface LoadModelOptions {
   /** 'f32': every weight in f32 (training, parity). Default: linear weights stay in their stored dtype. */
   dtype?: 'f32';
   backend?: Backend;
+  /** quantize the linears at load time (Idefics3Model.quantize); a checkpoint already quantized keeps its format */
+  quant?: QuantFormat;
+  /** NF4: double-quantize the block absmax (default true) */
+  doubleQuant?: boolean;
 }
 
 /** Loads an Idefics3 / SmolVLM checkpoint directory (config.json + model.safetensors or sharded). */
@@ -364,7 +402,16 @@ export function loadModel(dir: string | ModelDir, o: LoadModelOptions = {}): Ide
   try {
     const config = idefics3ConfigFromJson(ckpt.config, `${ckpt.dir}/config.json`);
     const { weights, named, linears } = loadIdefics3Weights(ckpt, config, { dtype: o.dtype, backend: o.backend });
-    return new Idefics3Model(config, weights, named, linears);
+    const model = new Idefics3Model(config, weights, named, linears);
+    if (o.quant) {
+      try {
+        model.quantize(o.quant, { doubleQuant: o.doubleQuant });
+      } catch (e) {
+        model.dispose();
+        throw e;
+      }
+    }
+    return model;
   } finally {
     ckpt.close();
   }

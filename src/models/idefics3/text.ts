@@ -4,7 +4,7 @@
 // [B, Hkv, maxLen, D] key/value buffers per layer for step-by-step generation.
 import type { Backend } from '../../engine/backend/backend.js';
 import {
-  type Tensor, add, addRmsNorm, attention, checkpoint, embedding, isGradEnabled, linear, linears, mul, noGrad, permute, reshape,
+  Tensor, add, addRmsNorm, attention, checkpoint, embedding, isGradEnabled, linear, linears, mul, noGrad, permute, reshape,
   rmsNorm, rope, ropeAppendKV, ropeInvFreq, silu, slice, swiglu, tensor, warmCaches, zeros,
 } from '../../engine/index.js';
 import { ShapeError, VlmkitError } from '../../errors.js';
@@ -13,8 +13,8 @@ import type { LlamaTextConfig } from './config.js';
 import type { TextLayerWeights, TextWeights } from './weights.js';
 
 const lin = applyLinear;
-/** A linear without bias or enabled adapters (a fused op may read its weight directly). */
-const plain = (l: Linear) => !l.b && !(l.adapters ?? []).some((a) => a.enabled !== false);
+/** A linear of f32/bf16/f16 weight without bias or enabled adapters (a fused op may read its weight directly). */
+const plain = (l: Linear): l is Linear<Tensor> => l.w instanceof Tensor && !l.b && !(l.adapters ?? []).some((a) => a.enabled !== false);
 
 /** dst[at .. at+n) = src[from .. from+n) along `axis` (through views released at once). */
 function copySpan(dst: Tensor, src: Tensor, axis: number, at: number, from: number, n: number): void {
@@ -123,9 +123,9 @@ export function positionsFromAttentionMask(mask: Int32Array | readonly number[],
   return out;
 }
 
-/** The weights of a decoder layer's linears in the order the layer reads them. */
+/** The weights of a decoder layer's linears in the order the layer reads them (the tensors among them). */
 function layerWeights(l: TextLayerWeights): Tensor[] {
-  return [l.q.w, l.k.w, l.v.w, l.o.w, l.gate.w, l.up.w, l.down.w];
+  return [l.q.w, l.k.w, l.v.w, l.o.w, l.gate.w, l.up.w, l.down.w].filter((w): w is Tensor => w instanceof Tensor);
 }
 
 export class LlamaText {

@@ -5,10 +5,11 @@
 // tied to embed_tokens when the config says so or when the checkpoint has no lm_head.weight.
 import type { Backend } from '../../engine/backend/backend.js';
 import type { DType } from '../../engine/dtype.js';
-import { type Tensor, fromRaw } from '../../engine/index.js';
+import { QuantizedWeight, type Tensor, fromRaw } from '../../engine/index.js';
 import { join } from 'node:path';
 import { FileFormatError } from '../../errors.js';
 import type { Checkpoint } from '../../io/model-dir.js';
+import { type QuantEntry, quantEntry } from '../quantized-file.js';
 import type { Linear } from '../common.js';
 
 export type { Linear } from '../common.js';
@@ -35,8 +36,8 @@ export interface WeightSpec {
 }
 
 export interface ConnectorWeights {
-  /** [text hidden, vision hidden · scale²], no bias */
-  proj: Tensor;
+  /** [text hidden, vision hidden · scale²], no bias (block-quantized in a quantized model) */
+  proj: Tensor | QuantizedWeight;
   /** the same weight as a Linear (listed by linears(), where adapters attach) */
   linear: Linear;
 }
@@ -187,11 +188,14 @@ function resolveIdefics3Tensors(ckpt: Checkpoint, cfg: Idefics3Config, specs: re
         (names.length > 1 ? ` (also looked for "${names.slice(1).join('", "')}")` : '') +
         `, expected shape ${fmt(spec.shape)} in ${ckpt.files.join(', ')}; the checkpoint does not match its config.json`);
     const info = ckpt.info(name);
-    if (info.shape.length !== spec.shape.length || info.shape.some((d, i) => d !== spec.shape[i]))
-      throw new FileFormatError(`tensor "${name}" in ${info.file} has shape ${fmt(info.shape)}, expected ${fmt(spec.shape)} from ${cfgPath} ` +
-        `(${shapeSource(spec)}); fix config.json or use the weights it belongs to`);
-    if (!['F32', 'BF16', 'F16', 'F64'].includes(info.dtype))
-      throw new FileFormatError(`tensor "${name}" in ${info.file} has dtype ${info.dtype}; vlmkit reads F32, BF16 or F16 weights (quantized checkpoints are not supported here)`);
+    // a packed block-quantized weight (vlmkit quantize) is a U8 tensor whose [out, in] is in its file's metadata
+    const q = info.dtype === 'U8' && spec.kind === 'matrix' ? quantEntry(ckpt.metadataOf(name), name, info.file) : null;
+    const shape = q ? q.shape : info.shape;
+    if (shape.length !== spec.shape.length || shape.some((d, i) => d !== spec.shape[i]))
+      throw new FileFormatError(`tensor "${name}" in ${info.file} has ${q ? `${q.format} weights of shape` : 'shape'} ${fmt(shape)}, expected ${fmt(spec.shape)} from ${cfgPath} ` +
+        `(${shapeSource(spec)}); ${q ? 'it was quantized from a model of another shape: quantize this model\'s own weights' : 'fix config.json or use the weights it belongs to'}`);
+    if (!q && !['F32', 'BF16', 'F16', 'F64'].includes(info.dtype))
+      throw new FileFormatError(`tensor "${name}" in ${info.file} has dtype ${info.dtype}; vlmkit reads F32, BF16 or F16 weights, or packed weights written by vlmkit quantize`);
     return name;
   });
 }
@@ -200,6 +204,7 @@ function resolveIdefics3Tensors(ckpt: Checkpoint, cfg: Idefics3Config, specs: re
 export function loadIdefics3Weights(ckpt: Checkpoint, cfg: Idefics3Config, o: LoadWeightsOptions = {}): AssembledWeights {
   const specs = idefics3WeightSpecs(cfg);
   const flat = new Map<string, Tensor>();
+  const packed = new Map<string, QuantizedWeight>();
   const lmSpec = specs[specs.length - 1];
   const lmName = ckpt.find(checkpointNames(lmSpec));
   const tied = cfg.tieWordEmbeddings || lmName === null;
@@ -209,6 +214,14 @@ export function loadIdefics3Weights(ckpt: Checkpoint, cfg: Idefics3Config, o: Lo
       const name = found[i];
       if (name === null || name === undefined) return;
       const info = ckpt.info(name);
+      if (info.dtype === 'U8') {
+        const q = quantEntry(ckpt.metadataOf(name), name, info.file) as QuantEntry;
+        const w = QuantizedWeight.fromBytes(q.format, q.shape, ckpt.read(name).data as Uint8Array,
+          { backend: o.backend, what: `tensor "${name}" in ${info.file}`, doubleQuant: q.doubleQuant });
+        w.name = canonicalName(spec);
+        packed.set(spec.key, w);
+        return;
+      }
       const stored: DType = info.dtype === 'BF16' ? 'bf16' : info.dtype === 'F16' ? 'f16' : 'f32';
       const want: DType = o.dtype === 'f32' || spec.kind === 'vector' ? 'f32' : stored;
       const t = fromRaw(ckpt.read(name), { backend: o.backend, dtype: want });
@@ -217,9 +230,10 @@ export function loadIdefics3Weights(ckpt: Checkpoint, cfg: Idefics3Config, o: Lo
     });
   } catch (e) {
     for (const t of flat.values()) t.dispose();
+    for (const w of packed.values()) w.dispose();
     throw e;
   }
-  return assembleIdefics3Weights(cfg, flat, tied);
+  return assembleIdefics3Weights(cfg, flat, tied, packed);
 }
 
 /** What the model is built from: the weight structs, the tensors by transformers name, the linears by module path. */
@@ -236,7 +250,8 @@ export interface AssembledWeights {
  * every key of the specs must be there, except "lmHead" when tied. Shared by the checkpoint loader and the random
  * initialisation (init.ts).
  */
-export function assembleIdefics3Weights(cfg: Idefics3Config, flat: Map<string, Tensor>, tied: boolean): AssembledWeights {
+export function assembleIdefics3Weights(cfg: Idefics3Config, flat: Map<string, Tensor>, tied: boolean,
+  packed: ReadonlyMap<string, QuantizedWeight> = new Map()): AssembledWeights {
   const specs = idefics3WeightSpecs(cfg);
   const named = new Map<string, Tensor>();
   for (const spec of specs) {
@@ -251,15 +266,19 @@ export function assembleIdefics3Weights(cfg: Idefics3Config, flat: Map<string, T
   const opt = (k: string): Tensor | null => flat.get(k) ?? null;
   const linears = new Map<string, Linear>();
   const hfOfKey = new Map(specs.map((sp) => [sp.key, sp.hf]));
+  // a linear's weight: a tensor, or (a quantized checkpoint) a packed block-quantized weight
+  const wOf = (k: string): Tensor | QuantizedWeight => packed.get(k) ?? g(k);
   const lin = (k: string): Linear => {
-    const l: Linear = { w: g(`${k}.w`), b: opt(`${k}.b`) };
+    const l: Linear = { w: wOf(`${k}.w`), b: opt(`${k}.b`) };
     const hf = hfOfKey.get(`${k}.w`)!;
     linears.set(`model.${hf.slice(0, -'.weight'.length)}`, l);
     return l;
   };
   const norm = (k: string): Norm => ({ w: g(`${k}.w`), b: opt(`${k}.b`) });
+  const patch: Linear<Tensor> = { w: g('vision.patch.w'), b: opt('vision.patch.b') };
+  linears.set('model.vision_model.embeddings.patch_embedding', patch);
   const vision: VisionWeights = {
-    patch: lin('vision.patch'),
+    patch,
     posEmbed: g('vision.posEmbed'),
     layers: Array.from({ length: cfg.vision.numHiddenLayers }, (_, i) => {
       const k = `vision.layers.${i}`;
@@ -284,7 +303,7 @@ export function assembleIdefics3Weights(cfg: Idefics3Config, flat: Map<string, T
     lmHead: tied ? embed : g('lmHead'),
     tied,
   };
-  const proj = g('connector.proj');
+  const proj = wOf('connector.proj');
   const projLinear: Linear = { w: proj, b: null };
   linears.set('model.connector.modality_projection.proj', projLinear);
   return { weights: { vision, connector: { proj, linear: projLinear }, text }, named, linears };

@@ -20,7 +20,7 @@ export interface VisionLayerWeights {
 }
 export interface VisionWeights {
   /** the patch conv [D, C, p, p] (read as a [D, C·p·p] linear) and its bias [D] */
-  patch: Linear;
+  patch: Linear<Tensor>;
   /** [num_patches, D] */
   posEmbed: Tensor;
   layers: VisionLayerWeights[];

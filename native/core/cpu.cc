@@ -3,6 +3,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 namespace vk {
 
 const CpuFeatures& cpu_features() {
@@ -17,6 +21,13 @@ const CpuFeatures& cpu_features() {
                __builtin_cpu_supports("avx512vl");
     c.avx512bf16 = c.avx512 && __builtin_cpu_supports("avx512bf16");
     c.avx512vnni = c.avx512 && __builtin_cpu_supports("avx512vnni");
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    unsigned family = 0;
+    if (__get_cpuid(1, &eax, &ebx, &ecx, &edx)) {
+      family = (eax >> 8) & 0xf;
+      if (family == 0xf) family += (eax >> 20) & 0xff;
+    }
+    c.wide512 = c.avx512 && !(__builtin_cpu_is("amd") && family == 0x19);
 #endif
     return c;
   }();
@@ -30,6 +41,11 @@ Isa cpu_isa() {
   return Isa::Scalar;
 }
 
+Isa default_isa() {
+  const Isa widest = cpu_isa();
+  return widest == Isa::Avx512 && !cpu_features().wide512 ? Isa::Avx2 : widest;
+}
+
 const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::Avx512: return "avx512";
@@ -40,9 +56,10 @@ const char* isa_name(Isa isa) {
 }
 
 bool isa_from_env(Isa& isa, std::string& error) {
-  isa = cpu_isa();
+  isa = default_isa();
   const char* e = std::getenv("VLMKIT_ISA");
   if (!e || !*e) return true;
+  const Isa widest = cpu_isa();
   Isa want;
   if (!std::strcmp(e, "avx512")) want = Isa::Avx512;
   else if (!std::strcmp(e, "avx2")) want = Isa::Avx2;
@@ -51,9 +68,9 @@ bool isa_from_env(Isa& isa, std::string& error) {
     error = std::string("VLMKIT_ISA=") + e + " is not an instruction set vlmkit knows: set it to avx512, avx2 or scalar, or unset it";
     return false;
   }
-  if (want > isa) {
-    error = std::string("VLMKIT_ISA=") + e + " asks for more than this CPU has (at most " + isa_name(isa) +
-            "): set VLMKIT_ISA=" + isa_name(isa) + " or lower, or unset it";
+  if (want > widest) {
+    error = std::string("VLMKIT_ISA=") + e + " asks for more than this CPU has (at most " + isa_name(widest) +
+            "): set VLMKIT_ISA=" + isa_name(widest) + " or lower, or unset it";
     return false;
   }
   isa = want;

@@ -17,15 +17,21 @@ struct CpuFeatures {
   bool avx512 = false;      // AVX-512 F, BW and VL (with the OS saving zmm state)
   bool avx512bf16 = false;  // vdpbf16ps, vcvtneps2bf16
   bool avx512vnni = false;  // vpdpbusd
+  // 512-bit operations at full width. AMD's Zen 4 (family 19h) splits each into two 256-bit halves: its AVX-512
+  // FMA peak equals its AVX2 peak (measured 113 against 115 GFLOP/s per thread) and our AVX-512 products came out
+  // 5-15% slower than the AVX2 ones, so it defaults to AVX2 (VLMKIT_ISA=avx512 still forces the AVX-512 kernels).
+  bool wide512 = false;
 };
 
 // cpuid, asked once.
 const CpuFeatures& cpu_features();
 // The widest level this CPU runs (AVX-512 counts only with AVX2, FMA and F16C beside it).
 Isa cpu_isa();
+// The level used when nothing forces one: the widest, except AVX2 where 512-bit operations are split in two.
+Isa default_isa();
 const char* isa_name(Isa isa);
 
-// The level VLMKIT_ISA asks for (the CPU's widest when unset). On an unknown value or a level the CPU lacks it
+// The level VLMKIT_ISA asks for (default_isa() when unset). On an unknown value or a level the CPU lacks it
 // returns false and sets `error` to a one-line message naming the variable and the fix.
 bool isa_from_env(Isa& isa, std::string& error);
 

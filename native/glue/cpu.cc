@@ -15,7 +15,9 @@ Napi::Value CpuFeaturesOf(const Napi::CallbackInfo& info) {
   o.Set("avx512", Napi::Boolean::New(env, f.avx512));
   o.Set("avx512bf16", Napi::Boolean::New(env, f.avx512bf16));
   o.Set("avx512vnni", Napi::Boolean::New(env, f.avx512vnni));
+  o.Set("wide512", Napi::Boolean::New(env, f.wide512));
   o.Set("widest", Napi::String::New(env, isa_name(cpu_isa())));
+  o.Set("default", Napi::String::New(env, isa_name(default_isa())));
   return o;
 }
 

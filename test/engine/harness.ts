@@ -81,12 +81,17 @@ export function assertClose(name: string, got: number[], want: number[], tol: nu
 type OpFn = (...xs: Tensor[]) => Tensor | Tensor[];
 
 /**
- * The instruction sets the native checks run under: every one the CPU has, up to the level in use (the widest, or
- * what VLMKIT_ISA or withoutSimd set), so one test run covers the AVX-512, AVX2 and scalar kernels alike.
+ * The instruction sets the native checks run under: every one the CPU has (whichever is the default), or from the
+ * level that VLMKIT_ISA or withoutSimd set downwards, so one test run covers the AVX-512, AVX2 and scalar kernels.
  */
 export function isaPaths(): NativeIsa[] {
-  const all = nativeIsas(), now = nativeIsa();
-  return all.slice(all.indexOf(now));
+  const all = nativeIsas(), now = all.indexOf(nativeIsa());
+  const env = process.env.VLMKIT_ISA as NativeIsa | undefined;
+  // the level used when no test sets one: what VLMKIT_ISA forces, else the CPU's default
+  const top = all.indexOf(env || (loadAddon().cpuFeatures() as { default: NativeIsa }).default);
+  assert.ok(now >= 0 && top >= 0, `unknown instruction set: ${nativeIsa()} / ${env}`);
+  if (now > top) return all.slice(now);  // withoutSimd or setNativeIsa lowered it: that level and below
+  return all.slice(env ? top : 0);
 }
 
 /** Runs fn(isa) once under each of isaPaths(), restoring the level in use afterwards. */

@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { loadAddon } from '../src/engine/backend/native/addon.js';
-import { nativeThreads } from '../src/engine/index.js';
+import { nativeIsa, nativeThreads } from '../src/engine/index.js';
 
 export interface TimeOptions {
   warmup?: number;
@@ -81,6 +81,8 @@ export function machine(): Record<string, unknown> {
     cores: cpus.length,
     threads: nativeThreads(),
     avx2: Boolean((addon.cpuFeatures() as { avx2: boolean }).avx2),
+    // the instruction set the kernels use (the CPU's widest, or what VLMKIT_ISA forces)
+    kernelIsa: nativeIsa(),
     // the widest FMA unit, the one the compute ceiling measures
     fmaIsa: (addon.fmaPeak(0.001) as { isa: string }).isa,
     openblasCore: String(addon.blasCore()),

@@ -64,13 +64,6 @@ Napi::Value BinaryStrided(const Napi::CallbackInfo& info) {
   });
 }
 
-// setSimd(on) -> whether SIMD kernels are in use afterwards. Off makes every kernel that dispatches through
-// vk::has_avx2() take its scalar path (tests use it to check the fallbacks on an AVX2 machine).
-Napi::Value SetSimd(const Napi::CallbackInfo& info) {
-  simd_enabled().store(barg(info[0]));
-  return Napi::Boolean::New(info.Env(), has_avx2());
-}
-
 // binaryRows(op, rows, cols, a, b, out, rowIsB): [rows, cols] op [cols] (rowIsB) or [cols] op [rows, cols], all
 // contiguous; the bias-add shape without marshalling shape and stride arrays.
 Napi::Value BinaryRows(const Napi::CallbackInfo& info) {
@@ -86,7 +79,6 @@ Napi::Value BinaryRows(const Napi::CallbackInfo& info) {
 
 void register_elementwise(Napi::Env env, Napi::Object exports) {
   exports.Set("binaryRows", Napi::Function::New(env, BinaryRows));
-  exports.Set("setSimd", Napi::Function::New(env, SetSimd));
   exports.Set("unaryFlat", Napi::Function::New(env, UnaryFlat));
   exports.Set("unaryStrided", Napi::Function::New(env, UnaryStrided));
   exports.Set("unaryBackward", Napi::Function::New(env, UnaryBackward));

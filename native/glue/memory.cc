@@ -119,12 +119,6 @@ Napi::Value WarmCaches(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
-  Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("avx2", Napi::Boolean::New(info.Env(), cpu_has_avx2()));
-  return o;
-}
-
 void register_memory(Napi::Env env, Napi::Object exports) {
   exports.Set("alloc", Napi::Function::New(env, Alloc));
   exports.Set("free", Napi::Function::New(env, Free));
@@ -132,7 +126,6 @@ void register_memory(Napi::Env env, Napi::Object exports) {
   exports.Set("warmCaches", Napi::Function::New(env, WarmCaches));
   exports.Set("numThreads", Napi::Function::New(env, NumThreads));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
-  exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures));
 }
 VK_REGISTER(register_memory);
 

@@ -27,20 +27,20 @@
 namespace vk {
 namespace {
 
-enum class Isa { Avx512, Avx2, Sse2, Scalar };
+enum class Unit { Avx512, Avx2, Sse2, Scalar };
 
-Isa widest_isa() {
+Unit widest_unit() {
 #if VK_X86
-  static const Isa isa = [] {
+  static const Unit isa = [] {
     __builtin_cpu_init();
     // libgcc's check includes the OS saving the zmm state (xgetbv), not only the cpuid bit
-    if (__builtin_cpu_supports("avx512f")) return Isa::Avx512;
-    if (cpu_has_avx2()) return Isa::Avx2;
-    return Isa::Sse2;  // the x86-64 baseline
+    if (__builtin_cpu_supports("avx512f")) return Unit::Avx512;
+    if (cpu_has_avx2()) return Unit::Avx2;
+    return Unit::Sse2;  // the x86-64 baseline
   }();
   return isa;
 #else
-  return Isa::Scalar;
+  return Unit::Scalar;
 #endif
 }
 
@@ -205,10 +205,10 @@ double stream_plain(const float* const* s, float* d, int64_t lo, int64_t hi, boo
 using StreamFn = double (*)(const float* const*, float*, int64_t, int64_t, bool);
 
 template <int K>
-StreamFn stream_for(Isa isa) {
+StreamFn stream_for(Unit isa) {
 #if VK_X86
-  if (isa == Isa::Avx512) return stream_avx512<K>;
-  if (isa == Isa::Avx2) return stream_avx2<K>;
+  if (isa == Unit::Avx512) return stream_avx512<K>;
+  if (isa == Unit::Avx2) return stream_avx2<K>;
 #endif
   (void)isa;
   return stream_plain<K>;
@@ -217,22 +217,22 @@ StreamFn stream_for(Isa isa) {
 }  // namespace
 
 const char* fma_peak_isa() {
-  switch (widest_isa()) {
-    case Isa::Avx512: return "avx512f";
-    case Isa::Avx2: return "avx2";
-    case Isa::Sse2: return "sse2";
+  switch (widest_unit()) {
+    case Unit::Avx512: return "avx512f";
+    case Unit::Avx2: return "avx2";
+    case Unit::Sse2: return "sse2";
     default: return "scalar";
   }
 }
 
 FmaPeak fma_peak_pool(double seconds) {
   using clock = std::chrono::steady_clock;
-  const Isa isa = widest_isa();
+  const Unit isa = widest_unit();
   float (*block)(float) = fma_block_scalar;
   int lanes = 1;
 #if VK_X86
-  if (isa == Isa::Avx512) block = fma_block_avx512, lanes = 16;
-  else if (isa == Isa::Avx2) block = fma_block_avx2, lanes = 8;
+  if (isa == Unit::Avx512) block = fma_block_avx512, lanes = 16;
+  else if (isa == Unit::Avx2) block = fma_block_avx2, lanes = 8;
   else block = fma_block_sse2, lanes = 4;
 #endif
   const double flops_per_block = 2.0 * (double)kIters * kChains * lanes;
@@ -272,7 +272,7 @@ FmaPeak fma_peak_pool(double seconds) {
 double stream_probe_pool(const float* const* srcs, int nsrc, float* dst, int64_t n, bool nontemporal) {
   if (nsrc < 0 || nsrc > 3) throw std::runtime_error("stream probe: 0 to 3 sources");
   if (!dst && nsrc != 1) throw std::runtime_error("stream probe: a read-only probe reads exactly one source");
-  const Isa isa = widest_isa();
+  const Unit isa = widest_unit();
   StreamFn fn = nsrc == 0 ? stream_for<0>(isa) : nsrc == 1 ? stream_for<1>(isa) : nsrc == 2 ? stream_for<2>(isa) : stream_for<3>(isa);
   const int64_t units = (n + 1023) / 1024;  // 4 KB pieces, at least 16 to a thread
   std::mutex mu;

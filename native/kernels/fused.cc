@@ -26,7 +26,7 @@ namespace {
 
 // gemm's dot kernels serve up to this many rows of x (kDotMaxRows in matmul.cc) on CPUs with these features.
 constexpr int64_t kFewRows = 8;
-constexpr int64_t kAlign = 16;               // chunk boundaries, in weight rows (= output columns)
+constexpr int64_t kAlign = 32;               // chunk boundaries, in weight rows (= output columns)
 constexpr int64_t kChunkBytes = 128 << 10;  // a chunk streams at least this much weight when there is enough
 
 inline int64_t wt_bytes(WT t) { return t == WT::F32 ? 4 : 2; }

@@ -24,8 +24,17 @@ namespace vk {
 namespace {
 
 constexpr int64_t kMr = 6, kNr = 16;
-// A k-block's B strip (kc x 16 f32 = 16 KB at 256) stays in L1 beside the A panel streaming past it.
+// The AVX-512 kernel's strips are 32 columns wide (a 6 x 32 tile in 12 zmm registers).
+constexpr int64_t kNr512 = 32;
+// A k-block's B strip (kc x 16 f32 = 16 KB at 256, 32 KB for a 32-wide strip) stays in L1 beside the A panel
+// streaming past it.
 constexpr int64_t kMaxKc = 256;
+// The AVX-512 loops block for L2 as well: up to kNcStrips strips of B are widened together (kc x 256 f32 = 256 KB)
+// and swept by blocks of kMcPanels row panels of A (96 rows, kc x 96 f32 = 96 KB), so that a tall A is read from
+// L2, not from memory, once per strip.
+constexpr int64_t kNcStrips = 8, kMcPanels = 16;
+
+#define VK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 
 inline int64_t kc_of(int64_t K) {
   const int64_t blocks = (K + kMaxKc - 1) / kMaxKc;
@@ -109,23 +118,39 @@ inline std::pair<int64_t, int64_t> span_of(int64_t k0, int64_t kc) {
   }
 }
 
-// dst[k * 16 + j] = W[n + j, k0 + k] for j < nr, k < kc; 0 for j >= nr.
-template <WT T>
+// dst[k * NR + j] = W[n + j, k0 + k] for j < nr, k < kc; 0 for j >= nr.
+template <WT T, int64_t NR>
 __attribute__((target("avx2,fma,f16c"))) void pack_strip(const void* W, int64_t ldw, int64_t n, int64_t nr, int64_t k0,
                                                          int64_t kc, float* dst) {
-  const void* rows[kNr];
-  for (int64_t j = 0; j < kNr; j++) rows[j] = j < nr ? row_at<T>(W, ldw, n + j) : nullptr;
+  const void* rows[NR];
+  for (int64_t j = 0; j < NR; j++) rows[j] = j < nr ? row_at<T>(W, ldw, n + j) : nullptr;
   int64_t k = 0;
   for (; k + 8 <= kc; k += 8) {
-    for (int h = 0; h < 2; h++) {
+    for (int h = 0; h < NR / 8; h++) {
       __m256 r[8];
       for (int j = 0; j < 8; j++) r[j] = rows[8 * h + j] ? load8<T>(rows[8 * h + j], k0 + k) : _mm256_setzero_ps();
       transpose8(r);
-      for (int i = 0; i < 8; i++) _mm256_store_ps(dst + (k + i) * kNr + 8 * h, r[i]);
+      for (int i = 0; i < 8; i++) _mm256_store_ps(dst + (k + i) * NR + 8 * h, r[i]);
     }
   }
   for (; k < kc; k++)
-    for (int64_t j = 0; j < kNr; j++) dst[k * kNr + j] = rows[j] ? load1<T>(rows[j], k0 + k) : 0.f;
+    for (int64_t j = 0; j < NR; j++) dst[k * NR + j] = rows[j] ? load1<T>(rows[j], k0 + k) : 0.f;
+}
+
+// The same strip from B stored [K, N] (a plain right operand, not a linear layer's weight): dst[k * NR + j] =
+// B[k0 + k, n + j]; each k is a contiguous run of B, so no transpose. f32, bf16 and f16 only.
+template <WT T, int64_t NR>
+__attribute__((target("avx2,fma,f16c"))) void pack_strip_kn(const void* B, int64_t ldb, int64_t n, int64_t nr,
+                                                            int64_t k0, int64_t kc, float* dst) {
+  const int64_t eb = wt_block_bytes(T);
+  for (int64_t k = 0; k < kc; k++) {
+    const char* row = static_cast<const char*>(B) + ((k0 + k) * ldb + n) * eb;
+    float* d = dst + k * NR;
+    int64_t j = 0;
+    for (; j + 8 <= nr; j += 8) _mm256_store_ps(d + j, load8<T>(row, j));
+    for (; j < nr; j++) d[j] = load1<T>(row, j);
+    for (; j < NR; j++) d[j] = 0.f;
+  }
 }
 
 // C tile [mr, nr] (+)= a (kc x 6) · b (kc x 16). first: C = tile (+ bias); else C += tile. The six rows are written
@@ -184,6 +209,53 @@ __attribute__((target("avx2,fma"))) void micro(int64_t kc, const float* a, const
     }
 }
 
+// The AVX-512 tile: C [mr, nr] (+)= a (kc x 6) · b (kc x 32), twelve zmm accumulators, per k two loads of B, six
+// broadcasts of A and twelve FMAs. Each element is summed in the same order as micro's (one FMA per k, in k order),
+// so both kernels give the same bits. Partial tiles store through masks, with the same single roundings.
+VK_AVX512 void micro512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t mr, int64_t nr,
+                        const float* bias, bool first) {
+  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+         c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; k++) {
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+    __m512 av = _mm512_set1_ps(a[0]);
+    c00 = _mm512_fmadd_ps(av, b0, c00);
+    c01 = _mm512_fmadd_ps(av, b1, c01);
+    av = _mm512_set1_ps(a[1]);
+    c10 = _mm512_fmadd_ps(av, b0, c10);
+    c11 = _mm512_fmadd_ps(av, b1, c11);
+    av = _mm512_set1_ps(a[2]);
+    c20 = _mm512_fmadd_ps(av, b0, c20);
+    c21 = _mm512_fmadd_ps(av, b1, c21);
+    av = _mm512_set1_ps(a[3]);
+    c30 = _mm512_fmadd_ps(av, b0, c30);
+    c31 = _mm512_fmadd_ps(av, b1, c31);
+    av = _mm512_set1_ps(a[4]);
+    c40 = _mm512_fmadd_ps(av, b0, c40);
+    c41 = _mm512_fmadd_ps(av, b1, c41);
+    av = _mm512_set1_ps(a[5]);
+    c50 = _mm512_fmadd_ps(av, b0, c50);
+    c51 = _mm512_fmadd_ps(av, b1, c51);
+    a += kMr;
+    b += kNr512;
+  }
+  const __m512 acc[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  const __mmask16 mask[2] = {
+      (__mmask16)(nr >= 16 ? 0xFFFFu : (1u << nr) - 1u),
+      (__mmask16)(nr >= 32 ? 0xFFFFu : nr > 16 ? (1u << (nr - 16)) - 1u : 0u)};
+  for (int64_t r = 0; r < mr; r++) {
+    float* p = c + r * ldc;
+    for (int h = 0; h < 2; h++) {
+      if (!mask[h]) continue;
+      __m512 v = acc[r][h];
+      if (!first) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[h], p + 16 * h), v);
+      else if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask[h], bias + 16 * h));
+      _mm512_mask_storeu_ps(p + 16 * h, mask[h], v);
+    }
+  }
+}
+
 // Asks for the cache lines of W[n..n+nr, k0..k0+kc) ahead of use: the weight comes from memory (a model's weights
 // do not fit in cache), and 16 rows read a few lines each are more streams than the hardware prefetchers follow.
 template <WT T>
@@ -196,9 +268,65 @@ inline void prefetch_strip(const void* W, int64_t ldw, int64_t n, int64_t nr, in
   }
 }
 
+// The cache lines of B[k0..k0+kc, n..n+nr) for B stored [K, N].
+template <WT T>
+inline void prefetch_strip_kn(const void* B, int64_t ldb, int64_t n, int64_t nr, int64_t k0, int64_t kc) {
+  const int64_t eb = wt_block_bytes(T);
+  for (int64_t k = 0; k < kc; k++) {
+    const char* row = static_cast<const char*>(B) + ((k0 + k) * ldb + n) * eb;
+    for (int64_t b = 0; b < nr * eb; b += 64) _mm_prefetch(row + b, _MM_HINT_T1);
+    _mm_prefetch(row + nr * eb - 1, _MM_HINT_T1);
+  }
+}
+
+// The AVX-512 loops (see kNcStrips): per k-block, up to kNcStrips 32-column strips of B widened into one panel,
+// then row blocks of A swept over it strip by strip. While the first row block runs, the next panel's weights are
+// prefetched strip by strip. KN: B stored [K, N] instead of a weight [N, K].
+template <WT T, bool KN>
+void cols512(const float* A, int64_t M, int64_t K, const void* W, int64_t ldw, int64_t n0, int64_t n1,
+             const float* bias, float* C, int64_t ldc) {
+  const int64_t kcMax = kc_of(K), P = panels_of(M), NC = kNcStrips * kNr512;
+  float* panel = scratch(Scratch::NtStrip, kcMax * NC);
+  auto prefetch = [&](int64_t n, int64_t k0, int64_t kc) {
+    const int64_t nr = std::min(kNr512, n1 - n);
+    if (KN) prefetch_strip_kn<T>(W, ldw, n, nr, k0, kc);
+    else prefetch_strip<T>(W, ldw, n, nr, k0, kc);
+  };
+  for (int64_t s = n0; s < std::min(n1, n0 + NC); s += kNr512) prefetch(s, 0, kcMax);
+  for (int64_t k0 = 0; k0 < K; k0 += kcMax) {
+    const int64_t kc = std::min(kcMax, K - k0);
+    const float* Ab = A + k0 * P * kMr;
+    for (int64_t nb = n0; nb < n1; nb += NC) {
+      const int64_t nbEnd = std::min(n1, nb + NC);
+      for (int64_t n = nb, i = 0; n < nbEnd; n += kNr512, i++) {
+        const int64_t nr = std::min(kNr512, nbEnd - n);
+        if (KN) pack_strip_kn<T, kNr512>(W, ldw, n, nr, k0, kc, panel + i * kc * kNr512);
+        else pack_strip<T, kNr512>(W, ldw, n, nr, k0, kc, panel + i * kc * kNr512);
+      }
+      // the panel after this one: the next columns of this k-block, or the first of the next k-block
+      int64_t nextN = nbEnd, nextK = k0, nextKc = kc;
+      if (nextN >= n1) nextN = n0, nextK = k0 + kc, nextKc = std::min(kcMax, K - k0 - kc);
+      const bool ahead = nextK < K;
+      for (int64_t p0 = 0; p0 < P; p0 += kMcPanels) {
+        const int64_t p1 = std::min(P, p0 + kMcPanels);
+        for (int64_t n = nb, i = 0; n < nbEnd; n += kNr512, i++) {
+          const int64_t nr = std::min(kNr512, nbEnd - n);
+          const float* strip = panel + i * kc * kNr512;
+          for (int64_t p = p0; p < p1; p++)
+            micro512(kc, Ab + p * kc * kMr, strip, C + p * kMr * ldc + n, ldc, std::min(kMr, M - p * kMr), nr,
+                     bias ? bias + n : nullptr, k0 == 0);
+          const int64_t pn = nextN + i * kNr512;
+          if (p0 == 0 && ahead && pn < std::min(n1, nextN + NC)) prefetch(pn, nextK, nextKc);
+        }
+      }
+    }
+  }
+}
+
 template <WT T>
 void cols(const float* A, int64_t M, int64_t K, const void* W, int64_t ldw, int64_t n0, int64_t n1, const float* bias,
           float* C, int64_t ldc) {
+  if (has_avx512()) return cols512<T, false>(A, M, K, W, ldw, n0, n1, bias, C, ldc);
   const int64_t kcMax = kc_of(K), P = panels_of(M);
   float* strip = scratch(Scratch::NtStrip, kcMax * kNr);
   prefetch_strip<T>(W, ldw, n0, std::min(kNr, n1 - n0), 0, kcMax);
@@ -207,7 +335,7 @@ void cols(const float* A, int64_t M, int64_t K, const void* W, int64_t ldw, int6
     const float* Ab = A + k0 * P * kMr;
     for (int64_t n = n0; n < n1; n += kNr) {
       const int64_t nr = std::min(kNr, n1 - n);
-      pack_strip<T>(W, ldw, n, nr, k0, kc, strip);
+      pack_strip<T, kNr>(W, ldw, n, nr, k0, kc, strip);
       // the next strip of this k-block, or the first of the next k-block
       if (n + kNr < n1) prefetch_strip<T>(W, ldw, n + kNr, std::min(kNr, n1 - n - kNr), k0, kc);
       else if (k0 + kc < K) prefetch_strip<T>(W, ldw, n0, std::min(kNr, n1 - n0), k0 + kc, std::min(kcMax, K - k0 - kc));
@@ -222,6 +350,8 @@ void cols(const float* A, int64_t M, int64_t K, const void* W, int64_t ldw, int6
 
 bool gemm_nt_available(WT) { return has_avx2() && cpu_has_f16c(); }
 
+int64_t gemm_nt_strip() { return has_avx512() ? kNr512 : kNr; }
+
 std::pair<int64_t, int64_t> gemm_nt_tasks(int64_t strips) {
   const int64_t nt = num_threads();
   const int64_t per = std::max<int64_t>(1, (strips + 4 * nt - 1) / (4 * nt));
@@ -231,7 +361,26 @@ std::pair<int64_t, int64_t> gemm_nt_tasks(int64_t strips) {
 int64_t gemm_nt_packed_size(int64_t M, int64_t K) { return panels_of(M) * kMr * K; }
 
 void gemm_nt_pack(int64_t M, int64_t K, const float* A, int64_t lda, float* dst) {
+  gemm_nt_pack_op(false, M, K, A, lda, dst);
+}
+
+void gemm_nt_pack_op(bool transA, int64_t M, int64_t K, const float* A, int64_t lda, float* dst) {
   const int64_t kcMax = kc_of(K), P = panels_of(M);
+  if (transA) {  // A stored [K, M]: each k's six values are contiguous
+    for (int64_t k0 = 0; k0 < K; k0 += kcMax) {
+      const int64_t kc = std::min(kcMax, K - k0);
+      float* block = dst + k0 * P * kMr;
+      for (int64_t p = 0; p < P; p++) {
+        float* panel = block + p * kc * kMr;
+        const int64_t m0 = p * kMr, mr = std::min(kMr, M - m0);
+        for (int64_t k = 0; k < kc; k++) {
+          const float* src = A + (k0 + k) * lda + m0;
+          for (int64_t r = 0; r < kMr; r++) panel[k * kMr + r] = r < mr ? src[r] : 0.f;
+        }
+      }
+    }
+    return;
+  }
   for (int64_t k0 = 0; k0 < K; k0 += kcMax) {
     const int64_t kc = std::min(kcMax, K - k0);
     float* block = dst + k0 * P * kMr;
@@ -265,6 +414,22 @@ void gemm_nt_cols(const float* packedA, int64_t M, int64_t K, const void* W, WT 
     case WT::F16: return cols<WT::F16>(packedA, M, K, W, ldw, n0, n1, bias, C, ldc);
     case WT::Q8_0: return cols<WT::Q8_0>(packedA, M, K, W, ldw, n0, n1, bias, C, ldc);
     case WT::Q4_0: case WT::NF4: break;  // no kernel yet (issue 13); qlinear refuses them before this
+  }
+}
+
+}  // namespace vk
+
+namespace vk {
+
+void gemm_blocked_cols(bool transB, const float* packedA, int64_t M, int64_t K, const void* B, WT bt, int64_t ldb,
+                       int64_t n0, int64_t n1, const float* bias, float* C, int64_t ldc) {
+  if (M <= 0 || n1 <= n0 || K <= 0) return;
+  if (transB) return gemm_nt_cols(packedA, M, K, B, bt, ldb, n0, n1, bias, C, ldc);
+  switch (bt) {
+    case WT::F32: return cols512<WT::F32, true>(packedA, M, K, B, ldb, n0, n1, bias, C, ldc);
+    case WT::BF16: return cols512<WT::BF16, true>(packedA, M, K, B, ldb, n0, n1, bias, C, ldc);
+    case WT::F16: return cols512<WT::F16, true>(packedA, M, K, B, ldb, n0, n1, bias, C, ldc);
+    case WT::Q8_0: case WT::Q4_0: case WT::NF4: break;  // block formats are weights stored [N, K] only
   }
 }
 

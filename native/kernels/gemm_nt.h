@@ -17,11 +17,18 @@ namespace vk {
 // Whether this CPU runs the kernel (AVX2, FMA and F16C, not turned off by setSimd(false)).
 bool gemm_nt_available(WT wt);
 
+// Columns per strip of the kernel in use: 32 on AVX-512, 16 on AVX2. Column ranges given to gemm_nt_cols that are
+// multiples of it fill whole strips.
+int64_t gemm_nt_strip();
+
 // Floats needed to pack M rows of K columns.
 int64_t gemm_nt_packed_size(int64_t M, int64_t K);
 
 // Packs A [M, K] (row stride lda) into `dst` (gemm_nt_packed_size floats, any alignment).
 void gemm_nt_pack(int64_t M, int64_t K, const float* A, int64_t lda, float* dst);
+
+// The same for op(A): transA ? A stored [K, M] : [M, K].
+void gemm_nt_pack_op(bool transA, int64_t M, int64_t K, const float* A, int64_t lda, float* dst);
 
 // Packs A into a buffer of the calling thread (valid until its next call on this thread) and returns it.
 const float* gemm_nt_pack_local(int64_t M, int64_t K, const float* A, int64_t lda);
@@ -34,5 +41,10 @@ std::pair<int64_t, int64_t> gemm_nt_tasks(int64_t strips);
 // Q8_0 the rows are packed blocks and ldw is the values per row, a multiple of 32). Q4_0 and NF4: not yet.
 void gemm_nt_cols(const float* packedA, int64_t M, int64_t K, const void* W, WT wt, int64_t ldw, int64_t n0,
                   int64_t n1, const float* bias, float* C, int64_t ldc);
+
+// AVX-512 only (has_avx512()): C[:, n0:n1) = packedA · op(B)[:, n0:n1) (+ bias) for a right operand B of f32, bf16
+// or f16 stored [N, K] (transB, as gemm_nt_cols) or [K, N]: the general product of matmul.cc on this kernel.
+void gemm_blocked_cols(bool transB, const float* packedA, int64_t M, int64_t K, const void* B, WT bt, int64_t ldb,
+                       int64_t n0, int64_t n1, const float* bias, float* C, int64_t ldc);
 
 }  // namespace vk

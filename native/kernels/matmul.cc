@@ -12,6 +12,8 @@
 //     our 6x16 AVX2 kernel (gemm_nt.cc) widens W strip by strip into L1, prefetching the next strip, and keeps the
 //     FMA units busier than OpenBLAS does at a few dozen rows. Columns are shared out over the pool; A is packed
 //     once per call.
+//     On AVX-512 (has_avx512()) the same kernel with 6x32 zmm tiles and L2 blocking takes every f32/bf16/f16
+//     product of more than 8 rows, any transposes (blocked_path; OpenBLAS stays for gemm_nt_max_rows' tests).
 //  4. bf16/f16 weights otherwise: the weight is widened panel by panel (a few hundred rows of W at a time)
 //     into a per-thread scratch buffer and each panel goes through sgemm. No f32 copy of a whole weight is kept.
 #include "kernels/matmul.h"
@@ -282,20 +284,37 @@ void dot_path(bool tA, int64_t M, int64_t N, int64_t K, const float* A, int64_t 
 
 // ---- path 3: prompt-sized rows against W stored [N, K]
 
-// Rows up to which linear products take gemm_nt: half-precision weights up to 4096 rows (widening strip by strip
-// with prefetch beat OpenBLAS's panel-widen-then-sgemm on cold weights: vision tiles of 1024 rows ~10% faster, a
-// 1150-token prefill ~17%), f32 weights up to 256 (OpenBLAS needs no widening there; the kernel wins on short
-// prompts only).
-std::atomic<int64_t> g_nt_max_rows{4096};
-constexpr int64_t kNtMaxRowsF32 = 256;
+// Rows up to which linear products take gemm_nt on AVX2: half-precision weights up to 4096 rows (widening strip by
+// strip with prefetch beat OpenBLAS's panel-widen-then-sgemm on cold weights: vision tiles of 1024 rows ~10%
+// faster, a 1150-token prefill ~17%), f32 weights up to 256 (OpenBLAS needs no widening there; the kernel wins on
+// short prompts only). On AVX-512 every product takes the kernel (OpenBLAS is held to its AVX2 kernels here).
+// -1: these defaults; a benchmark or test may set a limit of its own (0: OpenBLAS everywhere).
+std::atomic<int64_t> g_nt_max_rows{-1};
+constexpr int64_t kNtMaxRowsHalf = 4096, kNtMaxRowsF32 = 256;
 
 void nt_path(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* B, WT bt, int64_t ldb,
              const float* bias, float* C, int64_t ldc) {
   const float* ap = gemm_nt_pack_local(M, K, A, lda);
   if (num_threads() == 1 || (double)M * N * K < kParallelWork) return gemm_nt_cols(ap, M, K, B, bt, ldb, 0, N, bias, C, ldc);
-  const auto [tasks, per] = gemm_nt_tasks((N + 15) / 16);
+  const int64_t w = gemm_nt_strip();
+  const auto [tasks, per] = gemm_nt_tasks((N + w - 1) / w);
   parallel_tasks(tasks, [&](int64_t t) {
-    gemm_nt_cols(ap, M, K, B, bt, ldb, t * per * 16, std::min(N, (t + 1) * per * 16), bias, C, ldc);
+    gemm_nt_cols(ap, M, K, B, bt, ldb, t * per * w, std::min(N, (t + 1) * per * w), bias, C, ldc);
+  });
+}
+
+// ---- path 3b (AVX-512): every f32/bf16/f16 product, any transposes, on the gemm_nt kernel's 6x32 tiles
+
+void blocked_path(bool tA, bool tB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* B,
+                  WT bt, int64_t ldb, const float* bias, float* C, int64_t ldc) {
+  float* ap = scratch(Scratch::NtA, gemm_nt_packed_size(M, K));
+  gemm_nt_pack_op(tA, M, K, A, lda, ap);
+  if (num_threads() == 1 || (double)M * N * K < kParallelWork)
+    return gemm_blocked_cols(tB, ap, M, K, B, bt, ldb, 0, N, bias, C, ldc);
+  const int64_t w = gemm_nt_strip();
+  const auto [tasks, per] = gemm_nt_tasks((N + w - 1) / w);
+  parallel_tasks(tasks, [&](int64_t t) {
+    gemm_blocked_cols(tB, ap, M, K, B, bt, ldb, t * per * w, std::min(N, (t + 1) * per * w), bias, C, ldc);
   });
 }
 
@@ -353,6 +372,8 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float
     return;
   }
   if (transB && M <= kDotMaxRows && dot_kernels()) return dot_path(transA, M, N, K, A, lda, B, bt, ldb, bias, C, ldc);
+  if (has_avx512() && !wt_is_block(bt) && gemm_nt_takes(M, bt))
+    return blocked_path(transA, transB, M, N, K, A, lda, B, bt, ldb, bias, C, ldc);
   if (!transA && transB && gemm_nt_takes(M, bt))
     return nt_path(M, N, K, A, lda, B, bt, ldb, bias, C, ldc);
   if (bt == WT::F32)
@@ -377,8 +398,11 @@ void gemm_dot_cols(const float* xp, int64_t M, int64_t K, const void* W, WT wt, 
 
 int64_t gemm_nt_max_rows() { return g_nt_max_rows.load(); }
 bool gemm_nt_takes(int64_t M, WT wt) {
-  const int64_t lim = g_nt_max_rows.load(std::memory_order_relaxed);
-  return M <= (wt == WT::F32 ? std::min(lim, kNtMaxRowsF32) : lim) && gemm_nt_available(wt);
+  if (!gemm_nt_available(wt)) return false;
+  const int64_t set = g_nt_max_rows.load(std::memory_order_relaxed);
+  if (has_avx512()) return set < 0 || M <= set;
+  const int64_t lim = set < 0 ? kNtMaxRowsHalf : set;
+  return M <= (wt == WT::F32 ? std::min(lim, kNtMaxRowsF32) : lim);
 }
 void set_gemm_nt_max_rows(int64_t rows) { g_nt_max_rows.store(rows); }
 

@@ -19,8 +19,9 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float
           int64_t ldb, const float* bias, float* C, int64_t ldc);
 
 // Rows of A up to which linear-layer products (transB, W stored [N, K]) take the gemm_nt kernel instead of
-// OpenBLAS: the limit for bf16/f16 weights (f32 weights stop at min(limit, 256)). Benches and tests move it to
-// compare the paths; 0 turns the kernel off.
+// OpenBLAS: the limit for bf16/f16 weights (f32 weights stop at min(limit, 256) on AVX2; on AVX-512 every product
+// of f32/bf16/f16 operands up to the limit takes the kernel). -1 (the default): 4096 on AVX2, no limit on AVX-512.
+// Benches and tests move it to compare the paths; 0 turns the kernel off.
 int64_t gemm_nt_max_rows();
 void set_gemm_nt_max_rows(int64_t rows);
 // Whether gemm sends M rows against a weight of type wt (stored [N, K]) to gemm_nt.

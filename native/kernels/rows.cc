@@ -27,14 +27,7 @@ __attribute__((target("avx2,fma,f16c"))) void f16_row_f16c(const uint16_t* s, fl
     _mm256_storeu_ps(o + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + j))));
   for (; j < d; j++) o[j] = f16_to_f32(s[j]);
 }
-bool has_f16c() {
-#if defined(__x86_64__) || defined(__i386__)
-  static const bool ok = cpu_has_avx2() && __builtin_cpu_supports("f16c");
-  return ok && has_avx2();
-#else
-  return false;
-#endif
-}
+bool has_f16c() { return has_avx2() && cpu_has_f16c(); }
 
 VK_AVX2 void add_row_avx2(float* o, const float* g, int64_t d) {
   int64_t j = 0;

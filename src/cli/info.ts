@@ -2,6 +2,8 @@
 // parameter counts per part, weight dtypes, image tokens per tile and per image at given sizes.
 import { parseArgs } from 'node:util';
 import { describeModel } from '../api.js';
+import { nativeIsa, nativeThreads } from '../engine/index.js';
+import { loadAddon } from '../engine/backend/native/addon.js';
 import { argError, generationOptions, modelDir, parsing, parseSize } from './args.js';
 import { type CliIo, write } from './io.js';
 
@@ -20,6 +22,16 @@ export async function info(argv: string[], io: CliIo): Promise<number> {
   const sizes = (values.size ?? ['512x512', '1920x1080']).map(parseSize);
   const { doImageSplitting, longestEdge } = generationOptions({ 'no-split': values['no-split'], 'longest-edge': values['longest-edge'] });
   const d = describeModel(dir, { sizes, doImageSplitting, longestEdge });
-  await write(io.stdout, values.json ? JSON.stringify(d.json) + '\n' : d.lines.join('\n') + '\n');
+  const e = engine();
+  const json = { ...d.json, engine: e };
+  const line = `engine: native kernels ${e.isa} (CPU: ${e.cpu.join(', ') || 'x86-64 baseline'}), ${e.threads} threads`;
+  await write(io.stdout, values.json ? JSON.stringify(json) + '\n' : [...d.lines, line].join('\n') + '\n');
   return 0;
+}
+
+/** What the native engine runs on this machine: the kernels' instruction set (VLMKIT_ISA forces one) and the CPU's. */
+function engine(): { isa: string; cpu: string[]; threads: number } {
+  const f = loadAddon().cpuFeatures() as Record<string, boolean | string>;
+  const cpu = ['avx2', 'f16c', 'avx512', 'avx512bf16', 'avx512vnni'].filter((k) => f[k] === true);
+  return { isa: nativeIsa(), cpu, threads: nativeThreads() };
 }

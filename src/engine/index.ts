@@ -10,6 +10,6 @@ export { storageStats } from './storage.js';
 export type { Backend, AttentionOptions, AdamWOptions, UnaryOp, BinaryOp, ReduceOp } from './backend/backend.js';
 export { referenceBackend } from './backend/reference/index.js';
 export { defaultBackend, setDefaultBackend, getBackend, nativeBackend } from './backend/registry.js';
-export { loadNativeBackend, nativeThreads, setNativeThreads, emptyCache, warmCaches, setCacheWarming } from './backend/native/index.js';
+export { loadNativeBackend, nativeThreads, setNativeThreads, nativeIsa, nativeIsas, setNativeIsa, type NativeIsa, emptyCache, warmCaches, setCacheWarming } from './backend/native/index.js';
 export * from './ops/index.js';
 export * from './quant/index.js';

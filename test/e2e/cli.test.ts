@@ -98,6 +98,7 @@ describe('vlmkit tokens / info / chat', () => {
     assert.equal(o.parameters.lm_head, 0);
     assert.ok(o.parameters.total > 100000);
     assert.deepEqual(Object.keys(o.dtypes), ['F32']);
+    assert.match(o.engine.isa, /^(avx512|avx2|scalar)$/);
     // 512x512 -> 128x128 -> 4x4 tiles of 32 + global
     assert.deepEqual(o.tokens_per_image[0].grid, { rows: 4, cols: 4 });
     assert.equal(o.tokens_per_image[0].tiles, 17);
@@ -105,6 +106,7 @@ describe('vlmkit tokens / info / chat', () => {
     assert.equal(text.code, 0);
     assert.match(text.stdout, /SmolVLMForConditionalGeneration/);
     assert.match(text.stdout, /image_seq_len 4/);
+    assert.match(text.stdout, /^engine: native kernels (avx512|avx2|scalar) /m);
     // --longest-edge: 512x512 -> 64x64 -> 2x2 tiles; tokens and ask agree with info
     const small = JSON.parse((await vlmkit(['info', MODEL, '--size', '512x512', '--longest-edge', '64', '--json'])).stdout);
     assert.deepEqual(small.tokens_per_image[0].grid, { rows: 2, cols: 2 });
@@ -140,6 +142,13 @@ describe('vlmkit bad input', () => {
     copyFileSync(join(MODEL, 'model.safetensors'), join(dir, 'model.safetensors'));
     assertUserError(await vlmkit(['ask', '--model', dir, 'hi']), /qwen2_vl.*idefics3, smolvlm/);
     assertUserError(await vlmkit(['info', dir]), /not supported/);
+  });
+
+  it('VLMKIT_ISA: an unknown value or a level the CPU lacks', async () => {
+    assertUserError(await vlmkit(['info', MODEL], undefined, { VLMKIT_ISA: 'sse9' }), /VLMKIT_ISA=sse9 .*avx512, avx2 or scalar/);
+    const ok = await vlmkit(['info', MODEL, '--json'], undefined, { VLMKIT_ISA: 'scalar' });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(JSON.parse(ok.stdout).engine.isa, 'scalar');
   });
 
   it('corrupt image', async () => {

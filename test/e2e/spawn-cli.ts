@@ -12,10 +12,11 @@ export interface Run {
   stderr: string;
 }
 
-/** Spawns `vlmkit args...` with `stdin` piped in (empty by default) and collects its output and exit code. */
-export function vlmkit(args: string[], stdin?: string): Promise<Run> {
+/** Spawns `vlmkit args...` with `stdin` piped in (empty by default) and `env` added to the environment, and
+ * collects its output and exit code. */
+export function vlmkit(args: string[], stdin?: string, env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, VLMKIT_CLI_SOURCE: '1', VLMKIT_DEBUG: '' } });
+    const p = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, VLMKIT_CLI_SOURCE: '1', VLMKIT_DEBUG: '', ...env } });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));

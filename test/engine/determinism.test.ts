@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as vk from '../../src/engine/index.js';
-import { nat } from './harness.js';
+import { forEachIsa, nat } from './harness.js';
 
 function grads(): number[][] {
   return vk.tidy(() => {
@@ -27,7 +27,9 @@ function grads(): number[][] {
   });
 }
 
-test('gradients are bit-identical across runs', () => {
-  const a = grads(), b = grads();
-  for (let i = 0; i < a.length; i++) assert.deepEqual(b[i], a[i], `gradient ${i} differs between two runs`);
+test('gradients are bit-identical across runs, on every instruction set the CPU has', () => {
+  forEachIsa((isa) => {
+    const a = grads(), b = grads();
+    for (let i = 0; i < a.length; i++) assert.deepEqual(b[i], a[i], `[${isa}] gradient ${i} differs between two runs`);
+  });
 });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import {
   type Backend, Tensor, backward, getBackend, noGrad, referenceBackend, tensor, tidy, Rng,
 } from '../../src/engine/index.js';
-import '../../src/engine/backend/native/index.js';
+import { type NativeIsa, nativeIsa, nativeIsas, setNativeIsa } from '../../src/engine/backend/native/index.js';
 import { loadAddon } from '../../src/engine/backend/native/addon.js';
 
 export const ref = referenceBackend;
@@ -81,20 +81,53 @@ export function assertClose(name: string, got: number[], want: number[], tol: nu
 type OpFn = (...xs: Tensor[]) => Tensor | Tensor[];
 
 /**
- * Runs `fn` on native (f32 inputs) and reference (f32 inputs, f64 arithmetic) and compares every output.
+ * The instruction sets the native checks run under: every one the CPU has (whichever is the default), or from the
+ * level that VLMKIT_ISA or withoutSimd set downwards, so one test run covers the AVX-512, AVX2 and scalar kernels.
+ */
+export function isaPaths(): NativeIsa[] {
+  const all = nativeIsas(), now = all.indexOf(nativeIsa());
+  const env = process.env.VLMKIT_ISA as NativeIsa | undefined;
+  // the level used when no test sets one: what VLMKIT_ISA forces, else the CPU's default
+  const top = all.indexOf(env || (loadAddon().cpuFeatures() as { default: NativeIsa }).default);
+  assert.ok(now >= 0 && top >= 0, `unknown instruction set: ${nativeIsa()} / ${env}`);
+  if (now > top) return all.slice(now);  // withoutSimd or setNativeIsa lowered it: that level and below
+  return all.slice(env ? top : 0);
+}
+
+/** Runs fn(isa) once under each of isaPaths(), restoring the level in use afterwards. */
+export function forEachIsa(fn: (isa: NativeIsa) => void): void {
+  const paths = isaPaths();
+  assert.ok(paths.length > 0, 'no instruction set to run the native kernels under');
+  const before = nativeIsa();
+  try {
+    for (const isa of paths) {
+      setNativeIsa(isa);
+      fn(isa);
+    }
+  } finally {
+    setNativeIsa(before);
+  }
+}
+
+/**
+ * Runs `fn` on native (f32 inputs) and reference (f32 inputs, f64 arithmetic) and compares every output, the
+ * native side under each instruction set of isaPaths().
  */
 export function checkForward(name: string, fn: OpFn, specs: InputSpec[], tol = 1e-5, seed = 1): void {
   tidy(() => {
     const rng = new Rng(seed);
     const vals = specs.map((s) => randomValues(s, rng));
-    const outN = [fn(...specs.map((s, i) => make(nat, s, vals[i])))].flat();
     const outR = [fn(...specs.map((s, i) => make(ref, s, vals[i])))].flat();
-    assert.equal(outN.length, outR.length);
-    outN.forEach((o, i) => {
-      assert.deepEqual(o.shape, outR[i].shape, `${name}: output ${i} shape`);
-      assert.equal(o.backend.name, 'native', `${name}: output ${i} is not on the native backend`);
-      assertClose(`${name} output ${i}`, o.toArray(), outR[i].toArray(), tol);
-    });
+    const want = outR.map((o) => o.toArray());
+    forEachIsa((isa) => tidy(() => {
+      const outN = [fn(...specs.map((s, i) => make(nat, s, vals[i])))].flat();
+      assert.equal(outN.length, outR.length);
+      outN.forEach((o, i) => {
+        assert.deepEqual(o.shape, outR[i].shape, `${name} [${isa}]: output ${i} shape`);
+        assert.equal(o.backend.name, 'native', `${name} [${isa}]: output ${i} is not on the native backend`);
+        assertClose(`${name} [${isa}] output ${i}`, o.toArray(), want[i], tol);
+      });
+    }));
   });
 }
 
@@ -158,16 +191,17 @@ export function checkGrad(
       assertClose(`${name} d/dinput${i} (reference vs finite differences)`, an, fd, tolFd);
     });
     if (o.native !== false) {
-      const gNat = runGrad(nat, 'f32');
-      specs.forEach((_, i) => {
-        if (!diff[i]) return;
-        assertClose(`${name} d/dinput${i} (native vs reference)`, gNat[i]!, gRef[i]!, tolNative);
+      forEachIsa((isa) => {
+        const gNat = runGrad(nat, 'f32');
+        specs.forEach((_, i) => {
+          if (!diff[i]) return;
+          assertClose(`${name} d/dinput${i} (native [${isa}] vs reference)`, gNat[i]!, gRef[i]!, tolNative);
+        });
       });
     }
   });
 }
 
-/** Runs fn with the native kernels on their scalar (non-AVX2) paths, so the fallbacks are checked here too. */
 /** Runs fn with linear products of up to `rows` rows on the gemm_nt kernel (0: OpenBLAS for every row count). */
 export function withNtRows(rows: number, fn: () => void): void {
   const addon = loadAddon();
@@ -180,6 +214,7 @@ export function withNtRows(rows: number, fn: () => void): void {
   }
 }
 
+/** Runs fn with the native kernels on their scalar (non-AVX2) paths, so the fallbacks are checked here too. */
 export function withoutSimd(fn: () => void): void {
   const addon = loadAddon();
   addon.setSimd(false);

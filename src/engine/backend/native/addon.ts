@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { VlmkitError } from '../../../errors.js';
 
 // Loose typing on purpose: each family file declares the functions it calls in its own interface.
 export type Addon = Record<string, (...args: any[]) => any>;
@@ -18,7 +19,14 @@ export function loadAddon(): Addon {
     for (const kind of ['Release', 'Debug']) {
       const p = join(dir, 'build', kind, 'vlmkit.node');
       if (existsSync(p)) {
-        addon = require(p) as Addon;
+        try {
+          addon = require(p) as Addon;
+        } catch (e) {
+          // the addon refuses to load under an invalid VLMKIT_ISA (its message names the variable and the fix)
+          const msg = e instanceof Error ? e.message : String(e);
+          if (msg.startsWith('vlmkit: VLMKIT_ISA')) throw new VlmkitError('E_ENV', msg.slice('vlmkit: '.length));
+          throw e;
+        }
         return addon;
       }
     }

@@ -57,6 +57,22 @@ export function setNativeThreads(n: number): void {
   loadAddon().setNumThreads(n);
 }
 
+/** The instruction sets the native kernels can use on this CPU, widest first ('avx512', 'avx2', 'scalar'). */
+export type NativeIsa = 'avx512' | 'avx2' | 'scalar';
+const ISA_ORDER: NativeIsa[] = ['avx512', 'avx2', 'scalar'];
+export function nativeIsas(): NativeIsa[] {
+  const widest = (loadAddon().cpuFeatures() as { widest: NativeIsa }).widest;
+  return ISA_ORDER.slice(ISA_ORDER.indexOf(widest));
+}
+/** The instruction set the native kernels use now (the CPU's widest unless VLMKIT_ISA or setNativeIsa says). */
+export function nativeIsa(): NativeIsa {
+  return loadAddon().isa() as NativeIsa;
+}
+/** Makes the native kernels use `isa` (one of nativeIsas()); returns the one in use before. */
+export function setNativeIsa(isa: NativeIsa): NativeIsa {
+  return loadAddon().setIsa(isa) as NativeIsa;
+}
+
 /** Returns the native allocator's cached (released but kept for reuse) buffers to the system. */
 export function emptyCache(): void {
   allocator?.emptyCache();

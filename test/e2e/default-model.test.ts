@@ -117,6 +117,13 @@ describe('commands without --model use the built-in model', () => {
     assert.deepEqual(pick(plain), pick(named));
   });
 
+  it('ask without --model, as a user types it, answers "How many circles are there?" with the number', async () => {
+    // the demo picture holds a red and a blue circle (the generator's scene, test/builtin/demo.test.ts)
+    const r = await spawned(['ask', '--image', DEMO_IMAGE, 'How many circles are there?'], tmp);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), '2');
+  });
+
   it('chat talks with it', async () => {
     const r = await cli(['chat', '--max-new-tokens', '3'], 'How many shapes are there?\n/exit\n');
     assert.equal(r.code, 0, r.stderr);
@@ -138,7 +145,7 @@ describe('commands without --model use the built-in model', () => {
   });
 
   it('every usage text says what the default is', async () => {
-    for (const cmd of ['ask', 'chat', 'tokens', 'info', 'eval', 'demo']) {
+    for (const cmd of ['ask', 'chat', 'tokens', 'info', 'eval', 'serve', 'demo']) {
       const r = await cli([cmd, '--help']);
       assert.equal(r.code, 0);
       assert.match(r.stdout, /\[--model <dir>\]|\[<dir>\]/, `${cmd}: the model is optional in the synopsis`);
@@ -146,7 +153,7 @@ describe('commands without --model use the built-in model', () => {
     }
     const top = await cli(['--help']);
     assert.match(top.stdout, /^ {2}demo /m);
-    assert.match(top.stdout, /Without --model, ask, chat, tokens, info, eval and demo use the built-in model/);
+    assert.match(top.stdout, /Without --model, ask, chat, tokens, info, eval, serve and demo use the built-in model/);
   });
 });
 

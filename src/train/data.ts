@@ -64,15 +64,17 @@ function rowError(file: string, line: number, reason: string): VlmkitError {
   return new VlmkitError('E_DATA', `${file}:${line}: ${reason}`);
 }
 
-class RowProblem extends Error {}
-const bad = (reason: string): never => {
+/** What is wrong with one data row; the loaders add the file and line. */
+export class RowProblem extends Error {}
+export const bad = (reason: string): never => {
   throw new RowProblem(reason);
 };
 
 const ROLES = new Set(['system', 'user', 'assistant', 'tool']);
 
-function checkMessages(v: unknown, field: string): ChatMessage[] {
-  if (!Array.isArray(v)) bad(`"${field}" must be a list of {role, content} messages`);
+/** A row field that must be TRL-style messages, checked; `expected` says what the field may be when it is not a list. */
+export function checkMessages(v: unknown, field: string, expected = 'a list of {role, content} messages'): ChatMessage[] {
+  if (!Array.isArray(v)) bad(`"${field}" must be ${expected}`);
   return (v as unknown[]).map((m, i) => {
     if (!m || typeof m !== 'object') bad(`${field}[${i}] is not an object`);
     const { role, content } = m as { role?: unknown; content?: unknown };

@@ -22,7 +22,7 @@ import type { ChatMessage, ContentPart } from '../processing/chat-template.js';
 import type { RgbImage } from '../processing/decode.js';
 import { type ImageGrid, type Processor, imageGridForSize } from '../models/index.js';
 import { type EncodedConversation, countTargets, encodeConversation, labelsFor } from './collate.js';
-import type { BadRow } from './data.js';
+import { type BadRow, RowProblem, bad, checkMessages as checkRowMessages } from './data.js';
 
 export type PreferenceRowKind = 'conversational' | 'plain';
 
@@ -56,34 +56,8 @@ export interface PreferenceDataOptions {
   loadImage?: (path: string) => Promise<RgbImage>;
 }
 
-class RowProblem extends Error {}
-const bad = (reason: string): never => {
-  throw new RowProblem(reason);
-};
-
-const ROLES = new Set(['system', 'user', 'assistant', 'tool']);
-
-function checkMessages(v: unknown, field: string): ChatMessage[] {
-  if (!Array.isArray(v)) bad(`"${field}" must be a string or a list of {role, content} messages`);
-  return (v as unknown[]).map((m, i) => {
-    if (!m || typeof m !== 'object') bad(`${field}[${i}] is not an object`);
-    const { role, content } = m as { role?: unknown; content?: unknown };
-    if (typeof role !== 'string' || !ROLES.has(role)) bad(`${field}[${i}].role must be one of system, user, assistant, tool; got ${JSON.stringify(role)}`);
-    if (typeof content === 'string') return { role: role as string, content };
-    if (!Array.isArray(content)) bad(`${field}[${i}].content must be a string or a list of {type: 'text'|'image'} parts`);
-    const parts = (content as unknown[]).map((p, j): ContentPart => {
-      const part = p as { type?: unknown; text?: unknown };
-      if (!p || typeof p !== 'object') bad(`${field}[${i}].content[${j}] is not an object`);
-      if (part.type === 'image') return { type: 'image' };
-      if (part.type === 'text') {
-        if (typeof part.text !== 'string') bad(`${field}[${i}].content[${j}] is a text part without a "text" string`);
-        return { type: 'text', text: part.text as string };
-      }
-      return bad(`${field}[${i}].content[${j}].type must be 'text' or 'image'; got ${JSON.stringify(part.type)}`);
-    });
-    return { role: role as string, content: parts };
-  });
-}
+// one field of a row may also be a string (plain form), so its error says so
+const checkMessages = (v: unknown, field: string) => checkRowMessages(v, field, 'a string or a list of {role, content} messages');
 
 function messageText(m: ChatMessage): string {
   return typeof m.content === 'string' ? m.content : m.content.map((p) => (p.type === 'text' ? (p as { text: string }).text : '')).join('');

@@ -196,76 +196,89 @@ export class SftDataset {
   }
 
   static async load(file: string, processor: Processor, o: SftDataOptions = {}): Promise<SftDataset> {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (e) {
-      throw new VlmkitError('E_FILE', `cannot read dataset ${file}: ${(e as NodeJS.ErrnoException).code ?? e}; check the path`);
-    }
-    const baseDir = dirname(resolve(file));
     const tok = processor.tokenizer;
     const imageTokenId = tok.specialIds.image;
     if (imageTokenId === null) throw new VlmkitError('E_TOKENIZER', `the tokenizer of ${processor.dir} has no <image> token`);
     const imageConfig = processor.imageConfigFor();
     const load = o.loadImage ?? (async (p: string) => (await processor.loadImages([p]))[0]!);
-    const examples: SftExample[] = [];
-    const skipped: BadRow[] = [];
-    const lines = text.split('\n');
-    let rows = 0;
-    for (let i = 0; i < lines.length; i++) {
-      const raw = lines[i]!.trim();
-      if (!raw) continue;
-      rows++;
-      const line = i + 1;
-      try {
-        let obj: unknown;
+    const { examples, skipped, rows } = await readJsonlRows(file, 'rows', o.skipBadRows, async (obj, line, baseDir): Promise<SftExample> => {
+      const row = parseRow(obj, baseDir);
+      const grids: ImageGrid[] = [];
+      for (const p of row.imagePaths) {
+        let im: RgbImage;
         try {
-          obj = JSON.parse(raw);
+          im = await load(p);
         } catch (e) {
-          bad(`not valid JSON (${(e as Error).message})`);
+          bad(e instanceof VlmkitError ? e.message : `image ${p} cannot be read (${(e as Error).message})`);
         }
-        const row = parseRow(obj, baseDir);
-        const grids: ImageGrid[] = [];
-        for (const p of row.imagePaths) {
-          let im: RgbImage;
-          try {
-            im = await load(p);
-          } catch (e) {
-            bad(e instanceof VlmkitError ? e.message : `image ${p} cannot be read (${(e as Error).message})`);
-          }
-          grids.push(imageGridForSize(im!.width, im!.height, imageConfig));
-        }
-        let enc = encodeConversation(processor.prompt, row.messages, grids, row.firstTrained);
-        const assistantOnly = o.assistantOnly || (row.kind === 'prompt-completion' && o.completionOnly !== false);
-        if (!enc.assistantSpans.length) bad('no assistant turn: the assistant replies render to no tokens');
-        let truncated = false;
-        if (o.maxLength !== undefined) {
-          const t = truncateConversation(enc, o.maxLength, {
-            imageTokenId, fakeTokenId: tok.specialIds.fakeTokenAroundImage, assistantOnly, truncate: o.truncate,
-          });
-          if (!t.ok) bad(`too long: ${t.reason}`);
-          else {
-            enc = t.conversation;
-            truncated = t.truncated;
-          }
-        }
-        if (countTargets(labelsFor(enc.inputIds, enc.assistantSpans, { imageTokenId, assistantOnly })) === 0) bad('nothing to train on: every label is masked');
-        const tiles = grids.reduce((a, g) => a + (g.rows ? g.rows * g.cols + 1 : 1), 0);
-        examples.push({
-          ...enc, grids, file, line, kind: row.kind, messages: row.messages, images: row.imagePaths,
-          length: enc.inputIds.length, tiles, truncated, where: `${file}:${line}`,
-          completionOnly: row.kind === 'prompt-completion' && o.completionOnly !== false,
-        });
-      } catch (e) {
-        if (!(e instanceof RowProblem)) throw e;
-        if (!o.skipBadRows) throw rowError(file, line, `${e.message} (pass --skip-bad-rows to skip such rows)`);
-        skipped.push({ file, line, reason: e.message });
+        grids.push(imageGridForSize(im!.width, im!.height, imageConfig));
       }
-    }
-    if (!examples.length)
-      throw new VlmkitError('E_DATA', `${file}: no usable rows${rows ? ` (${skipped.length} of ${rows} skipped as bad)` : ' (the file is empty)'}`);
+      let enc = encodeConversation(processor.prompt, row.messages, grids, row.firstTrained);
+      const assistantOnly = o.assistantOnly || (row.kind === 'prompt-completion' && o.completionOnly !== false);
+      if (!enc.assistantSpans.length) bad('no assistant turn: the assistant replies render to no tokens');
+      let truncated = false;
+      if (o.maxLength !== undefined) {
+        const t = truncateConversation(enc, o.maxLength, {
+          imageTokenId, fakeTokenId: tok.specialIds.fakeTokenAroundImage, assistantOnly, truncate: o.truncate,
+        });
+        if (!t.ok) bad(`too long: ${t.reason}`);
+        else {
+          enc = t.conversation;
+          truncated = t.truncated;
+        }
+      }
+      if (countTargets(labelsFor(enc.inputIds, enc.assistantSpans, { imageTokenId, assistantOnly })) === 0) bad('nothing to train on: every label is masked');
+      const tiles = grids.reduce((a, g) => a + (g.rows ? g.rows * g.cols + 1 : 1), 0);
+      return {
+        ...enc, grids, file, line, kind: row.kind, messages: row.messages, images: row.imagePaths,
+        length: enc.inputIds.length, tiles, truncated, where: `${file}:${line}`,
+        completionOnly: row.kind === 'prompt-completion' && o.completionOnly !== false,
+      };
+    });
     return new SftDataset(file, examples, skipped, rows);
   }
+}
+
+/**
+ * The rows of a JSONL data file through `encode`, one per non-empty line. A line that is not JSON, or whose encode
+ * throws a RowProblem, is a one-line error naming file:line, or with skipBadRows a counted skip; a file with no
+ * usable row is an error ("no usable <what>"). Shared by the SFT and preference loaders.
+ */
+export async function readJsonlRows<T>(file: string, what: string, skipBadRows: boolean | undefined,
+  encode: (obj: unknown, line: number, baseDir: string) => Promise<T>): Promise<{ examples: T[]; skipped: BadRow[]; rows: number }> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new VlmkitError('E_FILE', `cannot read dataset ${file}: ${(e as NodeJS.ErrnoException).code ?? e}; check the path`);
+  }
+  const baseDir = dirname(resolve(file));
+  const examples: T[] = [];
+  const skipped: BadRow[] = [];
+  const lines = text.split('\n');
+  let rows = 0;
+  for (let i = 0; i < lines.length; i++) {
+    const raw = lines[i]!.trim();
+    if (!raw) continue;
+    rows++;
+    const line = i + 1;
+    try {
+      let obj: unknown;
+      try {
+        obj = JSON.parse(raw);
+      } catch (e) {
+        bad(`not valid JSON (${(e as Error).message})`);
+      }
+      examples.push(await encode(obj, line, baseDir));
+    } catch (e) {
+      if (!(e instanceof RowProblem)) throw e;
+      if (!skipBadRows) throw rowError(file, line, `${e.message} (pass --skip-bad-rows to skip such rows)`);
+      skipped.push({ file, line, reason: e.message });
+    }
+  }
+  if (!examples.length)
+    throw new VlmkitError('E_DATA', `${file}: no usable ${what}${rows ? ` (${skipped.length} of ${rows} skipped as bad)` : ' (the file is empty)'}`);
+  return { examples, skipped, rows };
 }
 
 /** Decodes the images of some examples (for the collator). */

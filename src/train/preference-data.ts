@@ -15,14 +15,13 @@
 // the answer's tokens.
 // A row whose chosen or rejected answer is empty, or whose two answers are the same tokens, cannot teach a
 // preference: a VlmkitError naming the file and line, or, with skipBadRows, skipped and counted.
-import { readFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { VlmkitError } from '../errors.js';
 import type { ChatMessage, ContentPart } from '../processing/chat-template.js';
 import type { RgbImage } from '../processing/decode.js';
 import { type ImageGrid, type Processor, imageGridForSize } from '../models/index.js';
 import { type EncodedConversation, countTargets, encodeConversation, labelsFor } from './collate.js';
-import { type BadRow, RowProblem, bad, checkMessages as checkRowMessages } from './data.js';
+import { type BadRow, RowProblem, bad, checkMessages as checkRowMessages, readJsonlRows } from './data.js';
 
 export type PreferenceRowKind = 'conversational' | 'plain';
 
@@ -210,38 +209,8 @@ export class PreferenceDataset {
   }
 
   static async load(file: string, processor: Processor, o: PreferenceDataOptions = {}): Promise<PreferenceDataset> {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (e) {
-      throw new VlmkitError('E_FILE', `cannot read dataset ${file}: ${(e as NodeJS.ErrnoException).code ?? e}; check the path`);
-    }
-    const baseDir = dirname(resolve(file));
-    const examples: PreferenceExample[] = [];
-    const skipped: BadRow[] = [];
-    const lines = text.split('\n');
-    let rows = 0;
-    for (let i = 0; i < lines.length; i++) {
-      const raw = lines[i]!.trim();
-      if (!raw) continue;
-      rows++;
-      const line = i + 1;
-      try {
-        let obj: unknown;
-        try {
-          obj = JSON.parse(raw);
-        } catch (e) {
-          bad(`not valid JSON (${(e as Error).message})`);
-        }
-        examples.push(await PreferenceDataset.encodeRow(obj, baseDir, processor, { file, line }, o));
-      } catch (e) {
-        if (!(e instanceof RowProblem)) throw e;
-        if (!o.skipBadRows) throw new VlmkitError('E_DATA', `${file}:${line}: ${e.message} (pass --skip-bad-rows to skip such rows)`);
-        skipped.push({ file, line, reason: e.message });
-      }
-    }
-    if (!examples.length)
-      throw new VlmkitError('E_DATA', `${file}: no usable preference rows${rows ? ` (${skipped.length} of ${rows} skipped as bad)` : ' (the file is empty)'}`);
+    const { examples, skipped, rows } = await readJsonlRows(file, 'preference rows', o.skipBadRows,
+      (obj, line, baseDir) => PreferenceDataset.encodeRow(obj, baseDir, processor, { file, line }, o));
     return new PreferenceDataset(file, examples, skipped, rows);
   }
 }

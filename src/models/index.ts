@@ -34,7 +34,7 @@ export {
   PromptBuilder, buildPrompt, buildPromptBatch, padBatch, padLeft, padRight, imagePromptString, videoFrameTimestamps,
   type BuiltPrompt, type ImageGrid, type VideoPromptInfo,
 } from './idefics3/prompt.js';
-export { processImages, loadImageProcessorConfig, type ImageProcessorConfig } from './idefics3/image.js';
+export { processImages, loadImageProcessorConfig, imageProcessorConfigFromJson, longestEdgeSize, type ImageProcessorConfig, type ProcessedImages } from './idefics3/image.js';
 
 // The concrete family, for callers that want its full class (the rest of src/ uses the interfaces above).
 export { Idefics3Model, VISION_TOWER, loadModel as loadIdefics3Model, loadIdefics3Config, type Idefics3Config } from './idefics3/index.js';

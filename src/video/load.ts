@@ -1,6 +1,6 @@
 // A video file to what the SmolVLM family's prompt and pixels need: probe it, pick SmolVLM2's frames, decode
 // only those, and turn each into its square as soon as it arrives (so only the small squares are kept).
-import type { ImageProcessorConfig } from '../models/idefics3/image.js';
+import type { ImageProcessorConfig } from '../models/index.js';
 import type { RgbImage } from '../processing/decode.js';
 import { decodeFrames, probeVideo, type VideoInfo } from './ffmpeg.js';
 import { videoFrameToSquare } from './processor.js';

@@ -5,7 +5,7 @@
 // with PIL's BICUBIC to the last bit, so that is what a LANCZOS config gets here too.
 import { ModelDir, readJsonIfExists } from '../io/model-dir.js';
 import { FileFormatError } from '../errors.js';
-import { imageProcessorConfigFromJson, longestEdgeSize, processImages, type ImageProcessorConfig, type ProcessedImages } from '../models/idefics3/image.js';
+import { imageProcessorConfigFromJson, longestEdgeSize, processImages, type ImageProcessorConfig, type ProcessedImages } from '../models/index.js';
 import { Resampling, resizePil } from '../processing/resample.js';
 import type { RgbImage } from '../processing/decode.js';
 import type { VideoSampling } from './sample.js';

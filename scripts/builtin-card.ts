@@ -29,10 +29,11 @@ const start = metrics.find((m) => m.event === 'start');
 const trains = metrics.filter((m) => m.type === 'train' && m.loss !== undefined);
 const evals = metrics.filter((m) => m.type === 'eval');
 if (!start || trains.length === 0) throw new Error(`${run}/metrics.jsonl has no start event or no training step`);
-// a resumed run starts its clock again: add up the segments
+// a resumed run restores its clock from the checkpoint, so the last elapsed_s is the time of every step kept; the
+// steps an interruption lost after its last checkpoint (run again on resume: elapsed_s goes back) count on top
 let wall = 0, last = 0;
 for (const t of trains) {
-  if (t.elapsed_s! < last) wall += last;
+  if (t.elapsed_s! < last) wall += last - t.elapsed_s!;
   last = t.elapsed_s!;
 }
 wall += last;
@@ -88,7 +89,7 @@ backgrounds, drawn with antialiasing.
 Full training from a random initialisation (transformers' Idefics3 rules; the location tokens start as a smooth
 function of their bin): ${steps.toLocaleString('en')} steps of ${recipe['batch-size']} conversations${steps < start.total_steps! ? ` (this model is the checkpoint at step ${steps.toLocaleString('en')} of the recipe's ${start.total_steps!.toLocaleString('en')}-step schedule, taken while the run went on)` : ''}, AdamW lr ${recipe.lr} (${recipe.schedule}, warm-up ${recipe['warmup-ratio']}), weight
 decay ${recipe['weight-decay']}, gradient clip ${recipe.clip}, loss on the answers only, seed ${recipe.seed}. Wall time **${hours(wall)}** on a
-2-core AMD EPYC (Zen 5) machine, shared during the run with other work (about 1.1 s a step when quiet). Final training loss ${finalLoss.toFixed(3)} (mean of the last 100 steps)${lastEval ? `, validation loss ${lastEval.eval_loss!.toFixed(3)} at step ${lastEval.step}` : ''}.
+2-core AMD EPYC (family 19h, model 17: Zen 4, AVX-512) machine, shared during the run with other work (about 1.1 s a step when quiet). Final training loss ${finalLoss.toFixed(3)} (mean of the last 100 steps)${lastEval ? `, validation loss ${lastEval.eval_loss!.toFixed(3)} at step ${lastEval.step}` : ''}.
 
 ![loss curve](loss.png)
 

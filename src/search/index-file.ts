@@ -121,9 +121,13 @@ export class SearchIndex {
     const dim = hd.dim, count = hd.count;
     if (!Number.isInteger(dim) || (dim as number) < 1 || !Number.isInteger(count) || (count as number) < 0) throw bad(`its header's dim ${JSON.stringify(dim)} / count ${JSON.stringify(count)} are not integers`);
     if (!Array.isArray(hd.files) || hd.files.length !== count) throw bad(`its header lists ${Array.isArray(hd.files) ? hd.files.length : 'no'} files for count ${count}`);
+    const seen = new Set<string>();
     const files: IndexedFile[] = hd.files.map((f: unknown, i: number) => {
       const x = f as { path?: unknown; mtimeMs?: unknown; size?: unknown };
       if (!x || typeof x.path !== 'string' || x.path === '' || typeof x.mtimeMs !== 'number' || !Number.isFinite(x.mtimeMs) || !Number.isInteger(x.size) || (x.size as number) < 0) throw bad(`file entry ${i} is not {path, mtimeMs, size}`);
+      // one row per file: the incremental update maps each path to one stored row
+      if (seen.has(x.path)) throw bad(`it lists ${JSON.stringify(x.path)} twice`);
+      seen.add(x.path);
       return { path: x.path, mtimeMs: x.mtimeMs, size: x.size as number };
     });
     const want = PREFIX + hlen + (count as number) * (dim as number) * 4 + 4;

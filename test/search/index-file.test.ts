@@ -74,6 +74,10 @@ describe('search index file', () => {
       assert.throws(() => SearchIndex.read(f), (e: unknown) => e instanceof FileFormatError && re.test(e.message) && e.message.includes(f) && /--rebuild/.test(e.message) && !e.message.includes('\n'), what);
     }
     assert.throws(() => SearchIndex.read(join(tmp, 'missing.idx')), /cannot read the search index .*missing\.idx.*--rebuild/);
+    // well-formed bytes, but one path twice: the update could not tell which row is the file's
+    const dup = join(tmp, 'dup.idx');
+    new SearchIndex({ family: 'clip', id: 'abc' }, 1, [files[0]!, files[0]!], new Float32Array(2)).write(dup);
+    assert.throws(() => SearchIndex.read(dup), (e: unknown) => e instanceof FileFormatError && /"a\.png" twice/.test(e.message) && e.message.includes(dup));
   });
 });
 

@@ -43,7 +43,8 @@ export async function search(argv: string[], io: CliIo): Promise<number> {
         if (total > 0) io.stderr.write(done >= total ? '\r\x1b[2K' : `\r\x1b[2K\x1b[2membedding images ${done}/${total}\x1b[0m`);
       } : undefined,
     });
-    for (const s of stats.skipped) io.stderr.write(`vlmkit: skipped ${join(folder, s.path)}: ${s.reason}\n`);
+    // the reason names the file already (the decoder's message)
+    for (const s of stats.skipped) io.stderr.write(`vlmkit: left out of the index (tried again next time): ${s.reason}\n`);
     const results = hits.map((h) => ({ path: join(folder, h.path), score: h.score }));
     if (values.json) {
       await write(io.stdout, JSON.stringify({ query, folder, index: stats.indexPath, results, embedded: stats.embedded, kept: stats.kept, dropped: stats.dropped, skipped: stats.skipped }) + '\n');

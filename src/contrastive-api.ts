@@ -4,6 +4,7 @@
 //   const [r] = await clip.classify(['cat.jpg'], ['a cat', 'a dog'], { template: 'a photo of {}' });
 //   // r.scores: [{ label: 'a cat', score: 0.97 }, { label: 'a dog', score: 0.03 }] (best first)
 //   const vecs = await clip.embedImages(['cat.jpg']); // unit-length Float32Arrays
+//   const { hits } = await searchFolder(clip, 'a red car', 'photos/'); // [{ path, score }], best first (search/)
 import { type Tensor, noGrad, sigmoid, softmax, tensor } from './engine/index.js';
 import { VlmkitError } from './errors.js';
 import { ModelDir } from './io/model-dir.js';
@@ -12,6 +13,11 @@ import {
   type ContrastiveFamily, type ContrastiveModel, type ContrastiveProcessor, type ImageInput, loadContrastiveModel,
 } from './models/index.js';
 import { type AlphaMode, type RgbImage, decodeImage, readImageFile } from './processing/decode.js';
+
+export { SearchIndex, type IndexedFile, type ModelIdentity, type SearchHit } from './search/index-file.js';
+export { DEFAULT_INDEX_NAME, listImages, searchFolder, updateIndex, type SearchOptions, type UpdateIndexOptions, type UpdateStats } from './search/folder.js';
+export { modelIdentity } from './search/model-id.js';
+export { topK, type Hit } from './search/topk.js';
 
 export interface LoadContrastiveOptions {
   /** 'f32': every weight in f32. Default: weights stay in their stored dtype. */

@@ -24,6 +24,8 @@ export {
 export {
   loadContrastive, applyTemplate, checkLabels,
   type ContrastiveHandle, type LoadContrastiveOptions, type ClassifyOptions, type ClassifyResult, type LabelScore,
+  SearchIndex, searchFolder, updateIndex, listImages, modelIdentity, topK, DEFAULT_INDEX_NAME,
+  type IndexedFile, type ModelIdentity, type SearchHit, type SearchOptions, type UpdateIndexOptions, type UpdateStats, type Hit,
 } from './contrastive-api.js';
 export { ContrastiveProcessor, loadContrastiveModel, type ContrastiveModel, type ContrastiveFamily } from './models/index.js';
 export { Processor, userMessage, type ImageInput, type ProcessorSample, type EncodedBatch, type ProcessorOptions, type EncodeOptions } from './models/index.js';

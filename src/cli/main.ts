@@ -13,6 +13,7 @@ import { evaluate, EVAL_USAGE } from './eval.js';
 import { info, INFO_USAGE } from './info.js';
 import { processIo, type CliIo } from './io.js';
 import { plot, PLOT_USAGE } from './plot.js';
+import { search, SEARCH_USAGE } from './search.js';
 import { serve, SERVE_USAGE } from './serve.js';
 import { tokens, TOKENS_USAGE } from './tokens.js';
 import { train, TRAIN_USAGE } from './train.js';
@@ -31,6 +32,7 @@ commands:
   plot     a training run's loss curve as a PNG       vlmkit plot runs/x --out loss.png
   classify zero-shot labels with CLIP / SigLIP         vlmkit classify --model DIR --labels "a cat,a dog" photo.jpg
   embed    CLIP / SigLIP embeddings as JSON lines     vlmkit embed --model DIR photo.jpg --text "a red car"
+  search   a folder's images most like a text          vlmkit search --model DIR "a red car" photos/
   serve    an OpenAI-compatible HTTP server           vlmkit serve --model DIR --port 8080
 
 Without --model, ask, chat, tokens, info, eval, serve and demo use the built-in model vlmkit-shapes (models/vlmkit-shapes
@@ -49,6 +51,7 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   demo: { run: demo, usage: DEMO_USAGE },
   classify: { run: classify, usage: CLASSIFY_USAGE },
   embed: { run: embed, usage: EMBED_USAGE },
+  search: { run: search, usage: SEARCH_USAGE },
   serve: { run: serve, usage: SERVE_USAGE },
 };
 

@@ -34,6 +34,10 @@ export {
   PromptBuilder, buildPrompt, buildPromptBatch, padBatch, padLeft, padRight, imagePromptString, videoFrameTimestamps,
   type BuiltPrompt, type ImageGrid, type VideoPromptInfo,
 } from './idefics3/prompt.js';
+export {
+  loadVideoProcessorConfig, videoFrameToSquare, processVideoFrames, DEFAULT_VIDEO_SAMPLING, FRAMES_INTRO,
+  type VideoProcessorConfig, type VideoInput, type VideoFrames, type VideoOptions,
+} from './idefics3/video.js';
 export { processImages, loadImageProcessorConfig, imageProcessorConfigFromJson, longestEdgeSize, type ImageProcessorConfig, type ProcessedImages } from './idefics3/image.js';
 
 // The concrete family, for callers that want its full class (the rest of src/ uses the interfaces above).

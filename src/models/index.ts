@@ -28,7 +28,7 @@ export { applyLinear, hostInts, type Linear, type LowRankAdapter } from './commo
 // collator, the parity tool and `vlmkit info` use. A second VLM family narrows this into an interface.
 export {
   Processor, userMessage, checkMediaCount, imageGridForSize, withImageOptions,
-  type ImageInput, type ImageOptions, type ProcessorSample, type EncodedBatch, type ProcessorOptions, type EncodeOptions,
+  type ImageInput, type ImageOptions, type ProcessorSample, type FramedSample, type EncodedBatch, type ProcessorOptions, type EncodeOptions,
 } from './idefics3/processor.js';
 export {
   PromptBuilder, buildPrompt, buildPromptBatch, padBatch, padLeft, padRight, imagePromptString, videoFrameTimestamps,

@@ -140,7 +140,7 @@ interface ReadImage {
 }
 
 /** A sample once its videos are frames: SmolVLM2 keeps the video placeholders (their prompt info and squares). */
-interface FramedSample extends ProcessorSample {
+export interface FramedSample extends ProcessorSample {
   videoPrompts?: VideoPromptInfo[];
   videoSquares?: RgbImage[][];
 }
@@ -307,6 +307,14 @@ export class Processor {
       });
     }
     return { prompts, grids };
+  }
+
+  /**
+   * The pixels of a sample whose videos are frames (withFrames) and images decoded, in prompt order, with the
+   * config of each (undefined: the image processor's; video frames: their square config). For the SFT collator.
+   */
+  pixelsInOrder(s: FramedSample & { images?: readonly RgbImage[] }, renderedPrompt: string): { images: RgbImage[]; configs: (ImageProcessorConfig | undefined)[] } {
+    return pixelsInTokenOrder(s, renderedPrompt, this.videoConfig);
   }
 
   /** Like encodeBatch, with images already decoded (synchronous; videos go through encodeBatch). */

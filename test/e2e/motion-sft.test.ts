@@ -1,5 +1,6 @@
 // Motion clips end to end on tiny-idefics3: `vlmkit data motion` writes real clips and their questions, a LoRA
-// SFT run on a handful of them lowers the loss, and the adapter changes the greedy answer about a clip.
+// SFT run on a handful of them lowers the loss, the adapter changes the greedy answer about a clip, and the
+// held-out clips score through `vlmkit eval --adapter`.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -44,5 +45,10 @@ describe('motion clips: LoRA SFT', () => {
     } finally {
       vlm.dispose();
     }
+    // the held-out clips score through vlmkit eval with the adapter (video parts in eval rows)
+    const ev = await vlmkit(['eval', '--model', TINY, '--adapter', out, '--data', join(data, 'test.jsonl'), '--metric', 'exact', '--max-new-tokens', '2', '--json']);
+    assert.equal(ev.code, 0, ev.stderr);
+    const report = JSON.parse(ev.stdout.trim().split('\n')[0]!) as { rows: number; adapter: string; skipped: unknown[] };
+    assert.deepEqual({ rows: report.rows, adapter: report.adapter, skipped: report.skipped.length }, { rows: 1, adapter: out, skipped: 0 });
   });
 });

@@ -13,7 +13,7 @@ import { loadGenerationConfig, type GenerationConfig } from './generate/stopping
 import type { FinishReason, GenerationTimings, ModelInputs } from './generate/types.js';
 import {
   type EncodedBatch, type ImageInput, type ImageOptions, type ModelConfig, type ModelFamily, type Processor, type ProcessorSample,
-  type VisionLanguageModel, type DescribeOptions, type ModelDescription, type ProcessorOptions,
+  type VisionLanguageModel, type DescribeOptions, type ModelDescription, type ProcessorOptions, type VideoInput, type VideoOptions,
   contextLength, describeModel as describeModelDir, loadModelWeights, loadProcessor, readModelConfig, userMessage,
 } from './models/index.js';
 import type { ChatMessage } from './processing/chat-template.js';
@@ -23,7 +23,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export { userMessage, checkMediaCount, type ProcessorSample, type ImageInput } from './models/index.js';
+export { userMessage, checkMediaCount, type ProcessorSample, type ImageInput, type VideoInput, type VideoFrames } from './models/index.js';
 import type { Tokenizer } from './processing/tokenizer.js';
 import { expandHome } from './io/paths.js';
 
@@ -45,7 +45,34 @@ export interface LoadVlmOptions {
   maxImagePixels?: number;
 }
 
-export interface VlmGenerateOptions extends GenerateOptions, ImageOptions {}
+export interface VlmGenerateOptions extends GenerateOptions, ImageOptions, VideoOptions {}
+
+/**
+ * What goes with a prompt: a list of images, or images and videos. A conversation's {type:'video', path} parts
+ * name their files themselves (videos given here come first, one per video part).
+ */
+export type MediaInput = readonly ImageInput[] | { images?: readonly ImageInput[]; videos?: readonly VideoInput[] };
+
+function splitMedia(m: MediaInput | undefined): { images: readonly ImageInput[]; videos: readonly VideoInput[] } {
+  if (m === undefined) return { images: [], videos: [] };
+  if (Array.isArray(m)) return { images: m, videos: [] };
+  const o = m as { images?: readonly ImageInput[]; videos?: readonly VideoInput[] };
+  return { images: o.images ?? [], videos: o.videos ?? [] };
+}
+
+/** The files a conversation's video parts name ({type:'video', path} or {type:'video', video}), in order; null when a part names none. */
+function videoPaths(messages: readonly ChatMessage[]): (string | null)[] {
+  const out: (string | null)[] = [];
+  for (const m of messages) {
+    if (!Array.isArray(m.content)) continue;
+    for (const p of m.content) {
+      if (p?.type !== 'video') continue;
+      const v = (p as { path?: unknown }).path ?? (p as { video?: unknown }).video;
+      out.push(typeof v === 'string' ? v : null);
+    }
+  }
+  return out;
+}
 
 export interface GenerateResult {
   text: string;
@@ -64,6 +91,7 @@ export interface TextStream extends AsyncIterable<string> {
 export interface BatchItem {
   prompt: PromptInput;
   images?: readonly ImageInput[];
+  videos?: readonly VideoInput[];
 }
 
 /**
@@ -75,8 +103,10 @@ export interface ChatSession {
   readonly messages: readonly ChatMessage[];
   /** every image of the conversation, in order */
   readonly images: readonly ImageInput[];
-  /** Adds a user turn (its images first, then the text) and streams the answer, which joins the conversation. */
-  send(text: string, images?: readonly ImageInput[], opts?: VlmGenerateOptions): TextStream;
+  /** every video of the conversation, in order */
+  readonly videos: readonly VideoInput[];
+  /** Adds a user turn (its videos and images first, then the text) and streams the answer, which joins the conversation. */
+  send(text: string, media?: MediaInput, opts?: VlmGenerateOptions): TextStream;
   /** Starts over (the system message stays). */
   reset(): void;
   /** Frees the cache. */
@@ -95,24 +125,36 @@ export interface Vlm {
   /** the ids that end an answer by default: generation_config's eos, the tokenizer's eos and <end_of_utterance> */
   readonly eosTokenIds: readonly number[];
   /** Model inputs for one prompt (left-padded batch of one); dispose() them when done. */
-  encode(prompt: PromptInput, images?: readonly ImageInput[], opts?: ImageOptions & { addGenerationPrompt?: boolean }): Promise<EncodedBatch>;
+  encode(prompt: PromptInput, media?: MediaInput, opts?: ImageOptions & VideoOptions & { addGenerationPrompt?: boolean }): Promise<EncodedBatch>;
   /** Logits [B, T, V] for every position (the caller disposes them); positions default to 0..T-1 as transformers' forward. */
   forward(inputs: ModelInputs & { positionIds?: Tensor }): Tensor;
-  generate(prompt: PromptInput, images?: readonly ImageInput[], opts?: VlmGenerateOptions): Promise<GenerateResult>;
+  generate(prompt: PromptInput, media?: MediaInput, opts?: VlmGenerateOptions): Promise<GenerateResult>;
   /** Several prompts, each with its own images, generated together (left padding; finished rows leave the batch). */
   generateBatch(items: readonly BatchItem[], opts?: VlmGenerateOptions): Promise<GenerateResult[]>;
-  stream(prompt: PromptInput, images?: readonly ImageInput[], opts?: VlmGenerateOptions): TextStream;
+  stream(prompt: PromptInput, media?: MediaInput, opts?: VlmGenerateOptions): TextStream;
   /** A multi-turn conversation that reuses its KV cache from turn to turn. */
   chat(opts?: { system?: string }): ChatSession;
   dispose(): void;
 }
 
 /** A prompt as a processor sample. */
-export function toSample(prompt: PromptInput, images: readonly ImageInput[] = []): ProcessorSample {
-  if (typeof prompt === 'string') return { messages: [userMessage(prompt, images.length)], images };
-  if (Array.isArray(prompt)) return { messages: prompt as readonly ChatMessage[], images };
+export function toSample(prompt: PromptInput, media?: MediaInput): ProcessorSample {
+  const { images, videos } = splitMedia(media);
+  if (typeof prompt === 'string') return { messages: [userMessage(prompt, images.length, videos.length)], images, videos };
+  if (Array.isArray(prompt)) {
+    const messages = prompt as readonly ChatMessage[];
+    // video parts that name a file stand for themselves after the videos given
+    const named = videoPaths(messages);
+    const all: VideoInput[] = [...videos];
+    for (let i = videos.length; i < named.length; i++) {
+      const p = named[i];
+      if (p === null || p === undefined) throw new VlmkitError('E_PROMPT', `video part ${i} names no file and no video was given for it; write {type:'video', path:'clip.mp4'} or pass videos`);
+      all.push(p);
+    }
+    return { messages, images, videos: all };
+  }
   const text = (prompt as { text?: unknown }).text;
-  if (typeof text === 'string') return { text, images };
+  if (typeof text === 'string') return { text, images, videos };
   throw new VlmkitError('E_PROMPT', 'a prompt must be a string, a list of chat messages or {text: "<rendered prompt>"}');
 }
 
@@ -167,8 +209,8 @@ class VlmImpl implements Vlm {
     return this.processor.tokenizer;
   }
 
-  encode(prompt: PromptInput, images: readonly ImageInput[] = [], opts: ImageOptions & { addGenerationPrompt?: boolean } = {}): Promise<EncodedBatch> {
-    return this.processor.encode(toSample(prompt, images), opts);
+  encode(prompt: PromptInput, media?: MediaInput, opts: ImageOptions & VideoOptions & { addGenerationPrompt?: boolean } = {}): Promise<EncodedBatch> {
+    return this.processor.encode(toSample(prompt, media), opts);
   }
 
   forward(inputs: ModelInputs & { positionIds?: Tensor }): Tensor {
@@ -177,8 +219,11 @@ class VlmImpl implements Vlm {
 
   private async *events(items: readonly BatchItem[], opts: VlmGenerateOptions) {
     const enc = await this.processor.encodeBatch(
-      items.map((it) => toSample(it.prompt, it.images ?? [])),
-      { padding: 'left', doImageSplitting: opts.doImageSplitting, longestEdge: opts.longestEdge, maxImagePixels: opts.maxImagePixels },
+      items.map((it) => toSample(it.prompt, { images: it.images, videos: it.videos })),
+      {
+        padding: 'left', doImageSplitting: opts.doImageSplitting, longestEdge: opts.longestEdge, maxImagePixels: opts.maxImagePixels,
+        fps: opts.fps, maxFrames: opts.maxFrames, onVideoFrame: opts.onVideoFrame,
+      },
     );
     try {
       const o = resolveGenerateOptions(this.generationConfig, opts, this.eosTokenIds);
@@ -189,8 +234,8 @@ class VlmImpl implements Vlm {
     }
   }
 
-  async generate(prompt: PromptInput, images: readonly ImageInput[] = [], opts: VlmGenerateOptions = {}): Promise<GenerateResult> {
-    return (await this.generateBatch([{ prompt, images }], opts))[0]!;
+  async generate(prompt: PromptInput, media?: MediaInput, opts: VlmGenerateOptions = {}): Promise<GenerateResult> {
+    return (await this.generateBatch([{ prompt, ...splitMedia(media) }], opts))[0]!;
   }
 
   async generateBatch(items: readonly BatchItem[], opts: VlmGenerateOptions = {}): Promise<GenerateResult[]> {
@@ -202,14 +247,14 @@ class VlmImpl implements Vlm {
     }
   }
 
-  stream(prompt: PromptInput, images: readonly ImageInput[] = [], opts: VlmGenerateOptions = {}): TextStream {
+  stream(prompt: PromptInput, media?: MediaInput, opts: VlmGenerateOptions = {}): TextStream {
     let settle!: { resolve: (r: GenerateResult) => void; reject: (e: unknown) => void };
     const result = new Promise<GenerateResult>((resolve, reject) => (settle = { resolve, reject }));
     result.catch(() => undefined); // a caller that only iterates must not see an unhandled rejection
     let settled = false;
     const self = this;
     async function* pieces(): AsyncGenerator<string, void, undefined> {
-      const it = self.events([{ prompt, images }], opts);
+      const it = self.events([{ prompt, ...splitMedia(media) }], opts);
       let done = false;
       try {
         for (;;) {
@@ -249,6 +294,7 @@ class VlmImpl implements Vlm {
 class Chat implements ChatSession {
   messages: readonly ChatMessage[] = [];
   images: readonly ImageInput[] = [];
+  videos: readonly VideoInput[] = [];
   private readonly cache = new PromptCache();
   /** the image options the cached turns were encoded with: other options make other pixels for the same tokens */
   private imageOptions = '';
@@ -258,15 +304,18 @@ class Chat implements ChatSession {
     this.reset();
   }
 
-  send(text: string, images: readonly ImageInput[] = [], opts: VlmGenerateOptions = {}): TextStream {
+  send(text: string, media?: MediaInput, opts: VlmGenerateOptions = {}): TextStream {
     if (this.busy) throw new VlmkitError('E_BUSY', 'this chat is still answering; finish (or close) that stream before sending the next message');
     this.busy = true;
-    const msgs = [...this.messages, userMessage(text, images.length)];
+    const { images, videos } = splitMedia(media);
+    const msgs = [...this.messages, userMessage(text, images.length, videos.length)];
     const imgs = [...this.images, ...images];
-    const imageOptions = JSON.stringify([opts.doImageSplitting, opts.longestEdge]);
+    const vids = [...this.videos, ...videos];
+    // other sampling options make other frames for the same earlier turns
+    const imageOptions = JSON.stringify([opts.doImageSplitting, opts.longestEdge, opts.fps, opts.maxFrames]);
     if (imageOptions !== this.imageOptions) this.cache.reset();
     this.imageOptions = imageOptions;
-    const inner = this.vlm.stream(msgs, imgs, { ...opts, promptCache: this.cache });
+    const inner = this.vlm.stream(msgs, { images: imgs, videos: vids }, { ...opts, promptCache: this.cache });
     let settle!: { resolve: (r: GenerateResult) => void; reject: (e: unknown) => void };
     const result = new Promise<GenerateResult>((resolve, reject) => (settle = { resolve, reject }));
     result.catch(() => undefined);
@@ -278,6 +327,7 @@ class Chat implements ChatSession {
         const r = await inner.result;
         self.messages = [...msgs, { role: 'assistant', content: [{ type: 'text', text: r.text.trim() }] }];
         self.images = imgs;
+        self.videos = vids;
         settle.resolve(r);
       } catch (e) {
         settle.reject(e);
@@ -294,6 +344,7 @@ class Chat implements ChatSession {
   reset(): void {
     this.messages = this.system ? [{ role: 'system', content: [{ type: 'text', text: this.system }] }] : [];
     this.images = [];
+    this.videos = [];
     this.cache.reset();
   }
 

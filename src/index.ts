@@ -20,6 +20,7 @@ export {
   type TextStream,
   type BatchItem,
   type ModelInfo,
+  type MediaInput,
 } from './api.js';
 export {
   loadContrastive, applyTemplate, checkLabels,
@@ -28,7 +29,7 @@ export {
   type IndexedFile, type ModelIdentity, type SearchHit, type SearchOptions, type UpdateIndexOptions, type UpdateStats, type Hit,
 } from './contrastive-api.js';
 export { ContrastiveProcessor, loadContrastiveModel, type ContrastiveModel, type ContrastiveFamily } from './models/index.js';
-export { Processor, userMessage, type ImageInput, type ProcessorSample, type EncodedBatch, type ProcessorOptions, type EncodeOptions } from './models/index.js';
+export { Processor, userMessage, type ImageInput, type VideoInput, type VideoFrames, type VideoOptions, type ProcessorSample, type EncodedBatch, type ProcessorOptions, type EncodeOptions } from './models/index.js';
 export { Tokenizer, StreamDecoder } from './processing/tokenizer.js';
 export { ChatTemplate, type ChatMessage, type ContentPart } from './processing/chat-template.js';
 export { PromptBuilder, buildPrompt, buildPromptBatch, padBatch, padLeft, padRight, type BuiltPrompt, type ImageGrid } from './models/index.js';

@@ -83,6 +83,29 @@ export function generationOptions(v: GenerationFlagValues): VlmGenerateOptions {
   return o;
 }
 
+/** The video flags of ask and chat. */
+export const VIDEO_FLAGS = {
+  video: { type: 'string', multiple: true },
+  fps: { type: 'string' },
+  'max-frames': { type: 'string' },
+} as const;
+
+export const VIDEO_USAGE = `video options:
+  --video PATH              a video file (any format the system's ffmpeg reads; repeatable); its frames are sampled
+                            as the checkpoint's video_sampling says (SmolVLM2), else 1 per second, at most 64
+  --fps F                   frames per second to sample (overrides the checkpoint's)
+  --max-frames N            at most N frames per video (overrides the checkpoint's)`;
+
+/** --fps and --max-frames as video options. */
+export function videoOptions(v: { fps?: string; 'max-frames'?: string }): { fps?: number; maxFrames?: number } {
+  const o: { fps?: number; maxFrames?: number } = {};
+  const fps = num('fps', v.fps, (x) => x > 0, 'a number of frames per second > 0, e.g. 1');
+  const maxFrames = num('max-frames', v['max-frames'], (x) => Number.isInteger(x) && x >= 1, 'a whole number >= 1, e.g. 16');
+  if (fps !== undefined) o.fps = fps;
+  if (maxFrames !== undefined) o.maxFrames = maxFrames;
+  return o;
+}
+
 /** "640x480" -> [640, 480] */
 export function parseSize(s: string): [number, number] {
   const m = /^(\d+)\s*[xX×]\s*(\d+)$/.exec(s.trim());

@@ -5,11 +5,12 @@ import { loadImage, type DecodeOptions, type RgbImage } from '../processing/deco
 import { checkMediaCount, inspectModel, loadVlm, userMessage } from '../api.js';
 import { drawBoxes, writePng } from '../eval/draw.js';
 import { answerBoxes, locStripper, stripLocTokens } from '../eval/grounding.js';
-import { GENERATION_FLAGS, GENERATION_USAGE, argError, generationOptions, MODEL_FLAG_USAGE, modelDir, parsing } from './args.js';
+import { GENERATION_FLAGS, GENERATION_USAGE, VIDEO_FLAGS, VIDEO_USAGE, argError, generationOptions, MODEL_FLAG_USAGE, modelDir, parsing, videoOptions } from './args.js';
 import { leadingTrimmer, timingLine, timingsJson } from './format.js';
-import { type CliIo, status, tileProgress, write } from './io.js';
+import { type CliIo, frameProgress, status, tileProgress, write } from './io.js';
+import { probeVideo } from '../video/index.js';
 
-export const ASK_USAGE = `usage: vlmkit ask [--model <dir>] [--image <path>]... [options] "<question>"
+export const ASK_USAGE = `usage: vlmkit ask [--model <dir>] [--image <path>]... [--video <path>]... [options] "<question>"
 ${MODEL_FLAG_USAGE}
   --image PATH              an image (PNG, JPEG, WebP, GIF); repeat for several, in order
   --json                    print one JSON object {text, raw_text, boxes, token_ids, finish_reason, prompt_tokens,
@@ -18,6 +19,7 @@ ${MODEL_FLAG_USAGE}
   --draw OUT.png            draw the answer's boxes and labels onto the first image and write it as a PNG
   --f32                     load every weight as f32 (slower, more memory; as the parity checks run)
 ${GENERATION_USAGE}
+${VIDEO_USAGE}
 Write <image> in the question to place the images there; otherwise they come before it. The printed answer
 leaves out location tokens (<locNNNN>).`;
 
@@ -29,14 +31,19 @@ export async function loadImages(paths: readonly string[], opts: DecodeOptions =
 }
 
 export async function ask(argv: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parsing(ASK_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, json: { type: 'boolean' }, draw: { type: 'string' }, f32: { type: 'boolean' }, ...GENERATION_FLAGS }, allowPositionals: true, strict: true }));
+  const { values, positionals } = parsing(ASK_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, json: { type: 'boolean' }, draw: { type: 'string' }, f32: { type: 'boolean' }, ...GENERATION_FLAGS, ...VIDEO_FLAGS }, allowPositionals: true, strict: true }));
   const dir = modelDir(values);
   const question = positionals.join(' ');
   if (!question.trim()) throw argError(`give the question as the last argument\n${ASK_USAGE}`);
   const gen = generationOptions(values);
   const model = inspectModel(dir); // a missing directory or an unsupported model_type fails here, before anything heavy
+  const video = videoOptions(values);
+  const videos = values.video ?? [];
+  if (!videos.length && (video.fps !== undefined || video.maxFrames !== undefined)) throw argError('--fps and --max-frames apply to a --video; give one');
   const images = await loadImages(values.image ?? [], { maxImagePixels: gen.maxImagePixels });
-  checkMediaCount({ messages: [userMessage(question, images.length)], images });
+  // a video ffmpeg cannot read (or no ffmpeg) fails here, before the model loads
+  for (const v of videos) await probeVideo(v);
+  checkMediaCount({ messages: [userMessage(question, images.length, videos.length)], images, videos });
   if (values.draw !== undefined && images.length === 0) throw argError(`--draw ${values.draw} needs an --image to draw the answer's boxes on`);
 
   status(io, `loading ${dir} ...`);
@@ -46,7 +53,10 @@ export async function ask(argv: string[], io: CliIo): Promise<number> {
   process.once('SIGINT', onInt);
   try {
     const live = !values.json && io.stdout.isTTY === true;
-    const stream = vlm.stream(question, images, { ...gen, signal: ac.signal, onImageTile: values.json ? undefined : tileProgress(io) });
+    const stream = vlm.stream(question, { images, videos }, {
+      ...gen, ...video, signal: ac.signal,
+      onImageTile: values.json ? undefined : tileProgress(io), onVideoFrame: values.json ? undefined : frameProgress(io),
+    });
     const trim = leadingTrimmer();
     const strip = locStripper();
     for await (const piece of stream) if (live) await write(io.stdout, trim(strip(piece)));

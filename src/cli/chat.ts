@@ -1,5 +1,5 @@
 // `vlmkit chat`: a multi-turn conversation in the terminal. Each line you type is a user turn; the answer streams
-// back. /image PATH attaches an image to your next message, /reset forgets the conversation, /exit (or Ctrl-D)
+// back. /image PATH attaches an image to your next message, /video PATH a video, /reset forgets the conversation, /exit (or Ctrl-D)
 // leaves. Ctrl-C stops an answer that is being written. Piped input works too (one turn per line). The KV cache
 // is kept between turns (a ChatSession): a follow-up question costs its own tokens, not the images again.
 import { parseArgs } from 'node:util';
@@ -7,9 +7,10 @@ import { createInterface } from 'node:readline';
 import { type RgbImage, loadImage } from '../processing/decode.js';
 import { inspectModel, loadVlm } from '../api.js';
 import { VlmkitError } from '../errors.js';
-import { GENERATION_FLAGS, GENERATION_USAGE, generationOptions, MODEL_FLAG_USAGE, modelDir, parsing } from './args.js';
+import { GENERATION_FLAGS, GENERATION_USAGE, VIDEO_FLAGS, VIDEO_USAGE, generationOptions, MODEL_FLAG_USAGE, modelDir, parsing, videoOptions } from './args.js';
 import { leadingTrimmer, timingLine } from './format.js';
-import { type CliIo, status, tileProgress, write } from './io.js';
+import { type CliIo, frameProgress, status, tileProgress, write } from './io.js';
+import { probeVideo } from '../video/index.js';
 import { loadImages } from './ask.js';
 
 export const CHAT_USAGE = `usage: vlmkit chat [--model <dir>] [--image <path>]... [--system "<text>"] [options]
@@ -18,16 +19,20 @@ ${MODEL_FLAG_USAGE}
   --system TEXT             a system message
   --f32                     load every weight as f32
 ${GENERATION_USAGE}
-In the chat: /image PATH attaches an image to your next message, /reset starts over, /exit leaves.`;
+${VIDEO_USAGE}
+In the chat: /image PATH attaches an image to your next message, /video PATH a video, /reset starts over, /exit leaves.`;
 
-const HELP = '/image PATH  attach an image to your next message · /reset  start over · /exit  leave';
+const HELP = '/image PATH  attach an image to your next message · /video PATH  attach a video · /reset  start over · /exit  leave';
 
 export async function chat(argv: string[], io: CliIo): Promise<number> {
-  const { values } = parsing(CHAT_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, system: { type: 'string' }, f32: { type: 'boolean' }, ...GENERATION_FLAGS }, allowPositionals: true, strict: true }));
+  const { values } = parsing(CHAT_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, system: { type: 'string' }, f32: { type: 'boolean' }, ...GENERATION_FLAGS, ...VIDEO_FLAGS }, allowPositionals: true, strict: true }));
   const dir = modelDir(values);
   const gen = generationOptions(values);
   const model = inspectModel(dir); // a missing directory or an unsupported model_type fails here, before anything heavy
+  const video = videoOptions(values);
   let pending: RgbImage[] = await loadImages(values.image ?? [], { maxImagePixels: gen.maxImagePixels });
+  let pendingVideos: string[] = values.video ?? [];
+  for (const v of pendingVideos) await probeVideo(v);
   status(io, `loading ${dir} ...`);
   const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined });
   const tty = io.stdin.isTTY === true && io.stdout.isTTY === true;
@@ -54,6 +59,7 @@ export async function chat(argv: string[], io: CliIo): Promise<number> {
       } else if (line === '/reset') {
         session.reset();
         pending = [];
+        pendingVideos = [];
         say('(conversation cleared)');
       } else if (line.startsWith('/image')) {
         const path = line.slice('/image'.length).trim();
@@ -65,16 +71,28 @@ export async function chat(argv: string[], io: CliIo): Promise<number> {
           if (!(e instanceof VlmkitError)) throw e;
           say(`error: ${e.message}`);
         }
+      } else if (line.startsWith('/video')) {
+        const path = line.slice('/video'.length).trim();
+        try {
+          if (!path) throw new VlmkitError('E_ARGS', 'usage: /video PATH');
+          await probeVideo(path);
+          pendingVideos.push(path);
+          say(`(video ${path} attached to your next message)`);
+        } catch (e) {
+          if (!(e instanceof VlmkitError)) throw e;
+          say(`error: ${e.message}`);
+        }
       } else {
         current = new AbortController();
         try {
-          const stream = session.send(line, pending, { ...gen, signal: current.signal, onImageTile: tileProgress(io) });
+          const stream = session.send(line, { images: pending, videos: pendingVideos }, { ...gen, ...video, signal: current.signal, onImageTile: tileProgress(io), onVideoFrame: frameProgress(io) });
           const trim = leadingTrimmer();
           if (tty) io.stdout.write('vlm> ');
           for await (const piece of stream) await write(io.stdout, trim(piece));
           const r = await stream.result;
           await write(io.stdout, '\n');
           pending = [];
+          pendingVideos = [];
           if (tty) say(timingLine(r.timings, r.finishReason));
         } catch (e) {
           if (!(e instanceof VlmkitError)) throw e;

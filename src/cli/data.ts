@@ -1,9 +1,10 @@
-// `vlmkit data`: synthetic datasets for pretraining the built-in model (shapes scenes, charts) and its
-// tokenizer. Everything is deterministic by seed; the dataset folder appears whole or not at all.
+// `vlmkit data`: synthetic datasets for pretraining the built-in model (shapes scenes, charts, motion clips) and
+// its tokenizer. Everything is deterministic by seed; the dataset folder appears whole or not at all.
 import { parseArgs } from 'node:util';
 import { chartsGenerator } from '../data/charts.js';
 import { type DatasetSummary, writeDataset } from '../data/dataset.js';
 import { shapesGenerator } from '../data/shapes.js';
+import { writeMotionDataset } from '../data/motion.js';
 import { buildTokenizer, writeTokenizer } from '../data/tokenizer.js';
 import type { Generator } from '../data/types.js';
 import { argError, parsing } from './args.js';
@@ -11,10 +12,14 @@ import { type CliIo, write } from './io.js';
 import { mkdirSync } from 'node:fs';
 
 export const DATA_USAGE = `usage: vlmkit data shapes|charts --n N --out DIR [options]
+       vlmkit data motion --n N --out DIR [--seed S] [--size PX] [--force] [--json]
        vlmkit data tokenizer --out DIR [--vocab N] [--json]
   shapes              1-6 objects (circle, square, triangle, star, diamond, hexagon) in 8 colours, with captions,
                       counts, colours, presence, positions, sizes and grounding (location tokens)
   charts              bar, line and pie charts with titles and labelled values, ChartQA-style questions
+  motion              2-second video clips (made with ffmpeg) of a shape moving left/right/up/down, appearing,
+                      disappearing or changing colour, with "What happens in the video?" and its answer;
+                      train.jsonl and test.jsonl (20%) in TRL's conversational form with a video part
   tokenizer           (re)build the built-in model's byte-level BPE tokenizer (tokenizer.json, tokenizer_config.json,
                       chat_template.jinja), the same files on every run
   --n N               images in all splits together
@@ -72,8 +77,8 @@ export async function data(argv: string[], io: CliIo): Promise<number> {
     }),
   );
   const what = positionals[0];
-  if (positionals.length !== 1 || !what || !(what in GENERATORS || what === 'tokenizer'))
-    throw argError(`say what to make: vlmkit data shapes|charts|tokenizer (got ${JSON.stringify(positionals.join(' '))})\n${DATA_USAGE}`);
+  if (positionals.length !== 1 || !what || !(what in GENERATORS || what === 'tokenizer' || what === 'motion'))
+    throw argError(`say what to make: vlmkit data shapes|charts|motion|tokenizer (got ${JSON.stringify(positionals.join(' '))})\n${DATA_USAGE}`);
   if (!values.out) throw argError(`--out <dir> is required: where to write the ${what === 'tokenizer' ? 'tokenizer files' : 'dataset'}\n${DATA_USAGE}`);
   const t0 = Date.now();
 
@@ -83,6 +88,17 @@ export async function data(argv: string[], io: CliIo): Promise<number> {
     const files = writeTokenizer(values.out, built);
     const summary = { out: values.out, files, vocab_size: built.vocabSize, merges: built.merges };
     await write(io.stdout, values.json ? JSON.stringify(summary) + '\n' : `wrote ${files.join(', ')} to ${values.out}: ${built.vocabSize} tokens (${built.merges} merges)\n`);
+    return 0;
+  }
+
+  if (what === 'motion') {
+    if (values.n === undefined) throw argError(`--n N is required: how many clips to generate\n${DATA_USAGE}`);
+    const progress = (done: number, total: number) => {
+      if (io.stderr.isTTY) io.stderr.write(done === total ? '\r\x1b[2K' : `\r\x1b[2Kmotion: ${done}/${total} clips`);
+    };
+    const s = writeMotionDataset(values.out, { n: int('n', values.n, 0), seed: int('seed', values.seed, 0), size: int('size', values.size, 64), progress }, values.force === true);
+    const seconds = (Date.now() - t0) / 1000;
+    await write(io.stdout, values.json ? JSON.stringify({ out: values.out, seconds, ...s }) + '\n' : `wrote motion dataset to ${values.out} in ${seconds.toFixed(1)} s: train ${s.splits.train.clips} clips, test ${s.splits.test.clips} clips\n`);
     return 0;
   }
 

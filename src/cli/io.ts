@@ -34,3 +34,11 @@ export function tileProgress(io: CliIo): ((done: number, total: number) => void)
     io.stderr.write(done >= total ? '\r\x1b[2K' : `\r\x1b[2K\x1b[2mencoding image tiles ${done}/${total}\x1b[0m`);
   };
 }
+
+/** Progress of a video's frame decoding on a terminal's stderr, like tileProgress (nothing when not a TTY). */
+export function frameProgress(io: CliIo): ((done: number, total: number, path: string) => void) | undefined {
+  if (!io.stderr.isTTY) return undefined;
+  return (done, total, path) => {
+    io.stderr.write(done >= total ? '\r\x1b[2K' : `\r\x1b[2K\x1b[2mdecoding ${path}: frame ${done}/${total}\x1b[0m`);
+  };
+}

@@ -53,7 +53,7 @@ function textOf(content: unknown): string {
   return content.map((p) => (p && typeof p === 'object' && (p as { type?: unknown }).type === 'text' ? String((p as { text?: unknown }).text ?? '') : '')).join('');
 }
 
-function messages(v: unknown, field: string): ChatMessage[] {
+function messages(v: unknown, field: string, baseDir: string): ChatMessage[] {
   if (typeof v === 'string') return [{ role: field === 'completion' ? 'assistant' : 'user', content: v }];
   if (!Array.isArray(v)) return bad(`"${field}" must be a string or a list of {role, content} messages`);
   return v.map((m, i) => {
@@ -65,7 +65,15 @@ function messages(v: unknown, field: string): ChatMessage[] {
       const part = (p ?? {}) as { type?: unknown; text?: unknown };
       if (part.type === 'image') return { type: 'image' };
       if (part.type === 'text' && typeof part.text === 'string') return { type: 'text', text: part.text };
-      return bad(`${field}[${i}].content[${j}] must be {"type": "image"} or {"type": "text", "text": "..."}`);
+      if (part.type === 'video') {
+        // a video names its file (relative to the JSONL's folder); the model samples its frames when asked
+        const path = (p as { path?: unknown }).path;
+        if (typeof path !== 'string') bad(`${field}[${i}].content[${j}] is a video part without a "path" string`);
+        const abs = isAbsolute(path as string) ? (path as string) : resolve(baseDir, path as string);
+        if (!existsSync(abs) || !statSync(abs).isFile()) bad(`video ${abs} does not exist; fix the path (relative paths are from the JSONL file's folder)`);
+        return { type: 'video', path: abs };
+      }
+      return bad(`${field}[${i}].content[${j}] must be {"type": "image"}, {"type": "video", "path": "..."} or {"type": "text", "text": "..."}`);
     });
     return { role: role as string, content: parts };
   });
@@ -99,8 +107,8 @@ function parseRow(obj: unknown, line: number, baseDir: string, categoryField: st
   if (!obj || typeof obj !== 'object' || Array.isArray(obj)) bad('a row must be a JSON object');
   const row = obj as Record<string, unknown>;
   let conv: ChatMessage[];
-  if (row.messages !== undefined) conv = messages(row.messages, 'messages');
-  else if (row.prompt !== undefined) conv = [...messages(row.prompt, 'prompt'), ...(row.completion !== undefined ? messages(row.completion, 'completion') : [])];
+  if (row.messages !== undefined) conv = messages(row.messages, 'messages', baseDir);
+  else if (row.prompt !== undefined) conv = [...messages(row.prompt, 'prompt', baseDir), ...(row.completion !== undefined ? messages(row.completion, 'completion', baseDir) : [])];
   else return bad('a row needs "messages" or "prompt" (and "completion")');
   const lastAssistant = conv.map((m) => m.role).lastIndexOf('assistant');
   let prompt = lastAssistant >= 0 ? conv.slice(0, lastAssistant) : conv;

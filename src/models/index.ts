@@ -28,12 +28,16 @@ export { applyLinear, hostInts, type Linear, type LowRankAdapter } from './commo
 // collator, the parity tool and `vlmkit info` use. A second VLM family narrows this into an interface.
 export {
   Processor, userMessage, checkMediaCount, imageGridForSize, withImageOptions,
-  type ImageInput, type ImageOptions, type ProcessorSample, type EncodedBatch, type ProcessorOptions, type EncodeOptions,
+  type ImageInput, type ImageOptions, type ProcessorSample, type FramedSample, type EncodedBatch, type ProcessorOptions, type EncodeOptions,
 } from './idefics3/processor.js';
 export {
   PromptBuilder, buildPrompt, buildPromptBatch, padBatch, padLeft, padRight, imagePromptString, videoFrameTimestamps,
   type BuiltPrompt, type ImageGrid, type VideoPromptInfo,
 } from './idefics3/prompt.js';
+export {
+  loadVideoProcessorConfig, videoFrameToSquare, processVideoFrames, DEFAULT_VIDEO_SAMPLING, FRAMES_INTRO,
+  type VideoProcessorConfig, type VideoInput, type VideoFrames, type VideoOptions,
+} from './idefics3/video.js';
 export { processImages, loadImageProcessorConfig, imageProcessorConfigFromJson, longestEdgeSize, type ImageProcessorConfig, type ProcessedImages } from './idefics3/image.js';
 
 // The concrete family, for callers that want its full class (the rest of src/ uses the interfaces above).

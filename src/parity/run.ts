@@ -12,6 +12,7 @@ import type { Tensor } from '../engine/tensor.js';
 import { countMedia } from '../processing/chat-template.js';
 import {
   type ImageGrid, type Processor, type ProcessorSample, type VideoPromptInfo, hostInts, imageGridForSize, loadProcessor, processImages, videoFrameTimestamps,
+  loadVideoProcessorConfig, processVideoFrames, videoFrameToSquare,
 } from '../models/index.js';
 import { IGNORE_INDEX, SftCollator, encodeConversation } from '../train/collate.js';
 import { loadImage } from '../processing/decode.js';
@@ -21,7 +22,6 @@ import { generate } from '../generate/generate.js';
 import type { ModelInputs } from '../generate/types.js';
 import { relErr } from './compare.js';
 import { checkContrastiveCase } from './contrastive.js';
-import { loadVideoProcessorConfig, processVideoFrames, videoFrameToSquare } from '../video/processor.js';
 import { ParityCase, caseSamples, npyShape, readNpyU8, parseSmolVlmPrompt, type CaseSample, type FloatTensor } from './case.js';
 
 export { relErr };

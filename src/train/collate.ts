@@ -14,7 +14,7 @@ import type { Tensor } from '../engine/tensor.js';
 import { VlmkitError } from '../errors.js';
 import type { ChatMessage } from '../processing/chat-template.js';
 import type { RgbImage } from '../processing/decode.js';
-import { type ImageGrid, type ImageProcessorConfig, type Processor, type PromptBuilder, processImages } from '../models/index.js';
+import { type ImageGrid, type ImageProcessorConfig, type Processor, type PromptBuilder, type VideoPromptInfo, processImages } from '../models/index.js';
 
 export const IGNORE_INDEX = -100;
 
@@ -30,6 +30,12 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
   let i = 0;
   while (i < n && a[i] === b[i]) i++;
   return i;
+}
+
+function countVideos(messages: readonly ChatMessage[]): number {
+  let n = 0;
+  for (const m of messages) if (Array.isArray(m.content)) for (const p of m.content) if (p.type === 'video') n++;
+  return n;
 }
 
 function countImages(messages: readonly ChatMessage[]): number {
@@ -55,15 +61,18 @@ export function encodeConversation(
   messages: readonly ChatMessage[],
   grids: readonly ImageGrid[],
   firstTrained = 0,
+  videos: readonly VideoPromptInfo[] = [],
 ): EncodedConversation {
-  const full = builder.build(messages, { images: grids }, { addGenerationPrompt: false }).inputIds;
+  // the media of the first messages: a prefix of the conversation expands exactly as inference expands it
+  const media = (ms: readonly ChatMessage[]) => ({ images: grids.slice(0, countImages(ms)), videos: videos.slice(0, countVideos(ms)) });
+  const full = builder.build(messages, { images: grids, videos }, { addGenerationPrompt: false }).inputIds;
   const spans: [number, number][] = [];
   for (let i = Math.max(0, firstTrained); i < messages.length; i++) {
     if (messages[i]!.role !== 'assistant') continue;
     const before = messages.slice(0, i);
     const upto = messages.slice(0, i + 1);
-    const pre = builder.build(before, { images: grids.slice(0, countImages(before)) }, { addGenerationPrompt: true }).inputIds;
-    const end = builder.build(upto, { images: grids.slice(0, countImages(upto)) }, { addGenerationPrompt: false }).inputIds;
+    const pre = builder.build(before, media(before), { addGenerationPrompt: true }).inputIds;
+    const end = builder.build(upto, media(upto), { addGenerationPrompt: false }).inputIds;
     const s = Math.min(pre.length, commonPrefix(pre, full));
     const e = Math.min(end.length, commonPrefix(end, full));
     if (e > s) spans.push([s, e]);
@@ -198,7 +207,11 @@ export class SftCollator {
     return labelsFor(item.inputIds, item.assistantSpans, { imageTokenId: this.imageTokenId, assistantOnly });
   }
 
-  collate(items: readonly CollateItem[], images: readonly (readonly RgbImage[])[]): SftBatch {
+  /**
+   * `configs`, per row and image: the config of a video frame (already square, never split); a row without it, or
+   * an undefined entry, takes the image processor's.
+   */
+  collate(items: readonly CollateItem[], images: readonly (readonly RgbImage[])[], configs?: readonly (readonly (ImageProcessorConfig | undefined)[])[]): SftBatch {
     if (!items.length) throw new VlmkitError('E_DATA', 'cannot collate an empty batch');
     if (images.length !== items.length) throw new Error(`vlmkit internal: ${items.length} examples but ${images.length} image lists`);
     const B = items.length;
@@ -222,9 +235,9 @@ export class SftCollator {
     const mk = (t: Tensor) => (made.push(t), t);
     let pixelValues: Tensor | null = null, pixelAttentionMask: Tensor | null = null, numTiles = 0;
     if (any) {
-      const p = processImages(images.map((l) => [...l]), this.imageConfig);
-      // the grids the ids were expanded with must be the ones the image processor gives now
-      p.grids.forEach((gs, b) => {
+      const p = processImages(images.map((l) => [...l]), this.imageConfig, configs?.map((l) => [...l]));
+      // the grids the ids were expanded with must be the ones the image processor gives now (frames have none)
+      p.grids.map((gs, b) => gs.filter((_, i) => configs?.[b]?.[i] === undefined)).forEach((gs, b) => {
         const want = items[b]!.grids;
         if (gs.length !== want.length || gs.some((g, i) => g.rows !== want[i]!.rows || g.cols !== want[i]!.cols))
           throw new VlmkitError('E_DATA', `${items[b]!.where ?? `batch row ${b}`}: the images split into ${JSON.stringify(gs)} tiles now but ${JSON.stringify(want)} when the row was tokenized; was an image file changed during training?`);

@@ -4,7 +4,12 @@
 //                                     {"role": "assistant", "content": "..."}], "images": ["a.png"]}
 //   prompt/completion:  {"prompt": "..." | [messages], "completion": "..." | [messages], "images": [...]}
 //
-// Image paths are relative to the JSONL file (absolute paths work too). A string content is one text part; a row
+//   with a video:       {"messages": [{"role": "user", "content": [{"type": "video", "path": "clip.mp4"}, {"type": "text", ...}]}, ...]}
+//                       (or a "videos" list for video parts without a path)
+//
+// A video's frames are sampled and expanded exactly as inference does it (Processor.withFrames: SmolVLM2's video
+// prompt, or on v1 checkpoints the frames as images after the course's intro line); a cut never splits a frame's
+// block. Image and video paths are relative to the JSONL file (absolute paths work too). A string content is one text part; a row
 // with images but no image placeholder gets them at the start of its first user message (as TRL's
 // prepare_multimodal_messages does). A prompt/completion string becomes a user / an assistant message.
 // Rows that cannot train (bad JSON, missing or unreadable image, no assistant turn, too long to cut safely) are a
@@ -14,7 +19,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { VlmkitError } from '../errors.js';
 import type { ChatMessage, ContentPart } from '../processing/chat-template.js';
 import type { RgbImage } from '../processing/decode.js';
-import { type ImageGrid, type Processor, imageGridForSize } from '../models/index.js';
+import { type FramedSample, type ImageGrid, type ImageProcessorConfig, type Processor, type VideoOptions, imageGridForSize } from '../models/index.js';
 import { type CollateItem, countTargets, encodeConversation, labelsFor, truncateConversation } from './collate.js';
 
 export type SftRowKind = 'messages' | 'prompt-completion';
@@ -28,6 +33,12 @@ export interface SftExample extends CollateItem {
   messages: ChatMessage[];
   /** absolute image paths, in placeholder order */
   images: string[];
+  /** absolute video paths, in placeholder order (their frames are sampled again for each batch, as images are read) */
+  videos: string[];
+  /** the row's conversation as written (with its video parts; `messages` is what was tokenized) */
+  rowMessages: ChatMessage[];
+  /** the rendered prompt (placeholders unexpanded): the order of the pixel blocks */
+  rendered: string;
   grids: ImageGrid[];
   /** tokens (after any truncation) */
   length: number;
@@ -58,6 +69,8 @@ export interface SftDataOptions {
   completionOnly?: boolean;
   /** image decoding override (default: the processor's) */
   loadImage?: (path: string) => Promise<RgbImage>;
+  /** frame sampling of the rows' videos (fps, maxFrames; default the checkpoint's) */
+  video?: VideoOptions;
 }
 
 function rowError(file: string, line: number, reason: string): VlmkitError {
@@ -73,7 +86,7 @@ export const bad = (reason: string): never => {
 const ROLES = new Set(['system', 'user', 'assistant', 'tool']);
 
 /** A row field that must be TRL-style messages, checked; `expected` says what the field may be when it is not a list. */
-export function checkMessages(v: unknown, field: string, expected = 'a list of {role, content} messages'): ChatMessage[] {
+export function checkMessages(v: unknown, field: string, expected = 'a list of {role, content} messages', allowVideo = false): ChatMessage[] {
   if (!Array.isArray(v)) bad(`"${field}" must be ${expected}`);
   return (v as unknown[]).map((m, i) => {
     if (!m || typeof m !== 'object') bad(`${field}[${i}] is not an object`);
@@ -85,11 +98,16 @@ export function checkMessages(v: unknown, field: string, expected = 'a list of {
       const part = p as { type?: unknown; text?: unknown };
       if (!p || typeof p !== 'object') bad(`${field}[${i}].content[${j}] is not an object`);
       if (part.type === 'image') return { type: 'image' };
+      if (part.type === 'video' && allowVideo) {
+        const path = (p as { path?: unknown; video?: unknown }).path ?? (p as { video?: unknown }).video;
+        if (path !== undefined && typeof path !== 'string') bad(`${field}[${i}].content[${j}] is a video part whose "path" is not a string`);
+        return path === undefined ? { type: 'video' } : { type: 'video', path };
+      }
       if (part.type === 'text') {
         if (typeof part.text !== 'string') bad(`${field}[${i}].content[${j}] is a text part without a "text" string`);
         return { type: 'text', text: part.text as string };
       }
-      return bad(`${field}[${i}].content[${j}].type must be 'text' or 'image'; got ${JSON.stringify(part.type)}`);
+      return bad(`${field}[${i}].content[${j}].type must be 'text'${allowVideo ? ", 'image' or 'video'" : " or 'image'"}; got ${JSON.stringify(part.type)}`);
     });
     return { role: role as string, content: parts };
   });
@@ -121,6 +139,27 @@ interface ParsedRow {
   /** index of the first message whose assistant replies are trained (prompt/completion: the completion) */
   firstTrained: number;
   imagePaths: string[];
+  videoPaths: string[];
+}
+
+/** The video of each video part: its own "path", else the next of the row's "videos" list. */
+function rowVideos(messages: readonly ChatMessage[], listed: unknown, baseDir: string): string[] {
+  if (listed !== undefined && (!Array.isArray(listed) || listed.some((p) => typeof p !== 'string'))) bad('"videos" must be a list of video file paths');
+  const list = (listed ?? []) as string[];
+  const out: string[] = [];
+  let k = 0;
+  for (const m of messages) {
+    if (!Array.isArray(m.content)) continue;
+    for (const p of m.content) {
+      if (p.type !== 'video') continue;
+      const own = (p as { path?: string }).path;
+      const path = own ?? list[k++];
+      if (path === undefined) bad(`video part ${out.length} has no "path" and "videos" lists no video for it; write {"type": "video", "path": "clip.mp4"}`);
+      out.push(isAbsolute(path!) ? path! : resolve(baseDir, path!));
+    }
+  }
+  if (k < list.length) bad(`"videos" lists ${list.length} video(s) but only ${k} video part(s) without a path take one; give one video per {"type": "video"} part`);
+  return out;
 }
 
 function parseRow(obj: unknown, baseDir: string): ParsedRow {
@@ -131,7 +170,7 @@ function parseRow(obj: unknown, baseDir: string): ParsedRow {
   let firstTrained = 0;
   if (row.messages !== undefined) {
     kind = 'messages';
-    messages = checkMessages(row.messages, 'messages');
+    messages = checkMessages(row.messages, 'messages', undefined, true);
   } else if (row.prompt !== undefined || row.completion !== undefined) {
     kind = 'prompt-completion';
     if (row.prompt === undefined) bad('a prompt/completion row needs "prompt"');
@@ -152,7 +191,8 @@ function parseRow(obj: unknown, baseDir: string): ParsedRow {
   if (placeholders === 0 && imagePaths.length > 0) messages = insertImages(messages, imagePaths.length);
   else if (placeholders !== imagePaths.length)
     bad(`the messages have ${placeholders} image placeholder(s) but "images" lists ${imagePaths.length}; give one image per {"type": "image"} part`);
-  return { kind, messages, firstTrained, imagePaths };
+  const videoPaths = rowVideos(messages, row.videos, baseDir);
+  return { kind, messages, firstTrained, imagePaths, videoPaths };
 }
 
 export interface SftDatasetSummary {
@@ -203,17 +243,31 @@ export class SftDataset {
     const load = o.loadImage ?? (async (p: string) => (await processor.loadImages([p]))[0]!);
     const { examples, skipped, rows } = await readJsonlRows(file, 'rows', o.skipBadRows, async (obj, line, baseDir): Promise<SftExample> => {
       const row = parseRow(obj, baseDir);
-      const grids: ImageGrid[] = [];
-      for (const p of row.imagePaths) {
-        let im: RgbImage;
+      // videos to frames as inference does it (v1: the messages gain the intro and image parts)
+      let framed: FramedSample = { messages: row.messages, images: row.imagePaths };
+      if (row.videoPaths.length) {
         try {
+          framed = (await processor.withFrames([{ messages: row.messages, images: row.imagePaths, videos: row.videoPaths }], o.video))[0]!;
+        } catch (e) {
+          if (!(e instanceof VlmkitError)) throw e;
+          bad(e.message);
+        }
+      }
+      const messages = framed.messages!;
+      const grids: ImageGrid[] = [];
+      for (const p of framed.images ?? []) {
+        let im: RgbImage;
+        if (typeof p !== 'string') im = p as RgbImage;
+        else try {
           im = await load(p);
         } catch (e) {
           bad(e instanceof VlmkitError ? e.message : `image ${p} cannot be read (${(e as Error).message})`);
         }
         grids.push(imageGridForSize(im!.width, im!.height, imageConfig));
       }
-      let enc = encodeConversation(processor.prompt, row.messages, grids, row.firstTrained);
+      const videoPrompts = framed.videoPrompts ?? [];
+      let enc = encodeConversation(processor.prompt, messages, grids, row.firstTrained, videoPrompts);
+      const rendered = processor.prompt.build(messages, { images: grids, videos: videoPrompts }, { addGenerationPrompt: false }).prompt;
       const assistantOnly = o.assistantOnly || (row.kind === 'prompt-completion' && o.completionOnly !== false);
       if (!enc.assistantSpans.length) bad('no assistant turn: the assistant replies render to no tokens');
       let truncated = false;
@@ -228,9 +282,9 @@ export class SftDataset {
         }
       }
       if (countTargets(labelsFor(enc.inputIds, enc.assistantSpans, { imageTokenId, assistantOnly })) === 0) bad('nothing to train on: every label is masked');
-      const tiles = grids.reduce((a, g) => a + (g.rows ? g.rows * g.cols + 1 : 1), 0);
+      const tiles = grids.reduce((a, g) => a + (g.rows ? g.rows * g.cols + 1 : 1), 0) + videoPrompts.reduce((a, v) => a + v.timestamps.length, 0);
       return {
-        ...enc, grids, file, line, kind: row.kind, messages: row.messages, images: row.imagePaths,
+        ...enc, grids, file, line, kind: row.kind, messages: [...messages], images: row.imagePaths, videos: row.videoPaths, rowMessages: row.messages, rendered,
         length: enc.inputIds.length, tiles, truncated, where: `${file}:${line}`,
         completionOnly: row.kind === 'prompt-completion' && o.completionOnly !== false,
       };
@@ -281,15 +335,37 @@ export async function readJsonlRows<T>(file: string, what: string, skipBadRows: 
   return { examples, skipped, rows };
 }
 
-/** Decodes the images of some examples (for the collator). */
+/** Decodes the images of some examples (for the collator); rows with videos: use loadExampleMedia. */
 export async function loadExampleImages(processor: Processor, examples: readonly SftExample[]): Promise<RgbImage[][]> {
-  return Promise.all(examples.map(async (ex) => {
+  return (await loadExampleMedia(processor, examples)).images;
+}
+
+/**
+ * The pixels of some examples for the collator: images decoded and videos sampled again exactly as when the row
+ * was tokenized, in prompt order, with each one's config (video frames: their square config).
+ */
+export async function loadExampleMedia(processor: Processor, examples: readonly SftExample[], video?: VideoOptions): Promise<{ images: RgbImage[][]; configs: (ImageProcessorConfig | undefined)[][] }> {
+  const images: RgbImage[][] = [];
+  const configs: (ImageProcessorConfig | undefined)[][] = [];
+  // one row at a time: a row's videos each run one ffmpeg
+  for (const ex of examples) {
     try {
-      return await processor.loadImages(ex.images);
+      if (!ex.videos?.length) {
+        const l = await processor.loadImages(ex.images);
+        images.push(l);
+        configs.push(l.map(() => undefined));
+        continue;
+      }
+      const framed = (await processor.withFrames([{ messages: ex.rowMessages, images: ex.images, videos: ex.videos }], video))[0]!;
+      const decoded = await processor.loadImages(framed.images ?? []);
+      const px = processor.pixelsInOrder({ ...framed, images: decoded }, ex.rendered);
+      images.push(px.images);
+      configs.push(px.configs);
     } catch (e) {
       throw rowError(ex.file, ex.line, e instanceof Error ? e.message : String(e));
     }
-  }));
+  }
+  return { images, configs };
 }
 
 // ------------------------------------------------------------------------------------------------ batch order

@@ -7,7 +7,7 @@ import type { Tensor } from '../engine/index.js';
 import { type Processor, type TrainableModel, type VisionLanguageModel, loadModelWeights, loadProcessor, randomInitModel, readModelConfig } from '../models/index.js';
 import { ModelDir } from '../io/model-dir.js';
 import { type SftBatch, SftCollator, countTargets } from './collate.js';
-import { SftDataset, type SftExample, loadExampleImages } from './data.js';
+import { SftDataset, type SftExample, loadExampleMedia } from './data.js';
 import { allLocTokens } from '../data/loc.js';
 import { VlmkitError } from '../errors.js';
 import { type LoraConfigInput, LoraModel } from './lora.js';
@@ -55,7 +55,8 @@ export class SftObjective implements Objective<SftExample, SftBatch> {
   }
 
   async prepare(exs: SftExample[]): Promise<SftBatch> {
-    return this.collator.collate(exs, await loadExampleImages(this.processor, exs));
+    const media = await loadExampleMedia(this.processor, exs);
+    return this.collator.collate(exs, media.images, media.configs);
   }
 
   loss(model: TrainableModel, b: SftBatch, denominator: number): Tensor {

@@ -1,5 +1,5 @@
-// Video input: decoding with the system's ffmpeg, SmolVLM2's frame sampling and its frame processor.
+// Video input: decoding with the system's ffmpeg and SmolVLM2's frame sampling (the frame processor is the
+// SmolVLM family's, in src/models).
 export { findFfmpeg, probeVideo, decodeFrames, type VideoInfo, type DecodedFrame } from './ffmpeg.js';
 export { sampleFrameIndices, linspaceInt, pythonRound, type VideoMeta, type VideoSampling } from './sample.js';
-export { loadVideoProcessorConfig, videoFrameToSquare, processVideoFrames, DEFAULT_VIDEO_SAMPLING, type VideoProcessorConfig } from './processor.js';
 export { loadVideo, type LoadedVideo, type LoadVideoOptions } from './load.js';

@@ -1,9 +1,7 @@
-// A video file to what the SmolVLM family's prompt and pixels need: probe it, pick SmolVLM2's frames, decode
-// only those, and turn each into its square as soon as it arrives (so only the small squares are kept).
-import type { ImageProcessorConfig } from '../models/index.js';
+// A video file to sampled frames: probe it, pick SmolVLM2's frames, decode only those, and hand each to the
+// caller's mapFrame as soon as it arrives (a model family shrinks it there, so only the small frames are kept).
 import type { RgbImage } from '../processing/decode.js';
 import { decodeFrames, probeVideo, type VideoInfo } from './ffmpeg.js';
-import { videoFrameToSquare } from './processor.js';
 import { sampleFrameIndices, type VideoSampling } from './sample.js';
 
 export interface LoadVideoOptions {
@@ -11,8 +9,8 @@ export interface LoadVideoOptions {
   sampling: VideoSampling;
   fps?: number;
   maxFrames?: number;
-  /** the video frame settings (size, max_image_size, resample); without it the frames are returned as decoded */
-  frameConfig?: ImageProcessorConfig;
+  /** turns each decoded frame into what is kept (e.g. the model's square); without it frames are kept as decoded */
+  mapFrame?: (frame: RgbImage) => RgbImage;
   /** called after each decoded frame */
   onFrame?: (done: number, total: number) => void;
   timeoutMs?: number;
@@ -38,7 +36,7 @@ export async function loadVideo(path: string, opts: LoadVideoOptions): Promise<L
   for await (const f of decodeFrames(info, wanted, { timeoutMs: opts.timeoutMs })) {
     indices.push(f.index);
     timestamps.push(f.timestamp);
-    frames.push(opts.frameConfig ? videoFrameToSquare(f.image, opts.frameConfig) : f.image);
+    frames.push(opts.mapFrame ? opts.mapFrame(f.image) : f.image);
     opts.onFrame?.(frames.length, wanted.length);
   }
   return { info, indices, timestamps, duration: info.duration, frames };

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VlmkitError } from '../../src/errors.js';
-import { findFfmpeg, loadVideo, loadVideoProcessorConfig, probeVideo } from '../../src/video/index.js';
+import { findFfmpeg, loadVideo, probeVideo } from '../../src/video/index.js';
+import { loadVideoProcessorConfig, videoFrameToSquare } from '../../src/models/index.js';
 import type { RgbImage } from '../../src/processing/decode.js';
 
 const SMOLVLM = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'reference', 'tiny-smolvlm');
@@ -95,7 +96,7 @@ describe('video decoding with ffmpeg', () => {
   it('through the checkpoint video processor: max_image_size squares', async () => {
     const vcfg = loadVideoProcessorConfig(SMOLVLM);
     assert.deepEqual(vcfg.sampling, { fps: 1, maxFrames: 6 });
-    const v = await loadVideo(clip, { sampling: vcfg.sampling, frameConfig: vcfg.image });
+    const v = await loadVideo(clip, { sampling: vcfg.sampling, mapFrame: (f) => videoFrameToSquare(f, vcfg.image) });
     for (const f of v.frames) assert.deepEqual([f.width, f.height], [32, 32]);
   });
 

@@ -251,8 +251,9 @@ export interface ProcessedImages {
  * sample's images are concatenated; every sample is padded with all-zero tiles (mask 0) to the largest tile count
  * in the batch, and every tile is padded at the bottom/right to the largest tile height/width.
  */
-export function processImages(samples: RgbImage[][], cfg: ImageProcessorConfig): ProcessedImages {
-  const perSample = samples.map((imgs) => imgs.map((im) => imageToTiles(im, cfg)));
+export function processImages(samples: RgbImage[][], cfg: ImageProcessorConfig, perImage?: (ImageProcessorConfig | undefined)[][]): ProcessedImages {
+  // perImage: a config for some images (video frames: already square, never resized or split), cfg for the rest
+  const perSample = samples.map((imgs, b) => imgs.map((im, i) => imageToTiles(im, perImage?.[b]?.[i] ?? cfg)));
   const tilesPerSample = perSample.map((s) => s.flatMap((t) => t.tiles));
   const maxTiles = Math.max(0, ...tilesPerSample.map((t) => t.length));
   let H = 0;

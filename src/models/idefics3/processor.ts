@@ -16,8 +16,12 @@ import {
   visionEncoderSize,
   type ImageProcessorConfig,
 } from './image.js';
-import { PromptBuilder, countToken, padBatch, type BuiltPrompt, type ImageGrid, type PaddingSide } from './prompt.js';
-import { IMAGE_TOKEN } from '../../processing/tokenizer.js';
+import { PromptBuilder, countToken, padBatch, type BuiltPrompt, type ImageGrid, type PaddingSide, type VideoPromptInfo } from './prompt.js';
+import { IMAGE_TOKEN, VIDEO_TOKEN } from '../../processing/tokenizer.js';
+import {
+  DEFAULT_VIDEO_SAMPLING, framesAsImages, framesAsImagesText, loadVideoProcessorConfig, mediaOrder, videoFrames,
+  type VideoInput, type VideoOptions, type VideoProcessorConfig,
+} from './video.js';
 
 /** An image as a file path, the file's bytes, or decoded RGB. */
 export type ImageInput = string | Uint8Array | RgbImage;
@@ -28,6 +32,8 @@ export interface ProcessorSample {
   /** a rendered prompt with `<image>` placeholders (instead of messages) */
   text?: string;
   images?: readonly ImageInput[];
+  /** one per {type:'video'} part (or `<video>` marker), in order: a file path or frames with timestamps */
+  videos?: readonly VideoInput[];
   /** per-sample override of EncodeOptions.addGenerationPrompt (messages only) */
   addGenerationPrompt?: boolean;
 }
@@ -57,7 +63,7 @@ export interface ProcessorOptions extends ImageOptions {
   backend?: Backend;
 }
 
-export interface EncodeOptions extends ImageOptions {
+export interface EncodeOptions extends ImageOptions, VideoOptions {
   /** 'left' (generation, default) or 'right' (training) */
   padding?: PaddingSide;
   /** default true: append the assistant prefix */
@@ -107,11 +113,12 @@ function plural(n: number, word: string): string {
 }
 
 /**
- * A user question and its images as a SmolVLM conversation: the images first, then the text (SmolVLM's own
+ * A user question and its media as a SmolVLM conversation: the videos, the images, then the text (SmolVLM's own
  * examples do this). `<image>` markers written in the question place the images there instead.
  */
-export function userMessage(question: string, imageCount: number): ChatMessage {
+export function userMessage(question: string, imageCount: number, videoCount = 0): ChatMessage {
   const content: ContentPart[] = [];
+  for (let i = 0; i < videoCount; i++) content.push({ type: 'video' });
   if (question.includes(IMAGE_TOKEN)) {
     const pieces = question.split(IMAGE_TOKEN);
     pieces.forEach((p, i) => {
@@ -130,6 +137,12 @@ interface ReadImage {
   bytes?: Uint8Array;
   name?: string;
   image?: RgbImage;
+}
+
+/** A sample once its videos are frames: SmolVLM2 keeps the video placeholders (their prompt info and squares). */
+export interface FramedSample extends ProcessorSample {
+  videoPrompts?: VideoPromptInfo[];
+  videoSquares?: RgbImage[][];
 }
 
 function isRgb(x: ImageInput): x is RgbImage {
@@ -157,6 +170,43 @@ export class Processor {
 
   get tokenizer() {
     return this.prompt.tokenizer;
+  }
+
+  private videoCfg: VideoProcessorConfig | null | undefined;
+
+  /**
+   * The checkpoint's video processor: SmolVLM2 (model_type smolvlm) has its own video prompt and frame squares;
+   * null for Idefics3 / SmolVLM v1, whose videos become images after FRAMES_INTRO.
+   */
+  get videoConfig(): VideoProcessorConfig | null {
+    if (this.videoCfg === undefined) this.videoCfg = this.prompt.config.modelType === 'smolvlm' ? loadVideoProcessorConfig(this.dir) : null;
+    return this.videoCfg;
+  }
+
+  /**
+   * Samples with videos -> samples with frames. Each video is decoded (or checked) in turn, so only one ffmpeg
+   * runs and each frame is shrunk as it arrives. v1 checkpoints: the frames become images; SmolVLM2: the video
+   * placeholders stay and the frames' squares and prompt info come along.
+   */
+  async withFrames(samples: readonly ProcessorSample[], opts: VideoOptions = {}): Promise<FramedSample[]> {
+    const where = (i: number) => (samples.length > 1 ? `batch sample ${i}: ` : '');
+    samples.forEach((s, i) => checkMediaCount(s, where(i)));
+    const out: FramedSample[] = [];
+    for (const s of samples) {
+      if (!s.videos?.length) { out.push(s); continue; }
+      const vcfg = this.videoConfig;
+      const got = [];
+      for (let v = 0; v < s.videos.length; v++) got.push(await videoFrames(s.videos[v]!, v, vcfg?.sampling ?? DEFAULT_VIDEO_SAMPLING, opts, vcfg?.image));
+      if (vcfg) {
+        out.push({ ...s, videos: undefined, videoPrompts: got.map((g) => ({ timestamps: g.timestamps, duration: g.duration })), videoSquares: got.map((g) => g.frames) });
+      } else {
+        const images = s.images ?? [];
+        const frames = got.map((g) => g.frames as ImageInput[]);
+        const lowered = s.messages !== undefined ? framesAsImages(s.messages, images, frames) : { ...framesAsImagesText(s.text ?? '', images, frames), messages: undefined };
+        out.push({ ...s, ...lowered, videos: undefined });
+      }
+    }
+    return out;
   }
 
   /** image tokens per tile */
@@ -206,7 +256,8 @@ export class Processor {
   }
 
   /** Several samples, each with its own images, padded to one length (left by default). */
-  async encodeBatch(samples: readonly ProcessorSample[], opts: EncodeOptions = {}): Promise<EncodedBatch> {
+  async encodeBatch(given: readonly ProcessorSample[], opts: EncodeOptions = {}): Promise<EncodedBatch> {
+    const samples = await this.withFrames(given, opts);
     const read = await Promise.all(samples.map((s) => this.readImages(s.images ?? [])));
     // The prompts' lengths follow from the image sizes their headers give: a batch over the context fails
     // before any image is decoded (many large images would otherwise cost seconds and GBs first).
@@ -224,7 +275,7 @@ export class Processor {
    * The prompts of a batch with images of these sizes (the split grids follow from sizes alone), checked against
    * the context: E_CONTEXT when one is longer.
    */
-  private buildPrompts(samples: readonly ProcessorSample[], sizes: readonly (readonly [number, number])[][], opts: EncodeOptions): { prompts: BuiltPrompt[]; grids: ImageGrid[][] } {
+  private buildPrompts(samples: readonly FramedSample[], sizes: readonly (readonly [number, number])[][], opts: EncodeOptions): { prompts: BuiltPrompt[]; grids: ImageGrid[][] } {
     if (samples.length === 0) throw mediaError('nothing to encode: the batch is empty');
     const where = (i: number) => (samples.length > 1 ? `batch sample ${i}: ` : '');
     samples.forEach((s, i) => checkMediaCount(s, where(i)));
@@ -233,8 +284,9 @@ export class Processor {
     const prompts = samples.map((s, i) => {
       try {
         if (s.messages !== undefined && s.text !== undefined) throw mediaError('give messages or text, not both');
-        if (s.messages !== undefined) return this.prompt.build(s.messages, { images: grids[i] }, { addGenerationPrompt: s.addGenerationPrompt ?? opts.addGenerationPrompt ?? true });
-        if (s.text !== undefined) return this.prompt.buildText(s.text, { images: grids[i] });
+        const media = { images: grids[i], videos: s.videoPrompts };
+        if (s.messages !== undefined) return this.prompt.build(s.messages, media, { addGenerationPrompt: s.addGenerationPrompt ?? opts.addGenerationPrompt ?? true });
+        if (s.text !== undefined) return this.prompt.buildText(s.text, media);
         throw mediaError('a sample needs messages or text');
       } catch (e) {
         if (e instanceof VlmkitError && where(i)) throw new VlmkitError(e.code, where(i) + e.message);
@@ -249,7 +301,7 @@ export class Processor {
           throw new VlmkitError(
             'E_CONTEXT',
             `${where(i)}the prompt is ${p.inputIds.length} tokens (${imageTokens} of them image tokens) but the model's context is ${max}; ` +
-              `shorten the prompt, pass fewer or smaller images, or turn image splitting off`,
+              `shorten the prompt, pass fewer or smaller images (or fewer video frames: --max-frames), or turn image splitting off`,
           );
         }
       });
@@ -257,19 +309,30 @@ export class Processor {
     return { prompts, grids };
   }
 
-  /** Like encodeBatch, with images already decoded (synchronous). */
+  /**
+   * The pixels of a sample whose videos are frames (withFrames) and images decoded, in prompt order, with the
+   * config of each (undefined: the image processor's; video frames: their square config). For the SFT collator.
+   */
+  pixelsInOrder(s: FramedSample & { images?: readonly RgbImage[] }, renderedPrompt: string): { images: RgbImage[]; configs: (ImageProcessorConfig | undefined)[] } {
+    return pixelsInTokenOrder(s, renderedPrompt, this.videoConfig);
+  }
+
+  /** Like encodeBatch, with images already decoded (synchronous; videos go through encodeBatch). */
   encodeDecoded(samples: readonly (ProcessorSample & { images?: readonly RgbImage[] })[], opts: EncodeOptions = {}): EncodedBatch {
+    if (samples.some((x) => x.videos?.length)) throw new VlmkitError('E_VIDEO', 'encodeDecoded takes no videos (they decode asynchronously); use encodeBatch');
     return this.assemble(samples, opts, null);
   }
 
   /** encodeDecoded, with the prompts already built for these image sizes when `built` is given. */
-  private assemble(samples: readonly (ProcessorSample & { images?: readonly RgbImage[] })[], opts: EncodeOptions, built: { prompts: BuiltPrompt[]; grids: ImageGrid[][] } | null): EncodedBatch {
+  private assemble(samples: readonly (FramedSample & { images?: readonly RgbImage[] })[], opts: EncodeOptions, built: { prompts: BuiltPrompt[]; grids: ImageGrid[][] } | null): EncodedBatch {
     // prompts first, from the image sizes: a prompt over the context fails before any pixel is resized
     const { prompts, grids } = built ?? this.buildPrompts(samples, samples.map((s) => ((s.images ?? []) as readonly RgbImage[]).map((im) => [im.width, im.height] as const)), opts);
     const cfg = this.imageConfigFor(opts);
-    const anyImages = samples.some((s) => (s.images?.length ?? 0) > 0);
-    const images = anyImages ? processImages(samples.map((s) => [...((s.images ?? []) as RgbImage[])]), cfg) : null;
-    if (images && JSON.stringify(images.grids) !== JSON.stringify(grids)) throw new Error('vlmkit internal: image grids differ from imageGridForSize');
+    const anyImages = samples.some((s) => (s.images?.length ?? 0) > 0 || (s.videoSquares?.length ?? 0) > 0);
+    const media = samples.map((s, i) => pixelsInTokenOrder(s, prompts[i]!.prompt, this.videoConfig));
+    const images = anyImages ? processImages(media.map((m) => m.images), cfg, media.map((m) => m.configs)) : null;
+    const imageGrids = images?.grids.map((gs, b) => gs.filter((_, j) => media[b]!.configs[j] === undefined));
+    if (images && JSON.stringify(imageGrids) !== JSON.stringify(grids)) throw new Error('vlmkit internal: image grids differ from imageGridForSize');
     const padding = opts.padding ?? 'left';
     const padded = padBatch(prompts.map((p) => p.inputIds), { side: padding, padId: this.prompt.padId() });
     const B = padded.batchSize;
@@ -300,8 +363,28 @@ export class Processor {
   }
 }
 
-/** Placeholders (image parts, or `<image>` in a rendered text) must match the images given, one for one. */
+/**
+ * A sample's images and video frames in the order their blocks sit in the prompt (the model fills the image
+ * tokens in that order); frames get the square, never-split config.
+ */
+function pixelsInTokenOrder(s: FramedSample & { images?: readonly RgbImage[] }, prompt: string, vcfg: VideoProcessorConfig | null): { images: RgbImage[]; configs: (ImageProcessorConfig | undefined)[] } {
+  const images = [...((s.images ?? []) as RgbImage[])];
+  if (!s.videoSquares?.length) return { images, configs: images.map(() => undefined) };
+  const frameCfg = { ...vcfg!.image, doResize: false, doImageSplitting: false };
+  const out: RgbImage[] = [];
+  const configs: (ImageProcessorConfig | undefined)[] = [];
+  let im = 0;
+  let vi = 0;
+  for (const kind of mediaOrder(prompt)) {
+    if (kind === 'image') { out.push(images[im++]!); configs.push(undefined); }
+    else for (const f of s.videoSquares[vi++] ?? []) { out.push(f); configs.push(frameCfg); }
+  }
+  return { images: out, configs };
+}
+
+/** Placeholders (image parts, or `<image>` in a rendered text) must match the images given, one for one; video parts the videos. */
 export function checkMediaCount(s: ProcessorSample, where = ''): void {
+  checkVideoCount(s, where);
   const given = s.images?.length ?? 0;
   let placeholders: number;
   let what: string;
@@ -321,6 +404,17 @@ export function checkMediaCount(s: ProcessorSample, where = ''): void {
     throw mediaError(
       `${where}the prompt has ${plural(placeholders, 'image placeholder')}${what} but ${plural(given, 'image')} ${given === 1 ? 'was' : 'were'} given; ` +
         `pass exactly one image per placeholder (add or remove images, or ${IMAGE_TOKEN} markers in the prompt)`,
+    );
+  }
+}
+
+function checkVideoCount(s: ProcessorSample, where: string): void {
+  const given = s.videos?.length ?? (s as FramedSample).videoPrompts?.length ?? 0;
+  const placeholders = s.messages !== undefined ? countMedia(s.messages).videos : countToken(s.text ?? '', VIDEO_TOKEN);
+  if (placeholders !== given) {
+    throw mediaError(
+      `${where}the prompt has ${plural(placeholders, 'video placeholder')} (${s.messages !== undefined ? '{type:"video"} parts' : VIDEO_TOKEN}) but ${plural(given, 'video')} ${given === 1 ? 'was' : 'were'} given; ` +
+        'pass exactly one video per placeholder',
     );
   }
 }

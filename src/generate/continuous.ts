@@ -28,6 +28,8 @@ export interface BatcherOptions {
   maxBatch: number;
   /** called whenever the number of waiting or running requests changes */
   onChange?: (state: { waiting: number; running: number }) => void;
+  /** called after each batched decode step: its rows (tokens made) and its seconds */
+  onStep?: (rows: number, seconds: number) => void;
 }
 
 export interface SubmitOptions extends Omit<GenerateOptions, 'promptCache' | 'onImageTile'> {
@@ -93,6 +95,7 @@ export class ContinuousBatcher {
   private readonly lm: CausalLM;
   private readonly maxBatch: number;
   private readonly onChange: BatcherOptions['onChange'];
+  private readonly onStep: BatcherOptions['onStep'];
 
   constructor(lm: CausalLM, o: BatcherOptions) {
     if (!Number.isInteger(o.maxBatch) || o.maxBatch < 1) throw new VlmkitError('E_OPTION', `max batch must be an integer >= 1, got ${o.maxBatch}`);
@@ -100,6 +103,7 @@ export class ContinuousBatcher {
     this.lm = lm;
     this.maxBatch = o.maxBatch;
     this.onChange = o.onChange;
+    this.onStep = o.onStep;
   }
 
   /** requests waiting for their prefill */
@@ -416,6 +420,7 @@ export class ContinuousBatcher {
       pos[j] = s.job.promptIds.length + s.tokens.length - 1;
       mask.fill(1, j * (past + 1) + s.start, (j + 1) * (past + 1));
     });
+    const t0 = performance.now();
     const tIds = tensor(ids, [n, 1], { dtype: 'i32' });
     const tPos = tensor(pos, [n, 1], { dtype: 'i32' });
     const tMask = tensor(mask, [n, past + 1], { dtype: 'i32' });
@@ -432,6 +437,7 @@ export class ContinuousBatcher {
     } finally {
       logits.dispose();
     }
+    this.onStep?.(n, (performance.now() - t0) / 1000);
   }
 
   /** Waits until nothing runs or waits (tests, shutdown). */

@@ -18,6 +18,7 @@ export class RequestQueue {
         metrics.queueDepth = waiting;
         metrics.running = running;
       },
+      onStep: (rows, seconds) => metrics.decodeStep(rows, seconds),
     });
   }
 

@@ -1,6 +1,6 @@
 // `npm run bench:serve`: the real HTTP server (src/serve) on loopback with SmolVLM-256M-Instruct's shape (random
 // bf16 weights written to a temp dir by bench/random-model.ts), under 1, 4 and 16 concurrent streaming clients,
-// each sending text + one small image (a 64x64 PNG), a few requests in a row. One JSON object per line, as
+// each sending one request of text + one small image (a 64x64 PNG), all at once. One JSON object per line, as
 // bench:engine: machine; the limits (f32 FMA peak, read bandwidth); then per client count: requests/s, time to
 // first token p50/p99, the end-to-end generated tokens/s (prefills included), and the engine's decode tokens/s
 // (its batched decode steps, from the server's own /metrics counters, prefills excluded) against the batch-1
@@ -24,7 +24,7 @@ const r3 = (v: number) => Math.round(v * 1000) / 1000;
 const note = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
 
 const CLIENTS = [1, 4, 16];
-const ROUNDS = 2;
+const ROUNDS = 1;
 const MAX_TOKENS = 48;
 
 function smallPng(): string {

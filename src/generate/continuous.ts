@@ -83,6 +83,13 @@ function genError(message: string): VlmkitError {
 
 const nextTick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
+/**
+ * Positions of room the batch cache gets beyond what it holds, at most: a request's max_tokens is an upper bound
+ * (2048 by default in the server) that most answers never reach, and 16 rows x 2048 positions of a 30-layer
+ * model's keys and values would be allocated and zeroed at every rebuild. The cache grows by this much when full.
+ */
+const ROOM = 128;
+
 export class ContinuousBatcher {
   private readonly pending: Job[] = [];
   /** rows in the batch cache, in its row order (finished ones leave at once; the cache is rebuilt before the next step) */
@@ -90,12 +97,16 @@ export class ContinuousBatcher {
   /** rows prefilled since the last rebuild, each in its own request's cache */
   private joining: Seq[] = [];
   private cache: KVCache | null = null;
+  /** positions the batch cache has room for */
+  private capacity = 0;
   private dirty = false;
   private loop: Promise<void> | null = null;
   private readonly lm: CausalLM;
   private readonly maxBatch: number;
   private readonly onChange: BatcherOptions['onChange'];
   private readonly onStep: BatcherOptions['onStep'];
+  /** whether the model's caches can grow in place (else a rebuild allots all the room the rows may need) */
+  private readonly reserves: boolean;
 
   constructor(lm: CausalLM, o: BatcherOptions) {
     if (!Number.isInteger(o.maxBatch) || o.maxBatch < 1) throw new VlmkitError('E_OPTION', `max batch must be an integer >= 1, got ${o.maxBatch}`);
@@ -104,6 +115,9 @@ export class ContinuousBatcher {
     this.maxBatch = o.maxBatch;
     this.onChange = o.onChange;
     this.onStep = o.onStep;
+    const probe = lm.createCache(1, 1);
+    this.reserves = typeof probe.reserve === 'function';
+    probe.dispose();
   }
 
   /** requests waiting for their prefill */
@@ -390,9 +404,11 @@ export class ContinuousBatcher {
     if (rows.length) {
       const spans = rows.map((s) => ({ cache: s.cache, row: s.row, from: s.start, to: s.cache.length }));
       const length = Math.max(...spans.map((p) => p.to - p.from));
-      // room for the longest any row can still grow: to its max tokens or the end of the context
-      const grow = Math.max(...rows.map((s) => Math.min(s.job.maxNew, this.lm.maxPositions - s.job.promptIds.length) - s.tokens.length));
-      next = this.lm.gatherCache!(spans, length, length + grow);
+      // room for what the rows can still grow (to their max tokens or the end of the context), ROOM at a time
+      // where the cache can grow later
+      const grow = this.grow(rows);
+      this.capacity = length + (this.reserves ? Math.min(grow, ROOM) : grow);
+      next = this.lm.gatherCache!(spans, length, this.capacity);
       rows.forEach((s, i) => {
         s.start = length - (spans[i]!.to - spans[i]!.from);
         s.cache = next!;
@@ -406,12 +422,21 @@ export class ContinuousBatcher {
     this.dirty = false;
   }
 
+  /** The most positions any of `rows` may still append: to its max tokens or to the end of the context. */
+  private grow(rows: readonly Seq[]): number {
+    return Math.max(...rows.map((s) => Math.min(s.job.maxNew, this.lm.maxPositions - s.job.promptIds.length) - s.tokens.length));
+  }
+
   /** One token for every row of the batch, in one forward. */
   private step(): void {
     const cache = this.cache!;
     const rows = this.batch;
     const n = rows.length;
     const past = cache.length;
+    if (past + 1 > this.capacity) {
+      this.capacity = past + Math.min(this.grow(rows), ROOM);
+      cache.reserve!(this.capacity);
+    }
     const ids = new Int32Array(n);
     const pos = new Int32Array(n);
     const mask = new Int32Array(n * (past + 1));

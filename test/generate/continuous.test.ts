@@ -188,6 +188,32 @@ describe('continuous batching (tiny SmolVLM)', () => {
     }
   });
 
+  it('long answers: the batch cache grows as the rows go on, the tokens stay those alone', async () => {
+    const vlm = await tiny();
+    const lm = spy(vlm.model);
+    const encs = await Promise.all([encode(vlm, 'a long answer please'), encode(vlm, 'and another', 'square_64x64.png')]);
+    try {
+      // no end-of-sequence ids: every answer runs to its max tokens, past the cache's first room (128 positions)
+      const max = [300, 200];
+      const alone: number[][] = [];
+      for (let i = 0; i < 2; i++) alone.push((await generate(vlm.model, encs[i]!, greedy(max[i]!))).rows[0]!.tokenIds);
+      const b = new ContinuousBatcher(lm, { maxBatch: 4 });
+      let second: Run | null = null;
+      const first = consume(b.submit(encs[0]!, greedy(max[0]!)), (k) => {
+        if (k === 40) second = consume(b.submit(encs[1]!, greedy(max[1]!)));
+      });
+      const o1 = await first.done;
+      const o2 = await second!.done;
+      await b.idle();
+      assert.deepEqual(o1.rows[0]!.tokenIds, alone[0]);
+      assert.deepEqual(o2.rows[0]!.tokenIds, alone[1]);
+      assert.ok(lm.stepRows.filter((n) => n === 2).length > 150, 'they decoded together for long');
+      assert.equal(lm.live.size, 0, 'every KV cache was freed');
+    } finally {
+      for (const e of encs) e.dispose();
+    }
+  });
+
   it('a prompt over the context fails alone; the batcher keeps serving', async () => {
     const vlm = await tiny();
     const b = new ContinuousBatcher(vlm.model, { maxBatch: 2 });

@@ -104,6 +104,8 @@ describe('vlmkit serve: the built-in model, 8 staggered clients on the demo pict
     }));
     const alone: string[] = [];
     for (const r of requests) alone.push((await client.chat.completions.create(r)).choices[0]!.message.content!);
+    const m = s.metrics;
+    const steps0 = m.decodeSteps, tokens0 = m.decodeTokens;
     let most = 0;
     const poll = setInterval(() => {
       most = Math.max(most, s.metrics.running);
@@ -124,5 +126,9 @@ describe('vlmkit serve: the built-in model, 8 staggered clients on the demo pict
     }
     assert.ok(new Set(alone).size > 3, 'the questions have different answers');
     assert.ok(most >= 3, `requests shared the batch (at most ${most} ran at once)`);
+    const steps = m.decodeSteps - steps0, tokens = m.decodeTokens - tokens0;
+    assert.ok(steps > 0 && tokens > steps, `some decode steps ran several rows (${tokens} tokens in ${steps} steps)`);
+    const text = await (await fetch(`${s.url}/metrics`)).text();
+    assert.match(text, new RegExp(`^vlmkit_decode_tokens_total ${m.decodeTokens}$`, 'm'));
   });
 });

@@ -9,6 +9,7 @@
 // otherwise be 17 tiles of vision encoding per request, and the bench measures the serving, not the vision tower.
 //
 //   npm run bench:serve
+//   npm run bench:serve -- --text-only    prompts without the image (on a machine too busy for 16 vision passes)
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +25,7 @@ const r3 = (v: number) => Math.round(v * 1000) / 1000;
 const note = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
 
 const CLIENTS = [1, 4, 16];
+const TEXT_ONLY = process.argv.includes('--text-only');
 const ROUNDS = 1;
 const MAX_TOKENS = 48;
 
@@ -86,7 +88,7 @@ async function main(): Promise<void> {
     const image = smallPng();
     const body = (c: number, r: number) => ({
       model: 'bench', stream: true, stream_options: { include_usage: true }, temperature: 0, max_tokens: MAX_TOKENS,
-      messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: image } }, { type: 'text', text: `client ${c}, request ${r}: what is in this picture?` }] }],
+      messages: [{ role: 'user', content: [...(TEXT_ONLY ? [] : [{ type: 'image_url', image_url: { url: image } }]), { type: 'text', text: `client ${c}, request ${r}: what is in this picture?` }] }],
     });
     try {
       // warm-up: one request (first-touch of the weights, the kernels' caches)
@@ -108,7 +110,7 @@ async function main(): Promise<void> {
         const generated = timings.reduce((s, t) => s + t.tokens, 0);
         const ttfts = timings.map((t) => t.ttft);
         emit({
-          bench: 'serve', clients, requests: timings.length, maxTokens: MAX_TOKENS, image: '64x64 PNG, 1 tile (image splitting off)',
+          bench: 'serve', clients, requests: timings.length, maxTokens: MAX_TOKENS, image: TEXT_ONLY ? 'none (--text-only)' : '64x64 PNG, 1 tile (image splitting off)',
           requestsPerSec: r3(timings.length / wall), ttftP50S: r3(quantile(ttfts, 0.5)), ttftP99S: r3(quantile(ttfts, 0.99)),
           endToEndTokensPerSec: r3(generated / wall), wallS: r3(wall),
           decodeTokensPerSec: r3(decodeRate), meanBatchRows: r3(decodeTokens / steps),

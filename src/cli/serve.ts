@@ -25,6 +25,7 @@ limits (a request past one gets a 4xx with OpenAI's error body):
   --max-tokens N            the largest max_tokens a request may ask for, and the default (default 2048)
   --max-n N                 choices per request (default 8)
   --max-queue N             requests waiting for the engine before a 429 (default 64)
+  --max-batch N             sequences decoded together; more wait in the queue (default 16)
   --request-timeout S       seconds a request may take, queue included (default 600)
   --fetch-timeout S         seconds for downloading an http(s) image (default 10)
 Endpoints: POST /v1/chat/completions, GET /v1/models, GET /health, GET /metrics (Prometheus).`;
@@ -38,6 +39,7 @@ const LIMIT_FLAGS: Record<string, keyof ServeLimits> = {
   'max-tokens': 'maxTokens',
   'max-n': 'maxN',
   'max-queue': 'maxQueue',
+  'max-batch': 'maxBatch',
 };
 
 function int(flag: string, v: string, min: number): number {

@@ -55,6 +55,20 @@ export interface CausalLM {
   resumePoint?(ids: readonly number[], p: number): number;
   /** The prompt pass of a one-row prompt whose first `start` positions the cache already holds; returns [1, V]. */
   prefillFrom?(inputs: ModelInputs, cache: KVCache, start: number, opts?: PrefillOptions): Tensor;
+  /**
+   * Continuous batching (continuous.ts): a new cache whose row i holds parts[i]'s positions [from, to)
+   * right-aligned to end at `length` (the columns before them are padding for the attention mask to hide), with
+   * room for `capacity` positions. The sources stay as they are.
+   */
+  gatherCache?(parts: readonly CacheRowSpan[], length: number, capacity: number): KVCache;
+}
+
+/** Positions [from, to) of one row of a cache. */
+export interface CacheRowSpan {
+  cache: KVCache;
+  row: number;
+  from: number;
+  to: number;
 }
 
 export interface PrefillOptions {

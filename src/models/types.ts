@@ -34,6 +34,8 @@ export interface GenerationModel {
   step(inputs: { inputIds: Tensor; positionIds?: Tensor | null; attentionMask?: Tensor | null }, cache: ModelCache): Tensor;
   resumePoint?(ids: readonly number[], p: number): number;
   prefillFrom?(inputs: ModelForwardInputs, cache: ModelCache, start: number, o?: { onTile?: (done: number, total: number) => void }): Tensor;
+  /** Continuous batching: a new cache of rows taken from others, right-aligned to end at `length`. */
+  gatherCache?(parts: readonly { cache: ModelCache; row: number; from: number; to: number }[], length: number, capacity: number): ModelCache;
   /** Logits [B, T, V] of every position, no graph; positions default to 0..T-1 as transformers' forward. */
   logits(inputs: ModelForwardInputs & { positionIds?: Tensor | null }): Tensor;
 }

@@ -1,10 +1,11 @@
-// One chat completion on the engine: the request's messages and images encoded (n copies of the prompt, one row
-// per choice), checked against the prompt-token limit, then generated. Events stream out as the engine makes
-// them; the return value has every choice's text, tokens and finish reason.
+// One chat completion on the engine: the request's messages and images encoded (one row; its n choices share
+// the prompt pass), checked against the prompt-token limit, then generated among the other requests (queue.ts).
+// Events stream out as the engine makes them; the return value has every choice's text, tokens and finish reason.
 import { resolveGenerateOptions, type Vlm } from '../api.js';
-import { generateStream, type GenerationEvent, type GenerationOutput } from '../generate/generate.js';
+import type { GenerationEvent, GenerationOutput } from '../generate/generate.js';
 import type { FinishReason } from '../generate/types.js';
 import { ApiError, badRequest } from './errors.js';
+import type { RequestQueue } from './queue.js';
 import type { ChatRequest, ServeLimits } from './request.js';
 
 export interface Completion {
@@ -18,13 +19,12 @@ export function finishReason(f: FinishReason): 'stop' | 'length' {
 }
 
 export async function* complete(
-  vlm: Vlm, req: ChatRequest, images: readonly Uint8Array[], limits: ServeLimits, signal: AbortSignal,
+  vlm: Vlm, queue: RequestQueue, req: ChatRequest, images: readonly Uint8Array[], limits: ServeLimits, signal: AbortSignal,
 ): AsyncGenerator<GenerationEvent, Completion, undefined> {
-  const sample = { messages: req.messages, images };
-  const enc = await vlm.processor.encodeBatch(Array.from({ length: req.n }, () => sample), {
-    padding: 'left',
-    maxImagePixels: limits.maxImagePixels,
-  });
+  if (req.n > queue.maxBatch) {
+    throw badRequest('n', `n is ${req.n} but this server decodes at most ${queue.maxBatch} sequences together (--max-batch); ask for fewer choices`, 'invalid_value');
+  }
+  const enc = await vlm.processor.encodeBatch([{ messages: req.messages, images }], { maxImagePixels: limits.maxImagePixels });
   try {
     const promptTokens = enc.prompts[0]!.inputIds.length;
     if (promptTokens > limits.maxPromptTokens) {
@@ -41,7 +41,7 @@ export async function* complete(
       stopStrings: req.stop,
       signal,
     }, vlm.eosTokenIds);
-    const out: GenerationOutput = yield* generateStream(vlm.model, enc, { ...o, tokenizer: vlm.tokenizer });
+    const out: GenerationOutput = yield* queue.generate(enc, { ...o, n: req.n, tokenizer: vlm.tokenizer });
     if (signal.aborted) throw signal.reason instanceof ApiError ? signal.reason : signal.reason ?? new Error('aborted');
     return { out, promptTokens };
   } finally {

@@ -1,5 +1,6 @@
 // The server's counters in Prometheus' text format (GET /metrics): requests by status, tokens, queue depth,
-// running requests, and a histogram of the time to first token.
+// running requests, a histogram of the time to first token, and the batched decode steps (their tokens and time:
+// the engine's decode throughput, prefills excluded).
 
 const TTFT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
@@ -9,6 +10,9 @@ export class Metrics {
   completionTokens = 0;
   queueDepth = 0;
   running = 0;
+  decodeSteps = 0;
+  decodeTokens = 0;
+  decodeSeconds = 0;
   private readonly ttftCounts = new Array<number>(TTFT_BUCKETS.length).fill(0);
   private ttftSum = 0;
   private ttftCount = 0;
@@ -17,6 +21,13 @@ export class Metrics {
   request(endpoint: string, status: number): void {
     const key = `endpoint="${endpoint}",status="${status}"`;
     this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
+  }
+
+  /** One batched decode step of `rows` sequences (a token each). */
+  decodeStep(rows: number, seconds: number): void {
+    this.decodeSteps++;
+    this.decodeTokens += rows;
+    this.decodeSeconds += seconds;
   }
 
   firstToken(seconds: number): void {
@@ -39,6 +50,12 @@ export class Metrics {
     out.push(`vlmkit_queue_depth ${this.queueDepth}`);
     out.push('# HELP vlmkit_requests_running Requests the engine is working on.', '# TYPE vlmkit_requests_running gauge');
     out.push(`vlmkit_requests_running ${this.running}`);
+    out.push('# HELP vlmkit_decode_steps_total Batched decode steps run.', '# TYPE vlmkit_decode_steps_total counter');
+    out.push(`vlmkit_decode_steps_total ${this.decodeSteps}`);
+    out.push('# HELP vlmkit_decode_tokens_total Tokens made by batched decode steps (one per running sequence per step).', '# TYPE vlmkit_decode_tokens_total counter');
+    out.push(`vlmkit_decode_tokens_total ${this.decodeTokens}`);
+    out.push('# HELP vlmkit_decode_seconds_total Time spent in batched decode steps (prefills excluded).', '# TYPE vlmkit_decode_seconds_total counter');
+    out.push(`vlmkit_decode_seconds_total ${this.decodeSeconds}`);
     out.push('# HELP vlmkit_time_to_first_token_seconds From a request arriving to its first generated token.', '# TYPE vlmkit_time_to_first_token_seconds histogram');
     TTFT_BUCKETS.forEach((b, i) => out.push(`vlmkit_time_to_first_token_seconds_bucket{le="${b}"} ${this.ttftCounts[i]}`));
     out.push(`vlmkit_time_to_first_token_seconds_bucket{le="+Inf"} ${this.ttftCount}`);

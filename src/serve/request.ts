@@ -21,6 +21,8 @@ export interface ServeLimits {
   maxN: number;
   /** requests waiting for the engine; one more is a 429 */
   maxQueue: number;
+  /** rows (sequences, n per request) decoded together; requests beyond it wait in the queue */
+  maxBatch: number;
   /** a request's whole time in the server (queue, prompt, answer), ms */
   requestTimeoutMs: number;
   /** the time-out of an http(s) image download, ms */

@@ -1,7 +1,7 @@
 // vlmkit serve: an OpenAI-compatible HTTP server on node:http. Routes: POST /v1/chat/completions (JSON or
-// server-sent events), GET /v1/models, GET /health, GET /metrics. Requests wait in a queue for the engine; each
-// has a time limit and an AbortSignal that fires when its client hangs up, which takes it out of the queue or
-// stops its generation at the next token. Whatever a client sends ends as an answer or an OpenAI error body.
+// server-sent events), GET /v1/models, GET /health, GET /metrics. Requests share the engine's decode steps
+// (continuous batching, queue.ts) or wait in its queue; each has a time limit and an AbortSignal that fires when
+// its client hangs up, which takes it out of the queue or out of the batch at the next step. Whatever a client sends ends as an answer or an OpenAI error body.
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -45,6 +45,7 @@ export function defaultLimits(contextTokens: number): ServeLimits {
     maxTokens: 2048,
     maxN: 8,
     maxQueue: 64,
+    maxBatch: 16,
     requestTimeoutMs: 600_000,
     fetchTimeoutMs: 10_000,
   };
@@ -107,7 +108,7 @@ function sse(res: ServerResponse, data: unknown): boolean {
 
 export function createServeHandler(o: ServeOptions): { handle: (req: IncomingMessage, res: ServerResponse) => void; metrics: Metrics } {
   const metrics = new Metrics();
-  const queue = new RequestQueue(o.limits.maxQueue, metrics);
+  const queue = new RequestQueue(o.vlm.model, o.limits.maxBatch, o.limits.maxQueue, metrics);
   const created = Math.floor(Date.now() / 1000);
   const log = o.log ?? ((l: string) => process.stderr.write(l + '\n'));
 
@@ -129,7 +130,7 @@ export function createServeHandler(o: ServeOptions): { handle: (req: IncomingMes
     }
     const images: Uint8Array[] = [];
     for (const ref of r.images) images.push(await fetchImage(ref, { mediaPath: o.mediaPath, limits: o.limits }, signal));
-    return queue.run(signal, () => run(r, images, res, signal, t0));
+    return run(r, images, res, signal, t0);
   }
 
   async function run(r: ChatRequest, images: Uint8Array[], res: ServerResponse, signal: AbortSignal, t0: number): Promise<number> {
@@ -138,7 +139,7 @@ export function createServeHandler(o: ServeOptions): { handle: (req: IncomingMes
     const createdAt = Math.floor(Date.now() / 1000);
     const base = { id, object: 'chat.completion.chunk', created: createdAt, model: o.modelId };
     const usageNull = r.includeUsage ? { usage: null } : {};
-    const it = complete(o.vlm, r, images, o.limits, signal);
+    const it = complete(o.vlm, queue, r, images, o.limits, signal);
     // the prompt pass runs in the first next(): its failures are still plain HTTP errors
     let step = await it.next();
     metrics.firstToken((performance.now() - t0) / 1000);

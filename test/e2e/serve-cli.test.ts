@@ -47,6 +47,7 @@ describe('vlmkit serve (CLI)', () => {
     [['--port', 'eighty'], /--port takes an integer >= 0, got "eighty"/],
     [['--port', '70000'], /--port takes 0\.\.65535/],
     [['--max-queue', '0'], /--max-queue takes an integer >= 1/],
+    [['--max-batch', '0'], /--max-batch takes an integer >= 1/],
     [['--request-timeout=0'], /--request-timeout takes a number of seconds in \(0, 86400\], got "0"/],
     [['--media-path', '/no/such/dir'], /--media-path \/no\/such\/dir is not a folder/],
     [['--api-key', ''], /--api-key must not be empty/],

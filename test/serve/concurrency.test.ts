@@ -33,7 +33,8 @@ async function longStream(base: string, ctl: AbortController): Promise<ReadableS
 describe('vlmkit serve: concurrent clients', () => {
   let s: RunningServer;
   before(async () => {
-    s = await serveTiny({ maxQueue: 1 });
+    // one sequence at a time: a second request waits in the queue (of one) instead of joining the batch
+    s = await serveTiny({ maxQueue: 1, maxBatch: 1 });
   });
   after(() => s.close());
 

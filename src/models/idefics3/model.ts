@@ -13,7 +13,7 @@ import { type Linear, hostInts, tidyGraph } from '../common.js';
 import type { VisionLanguageModel } from '../types.js';
 import { type Idefics3Config, idefics3ConfigFromJson } from './config.js';
 import { Connector } from './connector.js';
-import { KVCache, LlamaText, type LogitsFor } from './text.js';
+import { type CacheRowSpan, KVCache, LlamaText, type LogitsFor } from './text.js';
 import { type PatchMask, VisionTransformer, fullPatchMask, patchMaskFromPixelMask } from '../siglip/index.js';
 import { type Idefics3Weights, loadIdefics3Weights } from './weights.js';
 
@@ -312,6 +312,11 @@ export class Idefics3Model implements VisionLanguageModel {
   /** A KV cache for `batch` rows of up to `capacity` tokens (prompt + generated). */
   createCache(batch: number, capacity: number): KVCache {
     return new KVCache(this.config.text, batch, capacity, this.backend);
+  }
+
+  /** A cache of rows taken from others, right-aligned to end at `length` (continuous batching; KVCache.gather). */
+  gatherCache(parts: readonly CacheRowSpan[], length: number, capacity: number): KVCache {
+    return KVCache.gather(parts, length, capacity);
   }
 
   /** The prompt pass: fills the (empty) cache, returns logits [B, V] of each row's last position. */

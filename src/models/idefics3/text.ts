@@ -24,6 +24,14 @@ function copySpan(dst: Tensor, src: Tensor, axis: number, at: number, from: numb
   d.dispose();
 }
 
+/** Positions [from, to) of one row of a cache (see KVCache.gather). */
+export interface CacheRowSpan {
+  cache: KVCache;
+  row: number;
+  from: number;
+  to: number;
+}
+
 /** Keys and values of every layer for `batch` rows and up to `maxLen` positions. */
 export class KVCache {
   batch: number;
@@ -37,6 +45,46 @@ export class KVCache {
     this.maxLen = maxLen;
     const shape = [batch, cfg.numKeyValueHeads, maxLen, cfg.headDim];
     this.layers = Array.from({ length: cfg.numHiddenLayers }, () => ({ k: zeros(shape, { backend }), v: zeros(shape, { backend }) }));
+  }
+
+  /**
+   * A new cache of parts.length rows for continuous batching: row i holds parts[i]'s positions right-aligned so
+   * that they end at `length` (the columns before them are left padding, which the caller's attention mask hides;
+   * keys carry their rotary positions already, so a moved column means the same), with room for `capacity`
+   * positions. A part may name the same row of a cache twice (n choices of one prompt). The sources are left as
+   * they are.
+   */
+  static gather(parts: readonly CacheRowSpan[], length: number, capacity: number): KVCache {
+    const first = parts[0];
+    if (!first) throw new ShapeError('KVCache.gather: no rows to gather');
+    if (!Number.isInteger(length) || !Number.isInteger(capacity) || length < 0 || capacity < length)
+      throw new ShapeError(`KVCache.gather: length ${length} must be an integer in 0..capacity ${capacity}`);
+    for (const p of parts) {
+      const n = p.to - p.from;
+      if (p.cache.layers.length !== first.cache.layers.length || p.row < 0 || p.row >= p.cache.batch || p.from < 0 || n < 0 || p.to > p.cache.length || n > length)
+        throw new ShapeError(`KVCache.gather: row ${p.row} positions [${p.from}, ${p.to}) do not fit its cache (${p.cache.batch} rows, ${p.cache.length} positions) or the new length ${length}`);
+    }
+    const [, hkv, , hd] = first.cache.layers[0]!.k.shape;
+    const out = Object.create(KVCache.prototype) as KVCache;
+    out.batch = parts.length;
+    out.maxLen = capacity;
+    out.length = length;
+    out.layers = noGrad(() => first.cache.layers.map((_, li) => {
+      const pick = (which: 'k' | 'v') => {
+        const dst = zeros([parts.length, hkv!, capacity, hd!], { backend: first.cache.layers[li]!.k.backend });
+        parts.forEach((p, i) => {
+          const n = p.to - p.from;
+          if (n === 0) return;
+          const s = slice(p.cache.layers[li]![which], 0, p.row, p.row + 1), d = slice(dst, 0, i, i + 1);
+          copySpan(d, s, 2, length - n, p.from, n);
+          s.dispose();
+          d.dispose();
+        });
+        return dst;
+      };
+      return { k: pick('k'), v: pick('v') };
+    }));
+    return out;
   }
 
   /** Keeps only these rows (ascending indices into the current rows), e.g. to drop finished sequences. */

@@ -1,7 +1,8 @@
 // The trainer: one loop for every objective. AdamW, a learning-rate schedule, gradient accumulation, clipping by
 // global norm, gradient checkpointing, periodic evaluation, and a position that checkpoints (resume.ts) save and a
 // later run resumes bit for bit. An objective (sft.ts, dpo.ts, contrastive.ts) says what a micro-batch is and
-// what its loss is; the model is seen only through TrainableModel (the hook that gives logits where a loss asks).
+// what its loss is; the model is seen only through the objective's interface (TrainableModel: the hook that gives
+// logits where a loss asks; ContrastiveModel: the two towers' embeddings and their pair scores).
 //
 // Loss and gradient accumulation. The loss of an optimizer step is the mean over every loss target of all its
 // micro-batches: each micro-batch contributes sum(target losses) / (targets in the whole step), which is what

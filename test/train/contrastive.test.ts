@@ -107,6 +107,28 @@ describe('train contrastive', () => {
     }
   });
 
+  it('an interrupted full run resumes to the same weights as an uninterrupted one', async () => {
+    const rows = join(tmp, 'fixture-rows.jsonl');
+    const o = { model: TINY_CLIP, data: rows, mode: 'full' as const, batchSize: 2, maxSteps: 4, lr: 1e-2, seed: 5 };
+    const whole = await runContrastive({ ...o, out: join(tmp, 'whole') });
+    const stop = { requested: false };
+    const part = await runContrastive({ ...o, out: join(tmp, 'parts') }, { stop, onStep: (t) => { if (t.position.step === 2) stop.requested = true; } });
+    assert.equal(part.interrupted, true);
+    assert.equal(part.steps, 2);
+    const rest = await runContrastive({ ...o, out: join(tmp, 'parts'), resume: true });
+    assert.equal(rest.steps, 4);
+    assert.deepEqual(rest.losses, whole.losses.slice(2));
+    const a = loadContrastiveModel(whole.output!), b = loadContrastiveModel(rest.output!);
+    try {
+      for (const [n, t] of a.model.parameters()) assert.deepEqual(b.model.parameters().get(n)!.toFloat32Array(), t.toFloat32Array(), n);
+    } finally {
+      a.model.dispose();
+      b.model.dispose();
+    }
+    // another loss is another run: the checkpoint refuses it
+    await assert.rejects(runContrastive({ ...o, out: join(tmp, 'parts'), resume: true, loss: 'siglip' }), (e: unknown) => e instanceof VlmkitError && /resume/i.test(e.message));
+  });
+
   it('a tokenizer that does not belong to the model is a one-line error (CLI exit 1)', async () => {
     // the tiny CLIP fixture's 440-id BPE with a 26-word model
     const r = await vlmkit(['train', 'contrastive', '--init', 'random', '--model-config', join(OBJECTS, 'config.json'), '--tokenizer', TINY_CLIP,

@@ -27,8 +27,7 @@ function oneObject(rng: Rng, size: number): ShapeObject {
   };
 }
 
-function caption(rng: Rng, size: number): QA {
-  const o = oneObject(rng, size);
+function captionOf(o: ShapeObject): QA {
   return { category: 'caption', question: 'Describe the object.', answer: objectCaption(o.color, o.kind) };
 }
 
@@ -44,9 +43,9 @@ export const objectsGenerator: Generator = {
     const scene = randomScene(rng, size);
     const o = oneObject(rng, size);
     scene.objects = [o];
-    return { canvas: renderScene(scene), qas: [{ category: 'caption', question: 'Describe the object.', answer: objectCaption(o.color, o.kind) }] };
+    return { canvas: renderScene(scene), qas: [captionOf(o)] };
   },
   text(rng, size) {
-    return [caption(rng, size)];
+    return [captionOf(oneObject(rng, size))];
   },
 };

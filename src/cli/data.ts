@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { chartsGenerator } from '../data/charts.js';
 import { type DatasetSummary, writeDataset } from '../data/dataset.js';
+import { objectsGenerator } from '../data/objects.js';
 import { shapesGenerator } from '../data/shapes.js';
 import { writeMotionDataset } from '../data/motion.js';
 import { buildTokenizer, writeTokenizer } from '../data/tokenizer.js';
@@ -11,11 +12,13 @@ import { argError, parsing } from './args.js';
 import { type CliIo, write } from './io.js';
 import { mkdirSync } from 'node:fs';
 
-export const DATA_USAGE = `usage: vlmkit data shapes|charts --n N --out DIR [options]
+export const DATA_USAGE = `usage: vlmkit data shapes|charts|objects --n N --out DIR [options]
        vlmkit data motion --n N --out DIR [--seed S] [--size PX] [--force] [--json]
        vlmkit data tokenizer --out DIR [--vocab N] [--json]
   shapes              1-6 objects (circle, square, triangle, star, diamond, hexagon) in 8 colours, with captions,
                       counts, colours, presence, positions, sizes and grounding (location tokens)
+  objects             one shape in one colour per image, rows {"image", "text": "a red circle"} for
+                      vlmkit train contrastive (48 colour x shape captions; default 64 px)
   charts              bar, line and pie charts with titles and labelled values, ChartQA-style questions
   motion              2-second video clips (made with ffmpeg) of a shape moving left/right/up/down, appearing,
                       disappearing or changing colour, with "What happens in the video?" and its answer;
@@ -34,7 +37,7 @@ export const DATA_USAGE = `usage: vlmkit data shapes|charts --n N --out DIR [opt
   --vocab N           tokenizer: most ids before the 1024 location tokens (default 2048)
   --json              print a JSON summary on stdout`;
 
-const GENERATORS: Record<string, Generator> = { shapes: shapesGenerator, charts: chartsGenerator };
+const GENERATORS: Record<string, Generator> = { shapes: shapesGenerator, charts: chartsGenerator, objects: objectsGenerator };
 
 function int(flag: string, v: string | undefined, dflt: number): number {
   if (v === undefined) return dflt;
@@ -78,7 +81,7 @@ export async function data(argv: string[], io: CliIo): Promise<number> {
   );
   const what = positionals[0];
   if (positionals.length !== 1 || !what || !(what in GENERATORS || what === 'tokenizer' || what === 'motion'))
-    throw argError(`say what to make: vlmkit data shapes|charts|motion|tokenizer (got ${JSON.stringify(positionals.join(' '))})\n${DATA_USAGE}`);
+    throw argError(`say what to make: vlmkit data shapes|charts|objects|motion|tokenizer (got ${JSON.stringify(positionals.join(' '))})\n${DATA_USAGE}`);
   if (!values.out) throw argError(`--out <dir> is required: where to write the ${what === 'tokenizer' ? 'tokenizer files' : 'dataset'}\n${DATA_USAGE}`);
   const t0 = Date.now();
 
@@ -125,7 +128,7 @@ export async function data(argv: string[], io: CliIo): Promise<number> {
       n,
       seed: int('seed', values.seed, 0),
       size: int('size', values.size, gen.defaultSize),
-      questions: int('questions', values.questions, 3),
+      questions: int('questions', values.questions, Math.min(3, gen.categories.length)),
       conversation: values.conversation === true,
       split: fractions(values.split),
       progress,

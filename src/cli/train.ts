@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import type { LoraConfigInput } from '../train/lora.js';
 import type { SftMode, SftRunOptions } from '../train/sft.js';
 import type { DpoConfig } from '../train/dpo.js';
+import type { ContrastiveLossName } from '../train/contrastive-loss.js';
 
 /** What `train dpo` adds to the run options. */
 type DpoOptions = DpoConfig & { precomputeRef: boolean };
@@ -19,6 +20,8 @@ export const TRAIN_USAGE = `usage: vlmkit train sft --model <dir> --data train.j
        vlmkit train sft --init random --model-config config.json --tokenizer DIR --data ... --out ... [options]
        vlmkit train pretrain --recipe recipe.json [--out runs/x] [options]
        vlmkit train dpo --model <dir> --data pairs.jsonl --out runs/x [dpo options] [options]
+       vlmkit train contrastive --model <dir> | --init random --model-config config.json --tokenizer DIR
+                                --data pairs.jsonl --out runs/x [--loss clip|siglip] [--full | --lora SPEC] [options]
   --model DIR               the base SmolVLM / Idefics3 checkpoint
   --init random             train a new model from a random initialisation (every weight, as --full) instead
                             of loading --model; seeded by --seed
@@ -67,7 +70,12 @@ dpo (LoRA; rows {"prompt", "chosen", "rejected", "images"}: conversational messa
   --label-smoothing X       sigmoid only: the chance a preference is flipped, in [0, 0.5) (default 0)
   --sft-weight W            add W x the NLL of the chosen answer (TRL's rpo_alpha; default 0)
   --precompute-ref          compute the reference log-probs once before training (cached in --out)
-  (the reference is the model with the adapters off; --skip-bad-rows skips empty or identical answers)`;
+  (the reference is the model with the adapters off; --skip-bad-rows skips empty or identical answers)
+contrastive (a CLIP or SigLIP model; rows {"image": "a.png", "text": "a red circle"}, image paths relative to the file):
+  --loss L                  clip (symmetric softmax; CLIP's default) or siglip (sigmoid; SigLIP's default)
+  --recipe FILE             the options from a recipe file (as train pretrain), e.g. recipes/tiny-clip/recipe.json
+  (the other rows of a micro-batch are the negatives: --batch-size is the contrastive batch; LoRA (the default
+   for --model) adapts every encoder linear, --full trains every weight and saves <out>/model for vlmkit classify)`;
 
 const FLAGS = {
   model: { type: 'string' }, data: { type: 'string' }, val: { type: 'string' }, out: { type: 'string' },
@@ -84,11 +92,16 @@ const FLAGS = {
   recipe: { type: 'string' },
   beta: { type: 'string' }, 'loss-type': { type: 'string' }, 'label-smoothing': { type: 'string' }, 'sft-weight': { type: 'string' },
   'precompute-ref': { type: 'boolean' },
+  loss: { type: 'string' },
 } as const;
 
 /** The options only `train dpo` takes, and those it does not. */
 const DPO_ONLY: readonly FlagName[] = ['beta', 'loss-type', 'label-smoothing', 'sft-weight', 'precompute-ref'];
 const NOT_DPO: readonly FlagName[] = ['init', 'model-config', 'tokenizer', 'recipe', 'full', 'assistant-only', 'no-truncate'];
+/** The option only `train contrastive` takes, and the (token-level) ones it does not. */
+const CONTRASTIVE_ONLY: readonly FlagName[] = ['loss'];
+const NOT_CONTRASTIVE: readonly FlagName[] = ['freeze-vision', 'assistant-only', 'no-truncate', 'max-length', 'f32'];
+export type TrainMethod = 'sft' | 'pretrain' | 'dpo' | 'contrastive';
 
 type FlagName = keyof typeof FLAGS;
 type Values = Partial<Record<FlagName, string | boolean>>;
@@ -199,7 +212,7 @@ export function parseLoraSpec(spec: string): Partial<LoraConfigInput> {
  * Command-line flags (after the config file's) -> run options. `method` 'pretrain' reads --recipe and always
  * starts from a random initialisation.
  */
-export function trainOptions(argv: string[], method: 'sft' | 'pretrain' | 'dpo' = 'sft'): { opts: SftRunOptions & Partial<DpoOptions>; json: boolean } {
+export function trainOptions(argv: string[], method: TrainMethod = 'sft'): { opts: SftRunOptions & Partial<DpoOptions> & { loss?: string }; json: boolean } {
   // a bare --resume (no folder after it) means the newest checkpoint of --out
   const args = argv.flatMap((a, i) => (a === '--resume' && (i + 1 >= argv.length || argv[i + 1]!.startsWith('--')) ? ['--resume=latest'] : [a]));
   const { values, positionals } = parsing(TRAIN_USAGE, () => parseArgs({ args, options: FLAGS, allowPositionals: true, strict: true }));
@@ -207,7 +220,8 @@ export function trainOptions(argv: string[], method: 'sft' | 'pretrain' | 'dpo' 
   if (method === 'pretrain') {
     if (!values.recipe) throw argError(`train pretrain needs --recipe FILE (e.g. recipes/builtin/recipe.json)\n${TRAIN_USAGE}`);
     if (values.config) throw argError('train pretrain takes its options from --recipe; drop --config');
-  } else if (values.recipe) throw argError('--recipe is for vlmkit train pretrain; train sft takes --config FILE');
+  } else if (values.recipe && method !== 'contrastive') throw argError(`--recipe is for vlmkit train pretrain and train contrastive; train ${method} takes --config FILE`);
+  else if (values.recipe && values.config) throw argError('give --recipe or --config, not both');
   const v: Values = { ...(values.recipe ? readConfig(values.recipe, true) : values.config ? readConfig(values.config) : {}), ...(values as Values) };
   if (method === 'dpo') {
     const wrong = NOT_DPO.find((f) => v[f] !== undefined);
@@ -215,6 +229,14 @@ export function trainOptions(argv: string[], method: 'sft' | 'pretrain' | 'dpo' 
   } else {
     const wrong = DPO_ONLY.find((f) => v[f] !== undefined);
     if (wrong) throw argError(`--${wrong} is an option of vlmkit train dpo, not train ${method}`);
+  }
+  if (method === 'contrastive') {
+    const wrong = NOT_CONTRASTIVE.find((f) => v[f] !== undefined);
+    if (wrong) throw argError(`--${wrong} is not an option of train contrastive (it trains on image-caption pairs); drop it`);
+    if (v.loss !== undefined && !['clip', 'siglip'].includes(String(v.loss))) throw argError(`--loss takes clip or siglip, got ${JSON.stringify(v.loss)}`);
+  } else {
+    const wrong = CONTRASTIVE_ONLY.find((f) => v[f] !== undefined);
+    if (wrong) throw argError(`--${wrong} is an option of vlmkit train contrastive, not train ${method}`);
   }
   const init = v.init === undefined ? (method === 'pretrain' ? 'random' : 'pretrained') : String(v.init);
   if (init !== 'random' && init !== 'pretrained') throw argError(`--init takes random or pretrained, got ${JSON.stringify(init)}`);
@@ -225,7 +247,7 @@ export function trainOptions(argv: string[], method: 'sft' | 'pretrain' | 'dpo' 
   if (random) {
     if (v.model !== undefined) throw argError('--init random builds the model from --model-config, not from --model; drop --model');
     if (v.lora !== undefined || v['freeze-vision'] === true) throw argError('--init random trains every weight of a new model; drop --lora and --freeze-vision');
-    if (!v.tokenizer) throw argError(`--init random needs --tokenizer DIR (tokenizer.json, tokenizer_config.json, chat template, processor_config.json)\n${TRAIN_USAGE}`);
+    if (!v.tokenizer) throw argError(`--init random needs --tokenizer DIR (${method === 'contrastive' ? 'tokenizer.json and preprocessor_config.json' : 'tokenizer.json, tokenizer_config.json, chat template, processor_config.json'})\n${TRAIN_USAGE}`);
   } else if (v['model-config'] !== undefined || v.tokenizer !== undefined) {
     throw argError('--model-config and --tokenizer go with --init random; a fine-tune reads both from --model');
   }
@@ -283,15 +305,18 @@ export function trainOptions(argv: string[], method: 'sft' | 'pretrain' | 'dpo' 
     if (dpo.labelSmoothing !== undefined && dpo.labelSmoothing >= 0.5) throw argError(`--label-smoothing takes a number in [0, 0.5), got ${dpo.labelSmoothing}`);
     return { opts: { ...opts, ...dpo }, json: v.json === true };
   }
+  if (method === 'contrastive' && v.loss !== undefined) return { opts: { ...opts, loss: String(v.loss) }, json: v.json === true };
   return { opts, json: v.json === true };
 }
 
 export async function train(argv: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;
-  if (sub !== 'sft' && sub !== 'pretrain' && sub !== 'dpo') throw argError(`${sub ? `unknown training method "${sub}"` : 'say which training method'}; the methods are vlmkit train sft, train pretrain and train dpo\n${TRAIN_USAGE}`);
+  if (sub !== 'sft' && sub !== 'pretrain' && sub !== 'dpo' && sub !== 'contrastive')
+    throw argError(`${sub ? `unknown training method "${sub}"` : 'say which training method'}; the methods are vlmkit train sft, train pretrain, train dpo and train contrastive\n${TRAIN_USAGE}`);
   const { opts, json } = trainOptions(rest, sub);
   const { runSft } = await import('../train/sft.js');
   const { runDpo } = await import('../train/dpo-run.js');
+  const { runContrastive } = await import('../train/contrastive-run.js');
   const stop = { requested: false };
   const onInt = () => {
     if (stop.requested) {
@@ -304,9 +329,12 @@ export async function train(argv: string[], io: CliIo): Promise<number> {
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onInt);
   try {
+    const runIo = { stdout: io.stdout, stderr: io.stderr, json, stop };
     const r = sub === 'dpo'
-      ? await runDpo({ ...opts, model: opts.model!, lora: opts.lora ?? null }, { stdout: io.stdout, stderr: io.stderr, json, stop })
-      : await runSft(opts, { stdout: io.stdout, stderr: io.stderr, json, stop });
+      ? await runDpo({ ...opts, model: opts.model!, lora: opts.lora ?? null }, runIo)
+      : sub === 'contrastive'
+        ? await runContrastive({ ...opts, mode: opts.mode === 'lora' ? 'lora' : 'full', loss: opts.loss as ContrastiveLossName | undefined }, runIo)
+        : await runSft(opts, runIo);
     if (r.interrupted) return 130;
     if (!json) {
       const last = r.losses[r.losses.length - 1];

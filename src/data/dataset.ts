@@ -147,7 +147,7 @@ export function writeDataset(gen: Generator, out: string, o: DatasetOptions, for
           const image = `images/${split}-${String(i).padStart(6, '0')}.png`;
           writeFileSync(join(tmp, image), encodePng(canvas));
           pixels.update(canvas.data);
-          const lines = o.conversation && split === 'train' ? [conversationRowFor(qas, image)] : qas.map((qa) => rowFor(qa, image));
+          const lines = gen.pairs ? qas.map((qa) => ({ image, text: qa.answer })) : o.conversation && split === 'train' ? [conversationRowFor(qas, image)] : qas.map((qa) => rowFor(qa, image));
           for (const row of lines) {
             const line = JSON.stringify(row) + '\n';
             writeSync(fd, line);

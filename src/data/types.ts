@@ -26,6 +26,8 @@ export interface Generator {
   maxSize: number;
   /** every category its questions can have */
   categories: readonly string[];
+  /** its rows are image-text pairs {"image", "text": the answer} (contrastive training), not questions */
+  pairs?: boolean;
   /** One image and up to `questions` questions about it (fewer when the scene allows fewer kinds). */
   generate(rng: Rng, size: number, questions: number): GeneratedImage;
   /** Questions about a random scene that is not drawn: text for training the tokenizer, fast. */

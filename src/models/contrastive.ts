@@ -3,7 +3,7 @@
 // (the tokenizer, padded as each family was trained), the check that tokenizer and model belong together, the
 // weight loading from a spec list, and the embedding / score arithmetic.
 import { join } from 'node:path';
-import { type Tensor, div, fromRaw, matmul, mul, add, sqrt, sum, square, tensor, transpose } from '../engine/index.js';
+import { type Tensor, div, fromRaw, matmul, mul, add, randn, sqrt, sum, square, tensor, transpose } from '../engine/index.js';
 import type { DType } from '../engine/dtype.js';
 import { FileFormatError, VlmkitError } from '../errors.js';
 import { type Checkpoint, type Json, ModelDir } from '../io/model-dir.js';
@@ -336,4 +336,32 @@ export function pairLogits(imageEmbeds: Tensor, textEmbeds: Tensor, scale: Tenso
 /** A host number as a 1-element f32 tensor (the logit scale / bias as a broadcastable factor). */
 export function scalarTensor(v: number): Tensor {
   return tensor([v], [1], { dtype: 'f32' });
+}
+
+// ---------------------------------------------------------------- random initialisation
+
+/**
+ * Fresh weights for every spec'd tensor (`vlmkit train contrastive --init random`), seeded: matrices, embeddings
+ * and the patch conv N(0, 0.02) as transformers' initializer_range; the projections and CLIP's class embedding
+ * N(0, width^-0.5) as CLIPModel._init_weights; layer norms one, biases zero; logit_scale log(1 / 0.07) (CLIP's
+ * logit_scale_init_value) and SigLIP's logit_bias -10 (the paper's init).
+ */
+export function randomSpecTensors(specs: readonly TensorSpec[], seed: number): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  specs.forEach((s, i) => {
+    const n = s.hf;
+    let t: Tensor;
+    if (n === 'logit_scale') t = tensor(new Float32Array(Math.max(1, s.shape.length ? s.shape[0]! : 1)).fill(Math.log(1 / 0.07)), [...s.shape]);
+    else if (n === 'logit_bias') t = tensor(new Float32Array(s.shape[0] ?? 1).fill(-10), [...s.shape]);
+    else if (/norm[^.]*\.weight$|layrnorm\.weight$/.test(n)) t = tensor(new Float32Array(s.shape.reduce((a, b) => a * b, 1)).fill(1), [...s.shape]);
+    else if (n.endsWith('.bias') || n.endsWith('_bias')) t = tensor(new Float32Array(s.shape.reduce((a, b) => a * b, 1)), [...s.shape]);
+    else {
+      const wide = /projection\.weight$|class_embedding$/.test(n);
+      const std = wide ? s.shape[s.shape.length - 1]! ** -0.5 : 0.02;
+      t = randn([...s.shape], { seed: seed * 1_000_003 + i, std });
+    }
+    t.name = n;
+    out.set(n, t);
+  });
+  return out;
 }

@@ -11,9 +11,9 @@ import type { Json } from '../io/model-dir.js';
 import { Processor, type ProcessorOptions } from './idefics3/processor.js';
 import { type DescribeOptions, type ModelDescription, describeIdefics3 } from './idefics3/describe.js';
 import type { ContrastiveModel, VisionLanguageModel } from './types.js';
-import { type ClipConfig, clipConfigFromJson, loadClipModel, loadClipProcessor } from './clip/model.js';
-import { type SiglipConfig, loadSiglipModel, loadSiglipProcessor, siglipConfigFromJson } from './siglip/contrastive.js';
-import type { ContrastiveProcessor } from './contrastive.js';
+import { type ClipConfig, ClipModel, clipConfigFromJson, clipTensorSpecs, loadClipModel, loadClipProcessor } from './clip/model.js';
+import { type SiglipConfig, SiglipModel, loadSiglipModel, loadSiglipProcessor, siglipConfigFromJson, siglipTensorSpecs } from './siglip/contrastive.js';
+import { type ContrastiveProcessor, randomSpecTensors } from './contrastive.js';
 
 export { ContrastiveProcessor, type ContrastiveImageConfig, type EncodedTexts } from './contrastive.js';
 export type { ClipConfig } from './clip/model.js';
@@ -154,8 +154,11 @@ export const CONTRASTIVE_MODEL_TYPES: readonly string[] = ['clip', 'siglip'];
 /** The family and typed config of a contrastive model directory, from config.json alone. */
 export function readContrastiveConfig(dir: string | ModelDir): { family: ContrastiveFamily; config: ContrastiveConfig } {
   const md = ModelDir.of(dir);
-  const json = md.config();
-  const source = md.path('config.json');
+  return contrastiveConfigFromJson(md.config(), md.path('config.json'));
+}
+
+/** The family and typed config of a contrastive config.json's contents (`source` names it in errors). */
+export function contrastiveConfigFromJson(json: Json, source: string): { family: ContrastiveFamily; config: ContrastiveConfig } {
   switch (json.model_type) {
     case 'clip':
       return { family: 'clip', config: clipConfigFromJson(json, source) };
@@ -165,6 +168,13 @@ export function readContrastiveConfig(dir: string | ModelDir): { family: Contras
       throw new VlmkitError('E_CONFIG', `${source}: model_type ${JSON.stringify(json.model_type)} is not a contrastive image-text model; ` +
         `classify and embed take ${CONTRASTIVE_MODEL_TYPES.join(' or ')} checkpoints (CLIPModel, SiglipModel)`);
   }
+}
+
+/** A contrastive model with fresh, seeded weights (randomSpecTensors), every weight f32. */
+export function randomContrastiveModel(config: ContrastiveConfig, seed: number): ContrastiveModel {
+  return config.modelType === 'clip'
+    ? new ClipModel(config, randomSpecTensors(clipTensorSpecs(config), seed))
+    : new SiglipModel(config, randomSpecTensors(siglipTensorSpecs(config), seed));
 }
 
 export interface LoadedContrastiveModel {

@@ -104,5 +104,15 @@ export interface ContrastiveModel {
   logitsPerImage(imageEmbeds: Tensor, textEmbeds: Tensor): Tensor;
   /** parameters by transformers name */
   parameters(): Map<string, Tensor>;
+  /** training: the encoder layers' linears by module path (what LoRA adapts) and PEFT-style default targets */
+  linears(): Map<string, Linear>;
+  readonly defaultLoraTargets: readonly string[];
+  /** recompute each encoder layer in the backward pass (both towers) */
+  setGradientCheckpointing(on: boolean): void;
+  /** whether anything in the vision tower requires grad */
+  visionTrains(): boolean;
+  /** transformers names of the vision tower's parameters, and its module paths as a PEFT exclude pattern */
+  readonly visionParameters: RegExp;
+  readonly visionModules: string;
   dispose(): void;
 }

@@ -6,7 +6,7 @@ import { VlmkitError } from '../errors.js';
 import type { MetricsLogger } from './metrics.js';
 import { ProgressBar } from './metrics.js';
 import * as ck from './resume.js';
-import type { MicroBatch, StepResult, Trainer } from './trainer.js';
+import type { LoopModel, MicroBatch, StepResult, Trainer } from './trainer.js';
 
 /** Where a run writes for people and machines, and how it is stopped. */
 export interface RunIo {
@@ -85,7 +85,7 @@ function rewardText(m: Record<string, number> | undefined): string {
 }
 
 /** Trains until done or stopped: steps, metrics, progress, evaluation and checkpoints on their schedules. */
-export async function runLoop<E, B extends MicroBatch>(trainer: Trainer<E, B>, o: LoopOptions): Promise<LoopResult> {
+export async function runLoop<E, B extends MicroBatch, M extends LoopModel>(trainer: Trainer<E, B, M>, o: LoopOptions): Promise<LoopResult> {
   const { logger, say, io } = o;
   const config = trainer.config;
   const progress = new ProgressBar(io.stderr ?? { write: () => undefined }, trainer.totalSteps, { startStep: trainer.position.step });

@@ -65,7 +65,7 @@ export function readScratchSource(s: ScratchSource): ScratchModel {
  * Writes <out>/base/: config.json (its dtype keys set to the saved dtype, so transformers loads the weights as
  * they are stored) and the tokenizer folder's files. Replaced as a whole, never half-written. Returns its path.
  */
-export function stageBase(out: string, m: ScratchModel, saveDtype: SaveDtype, o: { resuming?: boolean } = {}): string {
+export function stageBase(out: string, m: Pick<ScratchModel, 'json' | 'configPath' | 'tokenizerDir'>, saveDtype: SaveDtype, o: { resuming?: boolean } = {}): string {
   const dir = join(out, 'base');
   const old = join(dir, 'config.json');
   // a resume must not replace the record of what the run was built from with another model

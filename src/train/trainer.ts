@@ -1,7 +1,8 @@
 // The trainer: one loop for every objective. AdamW, a learning-rate schedule, gradient accumulation, clipping by
 // global norm, gradient checkpointing, periodic evaluation, and a position that checkpoints (resume.ts) save and a
-// later run resumes bit for bit. An objective (sft.ts, dpo.ts; contrastive next) says what a micro-batch is and
-// what its loss is; the model is seen only through TrainableModel (the hook that gives logits where a loss asks).
+// later run resumes bit for bit. An objective (sft.ts, dpo.ts, contrastive.ts) says what a micro-batch is and
+// what its loss is; the model is seen only through the objective's interface (TrainableModel: the hook that gives
+// logits where a loss asks; ContrastiveModel: the two towers' embeddings and their pair scores).
 //
 // Loss and gradient accumulation. The loss of an optimizer step is the mean over every loss target of all its
 // micro-batches: each micro-batch contributes sum(target losses) / (targets in the whole step), which is what
@@ -110,11 +111,17 @@ export interface MicroBatch {
   dispose(): void;
 }
 
+/** What the loop itself asks of a model; everything else the objective reaches (TrainableModel, ContrastiveModel). */
+export interface LoopModel {
+  setGradientCheckpointing(on: boolean): void;
+  visionTrains(): boolean;
+}
+
 /**
  * A training objective: how examples become a loss. The loop calls countTargets over a whole step first (the
  * denominator), then prepare + loss per micro-batch inside a memory scope, then backward.
  */
-export interface Objective<E, B extends MicroBatch = MicroBatch> {
+export interface Objective<E, B extends MicroBatch = MicroBatch, M extends LoopModel = TrainableModel> {
   /** the example's size for grouping by length (tokens) */
   length(example: E): number;
   /** loss targets of one example (what num_items_in_batch counts) */
@@ -122,7 +129,7 @@ export interface Objective<E, B extends MicroBatch = MicroBatch> {
   /** collates a micro-batch (and loads what it needs: images); the loop disposes it */
   prepare(examples: E[]): Promise<B>;
   /** the micro-batch's summed target losses / denominator: a scalar with a graph to the trainable parameters */
-  loss(model: TrainableModel, batch: B, denominator: number): Tensor;
+  loss(model: M, batch: B, denominator: number): Tensor;
   /**
    * The objective's own metrics (DPO: rewards, log-probs), averaged over the rows its loss saw since the last
    * call, and a fresh start; null when it has none. The loop reports them with the step or the evaluation.
@@ -130,9 +137,9 @@ export interface Objective<E, B extends MicroBatch = MicroBatch> {
   takeMetrics?(): Record<string, number> | null;
 }
 
-export interface TrainerInit<E, B extends MicroBatch = MicroBatch> {
-  model: TrainableModel;
-  objective: Objective<E, B>;
+export interface TrainerInit<E, B extends MicroBatch = MicroBatch, M extends LoopModel = TrainableModel> {
+  model: M;
+  objective: Objective<E, B, M>;
   train: { readonly examples: readonly E[] };
   val?: { readonly examples: readonly E[] } | null;
   /** the trainable tensors by name (LoRA: PEFT's in-memory names; full: transformers names), requiresGrad set */
@@ -173,9 +180,9 @@ export function resolveTrainConfig(c: Partial<TrainConfig>): TrainConfig {
  * The loop of every objective: the data order, accumulation, clipping, the schedule, AdamW, evaluation, the
  * position that checkpoints save and resume. What a micro-batch's loss is belongs to the objective.
  */
-export class Trainer<E, B extends MicroBatch = MicroBatch> {
-  readonly model: TrainableModel;
-  readonly objective: Objective<E, B>;
+export class Trainer<E, B extends MicroBatch = MicroBatch, M extends LoopModel = TrainableModel> {
+  readonly model: M;
+  readonly objective: Objective<E, B, M>;
   readonly train: { readonly examples: readonly E[] };
   readonly val: { readonly examples: readonly E[] } | null;
   readonly params: Map<string, Tensor>;
@@ -189,7 +196,7 @@ export class Trainer<E, B extends MicroBatch = MicroBatch> {
   position: TrainerPosition = { step: 0, epoch: 0, batchInEpoch: 0, samplesSeen: 0, tokensSeen: 0, elapsed: 0, skippedSteps: 0 };
   private epochCache: { epoch: number; batches: number[][] } | null = null;
 
-  constructor(init: TrainerInit<E, B>) {
+  constructor(init: TrainerInit<E, B, M>) {
     this.model = init.model;
     this.objective = init.objective;
     this.train = init.train;

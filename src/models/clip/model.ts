@@ -7,13 +7,13 @@ import {
 } from '../../engine/index.js';
 import { FileFormatError, ShapeError } from '../../errors.js';
 import { Checkpoint, type Json, ModelDir } from '../../io/model-dir.js';
-import { advance, hostInts, tidyGraph } from '../common.js';
+import { type Linear, advance, hostInts, tidyGraph } from '../common.js';
 import { ConfigReader, LIMIT, deepFreeze } from '../config-reader.js';
 import {
   type ContrastiveImageConfig, ContrastiveProcessor, type TensorSpec, checkLayers, l2Normalize, loadSpecTensors, pairLogits,
 } from '../contrastive.js';
 import { ENCODER_ACTS, type EncoderAct, encoderLayer } from '../siglip/encoder.js';
-import { encoderLayers, getter } from '../siglip/contrastive.js';
+import { CONTRASTIVE_LORA_TARGETS, encoderLayers, encoderLinears, getter, visionTrainsIn } from '../siglip/contrastive.js';
 import { type TextTowerConfig, TextTransformer, textTowerConfigFromJson } from '../siglip/text.js';
 import type { VisionLayerWeights } from '../siglip/weights.js';
 import type { ContrastiveModel } from '../types.js';
@@ -152,6 +152,10 @@ export class ClipModel implements ContrastiveModel {
   private readonly visionLayers: VisionLayerWeights[];
   private readonly g: (name: string) => Tensor;
   gradientCheckpointing = false;
+  private readonly adaptable: Map<string, Linear>;
+  readonly defaultLoraTargets = CONTRASTIVE_LORA_TARGETS;
+  readonly visionParameters = /^vision_model\./;
+  readonly visionModules = '^vision_model\\..*';
 
   constructor(readonly cfg: ClipConfig, private readonly named: Map<string, Tensor>) {
     const g = (this.g = getter(named));
@@ -162,6 +166,21 @@ export class ClipModel implements ContrastiveModel {
       layers: encoderLayers(g, 'text_model.encoder.layers.', cfg.text.numHiddenLayers),
       finalNorm: { w: g('text_model.final_layer_norm.weight'), b: g('text_model.final_layer_norm.bias') },
     }, true);
+    this.adaptable = encoderLinears(this.text.w.layers, 'text_model.encoder.layers.', encoderLinears(this.visionLayers, 'vision_model.encoder.layers.', new Map()));
+  }
+
+  /** The encoder layers' linears by module path (LoRA targets). */
+  linears(): Map<string, Linear> {
+    return new Map(this.adaptable);
+  }
+
+  setGradientCheckpointing(on: boolean): void {
+    this.gradientCheckpointing = on;
+    this.text.gradientCheckpointing = on;
+  }
+
+  visionTrains(): boolean {
+    return visionTrainsIn(this.named, this.adaptable);
   }
 
   get imageSize(): number {

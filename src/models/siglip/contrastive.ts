@@ -104,6 +104,26 @@ export function encoderLayers(g: (name: string) => Tensor, prefix: string, n: nu
   });
 }
 
+/** The encoder layers' linears by module path ("<prefix><i>.self_attn.q_proj"): what LoRA adapts. */
+export function encoderLinears(layers: readonly VisionLayerWeights[], prefix: string, into: Map<string, Linear>): Map<string, Linear> {
+  layers.forEach((l, i) => {
+    const p = `${prefix}${i}.`;
+    for (const [n, lin] of [['self_attn.q_proj', l.q], ['self_attn.k_proj', l.k], ['self_attn.v_proj', l.v], ['self_attn.out_proj', l.out], ['mlp.fc1', l.fc1], ['mlp.fc2', l.fc2]] as const)
+      into.set(`${p}${n}`, lin);
+  });
+  return into;
+}
+
+/** LoRA's default targets for the contrastive families: every linear of every encoder layer. */
+export const CONTRASTIVE_LORA_TARGETS: readonly string[] = ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2'];
+
+/** Whether anything under the vision tower trains: one of its weights, or an adapter on one of its linears. */
+export function visionTrainsIn(named: Map<string, Tensor>, linears: Map<string, Linear>): boolean {
+  for (const [n, t] of named) if (n.startsWith('vision_model.') && t.requiresGrad) return true;
+  for (const [n, l] of linears) if (n.startsWith('vision_model.') && l.adapters?.some((a) => a.a.requiresGrad || a.b.requiresGrad)) return true;
+  return false;
+}
+
 /** A getter over loaded tensors whose miss is a bug (every name was checked against the specs). */
 export function getter(named: Map<string, Tensor>): (name: string) => Tensor {
   return (name) => {
@@ -130,6 +150,10 @@ export class SiglipModel implements ContrastiveModel {
   readonly text: TextTransformer;
   private readonly head: PoolingHead;
   private readonly textHead: Linear;
+  private readonly adaptable: Map<string, Linear>;
+  readonly defaultLoraTargets = CONTRASTIVE_LORA_TARGETS;
+  readonly visionParameters = /^vision_model\./;
+  readonly visionModules = '^vision_model\\..*';
 
   constructor(readonly cfg: SiglipConfig, private readonly named: Map<string, Tensor>) {
     const g = getter(named);
@@ -156,6 +180,21 @@ export class SiglipModel implements ContrastiveModel {
       fc1: { w: g(`${h}mlp.fc1.weight`), b: g(`${h}mlp.fc1.bias`) }, fc2: { w: g(`${h}mlp.fc2.weight`), b: g(`${h}mlp.fc2.bias`) },
     };
     this.textHead = { w: g('text_model.head.weight'), b: g('text_model.head.bias') };
+    this.adaptable = encoderLinears(tw.layers, 'text_model.encoder.layers.', encoderLinears(vw.layers, 'vision_model.encoder.layers.', new Map()));
+  }
+
+  /** The encoder layers' linears by module path (LoRA targets). */
+  linears(): Map<string, Linear> {
+    return new Map(this.adaptable);
+  }
+
+  setGradientCheckpointing(on: boolean): void {
+    this.vision.gradientCheckpointing = on;
+    this.text.gradientCheckpointing = on;
+  }
+
+  visionTrains(): boolean {
+    return visionTrainsIn(this.named, this.adaptable);
   }
 
   get imageSize(): number {

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { VlmkitError } from '../errors.js';
 import { ask, ASK_USAGE } from './ask.js';
+import { batch, BATCH_USAGE } from './batch.js';
 import { chat, CHAT_USAGE } from './chat.js';
 import { classify, CLASSIFY_USAGE } from './classify.js';
 import { embed, EMBED_USAGE } from './embed.js';
@@ -32,8 +33,9 @@ commands:
   classify zero-shot labels with CLIP / SigLIP         vlmkit classify --model DIR --labels "a cat,a dog" photo.jpg
   embed    CLIP / SigLIP embeddings as JSON lines     vlmkit embed --model DIR photo.jpg --text "a red car"
   serve    an OpenAI-compatible HTTP server           vlmkit serve --model DIR --port 8080
+  batch    answer a JSONL file of rows, resumable     vlmkit batch --input rows.jsonl --out results.jsonl
 
-Without --model, ask, chat, tokens, info, eval, serve and demo use the built-in model vlmkit-shapes (models/vlmkit-shapes
+Without --model, ask, chat, tokens, info, eval, serve, batch and demo use the built-in model vlmkit-shapes (models/vlmkit-shapes
 in the vlmkit package): a small SmolVLM-architecture model trained on vlmkit's shapes scenes only.
 vlmkit <command> --help shows a command's options.`;
 
@@ -50,6 +52,7 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   classify: { run: classify, usage: CLASSIFY_USAGE },
   embed: { run: embed, usage: EMBED_USAGE },
   serve: { run: serve, usage: SERVE_USAGE },
+  batch: { run: batch, usage: BATCH_USAGE },
 };
 
 function version(): string {

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { VlmkitError } from '../errors.js';
 import { ask, ASK_USAGE } from './ask.js';
+import { batch, BATCH_USAGE } from './batch.js';
 import { chat, CHAT_USAGE } from './chat.js';
 import { classify, CLASSIFY_USAGE } from './classify.js';
 import { embed, EMBED_USAGE } from './embed.js';
@@ -34,8 +35,9 @@ commands:
   embed    CLIP / SigLIP embeddings as JSON lines     vlmkit embed --model DIR photo.jpg --text "a red car"
   search   a folder's images most like a text          vlmkit search --model DIR "a red car" photos/
   serve    an OpenAI-compatible HTTP server           vlmkit serve --model DIR --port 8080
+  batch    answer a JSONL file of rows, resumable     vlmkit batch --input rows.jsonl --out results.jsonl
 
-Without --model, ask, chat, tokens, info, eval, serve and demo use the built-in model vlmkit-shapes (models/vlmkit-shapes
+Without --model, ask, chat, tokens, info, eval, serve, batch and demo use the built-in model vlmkit-shapes (models/vlmkit-shapes
 in the vlmkit package): a small SmolVLM-architecture model trained on vlmkit's shapes scenes only.
 vlmkit <command> --help shows a command's options.`;
 
@@ -53,6 +55,7 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   embed: { run: embed, usage: EMBED_USAGE },
   search: { run: search, usage: SEARCH_USAGE },
   serve: { run: serve, usage: SERVE_USAGE },
+  batch: { run: batch, usage: BATCH_USAGE },
 };
 
 function version(): string {

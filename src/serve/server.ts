@@ -1,7 +1,8 @@
 // vlmkit serve: an OpenAI-compatible HTTP server on node:http. Routes: POST /v1/chat/completions (JSON or
-// server-sent events), GET /v1/models, GET /health, GET /metrics. Requests share the engine's decode steps
-// (continuous batching, queue.ts) or wait in its queue; each has a time limit and an AbortSignal that fires when
-// its client hangs up, which takes it out of the queue or out of the batch at the next step. Whatever a client sends ends as an answer or an OpenAI error body.
+// server-sent events), GET /v1/models, GET /health, GET /metrics, and the web playground at GET / (playground.ts).
+// Requests share the engine's decode steps (continuous batching, queue.ts) or wait in its queue; each has a time
+// limit and an AbortSignal that fires when its client hangs up, which takes it out of the queue or out of the batch
+// at the next step. Whatever a client sends ends as an answer or an OpenAI error body.
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,6 +11,7 @@ import { complete, finishReason } from './completion.js';
 import { ApiError, badRequest, toApiError } from './errors.js';
 import { fetchImage } from './media.js';
 import { Metrics } from './metrics.js';
+import { isPlaygroundPath, sendPlaygroundFile } from './playground.js';
 import { RequestQueue } from './queue.js';
 import { parseChatRequest, type ChatRequest, type ServeLimits } from './request.js';
 
@@ -197,6 +199,12 @@ export function createServeHandler(o: ServeOptions): { handle: (req: IncomingMes
       res.end(text);
       return 200;
     }
+    if (isPlaygroundPath(path)) {
+      // the page itself holds no secret: with --api-key its requests to /v1/* are refused like any other
+      if (method !== 'HEAD') allow('GET');
+      await sendPlaygroundFile(path, res, method === 'HEAD');
+      return 200;
+    }
     if (path.startsWith('/v1/') && o.apiKey !== undefined && !authorized(req, o.apiKey)) {
       throw new ApiError(401, 'a valid API key is needed: send "Authorization: Bearer <key>" with the key the server was started with (--api-key)', { type: 'authentication_error', code: 'invalid_api_key' });
     }
@@ -221,7 +229,7 @@ export function createServeHandler(o: ServeOptions): { handle: (req: IncomingMes
       allow('POST');
       return chatCompletions(req, res, signal, t0);
     }
-    throw new ApiError(404, `no route ${method} ${path}; this server has POST /v1/chat/completions, GET /v1/models, GET /health, GET /metrics`, { code: 'not_found' });
+    throw new ApiError(404, `no route ${method} ${path}; this server has POST /v1/chat/completions, GET /v1/models, GET /health, GET /metrics and the playground at GET /`, { code: 'not_found' });
   }
 
   function handle(req: IncomingMessage, res: ServerResponse): void {
@@ -236,7 +244,7 @@ export function createServeHandler(o: ServeOptions): { handle: (req: IncomingMes
       if (!res.writableFinished) ctl.abort(new ApiError(499, 'the client closed the connection', { code: 'client_closed' }));
     });
     const endpoint = (req.url ?? '/').split('?')[0]!.replace(/^\/v1\/models\/.*/, '/v1/models/{id}');
-    const known = ['/health', '/metrics', '/v1/models', '/v1/models/{id}', '/v1/chat/completions'].includes(endpoint) ? endpoint : 'other';
+    const known = isPlaygroundPath(endpoint) ? 'playground' : ['/health', '/metrics', '/v1/models', '/v1/models/{id}', '/v1/chat/completions'].includes(endpoint) ? endpoint : 'other';
     route(req, res, ctl.signal, t0).then(
       (status) => metrics.request(known, status),
       (e: unknown) => {

@@ -145,7 +145,7 @@ describe('commands without --model use the built-in model', () => {
   });
 
   it('every usage text says what the default is', async () => {
-    for (const cmd of ['ask', 'chat', 'tokens', 'info', 'eval', 'serve', 'demo']) {
+    for (const cmd of ['ask', 'chat', 'tokens', 'info', 'eval', 'serve', 'batch', 'demo']) {
       const r = await cli([cmd, '--help']);
       assert.equal(r.code, 0);
       assert.match(r.stdout, /\[--model <dir>\]|\[<dir>\]/, `${cmd}: the model is optional in the synopsis`);
@@ -153,7 +153,7 @@ describe('commands without --model use the built-in model', () => {
     }
     const top = await cli(['--help']);
     assert.match(top.stdout, /^ {2}demo /m);
-    assert.match(top.stdout, /Without --model, ask, chat, tokens, info, eval, serve and demo use the built-in model/);
+    assert.match(top.stdout, /Without --model, ask, chat, tokens, info, eval, serve, batch and demo use the built-in model/);
   });
 });
 

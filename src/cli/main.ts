@@ -13,6 +13,7 @@ import { evaluate, EVAL_USAGE } from './eval.js';
 import { info, INFO_USAGE } from './info.js';
 import { processIo, type CliIo } from './io.js';
 import { plot, PLOT_USAGE } from './plot.js';
+import { quantize, QUANTIZE_USAGE } from './quantize.js';
 import { serve, SERVE_USAGE } from './serve.js';
 import { tokens, TOKENS_USAGE } from './tokens.js';
 import { train, TRAIN_USAGE } from './train.js';
@@ -32,6 +33,7 @@ commands:
   classify zero-shot labels with CLIP / SigLIP         vlmkit classify --model DIR --labels "a cat,a dog" photo.jpg
   embed    CLIP / SigLIP embeddings as JSON lines     vlmkit embed --model DIR photo.jpg --text "a red car"
   serve    an OpenAI-compatible HTTP server           vlmkit serve --model DIR --port 8080
+  quantize a model with 8- or 4-bit weights           vlmkit quantize DIR --to q4_0 --out DIR-q4_0
 
 Without --model, ask, chat, tokens, info, eval, serve and demo use the built-in model vlmkit-shapes (models/vlmkit-shapes
 in the vlmkit package): a small SmolVLM-architecture model trained on vlmkit's shapes scenes only.
@@ -50,6 +52,7 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   classify: { run: classify, usage: CLASSIFY_USAGE },
   embed: { run: embed, usage: EMBED_USAGE },
   serve: { run: serve, usage: SERVE_USAGE },
+  quantize: { run: quantize, usage: QUANTIZE_USAGE },
 };
 
 function version(): string {

@@ -7,7 +7,8 @@
 //            (sampled again before each run, the best kept): decode at batch 1 reads every such byte once a token
 //   prefill  tokens/s of the text model over a 17-tile prompt (image features precomputed; logits of the last
 //            position only), against the f32 FMA peak at 2 flops per weight per token
-// and qlora: one LoRA step (r=8 on q/k/v/o/gate/up/down, 1-tile sample, batch 1) on the NF4 base (a folder written
+// and qlora: one LoRA step (r=8 on q/k/v/o/gate/up/down, 1-tile sample, batch 1, gradient checkpointing on, as
+// QLoRA is run: without it the activations, not the weights, dominate the peak) on the NF4 base (a folder written
 // by quantizeCheckpoint, as `vlmkit quantize` does) against the same step on the bf16 base, each in its own child
 // process so that its peak RSS is its own. Each format's logits are checked first: finite, and their distance to the
 // bf16 model's is printed (information: random weights, not a quality figure). The machine may be shared: read
@@ -183,7 +184,7 @@ async function child(cfg: { dir: string; data: string }): Promise<void> {
   const model = loadModel(cfg.dir);
   const lora = LoraModel.create(model, { r: 8, loraAlpha: 16, targetModules: TARGETS }, { seed: 1 });
   const ds = await SftDataset.load(cfg.data, proc);
-  const tr = new SftTrainer({ model, processor: proc, train: ds, params: trainableParameters(model, 'lora', lora), lora, config: { batchSize: 1, maxSteps: 3, lr: 1e-4, clip: 1, seed: 1 } });
+  const tr = new SftTrainer({ model, processor: proc, train: ds, params: trainableParameters(model, 'lora', lora), lora, config: { batchSize: 1, maxSteps: 3, lr: 1e-4, clip: 1, seed: 1, gradientCheckpointing: true } });
   const times: number[] = [];
   let loss = NaN;
   for (let i = 0; i < 3; i++) {
@@ -241,7 +242,7 @@ async function benchQlora(dir: string): Promise<void> {
   const lnV = Math.log(TX.vocab);
   for (const [k, r] of [['bf16', bf16], ['nf4', nf4]] as const)
     if (!(Math.abs(r.loss - lnV) < 2)) throw new Error(`qlora check: the ${k} step's loss ${r.loss} is not near ln(vocab) = ${lnV.toFixed(2)} for random weights`);
-  const common = { tiles: 1, batch: 1, tokens: nf4.seqLen, lora: 'r=8 q/k/v/o/gate/up/down', base: 'nf4 (double-quantized, from a quantized folder)', against: 'the same step on the bf16 base' };
+  const common = { tiles: 1, batch: 1, gc: true, tokens: nf4.seqLen, lora: 'r=8 q/k/v/o/gate/up/down', base: 'nf4 (double-quantized, from a quantized folder)', against: 'the same step on the bf16 base' };
   emit({ bench: 'qlora_step', dtype: 'nf4', value: r3(nf4.stepS), unit: 's/step', ...common, bf16: r3(bf16.stepS), vsBf16: r3(nf4.stepS / bf16.stepS) });
   emit({ bench: 'qlora_memory', dtype: 'nf4', value: r3(nf4.maxRssMB), unit: 'MB peak RSS', ...common, bf16: r3(bf16.maxRssMB), vsBf16: r3(nf4.maxRssMB / bf16.maxRssMB), target: 'vsBf16 <= 0.6' });
 }

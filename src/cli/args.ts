@@ -2,6 +2,8 @@
 // that names the flag and says what it takes.
 import { VlmkitError } from '../errors.js';
 import { builtinModelDir, type VlmGenerateOptions } from '../api.js';
+import type { QuantFormat } from '../engine/index.js';
+import { checkQuantFormat } from '../models/index.js';
 
 export function argError(message: string): VlmkitError {
   return new VlmkitError('E_ARGS', message);
@@ -124,4 +126,12 @@ export function modelDir(v: { model?: string }): string {
   if (v.model === undefined) return builtinModelDir();
   if (!v.model.trim()) throw argError('--model takes the folder of a SmolVLM / Idefics3 checkpoint; leave it out for the built-in model');
   return v.model;
+}
+
+export const QUANT_FLAG_USAGE = `  --quant FORMAT            quantize the linears at load time: q8_0, q4_0 or nf4 (less memory, faster answers,
+                            slightly different ones; a folder written by vlmkit quantize loads without it)`;
+
+/** --quant FORMAT, checked before anything loads; one line listing the formats otherwise. */
+export function quantOption(v: { quant?: string }): QuantFormat | undefined {
+  return v.quant === undefined ? undefined : checkQuantFormat(v.quant, '--quant');
 }

@@ -5,7 +5,7 @@ import { loadImage, type DecodeOptions, type RgbImage } from '../processing/deco
 import { checkMediaCount, inspectModel, loadVlm, userMessage } from '../api.js';
 import { drawBoxes, writePng } from '../eval/draw.js';
 import { answerBoxes, locStripper, stripLocTokens } from '../eval/grounding.js';
-import { GENERATION_FLAGS, GENERATION_USAGE, VIDEO_FLAGS, VIDEO_USAGE, argError, generationOptions, MODEL_FLAG_USAGE, modelDir, parsing, videoOptions } from './args.js';
+import { GENERATION_FLAGS, GENERATION_USAGE, VIDEO_FLAGS, VIDEO_USAGE, argError, generationOptions, MODEL_FLAG_USAGE, modelDir, parsing, videoOptions, QUANT_FLAG_USAGE, quantOption } from './args.js';
 import { leadingTrimmer, timingLine, timingsJson } from './format.js';
 import { type CliIo, frameProgress, status, tileProgress, write } from './io.js';
 import { probeVideo } from '../video/index.js';
@@ -18,6 +18,7 @@ ${MODEL_FLAG_USAGE}
                             first image's pixels
   --draw OUT.png            draw the answer's boxes and labels onto the first image and write it as a PNG
   --f32                     load every weight as f32 (slower, more memory; as the parity checks run)
+${QUANT_FLAG_USAGE}
 ${GENERATION_USAGE}
 ${VIDEO_USAGE}
 Write <image> in the question to place the images there; otherwise they come before it. The printed answer
@@ -31,8 +32,9 @@ export async function loadImages(paths: readonly string[], opts: DecodeOptions =
 }
 
 export async function ask(argv: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parsing(ASK_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, json: { type: 'boolean' }, draw: { type: 'string' }, f32: { type: 'boolean' }, ...GENERATION_FLAGS, ...VIDEO_FLAGS }, allowPositionals: true, strict: true }));
+  const { values, positionals } = parsing(ASK_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, json: { type: 'boolean' }, draw: { type: 'string' }, f32: { type: 'boolean' }, quant: { type: 'string' }, ...GENERATION_FLAGS, ...VIDEO_FLAGS }, allowPositionals: true, strict: true }));
   const dir = modelDir(values);
+  const quant = quantOption(values);
   const question = positionals.join(' ');
   if (!question.trim()) throw argError(`give the question as the last argument\n${ASK_USAGE}`);
   const gen = generationOptions(values);
@@ -47,7 +49,7 @@ export async function ask(argv: string[], io: CliIo): Promise<number> {
   if (values.draw !== undefined && images.length === 0) throw argError(`--draw ${values.draw} needs an --image to draw the answer's boxes on`);
 
   status(io, `loading ${dir} ...`);
-  const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined });
+  const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined, quant });
   const ac = new AbortController();
   const onInt = () => ac.abort();
   process.once('SIGINT', onInt);

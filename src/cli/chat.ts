@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { type RgbImage, loadImage } from '../processing/decode.js';
 import { inspectModel, loadVlm } from '../api.js';
 import { VlmkitError } from '../errors.js';
-import { GENERATION_FLAGS, GENERATION_USAGE, VIDEO_FLAGS, VIDEO_USAGE, generationOptions, MODEL_FLAG_USAGE, modelDir, parsing, videoOptions } from './args.js';
+import { GENERATION_FLAGS, GENERATION_USAGE, VIDEO_FLAGS, VIDEO_USAGE, generationOptions, MODEL_FLAG_USAGE, modelDir, parsing, videoOptions, QUANT_FLAG_USAGE, quantOption } from './args.js';
 import { leadingTrimmer, timingLine } from './format.js';
 import { type CliIo, frameProgress, status, tileProgress, write } from './io.js';
 import { probeVideo } from '../video/index.js';
@@ -18,6 +18,7 @@ ${MODEL_FLAG_USAGE}
   --image PATH              attach images to your first message
   --system TEXT             a system message
   --f32                     load every weight as f32
+${QUANT_FLAG_USAGE}
 ${GENERATION_USAGE}
 ${VIDEO_USAGE}
 In the chat: /image PATH attaches an image to your next message, /video PATH a video, /reset starts over, /exit leaves.`;
@@ -25,8 +26,9 @@ In the chat: /image PATH attaches an image to your next message, /video PATH a v
 const HELP = '/image PATH  attach an image to your next message · /video PATH  attach a video · /reset  start over · /exit  leave';
 
 export async function chat(argv: string[], io: CliIo): Promise<number> {
-  const { values } = parsing(CHAT_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, system: { type: 'string' }, f32: { type: 'boolean' }, ...GENERATION_FLAGS, ...VIDEO_FLAGS }, allowPositionals: true, strict: true }));
+  const { values } = parsing(CHAT_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, system: { type: 'string' }, f32: { type: 'boolean' }, quant: { type: 'string' }, ...GENERATION_FLAGS, ...VIDEO_FLAGS }, allowPositionals: true, strict: true }));
   const dir = modelDir(values);
+  const quant = quantOption(values);
   const gen = generationOptions(values);
   const model = inspectModel(dir); // a missing directory or an unsupported model_type fails here, before anything heavy
   const video = videoOptions(values);
@@ -34,7 +36,7 @@ export async function chat(argv: string[], io: CliIo): Promise<number> {
   let pendingVideos: string[] = values.video ?? [];
   for (const v of pendingVideos) await probeVideo(v);
   status(io, `loading ${dir} ...`);
-  const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined });
+  const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined, quant });
   const tty = io.stdin.isTTY === true && io.stdout.isTTY === true;
   const rl = createInterface({ input: io.stdin, output: tty ? io.stdout : undefined, terminal: tty, prompt: 'you> ' });
   const session = vlm.chat({ system: values.system });

@@ -7,7 +7,7 @@ import { runEval, type EvalReport } from '../eval/runner.js';
 import { writeBytesAtomic } from '../eval/draw.js';
 import { inspectModel, loadVlm } from '../api.js';
 import { ProgressBar } from '../train/metrics.js';
-import { GENERATION_FLAGS, GENERATION_USAGE, argError, generationOptions, MODEL_FLAG_USAGE, modelDir, parsing } from './args.js';
+import { GENERATION_FLAGS, GENERATION_USAGE, argError, generationOptions, MODEL_FLAG_USAGE, modelDir, parsing, QUANT_FLAG_USAGE, quantOption } from './args.js';
 import { type CliIo, status, write } from './io.js';
 
 export const EVAL_USAGE = `usage: vlmkit eval [--model <dir>] --data <test.jsonl> [--metric exact|relaxed|vqa|anls|iou] [options]
@@ -24,6 +24,7 @@ ${MODEL_FLAG_USAGE}
   --out FILE                write the JSON report there (atomically)
   --json                    print the JSON report on stdout instead of the summary
   --f32                     load every weight as f32
+${QUANT_FLAG_USAGE}
 ${GENERATION_USAGE}
 Answers are greedy and at most 64 tokens unless --temperature / --max-new-tokens say otherwise.`;
 
@@ -66,7 +67,7 @@ export async function evaluate(argv: string[], io: CliIo): Promise<number> {
         'skip-bad-rows': { type: 'boolean' },
         out: { type: 'string' },
         json: { type: 'boolean' },
-        f32: { type: 'boolean' },
+        f32: { type: 'boolean' }, quant: { type: 'string' },
         ...GENERATION_FLAGS,
       },
       allowPositionals: false,
@@ -74,6 +75,7 @@ export async function evaluate(argv: string[], io: CliIo): Promise<number> {
     }),
   );
   const dir = modelDir(values);
+  const quant = quantOption(values);
   if (!values.data) throw argError(`--data <file.jsonl> is required: the rows to evaluate (vlmkit data shapes makes test.jsonl)\n${EVAL_USAGE}`);
   const metric = (values.metric ?? 'exact') as MetricName;
   if (!METRICS.includes(metric)) throw argError(`--metric takes one of ${METRICS.join(', ')}; got ${JSON.stringify(values.metric)}`);
@@ -88,7 +90,7 @@ export async function evaluate(argv: string[], io: CliIo): Promise<number> {
   if (rows.length === 0) throw argError(`--data ${values.data} has no rows to evaluate${skipped.length ? ` (${skipped.length} skipped as bad)` : ''}; give a JSONL file with at least one row`);
 
   status(io, `loading ${dir} ...`);
-  const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined });
+  const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined, quant });
   try {
     if (values.adapter) {
       const { loadAdapter } = await import('../train/peft.js');

@@ -15,6 +15,7 @@ import { info, INFO_USAGE } from './info.js';
 import { processIo, type CliIo } from './io.js';
 import { plot, PLOT_USAGE } from './plot.js';
 import { search, SEARCH_USAGE } from './search.js';
+import { quantize, QUANTIZE_USAGE } from './quantize.js';
 import { serve, SERVE_USAGE } from './serve.js';
 import { tokens, TOKENS_USAGE } from './tokens.js';
 import { train, TRAIN_USAGE } from './train.js';
@@ -36,6 +37,7 @@ commands:
   search   a folder's images most like a text          vlmkit search --model DIR "a red car" photos/
   serve    an OpenAI-compatible HTTP server           vlmkit serve --model DIR --port 8080
   batch    answer a JSONL file of rows, resumable     vlmkit batch --input rows.jsonl --out results.jsonl
+  quantize a model with 8- or 4-bit weights           vlmkit quantize DIR --to q4_0 --out DIR-q4_0
 
 Without --model, ask, chat, tokens, info, eval, serve, batch and demo use the built-in model vlmkit-shapes (models/vlmkit-shapes
 in the vlmkit package): a small SmolVLM-architecture model trained on vlmkit's shapes scenes only.
@@ -56,6 +58,7 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   search: { run: search, usage: SEARCH_USAGE },
   serve: { run: serve, usage: SERVE_USAGE },
   batch: { run: batch, usage: BATCH_USAGE },
+  quantize: { run: quantize, usage: QUANTIZE_USAGE },
 };
 
 function version(): string {

@@ -5,7 +5,7 @@ import { statSync } from 'node:fs';
 import { inspectModel, loadVlm } from '../api.js';
 import { defaultLimits, startServer } from '../serve/server.js';
 import type { ServeLimits } from '../serve/request.js';
-import { argError, MODEL_FLAG_USAGE, modelDir, parsing } from './args.js';
+import { argError, MODEL_FLAG_USAGE, modelDir, parsing, QUANT_FLAG_USAGE, quantOption } from './args.js';
 import { type CliIo, status } from './io.js';
 
 export const SERVE_USAGE = `usage: vlmkit serve [--model <dir>] [--port 8080] [--host 127.0.0.1] [options]
@@ -16,6 +16,7 @@ ${MODEL_FLAG_USAGE}
   --model-name NAME         the name clients give as "model" (default: the model folder's name)
   --media-path DIR          let image_url take file:// URLs of files under DIR (default: no local files)
   --f32                     load every weight as f32
+${QUANT_FLAG_USAGE}
 limits (a request past one gets a 4xx with OpenAI's error body):
   --max-body-bytes N        request body size (default 33554432)
   --max-images N            images per request (default 8)
@@ -59,13 +60,14 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 export async function serve(argv: string[], io: CliIo): Promise<number> {
   const options = {
     model: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'api-key': { type: 'string' },
-    'model-name': { type: 'string' }, 'media-path': { type: 'string' }, f32: { type: 'boolean' },
+    'model-name': { type: 'string' }, 'media-path': { type: 'string' }, f32: { type: 'boolean' }, quant: { type: 'string' },
     'request-timeout': { type: 'string' }, 'fetch-timeout': { type: 'string' },
     ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((k) => [k, { type: 'string' }])),
   } as const;
   const { values } = parsing(SERVE_USAGE, () => parseArgs({ args: argv, options, allowPositionals: false, strict: true }));
   const v = values as Record<string, string | boolean | undefined>;
   const dir = modelDir(values);
+  const quant = quantOption(values);
   const port = values.port === undefined ? 8080 : int('port', values.port, 0);
   if (port > 65535) throw argError(`--port takes 0..65535, got ${port}`);
   const host = values.host ?? '127.0.0.1';
@@ -85,7 +87,7 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
   if (values['fetch-timeout'] !== undefined) given.fetchTimeoutMs = seconds('fetch-timeout', values['fetch-timeout']);
   const model = inspectModel(dir);
   status(io, `loading ${dir} ...`);
-  const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined });
+  const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined, quant });
   const limits = { ...defaultLimits(vlm.model.maxPositions), ...given };
   const modelId = values['model-name'] ?? basename(vlm.dir);
   const running = await startServer({ vlm, modelId, limits, mediaPath, apiKey, host, port }).catch((e: NodeJS.ErrnoException) => {

@@ -13,6 +13,7 @@ import type { ContrastiveLossName } from '../train/contrastive-loss.js';
 
 /** What `train dpo` adds to the run options. */
 type DpoOptions = DpoConfig & { precomputeRef: boolean };
+import { checkQuantFormat } from '../models/index.js';
 import { argError, parsing } from './args.js';
 import { type CliIo, write } from './io.js';
 
@@ -64,6 +65,8 @@ export const TRAIN_USAGE = `usage: vlmkit train sft --model <dir> --data train.j
   --json                    JSON lines on stdout: every step {step, loss, lr, grad_norm, tokens_per_s, ...}
   --config FILE             a JSON object of these options (keys as the flag names); flags given here win
   --f32                     LoRA: load the frozen weights as f32 too (more memory)
+  --quant FORMAT            LoRA: hold the frozen base in nf4 (QLoRA; double-quantized), q4_0 or q8_0 (less
+                            memory); the adapter is saved as usual and loads onto the 16/32-bit base
 dpo (LoRA; rows {"prompt", "chosen", "rejected", "images"}: conversational messages or plain strings, as TRL):
   --beta X                  how far the policy may move from the reference (default 0.1)
   --loss-type T             sigmoid (default), ipo or hinge
@@ -91,7 +94,7 @@ const FLAGS = {
   init: { type: 'string' }, 'model-config': { type: 'string' }, tokenizer: { type: 'string' }, 'save-dtype': { type: 'string' },
   recipe: { type: 'string' },
   beta: { type: 'string' }, 'loss-type': { type: 'string' }, 'label-smoothing': { type: 'string' }, 'sft-weight': { type: 'string' },
-  'precompute-ref': { type: 'boolean' },
+  'precompute-ref': { type: 'boolean' }, quant: { type: 'string' },
   loss: { type: 'string' },
 } as const;
 
@@ -260,6 +263,8 @@ export function trainOptions(argv: string[], method: TrainMethod = 'sft'): { opt
   if (schedule !== undefined && !['constant', 'linear', 'cosine'].includes(schedule))
     throw argError(`--schedule takes constant, linear or cosine, got ${JSON.stringify(schedule)}`);
   if (v['warmup-steps'] !== undefined && v['warmup-ratio'] !== undefined) throw argError('give --warmup-steps or --warmup-ratio, not both');
+  if (v.quant !== undefined && mode !== 'lora') throw argError(`--quant holds a frozen base in ${String(v.quant)} under LoRA adapters; ${random ? '--init random' : '--full'} trains every weight, which must stay in f32 (drop --quant)`);
+  const quant = v.quant === undefined ? undefined : checkQuantFormat(String(v.quant), '--quant');
   const lora = mode === 'lora' ? { r: 8, loraAlpha: 16, ...(typeof v.lora === 'string' ? parseLoraSpec(v.lora) : {}) } : null;
   const opts: SftRunOptions = {
     model: random ? null : String(v.model), data: String(v.data), val: typeof v.val === 'string' ? v.val : null, out: String(v.out),
@@ -290,6 +295,7 @@ export function trainOptions(argv: string[], method: TrainMethod = 'sft'): { opt
     evalEvery: num(v, 'eval-every', 'int', 0),
     resume: typeof v.resume === 'string' ? v.resume : null,
     f32: v.f32 === true,
+    quant,
   };
   if (opts.epochs === 0) throw argError('--epochs takes a number > 0, got 0');
   if (opts.warmupRatio !== undefined && opts.warmupRatio > 1) throw argError(`--warmup-ratio takes a number in [0, 1], got ${opts.warmupRatio}`);

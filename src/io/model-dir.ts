@@ -101,6 +101,19 @@ export interface CheckpointTensorInfo {
 }
 
 /** Throws a VlmkitError('E_MODEL_DIR') unless `dir` is an existing directory. */
+/**
+ * Whether a file of a model folder travels with a rewritten copy of the model (a merged or quantized checkpoint):
+ * config, tokenizer, processor and generation files do; weights, their index, an adapter's config and hidden
+ * files do not.
+ */
+export function isModelSideFile(name: string): boolean {
+  if (name.startsWith('.')) return false;
+  if (/\.(safetensors|bin|pt|pth|gguf|ckpt|h5|msgpack|onnx)$/i.test(name)) return false;
+  if (name === 'model.safetensors.index.json' || name === 'pytorch_model.bin.index.json') return false;
+  if (name === 'adapter_config.json') return false;
+  return true;
+}
+
 export function assertModelDir(dir: string): void {
   let isDir: boolean | null = null; // null: nothing there
   try {

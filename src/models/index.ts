@@ -42,6 +42,7 @@ export { processImages, loadImageProcessorConfig, imageProcessorConfigFromJson, 
 
 // The concrete family, for callers that want its full class (the rest of src/ uses the interfaces above).
 export { Idefics3Model, VISION_TOWER, loadModel as loadIdefics3Model, loadIdefics3Config, type Idefics3Config } from './idefics3/index.js';
+export { checkQuantFormat, quantizeCheckpoint, type QuantizeCheckpointOptions, type QuantizeCheckpointResult } from './quantize.js';
 
 /** The families vlmkit runs. */
 export type ModelFamily = 'idefics3';

@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { writeTextFileAtomic } from '../io/safetensors-write.js';
 import { join, resolve } from 'node:path';
-import { noGrad, tidy, type Tensor } from '../engine/index.js';
+import { noGrad, type QuantFormat, tidy, type Tensor } from '../engine/index.js';
 import { VlmkitError } from '../errors.js';
 import { ModelDir } from '../io/model-dir.js';
 import { expandHome } from '../io/paths.js';
@@ -39,6 +39,8 @@ export interface DpoRunOptions extends Partial<TrainConfig>, Partial<DpoConfig> 
   resume?: boolean | string | null;
   saveTotalLimit?: number;
   f32?: boolean;
+  /** block-quantize the frozen base at load (nf4: QLoRA) */
+  quant?: QuantFormat;
   saveDtype?: 'f32' | 'bf16' | 'f16';
 }
 
@@ -160,7 +162,7 @@ export async function runDpo(o: DpoRunOptions, io: DpoRunIo = {}): Promise<DpoRu
   const say = (s: string) => { if (!io.json) io.stderr?.write(s + '\n'); };
   const resumeDir = openRunFolder(o.out, o.resume ?? null, say);
   const processor = loadProcessor(md);
-  const model: VisionLanguageModel = loadModelWeights(md, { dtype: o.f32 ? 'f32' : undefined });
+  const model: VisionLanguageModel = loadModelWeights(md, { dtype: o.f32 ? 'f32' : undefined, quant: o.quant });
   let lora: LoraModel | null = null;
   let trainer: Trainer<PreferenceExample> | null = null;
   let logger: MetricsLogger | null = null;
@@ -189,8 +191,9 @@ export async function runDpo(o: DpoRunOptions, io: DpoRunIo = {}): Promise<DpoRu
       lr: config.lr, schedule: config.schedule, totalSteps: trainer.totalSteps, warmupSteps: trainer.schedule.warmupSteps,
       clip: config.clip, weightDecay: config.weightDecay, beta1: config.beta1, beta2: config.beta2, eps: config.eps, maxLength,
       beta: dpo.beta, lossType: dpo.lossType, labelSmoothing: dpo.labelSmoothing, sftWeight: dpo.sftWeight,
+      ...(o.quant ? { quant: o.quant } : {}),
     };
-    const settings = { ...config, ...dpo, objective: 'dpo', model: o.model, data: o.data, val: o.val ?? null, maxLength, lora: loraInput, saveDtype, precomputeRef: !!o.precomputeRef };
+    const settings = { ...config, ...dpo, objective: 'dpo', model: o.model, data: o.data, val: o.val ?? null, maxLength, lora: loraInput, saveDtype, precomputeRef: !!o.precomputeRef, quant: o.quant ?? null };
     logger = new MetricsLogger({ file: join(o.out, 'metrics.jsonl'), stdout: io.json ? io.stdout ?? null : null });
     if (resumeDir) {
       const st = ck.loadTrainingCheckpoint(resumeDir, trainer, fingerprint);

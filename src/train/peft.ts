@@ -9,7 +9,7 @@ import { copyFileSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { QuantizedWeight, type Tensor, f16ToF32, f32ToBf16, f32ToF16, fromRaw } from '../engine/index.js';
 import { FileFormatError, VlmkitError } from '../errors.js';
-import { type Json, readJsonFile } from '../io/model-dir.js';
+import { type Json, isModelSideFile, readJsonFile } from '../io/model-dir.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { type SafetensorsEntry, type WritableDType, writeDirAtomic, writeSafetensors, writeTextFileAtomic } from '../io/safetensors-write.js';
 import { ALL_LINEAR, type AdaptableModel, type LoraConfig, LoraModel, type LoraWeights, loraConfig } from './lora.js';
@@ -280,14 +280,6 @@ export function saveAdapter(lora: LoraModel, dir: string, o: SaveAdapterOptions 
 }
 
 /** Files of a model directory that are not weights (config, tokenizer, processor, chat template, ...). */
-function isCopiedFile(name: string): boolean {
-  if (name.startsWith('.')) return false;
-  if (/\.(safetensors|bin|pt|pth|gguf|ckpt|h5|msgpack|onnx)$/i.test(name)) return false;
-  if (name === 'model.safetensors.index.json' || name === 'pytorch_model.bin.index.json') return false;
-  if (name === ADAPTER_CONFIG) return false;
-  return true;
-}
-
 export interface SaveMergedOptions {
   /** the base model's directory: its config.json and other non-weight files are copied */
   sourceDir: string;
@@ -359,7 +351,7 @@ export function saveMergedCheckpoint(model: { parameters(): Map<string, Tensor> 
   writeDirAtomic(o.outDir, (tmp) => {
     for (const f of readdirSync(o.sourceDir)) {
       const p = join(o.sourceDir, f);
-      if (isCopiedFile(f) && statSync(p).isFile()) copyFileSync(p, join(tmp, f));
+      if (isModelSideFile(f) && statSync(p).isFile()) copyFileSync(p, join(tmp, f));
     }
     writeSafetensors(join(tmp, 'model.safetensors'), entries, { format: 'pt' });
   });

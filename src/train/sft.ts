@@ -3,7 +3,7 @@
 // (loss.ts) over the targets the labels mark. runSft is a whole run: the model directory (through models/index),
 // the data, LoRA or full fine-tuning, the loop (loop.ts), the saved result.
 import { join, resolve } from 'node:path';
-import type { Tensor } from '../engine/index.js';
+import type { QuantFormat, Tensor } from '../engine/index.js';
 import { type Processor, type TrainableModel, type VisionLanguageModel, loadModelWeights, loadProcessor, randomInitModel, readModelConfig } from '../models/index.js';
 import { ModelDir } from '../io/model-dir.js';
 import { type SftBatch, SftCollator, countTargets } from './collate.js';
@@ -133,6 +133,8 @@ export interface SftRunOptions extends Partial<SftConfig> {
   saveTotalLimit?: number;
   /** load every weight as f32 (LoRA keeps stored bf16 weights frozen otherwise) */
   f32?: boolean;
+  /** LoRA only: block-quantize the frozen base at load (nf4: QLoRA) */
+  quant?: QuantFormat;
 }
 
 export interface SftRunIo {
@@ -221,6 +223,8 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
     if (!o.model) throw new VlmkitError('E_ARGS', '--model is required: the checkpoint folder to fine-tune (or --init random to train a new model)');
     readModelConfig(ModelDir.of(o.model)); // a missing folder or an unsupported model fails here, before anything is written
   }
+  // the trained weights would be f32 copies beside a quantized original: only frozen weights are quantized
+  if (o.quant && mode !== 'lora') throw new VlmkitError('E_ARGS', `--quant ${o.quant} holds a frozen base under LoRA adapters; ${mode} fine-tuning trains the weights themselves (drop --quant)`);
   const say = (s: string) => { if (!io.json) io.stderr?.write(s + '\n'); };
   const resumeDir = openRunFolder(o.out, o.resume ?? null, say);
 
@@ -231,7 +235,7 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
   if (scratch) checkFilesMatchConfig(processor, scratch);
   const model: VisionLanguageModel = scratch
     ? randomInitModel(scratch.family, scratch.config, { seed: config.seed, orderedTokens: locationTokenIds(processor) })
-    : loadModelWeights(md, { dtype: mode !== 'lora' || o.f32 ? 'f32' : undefined });
+    : loadModelWeights(md, { dtype: mode !== 'lora' || o.f32 ? 'f32' : undefined, quant: o.quant });
   let lora: LoraModel | null = null;
   let trainer: SftTrainer | null = null;
   let logger: MetricsLogger | null = null;
@@ -257,11 +261,14 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
       lr: config.lr, schedule: config.schedule, totalSteps: trainer.totalSteps, warmupSteps: trainer.schedule.warmupSteps,
       clip: config.clip, weightDecay: config.weightDecay, beta1: config.beta1, beta2: config.beta2, eps: config.eps,
       maxLength, truncate: o.truncate !== false,
+      // the base the adapters train on: a run on another quantization is another run (absent when unquantized,
+      // so the checkpoints of runs from before --quant still resume)
+      ...(o.quant ? { quant: o.quant } : {}),
       // a from-scratch run is another run when the model it builds differs
       ...(scratch ? { init: 'random', modelConfig: modelConfigHash(scratch.json) } : {}),
     };
     const settings = {
-      ...config, mode, model: o.model ?? null, data: o.data, val: o.val ?? null, maxLength, lora: loraInput, saveDtype,
+      ...config, mode, model: o.model ?? null, data: o.data, val: o.val ?? null, maxLength, lora: loraInput, saveDtype, quant: o.quant ?? null,
       ...(scratch ? { init: 'random', modelConfig: scratch.configPath, tokenizer: scratch.tokenizerDir } : {}),
     };
     logger = new MetricsLogger({ file: join(o.out, 'metrics.jsonl'), stdout: io.json ? io.stdout ?? null : null });

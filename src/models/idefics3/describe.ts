@@ -6,6 +6,7 @@ import { loadIdefics3Config } from './config.js';
 import { type ImageProcessorConfig, loadImageProcessorConfig } from './image.js';
 import { imageGridForSize, withImageOptions } from './processor.js';
 import { type ImageGrid, imagePromptString } from './prompt.js';
+import { quantEntry } from '../quantized-file.js';
 
 /** What to describe beyond the checkpoint itself: image sizes [w, h] and the image options they are read with. */
 export interface DescribeOptions {
@@ -61,9 +62,12 @@ export function describeIdefics3(md: ModelDir, o: DescribeOptions): ModelDescrip
   try {
     for (const n of ckpt.names()) {
       const i = ckpt.info(n);
-      const k = i.shape.reduce((a, d) => a * d, 1);
+      // a packed weight of a quantized checkpoint: its parameters are [out, in] from the file's metadata, not its bytes
+      const q = i.dtype === 'U8' ? quantEntry(ckpt.metadataOf(n), n, i.file) : null;
+      const k = (q ? q.shape : i.shape).reduce((a, d) => a * d, 1);
       params[partOf(n)] += k;
-      dtypes[i.dtype] = (dtypes[i.dtype] ?? 0) + k;
+      const d = q ? q.format : i.dtype;
+      dtypes[d] = (dtypes[d] ?? 0) + k;
     }
   } finally {
     ckpt.close();

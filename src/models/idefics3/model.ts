@@ -101,11 +101,12 @@ export class Idefics3Model implements VisionLanguageModel {
    * vision patch embedding stay as they are, as does a linear whose input size is not a multiple of the format's
    * block (docs/quantization.md). A linear with adapters attached is quantized under them (QLoRA).
    */
-  quantize(format: QuantFormat, o: QuantOptions = {}): void {
+  quantize(format: QuantFormat, o: QuantOptions & { onWeight?: (name: string, done: number, total: number) => void } = {}): void {
     const block = WEIGHT_FORMATS[format].blockValues;
-    for (const [path, l] of this.linearMap) {
-      if (!(l.w instanceof Tensor) || path.endsWith('.patch_embedding') || l.w.rank !== 2 || l.w.shape[1] % block !== 0) continue;
-      const name = `${path}.weight`, t = l.w;
+    const todo = [...this.linearMap].filter(([path, l]) => l.w instanceof Tensor && !path.endsWith('.patch_embedding') && l.w.rank === 2 && l.w.shape[1] % block === 0);
+    let done = 0;
+    for (const [path, l] of todo) {
+      const name = `${path}.weight`, t = l.w as Tensor;
       const q = QuantizedWeight.quantize(t, format, `weight "${name}"`, o);
       q.name = name;
       l.w = q;
@@ -113,6 +114,7 @@ export class Idefics3Model implements VisionLanguageModel {
       this.packed.set(name, q);
       this.named.delete(name);
       t.dispose();
+      o.onWeight?.(name, ++done, todo.length);
     }
   }
 

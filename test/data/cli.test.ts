@@ -51,7 +51,7 @@ describe('vlmkit data', () => {
   const bad: [string[], RegExp][] = [
     [['data', 'shapes', '--out', 'x'], /--n N is required/],
     [['data', 'shapes', '--n', 'ten', '--out', 'x'], /--n takes a whole number/],
-    [['data', 'circles', '--n', '3', '--out', 'x'], /shapes\|charts\|tokenizer/],
+    [['data', 'circles', '--n', '3', '--out', 'x'], /shapes\|charts\|objects\|motion\|tokenizer/],
     [['data', 'shapes', '--n', '3'], /--out <dir> is required/],
     [['data', 'charts', '--n', '3', '--size', '100', '--out', join(tmp, 'c2')], /--size for charts takes 224/],
     [['data', 'shapes', '--n', '3', '--split', '0.5,0.5', '--out', join(tmp, 's2')], /--split takes three fractions/],

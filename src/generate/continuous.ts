@@ -263,7 +263,12 @@ export class ContinuousBatcher {
     if (!out.length) return;
     for (const s of out) this.fail(s.job, s.job.signal?.reason ?? genError('aborted'));
     this.batch = this.batch.filter((s) => !leaves(s));
+    // a joining row still holds its own prefill cache (rebuild frees only the caches of rows it merges): free it
+    // here, unless another joining row of the same request still uses it
+    const dropped = this.joining.filter(leaves);
     this.joining = this.joining.filter((s) => !leaves(s));
+    const kept = new Set(this.joining.map((s) => s.cache));
+    for (const c of new Set(dropped.map((s) => s.cache))) if (!kept.has(c) && c !== this.cache) c.dispose();
     this.dirty = true;
     this.changed();
   }

@@ -152,11 +152,13 @@ describe('continuous batching (tiny SmolVLM)', () => {
 
       // a consumer that stops reading (return()) leaves too, and one still waiting leaves the queue
       const one = new ContinuousBatcher(lm, { maxBatch: 1 });
+      // the waiting one is checked at once, not after a timer: in a 50-ms sleep the first request could finish
+      // its 50 tokens and the waiting one be admitted (seen in CI)
       const it1 = one.submit(encs[0]!, { ...greedy(50), ...eos });
       await it1.next();
       const waitCtl = new AbortController();
       const waiting = consume(one.submit(encs[2]!, { ...greedy(3), ...eos, signal: waitCtl.signal }));
-      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(one.running, 1);
       assert.equal(one.waiting, 1);
       waitCtl.abort(new Error('left the queue'));
       await assert.rejects(waiting.done, /left the queue/);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { type Tensor, div, fromRaw, matmul, mul, add, randn, sqrt, sum, square, tensor, transpose } from '../engine/index.js';
 import type { DType } from '../engine/dtype.js';
 import { FileFormatError, VlmkitError } from '../errors.js';
-import { type Checkpoint, type Json, ModelDir } from '../io/model-dir.js';
+import { Checkpoint, type Json, ModelDir } from '../io/model-dir.js';
 import { type DecodeOptions, type RgbImage, loadImage } from '../processing/decode.js';
 import { cropRgb, resizePil } from '../processing/resample.js';
 import { Tokenizer } from '../processing/tokenizer.js';
@@ -316,6 +316,26 @@ export function checkLayers(ckpt: Checkpoint, section: string, prefix: string, w
   if (held !== want)
     throw new FileFormatError(`${join(ckpt.dir, 'config.json')}: ${section}.num_hidden_layers is ${want} but the checkpoint holds ${held} layers ("${prefix}<i>.*"); ` +
       'fix num_hidden_layers or use the weights this config.json belongs to');
+}
+
+/**
+ * The weights of a two-tower checkpoint: both towers' layer counts checked against config.json first (a clear error
+ * instead of a missing tensor), then every spec loaded; the checkpoint is closed whatever happens.
+ */
+export function loadTowerTensors(
+  dir: string | ModelDir,
+  layers: { vision: number; text: number },
+  specs: readonly TensorSpec[],
+  o: { dtype?: 'f32' } = {},
+): Map<string, Tensor> {
+  const ckpt = Checkpoint.open(ModelDir.of(dir));
+  try {
+    checkLayers(ckpt, 'vision_config', 'vision_model.encoder.layers.', layers.vision);
+    checkLayers(ckpt, 'text_config', 'text_model.encoder.layers.', layers.text);
+    return loadSpecTensors(ckpt, specs, o);
+  } finally {
+    ckpt.close();
+  }
 }
 
 // ---------------------------------------------------------------- scores

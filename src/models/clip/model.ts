@@ -6,11 +6,11 @@ import {
   type Tensor, add, checkpoint, concat, contiguous, exp, expand, indexSelect, layerNorm, linear, permute, reshape, slice, tensor,
 } from '../../engine/index.js';
 import { FileFormatError, ShapeError } from '../../errors.js';
-import { Checkpoint, type Json, ModelDir } from '../../io/model-dir.js';
+import { type Json, ModelDir } from '../../io/model-dir.js';
 import { type Linear, advance, hostInts, tidyGraph } from '../common.js';
 import { ConfigReader, LIMIT, deepFreeze } from '../config-reader.js';
 import {
-  type ContrastiveImageConfig, ContrastiveProcessor, type TensorSpec, checkLayers, l2Normalize, loadSpecTensors, pairLogits,
+  type ContrastiveImageConfig, ContrastiveProcessor, type TensorSpec, l2Normalize, loadTowerTensors, pairLogits,
 } from '../contrastive.js';
 import { ENCODER_ACTS, type EncoderAct, encoderLayer } from '../siglip/encoder.js';
 import { CONTRASTIVE_LORA_TARGETS, encoderLayers, encoderLinears, getter, visionTrainsIn } from '../siglip/contrastive.js';
@@ -245,12 +245,5 @@ export class ClipModel implements ContrastiveModel {
 }
 
 export function loadClipModel(dir: string | ModelDir, cfg: ClipConfig, o: { dtype?: 'f32' } = {}): ClipModel {
-  const ckpt = Checkpoint.open(ModelDir.of(dir));
-  try {
-    checkLayers(ckpt, 'vision_config', 'vision_model.encoder.layers.', cfg.vision.numHiddenLayers);
-    checkLayers(ckpt, 'text_config', 'text_model.encoder.layers.', cfg.text.numHiddenLayers);
-    return new ClipModel(cfg, loadSpecTensors(ckpt, clipTensorSpecs(cfg), o));
-  } finally {
-    ckpt.close();
-  }
+  return new ClipModel(cfg, loadTowerTensors(dir, { vision: cfg.vision.numHiddenLayers, text: cfg.text.numHiddenLayers }, clipTensorSpecs(cfg), o));
 }

@@ -4,11 +4,11 @@
 // logit_bias.
 import { type Tensor, add, attention, contiguous, exp, expand, layerNorm, linear, permute, reshape, slice } from '../../engine/index.js';
 import { FileFormatError } from '../../errors.js';
-import { Checkpoint, type Json, ModelDir } from '../../io/model-dir.js';
+import { type Json, ModelDir } from '../../io/model-dir.js';
 import { applyLinear, tidyGraph } from '../common.js';
 import { ConfigReader, deepFreeze } from '../config-reader.js';
 import {
-  type ContrastiveImageConfig, ContrastiveProcessor, type TensorSpec, checkLayers, l2Normalize, loadSpecTensors, pairLogits,
+  type ContrastiveImageConfig, ContrastiveProcessor, type TensorSpec, l2Normalize, loadTowerTensors, pairLogits,
 } from '../contrastive.js';
 import type { ContrastiveModel } from '../types.js';
 import { type SiglipVisionConfig, siglipVisionConfigFromJson } from './config.js';
@@ -249,12 +249,5 @@ export class SiglipModel implements ContrastiveModel {
 }
 
 export function loadSiglipModel(dir: string | ModelDir, cfg: SiglipConfig, o: { dtype?: 'f32' } = {}): SiglipModel {
-  const ckpt = Checkpoint.open(ModelDir.of(dir));
-  try {
-    checkLayers(ckpt, 'vision_config', 'vision_model.encoder.layers.', cfg.vision.numHiddenLayers);
-    checkLayers(ckpt, 'text_config', 'text_model.encoder.layers.', cfg.text.numHiddenLayers);
-    return new SiglipModel(cfg, loadSpecTensors(ckpt, siglipTensorSpecs(cfg), o));
-  } finally {
-    ckpt.close();
-  }
+  return new SiglipModel(cfg, loadTowerTensors(dir, { vision: cfg.vision.numHiddenLayers, text: cfg.text.numHiddenLayers }, siglipTensorSpecs(cfg), o));
 }

@@ -16,7 +16,7 @@ import { CONTRASTIVE_LOSSES, type ContrastiveLossName } from './contrastive-loss
 import { type ContrastiveBatch, ContrastiveDataset, type ContrastiveExample, ContrastiveObjective } from './contrastive.js';
 import { assertFiniteForSave } from './finite.js';
 import { type LoraConfigInput, LoraModel } from './lora.js';
-import { openRunFolder, runLoop } from './loop.js';
+import { type RunResult, openRunFolder, runLoop } from './loop.js';
 import { MetricsLogger } from './metrics.js';
 import { trainableParameters } from './params.js';
 import { saveAdapter, saveMergedCheckpoint } from './peft.js';
@@ -51,17 +51,7 @@ export interface ContrastiveRunIo extends Omit<SftRunIo, 'onStep'> {
   onStep?: (t: Trainer<ContrastiveExample, ContrastiveBatch, ContrastiveModel>, r: StepResult) => void | Promise<void>;
 }
 
-export interface ContrastiveRunResult {
-  steps: number;
-  totalSteps: number;
-  interrupted: boolean;
-  checkpoint: string | null;
-  /** the model folder (full) or the adapter folder (LoRA); null when interrupted */
-  output: string | null;
-  losses: number[];
-  evalLoss: number | null;
-  skippedSteps: number;
-}
+export type ContrastiveRunResult = RunResult;
 
 const argsError = (msg: string) => new VlmkitError('E_ARGS', msg);
 

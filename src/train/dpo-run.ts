@@ -12,7 +12,7 @@ import { type TrainableModel, type VisionLanguageModel, loadModelWeights, loadPr
 import { type DpoConfig, DpoObjective, answerLogps, resolveDpoConfig } from './dpo.js';
 import { assertFiniteForSave } from './finite.js';
 import { type LoraConfigInput, LoraModel } from './lora.js';
-import { openRunFolder, runLoop } from './loop.js';
+import { type RunResult, openRunFolder, runLoop } from './loop.js';
 import { MetricsLogger } from './metrics.js';
 import { trainableParameters } from './params.js';
 import { saveAdapter } from './peft.js';
@@ -48,18 +48,9 @@ export interface DpoRunIo extends Omit<SftRunIo, 'onStep'> {
   onStep?: (t: Trainer<PreferenceExample>, r: StepResult) => void | Promise<void>;
 }
 
-export interface DpoRunResult {
-  steps: number;
-  totalSteps: number;
-  interrupted: boolean;
-  checkpoint: string | null;
-  /** the adapter folder, absent when interrupted */
-  output: string | null;
-  losses: number[];
-  evalLoss: number | null;
+export interface DpoRunResult extends RunResult {
   trainSummary: ReturnType<PreferenceDataset['summary']>;
   valSummary: ReturnType<PreferenceDataset['summary']> | null;
-  skippedSteps: number;
 }
 
 /** Content hash of the pairs a run trains on (FNV-1a over both sequences, their answer spans and image paths). */

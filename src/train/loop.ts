@@ -44,6 +44,16 @@ export interface LoopResult {
   evalLoss: number | null;
 }
 
+/** What every objective's run returns (SFT and DPO add their data summaries). */
+export interface RunResult extends LoopResult {
+  steps: number;
+  totalSteps: number;
+  /** the final adapter folder (LoRA) or model folder (full); null when interrupted */
+  output: string | null;
+  /** steps skipped for a non-finite loss or gradient norm (skipNonfinite), over every resumed part */
+  skippedSteps: number;
+}
+
 
 /** Creates the run folder; a file (or a file on the way) there is a one-line error naming --out. */
 export function makeRunFolder(out: string): void {

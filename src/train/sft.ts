@@ -14,7 +14,7 @@ import { type LoraConfigInput, LoraModel } from './lora.js';
 import { assertFiniteForSave } from './finite.js';
 import { MetricsLogger } from './metrics.js';
 import { causalLmLoss } from './loss.js';
-import { openRunFolder, runLoop } from './loop.js';
+import { type RunResult, openRunFolder, runLoop } from './loop.js';
 import { trainableParameters } from './params.js';
 import { saveAdapter, saveMergedCheckpoint } from './peft.js';
 import { type SaveDtype, type ScratchModel, checkFilesMatchConfig, modelConfigHash, readScratchSource, stageBase } from './scratch.js';
@@ -149,20 +149,9 @@ export interface SftRunIo {
   onStep?: (t: SftTrainer, r: StepResult) => void | Promise<void>;
 }
 
-export interface SftRunResult {
-  steps: number;
-  totalSteps: number;
-  interrupted: boolean;
-  /** the last checkpoint written, if any */
-  checkpoint: string | null;
-  /** the final adapter folder (LoRA) or model folder (full), absent when interrupted */
-  output: string | null;
-  losses: number[];
-  evalLoss: number | null;
+export interface SftRunResult extends RunResult {
   trainSummary: ReturnType<SftDataset['summary']>;
   valSummary: ReturnType<SftDataset['summary']> | null;
-  /** steps skipped for a non-finite loss or gradient norm (skipNonfinite), over every resumed part */
-  skippedSteps: number;
 }
 
 

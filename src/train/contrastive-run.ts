@@ -16,8 +16,8 @@ import { CONTRASTIVE_LOSSES, type ContrastiveLossName } from './contrastive-loss
 import { type ContrastiveBatch, ContrastiveDataset, type ContrastiveExample, ContrastiveObjective } from './contrastive.js';
 import { assertFiniteForSave } from './finite.js';
 import { type LoraConfigInput, LoraModel } from './lora.js';
-import { type RunResult, openRunFolder, runLoop } from './loop.js';
-import { MetricsLogger } from './metrics.js';
+import { type RunResult, openRunFolder, openRunLog, runLoop } from './loop.js';
+import type { MetricsLogger } from './metrics.js';
 import { trainableParameters } from './params.js';
 import { saveAdapter, saveMergedCheckpoint } from './peft.js';
 import * as ck from './resume.js';
@@ -150,12 +150,7 @@ export async function runContrastive(o: ContrastiveRunOptions, io: ContrastiveRu
       ...config, objective: 'contrastive', loss: lossName, mode, model: o.model ?? null, data: o.data, val: o.val ?? null, lora: loraInput, saveDtype,
       ...(source ? { init: 'random', modelConfig: source.configPath, tokenizer: source.tokenizerDir } : {}),
     };
-    logger = new MetricsLogger({ file: join(o.out, 'metrics.jsonl'), stdout: io.json ? io.stdout ?? null : null });
-    if (resumeDir) {
-      const st = ck.loadTrainingCheckpoint(resumeDir, t, fingerprint);
-      logger.log({ type: 'event', event: 'resume', step: st.position.step, checkpoint: resumeDir });
-      say(`resumed from ${resumeDir} at step ${st.position.step} of ${t.totalSteps}`);
-    }
+    logger = openRunLog(o.out, io, { dir: resumeDir, trainer: t, fingerprint }, say);
     const ts = train.summary(), vs = val?.summary() ?? null;
     logger.log({ type: 'event', event: 'start', step: t.position.step, total_steps: t.totalSteps, trainable_params: countValues(params), train: ts, val: vs, objective: 'contrastive', loss: lossName });
     say(`training ${family} (${lossName} loss) ${mode === 'lora' ? `with LoRA (${lora!.targets.length} modules, ${countValues(params)} parameters)` : `in full (${countValues(params)} parameters)`} on ${ts.used} image-text rows` +

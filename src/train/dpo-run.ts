@@ -12,8 +12,8 @@ import { type TrainableModel, type VisionLanguageModel, loadModelWeights, loadPr
 import { type DpoConfig, DpoObjective, answerLogps, resolveDpoConfig } from './dpo.js';
 import { assertFiniteForSave } from './finite.js';
 import { type LoraConfigInput, LoraModel } from './lora.js';
-import { type RunResult, openRunFolder, runLoop } from './loop.js';
-import { MetricsLogger } from './metrics.js';
+import { type RunResult, openRunFolder, openRunLog, runLoop } from './loop.js';
+import type { MetricsLogger } from './metrics.js';
 import { trainableParameters } from './params.js';
 import { saveAdapter } from './peft.js';
 import { PreferenceDataset, type PreferenceExample } from './preference-data.js';
@@ -185,12 +185,7 @@ export async function runDpo(o: DpoRunOptions, io: DpoRunIo = {}): Promise<DpoRu
       ...(o.quant ? { quant: o.quant } : {}),
     };
     const settings = { ...config, ...dpo, objective: 'dpo', model: o.model, data: o.data, val: o.val ?? null, maxLength, lora: loraInput, saveDtype, precomputeRef: !!o.precomputeRef, quant: o.quant ?? null };
-    logger = new MetricsLogger({ file: join(o.out, 'metrics.jsonl'), stdout: io.json ? io.stdout ?? null : null });
-    if (resumeDir) {
-      const st = ck.loadTrainingCheckpoint(resumeDir, trainer, fingerprint);
-      logger.log({ type: 'event', event: 'resume', step: st.position.step, checkpoint: resumeDir });
-      say(`resumed from ${resumeDir} at step ${st.position.step} of ${trainer.totalSteps}`);
-    }
+    logger = openRunLog(o.out, io, { dir: resumeDir, trainer: trainer, fingerprint }, say);
     const ts = train.summary(), vs = val?.summary() ?? null;
     logger.log({ type: 'event', event: 'start', step: trainer.position.step, total_steps: trainer.totalSteps, trainable_params: countValues(params), train: ts, val: vs, objective: 'dpo', ...dpo });
     say(`training DPO (${dpo.lossType}, beta ${dpo.beta}${dpo.sftWeight ? `, sft weight ${dpo.sftWeight}` : ''}) with LoRA (${lora.targets.length} modules, ${countValues(params)} parameters) on ${ts.used} pairs` +

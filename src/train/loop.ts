@@ -2,9 +2,9 @@
 // and checkpoints, and Ctrl-C (stop after the current step with a checkpoint). What is trained and what is saved
 // at the end belong to the caller (runSft).
 import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { VlmkitError } from '../errors.js';
-import type { MetricsLogger } from './metrics.js';
-import { ProgressBar } from './metrics.js';
+import { MetricsLogger, ProgressBar, type Writable } from './metrics.js';
 import * as ck from './resume.js';
 import type { LoopModel, MicroBatch, StepResult, Trainer } from './trainer.js';
 
@@ -54,6 +54,25 @@ export interface RunResult extends LoopResult {
   skippedSteps: number;
 }
 
+
+/**
+ * The run's metrics log (<out>/metrics.jsonl, appended to; JSON lines on stdout too with --json), after restoring the
+ * checkpoint a resumed run continues from (refused when its fingerprint differs), logged and said.
+ */
+export function openRunLog(
+  out: string,
+  io: { json?: boolean; stdout?: Writable | null },
+  resume: { dir: string | null; trainer: ck.ResumableTrainer; fingerprint: ck.RunFingerprint },
+  say: (s: string) => void,
+): MetricsLogger {
+  const logger = new MetricsLogger({ file: join(out, 'metrics.jsonl'), stdout: io.json ? io.stdout ?? null : null });
+  if (resume.dir) {
+    const st = ck.loadTrainingCheckpoint(resume.dir, resume.trainer, resume.fingerprint);
+    logger.log({ type: 'event', event: 'resume', step: st.position.step, checkpoint: resume.dir });
+    say(`resumed from ${resume.dir} at step ${st.position.step} of ${resume.trainer.totalSteps}`);
+  }
+  return logger;
+}
 
 /** Creates the run folder; a file (or a file on the way) there is a one-line error naming --out. */
 export function makeRunFolder(out: string): void {

@@ -12,9 +12,9 @@ import { allLocTokens } from '../data/loc.js';
 import { VlmkitError } from '../errors.js';
 import { type LoraConfigInput, LoraModel } from './lora.js';
 import { assertFiniteForSave } from './finite.js';
-import { MetricsLogger } from './metrics.js';
+import type { MetricsLogger } from './metrics.js';
 import { causalLmLoss } from './loss.js';
-import { type RunResult, openRunFolder, runLoop } from './loop.js';
+import { type RunResult, openRunFolder, openRunLog, runLoop } from './loop.js';
 import { trainableParameters } from './params.js';
 import { saveAdapter, saveMergedCheckpoint } from './peft.js';
 import { type SaveDtype, type ScratchModel, checkFilesMatchConfig, modelConfigHash, readScratchSource, stageBase } from './scratch.js';
@@ -260,12 +260,7 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
       ...config, mode, model: o.model ?? null, data: o.data, val: o.val ?? null, maxLength, lora: loraInput, saveDtype, quant: o.quant ?? null,
       ...(scratch ? { init: 'random', modelConfig: scratch.configPath, tokenizer: scratch.tokenizerDir } : {}),
     };
-    logger = new MetricsLogger({ file: join(o.out, 'metrics.jsonl'), stdout: io.json ? io.stdout ?? null : null });
-    if (resumeDir) {
-      const st = ck.loadTrainingCheckpoint(resumeDir, trainer, fingerprint);
-      logger.log({ type: 'event', event: 'resume', step: st.position.step, checkpoint: resumeDir });
-      say(`resumed from ${resumeDir} at step ${st.position.step} of ${trainer.totalSteps}`);
-    }
+    logger = openRunLog(o.out, io, { dir: resumeDir, trainer: trainer, fingerprint }, say);
     const ts = train.summary(), vs = val?.summary() ?? null;
     logger.log({ type: 'event', event: 'start', step: trainer.position.step, total_steps: trainer.totalSteps, trainable_params: countValues(params), train: ts, val: vs });
     say(`training ${mode === 'lora' ? `LoRA (${lora!.targets.length} modules, ${countValues(params)} parameters)` : `${mode} (${countValues(params)} parameters)`} on ${ts.used} rows` +

@@ -4,12 +4,20 @@
 // writes its model card from
 // what the run and the held-out evaluation measured: metrics.jsonl (steps, wall time, losses), eval-qa.json (exact
 // match per question type) and eval-grounding.json (box IoU). Nothing in the card is typed by hand.
-import { copyFileSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { writeDirAtomic } from '../src/io/safetensors-write.js';
 import type { EvalReport } from '../src/eval/runner.js';
 
-const run = process.argv[2] ?? 'runs/builtin';
+// The runs of the model's phases, in order, comma-separated (phase 1 from a random initialisation, then phases that
+// fine-tune the previous one); the config each phase ran with is PHASE_CONFIGS[i]. The held-out evaluation is the
+// last phase's; the card reports every phase's data, settings, steps and wall time.
+const PHASE_CONFIGS = ['recipes/builtin/recipe.json', 'recipes/builtin/phase2.json'];
+const runs = (process.argv[2] ?? 'runs/builtin').split(',').filter(Boolean);
+if (runs.length > PHASE_CONFIGS.length) throw new Error(`${runs.length} runs given; recipes/builtin has configs for ${PHASE_CONFIGS.length} phases`);
+const run = runs[runs.length - 1]!;
 const modelSrc = process.argv[3] ?? join(run, 'model');
 const out = process.argv[4] ?? 'models/vlmkit-shapes';
 
@@ -19,35 +27,67 @@ const need = (p: string) => {
 };
 const json = <T>(p: string) => JSON.parse(readFileSync(need(p), 'utf8')) as T;
 
-interface MetricRow { type: string; event?: string; step?: number; path?: string; loss?: number; eval_loss?: number; elapsed_s?: number; trainable_params?: number; total_steps?: number; train?: { rows: number; tokens: number } }
-const all = readFileSync(need(join(run, 'metrics.jsonl')), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as MetricRow);
-// the model's step when it is a checkpoint of the run (5th argument), else the run's last
+interface MetricRow { type: string; event?: string; step?: number; path?: string; loss?: number; eval_loss?: number; elapsed_s?: number; trainable_params?: number; total_steps?: number; train?: { file: string; rows: number; tokens: number } }
+interface Dataset { generator: string; seed: number; size: number; questions_per_image: number; conversation: boolean; splits: Record<string, { images: number; rows: number }> }
+
+/** What one phase's run measured, from its metrics.jsonl (up to `upTo`, for a model taken from a checkpoint). */
+function phase(dir: string, config: string, upTo: number) {
+  const all = readFileSync(need(join(dir, 'metrics.jsonl')), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as MetricRow);
+  const metrics = all.filter((m) => m.step === undefined || m.step <= upTo);
+  const start = metrics.find((m) => m.event === 'start');
+  const trains = metrics.filter((m) => m.type === 'train' && m.loss !== undefined);
+  const evals = metrics.filter((m) => m.type === 'eval');
+  if (!start || trains.length === 0) throw new Error(`${dir}/metrics.jsonl has no start event or no training step`);
+  // a resumed run restores its clock from the checkpoint, so the last elapsed_s is the time of every step kept; the
+  // steps an interruption lost after its last checkpoint (run again on resume: elapsed_s goes back) count on top
+  let wall = 0, last = 0;
+  for (const t of trains) {
+    if (t.elapsed_s! < last) wall += last - t.elapsed_s!;
+    last = t.elapsed_s!;
+  }
+  wall += last;
+  const tail = trains.slice(-100);
+  const dataFile = start.train!.file;
+  const dataset = json<Dataset>(join(dirname(dataFile), 'dataset.json'));
+  return {
+    dir, config, start, trains, evals, wall, dataFile, dataset,
+    steps: trains[trains.length - 1]!.step!,
+    finalLoss: tail.reduce((s, t) => s + t.loss!, 0) / tail.length,
+    lastEval: evals[evals.length - 1],
+    recipe: json<Record<string, unknown>>(config),
+  };
+}
+// the model's step when it is a checkpoint of the last phase's run (5th argument), else the run's last
 const upTo = process.argv[5] ? Number(process.argv[5]) : Infinity;
 if (Number.isNaN(upTo)) throw new Error(`the step must be a number, got ${process.argv[5]}`);
-const metrics = all.filter((m) => m.step === undefined || m.step <= upTo);
-const start = metrics.find((m) => m.event === 'start');
-const trains = metrics.filter((m) => m.type === 'train' && m.loss !== undefined);
-const evals = metrics.filter((m) => m.type === 'eval');
-if (!start || trains.length === 0) throw new Error(`${run}/metrics.jsonl has no start event or no training step`);
-// a resumed run restores its clock from the checkpoint, so the last elapsed_s is the time of every step kept; the
-// steps an interruption lost after its last checkpoint (run again on resume: elapsed_s goes back) count on top
-let wall = 0, last = 0;
-for (const t of trains) {
-  if (t.elapsed_s! < last) wall += last - t.elapsed_s!;
-  last = t.elapsed_s!;
-}
-wall += last;
-const steps = trains[trains.length - 1]!.step!;
-const tail = trains.slice(-100);
-const finalLoss = tail.reduce((s, t) => s + t.loss!, 0) / tail.length;
-const lastEval = evals[evals.length - 1];
+const phases = runs.map((r, i) => phase(r, PHASE_CONFIGS[i]!, i === runs.length - 1 ? upTo : Infinity));
+const first = phases[0]!, lastPhase = phases[phases.length - 1]!;
+const start = first.start;
+const steps = lastPhase.steps;
+const wall = phases.reduce((s, p) => s + p.wall, 0);
+const allSteps = phases.reduce((s, p) => s + p.steps, 0);
 
 const qa = json<EvalReport>(join(run, 'eval-qa.json'));
 const gr = json<EvalReport>(join(run, 'eval-grounding.json'));
-const recipe = json<Record<string, unknown>>('recipes/builtin/recipe.json');
 const config = json<{ text_config: Record<string, number>; vision_config: Record<string, number>; scale_factor: number }>(join(modelSrc, 'config.json'));
-const dataset = json<{ splits: Record<string, { images: number; rows: number }> }>('runs/builtin-data/shapes/dataset.json');
 
+// one loss curve over all phases: a later phase's steps follow the previous phase's
+const plotDir = mkdtempSync(join(tmpdir(), 'vlmkit-card-'));
+let offset = 0;
+const lines: string[] = [];
+for (const p of phases) {
+  for (const m of [...p.trains, ...p.evals]) lines.push(JSON.stringify({ ...m, step: m.step! + offset }));
+  offset += p.steps;
+}
+writeFileSync(join(plotDir, 'metrics.jsonl'), lines.join('\n') + '\n');
+const plotted = spawnSync(process.execPath, ['bin/vlmkit.js', 'plot', plotDir, '--out', join(plotDir, 'loss.png'), '--title',
+  phases.length > 1 ? `vlmkit-shapes, ${phases.length} phases` : 'vlmkit-shapes: from-scratch training', '--log'], { encoding: 'utf8' });
+if (plotted.status !== 0) throw new Error(`vlmkit plot failed: ${plotted.stderr}`);
+
+const dataCommand = (d: Dataset) => {
+  const n = Object.values(d.splits).reduce((s, x) => s + x.images, 0);
+  return `vlmkit data ${d.generator} --n ${n} --seed ${d.seed} --size ${d.size} --questions ${d.questions_per_image}${d.conversation ? ' --conversation' : ''}`;
+};
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const DESCRIBE: Record<string, string> = {
   caption: 'caption (every object, left to right, and the background)',
@@ -80,18 +120,24 @@ everything works offline. It knows nothing beyond its generator's world of shape
 - **Weights**: bf16 safetensors with transformers' tensor names and config keys.
 
 ## Data
-\`vlmkit data shapes --n 40000 --seed 1 --size 128 --questions 5 --conversation\`: ${dataset.splits.train!.images.toLocaleString('en')} training pictures (each one
-conversation of 5 questions), ${dataset.splits.validation!.images.toLocaleString('en')} validation and ${dataset.splits.test!.images.toLocaleString('en')} test pictures, split by seed. 1 to 6 objects
-(circle, square, triangle, star, diamond, hexagon) in 8 colours, varied sizes, overlaps, and plain, gradient or noisy
-backgrounds, drawn with antialiasing.
+${phases.map((p, i) => `${phases.length > 1 ? `Phase ${i + 1}: ` : ''}\`${dataCommand(p.dataset)}\`: ${p.dataset.splits.train!.images.toLocaleString('en')} training pictures (each one conversation of ${p.dataset.questions_per_image} questions)${i === 0 ? `, ${p.dataset.splits.validation!.images.toLocaleString('en')} validation and ${p.dataset.splits.test!.images.toLocaleString('en')} test pictures, split by seed` : `: new pictures, of another seed`}.`).join('\n')}
+1 to 6 objects (circle, square, triangle, star, diamond, hexagon) in 8 colours, varied sizes, overlaps, and plain,
+gradient or noisy backgrounds, drawn with antialiasing.
 
 ## Training
-Full training from a random initialisation (transformers' Idefics3 rules; the location tokens start as a smooth
-function of their bin): ${steps.toLocaleString('en')} steps of ${recipe['batch-size']} conversations${steps < start.total_steps! ? ` (this model is the checkpoint at step ${steps.toLocaleString('en')} of the recipe's ${start.total_steps!.toLocaleString('en')}-step schedule, taken while the run went on)` : ''}, AdamW lr ${recipe.lr} (${recipe.schedule}, warm-up ${recipe['warmup-ratio']}), weight
-decay ${recipe['weight-decay']}, gradient clip ${recipe.clip}, loss on the answers only, seed ${recipe.seed}. Wall time **${hours(wall)}** on a
-2-core AMD EPYC (family 19h, model 17: Zen 4, AVX-512) machine, shared during the run with other work (about 1.1 s a step when quiet). Final training loss ${finalLoss.toFixed(3)} (mean of the last 100 steps)${lastEval ? `, validation loss ${lastEval.eval_loss!.toFixed(3)} at step ${lastEval.step}` : ''}.
+${phases.map((p, i) => {
+  const r = p.recipe;
+  const what = i === 0 ? 'Full training from a random initialisation (transformers\' Idefics3 rules; the location tokens start as a smooth function of their bin)' : `Full fine-tuning of the phase-${i} model`;
+  const partial = p === lastPhase && p.steps < p.start.total_steps! ? ` (this model is the checkpoint at step ${p.steps.toLocaleString('en')} of the ${p.start.total_steps!.toLocaleString('en')}-step schedule, taken while the run went on)` : '';
+  return `${phases.length > 1 ? `**Phase ${i + 1}** (\`${p.config}\`). ` : ''}${what}: ${p.steps.toLocaleString('en')} steps of ${r['batch-size']} conversations${partial}, AdamW lr ${r.lr} (${r.schedule}, warm-up ${r['warmup-ratio']}), weight decay ${r['weight-decay']}, gradient clip ${r.clip}, loss on the answers only, seed ${r.seed}; ${hours(p.wall)}. Final training loss ${p.finalLoss.toFixed(3)} (mean of the last 100 steps)${p.lastEval ? `, validation loss ${p.lastEval.eval_loss!.toFixed(3)} at step ${p.lastEval.step}` : ''}.`;
+}).join('\n\n')}
 
-![loss curve](loss.png)
+Wall time **${hours(wall)}** for ${allSteps.toLocaleString('en')} steps in all, on a 2-core AMD EPYC (family 19h, model 17: Zen 4, AVX-512) machine,
+shared during the runs with other work (about 1.1 s a step when quiet).
+
+![loss curve](loss.png)${phases.length > 1 ? `
+
+The loss curve runs through the phases in order (phase 2 starts at step ${phases[0]!.steps.toLocaleString('en')}); the loss axis is logarithmic.` : ''}
 
 ## Results on held-out pictures
 Exact match (normalised: case, punctuation, articles) on the first ${qa.rows.toLocaleString('en')} test questions with a text answer:
@@ -112,18 +158,20 @@ answers, captions and boxes are often wrong. Read its answers as a demonstration
 \`\`\`
 bash scripts/pretrain-builtin.sh
 \`\`\`
-builds the tokenizer, generates the data, runs \`vlmkit train pretrain --recipe recipes/builtin/recipe.json\`,
-evaluates (\`vlmkit eval --metric exact\` and \`--metric iou\`) and writes this folder.${steps < start.total_steps! ? ` This model is the run's
-checkpoint at step ${steps}: \`npx tsx scripts/checkpoint-model.ts runs/builtin ${steps} runs/builtin/model-${steps}\` makes it, then the
-evaluation and \`npx tsx scripts/builtin-card.ts runs/builtin runs/builtin/model-${steps} models/vlmkit-shapes ${steps}\`.` : ''} Same seed and data give the
-same loss curve to the printed digits (\`test/builtin/recipe.test.ts\` runs its first steps).
+builds the tokenizer, generates the data, runs \`vlmkit train pretrain --recipe recipes/builtin/recipe.json\`${phases.length > 1 ? `, then
+${phases.slice(1).map((p) => `\`vlmkit train sft --config ${p.config}\``).join(' and ')} (from the repository root, on the data of \`${dataCommand(phases[1]!.dataset)} --out ${dirname(phases[1]!.dataFile)}\`)` : ''},
+evaluates (\`vlmkit eval --metric exact\` and \`--metric iou\`) and writes this folder.${steps < lastPhase.start.total_steps! ? ` This model is the last run's
+checkpoint at step ${steps}: \`npx tsx scripts/checkpoint-model.ts ${run} ${steps} ${run}/model-${steps}\` makes it, then the
+evaluation and \`npx tsx scripts/builtin-card.ts ${runs.join(',')} ${run}/model-${steps} models/vlmkit-shapes ${steps}\`.` : ''} Same seed and data give the
+same loss curve to the printed digits (\`test/builtin/recipe.test.ts\` runs the first steps of phase 1).
 `;
 
 const files = readdirSync(need(modelSrc)).filter((f) => statSync(join(modelSrc, f)).isFile() && f !== 'README.md' && f !== 'loss.png');
 writeDirAtomic(out, (tmp) => {
   for (const f of files) copyFileSync(join(modelSrc, f), join(tmp, f));
-  copyFileSync(need(join(run, 'loss.png')), join(tmp, 'loss.png'));
+  copyFileSync(join(plotDir, 'loss.png'), join(tmp, 'loss.png'));
   writeFileSync(join(tmp, 'README.md'), card);
 });
-console.log(`${out}: ${files.length + 2} files; exact ${pct(qa.accuracy)}, mean IoU ${gr.mean_iou!.toFixed(3)}, ${steps} steps in ${hours(wall)}`);
+rmSync(plotDir, { recursive: true, force: true });
+console.log(`${out}: ${files.length + 2} files; exact ${pct(qa.accuracy)}, mean IoU ${gr.mean_iou!.toFixed(3)}, ${allSteps} steps in ${hours(wall)}`);
 

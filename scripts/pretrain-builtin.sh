@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces vlmkit's built-in model (models/vlmkit-shapes) from nothing but this repository: the tokenizer, the
-# generated data, the from-scratch run of recipes/builtin/recipe.json, then the held-out evaluation. Every step is
-# deterministic by seed. Extra arguments go to `vlmkit train pretrain` (e.g. --resume after an interruption).
+# generated data, the from-scratch run of recipes/builtin/recipe.json (phase 1), the fine-tuning of its model on new
+# pictures with recipes/builtin/phase2.json (phase 2), then the held-out evaluation. Every step is deterministic by
+# seed. Extra arguments go to both training commands (e.g. --resume after an interruption).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 vlmkit() { node bin/vlmkit.js "$@"; }
@@ -20,14 +21,18 @@ head -n 1000 runs/builtin-data/shapes/validation.jsonl > runs/builtin-data/shape
 # 3. the run (progress on stderr, metrics in runs/builtin/metrics.jsonl); the model lands in runs/builtin/model
 vlmkit train pretrain --recipe recipes/builtin/recipe.json "$@"
 
-# 4. held-out evaluation: exact match on the first 2,000 test questions with a text answer, box IoU on the first
-#    400 grounding questions (the test split's pictures were never trained on)
+# 4. phase 2: the phase-1 model fine-tuned (every weight) on 32,000 new pictures of another seed
+[ -f runs/builtin-data/shapes-2/dataset.json ] || vlmkit data shapes --n 40000 --seed 2 --size 128 --questions 5 --conversation --out runs/builtin-data/shapes-2
+vlmkit train sft --config recipes/builtin/phase2.json "$@"
+
+# 5. held-out evaluation: exact match on the first 2,000 test questions with a text answer, box IoU on the first
+#    400 grounding questions (the test split's pictures were never trained on, in either phase)
 d=runs/builtin-data/shapes
 grep -v '"category":"grounding"' $d/test.jsonl | head -n 2000 > $d/test-qa-2000.jsonl
 grep '"category":"grounding"' $d/test.jsonl | head -n 400 > $d/test-grounding-400.jsonl
-vlmkit eval --model runs/builtin/model --data $d/test-qa-2000.jsonl --metric exact --batch-size 16 --out runs/builtin/eval-qa.json
-vlmkit eval --model runs/builtin/model --data $d/test-grounding-400.jsonl --metric iou --batch-size 16 --out runs/builtin/eval-grounding.json
+vlmkit eval --model runs/builtin-2/model --data $d/test-qa-2000.jsonl --metric exact --batch-size 16 --out runs/builtin-2/eval-qa.json
+vlmkit eval --model runs/builtin-2/model --data $d/test-grounding-400.jsonl --metric iou --batch-size 16 --out runs/builtin-2/eval-grounding.json
 
-# 5. the loss curve and the model folder with its card (models/vlmkit-shapes/README.md, written from the numbers above)
-vlmkit plot runs/builtin --out runs/builtin/loss.png --title "vlmkit-shapes: from-scratch training"
-npx tsx scripts/builtin-card.ts runs/builtin models/vlmkit-shapes
+# 6. the model folder with its card (models/vlmkit-shapes/README.md, written from the numbers above, with the loss
+#    curve of both phases)
+npx tsx scripts/builtin-card.ts runs/builtin,runs/builtin-2 runs/builtin-2/model models/vlmkit-shapes

@@ -30,6 +30,8 @@ export const TRAIN_USAGE = `usage: vlmkit train sft --model <dir> --data train.j
                             (default: the config.json in --tokenizer)
   --tokenizer DIR           with --init random: tokenizer.json, tokenizer_config.json, the chat template and
                             processor_config.json; copied with config.json into the saved model
+  --vision-from DIR         with --init random (sft, pretrain): start the vision tower from this SigLIP or
+                            SmolVLM checkpoint's (e.g. one trained by train contrastive), the rest random
   --recipe FILE             (train pretrain) a JSON object of these options, keys as the flag names, input
                             paths relative to the file; flags given here win
   --save-dtype T            f32 (default, as trained), bf16 or f16: dtype of the saved model (or adapter)
@@ -91,7 +93,7 @@ const FLAGS = {
   'save-every': { type: 'string' }, 'save-total-limit': { type: 'string' }, 'eval-every': { type: 'string' },
   resume: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string' }, f32: { type: 'boolean' },
   'skip-nonfinite': { type: 'boolean' },
-  init: { type: 'string' }, 'model-config': { type: 'string' }, tokenizer: { type: 'string' }, 'save-dtype': { type: 'string' },
+  init: { type: 'string' }, 'model-config': { type: 'string' }, 'vision-from': { type: 'string' }, tokenizer: { type: 'string' }, 'save-dtype': { type: 'string' },
   recipe: { type: 'string' },
   beta: { type: 'string' }, 'loss-type': { type: 'string' }, 'label-smoothing': { type: 'string' }, 'sft-weight': { type: 'string' },
   'precompute-ref': { type: 'boolean' }, quant: { type: 'string' },
@@ -100,10 +102,10 @@ const FLAGS = {
 
 /** The options only `train dpo` takes, and those it does not. */
 const DPO_ONLY: readonly FlagName[] = ['beta', 'loss-type', 'label-smoothing', 'sft-weight', 'precompute-ref'];
-const NOT_DPO: readonly FlagName[] = ['init', 'model-config', 'tokenizer', 'recipe', 'full', 'assistant-only', 'no-truncate'];
+const NOT_DPO: readonly FlagName[] = ['init', 'model-config', 'vision-from', 'tokenizer', 'recipe', 'full', 'assistant-only', 'no-truncate'];
 /** The option only `train contrastive` takes, and the (token-level) ones it does not. */
 const CONTRASTIVE_ONLY: readonly FlagName[] = ['loss'];
-const NOT_CONTRASTIVE: readonly FlagName[] = ['freeze-vision', 'assistant-only', 'no-truncate', 'max-length', 'f32'];
+const NOT_CONTRASTIVE: readonly FlagName[] = ['vision-from', 'freeze-vision', 'assistant-only', 'no-truncate', 'max-length', 'f32'];
 export type TrainMethod = 'sft' | 'pretrain' | 'dpo' | 'contrastive';
 
 type FlagName = keyof typeof FLAGS;
@@ -113,7 +115,7 @@ const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperC
 const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).replace(/_/g, '-');
 
 /** Options naming input files or folders: a recipe's are relative to the recipe's folder. */
-const PATH_FLAGS: readonly FlagName[] = ['model', 'data', 'val', 'model-config', 'tokenizer'];
+const PATH_FLAGS: readonly FlagName[] = ['model', 'data', 'val', 'model-config', 'tokenizer', 'vision-from'];
 
 /**
  * --config FILE (or --recipe FILE): a JSON object whose keys are flag names (kebab-case, camelCase or snake_case).
@@ -253,6 +255,8 @@ export function trainOptions(argv: string[], method: TrainMethod = 'sft'): { opt
     if (!v.tokenizer) throw argError(`--init random needs --tokenizer DIR (${method === 'contrastive' ? 'tokenizer.json and preprocessor_config.json' : 'tokenizer.json, tokenizer_config.json, chat template, processor_config.json'})\n${TRAIN_USAGE}`);
   } else if (v['model-config'] !== undefined || v.tokenizer !== undefined) {
     throw argError('--model-config and --tokenizer go with --init random; a fine-tune reads both from --model');
+  } else if (v['vision-from'] !== undefined) {
+    throw argError('--vision-from starts the vision tower of a new model (--init random); a fine-tune of --model keeps its own');
   }
   const saveDtype = v['save-dtype'];
   if (saveDtype !== undefined && !['f32', 'bf16', 'f16'].includes(String(saveDtype))) throw argError(`--save-dtype takes f32, bf16 or f16, got ${JSON.stringify(saveDtype)}`);
@@ -269,7 +273,7 @@ export function trainOptions(argv: string[], method: TrainMethod = 'sft'): { opt
   const opts: SftRunOptions = {
     model: random ? null : String(v.model), data: String(v.data), val: typeof v.val === 'string' ? v.val : null, out: String(v.out),
     init: random ? 'random' : 'pretrained',
-    ...(random ? { modelConfig: typeof v['model-config'] === 'string' ? v['model-config'] : null, tokenizer: String(v.tokenizer) } : {}),
+    ...(random ? { modelConfig: typeof v['model-config'] === 'string' ? v['model-config'] : null, tokenizer: String(v.tokenizer), visionFrom: typeof v['vision-from'] === 'string' ? v['vision-from'] : null } : {}),
     saveDtype: saveDtype as SftRunOptions['saveDtype'],
     mode, lora: lora as SftRunOptions['lora'], freezeVision: mode === 'lora' && v['freeze-vision'] === true,
     lr: num(v, 'lr', 'float', 0) ?? (mode === 'lora' ? 2e-4 : random ? 1e-3 : 2e-5),

@@ -17,6 +17,7 @@ import { causalLmLoss } from './loss.js';
 import { type RunResult, openRunFolder, openRunLog, runLoop } from './loop.js';
 import { trainableParameters } from './params.js';
 import { saveAdapter, saveMergedCheckpoint } from './peft.js';
+import { loadVisionFrom } from './vision-from.js';
 import { type SaveDtype, type ScratchModel, checkFilesMatchConfig, modelConfigHash, readScratchSource, stageBase } from './scratch.js';
 import * as ck from './resume.js';
 import {
@@ -105,6 +106,8 @@ export interface SftRunOptions extends Partial<SftConfig> {
   init?: 'pretrained' | 'random';
   /** init 'random': the config.json of the model to build (default <tokenizer>/config.json) */
   modelConfig?: string | null;
+  /** init 'random': a SigLIP or Idefics3 checkpoint whose vision tower starts the new model's (train/vision-from.ts) */
+  visionFrom?: string | null;
   /** init 'random': the folder of tokenizer.json, tokenizer_config.json, the chat template and processor configs */
   tokenizer?: string | null;
   /** dtype of the saved weights (the final model/ or adapter): default f32, as trained */
@@ -206,6 +209,8 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
     if (mode !== 'full') throw new VlmkitError('E_ARGS', '--init random trains every weight of a new model; drop --lora and --freeze-vision');
     if (o.model) throw new VlmkitError('E_ARGS', '--init random builds the model from --model-config, not from --model; drop --model');
     scratch = readScratchSource(o);
+  } else if (o.visionFrom) {
+    throw new VlmkitError('E_ARGS', '--vision-from starts the vision tower of a new model (--init random); a fine-tune of --model keeps its own');
   } else if (o.init !== undefined && o.init !== 'pretrained') {
     throw new VlmkitError('E_ARGS', `--init must be pretrained or random, got ${JSON.stringify(o.init)}`);
   } else {
@@ -225,6 +230,15 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
   const model: VisionLanguageModel = scratch
     ? randomInitModel(scratch.family, scratch.config, { seed: config.seed, orderedTokens: locationTokenIds(processor) })
     : loadModelWeights(md, { dtype: mode !== 'lora' || o.f32 ? 'f32' : undefined, quant: o.quant });
+  // a resumed run restores every weight from its checkpoint, so the vision tower is read only when starting
+  if (scratch && o.visionFrom && !resumeDir) {
+    try {
+      say(`vision tower from ${o.visionFrom}: ${loadVisionFrom(o.visionFrom, model.parameters())} tensors`);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+  }
   let lora: LoraModel | null = null;
   let trainer: SftTrainer | null = null;
   let logger: MetricsLogger | null = null;
@@ -258,7 +272,7 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
     };
     const settings = {
       ...config, mode, model: o.model ?? null, data: o.data, val: o.val ?? null, maxLength, lora: loraInput, saveDtype, quant: o.quant ?? null,
-      ...(scratch ? { init: 'random', modelConfig: scratch.configPath, tokenizer: scratch.tokenizerDir } : {}),
+      ...(scratch ? { init: 'random', modelConfig: scratch.configPath, tokenizer: scratch.tokenizerDir, visionFrom: o.visionFrom ?? null } : {}),
     };
     logger = openRunLog(o.out, io, { dir: resumeDir, trainer: trainer, fingerprint }, say);
     const ts = train.summary(), vs = val?.summary() ?? null;

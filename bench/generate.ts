@@ -3,9 +3,10 @@
 // per line, as bench:engine: {bench, value, unit, tiles, batch, dtype, ceiling, ceilingVia, ratio, target, ...}.
 // Lines: machine; the limits (f32 FMA peak, read bandwidth) and the OpenBLAS anchor; image_processor (decode +
 // process of a 2048x2048 JPEG); decode (tokens/s at batch 1 and 8 after a short prompt, and at batch 1 after the
-// 17-tile prompt, against the weight stream at read bandwidth); end_to_end (one 2048x2048 JPEG -> 17 tiles, and 5
-// at longest_edge 1024 -> 64 generated tokens, seconds: no ceiling, the llama.cpp figure of
-// bench/llamacpp-anchor.json printed as an anchor); then the compute-bound rows against the best FMA-peak sample of
+// 17-tile prompt, against the weight stream at read bandwidth; the batch-1 row also gives the tokens/s of the
+// layer-by-layer path, one addon call per op, that the one-call decode step replaced); end_to_end (one 2048x2048
+// JPEG -> 17 tiles, and 5 at longest_edge 1024 -> 64 generated tokens, seconds: no ceiling, the llama.cpp figure
+// of bench/llamacpp-anchor.json printed as an anchor); then the compute-bound rows against the best FMA-peak sample of
 // the run: vision_encode (seconds per 512x512 tile, its GFLOP/s) and prefill (tokens/s of the text model alone for
 // a 1-tile and a 17-tile prompt, image features precomputed, so vision encoding excluded; logits of the last
 // position only); rss (peak).
@@ -300,12 +301,21 @@ async function benchDecode(model: Idefics3Model, first: { gbs: number; via: stri
   // batch-8 run is twice as long, so on a shared machine it needs more tries to catch a quiet stretch)
   const d1 = decoder(model, 1, 16, 64), d8 = decoder(model, 8, 16, 64), long = decoder(model, 1, 1141, 64);
   try {
-    let b1 = 0, b8 = 0, bl = 0;
+    let b1 = 0, b8 = 0, bl = 0, lbl = 0;
     for (let i = 0; i < 8; i++) {
       sampleRead();
       b1 = Math.max(b1, await d1.run());
       if (i % 2 === 0) tracker.sample(0.1);
       b8 = Math.max(b8, await d8.run());
+      // the layer-by-layer path (one addon call per op) that the one-call decode step replaces, for comparison
+      if (i % 2 === 1) {
+        model.text.fusedDecode = false;
+        try {
+          lbl = Math.max(lbl, await d1.run());
+        } finally {
+          model.text.fusedDecode = true;
+        }
+      }
     }
     for (let i = 0; i < 2; i++) {
       sampleRead();
@@ -317,7 +327,7 @@ async function benchDecode(model: Idefics3Model, first: { gbs: number; via: stri
     const peak = tracker.best;
     const ceil8 = Math.min(8 * ceil, ratio(peak.gflops * 1e9, bytes));
     const readVia = `weight bytes at the read bandwidth (${read.via}, the best sample of the run)`;
-    emit({ bench: 'decode', value: r3(b1), unit: 'tokens/s', tiles: 0, batch: 1, context: 16, dtype: 'bf16', weightMB: r3(bytes / MB), ceiling: r3(ceil), ceilingVia: readVia, ratio: r3(ratio(b1, ceil)), target: 'value >= 50', anchor: anchor('tg128_f16_tokens_per_s') });
+    emit({ bench: 'decode', value: r3(b1), unit: 'tokens/s', tiles: 0, batch: 1, context: 16, dtype: 'bf16', weightMB: r3(bytes / MB), ceiling: r3(ceil), ceilingVia: readVia, ratio: r3(ratio(b1, ceil)), layerByLayer: r3(lbl), vsLayerByLayer: r3(b1 / lbl), target: 'value >= 50', anchor: anchor('tg128_f16_tokens_per_s') });
     emit({ bench: 'decode', value: r3(b8), unit: 'tokens/s', tiles: 0, batch: 8, context: 16, dtype: 'bf16', vsBatch1: r3(b8 / b1), ceiling: r3(ceil8), ceilingVia: `the lower of 8x the batch-1 ceiling and the ${fmaVia(peak)} at 2 flops per weight per token`, ratio: r3(ratio(b8, ceil8)), target: 'vsBatch1 >= 4' });
     emit({ bench: 'decode', value: r3(bl), unit: 'tokens/s', tiles: 17, batch: 1, context: 1141, dtype: 'bf16', ceiling: r3(ceil), ceilingVia: `${readVia}; KV cache reads not counted, so the true limit is lower`, ratio: r3(ratio(bl, ceil)) });
   } finally {

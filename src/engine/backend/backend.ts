@@ -24,6 +24,43 @@ export interface AttentionOptions {
   qOffset?: number;
 }
 
+/** One decoder layer of a Llama text stack as Backend.llamaDecode reads it: plain weights [N, K], f32 norms, caches. */
+export interface LlamaDecodeLayer {
+  inputNorm: Tensor;
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  o: Tensor;
+  postNorm: Tensor;
+  gate: Tensor;
+  up: Tensor;
+  down: Tensor;
+  /** [B, Hkv, L, D] f32 contiguous */
+  kCache: Tensor;
+  vCache: Tensor;
+}
+
+export interface LlamaDecodeStack {
+  layers: readonly LlamaDecodeLayer[];
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  eps: number;
+  /** multiplies q·k in attention */
+  scale: number;
+  /** positions cached so far: this step's keys and values go to position `past` of every cache */
+  past: number;
+  /** [B, 1] rotary positions (i32/i64) */
+  positions: Tensor;
+  /** [B, past + 1]: nonzero = attend; null = every key attends */
+  keyMask: Tensor | null;
+  /** [headDim / 2] */
+  invFreq: Tensor;
+  finalNorm: Tensor;
+  /** read into the caches by idle workers during the last layer (the lm_head the caller applies next) */
+  next?: Tensor | null;
+}
+
 export interface AdamWOptions {
   lr: number;
   beta1: number;
@@ -118,4 +155,11 @@ export interface Backend {
   addRmsNorm?(x: Tensor, r: Tensor, w: Tensor | null, eps: number): { sum: Tensor; y: Tensor };
   /** rope(q) (returned), and rope(k) and v written into kCache/vCache [B, Hkv, L, D] at [.., .., at:at+T]. */
   ropeAppendKV?(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, invFreq: Tensor, kCache: Tensor, vCache: Tensor, at: number): Tensor;
+  /**
+   * One cached decode step of a Llama text stack in one call: the final-normed hidden states [B, 1, H] of input
+   * embeddings x [B, 1, H] f32, each layer's keys and values written at position s.past of its caches. Equal, bit
+   * for bit, to the layer-by-layer composition of the ops above (LlamaText.layer in models/idefics3/text.ts); the
+   * caller checks that it applies (plain weights of one f32/bf16/f16 dtype, contiguous tensors, no gradient).
+   */
+  llamaDecode?(x: Tensor, s: LlamaDecodeStack): Tensor;
 }

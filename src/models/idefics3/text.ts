@@ -2,7 +2,7 @@
 // decoder layers (RMSNorm; q/k/v/o projections; rotary embeddings at per-row positions; grouped-query attention,
 // causal plus key padding mask; SiLU-gated MLP), a final RMSNorm and the lm_head. A KVCache holds pre-allocated
 // [B, Hkv, maxLen, D] key/value buffers per layer for step-by-step generation.
-import type { Backend } from '../../engine/backend/backend.js';
+import type { Backend, LlamaDecodeLayer } from '../../engine/backend/backend.js';
 import {
   Tensor, add, addRmsNorm, attention, checkpoint, embedding, isGradEnabled, linear, linears, mul, noGrad, permute, reshape,
   rmsNorm, rope, ropeAppendKV, ropeInvFreq, silu, slice, swiglu, tensor, warmCaches, zeros,
@@ -182,6 +182,11 @@ export class LlamaText {
   readonly invFreq: Tensor;
   /** recompute each decoder layer in the backward pass instead of keeping its intermediates (read at forward time) */
   gradientCheckpointing = false;
+  /**
+   * Cached one-token steps through the backend's one-call decode step where it applies (see decodeStep); false
+   * runs them layer by layer (the reference the fused step is tested against). Same results either way.
+   */
+  fusedDecode = true;
 
   constructor(cfg: LlamaTextConfig, w: TextWeights) {
     this.cfg = cfg;
@@ -245,6 +250,13 @@ export class LlamaText {
     const given = o.positions ?? null;
     if (given && (given.rank !== 2 || given.shape[0] !== B || given.shape[1] !== T))
       throw new ShapeError(`text: positions ${JSON.stringify(given.shape)} must be [${B}, ${T}]`);
+    if (cache && T === 1 && this.fusedDecode) {
+      const y = this.decodeStep(embeds, cache, mask, given, past);
+      if (y) {
+        cache.length = past + 1;
+        return y;
+      }
+    }
     const out = tidyGraph([embeds], () => {
       let pos = given;
       if (!pos) {
@@ -266,6 +278,46 @@ export class LlamaText {
     });
     if (cache) cache.length = past + T;
     return out;
+  }
+
+  /**
+   * hidden() of one cached position per row through Backend.llamaDecode (the whole stack in one call), or null
+   * where it does not apply and the layer-by-layer path runs: a backend without it (the reference backend), a
+   * gradient to record, a linear that is not plain (a bias, an enabled LoRA adapter, a quantized weight), weights
+   * of mixed dtypes or other than f32/bf16/f16, or a tensor that is not contiguous f32 (norms, caches). Shapes are
+   * checked by hidden() before.
+   */
+  private decodeStep(x: Tensor, cache: KVCache, mask: Tensor | null, given: Tensor | null, past: number): Tensor | null {
+    const be = x.backend;
+    if (!be.llamaDecode || x.dtype !== 'f32' || !x.isContiguous()) return null;
+    const grad = isGradEnabled();
+    const ok = (t: Tensor, dtype: string) => t.backend === be && t.dtype === dtype && t.isContiguous() && !(grad && t.requiresGrad);
+    const wt = this.w.layers[0]?.q.w;
+    if (!(wt instanceof Tensor) || !['f32', 'bf16', 'f16'].includes(wt.dtype) || (grad && x.requiresGrad)) return null;
+    const layers: LlamaDecodeLayer[] = [];
+    for (const [i, l] of this.w.layers.entries()) {
+      const lins = [l.q, l.k, l.v, l.o, l.gate, l.up, l.down];
+      if (!lins.every((li) => plain(li) && ok(li.w, wt.dtype))) return null;
+      const c = cache.layers[i]!;
+      if (![l.inputNorm, l.postNorm, c.k, c.v].every((t) => ok(t, 'f32'))) return null;
+      layers.push({
+        inputNorm: l.inputNorm, q: l.q.w as Tensor, k: l.k.w as Tensor, v: l.v.w as Tensor, o: l.o.w as Tensor, postNorm: l.postNorm,
+        gate: l.gate.w as Tensor, up: l.up.w as Tensor, down: l.down.w as Tensor, kCache: c.k, vCache: c.v,
+      });
+    }
+    if (!ok(this.w.norm, 'f32') || !ok(this.invFreq, 'f32') || (mask && (mask.backend !== be || !mask.isContiguous()))) return null;
+    if (given && (given.backend !== be || !given.isContiguous() || (given.dtype !== 'i32' && given.dtype !== 'i64'))) return null;
+    const B = x.shape[0];
+    const pos = given ?? tensor(new Int32Array(B).fill(past), [B, 1], { dtype: 'i32', backend: be });
+    try {
+      const { numAttentionHeads: heads, numKeyValueHeads: kvHeads, headDim, rmsNormEps: eps } = this.cfg;
+      return be.llamaDecode(x, {
+        layers, heads, kvHeads, headDim, eps, scale: headDim ** -0.5, past, positions: pos, keyMask: mask, invFreq: this.invFreq,
+        finalNorm: this.w.norm, next: this.w.lmHead,
+      });
+    } finally {
+      if (pos !== given) pos.dispose();
+    }
   }
 
   /** lm_head over every position [B, T, V] or only the last one [B, 1, V]. */

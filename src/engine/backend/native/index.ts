@@ -8,6 +8,7 @@ import { CachingAllocator } from './cache.js';
 import { loadAddon } from './addon.js';
 import { attentionKernels } from './attention.js';
 import { elementwiseKernels } from './elementwise.js';
+import { decodeKernels } from './decode.js';
 import { fusedKernels } from './fused.js';
 import { layoutKernels } from './layout.js';
 import { matmulKernels } from './matmul.js';
@@ -45,6 +46,7 @@ export function loadNativeBackend(): Backend {
     ...rowKernels,
     ...optimKernels,
     ...fusedKernels,
+    ...decodeKernels,
   };
   return instance;
 }
@@ -83,6 +85,14 @@ let warming = true;
 /** Turns idle-time cache warming (warmCaches) on or off; on by default. */
 export function setCacheWarming(on: boolean): void {
   warming = on;
+}
+
+/**
+ * Whether idle workers may read these tensors' memory into the caches: warming is on and each is a buffer of this
+ * backend's allocator (freed through the addon, which first drops it from the warming queue).
+ */
+export function warmable(ts: readonly Tensor[]): boolean {
+  return warming && instance !== null && ts.every((t) => t.backend === instance && !t.storage.disposed && t.storage.owned);
 }
 
 /**

@@ -62,6 +62,21 @@ describe('vlmkit serve prefix cache', () => {
     assert.ok((await metric(cached.url, 'vlmkit_cached_prompt_tokens_total')) >= got);
   });
 
+  it('gives the same log-probabilities from a cached prefix as from a full prompt pass (within 1e-4)', async () => {
+    const m = [imageMsg(dataUrl('wide_90x150.png'), 'Name the colours.')];
+    const opts = { model: MODEL_ID, messages: m, max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 3 };
+    await withCache.chat.completions.create(opts);
+    const hit = await withCache.chat.completions.create(opts);
+    const ref = await without.chat.completions.create(opts);
+    assert.ok(hit.usage!.prompt_tokens_details!.cached_tokens! > 0);
+    const a = hit.choices[0]!.logprobs!.content!, b = ref.choices[0]!.logprobs!.content!;
+    assert.ok(a.length > 0);
+    assert.deepEqual(a.map((t) => t.token), b.map((t) => t.token));
+    let worst = 0;
+    a.forEach((t, i) => t.top_logprobs.forEach((u, j) => (worst = Math.max(worst, Math.abs(u.logprob - b[i]!.top_logprobs[j]!.logprob)))));
+    assert.ok(Number.isFinite(worst) && worst <= 1e-4, `worst difference ${worst}`);
+  });
+
   it('reuses the first turn (its image) in the second turn of a chat, the same answer as without', async () => {
     const turn1 = [imageMsg(dataUrl('tall_200x70.png'), 'Describe the picture.')];
     const a1 = await ask(withCache, turn1);
@@ -116,8 +131,8 @@ describe('vlmkit serve prefix cache', () => {
 });
 
 describe('vlmkit serve prefix cache bound', () => {
-  let s: RunningServer & { vlm: Vlm };
-  after(() => s.close());
+  let s: (RunningServer & { vlm: Vlm }) | undefined;
+  after(() => s?.close());
 
   it('evicts least recently used prompts to stay within --prefix-cache-mb', async () => {
     // the size of one cached prompt first, from a server with room

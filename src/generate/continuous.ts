@@ -211,6 +211,7 @@ export class ContinuousBatcher {
     const lp = opts.logprobs;
     if (lp !== undefined && (!Number.isInteger(lp) || lp < 0 || lp > 20)) throw new VlmkitError('E_OPTION', `top logprobs must be an integer in 0..20, got ${lp}`);
     if (opts.json && !opts.tokenizer) throw genError('JSON output needs the tokenizer (the bytes of each token)');
+    if (opts.json && !opts.eosTokenIds?.length) throw new VlmkitError('E_OPTION', 'JSON output needs an end-of-sequence token to end the answer once the object closes; this model has none configured');
     if (promptIds.length >= this.lm.maxPositions) {
       throw new VlmkitError('E_CONTEXT', `the prompt has ${promptIds.length} tokens but the model's context holds ${this.lm.maxPositions}; shorten the prompt, use fewer or smaller images (or turn image splitting off)`);
     }

@@ -39,8 +39,6 @@ export class PrefixCache {
   hits = 0;
   misses = 0;
   evictions = 0;
-  /** prompt positions not recomputed thanks to a hit */
-  reusedTokens = 0;
 
   constructor(readonly maxBytes: number) {
     if (!Number.isFinite(maxBytes) || maxBytes < 0) throw new RangeError(`prefix cache size must be a number of bytes >= 0, got ${maxBytes}`);
@@ -74,7 +72,6 @@ export class PrefixCache {
       return null;
     }
     this.hits++;
-    this.reusedTokens += best.length;
     this.entries.delete(best.id);
     this.entries.set(best.id, best.e);
     return { cache: best.e.cache, length: best.length };

@@ -10,9 +10,12 @@
 // also drops the padding nobody needs any more; its size is bounded by the batch's rows times the longest row's
 // prompt plus tokens left, and it is freed when the batch empties.
 //
-// Sampling is each request's own (temperature, top-p, seed, stop strings). Greedy answers are the ones a request
-// gets alone as tokens; the logits of a batched step may differ from a one-row step in the last bits of f32 (a
-// GEMM sums in another order than a GEMV), see docs/serving.md.
+// A prompt pass starts from the longest prefix the prefix cache holds (prefix-cache.ts), when one is given and the
+// request opts in: its positions are copied in and only the rest of the prompt runs.
+//
+// Sampling is each request's own (temperature, top-p, seed, stop strings, logprobs, a JSON constraint). Greedy
+// answers are the ones a request gets alone as tokens; the logits of a batched step may differ from a one-row step
+// in the last bits of f32 (a GEMM sums in another order than a GEMV), see docs/serving.md.
 import { VlmkitError } from '../errors.js';
 import { argmax as argmaxOp, tensor } from '../engine/index.js';
 import type { Tensor } from '../engine/tensor.js';

@@ -84,7 +84,9 @@ async function main(): Promise<void> {
     writeFileSync(pp, JSON.stringify({ ...JSON.parse(readFileSync(pp, 'utf8')), do_image_splitting: false }, null, 2));
     const vlm = await loadVlm(dir);
     const limits = { ...defaultLimits(vlm.model.maxPositions), maxBatch: 16 };
-    const server = await startServer({ vlm, modelId: 'bench', limits, host: '127.0.0.1', port: 0, log: note });
+    // every client sends the same picture: with the prefix cache its vision pass would run once, and the bench
+    // measures prompts that each run in full
+    const server = await startServer({ vlm, modelId: 'bench', limits, host: '127.0.0.1', port: 0, log: note, prefixCacheMb: 0 });
     const image = smallPng();
     const body = (c: number, r: number) => ({
       model: 'bench', stream: true, stream_options: { include_usage: true }, temperature: 0, max_tokens: MAX_TOKENS,

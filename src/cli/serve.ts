@@ -29,6 +29,8 @@ limits (a request past one gets a 4xx with OpenAI's error body):
   --max-batch N             sequences decoded together; more wait in the queue (default 16)
   --request-timeout S       seconds a request may take, queue included (default 600)
   --fetch-timeout S         seconds for downloading an http(s) image (default 10)
+  --prefix-cache-mb N       MiB of computed prompt prefixes kept for reuse (same images, same conversation so
+                            far); least recently used out first (default 512; 0 = off)
 Endpoints: POST /v1/chat/completions, GET /v1/models, GET /health, GET /metrics (Prometheus).`;
 
 const LIMIT_FLAGS: Record<string, keyof ServeLimits> = {
@@ -61,7 +63,7 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
   const options = {
     model: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'api-key': { type: 'string' },
     'model-name': { type: 'string' }, 'media-path': { type: 'string' }, f32: { type: 'boolean' }, quant: { type: 'string' },
-    'request-timeout': { type: 'string' }, 'fetch-timeout': { type: 'string' },
+    'request-timeout': { type: 'string' }, 'fetch-timeout': { type: 'string' }, 'prefix-cache-mb': { type: 'string' },
     ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((k) => [k, { type: 'string' }])),
   } as const;
   const { values } = parsing(SERVE_USAGE, () => parseArgs({ args: argv, options, allowPositionals: false, strict: true }));
@@ -85,12 +87,13 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
   }
   if (values['request-timeout'] !== undefined) given.requestTimeoutMs = seconds('request-timeout', values['request-timeout']);
   if (values['fetch-timeout'] !== undefined) given.fetchTimeoutMs = seconds('fetch-timeout', values['fetch-timeout']);
+  const prefixCacheMb = values['prefix-cache-mb'] === undefined ? undefined : int('prefix-cache-mb', values['prefix-cache-mb'], 0);
   const model = inspectModel(dir);
   status(io, `loading ${dir} ...`);
   const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined, quant });
   const limits = { ...defaultLimits(vlm.model.maxPositions), ...given };
   const modelId = values['model-name'] ?? basename(vlm.dir);
-  const running = await startServer({ vlm, modelId, limits, mediaPath, apiKey, host, port }).catch((e: NodeJS.ErrnoException) => {
+  const running = await startServer({ vlm, modelId, limits, mediaPath, apiKey, host, port, prefixCacheMb }).catch((e: NodeJS.ErrnoException) => {
     vlm.dispose();
     if (e.code === 'EADDRINUSE') throw argError(`port ${port} on ${host} is in use; pick another with --port (0 picks a free one)`);
     if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND') throw argError(`--host ${host} is not an address of this machine`);

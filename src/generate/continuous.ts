@@ -10,15 +10,21 @@
 // also drops the padding nobody needs any more; its size is bounded by the batch's rows times the longest row's
 // prompt plus tokens left, and it is freed when the batch empties.
 //
-// Sampling is each request's own (temperature, top-p, seed, stop strings). Greedy answers are the ones a request
-// gets alone as tokens; the logits of a batched step may differ from a one-row step in the last bits of f32 (a
-// GEMM sums in another order than a GEMV), see docs/serving.md.
+// A prompt pass starts from the longest prefix the prefix cache holds (prefix-cache.ts), when one is given and the
+// request opts in: its positions are copied in and only the rest of the prompt runs.
+//
+// Sampling is each request's own (temperature, top-p, seed, stop strings, logprobs, a JSON constraint). Greedy
+// answers are the ones a request gets alone as tokens; the logits of a batched step may differ from a one-row step
+// in the last bits of f32 (a GEMM sums in another order than a GEMV), see docs/serving.md.
 import { VlmkitError } from '../errors.js';
 import { argmax as argmaxOp, tensor } from '../engine/index.js';
 import type { Tensor } from '../engine/tensor.js';
 import type { StreamDecoder, Tokenizer } from '../processing/tokenizer.js';
 import type { GenerateOptions, GenerationEvent, GenerationOutput } from './generate.js';
+import { JsonConstraint } from './json-mode.js';
 import { processLogits, resolveSampling, type ResolvedSampling } from './logits.js';
+import { tokenLogprobs } from './logprobs.js';
+import type { PrefixCache, PrefixKey } from './prefix-cache.js';
 import { greedySampler, multinomialSampler, type Sampler } from './sampling.js';
 import { StopStringMatcher } from './stopping.js';
 import type { CausalLM, FinishReason, KVCache, ModelInputs } from './types.js';
@@ -30,12 +36,20 @@ export interface BatcherOptions {
   onChange?: (state: { waiting: number; running: number }) => void;
   /** called after each batched decode step: its rows (tokens made) and its seconds */
   onStep?: (rows: number, seconds: number) => void;
+  /** prompt prefixes shared between requests (see prefix-cache.ts); requests opt in with SubmitOptions.prefix */
+  prefixCache?: PrefixCache;
 }
 
 export interface SubmitOptions extends Omit<GenerateOptions, 'promptCache' | 'onImageTile'> {
   tokenizer?: Tokenizer;
   /** rows (choices) generated from the one prompt, each with its own sampler (seed + row) */
   n?: number;
+  /** report each token's log-probability and this many alternatives (0..20); undefined: none */
+  logprobs?: number;
+  /** constrain the output to one JSON object (json-mode.ts; needs the tokenizer) */
+  json?: boolean;
+  /** the prompt's key in the prefix cache (its images' hashes and where they start); undefined: not cached */
+  prefix?: Omit<PrefixKey, 'ids'>;
 }
 
 interface Seq {
@@ -46,6 +60,7 @@ interface Seq {
   sampler: Sampler;
   decoder: StreamDecoder | null;
   stop: StopStringMatcher;
+  json: JsonConstraint | null;
   finish: FinishReason | null;
   /** the cache that holds its positions: its prefill's until it joins the batch, then the batch's */
   cache: KVCache;
@@ -64,6 +79,11 @@ interface Job {
   eos: Set<number>;
   stopStrings: readonly string[];
   tokenizer: Tokenizer | null;
+  logprobs: number | undefined;
+  json: boolean;
+  prefix: PrefixKey | null;
+  /** prompt positions taken from the prefix cache */
+  reused: number;
   signal: AbortSignal | null;
   seqs: Seq[];
   events: GenerationEvent[];
@@ -105,6 +125,7 @@ export class ContinuousBatcher {
   private readonly maxBatch: number;
   private readonly onChange: BatcherOptions['onChange'];
   private readonly onStep: BatcherOptions['onStep'];
+  private readonly prefixCache: PrefixCache | null;
   /** whether the model's caches can grow in place (else a rebuild allots all the room the rows may need) */
   private readonly reserves: boolean;
 
@@ -115,6 +136,7 @@ export class ContinuousBatcher {
     this.maxBatch = o.maxBatch;
     this.onChange = o.onChange;
     this.onStep = o.onStep;
+    this.prefixCache = o.prefixCache && o.prefixCache.maxBytes > 0 && lm.prefillFrom && lm.resumePoint ? o.prefixCache : null;
     const probe = lm.createCache(1, 1);
     this.reserves = typeof probe.reserve === 'function';
     probe.dispose();
@@ -189,15 +211,23 @@ export class ContinuousBatcher {
     if (inputIds.rank !== 2 || inputIds.shape[0] !== 1 || inputIds.shape[1] === 0) throw genError(`a batched request is one non-empty row of ids, got shape [${inputIds.shape}]`);
     const promptIds = inputIds.toArray();
     if (attentionMask.toArray().some((m) => !m)) throw genError('a batched request is one unpadded row (its attention mask has zeros); encode it alone');
+    const lp = opts.logprobs;
+    if (lp !== undefined && (!Number.isInteger(lp) || lp < 0 || lp > 20)) throw new VlmkitError('E_OPTION', `top logprobs must be an integer in 0..20, got ${lp}`);
+    if (opts.json && !opts.tokenizer) throw genError('JSON output needs the tokenizer (the bytes of each token)');
+    if (opts.json && !opts.eosTokenIds?.length) throw new VlmkitError('E_OPTION', 'JSON output needs an end-of-sequence token to end the answer once the object closes; this model has none configured');
     if (promptIds.length >= this.lm.maxPositions) {
       throw new VlmkitError('E_CONTEXT', `the prompt has ${promptIds.length} tokens but the model's context holds ${this.lm.maxPositions}; shorten the prompt, use fewer or smaller images (or turn image splitting off)`);
     }
     return {
       inputs, promptIds, n, sampling, maxNew,
-      plainGreedy: !sampling.doSample && sampling.repetitionPenalty === 1 && sampling.minNewTokens === 0,
+      plainGreedy: !sampling.doSample && sampling.repetitionPenalty === 1 && sampling.minNewTokens === 0 && !opts.json,
       eos: new Set(opts.eosTokenIds ?? []),
       stopStrings: opts.stopStrings ?? [],
       tokenizer: opts.tokenizer ?? null,
+      logprobs: lp,
+      json: opts.json ?? false,
+      prefix: opts.prefix ? { ...opts.prefix, ids: promptIds } : null,
+      reused: 0,
       signal: opts.signal ?? null,
       seqs: [], events: [], wake: null, error: null, result: null, gone: false,
       tSubmit: performance.now(), tFirst: 0, decodeTokens: 0,
@@ -297,15 +327,23 @@ export class ContinuousBatcher {
 
   private prefill(job: Job): void {
     const T = job.promptIds.length;
-    const cache = this.lm.createCache(1, T);
+    const pc = job.prefix ? this.prefixCache : null;
+    const hit = pc ? pc.lookup(job.prefix!, (p) => this.lm.resumePoint!(job.promptIds, p)) : null;
+    // a hit: the cached positions copied into this request's own cache, only the rest of the prompt runs
+    const cache = hit ? this.lm.gatherCache!([{ cache: hit.cache, row: 0, from: 0, to: hit.length }], hit.length, T) : this.lm.createCache(1, T);
+    job.reused = hit?.length ?? 0;
     let logits: Tensor;
     try {
-      const positionIds = tensor(Array.from({ length: T }, (_, i) => i), [1, T], { dtype: 'i32' });
-      try {
-        logits = this.lm.prefill({ ...job.inputs, positionIds }, cache);
-      } finally {
-        positionIds.dispose();
+      if (hit) logits = this.lm.prefillFrom!(job.inputs, cache, hit.length);
+      else {
+        const positionIds = tensor(Array.from({ length: T }, (_, i) => i), [1, T], { dtype: 'i32' });
+        try {
+          logits = this.lm.prefill({ ...job.inputs, positionIds }, cache);
+        } finally {
+          positionIds.dispose();
+        }
       }
+      pc?.insert(job.prefix!, () => this.lm.gatherCache!([{ cache, row: 0, from: 0, to: T }], T, T));
     } catch (e) {
       cache.dispose();
       throw e;
@@ -315,6 +353,7 @@ export class ContinuousBatcher {
       sampler: job.sampling.doSample ? multinomialSampler(job.sampling.seed + index) : greedySampler(),
       decoder: job.tokenizer ? job.tokenizer.createStreamDecoder({ skipSpecialTokens: true }) : null,
       stop: new StopStringMatcher(job.stopStrings),
+      json: job.json ? new JsonConstraint(job.tokenizer!, this.lm.vocabSize, job.eos.values().next().value) : null,
       finish: null, cache, row: 0, start: 0,
     }));
     try {
@@ -355,8 +394,13 @@ export class ContinuousBatcher {
         // a copy: the processors work in place, and the rows of one prompt share their prefill's logits
         const row = scores.slice(r * V, (r + 1) * V);
         processLogits(row, job.sampling, { tokens: [...job.promptIds, ...s.tokens], generated: s.tokens.length, eosIds: job.eos });
-        tok = s.sampler.next(row);
+        if (s.json) {
+          const left = Math.min(job.maxNew, this.lm.maxPositions - job.promptIds.length) - s.tokens.length;
+          tok = s.json.pick(row, s.sampler, left);
+          s.json.accept(tok);
+        } else tok = s.sampler.next(row);
       }
+      const lp = job.logprobs === undefined ? undefined : tokenLogprobs(scores.subarray(r * V, (r + 1) * V), tok, job.logprobs);
       s.tokens.push(tok);
       let text = s.decoder ? s.stop.push(s.decoder.push(tok)) : '';
       if (job.eos.has(tok)) s.finish = 'eos';
@@ -364,7 +408,7 @@ export class ContinuousBatcher {
       else if (s.tokens.length >= job.maxNew) s.finish = 'length';
       else if (job.promptIds.length + s.tokens.length >= this.lm.maxPositions) s.finish = 'context';
       if (s.finish && s.decoder) text += s.stop.flush(s.finish === 'stop_string' ? '' : s.decoder.flush());
-      job.events.push({ row: s.index, tokenId: tok, text, ...(s.finish ? { finishReason: s.finish } : {}) });
+      job.events.push({ row: s.index, tokenId: tok, text, ...(lp ? { logprobs: lp } : {}), ...(s.finish ? { finishReason: s.finish } : {}) });
       if (s.tokens.length > 1) job.decodeTokens++;
       touched.add(job);
     });
@@ -383,7 +427,7 @@ export class ContinuousBatcher {
     const end = performance.now();
     const prefillMs = job.tFirst - job.tSubmit;
     const decodeMs = end - job.tFirst;
-    const prefillTokens = job.promptIds.length;
+    const prefillTokens = job.promptIds.length - job.reused;
     job.result = {
       rows: job.seqs.map((s) => ({ tokenIds: s.tokens, text: s.decoder ? s.stop.finalText : '', finishReason: s.finish ?? 'length' })),
       timings: {
@@ -394,7 +438,7 @@ export class ContinuousBatcher {
         decodeMs,
         decodeTokensPerSec: decodeMs > 0 && job.decodeTokens > 0 ? (job.decodeTokens / decodeMs) * 1000 : 0,
         generatedTokens: job.seqs.reduce((s, q) => s + q.tokens.length, 0),
-        reusedTokens: 0,
+        reusedTokens: job.reused,
         totalMs: end - job.tSubmit,
       },
     };

@@ -8,6 +8,7 @@ import type { Tensor } from '../engine/tensor.js';
 import type { Tokenizer, StreamDecoder } from '../processing/tokenizer.js';
 import { processLogits, resolveSampling, type ResolvedSampling, type SamplingOptions } from './logits.js';
 import { greedySampler, multinomialSampler, type Sampler } from './sampling.js';
+import type { TokenLogprobs } from './logprobs.js';
 import type { PromptCache } from './prompt-cache.js';
 import { StopStringMatcher } from './stopping.js';
 import type { CausalLM, FinishReason, GenerationTimings, KVCache, ModelInputs } from './types.js';
@@ -40,6 +41,8 @@ export interface GenerationEvent {
   text: string;
   /** set on the row's last event */
   finishReason?: FinishReason;
+  /** the token's log-probability and the step's most likely tokens, when asked for (continuous.ts) */
+  logprobs?: TokenLogprobs;
 }
 
 export interface RowResult {

@@ -12,6 +12,8 @@ export interface ModelCache {
   keepRows(rows: readonly number[]): void;
   /** Keeps the first n positions (a prompt prefix shared with the next prompt). */
   truncate?(n: number): void;
+  /** bytes its buffers hold (the server's prefix cache bounds its memory by it) */
+  readonly bytes?: number;
   /** Room for at least `capacity` positions (the cached ones kept). */
   reserve?(capacity: number): void;
   dispose(): void;

@@ -1,6 +1,7 @@
 // The server's counters in Prometheus' text format (GET /metrics): requests by status, tokens, queue depth,
 // running requests, a histogram of the time to first token, and the batched decode steps (their tokens and time:
-// the engine's decode throughput, prefills excluded).
+// the engine's decode throughput, prefills excluded), and the prefix cache's hits, misses, evictions and size.
+import type { PrefixCache } from '../generate/prefix-cache.js';
 
 const TTFT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
@@ -16,6 +17,10 @@ export class Metrics {
   private readonly ttftCounts = new Array<number>(TTFT_BUCKETS.length).fill(0);
   private ttftSum = 0;
   private ttftCount = 0;
+  /** prompt tokens whose keys/values came from the prefix cache */
+  cachedTokens = 0;
+
+  constructor(private readonly prefixCache: PrefixCache | null = null) {}
 
   /** One finished request (any endpoint) with its HTTP status. */
   request(endpoint: string, status: number): void {
@@ -61,6 +66,21 @@ export class Metrics {
     out.push(`vlmkit_time_to_first_token_seconds_bucket{le="+Inf"} ${this.ttftCount}`);
     out.push(`vlmkit_time_to_first_token_seconds_sum ${this.ttftSum}`);
     out.push(`vlmkit_time_to_first_token_seconds_count ${this.ttftCount}`);
+    out.push('# HELP vlmkit_cached_prompt_tokens_total Prompt tokens taken from the prefix cache instead of computed.', '# TYPE vlmkit_cached_prompt_tokens_total counter');
+    out.push(`vlmkit_cached_prompt_tokens_total ${this.cachedTokens}`);
+    const pc = this.prefixCache;
+    if (pc) {
+      out.push('# HELP vlmkit_prefix_cache_hits_total Prompts that reused a cached prefix.', '# TYPE vlmkit_prefix_cache_hits_total counter');
+      out.push(`vlmkit_prefix_cache_hits_total ${pc.hits}`);
+      out.push('# HELP vlmkit_prefix_cache_misses_total Prompts that found no cached prefix.', '# TYPE vlmkit_prefix_cache_misses_total counter');
+      out.push(`vlmkit_prefix_cache_misses_total ${pc.misses}`);
+      out.push('# HELP vlmkit_prefix_cache_evictions_total Cached prefixes dropped for room (--prefix-cache-mb).', '# TYPE vlmkit_prefix_cache_evictions_total counter');
+      out.push(`vlmkit_prefix_cache_evictions_total ${pc.evictions}`);
+      out.push('# HELP vlmkit_prefix_cache_bytes Bytes of keys and values the prefix cache holds.', '# TYPE vlmkit_prefix_cache_bytes gauge');
+      out.push(`vlmkit_prefix_cache_bytes ${pc.bytes}`);
+      out.push('# HELP vlmkit_prefix_cache_entries Prompts the prefix cache holds.', '# TYPE vlmkit_prefix_cache_entries gauge');
+      out.push(`vlmkit_prefix_cache_entries ${pc.size}`);
+    }
     return out.join('\n') + '\n';
   }
 }

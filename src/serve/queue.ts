@@ -4,6 +4,7 @@
 // waiting leaves the queue at once, and one that leaves while running frees its rows at the next step.
 import { ContinuousBatcher, type SubmitOptions } from '../generate/continuous.js';
 import type { GenerationEvent, GenerationOutput } from '../generate/generate.js';
+import type { PrefixCache } from '../generate/prefix-cache.js';
 import type { CausalLM, ModelInputs } from '../generate/types.js';
 import { ApiError } from './errors.js';
 import type { Metrics } from './metrics.js';
@@ -11,9 +12,10 @@ import type { Metrics } from './metrics.js';
 export class RequestQueue {
   private readonly batcher: ContinuousBatcher;
 
-  constructor(lm: CausalLM, readonly maxBatch: number, private readonly maxQueue: number, metrics: Metrics) {
+  constructor(lm: CausalLM, readonly maxBatch: number, private readonly maxQueue: number, metrics: Metrics, prefixCache?: PrefixCache) {
     this.batcher = new ContinuousBatcher(lm, {
       maxBatch,
+      prefixCache,
       onChange: ({ waiting, running }) => {
         metrics.queueDepth = waiting;
         metrics.running = running;

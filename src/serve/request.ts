@@ -47,6 +47,10 @@ export interface ChatRequest {
   topP?: number;
   seed?: number;
   stop: string[];
+  /** logprobs: true: how many alternatives per token (top_logprobs, 0 when left out); undefined: no logprobs */
+  topLogprobs?: number;
+  /** response_format {"type": "json_object"}: the answer is one JSON object (constrained decoding) */
+  json: boolean;
 }
 
 type Obj = Record<string, unknown>;
@@ -136,14 +140,29 @@ function refuseUnsupported(body: Obj): void {
     const v = body[key];
     if (v !== undefined && v !== null && !isDefault(v)) throw badRequest(key, `${key} is not supported by vlmkit serve yet (${why})`, 'unsupported_parameter');
   };
-  off('logprobs', (v) => v === false, 'leave it out or set it to false');
-  off('top_logprobs', (v) => v === 0, 'leave it out');
   off('frequency_penalty', (v) => v === 0, 'leave it out or set it to 0');
   off('presence_penalty', (v) => v === 0, 'leave it out or set it to 0');
   off('logit_bias', (v) => isObj(v) && Object.keys(v).length === 0, 'leave it out');
-  off('response_format', (v) => isObj(v) && v.type === 'text', 'only {"type": "text"}');
   off('tools', (v) => Array.isArray(v) && v.length === 0, 'no tool calling');
   off('tool_choice', (v) => v === 'none', 'no tool calling');
+}
+
+/** logprobs and top_logprobs as OpenAI checks them: the count of alternatives, or undefined without logprobs. */
+function parseLogprobs(body: Obj): number | undefined {
+  const on = optBool(body, 'logprobs') ?? false;
+  const top = optNumber(body, 'top_logprobs', (x) => Number.isInteger(x) && x >= 0 && x <= 20, 'an integer from 0 to 20');
+  if (top !== undefined && !on) throw badRequest('top_logprobs', 'top_logprobs needs "logprobs": true');
+  return on ? top ?? 0 : undefined;
+}
+
+/** response_format: whether the answer must be a JSON object. */
+function parseResponseFormat(v: unknown): boolean {
+  if (v === undefined || v === null) return false;
+  if (!isObj(v)) wrongType('response_format', 'an object {"type": "text"} or {"type": "json_object"}', v);
+  if (v.type === 'text') return false;
+  if (v.type === 'json_object') return true;
+  if (v.type === 'json_schema') throw badRequest('response_format.type', 'response_format json_schema is not supported by vlmkit serve; use {"type": "json_object"} (any JSON object) and describe the fields in the prompt', 'unsupported_parameter');
+  throw badRequest('response_format.type', `response_format.type ${JSON.stringify(v.type)} is not supported; use "text" or "json_object"`);
 }
 
 /** The checked request; `body` is the parsed JSON. */
@@ -182,5 +201,7 @@ export function parseChatRequest(body: unknown, limits: ServeLimits): ChatReques
     topP: optNumber(body, 'top_p', (x) => x > 0 && x <= 1, 'a number in (0, 1]'),
     seed: optNumber(body, 'seed', (x) => Number.isSafeInteger(x), 'an integer'),
     stop: parseStop(body.stop),
+    topLogprobs: parseLogprobs(body),
+    json: parseResponseFormat(body.response_format),
   };
 }

@@ -7,6 +7,9 @@ import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Vlm } from '../api.js';
+import type { TokenLogprobs } from '../generate/logprobs.js';
+import { PrefixCache } from '../generate/prefix-cache.js';
+import { tokenBytesTable } from '../generate/token-bytes.js';
 import { complete, finishReason } from './completion.js';
 import { ApiError, badRequest, toApiError } from './errors.js';
 import { fetchImage } from './media.js';
@@ -24,6 +27,8 @@ export interface ServeOptions {
   mediaPath?: string;
   /** when set, /v1/* needs "Authorization: Bearer <apiKey>" */
   apiKey?: string;
+  /** MiB of prompt prefixes kept for reuse between requests (0 = off; default DEFAULT_PREFIX_CACHE_MB) */
+  prefixCacheMb?: number;
   /** where server-side failures are reported (a 500's cause never goes to the client) */
   log?: (line: string) => void;
 }
@@ -34,6 +39,17 @@ export interface RunningServer {
   url: string;
   metrics: Metrics;
   close(): Promise<void>;
+}
+
+/** The prefix cache's default size: a few dozen image prompts of SmolVLM-256M (about 46 KiB of keys and values a token). */
+export const DEFAULT_PREFIX_CACHE_MB = 512;
+
+/** OpenAI's logprobs entry of one token: its text, log-probability, UTF-8 bytes, and the likeliest alternatives. */
+export interface LogprobEntry {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: { token: string; logprob: number; bytes: number[] }[];
 }
 
 /** Defaults sized for one machine serving a small model; every one has a flag (cli/serve.ts). */
@@ -108,9 +124,19 @@ function sse(res: ServerResponse, data: unknown): boolean {
   return true;
 }
 
-export function createServeHandler(o: ServeOptions): { handle: (req: IncomingMessage, res: ServerResponse) => void; metrics: Metrics } {
-  const metrics = new Metrics();
-  const queue = new RequestQueue(o.vlm.model, o.limits.maxBatch, o.limits.maxQueue, metrics);
+export function createServeHandler(o: ServeOptions): { handle: (req: IncomingMessage, res: ServerResponse) => void; metrics: Metrics; dispose: () => void } {
+  const prefixCache = new PrefixCache((o.prefixCacheMb ?? DEFAULT_PREFIX_CACHE_MB) * 2 ** 20);
+  const metrics = new Metrics(prefixCache);
+  const queue = new RequestQueue(o.vlm.model, o.limits.maxBatch, o.limits.maxQueue, metrics, prefixCache);
+  const bytesOf = tokenBytesTable(o.vlm.tokenizer, o.vlm.model.vocabSize);
+  const tokenFace = (id: number) => {
+    // special tokens have no bytes of their own in a byte-level vocabulary: their name stands for them
+    const b = bytesOf[id] ?? Buffer.from(o.vlm.tokenizer.idToToken(id) ?? '', 'utf8');
+    return { token: Buffer.from(b).toString('utf8'), bytes: Array.from(b) };
+  };
+  /** the OpenAI entry of a generated token (undefined for an end of sequence, which is not part of the answer) */
+  const logprobEntry = (tokenId: number, lp: TokenLogprobs | undefined, eos: boolean): LogprobEntry | undefined =>
+    lp && !eos ? { ...tokenFace(tokenId), logprob: lp.logprob, top_logprobs: lp.top.map((t) => ({ ...tokenFace(t.tokenId), logprob: t.logprob })) } : undefined;
   const created = Math.floor(Date.now() / 1000);
   const log = o.log ?? ((l: string) => process.stderr.write(l + '\n'));
 
@@ -149,10 +175,13 @@ export function createServeHandler(o: ServeOptions): { handle: (req: IncomingMes
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
       for (let i = 0; i < r.n; i++) sse(res, { ...base, choices: [{ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }], ...usageNull });
     }
+    const rowLogprobs: LogprobEntry[][] = Array.from({ length: r.n }, () => []);
     while (!step.done) {
       const ev = step.value;
+      const lp = logprobEntry(ev.tokenId, ev.logprobs, ev.finishReason === 'eos');
+      if (lp) rowLogprobs[ev.row]!.push(lp);
       if (r.stream) {
-        if (ev.text) sse(res, { ...base, choices: [{ index: ev.row, delta: { content: ev.text }, logprobs: null, finish_reason: null }], ...usageNull });
+        if (ev.text || lp) sse(res, { ...base, choices: [{ index: ev.row, delta: { content: ev.text }, logprobs: lp ? { content: [lp], refusal: null } : null, finish_reason: null }], ...usageNull });
         if (ev.finishReason && ev.finishReason !== 'aborted') {
           sse(res, { ...base, choices: [{ index: ev.row, delta: {}, logprobs: null, finish_reason: finishReason(ev.finishReason) }], ...usageNull });
         }
@@ -163,7 +192,9 @@ export function createServeHandler(o: ServeOptions): { handle: (req: IncomingMes
     const completionTokens = out.rows.reduce((s, row) => s + row.tokenIds.length, 0);
     metrics.promptTokens += promptTokens;
     metrics.completionTokens += completionTokens;
-    const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens, prompt_tokens_details: { cached_tokens: 0 } };
+    const cached = out.timings.reusedTokens;
+    metrics.cachedTokens += cached;
+    const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens, prompt_tokens_details: { cached_tokens: cached } };
     if (r.stream) {
       if (r.includeUsage) sse(res, { ...base, choices: [], usage });
       sse(res, '[DONE]');
@@ -174,7 +205,12 @@ export function createServeHandler(o: ServeOptions): { handle: (req: IncomingMes
         object: 'chat.completion',
         created: createdAt,
         model: o.modelId,
-        choices: out.rows.map((row, i) => ({ index: i, message: { role: 'assistant', content: row.text, refusal: null }, logprobs: null, finish_reason: finishReason(row.finishReason) })),
+        choices: out.rows.map((row, i) => ({
+          index: i,
+          message: { role: 'assistant', content: row.text, refusal: null },
+          logprobs: r.topLogprobs === undefined ? null : { content: rowLogprobs[i], refusal: null },
+          finish_reason: finishReason(row.finishReason),
+        })),
         usage,
       });
     }
@@ -263,12 +299,12 @@ export function createServeHandler(o: ServeOptions): { handle: (req: IncomingMes
     ).finally(() => clearTimeout(timer));
   }
 
-  return { handle, metrics };
+  return { handle, metrics, dispose: () => prefixCache.clear() };
 }
 
 /** Starts listening; port 0 picks a free port (see `url`). */
 export async function startServer(o: ServeOptions & { host: string; port: number }): Promise<RunningServer> {
-  const { handle, metrics } = createServeHandler(o);
+  const { handle, metrics, dispose } = createServeHandler(o);
   const server = createServer(handle);
   // a slow or silent client cannot hold a connection for ever
   server.headersTimeout = 30_000;
@@ -289,7 +325,10 @@ export async function startServer(o: ServeOptions & { host: string; port: number
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
-        server.close(() => resolve());
+        server.close(() => {
+          dispose();
+          resolve();
+        });
       }),
   };
 }

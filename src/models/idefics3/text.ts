@@ -101,6 +101,11 @@ export class KVCache {
     this.batch = rows.length;
   }
 
+  /** bytes of its key and value buffers (capacity, not just the filled positions): what holding it costs */
+  get bytes(): number {
+    return this.layers.reduce((s, l) => s + l.k.data.byteLength + l.v.data.byteLength, 0);
+  }
+
   /** Forgets the cached positions (the buffers are reused). */
   reset(): void {
     this.length = 0;

@@ -24,7 +24,7 @@ ${MODEL_FLAG_USAGE}
                             path, its id the path relative to the folder; other files are left out
   --prompt TEXT             the question asked of every image of the folder; repeat it to ask several (the ids
                             become "<path>#1", "<path>#2", ...)
-  --prompts FILE            the questions, one a line (with the folder, instead of or after --prompt)
+  --prompts FILE            more questions for the folder, one a line (asked after those of --prompt)
   --out FILE                the results, one JSON line per row: {"id", "text", "finish_reason", "prompt_tokens",
                             "completion_tokens"}, or {"id", "error"} for a row that failed (the job goes on)
   --batch-size N            prompts per generation (default 8; rows with the same sampling settings run together)

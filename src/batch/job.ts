@@ -6,6 +6,7 @@ import type { BatchItem, GenerateResult, Vlm, VlmGenerateOptions } from '../api.
 import type { RgbImage } from '../processing/decode.js';
 import type { OpenedResults, ResultLine } from './results.js';
 import type { BatchRow } from './rows.js';
+import { probeVideo } from '../video/index.js';
 
 export interface BatchProgress {
   /** rows finished in this run (answers and errors) */
@@ -65,22 +66,24 @@ export async function runBatchJob(vlm: Vlm, rows: readonly BatchRow[], results: 
     const todo = group.filter((r) => !results.done.has(r.key));
     if (!todo.length) continue;
     const byRow = new Map<BatchRow, ResultLine>();
-    const ready: { row: BatchRow; images: RgbImage[] }[] = [];
+    const ready: { row: BatchRow; images: RgbImage[]; videos: string[] }[] = [];
     for (const row of todo) {
       if (row.problem !== undefined) {
         byRow.set(row, errorLine(row, row.problem));
         continue;
       }
       try {
-        // decoded one row at a time, so an unreadable image fails its own row only
-        ready.push({ row, images: await vlm.processor.loadImages(row.images, imageOpts) });
+        // decoded (videos probed) one row at a time, so an unreadable file fails its own row only
+        const images = await vlm.processor.loadImages(row.images, imageOpts);
+        for (const v of row.videos) await probeVideo(v);
+        ready.push({ row, images, videos: row.videos });
       } catch (e) {
         byRow.set(row, errorLine(row, oneLine(e)));
       }
     }
     if (ready.length) {
       const opts = { ...o.defaults, ...ready[0]!.row.sampling, signal: o.signal };
-      const items: BatchItem[] = ready.map((x) => ({ prompt: x.row.messages, images: x.images }));
+      const items: BatchItem[] = ready.map((x) => ({ prompt: x.row.messages, images: x.images, videos: x.videos }));
       let answers: (GenerateResult | Error)[];
       try {
         answers = await vlm.generateBatch(items, opts);
@@ -89,7 +92,7 @@ export async function runBatchJob(vlm: Vlm, rows: readonly BatchRow[], results: 
         if (ready.length === 1) answers = [e as Error];
         else {
           answers = [];
-          for (const item of items) answers.push(await vlm.generate(item.prompt, item.images, opts).catch((err: Error) => err));
+          for (const item of items) answers.push(await vlm.generate(item.prompt, { images: item.images, videos: item.videos }, opts).catch((err: Error) => err));
         }
       }
       // an interrupted generation ends early ('aborted'): none of this batch is written

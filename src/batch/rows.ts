@@ -3,13 +3,15 @@
 //   {"id": "a1", "image": "pics/1.png", "prompt": "How many circles are there?"}
 //   {"id": 7, "images": ["a.png", "b.png"], "messages": [{"role": "user", "content": [{"type": "image"}, ...]}],
 //    "sampling": {"temperature": 0.7, "top_p": 0.9, "max_tokens": 32, "seed": 1, "stop": ["."]}}
+//   {"id": "v1", "video": "clips/1.mp4", "fps": 1, "max_frames": 8, "prompt": "What happens?"}
 //
-// Image paths are relative to the input file. A row that cannot run is kept with its one-line problem (it becomes
-// an error line in the results; the job goes on). Each row has a key the results file records it under: its id,
-// or its line number when it has no usable id (none, or one an earlier row already has).
+// Image and video paths are relative to the input file. A row that cannot run is kept with its one-line problem
+// (it becomes an error line in the results; the job goes on). Each row has a key the results file records it
+// under: its id, or its line number when it has no usable id (none, or one an earlier row already has).
 import { isAbsolute, resolve } from 'node:path';
 import type { VlmGenerateOptions } from '../api.js';
-import type { ChatMessage, ContentPart } from '../processing/chat-template.js';
+import { userMessage } from '../models/index.js';
+import { type ChatMessage, type ContentPart, countMedia } from '../processing/chat-template.js';
 import { checkMessages, RowProblem } from '../train/data.js';
 
 export type RowId = string | number | null;
@@ -25,6 +27,9 @@ export interface BatchRow {
   messages: ChatMessage[];
   /** absolute image paths, in placeholder order */
   images: string[];
+  /** absolute video paths (at most one), in placeholder order */
+  videos: string[];
+  /** the row's own settings: its "sampling", and its "fps" / "max_frames" for a video */
   sampling: VlmGenerateOptions;
   /** the sampling settings as text: rows run together only when theirs are the same */
   samplingKey: string;
@@ -38,12 +43,6 @@ export function rowKey(id: RowId, line: number | undefined): string {
 const problem = (reason: string): never => {
   throw new RowProblem(reason);
 };
-
-function countImageParts(messages: readonly ChatMessage[]): number {
-  let n = 0;
-  for (const m of messages) if (typeof m.content !== 'string') n += m.content.filter((p) => p.type === 'image').length;
-  return n;
-}
 
 function parseSampling(v: unknown): VlmGenerateOptions {
   if (v === undefined || v === null) return {};
@@ -75,33 +74,67 @@ function parseSampling(v: unknown): VlmGenerateOptions {
   return o;
 }
 
-function parseBody(row: Record<string, unknown>, baseDir: string): Pick<BatchRow, 'messages' | 'images' | 'sampling'> {
+/** A row's "fps" and "max_frames": the video's sampling, as `ask --fps --max-frames` takes it. */
+function parseVideoSampling(row: Record<string, unknown>, hasVideo: boolean): VlmGenerateOptions {
+  const o: VlmGenerateOptions = {};
+  for (const k of ['fps', 'max_frames'] as const) {
+    const x = row[k];
+    if (x === undefined || x === null) continue;
+    if (!hasVideo) problem(`"${k}" applies to a "video"; give one or drop "${k}"`);
+    if (k === 'fps') {
+      if (typeof x !== 'number' || !Number.isFinite(x) || x <= 0) problem(`"fps" must be a number of frames per second > 0, e.g. 1, got ${JSON.stringify(x)}`);
+      o.fps = x as number;
+    } else {
+      if (typeof x !== 'number' || !Number.isInteger(x) || x < 1) problem(`"max_frames" must be a whole number >= 1, e.g. 16, got ${JSON.stringify(x)}`);
+      o.maxFrames = x as number;
+    }
+  }
+  return o;
+}
+
+const absolute = (baseDir: string) => (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+
+function parseBody(row: Record<string, unknown>, baseDir: string): Pick<BatchRow, 'messages' | 'images' | 'videos' | 'sampling'> {
   const imgs = row.images ?? (row.image !== undefined ? [row.image] : []);
   if (!Array.isArray(imgs) || imgs.some((p) => typeof p !== 'string' || p === '')) problem('"image" must be an image file path, "images" a list of them');
-  const images = (imgs as string[]).map((p) => (isAbsolute(p) ? p : resolve(baseDir, p)));
+  if (row.videos !== undefined) problem('a row takes one video: write "video": "clip.mp4"');
+  if (row.video !== undefined && (typeof row.video !== 'string' || row.video === '')) problem('"video" must be a video file path');
+  const images = (imgs as string[]).map(absolute(baseDir));
+  const videos = row.video !== undefined ? [absolute(baseDir)(row.video as string)] : [];
   let messages: ChatMessage[];
   if (row.messages !== undefined) {
     if (row.prompt !== undefined) problem('give "prompt" or "messages", not both');
     messages = checkMessages(row.messages, 'messages');
     if (messages.at(-1)?.role === 'assistant') problem('the last message is the assistant\'s; end with a user message');
-    const parts = countImageParts(messages);
-    if (parts === 0 && images.length > 0) {
-      // the images go at the start of the first user message, as the training data rows do
+    const parts = countMedia(messages);
+    const missing = { images: parts.images === 0 ? images.length : 0, videos: parts.videos === 0 ? videos.length : 0 };
+    if (missing.images || missing.videos) {
+      // the media go at the start of the first user message, videos first, as `ask` and the training rows do
       const i = messages.findIndex((m) => m.role === 'user');
-      if (i < 0) problem(`the row has ${images.length} image(s) but no user message to put them in`);
+      if (i < 0) problem('the row has images or a video but no user message to put them in');
       const m = messages[i]!;
       const text: ContentPart[] = typeof m.content === 'string' ? [{ type: 'text', text: m.content }] : [...m.content];
-      messages[i] = { ...m, content: [...images.map((): ContentPart => ({ type: 'image' })), ...text] };
-    } else if (parts !== images.length) {
-      problem(`the messages have ${parts} {"type": "image"} part(s) but the row gives ${images.length} image(s); give one image per part`);
+      const media: ContentPart[] = [...Array(missing.videos).fill({ type: 'video' }), ...Array(missing.images).fill({ type: 'image' })];
+      messages[i] = { ...m, content: [...media, ...text] };
     }
+    const now = countMedia(messages);
+    if (now.images !== images.length) problem(`the messages have ${now.images} {"type": "image"} part(s) but the row gives ${images.length} image(s); give one image per part`);
+    if (now.videos !== videos.length) problem(`the messages have ${now.videos} {"type": "video"} part(s) but the row gives ${videos.length} video(s); give one video per part`);
   } else if (typeof row.prompt === 'string') {
     if (!row.prompt.trim()) problem('"prompt" is empty');
-    messages = [{ role: 'user', content: [...images.map((): ContentPart => ({ type: 'image' })), { type: 'text', text: row.prompt }] }];
+    // as `vlmkit ask` builds its question: videos, images, then the text
+    messages = [userMessage(row.prompt, images.length, videos.length)];
   } else {
     return problem(row.prompt === undefined ? 'the row needs "prompt" (a question) or "messages"' : '"prompt" must be a string');
   }
-  return { messages, images, sampling: parseSampling(row.sampling) };
+  return { messages, images, videos, sampling: { ...parseSampling(row.sampling), ...parseVideoSampling(row, videos.length > 0) } };
+}
+
+/** One input row before it is checked: its JSON value, or why its line is not JSON. */
+export interface RawRow {
+  line: number;
+  value?: unknown;
+  invalid?: string;
 }
 
 /**
@@ -109,18 +142,26 @@ function parseBody(row: Record<string, unknown>, baseDir: string): Pick<BatchRow
  * where relative image paths start.
  */
 export function parseRows(text: string, baseDir: string): BatchRow[] {
+  const raw: RawRow[] = [];
+  text.split('\n').forEach((l, i) => {
+    const t = l.trim();
+    if (!t) return;
+    try {
+      raw.push({ line: i + 1, value: JSON.parse(t) });
+    } catch (e) {
+      raw.push({ line: i + 1, invalid: `not valid JSON (${(e as Error).message})` });
+    }
+  });
+  return checkRows(raw, baseDir);
+}
+
+/** Rows from their JSON values, as parseRows checks them (ids unique, every field valid). */
+export function checkRows(raw: readonly RawRow[], baseDir: string): BatchRow[] {
   const rows: BatchRow[] = [];
   const firstLine = new Map<string, number>();
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const raw = lines[i]!.trim();
-    if (!raw) continue;
-    const line = i + 1;
-    let obj: unknown;
-    try {
-      obj = JSON.parse(raw);
-    } catch (e) {
-      rows.push(badRow(line, null, `not valid JSON (${(e as Error).message})`));
+  for (const { line, value: obj, invalid } of raw) {
+    if (invalid !== undefined) {
+      rows.push(badRow(line, null, invalid));
       continue;
     }
     if (!obj || typeof obj !== 'object' || Array.isArray(obj)) {
@@ -153,5 +194,5 @@ export function parseRows(text: string, baseDir: string): BatchRow[] {
 
 /** A row that cannot run; without a usable id it is keyed by its line. */
 function badRow(line: number, id: RowId, reason: string): BatchRow {
-  return { line, id, key: rowKey(id, line), problem: reason, messages: [], images: [], sampling: {}, samplingKey: '' };
+  return { line, id, key: rowKey(id, line), problem: reason, messages: [], images: [], videos: [], sampling: {}, samplingKey: '' };
 }

@@ -36,7 +36,7 @@ commands:
   embed    CLIP / SigLIP embeddings as JSON lines     vlmkit embed --model DIR photo.jpg --text "a red car"
   search   a folder's images most like a text          vlmkit search --model DIR "a red car" photos/
   serve    an OpenAI-compatible HTTP server           vlmkit serve --model DIR --port 8080
-  batch    answer a JSONL file of rows, resumable     vlmkit batch --input rows.jsonl --out results.jsonl
+  batch    a folder of images or JSONL rows           vlmkit batch --prompt "What is it?" photos/ --out results.jsonl
   quantize a model with 8- or 4-bit weights           vlmkit quantize DIR --to q4_0 --out DIR-q4_0
 
 Without --model, ask, chat, tokens, info, eval, serve, batch and demo use the built-in model vlmkit-shapes (models/vlmkit-shapes

@@ -46,8 +46,9 @@ export interface SearchOptions extends UpdateIndexOptions {
 }
 
 /** Every image file under `folder` (png, jpeg, gif, webp by extension), as sorted '/'-separated relative paths with
- * their size and mtime. Hidden entries and symbolic links are not followed (no cycles, no escaping the folder). */
-export function listImages(folder: string): IndexedFile[] {
+ * their size and mtime. Hidden entries and symbolic links are not followed (no cycles, no escaping the folder);
+ * `onSkip` hears of each entry left out that way and of every other file (a hidden folder counts once). */
+export function listImages(folder: string, onSkip?: (relPath: string) => void): IndexedFile[] {
   const out: IndexedFile[] = [];
   const walk = (dir: string, rel: string) => {
     let names: string[];
@@ -57,8 +58,11 @@ export function listImages(folder: string): IndexedFile[] {
       throw new VlmkitError('E_ARGS', `cannot read the folder ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; give a readable folder of images`);
     }
     for (const name of names) {
-      if (name.startsWith('.')) continue;
       const p = join(dir, name), r = rel ? `${rel}/${name}` : name;
+      if (name.startsWith('.')) {
+        onSkip?.(r);
+        continue;
+      }
       let st;
       try {
         st = lstatSync(p);
@@ -67,6 +71,7 @@ export function listImages(folder: string): IndexedFile[] {
       }
       if (st.isDirectory()) walk(p, r);
       else if (st.isFile() && IMAGE_EXT.test(name)) out.push({ path: r, mtimeMs: st.mtimeMs, size: st.size });
+      else onSkip?.(r);
     }
   };
   let root;

@@ -11,6 +11,7 @@ const DIR = new URL('./playground/', import.meta.url);
 const FILES: Record<string, { file: string; type: string }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/playground/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
+  '/playground/grounding.js': { file: 'grounding.js', type: 'text/javascript; charset=utf-8' },
   '/playground/style.css': { file: 'style.css', type: 'text/css; charset=utf-8' },
 };
 

@@ -3,61 +3,14 @@
 // job goes on; a results file is never overwritten without --resume.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PNG } from 'pngjs';
 import { ROOT } from '../e2e/spawn-cli.js';
+import { picture } from './pictures.js';
+import { batchCli, lineCount } from './run-batch.js';
 
 const MODEL = join(ROOT, 'test', 'fixtures', 'reference', 'tiny-smolvlm');
-const BIN = join(ROOT, 'bin', 'vlmkit.js');
-
-/** A 24x24 picture: a background and a rectangle, both from the index (every picture differs). */
-function picture(i: number): Buffer {
-  const png = new PNG({ width: 24, height: 24 });
-  const x0 = i % 12;
-  const y0 = Math.floor(i / 12) % 12;
-  for (let y = 0; y < 24; y++) {
-    for (let x = 0; x < 24; x++) {
-      const inside = x >= x0 && x < x0 + 10 && y >= y0 && y < y0 + 8;
-      const o = (y * 24 + x) * 4;
-      png.data[o] = inside ? (i * 37) % 256 : 240;
-      png.data[o + 1] = inside ? (i * 91) % 256 : 240 - (i % 50);
-      png.data[o + 2] = inside ? (i * 13) % 256 : 200;
-      png.data[o + 3] = 255;
-    }
-  }
-  return PNG.sync.write(png);
-}
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stderr: string;
-}
-
-/** Runs `vlmkit batch`; `stopWhen` (checked every 50 ms) sends `stopWith` once it holds. */
-function batch(args: string[], stop?: { when: () => boolean; signal: NodeJS.Signals }): Promise<Run> {
-  const p = spawn(process.execPath, [BIN, 'batch', '--model', MODEL, ...args], { cwd: ROOT, env: { ...process.env, VLMKIT_CLI_SOURCE: '1', VLMKIT_DEBUG: '' } });
-  let stderr = '';
-  p.stderr.on('data', (d) => (stderr += d));
-  let timer: NodeJS.Timeout | undefined;
-  if (stop) {
-    timer = setInterval(() => {
-      if (stop.when()) {
-        clearInterval(timer);
-        p.kill(stop.signal);
-      }
-    }, 50);
-  }
-  return new Promise((resolve) => p.on('close', (code, signal) => {
-    clearInterval(timer);
-    resolve({ code, signal, stderr });
-  }));
-}
-
-const lineCount = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').length - 1 : 0);
 
 describe('vlmkit batch', () => {
   let dir: string;
@@ -77,7 +30,7 @@ describe('vlmkit batch', () => {
 
   it('a 200-image job interrupted twice and resumed equals an uninterrupted run', async () => {
     const whole = join(dir, 'whole.jsonl');
-    const r0 = await batch(['--input', rows, '--out', whole, '--batch-size', '4']);
+    const r0 = await batchCli(MODEL, ['--input', rows, '--out', whole, '--batch-size', '4']);
     assert.equal(r0.code, 0, r0.stderr);
     const expected = readFileSync(whole, 'utf8');
     const lines = expected.trimEnd().split('\n').map((l) => JSON.parse(l));
@@ -88,7 +41,7 @@ describe('vlmkit batch', () => {
 
     const out = join(dir, 'resumed.jsonl');
     // Ctrl-C: stops at once, keeps what it wrote, says how to go on
-    const r1 = await batch(['--input', rows, '--out', out, '--batch-size', '4'], { when: () => lineCount(out) >= 30, signal: 'SIGINT' });
+    const r1 = await batchCli(MODEL, ['--input', rows, '--out', out, '--batch-size', '4'], { when: () => lineCount(out) >= 30, signal: 'SIGINT' });
     assert.equal(r1.code, 130, r1.stderr);
     assert.match(r1.stderr, /interrupted; .* run the same command with --resume/);
     const n1 = lineCount(out);
@@ -96,20 +49,20 @@ describe('vlmkit batch', () => {
     assert.equal(readFileSync(out, 'utf8'), expected.split('\n').slice(0, n1).join('\n') + '\n', 'the rows written so far are the uninterrupted run\'s');
 
     // without --resume the results are not touched
-    const r2 = await batch(['--input', rows, '--out', out]);
+    const r2 = await batchCli(MODEL, ['--input', rows, '--out', out]);
     assert.equal(r2.code, 1);
     assert.match(r2.stderr, /already has results; pass --resume/);
     assert.equal(lineCount(out), n1);
 
     // a kill mid-run, then a torn last line as a crash mid-write would leave
-    const r3 = await batch(['--input', rows, '--out', out, '--batch-size', '4', '--resume'], { when: () => lineCount(out) >= n1 + 40, signal: 'SIGKILL' });
+    const r3 = await batchCli(MODEL, ['--input', rows, '--out', out, '--batch-size', '4', '--resume'], { when: () => lineCount(out) >= n1 + 40, signal: 'SIGKILL' });
     assert.equal(r3.signal, 'SIGKILL', r3.stderr);
     assert.match(r3.stderr, new RegExp(`${n1} rows are already in`));
     const n3 = lineCount(out);
     assert.ok(n3 >= n1 + 40 && n3 < N, `killed part way (${n3} rows)`);
     appendFileSync(out, '{"id":"img-9999","te');
 
-    const r4 = await batch(['--input', rows, '--out', out, '--batch-size', '4', '--resume']);
+    const r4 = await batchCli(MODEL, ['--input', rows, '--out', out, '--batch-size', '4', '--resume']);
     assert.equal(r4.code, 0, r4.stderr);
     assert.match(r4.stderr, /dropped a torn last line \(20 bytes\)/);
     assert.match(r4.stderr, new RegExp(`batch: ${N - n3}/${N - n3} rows, 0 errors`));
@@ -130,7 +83,7 @@ describe('vlmkit batch', () => {
       JSON.stringify({ id: 'ok-2', prompt: 'text only', sampling: { temperature: 0, max_tokens: 2 } }),
     ].join('\n') + '\n');
     const out = join(dir, 'mixed-out.jsonl');
-    const r = await batch(['--input', input, '--out', out]);
+    const r = await batchCli(MODEL, ['--input', input, '--out', out]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /batch: 9\/9 rows, 7 errors/);
     const got = readFileSync(out, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
@@ -148,7 +101,7 @@ describe('vlmkit batch', () => {
     for (const e of Object.values(errors)) assert.ok(!String(e).includes('\n'), 'one line');
     assert.equal(got.filter((l) => typeof l.text === 'string').length, 2);
     // a resume has nothing left to do: error rows count as done
-    const again = await batch(['--input', input, '--out', out, '--resume']);
+    const again = await batchCli(MODEL, ['--input', input, '--out', out, '--resume']);
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stderr, /9 rows are already in .* \(7 of them errors\)/);
     assert.equal(readFileSync(out, 'utf8').trimEnd().split('\n').length, 9);

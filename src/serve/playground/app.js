@@ -1,8 +1,15 @@
 // The playground's logic: one image (picked, dropped or pasted) and a question go to POST /v1/chat/completions
-// with stream: true; the answer is shown as its server-sent events arrive. Plain browser JavaScript, no
-// libraries: the page must work with no network beyond the server that serves it.
+// with stream: true; the answer is shown as its server-sent events arrive, without its location tokens, and the
+// boxes they make are drawn on the image with their labels (the raw text stays under "raw text"). Plain browser
+// JavaScript, no libraries: the page must work with no network beyond the server that serves it.
+import { answerBoxes, streamingText, stripLocTokens } from './grounding.js';
+
 const $ = (id) => document.getElementById(id);
 const answer = $('answer');
+const raw = $('raw');
+const preview = $('preview');
+const boxesLayer = $('boxes');
+const BOX_COLOURS = ['#e8365d', '#2f6fde', '#1e9e5a', '#d9820b', '#8b4fd6'];
 const errorBox = $('error');
 const stats = $('stats');
 let imageUrl = null; // the picked image as a data: URL
@@ -35,8 +42,9 @@ function setImage(file) {
   const reader = new FileReader();
   reader.onload = () => {
     imageUrl = reader.result;
-    $('preview').src = imageUrl;
-    $('preview').hidden = false;
+    clearBoxes();
+    preview.src = imageUrl;
+    preview.hidden = false;
     $('drop-hint').hidden = true;
     $('clear-image').hidden = false;
     errorBox.hidden = true;
@@ -45,10 +53,49 @@ function setImage(file) {
   reader.readAsDataURL(file);
 }
 
+/** Shows the image as large as the pane allows (small pictures scaled up), its aspect ratio kept. */
+function fitPreview() {
+  const scale = Math.min(($('drop').clientWidth - 8) / preview.naturalWidth, 420 / preview.naturalHeight);
+  preview.style.width = `${preview.naturalWidth * scale}px`;
+  preview.style.height = `${preview.naturalHeight * scale}px`;
+}
+
+function clearBoxes() {
+  boxesLayer.replaceChildren();
+}
+
+/**
+ * One frame per box over the image, placed in fractions of it (so it stays on the object at any display size);
+ * data-x0.. hold the box in the image's own pixels, as `vlmkit ask --json` prints it.
+ */
+function drawBoxes(text) {
+  clearBoxes();
+  if (!imageUrl || !preview.naturalWidth) return;
+  answerBoxes(text, preview.naturalWidth, preview.naturalHeight).forEach((b, i) => {
+    const el = document.createElement('div');
+    el.className = b.v0 < 0.08 ? 'box low' : 'box'; // a box at the top edge gets its label inside
+    el.style.setProperty('--c', BOX_COLOURS[i % BOX_COLOURS.length]);
+    el.style.left = `${b.u0 * 100}%`;
+    el.style.top = `${b.v0 * 100}%`;
+    el.style.width = `${(b.u1 - b.u0) * 100}%`;
+    el.style.height = `${(b.v1 - b.v0) * 100}%`;
+    for (const k of ['x0', 'y0', 'x1', 'y1']) el.dataset[k] = String(b[k]);
+    el.dataset.label = b.label;
+    if (b.label) {
+      const label = document.createElement('span');
+      label.className = 'box-label';
+      label.textContent = b.label;
+      el.append(label);
+    }
+    boxesLayer.append(el);
+  });
+}
+
 function clearImage() {
   imageUrl = null;
-  $('preview').hidden = true;
-  $('preview').removeAttribute('src');
+  clearBoxes();
+  preview.hidden = true;
+  preview.removeAttribute('src');
   $('drop-hint').hidden = false;
   $('clear-image').hidden = true;
   $('file').value = '';
@@ -96,6 +143,8 @@ async function send(ev) {
   if (running || !modelId) return;
   errorBox.hidden = true;
   answer.textContent = '';
+  raw.textContent = '';
+  clearBoxes();
   answer.className = 'streaming';
   answer.dataset.state = 'streaming';
   stats.textContent = '';
@@ -106,6 +155,7 @@ async function send(ev) {
   let tFirst = null;
   let pieces = 0;
   let usage = null;
+  let text = '';
   try {
     const res = await fetch('/v1/chat/completions', {
       method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(requestBody()), signal: running.signal,
@@ -124,9 +174,13 @@ async function send(ev) {
       if (piece) {
         tFirst ??= performance.now();
         pieces++;
-        answer.textContent += piece;
+        text += piece;
+        raw.textContent = text;
+        answer.textContent = streamingText(text);
       }
     }
+    answer.textContent = stripLocTokens(text);
+    drawBoxes(text);
     answer.dataset.state = 'done';
     const secs = (performance.now() - (tFirst ?? t0)) / 1000;
     const tokens = usage?.completion_tokens ?? pieces;
@@ -150,6 +204,7 @@ $('question').addEventListener('keydown', (e) => {
 $('stop').addEventListener('click', () => running?.abort());
 $('file').addEventListener('change', () => setImage($('file').files[0]));
 $('clear-image').addEventListener('click', clearImage);
+preview.addEventListener('load', fitPreview);
 const drop = $('drop');
 drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
 drop.addEventListener('dragleave', () => drop.classList.remove('over'));

@@ -44,6 +44,7 @@ export function applyDora(y: Tensor, x: Tensor, l: Linear<Tensor | QuantizedWeig
   const low = linear(linear(xin, ad.a), ad.b);
   // PEFT's base_result: the output so far minus the bias, or with dropout a product of the dropped input
   const base = xin !== x ? linear(xin, l.w) : l.b ? sub(y, l.b) : y;
-  const dora = add(mul(sub(scaleRows, 1), base), mul(mul(scaleRows, low), ad.scale));
+  // (m/‖·‖)·s folded on the [N] vector: one pass over the activations less than PEFT's (m/‖·‖ ⊙ low)·s
+  const dora = add(mul(sub(scaleRows, 1), base), mul(low, ad.scale === 1 ? scaleRows : mul(scaleRows, ad.scale)));
   return add(y, dora);
 }

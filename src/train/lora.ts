@@ -462,6 +462,8 @@ export class LoraModel {
     if (this.merged_) return;
     for (const l of this.layerMap.values()) plainWeight(l);
     for (const l of this.layerMap.values()) {
+      // a frozen DoRA adapter's cached norms are of this W; the unmerge gives it back only to rounding
+      dropNormCache(l.adapter);
       const w = plainWeight(l);
       if (!w.isContiguous()) throw new VlmkitError('E_ADAPTER', `the weight of ${l.module} is not contiguous; cannot merge into it`);
       const data = w.data as Float32Array | Uint16Array;

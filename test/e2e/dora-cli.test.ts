@@ -1,5 +1,6 @@
 // `vlmkit train sft --dora` end to end on tiny-idefics3: a few DoRA steps lower the loss, the adapter is PEFT's
-// DoRA layout, it changes the greedy answer after a reload and scores through `vlmkit eval --adapter`; DoRA on an
+// DoRA layout, it changes the greedy answer after a reload (`vlmkit ask --adapter` answers the same) and scores
+// through `vlmkit eval --adapter`; DoRA on an
 // NF4 base (QDoRA) trains and its adapter loads onto the 16/32-bit base. The flag, its config-file form and its
 // conflicts parse as documented.
 import { after, describe, it } from 'node:test';
@@ -63,6 +64,10 @@ describe('vlmkit train sft --dora', () => {
       const withAdapter = await ask();
       assert.ok(before.length > 0 && withAdapter.length > 0);
       assert.notDeepEqual(withAdapter, before);
+      // vlmkit ask --adapter gives the same greedy tokens
+      const asked = await vlmkit(['ask', '--model', TINY, '--adapter', out, '--image', join(tmp, 'wide_90x150.png'), '--max-new-tokens', '8', '--temperature', '0', '--json', 'What is in this image?']);
+      assert.equal(asked.code, 0, asked.stderr);
+      assert.deepEqual((JSON.parse(asked.stdout) as { token_ids: number[] }).token_ids, withAdapter);
     } finally {
       vlm.dispose();
     }

@@ -5,6 +5,7 @@ import { loadImage, type DecodeOptions, type RgbImage } from '../processing/deco
 import { checkMediaCount, inspectModel, loadVlm, userMessage } from '../api.js';
 import { drawBoxes, writePng } from '../eval/draw.js';
 import { answerBoxes, locStripper, stripLocTokens } from '../eval/grounding.js';
+import type { AdaptableModel } from '../train/lora.js';
 import { GENERATION_FLAGS, GENERATION_USAGE, VIDEO_FLAGS, VIDEO_USAGE, argError, generationOptions, MODEL_FLAG_USAGE, modelDir, parsing, videoOptions, QUANT_FLAG_USAGE, quantOption } from './args.js';
 import { leadingTrimmer, timingLine, timingsJson } from './format.js';
 import { type CliIo, frameProgress, status, tileProgress, write } from './io.js';
@@ -18,11 +19,18 @@ ${MODEL_FLAG_USAGE}
                             first image's pixels
   --draw OUT.png            draw the answer's boxes and labels onto the first image and write it as a PNG
   --f32                     load every weight as f32 (slower, more memory; as the parity checks run)
+  --adapter DIR             a LoRA or DoRA adapter (PEFT folder, e.g. from vlmkit train) applied to the model
 ${QUANT_FLAG_USAGE}
 ${GENERATION_USAGE}
 ${VIDEO_USAGE}
 Write <image> in the question to place the images there; otherwise they come before it. The printed answer
 leaves out location tokens (<locNNNN>).`;
+
+/** Loads a PEFT adapter directory (LoRA or DoRA) onto the model, unmerged (exact on 16-bit and quantized bases). */
+export async function applyAdapter(model: AdaptableModel, dir: string): Promise<void> {
+  const { loadAdapter } = await import('../train/peft.js');
+  loadAdapter(model, dir);
+}
 
 /** Decodes every image up front, so a bad file fails before the model loads. */
 export async function loadImages(paths: readonly string[], opts: DecodeOptions = {}): Promise<RgbImage[]> {
@@ -32,7 +40,7 @@ export async function loadImages(paths: readonly string[], opts: DecodeOptions =
 }
 
 export async function ask(argv: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parsing(ASK_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, json: { type: 'boolean' }, draw: { type: 'string' }, f32: { type: 'boolean' }, quant: { type: 'string' }, ...GENERATION_FLAGS, ...VIDEO_FLAGS }, allowPositionals: true, strict: true }));
+  const { values, positionals } = parsing(ASK_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, json: { type: 'boolean' }, draw: { type: 'string' }, f32: { type: 'boolean' }, quant: { type: 'string' }, adapter: { type: 'string' }, ...GENERATION_FLAGS, ...VIDEO_FLAGS }, allowPositionals: true, strict: true }));
   const dir = modelDir(values);
   const quant = quantOption(values);
   const question = positionals.join(' ');
@@ -54,6 +62,7 @@ export async function ask(argv: string[], io: CliIo): Promise<number> {
   const onInt = () => ac.abort();
   process.once('SIGINT', onInt);
   try {
+    if (values.adapter) await applyAdapter(vlm.model, values.adapter);
     const live = !values.json && io.stdout.isTTY === true;
     const stream = vlm.stream(question, { images, videos }, {
       ...gen, ...video, signal: ac.signal,

@@ -11,13 +11,14 @@ import { GENERATION_FLAGS, GENERATION_USAGE, VIDEO_FLAGS, VIDEO_USAGE, generatio
 import { leadingTrimmer, timingLine } from './format.js';
 import { type CliIo, frameProgress, status, tileProgress, write } from './io.js';
 import { probeVideo } from '../video/index.js';
-import { loadImages } from './ask.js';
+import { applyAdapter, loadImages } from './ask.js';
 
 export const CHAT_USAGE = `usage: vlmkit chat [--model <dir>] [--image <path>]... [--system "<text>"] [options]
 ${MODEL_FLAG_USAGE}
   --image PATH              attach images to your first message
   --system TEXT             a system message
   --f32                     load every weight as f32
+  --adapter DIR             a LoRA or DoRA adapter (PEFT folder, e.g. from vlmkit train) applied to the model
 ${QUANT_FLAG_USAGE}
 ${GENERATION_USAGE}
 ${VIDEO_USAGE}
@@ -26,7 +27,7 @@ In the chat: /image PATH attaches an image to your next message, /video PATH a v
 const HELP = '/image PATH  attach an image to your next message · /video PATH  attach a video · /reset  start over · /exit  leave';
 
 export async function chat(argv: string[], io: CliIo): Promise<number> {
-  const { values } = parsing(CHAT_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, system: { type: 'string' }, f32: { type: 'boolean' }, quant: { type: 'string' }, ...GENERATION_FLAGS, ...VIDEO_FLAGS }, allowPositionals: true, strict: true }));
+  const { values } = parsing(CHAT_USAGE, () => parseArgs({ args: argv, options: { model: { type: 'string' }, image: { type: 'string', multiple: true }, system: { type: 'string' }, f32: { type: 'boolean' }, quant: { type: 'string' }, adapter: { type: 'string' }, ...GENERATION_FLAGS, ...VIDEO_FLAGS }, allowPositionals: true, strict: true }));
   const dir = modelDir(values);
   const quant = quantOption(values);
   const gen = generationOptions(values);
@@ -37,6 +38,12 @@ export async function chat(argv: string[], io: CliIo): Promise<number> {
   for (const v of pendingVideos) await probeVideo(v);
   status(io, `loading ${dir} ...`);
   const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined, quant });
+  try {
+    if (values.adapter) await applyAdapter(vlm.model, values.adapter);
+  } catch (e) {
+    vlm.dispose();
+    throw e;
+  }
   const tty = io.stdin.isTTY === true && io.stdout.isTTY === true;
   const rl = createInterface({ input: io.stdin, output: tty ? io.stdout : undefined, terminal: tty, prompt: 'you> ' });
   const session = vlm.chat({ system: values.system });

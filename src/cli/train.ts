@@ -41,6 +41,8 @@ export const TRAIN_USAGE = `usage: vlmkit train sft --model <dir> --data train.j
   --out DIR                 run folder: checkpoint-N/, metrics.jsonl, the final adapter (or model/ with --full)
   --lora SPEC               r=8,alpha=16[,dropout=0.05][,targets=q_proj,k_proj,...|all-linear][,rslora=true]
                             (default r=8,alpha=16 on q/k/v/o/gate/up/down_proj)
+  --dora                    DoRA (PEFT's use_dora): LoRA plus a trained magnitude per output feature of each
+                            adapted layer; saved as PEFT does (use_dora, lora_magnitude_vector), merges like LoRA
   --full                    fine-tune every weight instead of LoRA (model loaded in f32)
   --freeze-vision           keep the vision tower frozen (with --full: train the rest; with LoRA: no adapters there)
   --lr X                    peak learning rate (default 2e-4 LoRA, 2e-5 full, 1e-3 --init random)
@@ -84,7 +86,7 @@ contrastive (a CLIP or SigLIP model; rows {"image": "a.png", "text": "a red circ
 
 const FLAGS = {
   model: { type: 'string' }, data: { type: 'string' }, val: { type: 'string' }, out: { type: 'string' },
-  lora: { type: 'string' }, full: { type: 'boolean' }, 'freeze-vision': { type: 'boolean' },
+  lora: { type: 'string' }, dora: { type: 'boolean' }, full: { type: 'boolean' }, 'freeze-vision': { type: 'boolean' },
   lr: { type: 'string' }, epochs: { type: 'string' }, 'max-steps': { type: 'string' }, 'batch-size': { type: 'string' },
   'grad-accum': { type: 'string' }, 'warmup-steps': { type: 'string' }, 'warmup-ratio': { type: 'string' },
   schedule: { type: 'string' }, clip: { type: 'string' }, 'weight-decay': { type: 'string' }, seed: { type: 'string' },
@@ -177,6 +179,7 @@ export function parseLoraSpec(spec: string): Partial<LoraConfigInput> {
       case 'alpha': case 'lora_alpha': case 'loraAlpha': setNum('loraAlpha', v, 'alpha'); return null;
       case 'dropout': case 'lora_dropout': case 'loraDropout': setNum('loraDropout', v, 'dropout'); return null;
       case 'rslora': case 'use_rslora': o.useRslora = v === true || v === 'true' || v === '1'; return null;
+      case 'dora': case 'use_dora': case 'useDora': o.useDora = v === true || v === 'true' || v === '1'; return null;
       case 'init': case 'init_lora_weights': o.initLoraWeights = v === 'gaussian' ? 'gaussian' : v !== false && v !== 'false'; return null;
       case 'targets': case 'target_modules': case 'targetModules':
         if (Array.isArray(v)) o.targetModules = v.map(String);
@@ -185,7 +188,7 @@ export function parseLoraSpec(spec: string): Partial<LoraConfigInput> {
       case 'exclude': case 'exclude_modules':
         o.excludeModules = Array.isArray(v) ? v.map(String) : [String(v)];
         return 'exclude';
-      default: throw bad(`unknown key "${k}" (use r, alpha, dropout, targets, exclude, rslora, init)`);
+      default: throw bad(`unknown key "${k}" (use r, alpha, dropout, targets, exclude, rslora, dora, init)`);
     }
   };
   const t = spec.trim();
@@ -251,7 +254,7 @@ export function trainOptions(argv: string[], method: TrainMethod = 'sft'): { opt
     if (!v[req]) throw argError(`--${req} is required\n${TRAIN_USAGE}`);
   if (random) {
     if (v.model !== undefined) throw argError('--init random builds the model from --model-config, not from --model; drop --model');
-    if (v.lora !== undefined || v['freeze-vision'] === true) throw argError('--init random trains every weight of a new model; drop --lora and --freeze-vision');
+    if (v.lora !== undefined || v.dora === true || v['freeze-vision'] === true) throw argError('--init random trains every weight of a new model; drop --lora, --dora and --freeze-vision');
     if (!v.tokenizer) throw argError(`--init random needs --tokenizer DIR (${method === 'contrastive' ? 'tokenizer.json and preprocessor_config.json' : 'tokenizer.json, tokenizer_config.json, chat template, processor_config.json'})\n${TRAIN_USAGE}`);
   } else if (v['model-config'] !== undefined || v.tokenizer !== undefined) {
     throw argError('--model-config and --tokenizer go with --init random; a fine-tune reads both from --model');
@@ -262,6 +265,7 @@ export function trainOptions(argv: string[], method: TrainMethod = 'sft'): { opt
   if (saveDtype !== undefined && !['f32', 'bf16', 'f16'].includes(String(saveDtype))) throw argError(`--save-dtype takes f32, bf16 or f16, got ${JSON.stringify(saveDtype)}`);
   const full = v.full === true || random;
   if (full && v.lora !== undefined) throw argError('--full trains every weight; it does not take --lora (drop one of them)');
+  if (full && v.dora === true) throw argError('--dora is a kind of LoRA adapter; --full trains every weight instead (drop one of them)');
   const mode: SftMode = full ? (v['freeze-vision'] ? 'frozen-vision' : 'full') : 'lora';
   const schedule = v.schedule as string | undefined;
   if (schedule !== undefined && !['constant', 'linear', 'cosine'].includes(schedule))
@@ -269,7 +273,7 @@ export function trainOptions(argv: string[], method: TrainMethod = 'sft'): { opt
   if (v['warmup-steps'] !== undefined && v['warmup-ratio'] !== undefined) throw argError('give --warmup-steps or --warmup-ratio, not both');
   if (v.quant !== undefined && mode !== 'lora') throw argError(`--quant holds a frozen base in ${String(v.quant)} under LoRA adapters; ${random ? '--init random' : '--full'} trains every weight, which must stay in f32 (drop --quant)`);
   const quant = v.quant === undefined ? undefined : checkQuantFormat(String(v.quant), '--quant');
-  const lora = mode === 'lora' ? { r: 8, loraAlpha: 16, ...(typeof v.lora === 'string' ? parseLoraSpec(v.lora) : {}) } : null;
+  const lora = mode === 'lora' ? { r: 8, loraAlpha: 16, ...(typeof v.lora === 'string' ? parseLoraSpec(v.lora) : {}), ...(v.dora === true ? { useDora: true } : {}) } : null;
   const opts: SftRunOptions = {
     model: random ? null : String(v.model), data: String(v.data), val: typeof v.val === 'string' ? v.val : null, out: String(v.out),
     init: random ? 'random' : 'pretrained',

@@ -1,6 +1,7 @@
 // Small helpers shared by the model families: memory scopes that stay correct under autograd, and reading small
 // integer tensors (ids, masks) on the host.
 import { type QuantizedWeight, type Tensor, add, contiguous, isGradEnabled, linear, mul, tidy, tidyUnless } from '../engine/index.js';
+import { applyDora } from './dora.js';
 
 /**
  * Runs fn in a tidy scope. Without a graph (inference, or no input requiring grad) every intermediate is released
@@ -49,6 +50,13 @@ export interface LowRankAdapter {
   enabled?: boolean;
   /** applied to x before A (LoRA dropout in training mode); default: x itself */
   input?: (x: Tensor) => Tensor;
+  /**
+   * DoRA (PEFT's use_dora): the magnitude m [N], f32; the layer's weight becomes m ⊙ (W + scale·BA) / ‖W + scale·BA‖
+   * per output feature (models/dora.ts). Absent: plain LoRA.
+   */
+  magnitude?: Tensor;
+  /** DoRA: ‖W + scale·BA‖ [N] of a frozen adapter (A, B and m take no gradient), computed once; owned by the adapter */
+  normCache?: Tensor | null;
 }
 
 /**
@@ -61,11 +69,15 @@ export interface Linear<W extends Tensor | QuantizedWeight = Tensor | QuantizedW
   adapters?: LowRankAdapter[];
 }
 
-/** x [..., K] -> [..., N]: x wᵀ + b, plus every enabled adapter's scale · (x Aᵀ) Bᵀ. */
+/** x [..., K] -> [..., N]: x wᵀ + b, plus every enabled adapter's scale · (x Aᵀ) Bᵀ (DoRA's term for a DoRA one). */
 export function applyLinear(x: Tensor, l: Linear<Tensor | QuantizedWeight>): Tensor {
   let y = linear(x, l.w, l.b ?? undefined);
   if (l.adapters) for (const ad of l.adapters) {
     if (ad.enabled === false) continue;
+    if (ad.magnitude) {
+      y = applyDora(y, x, l, ad);
+      continue;
+    }
     const low = linear(linear(ad.input ? ad.input(x) : x, ad.a), ad.b);
     y = add(y, ad.scale === 1 ? low : mul(low, ad.scale));
   }

@@ -1,6 +1,7 @@
 // Attaching a PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors) to a loaded model's
-// linear layers, for the parity tool. Plain LoRA only: y += (alpha / r) · x Aᵀ Bᵀ (alpha / sqrt(r) with rsLoRA),
-// per-module r and alpha from rank_pattern / alpha_pattern. Returns a function that detaches it again.
+// linear layers, for the parity tool: y += (alpha / r) · x Aᵀ Bᵀ (alpha / sqrt(r) with rsLoRA), per-module r and
+// alpha from rank_pattern / alpha_pattern; with use_dora (DoRA) each module's lora_magnitude_vector [out] rescales
+// the adapted weight per output feature (models/dora.ts). Returns a function that detaches it again.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromRaw } from '../engine/index.js';
@@ -36,7 +37,7 @@ export function attachPeftAdapter(model: AdaptableModel, dir: string): () => voi
     throw new FileFormatError(`${cfgPath} is not valid JSON (${(e as Error).message})`);
   }
   if (cfg.peft_type !== undefined && cfg.peft_type !== 'LORA') throw adapterError(`${cfgPath}: peft_type ${JSON.stringify(cfg.peft_type)} is not supported (LoRA only)`);
-  if (cfg.use_dora === true) throw adapterError(`${cfgPath}: DoRA adapters are not supported`);
+  const dora = cfg.use_dora === true;
   const r0 = typeof cfg.r === 'number' ? cfg.r : 8;
   const alpha0 = typeof cfg.lora_alpha === 'number' ? cfg.lora_alpha : 8;
   const rs = cfg.use_rslora === true;
@@ -49,6 +50,8 @@ export function attachPeftAdapter(model: AdaptableModel, dir: string): () => voi
       if (i >= 0) list.splice(i, 1);
       ad.a.dispose();
       ad.b.dispose();
+      ad.magnitude?.dispose();
+      ad.normCache?.dispose();
     }
     added.length = 0;
   };
@@ -73,6 +76,20 @@ export function attachPeftAdapter(model: AdaptableModel, dir: string): () => voi
         throw adapterError(`adapter ${module}: A ${JSON.stringify(a.shape)} / B ${JSON.stringify(b.shape)} do not fit the layer's weight ${JSON.stringify(lin.w.shape)}; the adapter was trained for another model`);
       }
       const ad: LowRankAdapter = { a, b, scale: rs ? alpha / Math.sqrt(r) : alpha / r };
+      if (dora) {
+        const mName = name.replace(/\.lora_A(?:\.[^.]+)?\.weight$/, '.lora_magnitude_vector');
+        if (!f.has(mName)) {
+          a.dispose();
+          b.dispose();
+          throw adapterError(`${cfgPath} says use_dora but ${wPath} has no ${mName}; re-save the adapter`);
+        }
+        const m = fromRaw(f.read(mName), { dtype: 'f32', backend: lin.w.backend });
+        if (m.rank !== 1 || m.shape[0] !== lin.w.shape[0]) {
+          for (const t of [a, b, m]) t.dispose();
+          throw adapterError(`${wPath}: ${mName} has shape ${JSON.stringify(m.shape)} but ${module} has ${lin.w.shape[0]} output features; the adapter was trained for another model`);
+        }
+        ad.magnitude = m;
+      }
       const list = (lin.adapters ??= []);
       list.push(ad);
       added.push({ list, ad });

@@ -13,11 +13,16 @@
 //   - merge: W += scaling * B·A in W's dtype (bf16/f16 weights too); unmerge subtracts it again.
 //   - a block-quantized base weight (QuantizedWeight, QLoRA's frozen base) is adapted the same way: the adapters
 //     stay f32 and train, the base takes no gradient; merging into it is refused (merge onto the f32/bf16 base).
-// Parameter names are PEFT's in-memory ones: base_model.model.<module>.lora_A.<adapter>.weight ("default").
-// DoRA, lora_bias, fan_in_fan_out (GPT-2 Conv1D) and conv / embedding targets are not supported.
+//   - use_dora (DoRA, models/dora.ts): a magnitude m [out] per module, initialised as PEFT does to ‖W + s·BA‖ per
+//     output feature (‖W‖ with B zeros: step 0 is the base model); merge: W ← m/‖W + s·BA‖ ⊙ (W + s·BA), the norm
+//     kept for the unmerge.
+// Parameter names are PEFT's in-memory ones: base_model.model.<module>.lora_A.<adapter>.weight ("default"),
+// base_model.model.<module>.lora_magnitude_vector.<adapter>.weight for DoRA.
+// lora_bias, fan_in_fan_out (GPT-2 Conv1D) and conv / embedding targets are not supported.
 import { QuantizedWeight, type Tensor, Rng, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, matmul, mul, noGrad, rand, randn, tensor, zeros } from '../engine/index.js';
 import { VlmkitError } from '../errors.js';
 import type { Linear, LowRankAdapter } from '../models/common.js';
+import { doraWeightNorm } from '../models/dora.js';
 
 export const ALL_LINEAR = 'all-linear';
 
@@ -75,7 +80,6 @@ export function loraConfig(o: LoraConfigInput): LoraConfig {
   if (!(c.loraDropout >= 0 && c.loraDropout < 1)) throw badConfig(`lora_dropout must be in [0, 1), got ${c.loraDropout}`);
   if (c.initLoraWeights !== true && c.initLoraWeights !== false && c.initLoraWeights !== 'gaussian')
     throw badConfig(`init_lora_weights ${JSON.stringify(c.initLoraWeights)} is not supported (use true or "gaussian")`);
-  if (c.useDora) throw badConfig('DoRA (use_dora) is not supported by vlmkit yet; train a plain LoRA adapter');
   if (typeof c.targetModules !== 'string' && c.targetModules.length === 0)
     throw badConfig('target_modules is empty; give module names (e.g. q_proj,v_proj), a regex, or "all-linear"');
   if (typeof c.targetModules === 'string') compileRegex(c.targetModules, 'target_modules');
@@ -183,7 +187,7 @@ export interface LoraLayer {
   /** transformers module path */
   module: string;
   linear: AdaptableLinear;
-  /** the adapter attached to linear.adapters (a [r, in], b [out, r], f32) */
+  /** the adapter attached to linear.adapters (a [r, in], b [out, r], f32; DoRA: magnitude [out], f32) */
   adapter: LowRankAdapter;
   r: number;
   alpha: number;
@@ -203,6 +207,8 @@ export interface LoraCreateOptions {
 export interface LoraWeights {
   a: Tensor;
   b: Tensor;
+  /** DoRA's magnitude [out] (lora_magnitude_vector); required with use_dora, refused without */
+  m?: Tensor;
 }
 
 /**
@@ -226,6 +232,8 @@ export class LoraModel {
   private enabled_ = true;
   private merged_ = false;
   private removed = false;
+  /** DoRA: ‖W + s·BA‖ per module at merge time; the unmerge divides by the same factor (PEFT caches it too) */
+  private readonly mergeNorms = new Map<string, Float32Array>();
 
   private constructor(config: LoraConfig, layers: Map<string, LoraLayer>, seed: number, adapterName: string) {
     this.config = config;
@@ -266,10 +274,13 @@ export class LoraModel {
           : zeros([N, r], { backend });
         a.requireGrad(trainable);
         b.requireGrad(trainable);
-        layers.set(name, { module: name, linear: lin, adapter: { a, b, scale }, r, alpha, scale });
+        const adapter: LowRankAdapter = { a, b, scale };
+        // PEFT's DoraLinearLayer.update_layer: m = ‖W + s·BA‖ per output feature
+        if (cfg.useDora) adapter.magnitude = doraWeightNorm(lin.w, a, b, scale).requireGrad(trainable);
+        layers.set(name, { module: name, linear: lin, adapter, r, alpha, scale });
       }
     } catch (e) {
-      for (const l of layers.values()) { l.adapter.a.dispose(); l.adapter.b.dispose(); }
+      for (const l of layers.values()) for (const t of adapterTensors(l.adapter)) t.dispose();
       throw e;
     }
     return new LoraModel(cfg, layers, o.seed ?? 0, o.adapterName ?? 'default');
@@ -287,7 +298,7 @@ export class LoraModel {
     for (const n of weights.keys()) if (!linears.has(n)) throw new VlmkitError('E_ADAPTER', `LoRA weights for ${n}: the model has no such linear layer`);
     for (const name of order) {
       const lin = linears.get(name)!;
-      const { a, b } = weights.get(name)!;
+      const { a, b, m } = weights.get(name)!;
       const { r: rCfg, alpha } = loraScaling(config, name);
       if (!isLinear(lin)) throw new VlmkitError('E_ADAPTER', `LoRA weights for ${name}: it is a convolution (weight [${lin.w.shape}]), vlmkit adapts linear layers only`);
       const [N, K] = lin.w.shape;
@@ -296,10 +307,17 @@ export class LoraModel {
         throw new VlmkitError('E_ADAPTER', `LoRA weights for ${name}: lora_A [${a.shape}] and lora_B [${b.shape}] do not fit the layer's weight [${lin.w.shape}] (expected [r, ${K}] and [${N}, r])`);
       if (r !== rCfg)
         throw new VlmkitError('E_ADAPTER', `LoRA weights for ${name} have rank ${r} but the config gives r = ${rCfg} for this module (r / rank_pattern)`);
+      if (config.useDora && !m)
+        throw new VlmkitError('E_ADAPTER', `LoRA weights for ${name}: the config has use_dora (DoRA) but there is no lora_magnitude_vector for this module`);
+      if (!config.useDora && m)
+        throw new VlmkitError('E_ADAPTER', `LoRA weights for ${name}: a DoRA lora_magnitude_vector is given but the config has no use_dora: true`);
+      if (m && !(m.rank === 1 && m.shape[0] === N))
+        throw new VlmkitError('E_ADAPTER', `LoRA weights for ${name}: lora_magnitude_vector [${m.shape}] does not fit the layer's weight [${lin.w.shape}] (expected [${N}], one value per output feature)`);
       const scale = config.useRslora ? alpha / Math.sqrt(r) : alpha / r;
-      a.requireGrad(o.trainable ?? false);
-      b.requireGrad(o.trainable ?? false);
-      layers.set(name, { module: name, linear: lin, adapter: { a, b, scale }, r, alpha, scale });
+      const adapter: LowRankAdapter = { a, b, scale };
+      if (m) adapter.magnitude = m;
+      for (const t of adapterTensors(adapter)) t.requireGrad(o.trainable ?? false);
+      layers.set(name, { module: name, linear: lin, adapter, r, alpha, scale });
     }
     return new LoraModel(config, layers, o.seed ?? 0, o.adapterName ?? 'default');
   }
@@ -309,29 +327,40 @@ export class LoraModel {
     return this.layerMap;
   }
 
-  /** Every LoRA tensor by PEFT's in-memory name (base_model.model.<module>.lora_A.<adapter>.weight). */
+  /**
+   * Every LoRA tensor by PEFT's in-memory name (base_model.model.<module>.lora_A.<adapter>.weight; DoRA's
+   * magnitude base_model.model.<module>.lora_magnitude_vector.<adapter>.weight).
+   */
   parameters(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
     for (const l of this.layerMap.values()) {
       out.set(`base_model.model.${l.module}.lora_A.${this.adapterName}.weight`, l.adapter.a);
       out.set(`base_model.model.${l.module}.lora_B.${this.adapterName}.weight`, l.adapter.b);
+      if (l.adapter.magnitude) out.set(`base_model.model.${l.module}.lora_magnitude_vector.${this.adapterName}.weight`, l.adapter.magnitude);
     }
     return out;
   }
 
-  /** Every LoRA tensor by the name PEFT saves it under (adapter_model.safetensors: no adapter name). */
+  /**
+   * Every LoRA tensor by the name PEFT saves it under (adapter_model.safetensors: no adapter name; DoRA's magnitude
+   * as base_model.model.<module>.lora_magnitude_vector, without ".weight", as PEFT's get_peft_model_state_dict).
+   */
   stateDict(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
     for (const l of this.layerMap.values()) {
       out.set(`base_model.model.${l.module}.lora_A.weight`, l.adapter.a);
       out.set(`base_model.model.${l.module}.lora_B.weight`, l.adapter.b);
+      if (l.adapter.magnitude) out.set(`base_model.model.${l.module}.lora_magnitude_vector`, l.adapter.magnitude);
     }
     return out;
   }
 
-  /** Sets every A and B to require grad (or not). */
+  /** Sets every A and B (and DoRA magnitude) to require grad (or not). */
   requireGrad(on = true): this {
-    for (const l of this.layerMap.values()) { l.adapter.a.requireGrad(on); l.adapter.b.requireGrad(on); }
+    for (const l of this.layerMap.values()) {
+      dropNormCache(l.adapter);
+      for (const t of adapterTensors(l.adapter)) t.requireGrad(on);
+    }
     return this;
   }
 
@@ -409,8 +438,8 @@ export class LoraModel {
   }
 
   /**
-   * The module's weight with the adapter merged in (W + scaling · B·A), in W's dtype, as a fresh array
-   * (Float32Array for f32, Uint16Array of bf16/f16 bits); the model is not changed.
+   * The module's weight with the adapter merged in (W + scaling · B·A; DoRA: m/‖W + s·BA‖ ⊙ (W + s·BA)), in W's
+   * dtype, as a fresh array (Float32Array for f32, Uint16Array of bf16/f16 bits); the model is not changed.
    */
   mergedWeight(module: string): Float32Array | Uint16Array {
     const l = this.layer(module);
@@ -418,32 +447,45 @@ export class LoraModel {
     const src = w.isContiguous() ? w.data : null;
     if (!src) throw new VlmkitError('E_ADAPTER', `the weight of ${module} is not contiguous; cannot merge into it`);
     const out = src.slice() as Float32Array | Uint16Array;
-    if (!this.merged_) applyDelta(w.dtype, out, this.deltaWeight(module), +1);
+    if (this.merged_) return out;
+    if (l.adapter.magnitude) doraMerge(w.dtype, out, this.deltaWeight(module), l.adapter.magnitude.toFloat32Array());
+    else applyDelta(w.dtype, out, this.deltaWeight(module), +1);
     return out;
   }
 
-  /** Merges every adapter into its base weight, in place (W += scaling · B·A in W's dtype); forward uses W alone. */
+  /**
+   * Merges every adapter into its base weight, in place (W += scaling · B·A in W's dtype; DoRA: W ← m/‖W + s·BA‖ ⊙
+   * (W + s·BA)); forward uses W alone.
+   */
   merge(): void {
     this.assertLive();
     if (this.merged_) return;
     for (const l of this.layerMap.values()) plainWeight(l);
     for (const l of this.layerMap.values()) {
+      // a frozen DoRA adapter's cached norms are of this W; the unmerge gives it back only to rounding
+      dropNormCache(l.adapter);
       const w = plainWeight(l);
       if (!w.isContiguous()) throw new VlmkitError('E_ADAPTER', `the weight of ${l.module} is not contiguous; cannot merge into it`);
-      applyDelta(w.dtype, w.data as Float32Array | Uint16Array, this.deltaWeight(l.module), +1);
+      const data = w.data as Float32Array | Uint16Array;
+      if (l.adapter.magnitude) this.mergeNorms.set(l.module, doraMerge(w.dtype, data, this.deltaWeight(l.module), l.adapter.magnitude.toFloat32Array()));
+      else applyDelta(w.dtype, data, this.deltaWeight(l.module), +1);
     }
     this.merged_ = true;
     this.sync();
   }
 
-  /** Subtracts the merged adapters from the base weights again (PEFT's unmerge: W -= scaling · B·A). */
+  /** Takes the merged adapters out of the base weights again (PEFT's unmerge: W -= scaling · B·A; DoRA: W / factor − s·BA). */
   unmerge(): void {
     this.assertLive();
     if (!this.merged_) return;
     for (const l of this.layerMap.values()) {
       const w = plainWeight(l);
-      applyDelta(w.dtype, w.data as Float32Array | Uint16Array, this.deltaWeight(l.module), -1);
+      const data = w.data as Float32Array | Uint16Array;
+      const norms = this.mergeNorms.get(l.module);
+      if (l.adapter.magnitude && norms) doraUnmerge(w.dtype, data, this.deltaWeight(l.module), l.adapter.magnitude.toFloat32Array(), norms);
+      else applyDelta(w.dtype, data, this.deltaWeight(l.module), -1);
     }
+    this.mergeNorms.clear();
     this.merged_ = false;
     this.sync();
   }
@@ -457,7 +499,8 @@ export class LoraModel {
         l.linear.adapters = l.linear.adapters.filter((a) => a !== l.adapter);
         if (!l.linear.adapters.length) delete l.linear.adapters;
       }
-      for (const t of [l.adapter.a, l.adapter.b]) {
+      dropNormCache(l.adapter);
+      for (const t of adapterTensors(l.adapter)) {
         t.grad?.dispose();
         t.grad = null;
         t.dispose();
@@ -516,6 +559,66 @@ function mixSeed(a: number, b: number, c: number): number {
     if (v > 0xffffffff) h = Math.imul(h ^ Math.floor(v / 4294967296), 0x27d4eb2f);
   }
   return h >>> 0;
+}
+
+/** The trained tensors of one adapter: A, B and DoRA's magnitude. */
+function adapterTensors(ad: LowRankAdapter): Tensor[] {
+  return ad.magnitude ? [ad.a, ad.b, ad.magnitude] : [ad.a, ad.b];
+}
+
+/** Releases a DoRA adapter's cached weight norm (its tensors are about to change or go). */
+function dropNormCache(ad: LowRankAdapter): void {
+  ad.normCache?.dispose();
+  ad.normCache = null;
+}
+
+/** Float values of a weight's data in f32 (bf16/f16 widened exactly). */
+function floatsOf(dtype: string, w: Float32Array | Uint16Array): Float32Array {
+  if (dtype === 'f32') return w as Float32Array;
+  if (dtype !== 'bf16' && dtype !== 'f16') throw new VlmkitError('E_ADAPTER', `cannot merge a LoRA adapter into a ${dtype} weight (f32, bf16 or f16 only)`);
+  const out = new Float32Array(w.length);
+  for (let i = 0; i < w.length; i++) out[i] = dtype === 'bf16' ? bf16ToF32(w[i]!) : f16ToF32(w[i]!);
+  return out;
+}
+
+/** Writes f32 values into a weight's data, rounding once to bf16/f16 (torch's .to(orig_dtype)). */
+function storeFloats(dtype: string, w: Float32Array | Uint16Array, v: Float32Array): void {
+  if (dtype === 'f32') (w as Float32Array).set(v);
+  else for (let i = 0; i < v.length; i++) w[i] = dtype === 'bf16' ? f32ToBf16(v[i]!) : f32ToF16(v[i]!);
+}
+
+/**
+ * DoRA merge in place (PEFT's DoraLinearVariant.merge_safe): V = W + delta in f32, W ← (m / ‖V‖) ⊙ V per output
+ * row, rounded once to W's dtype. Returns the row norms ‖V‖, which the unmerge needs.
+ */
+function doraMerge(dtype: string, w: Float32Array | Uint16Array, delta: Float32Array, m: Float32Array): Float32Array {
+  const N = m.length, K = w.length / N;
+  if (!Number.isInteger(K) || delta.length !== w.length) throw new Error(`vlmkit internal: DoRA merge of ${delta.length} values and ${N} magnitudes into a weight of ${w.length}`);
+  const v = floatsOf(dtype, w).slice();
+  const norms = new Float32Array(N);
+  for (let i = 0; i < N; i++) {
+    let ss = 0;
+    for (let k = i * K; k < (i + 1) * K; k++) {
+      v[k] = Math.fround(v[k]! + delta[k]!);
+      ss += v[k]! * v[k]!;
+    }
+    norms[i] = Math.sqrt(ss);
+    const f = Math.fround(m[i]! / norms[i]!);
+    for (let k = i * K; k < (i + 1) * K; k++) v[k] = Math.fround(f * v[k]!);
+  }
+  storeFloats(dtype, w, v);
+  return norms;
+}
+
+/** DoRA unmerge in place (PEFT's DoraLinearVariant.unmerge): W ← W / (m / norm) − delta, with the merge's norms. */
+function doraUnmerge(dtype: string, w: Float32Array | Uint16Array, delta: Float32Array, m: Float32Array, norms: Float32Array): void {
+  const N = m.length, K = w.length / N;
+  const v = floatsOf(dtype, w).slice();
+  for (let i = 0; i < N; i++) {
+    const f = Math.fround(m[i]! / norms[i]!);
+    for (let k = i * K; k < (i + 1) * K; k++) v[k] = Math.fround(Math.fround(v[k]! / f) - delta[k]!);
+  }
+  storeFloats(dtype, w, v);
 }
 
 /** w (+/-)= delta elementwise in w's dtype: f32 in f32; bf16/f16 as torch's in-place add (computed in f32, rounded). */

@@ -1,6 +1,7 @@
 // PEFT adapter directories in and out, and merged checkpoints:
 //   adapter_config.json        {"peft_type": "LORA", "r", "lora_alpha", "target_modules", "lora_dropout", ...}
 //   adapter_model.safetensors  base_model.model.<module path>.lora_A.weight [r, in] / .lora_B.weight [out, r]
+//                              (DoRA, "use_dora": true: also .lora_magnitude_vector [out], no ".weight", as PEFT)
 // as peft's save_pretrained writes them (the adapter name, "default", is not in the file), so that
 // PeftModel.from_pretrained loads what vlmkit saves and vlmkit loads what PEFT saves. A merged checkpoint is a
 // complete transformers model directory: the base's config and processor files copied, model.safetensors with
@@ -41,7 +42,6 @@ export function loraConfigFromJson(j: Json, path = ADAPTER_CONFIG): LoraConfig {
   if (type !== 'LORA')
     throw adapterError(`${path}: peft_type is ${JSON.stringify(type)}; vlmkit loads LoRA adapters only (peft_type "LORA")`);
   const unsupported = (what: string, fix: string) => adapterError(`${path}: ${what} is not supported by vlmkit; ${fix}`);
-  if (j.use_dora === true) throw unsupported('use_dora (DoRA)', 'merge the adapter with PEFT (merge_and_unload) and load the merged model instead');
   if (j.fan_in_fan_out === true) throw unsupported('fan_in_fan_out (GPT-2 style Conv1D weights)', 'use an adapter made for this Llama-style model');
   if (j.bias !== undefined && j.bias !== null && j.bias !== 'none') throw unsupported(`bias "${String(j.bias)}"`, 'train the adapter with bias="none"');
   if (j.lora_bias === true) throw unsupported('lora_bias', 'train the adapter with lora_bias=False');
@@ -71,6 +71,7 @@ export function loraConfigFromJson(j: Json, path = ADAPTER_CONFIG): LoraConfig {
     targetModules,
     excludeModules,
     useRslora: j.use_rslora === true,
+    useDora: j.use_dora === true,
     // loaded weights replace any init; keep the recorded one for re-saving when it is one we know
     initLoraWeights: init === 'gaussian' ? 'gaussian' : init === false ? false : true,
     rankPattern: numRecord(j.rank_pattern, 'rank_pattern', path),
@@ -112,7 +113,7 @@ export function loraConfigToJson(cfg: LoraConfig, targets?: readonly string[]): 
     revision: null,
     target_modules: tm,
     task_type: cfg.taskType,
-    use_dora: false,
+    use_dora: cfg.useDora,
     use_rslora: cfg.useRslora,
   };
   if (cfg.excludeModules != null) j.exclude_modules = typeof cfg.excludeModules === 'string' ? cfg.excludeModules : [...cfg.excludeModules];
@@ -145,6 +146,8 @@ export function readAdapterConfig(dir: string): LoraConfig {
 }
 
 const KEY = /^base_model\.model\.(.+)\.lora_(A|B)(?:\.[A-Za-z0-9_-]+)?\.weight$/;
+/** DoRA's magnitude as PEFT saves it (no ".weight"); an adapter name or ".weight" after it is tolerated */
+const MAGNITUDE_KEY = /^base_model\.model\.(.+)\.lora_magnitude_vector(?:\.[A-Za-z0-9_-]+)?(?:\.weight)?$/;
 
 export interface LoadAdapterOptions {
   /** mark A and B trainable (continue training); default false (inference) */
@@ -174,11 +177,14 @@ export function loadAdapter(model: AdaptableModel, dir: string, o: LoadAdapterOp
       return null;
     };
     for (const key of file.names()) {
-      const km = KEY.exec(key);
+      const km = KEY.exec(key) ?? MAGNITUDE_KEY.exec(key);
       if (!km) {
         throw adapterError(`adapter ${dir}: tensor "${key}" in ${ADAPTER_WEIGHTS} is not a LoRA weight vlmkit knows ` +
-          '(expected base_model.model.<module>.lora_A.weight / lora_B.weight; DoRA magnitudes, embedding adapters and modules_to_save are not supported)');
+          '(expected base_model.model.<module>.lora_A.weight / lora_B.weight, and lora_magnitude_vector with DoRA; embedding adapters and modules_to_save are not supported)');
       }
+      const part = km[2] === 'A' || km[2] === 'B' ? km[2] : 'm';
+      if (part === 'm' && !cfg.useDora)
+        throw adapterError(`adapter ${dir}: "${key}" is a DoRA magnitude but ${ADAPTER_CONFIG} does not say "use_dora": true; set it there (the adapter was trained with DoRA) or re-save the adapter`);
       const module = resolve(km[1]!);
       if (module === null && 'parameters' in model && typeof model.parameters === 'function') {
         const names = (model.parameters as () => Map<string, unknown>)();
@@ -191,17 +197,23 @@ export function loadAdapter(model: AdaptableModel, dir: string, o: LoadAdapterOp
         throw adapterError(`adapter ${dir} does not fit this model: "${key}" targets module "${km[1]}", which this model does not have ` +
           `(its linear layers are named like "${example}"); load the adapter on ${base}`);
       }
-      const t = fromRaw(file.read(key), { dtype: 'f32', backend: linears.get(module)!.w.backend });
+      const lin = linears.get(module)!;
+      const t = fromRaw(file.read(key), { dtype: 'f32', backend: lin.w.backend });
       made.push(t);
+      if (part === 'm' && !(t.rank === 1 && t.shape[0] === lin.w.shape[0]))
+        throw adapterError(`adapter ${dir}: "${key}" in ${ADAPTER_WEIGHTS} has shape [${t.shape}] but ${module} has ${lin.w.shape[0]} output features (expected [${lin.w.shape[0]}]); the file is damaged or made for another model, re-save the adapter`);
       const w = weights.get(module) ?? {};
-      if (km[2] === 'A') w.a = t;
-      else w.b = t;
+      if (part === 'A') w.a = t;
+      else if (part === 'B') w.b = t;
+      else w.m = t;
       weights.set(module, w);
     }
     const full = new Map<string, LoraWeights>();
     for (const [m, w] of weights) {
       if (!w.a || !w.b) throw adapterError(`adapter ${dir}: module ${m} has lora_${w.a ? 'A' : 'B'} but no lora_${w.a ? 'B' : 'A'} in ${ADAPTER_WEIGHTS}; the file is incomplete, re-save the adapter`);
-      full.set(m, { a: w.a, b: w.b });
+      if (cfg.useDora && !w.m)
+        throw adapterError(`adapter ${dir}: ${ADAPTER_CONFIG} says "use_dora": true but ${ADAPTER_WEIGHTS} has no base_model.model.${m}.lora_magnitude_vector; the file is incomplete, re-save the adapter`);
+      full.set(m, w.m ? { a: w.a, b: w.b, m: w.m } : { a: w.a, b: w.b });
     }
     if (!full.size) throw adapterError(`adapter ${dir}: ${ADAPTER_WEIGHTS} holds no LoRA weights`);
     try {

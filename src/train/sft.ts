@@ -260,7 +260,8 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
     const fingerprint: ck.RunFingerprint = {
       data: { rows: train.length, hash: datasetHash(train) }, seed: config.seed, batchSize: config.batchSize,
       gradAccum: config.gradAccum, groupByLength: config.groupByLength, mode, assistantOnly: !!o.assistantOnly,
-      trainable: [...params.keys()].length, lora: lora ? { r: lora.config.r, alpha: lora.config.loraAlpha, dropout: lora.config.loraDropout, targets: lora.targets.length } : null,
+      // (lora.dora only when on: the checkpoints of LoRA runs from before DoRA still resume)
+      trainable: [...params.keys()].length, lora: lora ? { r: lora.config.r, alpha: lora.config.loraAlpha, dropout: lora.config.loraDropout, targets: lora.targets.length, ...(lora.config.useDora ? { dora: true } : {}) } : null,
       lr: config.lr, schedule: config.schedule, totalSteps: trainer.totalSteps, warmupSteps: trainer.schedule.warmupSteps,
       clip: config.clip, weightDecay: config.weightDecay, beta1: config.beta1, beta2: config.beta2, eps: config.eps,
       maxLength, truncate: o.truncate !== false,
@@ -277,7 +278,7 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
     logger = openRunLog(o.out, io, { dir: resumeDir, trainer: trainer, fingerprint }, say);
     const ts = train.summary(), vs = val?.summary() ?? null;
     logger.log({ type: 'event', event: 'start', step: trainer.position.step, total_steps: trainer.totalSteps, trainable_params: countValues(params), train: ts, val: vs });
-    say(`training ${mode === 'lora' ? `LoRA (${lora!.targets.length} modules, ${countValues(params)} parameters)` : `${mode} (${countValues(params)} parameters)`} on ${ts.used} rows` +
+    say(`training ${mode === 'lora' ? `${lora!.config.useDora ? 'DoRA' : 'LoRA'} (${lora!.targets.length} modules, ${countValues(params)} parameters)` : `${mode} (${countValues(params)} parameters)`} on ${ts.used} rows` +
       `${ts.skipped ? ` (${ts.skipped} bad rows skipped)` : ''}${ts.truncated ? ` (${ts.truncated} truncated)` : ''}: ${trainer.totalSteps} steps`);
 
     const sft = trainer;

@@ -88,10 +88,10 @@ describe('target modules as PEFT matches them', () => {
     assert.throws(() => resolveTargets(tiny(), loraConfig({ targetModules: ['patch_embedding'] })), /convolution/);
   });
 
-  it('config validation: r, dropout, DoRA, a bad regex', () => {
+  it('config validation: r, dropout, a bad regex; DoRA accepted', () => {
     assert.throws(() => loraConfig({ targetModules: ['q_proj'], r: 0 }), /r must be a positive integer/);
     assert.throws(() => loraConfig({ targetModules: ['q_proj'], loraDropout: 1 }), /lora_dropout/);
-    assert.throws(() => loraConfig({ targetModules: ['q_proj'], useDora: true }), /DoRA/);
+    assert.equal(loraConfig({ targetModules: ['q_proj'], useDora: true }).useDora, true);
     assert.throws(() => loraConfig({ targetModules: '(' }), /not a valid regular expression/);
     assert.throws(() => loraConfig({ targetModules: [] }), /target_modules is empty/);
   });

@@ -261,7 +261,7 @@ export class Idefics3Model implements VisionLanguageModel {
   visionTrains(): boolean {
     for (const [n, t] of this.named) if (t.requiresGrad && VISION_TOWER.test(n)) return true;
     for (const [n, l] of this.linearMap)
-      if (VISION_TOWER.test(n) && l.adapters?.some((a) => a.a.requiresGrad || a.b.requiresGrad)) return true;
+      if (VISION_TOWER.test(n) && l.adapters?.some((a) => a.a.requiresGrad || a.b.requiresGrad || !!a.magnitude?.requiresGrad)) return true;
     return false;
   }
 

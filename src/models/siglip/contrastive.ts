@@ -120,7 +120,7 @@ export const CONTRASTIVE_LORA_TARGETS: readonly string[] = ['q_proj', 'k_proj', 
 /** Whether anything under the vision tower trains: one of its weights, or an adapter on one of its linears. */
 export function visionTrainsIn(named: Map<string, Tensor>, linears: Map<string, Linear>): boolean {
   for (const [n, t] of named) if (n.startsWith('vision_model.') && t.requiresGrad) return true;
-  for (const [n, l] of linears) if (n.startsWith('vision_model.') && l.adapters?.some((a) => a.a.requiresGrad || a.b.requiresGrad)) return true;
+  for (const [n, l] of linears) if (n.startsWith('vision_model.') && l.adapters?.some((a) => a.a.requiresGrad || a.b.requiresGrad || !!a.magnitude?.requiresGrad)) return true;
   return false;
 }
 

@@ -55,6 +55,8 @@ function weightBytes(model: Idefics3Model): { total: number; decode: number } {
   let total = 0, decode = 0;
   for (const t of model.parameters().values()) total += t.size * elementBytes(t);
   for (const w of model.quantizedWeights().values()) total += w.bytes.length;
+  const copy = model.text.decodeHead;
+  if (copy) total += copy.bytes.length;
   for (const [path, l] of model.linears()) {
     if (!path.startsWith('model.text_model.layers.')) continue;
     decode += l.w instanceof vk.QuantizedWeight ? l.w.bytes.length : l.w.size * elementBytes(l.w);
@@ -62,7 +64,7 @@ function weightBytes(model: Idefics3Model): { total: number; decode: number } {
   const p = model.parameters();
   const head = p.get('lm_head.weight') ?? p.get('model.text_model.embed_tokens.weight');
   if (!head) throw new Error('bench: neither lm_head.weight nor the token embeddings are loaded');
-  return { total, decode: decode + head.size * elementBytes(head) };
+  return { total, decode: decode + (copy ? copy.bytes.length : head.size * elementBytes(head)) };
 }
 
 // ---------------------------------------------------------------- figures

@@ -97,7 +97,7 @@ function emulate(fmt: Fmt, w: vk.QuantizedWeight, x: Float32Array, M: number, bi
 function sameBits(what: string, got: Float32Array, want: Float32Array): void {
   assert.equal(got.length, want.length, `${what}: length`);
   for (let i = 0; i < want.length; i++)
-    if (!Object.is(got[i], want[i])) assert.fail(`${what}: element ${i} is ${got[i]}, the integer arithmetic gives ${want[i]}`);
+    if (!Object.is(got[i], want[i])) assert.fail(`${what}: element ${i} is ${got[i]}, expected ${want[i]}`);
 }
 
 /** The native product under noGrad (the 8-bit path). */

@@ -155,7 +155,7 @@ async function benchFormat(dir: string, dtype: Dtype, proc: Processor, ref: { lo
     const bytes = weightBytes(model);
     const logits = probeLogits(model);
     if (dtype === 'bf16') ref.logits = logits;
-    emit({ bench: 'weights', dtype, value: r3(bytes.total / MB), unit: 'MB', decodeMB: r3(bytes.decode / MB), decodeBytesAre: 'the text layers\' linears and the lm_head (tied to the token embeddings, which no format quantizes)', quantized: model.quantizedWeights().size, ...(ref.logits && dtype !== 'bf16' && { logitsRelDiffToBf16: Number(relDiff(logits, ref.logits).toExponential(2)) }) });
+    emit({ bench: 'weights', dtype, value: r3(bytes.total / MB), unit: 'MB', decodeMB: r3(bytes.decode / MB), decodeBytesAre: 'the text layers\' linears and the lm_head (tied to the token embeddings; a quantized model reads its Q8_0 decode copy)', quantized: model.quantizedWeights().size, ...(ref.logits && dtype !== 'bf16' && { logitsRelDiffToBf16: Number(relDiff(logits, ref.logits).toExponential(2)) }) });
     // the best read-bandwidth sample of the whole run (every format's ceiling divides by the best seen so far)
     const sampleRead = () => {
       const b = bandwidth({ reads: 1, writes: 0 }, bytes.decode, 2);

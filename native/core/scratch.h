@@ -17,6 +17,7 @@ enum class Scratch : int {
   FusedGate,    // fused swiglu: gate products of a chunk
   FusedUp,      // fused swiglu: up products of a chunk
   QPanel,       // qmatmul: a decoded panel of a block-quantized weight
+  QActs,        // qdot: the 8-bit activations of one call (int8 values, scales, sums)
   Count
 };
 

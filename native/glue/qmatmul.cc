@@ -39,7 +39,8 @@ Nf4View nf4_view(const Napi::Value& bytes, int64_t N, int64_t K, bool dq) {
   return v;
 }
 
-// qlinear(format, M, N, K, A, lda, W (Uint8Array), bias|null, C, doubleQuant): C [M, N] contiguous.
+// qlinear(format, M, N, K, A, lda, W (Uint8Array), bias|null, C, doubleQuant, int8Acts): C [M, N] contiguous;
+// int8Acts lets a few-row product round its activations to 8 bits (kernels/qdot.h).
 Napi::Value QLinear(const Napi::CallbackInfo& info) {
   return guarded(info, "qlinear", [&]() -> Napi::Value {
     const int64_t M = i64arg(info[1]), N = i64arg(info[2]), K = i64arg(info[3]);
@@ -47,7 +48,7 @@ Napi::Value QLinear(const Napi::CallbackInfo& info) {
     Nf4View v{};
     if (wt == WT::NF4) v = nf4_view(info[6], N, K, barg(info[9]));
     qlinear(wt, M, N, K, cf32(info[4]), i64arg(info[5]), wt == WT::NF4 ? static_cast<const void*>(&v) : data_of(info[6]),
-            is_null(info[7]) ? nullptr : cf32(info[7]), f32(info[8]), N);
+            is_null(info[7]) ? nullptr : cf32(info[7]), f32(info[8]), N, info.Length() > 10 && barg(info[10]));
     return info.Env().Undefined();
   });
 }

@@ -8,6 +8,7 @@
 // The input gradient G · deq(W) decodes column panels of W (all N rows, a few blocks wide) per task and runs
 // sgemm on each: every task owns its columns of C, so no reduction across threads.
 // Q4_0 and NF4 (q4.cc, nf4.cc) take paths 1 and 3 and the same input gradient; gemm_nt's strips decode Q8_0 only.
+// Asked for 8-bit activations (inference), few rows take qdot.cc's integer kernels instead of path 1.
 #include "kernels/qmatmul.h"
 
 #include <immintrin.h>
@@ -24,6 +25,7 @@
 #include "kernels/layout.h"
 #include "kernels/matmul.h"
 #include "kernels/q4.h"
+#include "kernels/qdot.h"
 
 namespace vk {
 namespace {
@@ -238,7 +240,7 @@ void dequantize_rows(WT wt, int64_t K, const void* W, int64_t n0, int64_t n1, in
 }
 
 void qlinear(WT wt, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* W, const float* bias,
-             float* C, int64_t ldc) {
+             float* C, int64_t ldc, bool int8_acts) {
   require(wt, K);
   if (M <= 0 || N <= 0) return;
   if (K == 0) {
@@ -246,6 +248,7 @@ void qlinear(WT wt, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
       for (int64_t n = 0; n < N; n++) C[m * ldc + n] = bias ? bias[n] : 0.f;
     return;
   }
+  if (int8_acts && M <= kQdotMaxRows) return qdot_linear(wt, M, N, K, A, lda, W, bias, C, ldc);
   if (M <= kDotMaxRows) return dot_path(wt, M, N, K, A, lda, W, bias, C, ldc);
   if (wt == WT::Q8_0 && gemm_nt_takes(M, wt)) return nt_path(M, N, K, A, lda, W, bias, C, ldc);
   panel_path(wt, M, N, K, A, lda, W, bias, C, ldc);

@@ -14,8 +14,11 @@ namespace vk {
 bool qlinear_supported(WT wt);
 
 // C[M, N] = A[M, K] · deq(W)ᵀ (+ bias[N]); A and C row-major with row strides lda, ldc; K a multiple of the block.
+// int8_acts: up to kQdotMaxRows rows of A are rounded to 8 bits per 32-value block and multiplied in integers
+// (kernels/qdot.h: faster decode, within the activation rounding of the exact product); otherwise, and for more
+// rows, the product is the one with the dequantized weight to f32 rounding.
 void qlinear(WT wt, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* W, const float* bias,
-             float* C, int64_t ldc);
+             float* C, int64_t ldc, bool int8_acts = false);
 
 // C[M, K] = G[M, N] · deq(W) (the gradient of qlinear with respect to A); G and C row-major, strides ldg, ldc.
 void qlinear_grad_input(WT wt, int64_t M, int64_t N, int64_t K, const float* G, int64_t ldg, const void* W, float* C,

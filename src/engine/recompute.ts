@@ -4,12 +4,14 @@
 // .grad directly, so they need not be listed. fn must be deterministic (seed any dropout from the step, not from a
 // stream that advances per call).
 import { backward, isGradEnabled, noGrad, withGrad } from './autograd.js';
+import { withExactActivations } from './quant/activations.js';
 import { tidy } from './scope.js';
 import type { Tensor } from './tensor.js';
 
 export function checkpoint(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[]): Tensor {
   if (!isGradEnabled()) return fn(...inputs);
-  const out = noGrad(() => tidy(() => fn(...inputs)));
+  // exact quantized products: the output must be the one the backward's recomputation differentiates
+  const out = noGrad(() => withExactActivations(() => tidy(() => fn(...inputs))));
   // Record against the inputs; the rule recomputes with grad on and backpropagates through the recomputation.
   // A block whose inputs need no grad may still hold trainable parameters, so the node is always attached.
   const rule = (g: Tensor) => {

@@ -100,8 +100,9 @@ export interface Backend {
   /** x [..., K] · w[N, K]ᵀ + bias[N]; w may be bf16/f16. */
   linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor;
   /** x [..., K] · deq(w)ᵀ + bias[N] for a block-quantized w [N, K] (read block by block, never dequantized whole);
-   *  f32 (f64 on reference when x is f64). */
-  quantLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | null): Tensor;
+   *  f32 (f64 on reference when x is f64). int8Acts: a few-row product may round x to 8 bits per 32-value block and
+   *  multiply in integers (quant/activations.ts; the native backend's decode kernels; the reference ignores it). */
+  quantLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | null, int8Acts?: boolean): Tensor;
   /** g [M, N] · deq(w) -> [M, K]: quantLinear's gradient with respect to x. */
   quantLinearGradInput(g: Tensor, w: QuantizedWeight): Tensor;
 

@@ -6,6 +6,7 @@
 // linear: gx = g · W, gW = gᵀ · x summed over all leading axes (one product over the folded rows), gb = Σ rows g.
 import { record } from '../autograd.js';
 import { Tensor } from '../tensor.js';
+import { int8ActivationsNow } from '../quant/activations.js';
 import { QuantizedWeight } from '../quant/weight.js';
 import { ShapeError } from '../../errors.js';
 import { reshape, sumTo } from './shape.js';
@@ -134,7 +135,7 @@ function quantLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | null): Tensor
   const [N, K] = w.shape;
   if (x.shape[x.rank - 1] !== K) throw new ShapeError(`linear: w ${w.format} ${fmt(w.shape)} has ${K} inputs, x ${fmt(x.shape)} has ${x.shape[x.rank - 1]}`);
   checkBias(x, N, bias, desc);
-  const out = x.backend.quantLinear(x, w, bias);
+  const out = x.backend.quantLinear(x, w, bias, int8ActivationsNow());
   const inputs = bias ? [x, bias] : [x];
   return record(out, 'linear', inputs, (g) => {
     const B = g.backend;

@@ -75,6 +75,16 @@ export class Idefics3Model implements VisionLanguageModel {
     this.vision = new VisionTransformer(config.vision, weights.vision);
     this.connector = new Connector(config.scaleFactor, weights.connector);
     this.text = new LlamaText(config.text, weights.text);
+    this.makeDecodeHead();
+  }
+
+  // A quantized model decodes with a Q8_0 copy of the lm_head: on the SmolVLM-256M shape the tied bf16 embeddings
+  // are 57 MB of every token's reads, the copy 30 (llama.cpp quantizes output.weight as well). Prompts, training and
+  // scoring keep the 16/32-bit weight; the copy is never written to a checkpoint (docs/quantization.md).
+  private makeDecodeHead(): void {
+    const h = this.text.w.lmHead;
+    if (this.packed.size === 0 || this.text.decodeHead || h.rank !== 2 || h.shape[1] % WEIGHT_FORMATS.q8_0.blockValues !== 0) return;
+    this.text.decodeHead = QuantizedWeight.quantize(h, 'q8_0', 'weight "lm_head.weight" (its decode copy)');
   }
 
   get backend(): Backend {
@@ -116,6 +126,7 @@ export class Idefics3Model implements VisionLanguageModel {
       t.dispose();
       o.onWeight?.(name, ++done, todo.length);
     }
+    this.makeDecodeHead();
   }
 
   /**
@@ -389,6 +400,8 @@ export class Idefics3Model implements VisionLanguageModel {
   dispose(): void {
     for (const t of this.named.values()) t.dispose();
     for (const w of this.packed.values()) w.dispose();
+    this.text.decodeHead?.dispose();
+    this.text.decodeHead = null;
     this.text.invFreq.dispose();
   }
 }

@@ -4,7 +4,7 @@
 // [B, Hkv, maxLen, D] key/value buffers per layer for step-by-step generation.
 import type { Backend, LlamaDecodeLayer } from '../../engine/backend/backend.js';
 import {
-  Tensor, add, addRmsNorm, attention, checkpoint, embedding, isGradEnabled, linear, linears, mul, noGrad, permute, reshape,
+  Tensor, type QuantizedWeight, add, addRmsNorm, attention, checkpoint, embedding, int8ActivationsNow, isGradEnabled, linear, linears, mul, noGrad, permute, reshape,
   rmsNorm, rope, ropeAppendKV, ropeInvFreq, silu, slice, swiglu, tensor, warmCaches, zeros,
 } from '../../engine/index.js';
 import { ShapeError, VlmkitError } from '../../errors.js';
@@ -192,6 +192,9 @@ export class LlamaText {
    * runs them layer by layer (the reference the fused step is tested against). Same results either way.
    */
   fusedDecode = true;
+  /** A Q8_0 copy of the lm_head that inference over a few rows reads instead (Idefics3Model sets it for a quantized
+   *  model; docs/quantization.md); null: the lm_head itself everywhere. */
+  decodeHead: QuantizedWeight | null = null;
 
   constructor(cfg: LlamaTextConfig, w: TextWeights) {
     this.cfg = cfg;
@@ -273,7 +276,7 @@ export class LlamaText {
       const layers = this.w.layers;
       layers.forEach((l, i) => {
         // generation: idle pool workers read the next layer's weights (or the lm_head) into the caches meanwhile
-        if (cache) warmCaches(i + 1 < layers.length ? layerWeights(layers[i + 1]) : [this.w.lmHead]);
+        if (cache) warmCaches(i + 1 < layers.length ? layerWeights(layers[i + 1]) : [this.head(B)].filter((h): h is Tensor => h instanceof Tensor));
         const nx = this.gradientCheckpointing && !cache
           ? checkpoint((xi) => this.layer(xi, l, pos!, mask, null, past), [x])
           : this.layer(x, l, pos!, mask, cache ? cache.layers[i] : null, past);
@@ -318,6 +321,7 @@ export class LlamaText {
       const { numAttentionHeads: heads, numKeyValueHeads: kvHeads, headDim, rmsNormEps: eps } = this.cfg;
       return be.llamaDecode(x, {
         layers, heads, kvHeads, headDim, eps, scale: headDim ** -0.5, past, positions: pos, keyMask: mask, invFreq: this.invFreq,
+        // the lm_head the next call reads: a decodeHead exists only for quantized models, which never get here
         finalNorm: this.w.norm, next: this.w.lmHead,
       });
     } finally {
@@ -325,11 +329,17 @@ export class LlamaText {
     }
   }
 
+  /** The lm_head for a product over `rows` rows: the decode copy for up to 8 rows of inference (the 8-bit decode
+   *  kernels' rule, engine/quant/activations.ts), else the weight itself (prompts, training, scoring). */
+  head(rows: number): Tensor | QuantizedWeight {
+    return this.decodeHead && rows <= 8 && int8ActivationsNow() ? this.decodeHead : this.w.lmHead;
+  }
+
   /** lm_head over every position [B, T, V] or only the last one [B, 1, V]. */
   logits(hidden: Tensor, which: LogitsFor = 'all'): Tensor {
-    const T = hidden.shape[1];
-    if (which === 'all') return linear(hidden, this.w.lmHead);
-    return tidyGraph([hidden], () => linear(slice(hidden, 1, T - 1, T), this.w.lmHead));
+    const [B, T] = hidden.shape;
+    if (which === 'all') return linear(hidden, this.head(B * T));
+    return tidyGraph([hidden], () => linear(slice(hidden, 1, T - 1, T), this.head(B)));
   }
 
   /** Logits of input embeddings (see hidden() for the options). */

@@ -1,0 +1,279 @@
+// See qdot.h. The arithmetic, the same on every path (test/engine/qdot.test.ts re-derives it, bit for bit):
+//  - activations: per row of A and per 32-value block, amax = max |x|, d = amax / 127 and q = nearbyint(x · (1 / d))
+//    (ties to even) as int8. A block whose d is not a normal float (amax below 127 · FLT_MIN, zeros included) gets
+//    d = 0 and q = 0; a block holding a NaN or an infinity gets d = NaN and q = 0, so its outputs are NaN.
+//  - weights, per unit u of 32 values: an f32 scale w_u and int8 values wq: Q8_0 its fp16 d and q; Q4_0 its fp16 d
+//    and nibble − 8; NF4 (two units per block of 64) absmax / 127 and kNf4I8[code] = round(127 · code).
+//  - per output: s_u = Σ_j wq_uj · q_uj, exact in int32; t_u = (w_u · d_u) · s_u, two f32 products; lane[u mod 8]
+//    += t_u in unit order (a last group short of 8 units adds +0 to the lanes it lacks); the result is
+//    ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), then + bias. No product is fused into an add (the SIMD
+//    paths pass t through an empty asm, the scalar one through a volatile), whatever -ffp-contract says.
+// The SIMD paths compute the 8 block sums of a group as 8 vectors of partial sums and reduce them together with
+// horizontal adds, so the lanes of the f32 accumulator are blocks, as in the order above. AVX2: maddubs/madd with
+// the sign trick (|w| unsigned against x with w's sign), Q4_0's nibbles unsigned against x less 8 · Σq. AVX-512
+// VNNI (at the avx512 level, 256-bit vpdpbusd): w + 128 unsigned against x, less 128 · Σq. NF4 looks its codes up
+// with pshufb; its activations are stored with each block's even elements first, then its odd ones, which is the
+// order of the high and then the low nibbles of its 16 bytes.
+#include "kernels/qdot.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/cpu.h"
+#include "core/pool.h"
+#include "core/scratch.h"
+#include "kernels/layout.h"
+#include "kernels/q4.h"
+
+namespace vk {
+namespace {
+
+enum class Fmt { Q8, Q4, NF4 };
+
+constexpr int64_t kUnit = 32;
+
+// round(127 · code) of bitsandbytes' 16 NF4 codes (kernels/nf4.cc): the code read back is within 0.47 / 127 of
+// the true one, a tenth of NF4's own rounding (half the gap between neighbouring codes, at least 0.04).
+constexpr int8_t kNf4I8[16] = {-127, -88, -67, -50, -36, -23, -12, 0, 10, 20, 31, 43, 56, 71, 92, 127};
+
+// The activations of one call, quantized once on the calling thread and read by every thread.
+struct Acts {
+  int8_t* q;     // [M][K], NF4: each block's even elements, then its odd ones
+  float* d;      // [M][nbp], zero past the last block
+  int32_t* sum;  // [M][nbp], Σ q of each block
+  int64_t K, nbp;
+};
+
+inline int64_t padded_units(int64_t K) { return (K / kUnit + 7) / 8 * 8; }
+
+void quantize_acts(int64_t M, int64_t K, const float* A, int64_t lda, bool nf4_order, Acts& a) {
+  const int64_t nu = K / kUnit;
+  for (int64_t m = 0; m < M; m++) {
+    for (int64_t b = 0; b < a.nbp; b++) {
+      float& d = a.d[m * a.nbp + b];
+      int32_t& sum = a.sum[m * a.nbp + b];
+      d = 0.f;
+      sum = 0;
+      if (b >= nu) continue;
+      const float* x = A + m * lda + b * kUnit;
+      int8_t* q = a.q + m * K + b * kUnit;
+      std::memset(q, 0, kUnit);
+      float amax = 0.f;
+      bool finite = true;
+      for (int j = 0; j < kUnit; j++) {
+        finite = finite && std::isfinite(x[j]);
+        amax = std::max(amax, std::fabs(x[j]));
+      }
+      if (!finite) {
+        d = std::numeric_limits<float>::quiet_NaN();
+        continue;
+      }
+      const float dd = amax / 127.f;
+      if (!(dd >= FLT_MIN)) continue;
+      const float id = 1.f / dd;
+      d = dd;
+      for (int j = 0; j < kUnit; j++) {
+        const float r = std::nearbyint(x[j] * id);
+        const int v = (int)std::min(127.f, std::max(-127.f, r));
+        q[nf4_order ? (j & 1 ? 16 + j / 2 : j / 2) : j] = (int8_t)v;
+        sum += v;
+      }
+    }
+  }
+}
+
+inline const uint8_t* unit_bytes(Fmt F, const void* W, int64_t K, int64_t n, int64_t u) {
+  if (F == Fmt::NF4) return static_cast<const Nf4View*>(W)->codes + n * (K / 2) + u * 16;
+  const int64_t B = F == Fmt::Q8 ? 34 : 18;
+  return static_cast<const uint8_t*>(W) + n * (K / kUnit) * B + u * B;
+}
+
+inline float nf4_unit_scale(const void* W, int64_t K, int64_t n, int64_t u) {
+  return nf4_absmax(*static_cast<const Nf4View*>(W), n * (K / 64) + u / 2) / 127.f;
+}
+
+// ---- scalar
+
+template <Fmt F>
+float unit_scale(const void* W, int64_t K, int64_t n, int64_t u) {
+  if (F == Fmt::NF4) return nf4_unit_scale(W, K, n, u);
+  uint16_t h;
+  std::memcpy(&h, unit_bytes(F, W, K, n, u), 2);
+  return f16_to_f32(h);
+}
+
+template <Fmt F>
+int32_t unit_sum(const uint8_t* p, const int8_t* x) {
+  int32_t s = 0;
+  if (F == Fmt::Q8) {
+    for (int j = 0; j < 32; j++) s += (int8_t)p[2 + j] * x[j];
+  } else if (F == Fmt::Q4) {
+    for (int i = 0; i < 16; i++) s += ((p[2 + i] & 15) - 8) * x[i] + ((p[2 + i] >> 4) - 8) * x[16 + i];
+  } else {
+    for (int i = 0; i < 16; i++) s += kNf4I8[p[i] >> 4] * x[i] + kNf4I8[p[i] & 15] * x[16 + i];
+  }
+  return s;
+}
+
+inline float sum_lanes(const float l[8]) { return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])); }
+
+template <Fmt F, int MR>
+void rows_scalar(const Acts& a, const void* W, int64_t K, int64_t n0, int64_t n1, const float* bias, float* C,
+                 int64_t ldc) {
+  const int64_t nu = K / kUnit;
+  for (int64_t n = n0; n < n1; n++) {
+    float lane[MR][8] = {};
+    for (int64_t u = 0; u < a.nbp; u++) {
+      const float w = u < nu ? unit_scale<F>(W, K, n, u) : 0.f;
+      for (int m = 0; m < MR; m++) {
+        const int32_t s = u < nu ? unit_sum<F>(unit_bytes(F, W, K, n, u), a.q + m * K + u * kUnit) : 0;
+        const float f = w * a.d[m * a.nbp + u];
+        const volatile float t = f * (float)s;
+        lane[m][u % 8] = lane[m][u % 8] + t;
+      }
+    }
+    for (int m = 0; m < MR; m++) {
+      const float r = sum_lanes(lane[m]);
+      C[m * ldc + n] = bias ? r + bias[n] : r;
+    }
+  }
+}
+
+}  // namespace
+
+// ---- SIMD: the same loop under two targets (kernels/qdot_simd.inc), with each target's unit dot products
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+namespace qdot_avx2 {
+using vk::Fmt;
+// partial sums of wq · q over one unit: 8 int32 lanes adding up to the unit's s once fix() is applied
+template <Fmt F>
+inline __m256i partial(const uint8_t* p, const int8_t* x, __m256i tbl) {
+  const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0f);
+  const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  if (F == Fmt::Q8) {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w)), ones);
+  }
+  if (F == Fmt::Q4) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
+    const __m256i u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), ones);
+  }
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m256i idx = _mm256_and_si256(_mm256_set_m128i(raw, _mm_srli_epi16(raw, 4)), m4);
+  const __m256i c = _mm256_shuffle_epi8(tbl, idx);
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(c, c), _mm256_sign_epi8(xv, c)), ones);
+}
+template <Fmt F>
+inline __m256i fix(__m256i s, __m256i xsum) {
+  return F == Fmt::Q4 ? _mm256_sub_epi32(s, _mm256_slli_epi32(xsum, 3)) : s;
+}
+inline __m256i table() {
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(vk::kNf4I8));
+  return _mm256_set_m128i(t, t);
+}
+#include "kernels/qdot_simd.inc"
+}  // namespace qdot_avx2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
+namespace qdot_vnni {
+using vk::Fmt;
+// vpdpbusd multiplies unsigned by signed bytes: the weight goes in as wq + 128 (Q8_0, NF4) or as its nibble
+// (Q4_0), and fix() takes 128 · Σq or 8 · Σq back off.
+template <Fmt F>
+inline __m256i partial(const uint8_t* p, const int8_t* x, __m256i tbl) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+  const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  if (F == Fmt::Q8) {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2));
+    return _mm256_dpbusd_epi32(zero, _mm256_xor_si256(w, _mm256_set1_epi8((char)0x80)), xv);
+  }
+  if (F == Fmt::Q4) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
+    return _mm256_dpbusd_epi32(zero, _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4), xv);
+  }
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m256i idx = _mm256_and_si256(_mm256_set_m128i(raw, _mm_srli_epi16(raw, 4)), m4);
+  return _mm256_dpbusd_epi32(zero, _mm256_shuffle_epi8(tbl, idx), xv);
+}
+template <Fmt F>
+inline __m256i fix(__m256i s, __m256i xsum) {
+  return _mm256_sub_epi32(s, _mm256_slli_epi32(xsum, F == Fmt::Q4 ? 3 : 7));
+}
+inline __m256i table() {
+  alignas(16) uint8_t t[16];
+  for (int i = 0; i < 16; i++) t[i] = (uint8_t)(vk::kNf4I8[i] + 128);
+  const __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(t));
+  return _mm256_set_m128i(v, v);
+}
+#include "kernels/qdot_simd.inc"
+}  // namespace qdot_vnni
+#pragma GCC pop_options
+
+namespace {
+
+using RowsFn = void (*)(const Acts&, const void*, int64_t, int64_t, int64_t, const float*, float*, int64_t);
+enum class Path { Scalar, Avx2, Vnni };
+
+Path path_now() {
+  if (has_avx512() && cpu_features().avx512vnni) return Path::Vnni;
+  if (has_avx2() && cpu_has_f16c()) return Path::Avx2;
+  return Path::Scalar;
+}
+
+template <Fmt F, int MR>
+RowsFn pick_mr(Path p) {
+  switch (p) {
+    case Path::Vnni: return qdot_vnni::rows<F, MR>;
+    case Path::Avx2: return qdot_avx2::rows<F, MR>;
+    case Path::Scalar: break;
+  }
+  return rows_scalar<F, MR>;
+}
+
+template <Fmt F>
+RowsFn pick(Path p, int64_t M) {
+  switch (M) {
+    case 1: return pick_mr<F, 1>(p);
+    case 2: return pick_mr<F, 2>(p);
+    case 3: return pick_mr<F, 3>(p);
+    case 4: return pick_mr<F, 4>(p);
+    case 5: return pick_mr<F, 5>(p);
+    case 6: return pick_mr<F, 6>(p);
+    case 7: return pick_mr<F, 7>(p);
+    default: return pick_mr<F, 8>(p);
+  }
+}
+
+}  // namespace
+
+void qdot_linear(WT wt, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* W, const float* bias,
+                 float* C, int64_t ldc) {
+  const Fmt F = wt == WT::Q8_0 ? Fmt::Q8 : wt == WT::Q4_0 ? Fmt::Q4 : Fmt::NF4;
+  Acts a{};
+  a.K = K;
+  a.nbp = padded_units(K);
+  // one buffer: q, then d, then sum (K is a multiple of 32, so d and sum stay 32-byte aligned)
+  float* buf = scratch(Scratch::QActs, M * K / 4 + 2 * M * a.nbp);
+  a.q = reinterpret_cast<int8_t*>(buf);
+  a.d = buf + M * K / 4;
+  a.sum = reinterpret_cast<int32_t*>(a.d + M * a.nbp);
+  quantize_acts(M, K, A, lda, F == Fmt::NF4, a);
+  const Path p = path_now();
+  const RowsFn f = F == Fmt::Q8 ? pick<Fmt::Q8>(p, M) : F == Fmt::Q4 ? pick<Fmt::Q4>(p, M) : pick<Fmt::NF4>(p, M);
+  // contiguous ranges of rows of W per thread (one sequential stream each), at least ~32 KB of weight apiece
+  const int64_t row_bytes = std::max<int64_t>(1, wt_row_bytes(wt, K));
+  const int64_t grain = std::max<int64_t>(1, (32 << 10) / row_bytes);
+  parallel_for(N, grain, [&](int64_t b, int64_t e) { f(a, W, K, b, e, bias, C, ldc); });
+}
+
+}  // namespace vk

@@ -3,6 +3,7 @@
 // with the norm held constant (PEFT's detached norm), which differ from those of the non-detached function; a new
 // adapter is the base model exactly; dropout follows PEFT (a second base product of the dropped input); the merge
 // equals the unmerged forward and the unmerge gives W back.
+import { withExactActivations } from '../../src/engine/quant/activations.js';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { type Tensor, QuantizedWeight, Rng, backward, getBackend, mul, noGrad, quantize, sum, tensor, tidy } from '../../src/engine/index.js';
@@ -107,7 +108,9 @@ describe('DoRA linear', () => {
     it(`forward equals m ⊙ (W + s·BA) / ‖W + s·BA‖ computed with loops (${kind} base)`, () => {
       const { model, x, plain, dispose } = setup(kind, 11);
       try {
-        const y = noGrad(() => applyLinear(x, model.lin));
+        // the exact product: inference over a few rows of a quantized base otherwise takes the 8-bit-activation
+        // kernels (engine/quant/activations.ts), whose rounding this comparison with exact loops is not about
+        const y = noGrad(() => withExactActivations(() => applyLinear(x, model.lin)));
         const err = maxRel(f64(y), plainForward(plain));
         y.dispose();
         assert.ok(Number.isFinite(err) && err <= 2e-6, `max relative error ${err}`);

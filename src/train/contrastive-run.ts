@@ -153,7 +153,7 @@ export async function runContrastive(o: ContrastiveRunOptions, io: ContrastiveRu
     logger = openRunLog(o.out, io, { dir: resumeDir, trainer: t, fingerprint }, say);
     const ts = train.summary(), vs = val?.summary() ?? null;
     logger.log({ type: 'event', event: 'start', step: t.position.step, total_steps: t.totalSteps, trainable_params: countValues(params), train: ts, val: vs, objective: 'contrastive', loss: lossName });
-    say(`training ${family} (${lossName} loss) ${mode === 'lora' ? `with LoRA (${lora!.targets.length} modules, ${countValues(params)} parameters)` : `in full (${countValues(params)} parameters)`} on ${ts.used} image-text rows` +
+    say(`training ${family} (${lossName} loss) ${mode === 'lora' ? `with ${lora!.config.useDora ? 'DoRA' : 'LoRA'} (${lora!.targets.length} modules, ${countValues(params)} parameters)` : `in full (${countValues(params)} parameters)`} on ${ts.used} image-text rows` +
       `${ts.skipped ? ` (${ts.skipped} bad rows skipped)` : ''}: ${t.totalSteps} steps of ${config.batchSize} rows`);
     const run = await runLoop(t, {
       out: o.out, logger, say, io: { ...io, onStep: io.onStep ? (r) => io.onStep!(t, r) : undefined }, resumeDir,

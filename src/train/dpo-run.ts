@@ -188,7 +188,7 @@ export async function runDpo(o: DpoRunOptions, io: DpoRunIo = {}): Promise<DpoRu
     logger = openRunLog(o.out, io, { dir: resumeDir, trainer: trainer, fingerprint }, say);
     const ts = train.summary(), vs = val?.summary() ?? null;
     logger.log({ type: 'event', event: 'start', step: trainer.position.step, total_steps: trainer.totalSteps, trainable_params: countValues(params), train: ts, val: vs, objective: 'dpo', ...dpo });
-    say(`training DPO (${dpo.lossType}, beta ${dpo.beta}${dpo.sftWeight ? `, sft weight ${dpo.sftWeight}` : ''}) with LoRA (${lora.targets.length} modules, ${countValues(params)} parameters) on ${ts.used} pairs` +
+    say(`training DPO (${dpo.lossType}, beta ${dpo.beta}${dpo.sftWeight ? `, sft weight ${dpo.sftWeight}` : ''}) with ${lora.config.useDora ? 'DoRA' : 'LoRA'} (${lora.targets.length} modules, ${countValues(params)} parameters) on ${ts.used} pairs` +
       `${ts.skipped ? ` (${ts.skipped} bad rows skipped)` : ''}: ${trainer.totalSteps} steps`);
     const tr = trainer;
     const run = await runLoop(trainer, {

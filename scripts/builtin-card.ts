@@ -4,11 +4,11 @@
 // writes its model card from
 // what the run and the held-out evaluation measured: metrics.jsonl (steps, wall time, losses), eval-qa.json (exact
 // match per question type) and eval-grounding.json (box IoU). Nothing in the card is typed by hand.
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { writeDirAtomic } from '../src/io/safetensors-write.js';
+import { writePng } from '../src/eval/draw.js';
+import { linePlot, lossSeries } from '../src/eval/plot.js';
 import type { EvalReport } from '../src/eval/runner.js';
 
 // The runs of the model's phases, in order, comma-separated (phase 1 from a random initialisation, then phases that
@@ -71,18 +71,16 @@ const qa = json<EvalReport>(join(run, 'eval-qa.json'));
 const gr = json<EvalReport>(join(run, 'eval-grounding.json'));
 const config = json<{ text_config: Record<string, number>; vision_config: Record<string, number>; scale_factor: number }>(join(modelSrc, 'config.json'));
 
-// one loss curve over all phases: a later phase's steps follow the previous phase's
-const plotDir = mkdtempSync(join(tmpdir(), 'vlmkit-card-'));
+// one loss curve over all phases (vlmkit plot's series and drawing): a later phase's steps follow the previous one's
 let offset = 0;
-const lines: string[] = [];
+const lines: Record<string, unknown>[] = [];
 for (const p of phases) {
-  for (const m of [...p.trains, ...p.evals]) lines.push(JSON.stringify({ ...m, step: m.step! + offset }));
+  for (const m of [...p.trains, ...p.evals]) lines.push({ ...m, step: m.step! + offset });
   offset += p.steps;
 }
-writeFileSync(join(plotDir, 'metrics.jsonl'), lines.join('\n') + '\n');
-const plotted = spawnSync(process.execPath, ['bin/vlmkit.js', 'plot', plotDir, '--out', join(plotDir, 'loss.png'), '--title',
-  phases.length > 1 ? `vlmkit-shapes, ${phases.length} phases` : 'vlmkit-shapes: from-scratch training', '--log'], { encoding: 'utf8' });
-if (plotted.status !== 0) throw new Error(`vlmkit plot failed: ${plotted.stderr}`);
+const lossPlot = linePlot(lossSeries(lines), {
+  title: phases.length > 1 ? `vlmkit-shapes, ${phases.length} phases` : 'vlmkit-shapes: from-scratch training', xLabel: 'step', yLabel: 'loss', logY: true,
+});
 
 const dataCommand = (d: Dataset) => {
   const n = Object.values(d.splits).reduce((s, x) => s + x.images, 0);
@@ -169,9 +167,8 @@ same loss curve to the printed digits (\`test/builtin/recipe.test.ts\` runs the 
 const files = readdirSync(need(modelSrc)).filter((f) => statSync(join(modelSrc, f)).isFile() && f !== 'README.md' && f !== 'loss.png');
 writeDirAtomic(out, (tmp) => {
   for (const f of files) copyFileSync(join(modelSrc, f), join(tmp, f));
-  copyFileSync(join(plotDir, 'loss.png'), join(tmp, 'loss.png'));
+  writePng(join(tmp, 'loss.png'), lossPlot);
   writeFileSync(join(tmp, 'README.md'), card);
 });
-rmSync(plotDir, { recursive: true, force: true });
 console.log(`${out}: ${files.length + 2} files; exact ${pct(qa.accuracy)}, mean IoU ${gr.mean_iou!.toFixed(3)}, ${allSteps} steps in ${hours(wall)}`);
 

@@ -3,8 +3,9 @@
 // model's own mistakes, for `vlmkit train dpo`. Each row the model got wrong in `vlmkit eval` becomes one pair in
 // TRL's conversational form: the row's question (with its image) as the prompt, the reference answer as chosen,
 // the model's own answer as rejected. Rows whose answer was right give no pair (DPO needs two different answers).
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative } from 'node:path';
+import { writeFileAtomic } from '../src/io/safetensors-write.js';
 import type { EvalReport } from '../src/eval/runner.js';
 
 const [reportPath, rowsPath, outPath, firstArg, lastArg] = process.argv.slice(2);
@@ -38,6 +39,5 @@ for (const w of report.wrong) {
     images: row.images.map((im) => (isAbsolute(im) ? im : relative(dirname(outPath), join(dirname(rowsPath), im)))), category: row.category,
   }));
 }
-writeFileSync(outPath + '.tmp', out.join('\n') + '\n');
-renameSync(outPath + '.tmp', outPath);
+writeFileAtomic(outPath, (fd) => writeSync(fd, out.join('\n') + '\n'));
 console.log(`${outPath}: ${out.length} pairs from ${seen} wrong answers in lines ${first}-${Number.isFinite(last) ? last : report.rows} of ${report.rows} rows${same ? ` (${same} without a usable answer left out)` : ''}`);

@@ -5,6 +5,7 @@
 // (SiglipVisionTransformer without the pooling head), so the tensors map one to one by name.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { bf16ToF32 } from '../engine/dtype.js';
 import { VlmkitError } from '../errors.js';
 import { readJsonFile } from '../io/model-dir.js';
 import { SafetensorsFile } from '../io/safetensors.js';
@@ -21,13 +22,6 @@ const VISION_PREFIX: Record<string, string> = {
 const OWN_PREFIX = 'model.vision_model.';
 
 const fail = (msg: string) => new VlmkitError('E_ARGS', msg);
-
-/** bf16 bits to f32: the bf16 value is the f32 value's top 16 bits, so the widening is exact. */
-function widenBf16(bits: Uint16Array): Float32Array {
-  const out = new Uint32Array(bits.length);
-  for (let i = 0; i < bits.length; i++) out[i] = bits[i]! << 16;
-  return new Float32Array(out.buffer);
-}
 
 /**
  * Overwrites every vision-tower parameter of `params` (f32, by transformers name) with the tensor of the same place
@@ -55,7 +49,7 @@ export function loadVisionFrom(dir: string, params: Map<string, Tensor>): number
         throw fail(`--vision-from ${weights}: ${src} is [${raw.shape}], this model's ${name} is [${p.shape}]; the vision_config of the two must match`);
       let data: Float32Array;
       if (raw.dtype === 'F32') data = raw.data as Float32Array;
-      else if (raw.dtype === 'BF16') data = widenBf16(raw.data as Uint16Array);
+      else if (raw.dtype === 'BF16') data = Float32Array.from(raw.data as Uint16Array, bf16ToF32); // exact widening
       else throw fail(`--vision-from ${weights}: ${src} is ${raw.dtype}; only f32 and bf16 weights are read`);
       staged.push([p, data]);
     }

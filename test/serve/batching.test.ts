@@ -5,11 +5,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import OpenAI from 'openai';
+import type OpenAI from 'openai';
 import { loadVlm } from '../../src/api.js';
 import { DEMO_QUESTIONS } from '../../src/cli/demo.js';
 import { defaultLimits, startServer, type RunningServer } from '../../src/serve/server.js';
-import { MODEL_ID, post, ROOT, serveTiny, userText } from './helpers.js';
+import { MODEL_ID, openaiClient, post, ROOT, serveTiny, userText } from './helpers.js';
 
 interface Stream {
   reader: ReadableStreamDefaultReader<Uint8Array>;
@@ -93,7 +93,7 @@ describe('vlmkit serve: the built-in model, 8 staggered clients on the demo pict
   after(() => s.close());
 
   it('each gets the answer it gets alone (greedy), and they ran together', async () => {
-    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const client = openaiClient(s);
     const url = `data:image/png;base64,${readFileSync(join(ROOT, 'assets', 'demo.png')).toString('base64')}`;
     const questions = [...DEMO_QUESTIONS, 'What shapes are there?', 'Is there a green circle?'];
     assert.equal(questions.length, 8);

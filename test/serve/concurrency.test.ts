@@ -4,7 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { assertApiError, dataUrl, metric, MODEL_ID, post, serveTiny, userText } from './helpers.js';
+import { assertApiError, dataUrl, metric, MODEL_ID, openaiClient, post, serveTiny, userText } from './helpers.js';
 import type { RunningServer } from '../../src/serve/server.js';
 
 /** Polls `cond` every 20 ms for up to `ms`; true when it held. */
@@ -39,7 +39,7 @@ describe('vlmkit serve: concurrent clients', () => {
   after(() => s.close());
 
   it('8 concurrent clients each get exactly their answer alone (greedy)', async () => {
-    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const client = openaiClient(s);
     const images = ['wide_90x150.png', 'tall_200x70.png', 'square_64x64.png', 'small_20x24.png'];
     const requests = Array.from({ length: 8 }, (_, i) => ({
       model: MODEL_ID, max_tokens: 8, temperature: 0,

@@ -1,6 +1,7 @@
 // A served tiny SmolVLM (test/fixtures/reference/tiny-smolvlm, random weights) on a free loopback port, and small
 // HTTP helpers for the serve tests.
 import assert from 'node:assert/strict';
+import OpenAI from 'openai';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,3 +74,8 @@ export async function metric(base: string, name: string): Promise<number> {
 }
 
 export const userText = (text: string) => [{ role: 'user' as const, content: text }];
+
+/** The official openai client on a running server (no retries: a test sees each failure as it happens). */
+export function openaiClient(s: { url: string }): OpenAI {
+  return new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+}

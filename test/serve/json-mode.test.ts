@@ -4,10 +4,10 @@
 // and json_schema a 400.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import OpenAI from 'openai';
+import type OpenAI from 'openai';
 import { BUILTIN_MODEL_DIR, loadVlm, type Vlm } from '../../src/api.js';
 import { defaultLimits, startServer, type RunningServer } from '../../src/serve/server.js';
-import { assertApiError, dataUrl, MODEL_ID, post, serveTiny } from './helpers.js';
+import { assertApiError, dataUrl, MODEL_ID, openaiClient, post, serveTiny } from './helpers.js';
 
 function assertObject(text: string | null | undefined, what: string): void {
   assert.equal(typeof text, 'string', what);
@@ -23,7 +23,7 @@ describe('vlmkit serve response_format json_object (tiny random model)', () => {
   let client: OpenAI;
   before(async () => {
     s = await serveTiny();
-    client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    client = openaiClient(s);
   });
   after(() => s.close());
 
@@ -87,7 +87,7 @@ describe('vlmkit serve response_format json_object (built-in model)', () => {
   before(async () => {
     vlm = await loadVlm(BUILTIN_MODEL_DIR);
     s = await startServer({ vlm, modelId: 'vlmkit-shapes', limits: defaultLimits(vlm.model.maxPositions), host: '127.0.0.1', port: 0, log: () => undefined });
-    client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    client = openaiClient(s);
   });
   after(async () => {
     await s.close();

@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { tensor } from '../../src/engine/index.js';
-import { assertApiError, dataUrl, MODEL_ID, post, serveTiny } from './helpers.js';
+import { assertApiError, dataUrl, MODEL_ID, openaiClient, post, serveTiny } from './helpers.js';
 import type { RunningServer } from '../../src/serve/server.js';
 import type { Vlm } from '../../src/api.js';
 
@@ -14,7 +14,7 @@ describe('vlmkit serve logprobs', () => {
   let client: OpenAI;
   before(async () => {
     s = await serveTiny();
-    client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    client = openaiClient(s);
   });
   after(() => s.close());
 

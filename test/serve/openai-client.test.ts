@@ -3,7 +3,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { dataUrl, MODEL_ID, serveTiny } from './helpers.js';
+import { dataUrl, MODEL_ID, openaiClient, serveTiny } from './helpers.js';
 import type { RunningServer } from '../../src/serve/server.js';
 import type { Vlm } from '../../src/api.js';
 
@@ -12,7 +12,7 @@ describe('vlmkit serve with the openai client', () => {
   let client: OpenAI;
   before(async () => {
     s = await serveTiny();
-    client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    client = openaiClient(s);
   });
   after(() => s.close());
 

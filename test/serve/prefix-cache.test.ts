@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { PNG } from 'pngjs';
-import { dataUrl, metric, MODEL_ID, serveTiny } from './helpers.js';
+import { dataUrl, metric, MODEL_ID, openaiClient, serveTiny } from './helpers.js';
 import type { RunningServer } from '../../src/serve/server.js';
 import type { Vlm } from '../../src/api.js';
 
@@ -147,7 +147,7 @@ describe('vlmkit serve prefix cache bound', () => {
     assert.ok(Number.isFinite(one) && one > 0, `one entry's bytes: ${one}`);
     const limit = one * 1.5;
     s = await serveTiny({}, { prefixCacheMb: limit / 2 ** 20 });
-    const c = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const c = openaiClient(s);
     for (const q of questions) {
       await c.chat.completions.create({ model: MODEL_ID, messages: m(q), max_tokens: 2, temperature: 0 });
       const bytes = await metric(s.url, 'vlmkit_prefix_cache_bytes');

@@ -7,6 +7,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bf16ToF32 } from '../../src/engine/dtype.js';
 import { VlmkitError } from '../../src/errors.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { randomInitModel } from '../../src/models/index.js';
@@ -32,7 +33,7 @@ function tensors(file: string): Map<string, Float32Array> {
     for (const n of f.names()) {
       const r = f.read(n);
       if (r.dtype === 'F32') out.set(n, Float32Array.from(r.data as Float32Array));
-      else if (r.dtype === 'BF16') out.set(n, new Float32Array(Uint32Array.from(r.data as Uint16Array, (b) => b << 16).buffer));
+      else if (r.dtype === 'BF16') out.set(n, Float32Array.from(r.data as Uint16Array, bf16ToF32));
     }
     return out;
   } finally {

@@ -55,6 +55,7 @@ export const TRAIN_USAGE = `usage: vlmkit train sft --model <dir> --data train.j
   --clip X                  clip the global gradient norm (default 1; 0 = off)
   --skip-nonfinite          skip (and count) a step whose loss or gradient norm is NaN/Inf instead of stopping
   --weight-decay X          AdamW decoupled weight decay (default 0)
+  --vision-lr-scale K       the vision tower's lr is K x --lr (default 1; e.g. 4 for a tower learning from scratch)
   --seed N                  data order, adapter or random init and dropout (default 42)
   --gradient-checkpointing  recompute each layer in the backward pass (less memory, ~1/3 more compute)
   --assistant-only          loss on the assistant replies only (prompt/completion rows: always the completion)
@@ -89,7 +90,7 @@ const FLAGS = {
   lora: { type: 'string' }, dora: { type: 'boolean' }, full: { type: 'boolean' }, 'freeze-vision': { type: 'boolean' },
   lr: { type: 'string' }, epochs: { type: 'string' }, 'max-steps': { type: 'string' }, 'batch-size': { type: 'string' },
   'grad-accum': { type: 'string' }, 'warmup-steps': { type: 'string' }, 'warmup-ratio': { type: 'string' },
-  schedule: { type: 'string' }, clip: { type: 'string' }, 'weight-decay': { type: 'string' }, seed: { type: 'string' },
+  schedule: { type: 'string' }, clip: { type: 'string' }, 'weight-decay': { type: 'string' }, 'vision-lr-scale': { type: 'string' }, seed: { type: 'string' },
   'gradient-checkpointing': { type: 'boolean' }, 'assistant-only': { type: 'boolean' }, 'max-length': { type: 'string' },
   'no-truncate': { type: 'boolean' }, 'skip-bad-rows': { type: 'boolean' }, 'group-by-length': { type: 'boolean' },
   'save-every': { type: 'string' }, 'save-total-limit': { type: 'string' }, 'eval-every': { type: 'string' },
@@ -291,6 +292,7 @@ export function trainOptions(argv: string[], method: TrainMethod = 'sft'): { opt
     clip: num(v, 'clip', 'float', 0),
     skipNonfinite: v['skip-nonfinite'] === true,
     weightDecay: num(v, 'weight-decay', 'float', 0),
+    visionLrScale: num(v, 'vision-lr-scale', 'float', 0),
     seed: num(v, 'seed', 'int', 0),
     gradientCheckpointing: v['gradient-checkpointing'] === true,
     assistantOnly: v['assistant-only'] === true,

@@ -144,6 +144,8 @@ export async function runContrastive(o: ContrastiveRunOptions, io: ContrastiveRu
       lora: lora ? { r: lora.config.r, alpha: lora.config.loraAlpha, dropout: lora.config.loraDropout, targets: lora.targets.length } : null,
       lr: config.lr, schedule: config.schedule, totalSteps: t.totalSteps, warmupSteps: t.schedule.warmupSteps,
       clip: config.clip, weightDecay: config.weightDecay, beta1: config.beta1, beta2: config.beta2, eps: config.eps,
+      // (only when set: the checkpoints of runs from before it still resume)
+      ...(config.visionLrScale !== undefined && config.visionLrScale !== 1 ? { visionLrScale: config.visionLrScale } : {}),
       ...(source ? { init: 'random', modelConfig: modelConfigHash(source.json) } : {}),
     };
     const settings = {

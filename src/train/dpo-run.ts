@@ -180,7 +180,9 @@ export async function runDpo(o: DpoRunOptions, io: DpoRunIo = {}): Promise<DpoRu
       gradAccum: config.gradAccum, groupByLength: config.groupByLength, mode: 'lora', trainable: params.size,
       lora: { r: lora.config.r, alpha: lora.config.loraAlpha, dropout: lora.config.loraDropout, targets: lora.targets.length },
       lr: config.lr, schedule: config.schedule, totalSteps: trainer.totalSteps, warmupSteps: trainer.schedule.warmupSteps,
-      clip: config.clip, weightDecay: config.weightDecay, beta1: config.beta1, beta2: config.beta2, eps: config.eps, maxLength,
+      clip: config.clip, weightDecay: config.weightDecay, beta1: config.beta1, beta2: config.beta2, eps: config.eps,
+      // (only when set: the checkpoints of runs from before it still resume)
+      ...(config.visionLrScale !== undefined && config.visionLrScale !== 1 ? { visionLrScale: config.visionLrScale } : {}), maxLength,
       beta: dpo.beta, lossType: dpo.lossType, labelSmoothing: dpo.labelSmoothing, sftWeight: dpo.sftWeight,
       ...(o.quant ? { quant: o.quant } : {}),
     };

@@ -14,6 +14,8 @@ export interface AdamWConfig {
   eps?: number;
   /** decoupled weight decay (torch's default 0.01) */
   weightDecay?: number;
+  /** a per-parameter multiplier of the lr (torch's param groups with their own lr; default 1 for every one) */
+  lrScale?: (name: string, p: Tensor) => number;
   /** parameters (by name) that get no weight decay, e.g. noDecayHF (transformers' Trainer); default: none */
   noDecay?: (name: string, p: Tensor) => boolean;
 }
@@ -47,6 +49,7 @@ export class AdamW {
   readonly weightDecay: number;
   private readonly params: Map<string, Tensor>;
   private readonly decay: Map<string, number>;
+  private readonly scale: Map<string, number>;
   private readonly state = new Map<string, ParamState>();
 
   constructor(params: Map<string, Tensor> | Iterable<[string, Tensor]>, cfg: AdamWConfig) {
@@ -63,11 +66,15 @@ export class AdamW {
     if (!(this.eps >= 0)) throw bad(`eps must be >= 0, got ${this.eps}`);
     if (!(this.weightDecay >= 0)) throw bad(`weight decay must be >= 0, got ${this.weightDecay}`);
     this.decay = new Map();
+    this.scale = new Map();
     for (const [n, p] of this.params) {
       if (p.dtype !== 'f32' && p.dtype !== 'f64')
         throw bad(`parameter ${n} is ${p.dtype}; trainable parameters must be f32 (load the model with dtype 'f32' to train its weights)`);
       if (!p.isContiguous()) throw bad(`parameter ${n} [${p.shape}] is not contiguous`);
       this.decay.set(n, cfg.noDecay?.(n, p) ? 0 : this.weightDecay);
+      const k = cfg.lrScale?.(n, p) ?? 1;
+      if (!(k >= 0 && Number.isFinite(k))) throw bad(`the lr scale of ${n} must be a number >= 0, got ${k}`);
+      this.scale.set(n, k);
     }
   }
 
@@ -92,7 +99,7 @@ export class AdamW {
         this.state.set(n, s);
       }
       s.step++;
-      adamwStep(p, g, s.m, s.v, { lr: this.lr, step: s.step, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.decay.get(n)! });
+      adamwStep(p, g, s.m, s.v, { lr: this.lr * this.scale.get(n)!, step: s.step, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.decay.get(n)! });
     }
   }
 

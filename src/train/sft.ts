@@ -264,6 +264,8 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
       trainable: [...params.keys()].length, lora: lora ? { r: lora.config.r, alpha: lora.config.loraAlpha, dropout: lora.config.loraDropout, targets: lora.targets.length, ...(lora.config.useDora ? { dora: true } : {}) } : null,
       lr: config.lr, schedule: config.schedule, totalSteps: trainer.totalSteps, warmupSteps: trainer.schedule.warmupSteps,
       clip: config.clip, weightDecay: config.weightDecay, beta1: config.beta1, beta2: config.beta2, eps: config.eps,
+      // (only when set: the checkpoints of runs from before it still resume)
+      ...(config.visionLrScale !== undefined && config.visionLrScale !== 1 ? { visionLrScale: config.visionLrScale } : {}),
       maxLength, truncate: o.truncate !== false,
       // the base the adapters train on: a run on another quantization is another run (absent when unquantized,
       // so the checkpoints of runs from before --quant still resume)

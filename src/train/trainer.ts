@@ -50,6 +50,11 @@ export interface TrainConfig {
   evalBatchSize?: number;
   /** a step whose loss or gradient norm is NaN/Inf is skipped (no update, counted) instead of stopping the run */
   skipNonfinite?: boolean;
+  /**
+   * the vision tower's lr as a multiple of --lr (default 1): a tower trained from scratch through a language loss
+   * learns slower than the decoder it feeds, as LLaVA-style recipes find when they give the towers their own lr
+   */
+  visionLrScale?: number;
 }
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
@@ -172,8 +177,14 @@ export function resolveTrainConfig(c: Partial<TrainConfig>): TrainConfig {
   check(o.beta1 >= 0 && o.beta1 < 1, 'beta1', 'in [0, 1)', o.beta1);
   check(o.beta2 >= 0 && o.beta2 < 1, 'beta2', 'in [0, 1)', o.beta2);
   check(o.eps >= 0 && Number.isFinite(o.eps), 'eps', 'a number >= 0', o.eps);
+  if (o.visionLrScale !== undefined) check(o.visionLrScale > 0 && Number.isFinite(o.visionLrScale), '--vision-lr-scale', 'a number > 0', o.visionLrScale);
   if (o.evalBatchSize !== undefined) check(int(o.evalBatchSize, 1), '--eval-batch-size', 'an integer >= 1', o.evalBatchSize);
   return o;
+}
+
+/** A parameter of a vision tower (Idefics3's vision_model, CLIP's and SigLIP's vision_model), adapters included. */
+export function isVisionParam(name: string): boolean {
+  return /(^|\.)vision_model\./.test(name);
 }
 
 /**
@@ -214,6 +225,7 @@ export class Trainer<E, B extends MicroBatch = MicroBatch, M extends LoopModel =
       lr: c.lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weightDecay,
       // transformers' Trainer: no decay on biases and norms (LoRA A/B are decayed, as PEFT + Trainer do)
       noDecay: (n) => noDecayHF(n),
+      ...(c.visionLrScale !== undefined && c.visionLrScale !== 1 && { lrScale: (n: string) => (isVisionParam(n) ? c.visionLrScale! : 1) }),
     });
     // (after the trainable set is marked: the model recomputes only in the parts that train)
     this.model.setGradientCheckpointing(c.gradientCheckpointing);

@@ -18,7 +18,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { VlmkitError } from '../errors.js';
 import type { ChatMessage, ContentPart } from '../processing/chat-template.js';
-import type { RgbImage } from '../processing/decode.js';
+import { type RgbImage, predictImageSize, readImageFile } from '../processing/decode.js';
+import { tooManyPixels } from '../processing/size.js';
 import { type FramedSample, type ImageGrid, type ImageProcessorConfig, type Processor, type VideoOptions, imageGridForSize } from '../models/index.js';
 import { type CollateItem, countTargets, encodeConversation, labelsFor, truncateConversation } from './collate.js';
 
@@ -241,6 +242,18 @@ export class SftDataset {
     if (imageTokenId === null) throw new VlmkitError('E_TOKENIZER', `the tokenizer of ${processor.dir} has no <image> token`);
     const imageConfig = processor.imageConfigFor();
     const load = o.loadImage ?? (async (p: string) => (await processor.loadImages([p]))[0]!);
+    // Only an image's size decides its tokens, so a file whose header tells the size the decoder will give (EXIF
+    // orientation included) is not decoded here: 57,600 PNGs took minutes to decode at load, the headers a few
+    // seconds. Pixels are decoded per batch, where an unreadable body stops the run naming its file:line. Anything
+    // the header cannot vouch for (an unknown format, a size over the pixel limit) is decoded now, as before.
+    const sizeOf = async (p: string): Promise<[number, number]> => {
+      if (!o.loadImage) {
+        const s = predictImageSize(await readImageFile(p));
+        if (s && !tooManyPixels(s[0], s[1], processor.options.maxImagePixels)) return s;
+      }
+      const im = await load(p);
+      return [im.width, im.height];
+    };
     const { examples, skipped, rows } = await readJsonlRows(file, 'rows', o.skipBadRows, async (obj, line, baseDir): Promise<SftExample> => {
       const row = parseRow(obj, baseDir);
       // videos to frames as inference does it (v1: the messages gain the intro and image parts)
@@ -256,14 +269,14 @@ export class SftDataset {
       const messages = framed.messages!;
       const grids: ImageGrid[] = [];
       for (const p of framed.images ?? []) {
-        let im: RgbImage;
-        if (typeof p !== 'string') im = p as RgbImage;
+        let size: [number, number];
+        if (typeof p !== 'string') size = [(p as RgbImage).width, (p as RgbImage).height];
         else try {
-          im = await load(p);
+          size = await sizeOf(p);
         } catch (e) {
           bad(e instanceof VlmkitError ? e.message : `image ${p} cannot be read (${(e as Error).message})`);
         }
-        grids.push(imageGridForSize(im!.width, im!.height, imageConfig));
+        grids.push(imageGridForSize(size![0], size![1], imageConfig));
       }
       const videoPrompts = framed.videoPrompts ?? [];
       let enc = encodeConversation(processor.prompt, messages, grids, row.firstTrained, videoPrompts);

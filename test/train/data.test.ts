@@ -3,12 +3,12 @@
 // batch order (per-epoch shuffles, grouping by length).
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Processor } from '../../src/models/idefics3/processor.js';
-import { BatchOrder, SftDataset } from '../../src/train/data.js';
+import { BatchOrder, SftDataset, loadExampleMedia } from '../../src/train/data.js';
 
 const REF = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'reference');
 const proc = Processor.fromDir(join(REF, 'tiny-idefics3'));
@@ -61,6 +61,28 @@ describe('SFT dataset', () => {
       });
     });
   }
+
+  it('reads image sizes from the headers: the same grids as decoding every image; a bad body fails at its batch', async () => {
+    // every decoder fixture (EXIF-rotated JPEGs and PNGs, GIFs, WebPs, CMYK): header path vs decoding
+    const DEC = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'decode');
+    const pics = readdirSync(DEC).filter((f) => /\.(jpg|png|gif|webp)$/.test(f) && !f.includes('.rgb.') && !f.includes('.white.'));
+    assert.ok(pics.length >= 20, `only ${pics.length} decoder fixtures found`);
+    const rows = pics.map((f) => ({ ...good, images: [join(DEC, f)] }));
+    const f = jsonl('sizes.jsonl', rows);
+    const fast = await SftDataset.load(f, proc, { skipBadRows: true });
+    const decoded = await SftDataset.load(f, proc, { skipBadRows: true, loadImage: async (p) => (await proc.loadImages([p]))[0]! });
+    assert.deepEqual(fast.skipped.map((s) => s.line), decoded.skipped.map((s) => s.line));
+    assert.ok(fast.length >= 20);
+    assert.deepEqual(fast.examples.map((e) => [e.line, e.grids]), decoded.examples.map((e) => [e.line, e.grids]));
+    assert.deepEqual(fast.examples.map((e) => e.inputIds), decoded.examples.map((e) => e.inputIds));
+    // a PNG whose header is whole and whose pixels are not: the row loads (its grid is known) ...
+    const png = readFileSync(join(REF, 'images', 'wide_90x150.png'));
+    writeFileSync(join(tmp, 'img', 'cut.png'), png.subarray(0, 60));
+    const cut = await SftDataset.load(jsonl('cut.jsonl', [good, { ...good, images: ['img/cut.png'] }]), proc);
+    assert.equal(cut.examples[1]!.tiles, 13);
+    // ... and its batch stops with the row's file:line
+    await assert.rejects(loadExampleMedia(proc, [cut.examples[1]!]), (e: Error) => /cut\.jsonl:2: .*cut\.png/.test(e.message));
+  });
 
   it('with skipBadRows, bad rows are skipped and counted', async () => {
     const f = jsonl('mixed.jsonl', [text, ...cases.map((c) => c[1]), good]);

@@ -1,0 +1,40 @@
+// npx tsx scripts/mix-rows.ts <out.jsonl> <rows.jsonl>[:N] [<rows.jsonl>[:N] ...]: one training file from several
+// (the built-in model's phase 3 mixes shapes conversations with motion clips). Takes the first N rows of each
+// input (all when :N is left out), in the order given; the trainer shuffles by its seed, so order here does not
+// matter. Image and video paths are relative to the JSONL that names them, so each is rewritten relative to the
+// output's folder. Written atomically.
+import { readFileSync, writeSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative } from 'node:path';
+import { writeFileAtomic } from '../src/io/safetensors-write.js';
+
+const [outPath, ...inputs] = process.argv.slice(2);
+if (!outPath || !inputs.length) throw new Error('usage: npx tsx scripts/mix-rows.ts <out.jsonl> <rows.jsonl>[:N] ...');
+
+interface Part { type: string; path?: string; video?: string }
+interface Row { messages?: { content: Part[] | string }[]; images?: string[]; videos?: string[] }
+
+const out: string[] = [];
+for (const spec of inputs) {
+  const m = /^(.*?)(?::(\d+))?$/.exec(spec)!;
+  const file = m[1]!, take = m[2] === undefined ? Infinity : Number(m[2]);
+  const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.trim());
+  if (lines.length < take && take !== Infinity) throw new Error(`${file} has ${lines.length} rows, fewer than the ${take} asked for`);
+  const move = (p: string) => (isAbsolute(p) ? p : relative(dirname(outPath), join(dirname(file), p)));
+  for (const line of lines.slice(0, take)) {
+    const row = JSON.parse(line) as Row;
+    if (row.images) row.images = row.images.map(move);
+    if (row.videos) row.videos = row.videos.map(move);
+    for (const msg of row.messages ?? []) {
+      if (!Array.isArray(msg.content)) continue;
+      for (const part of msg.content) {
+        if (part.type !== 'video') continue;
+        if (part.path !== undefined) part.path = move(part.path);
+        if (part.video !== undefined) part.video = move(part.video);
+      }
+    }
+    out.push(JSON.stringify(row));
+  }
+  process.stderr.write(`${file}: ${Math.min(lines.length, take)} rows\n`);
+}
+writeFileAtomic(outPath, (fd) => writeSync(fd, out.map((l) => l + '\n').join('')));
+process.stderr.write(`wrote ${out.length} rows to ${outPath}\n`);

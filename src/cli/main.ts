@@ -103,7 +103,8 @@ export async function run(argv: string[], io: CliIo = processIo()): Promise<numb
       // usage text after the first line is for --help; the error itself is one line
       const [first] = e.message.split('\n');
       io.stderr.write(`vlmkit: ${oneLine(first ?? e.message)}\n`);
-      return 1;
+      // stopped by the user (Ctrl-C), as the shell reports SIGINT
+      return e.code === 'E_INTERRUPTED' ? 130 : 1;
     }
     const err = e as Error;
     io.stderr.write(`vlmkit: unexpected error: ${oneLine(err?.message ?? String(e))}\n`);

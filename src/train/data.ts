@@ -72,6 +72,10 @@ export interface SftDataOptions {
   loadImage?: (path: string) => Promise<RgbImage>;
   /** frame sampling of the rows' videos (fps, maxFrames; default the checkpoint's) */
   video?: VideoOptions;
+  /** reading progress: rows read so far of the file's rows (tokenizing tens of thousands of rows takes minutes) */
+  onRow?: (done: number, total: number) => void;
+  /** asked between rows: true stops the reading with E_INTERRUPTED (Ctrl-C while a large file loads) */
+  shouldStop?: () => boolean;
 }
 
 function rowError(file: string, line: number, reason: string): VlmkitError {
@@ -254,7 +258,7 @@ export class SftDataset {
       const im = await load(p);
       return [im.width, im.height];
     };
-    const { examples, skipped, rows } = await readJsonlRows(file, 'rows', o.skipBadRows, async (obj, line, baseDir): Promise<SftExample> => {
+    const { examples, skipped, rows } = await readJsonlRows(file, 'rows', o, async (obj, line, baseDir): Promise<SftExample> => {
       const row = parseRow(obj, baseDir);
       // videos to frames as inference does it (v1: the messages gain the intro and image parts)
       let framed: FramedSample = { messages: row.messages, images: row.imagePaths };
@@ -311,8 +315,10 @@ export class SftDataset {
  * throws a RowProblem, is a one-line error naming file:line, or with skipBadRows a counted skip; a file with no
  * usable row is an error ("no usable <what>"). Shared by the SFT and preference loaders.
  */
-export async function readJsonlRows<T>(file: string, what: string, skipBadRows: boolean | undefined,
+export async function readJsonlRows<T>(file: string, what: string, o: Pick<SftDataOptions, 'skipBadRows' | 'onRow' | 'shouldStop'> | boolean | undefined,
   encode: (obj: unknown, line: number, baseDir: string) => Promise<T>): Promise<{ examples: T[]; skipped: BadRow[]; rows: number }> {
+  const opts = typeof o === 'object' ? o : { skipBadRows: o };
+  const skipBadRows = opts.skipBadRows;
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -323,10 +329,13 @@ export async function readJsonlRows<T>(file: string, what: string, skipBadRows: 
   const examples: T[] = [];
   const skipped: BadRow[] = [];
   const lines = text.split('\n');
+  const total = opts.onRow ? lines.reduce((n, l) => n + (l.trim() ? 1 : 0), 0) : 0;
   let rows = 0;
   for (let i = 0; i < lines.length; i++) {
     const raw = lines[i]!.trim();
     if (!raw) continue;
+    if (opts.shouldStop?.()) throw new VlmkitError('E_INTERRUPTED', `interrupted while reading ${file} (row ${rows + 1}); nothing was trained`);
+    if (rows % 100 === 0) opts.onRow?.(rows, total);
     rows++;
     const line = i + 1;
     try {
@@ -345,6 +354,7 @@ export async function readJsonlRows<T>(file: string, what: string, skipBadRows: 
   }
   if (!examples.length)
     throw new VlmkitError('E_DATA', `${file}: no usable ${what}${rows ? ` (${skipped.length} of ${rows} skipped as bad)` : ' (the file is empty)'}`);
+  opts.onRow?.(rows, total);
   return { examples, skipped, rows };
 }
 

@@ -75,6 +75,16 @@ export function openRunLog(
 }
 
 /** Creates the run folder; a file (or a file on the way) there is a one-line error naming --out. */
+/**
+ * A data file's reading progress on a terminal's stderr ("reading train.jsonl: 12,000 / 57,600 rows"), cleared
+ * when done; nothing when stderr is not a terminal or the run prints JSON.
+ */
+export function readingProgress(io: Pick<RunIo, 'json' | 'stderr'>, file: string): ((done: number, total: number) => void) | undefined {
+  if (io.json || !io.stderr?.isTTY) return undefined;
+  const err = io.stderr;
+  return (done, total) => err.write(done >= total ? '\r\x1b[2K' : `\r\x1b[2Kreading ${file}: ${done.toLocaleString('en')} / ${total.toLocaleString('en')} rows`);
+}
+
 export function makeRunFolder(out: string): void {
   let isDir = false;
   try {

@@ -14,7 +14,7 @@ import { type LoraConfigInput, LoraModel } from './lora.js';
 import { assertFiniteForSave } from './finite.js';
 import type { MetricsLogger } from './metrics.js';
 import { causalLmLoss } from './loss.js';
-import { type RunResult, openRunFolder, openRunLog, runLoop } from './loop.js';
+import { type RunResult, openRunFolder, openRunLog, readingProgress, runLoop } from './loop.js';
 import { trainableParameters } from './params.js';
 import { saveAdapter, saveMergedCheckpoint } from './peft.js';
 import { loadVisionFrom } from './vision-from.js';
@@ -244,9 +244,9 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
   let logger: MetricsLogger | null = null;
   try {
     const maxLength = o.maxLength ?? model.maxPositions;
-    const dataOpts = { maxLength, truncate: o.truncate, skipBadRows: o.skipBadRows, assistantOnly: o.assistantOnly };
-    const train = await SftDataset.load(o.data, processor, dataOpts);
-    const val = o.val ? await SftDataset.load(o.val, processor, dataOpts) : null;
+    const dataOpts = { maxLength, truncate: o.truncate, skipBadRows: o.skipBadRows, assistantOnly: o.assistantOnly, shouldStop: () => !!io.stop?.requested };
+    const train = await SftDataset.load(o.data, processor, { ...dataOpts, onRow: readingProgress(io, o.data) });
+    const val = o.val ? await SftDataset.load(o.val, processor, { ...dataOpts, onRow: readingProgress(io, o.val) }) : null;
     let loraInput: LoraConfigInput | null = null;
     if (mode === 'lora') {
       loraInput = { ...(o.lora ?? {}), targetModules: o.lora?.targetModules ?? [...(model.defaultLoraTargets ?? [])] } as LoraConfigInput;

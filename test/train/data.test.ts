@@ -84,6 +84,16 @@ describe('SFT dataset', () => {
     await assert.rejects(loadExampleMedia(proc, [cut.examples[1]!]), (e: Error) => /cut\.jsonl:2: .*cut\.png/.test(e.message));
   });
 
+  it('reports its reading progress and stops between rows when asked (Ctrl-C during a long load)', async () => {
+    const f = jsonl('many.jsonl', Array.from({ length: 250 }, () => text));
+    const seen: [number, number][] = [];
+    const ds = await SftDataset.load(f, proc, { onRow: (d, t) => seen.push([d, t]) });
+    assert.equal(ds.length, 250);
+    assert.deepEqual(seen, [[0, 250], [100, 250], [200, 250], [250, 250]]);
+    let asked = 0;
+    await assert.rejects(SftDataset.load(f, proc, { shouldStop: () => ++asked > 120 }), (e: Error & { code?: string }) => e.code === 'E_INTERRUPTED' && /many\.jsonl \(row 121\)/.test(e.message));
+  });
+
   it('with skipBadRows, bad rows are skipped and counted', async () => {
     const f = jsonl('mixed.jsonl', [text, ...cases.map((c) => c[1]), good]);
     const ds = await SftDataset.load(f, proc, { skipBadRows: true });

@@ -2,8 +2,9 @@
 // (the built-in model's phase 3 mixes shapes conversations with motion clips). Takes the first N rows of each
 // input (all when :N is left out), in the order given; the trainer shuffles by its seed, so order here does not
 // matter. Image and video paths are relative to the JSONL that names them, so each is rewritten relative to the
-// output's folder. Written atomically.
-import { readFileSync, writeSync } from 'node:fs';
+// output's folder. Beside the output, dataset.json says what went in: each input's file, rows taken, and its own
+// dataset.json (the generator's command and seed), for the model card. Written atomically.
+import { existsSync, readFileSync, writeSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative } from 'node:path';
 import { writeFileAtomic } from '../src/io/safetensors-write.js';
 
@@ -14,6 +15,7 @@ interface Part { type: string; path?: string; video?: string }
 interface Row { messages?: { content: Part[] | string }[]; images?: string[]; videos?: string[] }
 
 const out: string[] = [];
+const parts: { file: string; rows: number; dataset: unknown }[] = [];
 for (const spec of inputs) {
   const m = /^(.*?)(?::(\d+))?$/.exec(spec)!;
   const file = m[1]!, take = m[2] === undefined ? Infinity : Number(m[2]);
@@ -34,7 +36,10 @@ for (const spec of inputs) {
     }
     out.push(JSON.stringify(row));
   }
+  const info = join(dirname(file), 'dataset.json');
+  parts.push({ file: relative(dirname(outPath), file), rows: Math.min(lines.length, take), dataset: existsSync(info) ? JSON.parse(readFileSync(info, 'utf8')) : null });
   process.stderr.write(`${file}: ${Math.min(lines.length, take)} rows\n`);
 }
 writeFileAtomic(outPath, (fd) => writeSync(fd, out.map((l) => l + '\n').join('')));
+writeFileAtomic(join(dirname(outPath), 'dataset.json'), (fd) => writeSync(fd, JSON.stringify({ generator: 'mix', rows: out.length, parts }, null, 2) + '\n'));
 process.stderr.write(`wrote ${out.length} rows to ${outPath}\n`);

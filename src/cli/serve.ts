@@ -5,6 +5,7 @@ import { statSync } from 'node:fs';
 import { inspectModel, loadVlm } from '../api.js';
 import { defaultLimits, startServer } from '../serve/server.js';
 import type { ServeLimits } from '../serve/request.js';
+import { applyAdapter } from './ask.js';
 import { argError, MODEL_FLAG_USAGE, modelDir, parsing, QUANT_FLAG_USAGE, quantOption } from './args.js';
 import { type CliIo, status } from './io.js';
 
@@ -16,6 +17,7 @@ ${MODEL_FLAG_USAGE}
   --model-name NAME         the name clients give as "model" (default: the model folder's name)
   --media-path DIR          let image_url take file:// URLs of files under DIR (default: no local files)
   --f32                     load every weight as f32
+  --adapter DIR             serve the model with a LoRA or DoRA adapter (PEFT folder, e.g. from vlmkit train)
 ${QUANT_FLAG_USAGE}
 limits (a request past one gets a 4xx with OpenAI's error body):
   --max-body-bytes N        request body size (default 33554432)
@@ -62,7 +64,7 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 export async function serve(argv: string[], io: CliIo): Promise<number> {
   const options = {
     model: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'api-key': { type: 'string' },
-    'model-name': { type: 'string' }, 'media-path': { type: 'string' }, f32: { type: 'boolean' }, quant: { type: 'string' },
+    'model-name': { type: 'string' }, 'media-path': { type: 'string' }, f32: { type: 'boolean' }, quant: { type: 'string' }, adapter: { type: 'string' },
     'request-timeout': { type: 'string' }, 'fetch-timeout': { type: 'string' }, 'prefix-cache-mb': { type: 'string' },
     ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((k) => [k, { type: 'string' }])),
   } as const;
@@ -91,6 +93,14 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
   const model = inspectModel(dir);
   status(io, `loading ${dir} ...`);
   const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined, quant });
+  if (values.adapter !== undefined) {
+    status(io, `adapter ${values.adapter}`);
+    // a bad adapter folder is one line before anything listens
+    await applyAdapter(vlm.model, values.adapter).catch((e: unknown) => {
+      vlm.dispose();
+      throw e;
+    });
+  }
   const limits = { ...defaultLimits(vlm.model.maxPositions), ...given };
   const modelId = values['model-name'] ?? basename(vlm.dir);
   const running = await startServer({ vlm, modelId, limits, mediaPath, apiKey, host, port, prefixCacheMb }).catch((e: NodeJS.ErrnoException) => {

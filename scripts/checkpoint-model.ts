@@ -1,8 +1,9 @@
 // npx tsx scripts/checkpoint-model.ts <run folder> <step> <out folder>: a complete bf16 Hugging Face model folder
-// from checkpoint-<step> of a from-scratch run (its staged <run>/base files + the checkpoint's f32 weights), written
+// from checkpoint-<step> of a full-training run (the config and tokenizer files of a from-scratch run's staged
+// <run>/base, or of the model a fine-tune started from, as its checkpoint names it; + the checkpoint's f32 weights), written
 // exactly as the run's own final save writes model/ (same names, same bf16 rounding). For taking the model at a
 // step of a run that is still going, or that stopped before its end.
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModelWeights } from '../src/models/index.js';
@@ -15,7 +16,14 @@ const ck = join(run, `checkpoint-${step}`, 'trainable.safetensors');
 if (!existsSync(ck)) throw new Error(`${ck} is missing: give a step the run saved (ls ${run})`);
 const tmp = mkdtempSync(join(tmpdir(), 'vlmkit-ck-'));
 try {
-  for (const f of readdirSync(join(run, 'base'))) copyFileSync(join(run, 'base', f), join(tmp, f));
+  let base = join(run, 'base');
+  if (!existsSync(base)) {
+    const st = JSON.parse(readFileSync(join(run, `checkpoint-${step}`, 'trainer_state.json'), 'utf8')) as { settings?: { model?: string | null; mode?: string } };
+    if (st.settings?.mode !== 'full' || !st.settings.model) throw new Error(`${run} has no base/ and its checkpoint is not of a full fine-tune of a model folder`);
+    base = st.settings.model;
+  }
+  // everything but weights and the card: config, generation config, tokenizer, chat template, processor config
+  for (const f of readdirSync(base)) if (!/\.safetensors$|^README\.md$|^loss\.png$/.test(f)) copyFileSync(join(base, f), join(tmp, f));
   copyFileSync(ck, join(tmp, 'model.safetensors'));
   const model = loadModelWeights(ModelDir.of(tmp), { dtype: 'f32' });
   saveMergedCheckpoint(model, null, { sourceDir: tmp, outDir: out, overwrite: true, dtype: 'BF16' });

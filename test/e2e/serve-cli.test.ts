@@ -37,24 +37,10 @@ async function serveCli(args: string[]): Promise<{ url: string; stop: () => Prom
 
 describe('vlmkit serve (CLI)', () => {
   it('listens on a free port, answers, and stops on SIGTERM', async () => {
-    const p = spawn(process.execPath, [join(ROOT, 'bin', 'vlmkit.js'), 'serve', '--model', MODEL, '--port', '0', '--model-name', 'tiny'], {
-      cwd: ROOT, env: { ...process.env, VLMKIT_CLI_SOURCE: '1', VLMKIT_DEBUG: '' },
-    });
-    let stderr = '';
-    p.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((r) => p.on('close', r));
+    const s = await serveCli(['--model', MODEL, '--model-name', 'tiny']);
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        let out = '';
-        p.stdout.on('data', (d) => {
-          out += d;
-          const m = /on (http:\/\/127\.0\.0\.1:\d+) /.exec(out);
-          if (m) resolve(m[1]!);
-        });
-        p.on('close', () => reject(new Error(`exited before listening: ${stderr}`)));
-      });
-      assert.deepEqual(await (await fetch(`${url}/health`)).json(), { status: 'ok' });
-      const r = await fetch(`${url}/v1/chat/completions`, {
+      assert.deepEqual(await (await fetch(`${s.url}/health`)).json(), { status: 'ok' });
+      const r = await fetch(`${s.url}/v1/chat/completions`, {
         method: 'POST', headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, temperature: 0 }),
       });
@@ -63,9 +49,8 @@ describe('vlmkit serve (CLI)', () => {
       assert.equal(body.model, 'tiny');
       assert.equal(body.usage.completion_tokens, 3);
     } finally {
-      p.kill('SIGTERM');
+      assert.equal(await s.stop(), 0, s.stderr());
     }
-    assert.equal(await exited, 0, stderr);
   });
 
   it('--adapter serves the model with a LoRA adapter: greedy answers equal the library\'s with the adapter, not without', async () => {

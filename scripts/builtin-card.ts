@@ -14,7 +14,7 @@ import type { EvalReport } from '../src/eval/runner.js';
 // The runs of the model's phases, in order, comma-separated (phase 1 from a random initialisation, then phases that
 // fine-tune the previous one); the config each phase ran with is PHASE_CONFIGS[i]. The held-out evaluation is the
 // last phase's; the card reports every phase's data, settings, steps and wall time.
-const PHASE_CONFIGS = ['recipes/builtin/recipe.json', 'recipes/builtin/phase2.json'];
+const PHASE_CONFIGS = ['recipes/builtin/recipe.json', 'recipes/builtin/phase2.json', 'recipes/builtin/phase3.json'];
 const runs = (process.argv[2] ?? 'runs/builtin').split(',').filter(Boolean);
 if (runs.length > PHASE_CONFIGS.length) throw new Error(`${runs.length} runs given; recipes/builtin has configs for ${PHASE_CONFIGS.length} phases`);
 const run = runs[runs.length - 1]!;
@@ -28,7 +28,12 @@ const need = (p: string) => {
 const json = <T>(p: string) => JSON.parse(readFileSync(need(p), 'utf8')) as T;
 
 interface MetricRow { type: string; event?: string; step?: number; path?: string; loss?: number; eval_loss?: number; elapsed_s?: number; trainable_params?: number; total_steps?: number; train?: { file: string; rows: number; tokens: number } }
-interface Dataset { generator: string; seed: number; size: number; questions_per_image: number; conversation: boolean; splits: Record<string, { images: number; rows: number }> }
+interface Dataset {
+  generator: string; seed: number; size: number; questions_per_image?: number; conversation?: boolean;
+  splits: Record<string, { images?: number; clips?: number; rows?: number }>;
+  /** scripts/mix-rows.ts: the files a mixed training file took its rows from */
+  parts?: { file: string; rows: number; dataset: Dataset }[];
+}
 
 /** What one phase's run measured, from its metrics.jsonl (up to `upTo`, for a model taken from a checkpoint). */
 function phase(dir: string, config: string, upTo: number) {
@@ -69,6 +74,26 @@ const allSteps = phases.reduce((s, p) => s + p.steps, 0);
 
 const qa = json<EvalReport>(join(run, 'eval-qa.json'));
 const gr = json<EvalReport>(join(run, 'eval-grounding.json'));
+// held-out motion clips, when the last phase learned them (eval-motion.json; their dataset from the phase's mix)
+const motion = existsSync(join(run, 'eval-motion.json')) ? json<EvalReport>(join(run, 'eval-motion.json')) : null;
+const motionData = lastPhase.dataset.parts?.find((p) => p.dataset.generator === 'motion')?.dataset ?? null;
+if (motion && !motionData) throw new Error(`${run}/eval-motion.json is there but the last phase's data has no motion clips`);
+// a wrong answer still names the colour, the kind and what happened ("The red circle moves to the left."): which of
+// the three it got right, from the reference and the prediction
+const motionParts = (() => {
+  if (!motion) return null;
+  const re = /^the (\w+) (\w+) (.+?)\.?$/i;
+  const right = { colour: 0, kind: 0, event: 0 };
+  for (const w of motion.wrong) {
+    const r = re.exec(String(w.references[0]).trim()), q = re.exec(String(w.prediction).trim());
+    if (!r || !q) continue;
+    if (r[1]!.toLowerCase() === q[1]!.toLowerCase()) right.colour++;
+    if (r[2]!.toLowerCase() === q[2]!.toLowerCase()) right.kind++;
+    if (r[3]!.toLowerCase() === q[3]!.toLowerCase()) right.event++;
+  }
+  const ok = motion.rows - motion.wrong.length;
+  return { colour: (ok + right.colour) / motion.rows, kind: (ok + right.kind) / motion.rows, event: (ok + right.event) / motion.rows };
+})();
 const config = json<{ text_config: Record<string, number>; vision_config: Record<string, number>; scale_factor: number }>(join(modelSrc, 'config.json'));
 
 // one loss curve over all phases (vlmkit plot's series and drawing): a later phase's steps follow the previous one's
@@ -83,9 +108,17 @@ const lossPlot = linePlot(lossSeries(lines), {
 });
 
 const dataCommand = (d: Dataset) => {
-  const n = Object.values(d.splits).reduce((s, x) => s + x.images, 0);
-  return `vlmkit data ${d.generator} --n ${n} --seed ${d.seed} --size ${d.size} --questions ${d.questions_per_image}${d.conversation ? ' --conversation' : ''}`;
+  const count = (x: { images?: number; clips?: number }) => x.images ?? x.clips ?? 0;
+  const n = Object.values(d.splits).reduce((s, x) => s + count(x), 0);
+  if (d.generator === 'motion') return `vlmkit data motion --n ${n} --seed ${d.seed} --size ${d.size}`;
+  // the split, when it is not the default 0.8,0.1,0.1
+  const f = ['train', 'validation', 'test'].map((k) => +(count(d.splits[k] ?? {}) / n).toFixed(3));
+  const split = f.join(',') === '0.8,0.1,0.1' ? '' : ` --split ${f.join(',')}`;
+  return `vlmkit data ${d.generator} --n ${n} --seed ${d.seed} --size ${d.size} --questions ${d.questions_per_image}${d.conversation ? ' --conversation' : ''}${split}`;
 };
+const partText = (p: { rows: number; dataset: Dataset }) => p.dataset.generator === 'motion'
+  ? `${p.rows.toLocaleString('en')} motion clips (\`${dataCommand(p.dataset)}\`, the first of its ${p.dataset.splits.train!.clips!.toLocaleString('en')} training clips; 2 frames each as the model samples them)`
+  : `${p.rows.toLocaleString('en')} shapes conversations of ${p.dataset.questions_per_image} questions (\`${dataCommand(p.dataset)}\`, the first of its ${p.dataset.splits.train!.images!.toLocaleString('en')} training pictures)`;
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const DESCRIBE: Record<string, string> = {
   caption: 'caption (every object, left to right, and the background)',
@@ -118,16 +151,17 @@ everything works offline. It knows nothing beyond its generator's world of shape
 - **Weights**: bf16 safetensors with transformers' tensor names and config keys.
 
 ## Data
-${phases.map((p, i) => `${phases.length > 1 ? `Phase ${i + 1}: ` : ''}\`${dataCommand(p.dataset)}\`: ${p.dataset.splits.train!.images.toLocaleString('en')} training pictures (each one conversation of ${p.dataset.questions_per_image} questions)${i === 0 ? `, ${p.dataset.splits.validation!.images.toLocaleString('en')} validation and ${p.dataset.splits.test!.images.toLocaleString('en')} test pictures, split by seed` : `: new pictures, of another seed`}.`).join('\n')}
+${phases.map((p, i) => `${phases.length > 1 ? `Phase ${i + 1}: ` : ''}${p.dataset.parts ? `a mix (\`scripts/mix-rows.ts\`) of ${p.dataset.parts.map(partText).join(' and ')}` : `\`${dataCommand(p.dataset)}\`: ${p.dataset.splits.train!.images!.toLocaleString('en')} training pictures (each one conversation of ${p.dataset.questions_per_image} questions)${i === 0 ? `, ${p.dataset.splits.validation!.images!.toLocaleString('en')} validation and ${p.dataset.splits.test!.images!.toLocaleString('en')} test pictures, split by seed` : `: new pictures, of another seed`}`}.`).join('\n')}
 1 to 6 objects (circle, square, triangle, star, diamond, hexagon) in 8 colours, varied sizes, overlaps, and plain,
-gradient or noisy backgrounds, drawn with antialiasing.
+gradient or noisy backgrounds, drawn with antialiasing.${motion ? ` The motion clips are 2-second videos (made with ffmpeg, 8 frames at 4
+fps, ${motionData!.size} px) of one shape that moves left, right, up or down, appears, disappears or changes colour, asked "What happens in the video?".` : ''}
 
 ## Training
 ${phases.map((p, i) => {
   const r = p.recipe;
   const what = i === 0 ? 'Full training from a random initialisation (transformers\' Idefics3 rules; the location tokens start as a smooth function of their bin)' : `Full fine-tuning of the phase-${i} model`;
-  const partial = p === lastPhase && p.steps < p.start.total_steps! ? ` (this model is the checkpoint at step ${p.steps.toLocaleString('en')} of the ${p.start.total_steps!.toLocaleString('en')}-step schedule, taken while the run went on)` : '';
-  return `${phases.length > 1 ? `**Phase ${i + 1}** (\`${p.config}\`). ` : ''}${what}: ${p.steps.toLocaleString('en')} steps of ${r['batch-size']} conversations${partial}, AdamW lr ${r.lr} (${r.schedule}, warm-up ${r['warmup-ratio']}), weight decay ${r['weight-decay']}, gradient clip ${r.clip}, loss on the answers only, seed ${r.seed}; ${hours(p.wall)}. Final training loss ${p.finalLoss.toFixed(3)} (mean of the last 100 steps)${p.lastEval ? `, validation loss ${p.lastEval.eval_loss!.toFixed(3)} at step ${p.lastEval.step}` : ''}.`;
+  const partial = p === lastPhase && p.steps < p.start.total_steps! ? ` (this model is the run's checkpoint at step ${p.steps.toLocaleString('en')} of its ${p.start.total_steps!.toLocaleString('en')}-step schedule, where it was stopped; \`--resume\` goes on from there)` : '';
+  return `${phases.length > 1 ? `**Phase ${i + 1}** (\`${p.config}\`). ` : ''}${what}: ${p.steps.toLocaleString('en')} steps of ${r['batch-size']} conversations${partial}, AdamW lr ${r.lr} (${r.schedule}, warm-up ${r['warmup-ratio']}), weight decay ${r['weight-decay']}, ${r['vision-lr-scale'] !== undefined && r['vision-lr-scale'] !== 1 ? `vision tower lr x${r['vision-lr-scale']}, ` : ''}gradient clip ${r.clip}, loss on the answers only, seed ${r.seed}; ${hours(p.wall)}. Final training loss ${p.finalLoss.toFixed(3)} (mean of the last 100 steps)${p.lastEval ? `, validation loss ${p.lastEval.eval_loss!.toFixed(3)} at step ${p.lastEval.step}` : ''}.`;
 }).join('\n\n')}
 
 Wall time **${hours(wall)}** for ${allSteps.toLocaleString('en')} steps in all, on a 2-core AMD EPYC (family 19h, model 17: Zen 4, AVX-512) machine,
@@ -135,7 +169,7 @@ shared during the runs with other work (about 1.1 s a step when quiet).
 
 ![loss curve](loss.png)${phases.length > 1 ? `
 
-The loss curve runs through the phases in order (phase 2 starts at step ${phases[0]!.steps.toLocaleString('en')}); the loss axis is logarithmic.` : ''}
+The loss curve runs through the phases in order (${phases.slice(1).map((_, i) => `phase ${i + 2} starts at step ${phases.slice(0, i + 1).reduce((a, p) => a + p.steps, 0).toLocaleString('en')}`).join(', ')}); the loss axis is logarithmic.` : ''}
 
 ## Results on held-out pictures
 Exact match (normalised: case, punctuation, articles) on the first ${qa.rows.toLocaleString('en')} test questions with a text answer:
@@ -148,7 +182,15 @@ ${rows.join('\n')}
 Grounding ("Where is the red star?", boxes from the \`<locNNNN>\` tokens against the true box, in pixels) on the first
 ${gr.rows} grounding test questions: **mean IoU ${gr.mean_iou!.toFixed(3)}**, ${pct(gr.accuracy_iou50!)} of boxes with IoU >= 0.5.
 
-${qa.accuracy >= 0.9 && gr.mean_iou! >= 0.7 ? '' : `**Status: not good enough yet.** vlmkit's target for its built-in model is >= 90% exact match and a mean box IoU
+${motion ? `## Results on held-out video clips
+\`vlmkit eval --metric exact\` on the first ${motion.rows.toLocaleString('en')} motion clips of the test split (never trained on): **${pct(motion.accuracy)}** of the answers are exactly right. Within every answer, the colour is right in ${pct(motionParts!.colour)}, the shape's kind
+in ${pct(motionParts!.kind)} and what happens in ${pct(motionParts!.event)}.
+
+| what happens | clips | exact match |
+| --- | --- | --- |
+${Object.entries(motion.per_category).map(([k, x]) => `| ${k} | ${x.rows} | ${pct(x.accuracy)} |`).join('\n')}
+
+` : ''}${qa.accuracy >= 0.9 && gr.mean_iou! >= 0.7 ? '' : `**Status: not good enough yet.** vlmkit's target for its built-in model is >= 90% exact match and a mean box IoU
 >= 0.7; this model is short of both. It sees colours and the coarse layout of a picture, and its counts, presence
 answers, captions and boxes are often wrong. Read its answers as a demonstration of the pipeline, not as facts.
 `}
@@ -157,7 +199,7 @@ answers, captions and boxes are often wrong. Read its answers as a demonstration
 bash scripts/pretrain-builtin.sh
 \`\`\`
 builds the tokenizer, generates the data, runs \`vlmkit train pretrain --recipe recipes/builtin/recipe.json\`${phases.length > 1 ? `, then
-${phases.slice(1).map((p) => `\`vlmkit train sft --config ${p.config}\``).join(' and ')} (from the repository root, on the data of \`${dataCommand(phases[1]!.dataset)} --out ${dirname(phases[1]!.dataFile)}\`)` : ''},
+${phases.slice(1).map((p) => `\`vlmkit train sft --config ${p.config}\``).join(' and ')} (from the repository root, on the data the script generates${phases.length > 2 ? ' and mixes' : ''})` : ''},
 evaluates (\`vlmkit eval --metric exact\` and \`--metric iou\`) and writes this folder.${steps < lastPhase.start.total_steps! ? ` This model is the last run's
 checkpoint at step ${steps}: \`npx tsx scripts/checkpoint-model.ts ${run} ${steps} ${run}/model-${steps}\` makes it, then the
 evaluation and \`npx tsx scripts/builtin-card.ts ${runs.join(',')} ${run}/model-${steps} models/vlmkit-shapes ${steps}\`.` : ''} Same seed and data give the

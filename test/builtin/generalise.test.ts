@@ -181,5 +181,5 @@ describe('the built-in model on pictures drawn by other means', () => {
     }
   });
   // The built-in model's answers on these pictures are checked once it meets its accuracy targets (issue 11): the
-  // model shipped now (models/vlmkit-shapes/README.md, 48% exact match) gets several of these questions wrong.
+  // model shipped now (models/vlmkit-shapes/README.md, about 60% exact match) gets several of these questions wrong.
 });

@@ -23,10 +23,12 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "core/cpu.h"
 #include "core/pool.h"
 #include "core/scratch.h"
+#include "kernels/elementwise.h"
 #include "kernels/layout.h"
 #include "kernels/q4.h"
 
@@ -256,10 +258,18 @@ RowsFn pick(Path p, int64_t M) {
 
 }  // namespace
 
-void qdot_linear(WT wt, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* W, const float* bias,
-                 float* C, int64_t ldc) {
+namespace {
+
+// The activations of one call quantized into the calling thread's scratch, and the row kernel for them.
+struct Prepared {
+  Acts a;
+  RowsFn f;
+};
+
+Prepared prepare(WT wt, int64_t M, int64_t K, const float* A, int64_t lda) {
   const Fmt F = wt == WT::Q8_0 ? Fmt::Q8 : wt == WT::Q4_0 ? Fmt::Q4 : Fmt::NF4;
-  Acts a{};
+  Prepared r{};
+  Acts& a = r.a;
   a.K = K;
   a.nbp = padded_units(K);
   // one buffer: q, then d, then sum (K is a multiple of 32, so d and sum stay 32-byte aligned)
@@ -269,11 +279,74 @@ void qdot_linear(WT wt, int64_t M, int64_t N, int64_t K, const float* A, int64_t
   a.sum = reinterpret_cast<int32_t*>(a.d + M * a.nbp);
   quantize_acts(M, K, A, lda, F == Fmt::NF4, a);
   const Path p = path_now();
-  const RowsFn f = F == Fmt::Q8 ? pick<Fmt::Q8>(p, M) : F == Fmt::Q4 ? pick<Fmt::Q4>(p, M) : pick<Fmt::NF4>(p, M);
+  r.f = F == Fmt::Q8 ? pick<Fmt::Q8>(p, M) : F == Fmt::Q4 ? pick<Fmt::Q4>(p, M) : pick<Fmt::NF4>(p, M);
+  return r;
+}
+
+// Chunks of the fused calls: boundaries on a 32-row grid (so that the SwiGLU's elementwise tail runs its vector path
+// on every element, as over a whole row), one chunk per thread, two when each still streams 128 KB (a thread the OS
+// deschedules then costs half a share, not a whole one).
+constexpr int64_t kAlign = 32;
+
+int64_t chunk_count(int64_t rows, int64_t row_bytes) {
+  const int64_t nt = num_threads(), units = (rows + kAlign - 1) / kAlign;
+  const int64_t want = rows * row_bytes >= 2 * nt * (128 << 10) ? 2 * nt : nt;
+  return std::max<int64_t>(1, std::min(units, want));
+}
+
+inline int64_t boundary(int64_t rows, int64_t chunks, int64_t c) {
+  if (c >= chunks) return rows;
+  const int64_t units = (rows + kAlign - 1) / kAlign;
+  return std::min(rows, units * c / chunks * kAlign);
+}
+
+}  // namespace
+
+void qdot_linear(WT wt, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* W, const float* bias,
+                 float* C, int64_t ldc) {
+  const Prepared pr = prepare(wt, M, K, A, lda);
   // contiguous ranges of rows of W per thread (one sequential stream each), at least ~32 KB of weight apiece
   const int64_t row_bytes = std::max<int64_t>(1, wt_row_bytes(wt, K));
   const int64_t grain = std::max<int64_t>(1, (32 << 10) / row_bytes);
-  parallel_for(N, grain, [&](int64_t b, int64_t e) { f(a, W, K, b, e, bias, C, ldc); });
+  parallel_for(N, grain, [&](int64_t b, int64_t e) { pr.f(pr.a, W, K, b, e, bias, C, ldc); });
+}
+
+void qdot_linears(WT wt, int64_t M, int64_t K, const float* A, int64_t lda, int count, const void* const* W,
+                  const int64_t* N, float* const* C) {
+  if (M <= 0 || count <= 0) return;
+  const Prepared pr = prepare(wt, M, K, A, lda);
+  std::vector<int64_t> start((size_t)count + 1, 0);
+  for (int i = 0; i < count; i++) start[i + 1] = start[i] + N[i];
+  const int64_t rows = start[count];
+  const int64_t chunks = chunk_count(rows, wt_row_bytes(wt, K));
+  parallel_tasks(chunks, [&](int64_t c) {
+    const int64_t g0 = boundary(rows, chunks, c), g1 = boundary(rows, chunks, c + 1);
+    for (int i = 0; i < count; i++) {
+      const int64_t r0 = std::max(g0, start[i]) - start[i], r1 = std::min(g1, start[i + 1]) - start[i];
+      if (r0 < r1) pr.f(pr.a, W[i], K, r0, r1, nullptr, C[i], N[i]);
+    }
+  });
+}
+
+void qdot_swiglu(WT wt, int64_t M, int64_t K, const float* A, int64_t lda, const void* Wg, const void* Wu, int64_t N,
+                 float* y) {
+  if (M <= 0 || N <= 0) return;
+  const Prepared pr = prepare(wt, M, K, A, lda);
+  const int64_t chunks = chunk_count(N, 2 * wt_row_bytes(wt, K));
+  // each chunk: its gate rows, then its up rows (two sequential streams), then silu(gate) ⊙ up into its columns,
+  // through the same elementwise kernels as the unfused ops
+  parallel_tasks(chunks, [&](int64_t c) {
+    const int64_t c0 = boundary(N, chunks, c), c1 = boundary(N, chunks, c + 1), wd = c1 - c0;
+    if (wd <= 0) return;
+    float* g = scratch(Scratch::FusedGate, M * N);
+    float* u = scratch(Scratch::FusedUp, M * N);
+    pr.f(pr.a, Wg, K, c0, c1, nullptr, g, N);
+    pr.f(pr.a, Wu, K, c0, c1, nullptr, u, N);
+    for (int64_t m = 0; m < M; m++) {
+      unary_flat_f32(UnaryOp::Silu, wd, g + m * N + c0, g + m * N + c0);
+      binary_flat_f32(BinaryOp::Mul, wd, g + m * N + c0, 1, u + m * N + c0, 1, y + m * N + c0);
+    }
+  });
 }
 
 }  // namespace vk

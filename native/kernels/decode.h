@@ -5,6 +5,8 @@
 // that path's bit for bit; what it saves is the JavaScript between the ops (some 300 addon calls, tensors and
 // views per token) and the pool going cold meanwhile: its parallel products follow each other within
 // microseconds, so the workers never leave their spin between them.
+// Block-quantized weights (Q8_0, Q4_0, NF4) take the 8-bit-activation kernels of kernels/qdot.h, the ones the
+// op-by-op path takes at inference for up to 8 rows, with q/k/v and gate/up fused as qdot_linears / qdot_swiglu.
 #pragma once
 #include <cstdint>
 

@@ -303,13 +303,15 @@ Prepared prepare(WT wt, int64_t M, int64_t K, const float* A, int64_t lda) {
   return r;
 }
 
-// Chunks of the fused calls: boundaries on a 32-row grid (so that the SwiGLU's elementwise tail runs its vector path
-// on every element, as over a whole row), one chunk per thread, two when each still streams 128 KB (a thread the OS
-// deschedules then costs half a share, not a whole one).
+// Chunks of rows of W, claimed by the pool's threads: boundaries on a 32-row grid (so that the SwiGLU's elementwise
+// tail runs its vector path on every element, as over a whole row); one chunk for less than 32 KB of weight (the
+// pool's wake-up would cost more than it saves), else one per thread, two when each still streams 128 KB (a thread
+// the OS deschedules then costs half a share, not a whole one).
 constexpr int64_t kAlign = 32;
 
 int64_t chunk_count(int64_t rows, int64_t row_bytes) {
   const int64_t nt = num_threads(), units = (rows + kAlign - 1) / kAlign;
+  if (rows * row_bytes < (32 << 10)) return 1;
   const int64_t want = rows * row_bytes >= 2 * nt * (128 << 10) ? 2 * nt : nt;
   return std::max<int64_t>(1, std::min(units, want));
 }
@@ -325,10 +327,12 @@ inline int64_t boundary(int64_t rows, int64_t chunks, int64_t c) {
 void qdot_linear(WT wt, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* W, const float* bias,
                  float* C, int64_t ldc) {
   const Prepared pr = prepare(wt, M, K, A, lda);
-  // contiguous ranges of rows of W per thread (one sequential stream each), at least ~32 KB of weight apiece
-  const int64_t row_bytes = std::max<int64_t>(1, wt_row_bytes(wt, K));
-  const int64_t grain = std::max<int64_t>(1, (32 << 10) / row_bytes);
-  parallel_for(N, grain, [&](int64_t b, int64_t e) { pr.f(pr.a, W, K, b, e, bias, C, ldc); });
+  // contiguous ranges of rows of W (one sequential stream each), claimed by the threads as the fused calls' chunks
+  const int64_t chunks = chunk_count(N, wt_row_bytes(wt, K));
+  parallel_tasks(chunks, [&](int64_t c) {
+    const int64_t b = boundary(N, chunks, c), e = boundary(N, chunks, c + 1);
+    if (b < e) pr.f(pr.a, W, K, b, e, bias, C, ldc);
+  });
 }
 
 void qdot_linears(WT wt, int64_t M, int64_t K, const float* A, int64_t lda, int count, const void* const* W,

@@ -11,7 +11,8 @@
 // The SIMD paths compute the 8 block sums of a group as 8 vectors of partial sums and reduce them together with
 // horizontal adds, so the lanes of the f32 accumulator are blocks, as in the order above. AVX2: maddubs/madd with
 // the sign trick (|w| unsigned against x with w's sign), Q4_0's nibbles unsigned against x less 8 · Σq (its pair
-// sums are small enough to be added in 16 bits, so its 8 units are reduced with hadd_epi16 and no madd). AVX-512
+// sums are small enough to be added in 16 bits, so its 8 units are reduced with hadd_epi16 and no madd), NF4 |q|
+// unsigned against its code with q's sign (the codes are within ±127). AVX-512
 // VNNI (at the avx512 level, 256-bit vpdpbusd): w + 128 unsigned against x, less 128 · Σq. NF4 looks its codes up
 // with pshufb; its activations are stored with each block's even elements first, then its odd ones, which is the
 // order of the high and then the low nibbles of its 16 bytes.
@@ -47,6 +48,7 @@ constexpr int8_t kNf4I8[16] = {-127, -88, -67, -50, -36, -23, -12, 0, 10, 20, 31
 // The activations of one call, quantized once on the calling thread and read by every thread.
 struct Acts {
   int8_t* q;     // [M][K], NF4: each block's even elements, then its odd ones
+  uint8_t* aq;   // [M][K]: |q| in q's layout (NF4 only: the AVX2 kernel multiplies |q| by the code with q's sign)
   float* d;      // [M][nbp], zero past the last block
   int32_t* sum;  // [M][nbp], Σ q of each block
   int64_t K, nbp;
@@ -66,6 +68,7 @@ void quantize_acts(int64_t M, int64_t K, const float* A, int64_t lda, bool nf4_o
       const float* x = A + m * lda + b * kUnit;
       int8_t* q = a.q + m * K + b * kUnit;
       std::memset(q, 0, kUnit);
+      if (nf4_order) std::memset(a.aq + m * K + b * kUnit, 0, kUnit);
       float amax = 0.f;
       bool finite = true;
       for (int j = 0; j < kUnit; j++) {
@@ -83,7 +86,9 @@ void quantize_acts(int64_t M, int64_t K, const float* A, int64_t lda, bool nf4_o
       for (int j = 0; j < kUnit; j++) {
         const float r = std::nearbyint(x[j] * id);
         const int v = (int)std::min(127.f, std::max(-127.f, r));
-        q[nf4_order ? (j & 1 ? 16 + j / 2 : j / 2) : j] = (int8_t)v;
+        const int at = nf4_order ? (j & 1 ? 16 + j / 2 : j / 2) : j;
+        q[at] = (int8_t)v;
+        if (nf4_order) a.aq[m * K + b * kUnit + at] = (uint8_t)std::abs(v);
         sum += v;
       }
     }
@@ -157,7 +162,7 @@ namespace qdot_avx2 {
 using vk::Fmt;
 // partial sums of wq · q over one unit: 8 int32 lanes adding up to the unit's s once fix() is applied
 template <Fmt F>
-inline __m256i partial(const uint8_t* p, const int8_t* x, __m256i tbl) {
+inline __m256i partial(const uint8_t* p, const int8_t* x, const uint8_t* ax, __m256i tbl) {
   const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0f);
   const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
   if (F == Fmt::Q8) {
@@ -173,7 +178,9 @@ inline __m256i partial(const uint8_t* p, const int8_t* x, __m256i tbl) {
   const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   const __m256i idx = _mm256_and_si256(_mm256_srlv_epi64(raw, _mm256_setr_epi64x(4, 4, 0, 0)), m4);
   const __m256i c = _mm256_shuffle_epi8(tbl, idx);
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(c, c), _mm256_sign_epi8(xv, c)), ones);
+  // |x| unsigned against the code with x's sign (codes are within ±127, so the sign never overflows)
+  const __m256i axv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ax));
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(axv, _mm256_sign_epi8(c, xv)), ones);
 }
 template <Fmt F>
 inline __m256i fix(__m256i s, __m256i xsum) {
@@ -208,7 +215,7 @@ using vk::Fmt;
 // vpdpbusd multiplies unsigned by signed bytes: the weight goes in as wq + 128 (Q8_0, NF4) or as its nibble
 // (Q4_0), and fix() takes 128 · Σq or 8 · Σq back off.
 template <Fmt F>
-inline __m256i partial(const uint8_t* p, const int8_t* x, __m256i tbl) {
+inline __m256i partial(const uint8_t* p, const int8_t* x, const uint8_t*, __m256i tbl) {
   const __m256i m4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
   const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
   if (F == Fmt::Q8) {
@@ -292,10 +299,11 @@ Prepared prepare(WT wt, int64_t M, int64_t K, const float* A, int64_t lda) {
   Acts& a = r.a;
   a.K = K;
   a.nbp = padded_units(K);
-  // one buffer: q, then d, then sum (K is a multiple of 32, so d and sum stay 32-byte aligned)
-  float* buf = scratch(Scratch::QActs, M * K / 4 + 2 * M * a.nbp);
+  // one buffer: q, |q|, then d, then sum (K is a multiple of 32, so d and sum stay 32-byte aligned)
+  float* buf = scratch(Scratch::QActs, M * K / 2 + 2 * M * a.nbp);
   a.q = reinterpret_cast<int8_t*>(buf);
-  a.d = buf + M * K / 4;
+  a.aq = reinterpret_cast<uint8_t*>(buf + M * K / 4);
+  a.d = buf + M * K / 2;
   a.sum = reinterpret_cast<int32_t*>(a.d + M * a.nbp);
   quantize_acts(M, K, A, lda, F == Fmt::NF4, a);
   const Path p = path_now();

@@ -160,19 +160,16 @@ void rows_scalar(const Acts& a, const void* W, int64_t K, int64_t n0, int64_t n1
 #pragma GCC target("avx2,fma,f16c")
 namespace qdot_avx2 {
 using vk::Fmt;
-// partial sums of wq · q over one unit: 8 int32 lanes adding up to the unit's s once fix() is applied
+// partial sums of wq · q over one unit: 8 int32 lanes adding up to the unit's s once fix() is applied (Q8_0 and
+// NF4; Q4_0 takes partial16 below)
 template <Fmt F>
 inline __m256i partial(const uint8_t* p, const int8_t* x, const uint8_t* ax, __m256i tbl) {
   const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0f);
   const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  static_assert(F != Fmt::Q4, "Q4_0 takes partial16");
   if (F == Fmt::Q8) {
     const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2));
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w)), ones);
-  }
-  if (F == Fmt::Q4) {
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
-    const __m256i u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4);
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), ones);
   }
   // the 16 bytes in both halves (a load, no shuffle), the low half shifted down a nibble: high nibbles first
   const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));

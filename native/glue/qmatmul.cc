@@ -2,20 +2,11 @@
 #include <string>
 
 #include "glue/common.h"
+#include "glue/nf4_view.h"
 #include "kernels/q4.h"
 #include "kernels/qmatmul.h"
 
 namespace vk {
-namespace {
-
-// The weight format argument with its packed bytes checked against [N, K].
-WT packed_weight(const Napi::Value& fmt, const Napi::Value& bytes, int64_t N, int64_t K) {
-  const WT wt = (WT)iarg(fmt);
-  if (!qlinear_supported(wt)) throw std::runtime_error("weight format " + std::to_string((int)wt) + " has no kernel");
-  if (K % wt_block_values(wt) != 0) throw std::runtime_error("K is not a multiple of the block size");
-  if ((int64_t)length_of(bytes) < N * wt_row_bytes(wt, K)) throw std::runtime_error("packed weight is shorter than [N, K]");
-  return wt;
-}
 
 // The sections of packed NF4 data (src/engine/quant/nf4.ts nf4Layout), checked against its length.
 Nf4View nf4_view(const Napi::Value& bytes, int64_t N, int64_t K, bool dq) {
@@ -37,6 +28,17 @@ Nf4View nf4_view(const Napi::Value& bytes, int64_t N, int64_t K, bool dq) {
   }
   if ((int64_t)length_of(bytes) != need) throw std::runtime_error("packed NF4 data does not match [N, K]");
   return v;
+}
+
+namespace {
+
+// The weight format argument with its packed bytes checked against [N, K].
+WT packed_weight(const Napi::Value& fmt, const Napi::Value& bytes, int64_t N, int64_t K) {
+  const WT wt = (WT)iarg(fmt);
+  if (!qlinear_supported(wt)) throw std::runtime_error("weight format " + std::to_string((int)wt) + " has no kernel");
+  if (K % wt_block_values(wt) != 0) throw std::runtime_error("K is not a multiple of the block size");
+  if ((int64_t)length_of(bytes) < N * wt_row_bytes(wt, K)) throw std::runtime_error("packed weight is shorter than [N, K]");
+  return wt;
 }
 
 // qlinear(format, M, N, K, A, lda, W (Uint8Array), bias|null, C, doubleQuant, int8Acts): C [M, N] contiguous;

@@ -5,6 +5,8 @@
 // that path's bit for bit; what it saves is the JavaScript between the ops (some 300 addon calls, tensors and
 // views per token) and the pool going cold meanwhile: its parallel products follow each other within
 // microseconds, so the workers never leave their spin between them.
+// Block-quantized weights (Q8_0, Q4_0, NF4) take the 8-bit-activation kernels of kernels/qdot.h, the ones the
+// op-by-op path takes at inference for up to 8 rows, with q/k/v and gate/up fused as qdot_linears / qdot_swiglu.
 #pragma once
 #include <cstdint>
 
@@ -30,7 +32,10 @@ struct LlamaDecode {
   int64_t B, H, Hq, Hkv, D, I;
   int64_t past;  // positions cached so far (this step's keys go to position `past`)
   int64_t L;     // the caches' length (past < L)
-  WT wt;         // every linear's weight type (f32, bf16 or f16)
+  // every linear's weight type: f32, bf16 or f16; or Q8_0, Q4_0, NF4 (then each weight pointer points at the
+  // packed rows, or at an Nf4View for NF4, and the products are the 8-bit-activation ones of kernels/qdot.h, as
+  // the op-by-op path takes them at inference; B <= kQdotMaxRows; no cache warming)
+  WT wt;
   int nlayers;
   const LlamaDecodeLayer* layers;
   const void* positions;  // [B] rotary positions of this step, i32 (or i64 when pos64)

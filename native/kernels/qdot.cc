@@ -10,7 +10,9 @@
 //    paths pass t through an empty asm, the scalar one through a volatile), whatever -ffp-contract says.
 // The SIMD paths compute the 8 block sums of a group as 8 vectors of partial sums and reduce them together with
 // horizontal adds, so the lanes of the f32 accumulator are blocks, as in the order above. AVX2: maddubs/madd with
-// the sign trick (|w| unsigned against x with w's sign), Q4_0's nibbles unsigned against x less 8 · Σq. AVX-512
+// the sign trick (|w| unsigned against x with w's sign), Q4_0's nibbles unsigned against x less 8 · Σq (its pair
+// sums are small enough to be added in 16 bits, so its 8 units are reduced with hadd_epi16 and no madd), NF4 |q|
+// unsigned against its code with q's sign (the codes are within ±127). AVX-512
 // VNNI (at the avx512 level, 256-bit vpdpbusd): w + 128 unsigned against x, less 128 · Σq. NF4 looks its codes up
 // with pshufb; its activations are stored with each block's even elements first, then its odd ones, which is the
 // order of the high and then the low nibbles of its 16 bytes.
@@ -23,10 +25,12 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "core/cpu.h"
 #include "core/pool.h"
 #include "core/scratch.h"
+#include "kernels/elementwise.h"
 #include "kernels/layout.h"
 #include "kernels/q4.h"
 
@@ -44,6 +48,7 @@ constexpr int8_t kNf4I8[16] = {-127, -88, -67, -50, -36, -23, -12, 0, 10, 20, 31
 // The activations of one call, quantized once on the calling thread and read by every thread.
 struct Acts {
   int8_t* q;     // [M][K], NF4: each block's even elements, then its odd ones
+  uint8_t* aq;   // [M][K]: |q| in q's layout (NF4 only: the AVX2 kernel multiplies |q| by the code with q's sign)
   float* d;      // [M][nbp], zero past the last block
   int32_t* sum;  // [M][nbp], Σ q of each block
   int64_t K, nbp;
@@ -63,6 +68,7 @@ void quantize_acts(int64_t M, int64_t K, const float* A, int64_t lda, bool nf4_o
       const float* x = A + m * lda + b * kUnit;
       int8_t* q = a.q + m * K + b * kUnit;
       std::memset(q, 0, kUnit);
+      if (nf4_order) std::memset(a.aq + m * K + b * kUnit, 0, kUnit);
       float amax = 0.f;
       bool finite = true;
       for (int j = 0; j < kUnit; j++) {
@@ -80,7 +86,9 @@ void quantize_acts(int64_t M, int64_t K, const float* A, int64_t lda, bool nf4_o
       for (int j = 0; j < kUnit; j++) {
         const float r = std::nearbyint(x[j] * id);
         const int v = (int)std::min(127.f, std::max(-127.f, r));
-        q[nf4_order ? (j & 1 ? 16 + j / 2 : j / 2) : j] = (int8_t)v;
+        const int at = nf4_order ? (j & 1 ? 16 + j / 2 : j / 2) : j;
+        q[at] = (int8_t)v;
+        if (nf4_order) a.aq[m * K + b * kUnit + at] = (uint8_t)std::abs(v);
         sum += v;
       }
     }
@@ -152,24 +160,24 @@ void rows_scalar(const Acts& a, const void* W, int64_t K, int64_t n0, int64_t n1
 #pragma GCC target("avx2,fma,f16c")
 namespace qdot_avx2 {
 using vk::Fmt;
-// partial sums of wq · q over one unit: 8 int32 lanes adding up to the unit's s once fix() is applied
+// partial sums of wq · q over one unit: 8 int32 lanes adding up to the unit's s once fix() is applied (Q8_0 and
+// NF4; Q4_0 takes partial16 below)
 template <Fmt F>
-inline __m256i partial(const uint8_t* p, const int8_t* x, __m256i tbl) {
+inline __m256i partial(const uint8_t* p, const int8_t* x, const uint8_t* ax, __m256i tbl) {
   const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0f);
   const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  static_assert(F != Fmt::Q4, "Q4_0 takes partial16");
   if (F == Fmt::Q8) {
     const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2));
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w)), ones);
   }
-  if (F == Fmt::Q4) {
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
-    const __m256i u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4);
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), ones);
-  }
-  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m256i idx = _mm256_and_si256(_mm256_set_m128i(raw, _mm_srli_epi16(raw, 4)), m4);
+  // the 16 bytes in both halves (a load, no shuffle), the low half shifted down a nibble: high nibbles first
+  const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i idx = _mm256_and_si256(_mm256_srlv_epi64(raw, _mm256_setr_epi64x(4, 4, 0, 0)), m4);
   const __m256i c = _mm256_shuffle_epi8(tbl, idx);
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(c, c), _mm256_sign_epi8(xv, c)), ones);
+  // |x| unsigned against the code with x's sign (codes are within ±127, so the sign never overflows)
+  const __m256i axv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ax));
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(axv, _mm256_sign_epi8(c, xv)), ones);
 }
 template <Fmt F>
 inline __m256i fix(__m256i s, __m256i xsum) {
@@ -178,6 +186,20 @@ inline __m256i fix(__m256i s, __m256i xsum) {
 inline __m256i table() {
   const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(vk::kNf4I8));
   return _mm256_set_m128i(t, t);
+}
+// Q4_0's products of a nibble (0..15) and an int8 (|x| <= 127) leave room in 16 bits: maddubs' pair sums (<= 3810)
+// can be summed 8 at a time (<= 30480) before widening, so a group's 8 units take 16-bit horizontal adds and one
+// widening instead of a madd per unit (partial16, reduce8_16 in the .inc). The sums stay exact.
+template <Fmt F>
+constexpr bool use16() { return F == Fmt::Q4; }
+template <Fmt F>
+inline __m256i partial16(const uint8_t* p, const int8_t* x) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  // the 16 bytes in both halves (a load, no shuffle), the high half shifted down a nibble
+  const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)));
+  const __m256i u = _mm256_and_si256(_mm256_srlv_epi64(raw, _mm256_setr_epi64x(0, 0, 4, 4)), m4);
+  return _mm256_maddubs_epi16(u, xv);
 }
 #include "kernels/qdot_simd.inc"
 }  // namespace qdot_avx2
@@ -190,7 +212,7 @@ using vk::Fmt;
 // vpdpbusd multiplies unsigned by signed bytes: the weight goes in as wq + 128 (Q8_0, NF4) or as its nibble
 // (Q4_0), and fix() takes 128 · Σq or 8 · Σq back off.
 template <Fmt F>
-inline __m256i partial(const uint8_t* p, const int8_t* x, __m256i tbl) {
+inline __m256i partial(const uint8_t* p, const int8_t* x, const uint8_t*, __m256i tbl) {
   const __m256i m4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
   const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
   if (F == Fmt::Q8) {
@@ -209,6 +231,10 @@ template <Fmt F>
 inline __m256i fix(__m256i s, __m256i xsum) {
   return _mm256_sub_epi32(s, _mm256_slli_epi32(xsum, F == Fmt::Q4 ? 3 : 7));
 }
+template <Fmt F>
+constexpr bool use16() { return false; }
+template <Fmt F>
+inline __m256i partial16(const uint8_t*, const int8_t*) { return _mm256_setzero_si256(); }
 inline __m256i table() {
   alignas(16) uint8_t t[16];
   for (int i = 0; i < 16; i++) t[i] = (uint8_t)(vk::kNf4I8[i] + 128);
@@ -256,24 +282,100 @@ RowsFn pick(Path p, int64_t M) {
 
 }  // namespace
 
-void qdot_linear(WT wt, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* W, const float* bias,
-                 float* C, int64_t ldc) {
+namespace {
+
+// The activations of one call quantized into the calling thread's scratch, and the row kernel for them.
+struct Prepared {
+  Acts a;
+  RowsFn f;
+};
+
+Prepared prepare(WT wt, int64_t M, int64_t K, const float* A, int64_t lda) {
   const Fmt F = wt == WT::Q8_0 ? Fmt::Q8 : wt == WT::Q4_0 ? Fmt::Q4 : Fmt::NF4;
-  Acts a{};
+  Prepared r{};
+  Acts& a = r.a;
   a.K = K;
   a.nbp = padded_units(K);
-  // one buffer: q, then d, then sum (K is a multiple of 32, so d and sum stay 32-byte aligned)
-  float* buf = scratch(Scratch::QActs, M * K / 4 + 2 * M * a.nbp);
+  // one buffer: q, |q|, then d, then sum (K is a multiple of 32, so d and sum stay 32-byte aligned)
+  float* buf = scratch(Scratch::QActs, M * K / 2 + 2 * M * a.nbp);
   a.q = reinterpret_cast<int8_t*>(buf);
-  a.d = buf + M * K / 4;
+  a.aq = reinterpret_cast<uint8_t*>(buf + M * K / 4);
+  a.d = buf + M * K / 2;
   a.sum = reinterpret_cast<int32_t*>(a.d + M * a.nbp);
   quantize_acts(M, K, A, lda, F == Fmt::NF4, a);
   const Path p = path_now();
-  const RowsFn f = F == Fmt::Q8 ? pick<Fmt::Q8>(p, M) : F == Fmt::Q4 ? pick<Fmt::Q4>(p, M) : pick<Fmt::NF4>(p, M);
-  // contiguous ranges of rows of W per thread (one sequential stream each), at least ~32 KB of weight apiece
-  const int64_t row_bytes = std::max<int64_t>(1, wt_row_bytes(wt, K));
-  const int64_t grain = std::max<int64_t>(1, (32 << 10) / row_bytes);
-  parallel_for(N, grain, [&](int64_t b, int64_t e) { f(a, W, K, b, e, bias, C, ldc); });
+  r.f = F == Fmt::Q8 ? pick<Fmt::Q8>(p, M) : F == Fmt::Q4 ? pick<Fmt::Q4>(p, M) : pick<Fmt::NF4>(p, M);
+  return r;
+}
+
+// Chunks of rows of W, claimed by the pool's threads: boundaries on a 32-row grid (so that the SwiGLU's elementwise
+// tail runs its vector path on every element, as over a whole row); one chunk for less than 32 KB of weight (the
+// pool's wake-up would cost more than it saves), else one per thread, two when each still streams 128 KB (a thread
+// the OS deschedules then costs half a share, not a whole one).
+constexpr int64_t kAlign = 32;
+
+int64_t chunk_count(int64_t rows, int64_t row_bytes) {
+  const int64_t nt = num_threads(), units = (rows + kAlign - 1) / kAlign;
+  if (rows * row_bytes < (32 << 10)) return 1;
+  const int64_t want = rows * row_bytes >= 2 * nt * (128 << 10) ? 2 * nt : nt;
+  return std::max<int64_t>(1, std::min(units, want));
+}
+
+inline int64_t boundary(int64_t rows, int64_t chunks, int64_t c) {
+  if (c >= chunks) return rows;
+  const int64_t units = (rows + kAlign - 1) / kAlign;
+  return std::min(rows, units * c / chunks * kAlign);
+}
+
+}  // namespace
+
+void qdot_linear(WT wt, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* W, const float* bias,
+                 float* C, int64_t ldc) {
+  const Prepared pr = prepare(wt, M, K, A, lda);
+  // contiguous ranges of rows of W (one sequential stream each), claimed by the threads as the fused calls' chunks
+  const int64_t chunks = chunk_count(N, wt_row_bytes(wt, K));
+  parallel_tasks(chunks, [&](int64_t c) {
+    const int64_t b = boundary(N, chunks, c), e = boundary(N, chunks, c + 1);
+    if (b < e) pr.f(pr.a, W, K, b, e, bias, C, ldc);
+  });
+}
+
+void qdot_linears(WT wt, int64_t M, int64_t K, const float* A, int64_t lda, int count, const void* const* W,
+                  const int64_t* N, float* const* C) {
+  if (M <= 0 || count <= 0) return;
+  const Prepared pr = prepare(wt, M, K, A, lda);
+  std::vector<int64_t> start((size_t)count + 1, 0);
+  for (int i = 0; i < count; i++) start[i + 1] = start[i] + N[i];
+  const int64_t rows = start[count];
+  const int64_t chunks = chunk_count(rows, wt_row_bytes(wt, K));
+  parallel_tasks(chunks, [&](int64_t c) {
+    const int64_t g0 = boundary(rows, chunks, c), g1 = boundary(rows, chunks, c + 1);
+    for (int i = 0; i < count; i++) {
+      const int64_t r0 = std::max(g0, start[i]) - start[i], r1 = std::min(g1, start[i + 1]) - start[i];
+      if (r0 < r1) pr.f(pr.a, W[i], K, r0, r1, nullptr, C[i], N[i]);
+    }
+  });
+}
+
+void qdot_swiglu(WT wt, int64_t M, int64_t K, const float* A, int64_t lda, const void* Wg, const void* Wu, int64_t N,
+                 float* y) {
+  if (M <= 0 || N <= 0) return;
+  const Prepared pr = prepare(wt, M, K, A, lda);
+  const int64_t chunks = chunk_count(N, 2 * wt_row_bytes(wt, K));
+  // each chunk: its gate rows, then its up rows (two sequential streams), then silu(gate) ⊙ up into its columns,
+  // through the same elementwise kernels as the unfused ops
+  parallel_tasks(chunks, [&](int64_t c) {
+    const int64_t c0 = boundary(N, chunks, c), c1 = boundary(N, chunks, c + 1), wd = c1 - c0;
+    if (wd <= 0) return;
+    float* g = scratch(Scratch::FusedGate, M * N);
+    float* u = scratch(Scratch::FusedUp, M * N);
+    pr.f(pr.a, Wg, K, c0, c1, nullptr, g, N);
+    pr.f(pr.a, Wu, K, c0, c1, nullptr, u, N);
+    for (int64_t m = 0; m < M; m++) {
+      unary_flat_f32(UnaryOp::Silu, wd, g + m * N + c0, g + m * N + c0);
+      binary_flat_f32(BinaryOp::Mul, wd, g + m * N + c0, 1, u + m * N + c0, 1, y + m * N + c0);
+    }
+  });
 }
 
 }  // namespace vk

@@ -19,4 +19,15 @@ constexpr int64_t kQdotMaxRows = 8;
 void qdot_linear(WT wt, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const void* W, const float* bias,
                  float* C, int64_t ldc);
 
+// C_i [M, N_i] (row stride N_i) = A · deq(W_i)ᵀ for `count` weights of one format and input size: the activations
+// are quantized once and the rows of every weight, laid end to end, are shared out over the pool as one stream.
+// Each output equals qdot_linear's bit for bit (every row of W is computed on its own).
+void qdot_linears(WT wt, int64_t M, int64_t K, const float* A, int64_t lda, int count, const void* const* W,
+                  const int64_t* N, float* const* C);
+
+// y [M, N] = silu(A · deq(Wg)ᵀ) ⊙ (A · deq(Wu)ᵀ): the same bits as qdot_linear for each weight followed by the
+// elementwise silu and mul kernels over the rows (the op-by-op SwiGLU of a quantized model), in one pass.
+void qdot_swiglu(WT wt, int64_t M, int64_t K, const float* A, int64_t lda, const void* Wg, const void* Wu, int64_t N,
+                 float* y);
+
 }  // namespace vk

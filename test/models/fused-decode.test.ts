@@ -1,8 +1,10 @@
 // The one-call decode step (Backend.llamaDecode, native/kernels/decode.cc) against the layer-by-layer path it
 // replaces (LlamaText.fusedDecode = false): the same logits bit for bit at every step, the same greedy tokens and
 // the same KV caches, on the tiny fixtures (f32 weights) and the built-in model (bf16), one row and a left-padded
-// batch, under each instruction set the CPU has. A spy on the backend shows the fused step really ran, and that
-// where it does not apply (an enabled LoRA adapter, quantized weights) the layer-by-layer path runs instead.
+// batch, under each instruction set the CPU has; and on block-quantized weights (Q8_0, Q4_0, NF4), whose products
+// both paths run on 8-bit activations. A spy on the backend shows the fused step really ran, and that where it does
+// not apply (an enabled LoRA adapter; quantized weights over more than 8 rows or with 8-bit activations turned
+// off) the layer-by-layer path runs instead.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { dirname, join } from 'node:path';
@@ -172,15 +174,48 @@ describe('fused decode step (llamaDecode) equals the layer-by-layer path', () =>
     }
   });
 
-  it('falls back to the layer-by-layer path for quantized weights', () => {
+  it('quantized weights (q8_0, q4_0, nf4 with and without double quantization) run fused on 8-bit activations', () => {
+    for (const [fmt, o] of [['q8_0', {}], ['q4_0', {}], ['nf4', {}], ['nf4', { doubleQuant: false }]] as const) {
+      const m = loadModel(join(REF, 'tiny-smolvlm'));
+      try {
+        m.quantize(fmt, o);
+        assert.ok(m.text.w.layers.every((l) => l.q.w instanceof vk.QuantizedWeight && l.down.w instanceof vk.QuantizedWeight), `${fmt}: every text linear is quantized`);
+        checkModel(`tiny-smolvlm ${fmt}${fmt === 'nf4' && !o.doubleQuant ? ' (no double quant)' : ''}`, m, 4);
+      } finally {
+        m.dispose();
+      }
+    }
+    const m = loadModel(BUILTIN);
+    try {
+      m.quantize('q4_0');
+      checkModel('vlmkit-shapes q4_0', m, 3);
+    } finally {
+      m.dispose();
+    }
+  });
+
+  it('quantized weights fall back to the layer-by-layer path where 8-bit activations do not apply', () => {
     const m = loadModel(join(REF, 'tiny-smolvlm'));
     try {
       m.quantize('q8_0');
-      const prompts = [[21, 22, 23], [24, 25, 26]];
-      const want = decode(m, prompts, 3, false);
-      const got = countFused(() => decode(m, prompts, 3, true));
-      assert.equal(got.calls, 0, 'quantized weights: no fused step');
-      assertSame('q8_0', got.out, want);
+      const V = m.vocabSize;
+      // more rows than the 8-bit kernels take
+      const wide = Array.from({ length: 9 }, (_, b) => Array.from({ length: 3 }, (_, i) => 10 + ((b * 29 + i * 7) % (V - 20))));
+      const want = decode(m, wide, 2, false);
+      const got = countFused(() => decode(m, wide, 2, true));
+      assert.equal(got.calls, 0, '9 rows: no fused step');
+      assertSame('q8_0, 9 rows', got.out, want);
+      // 8-bit activations turned off: the exact products, layer by layer
+      const before = vk.setInt8Activations(false);
+      try {
+        const prompts = [[21, 22, 23], [24, 25, 26]];
+        const exact = decode(m, prompts, 3, false);
+        const off = countFused(() => decode(m, prompts, 3, true));
+        assert.equal(off.calls, 0, 'int8 activations off: no fused step');
+        assertSame('q8_0, exact activations', off.out, exact);
+      } finally {
+        vk.setInt8Activations(before);
+      }
     } finally {
       m.dispose();
     }

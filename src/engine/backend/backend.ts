@@ -24,17 +24,21 @@ export interface AttentionOptions {
   qOffset?: number;
 }
 
-/** One decoder layer of a Llama text stack as Backend.llamaDecode reads it: plain weights [N, K], f32 norms, caches. */
+/**
+ * One decoder layer of a Llama text stack as Backend.llamaDecode reads it: plain weights [N, K] (all seven tensors
+ * of one f32/bf16/f16 dtype, or all block-quantized weights of one format, which are then multiplied on 8-bit
+ * activations as quantLinear's int8Acts: the caller checks that they apply), f32 norms, caches.
+ */
 export interface LlamaDecodeLayer {
   inputNorm: Tensor;
-  q: Tensor;
-  k: Tensor;
-  v: Tensor;
-  o: Tensor;
+  q: Tensor | QuantizedWeight;
+  k: Tensor | QuantizedWeight;
+  v: Tensor | QuantizedWeight;
+  o: Tensor | QuantizedWeight;
   postNorm: Tensor;
-  gate: Tensor;
-  up: Tensor;
-  down: Tensor;
+  gate: Tensor | QuantizedWeight;
+  up: Tensor | QuantizedWeight;
+  down: Tensor | QuantizedWeight;
   /** [B, Hkv, L, D] f32 contiguous */
   kCache: Tensor;
   vCache: Tensor;
@@ -160,7 +164,8 @@ export interface Backend {
    * One cached decode step of a Llama text stack in one call: the final-normed hidden states [B, 1, H] of input
    * embeddings x [B, 1, H] f32, each layer's keys and values written at position s.past of its caches. Equal, bit
    * for bit, to the layer-by-layer composition of the ops above (LlamaText.layer in models/idefics3/text.ts); the
-   * caller checks that it applies (plain weights of one f32/bf16/f16 dtype, contiguous tensors, no gradient).
+   * caller checks that it applies (plain weights of one f32/bf16/f16 dtype or one block format, contiguous tensors,
+   * no gradient, and for block formats at most 8 rows with 8-bit activations allowed).
    */
   llamaDecode?(x: Tensor, s: LlamaDecodeStack): Tensor;
 }

@@ -15,6 +15,8 @@ import type { TextLayerWeights, TextWeights } from './weights.js';
 const lin = applyLinear;
 /** A linear of f32/bf16/f16 weight without bias or enabled adapters (a fused op may read its weight directly). */
 const plain = (l: Linear): l is Linear<Tensor> => l.w instanceof Tensor && !l.b && !(l.adapters ?? []).some((a) => a.enabled !== false);
+/** No bias and no enabled adapter, whatever the weight (a tensor or a quantized weight). */
+const bare = (l: Linear): boolean => !l.b && !(l.adapters ?? []).some((a) => a.enabled !== false);
 
 /** dst[at .. at+n) = src[from .. from+n) along `axis` (through views released at once). */
 function copySpan(dst: Tensor, src: Tensor, axis: number, at: number, from: number, n: number): void {
@@ -291,9 +293,10 @@ export class LlamaText {
   /**
    * hidden() of one cached position per row through Backend.llamaDecode (the whole stack in one call), or null
    * where it does not apply and the layer-by-layer path runs: a backend without it (the reference backend), a
-   * gradient to record, a linear that is not plain (a bias, an enabled LoRA adapter, a quantized weight), weights
-   * of mixed dtypes or other than f32/bf16/f16, or a tensor that is not contiguous f32 (norms, caches). Shapes are
-   * checked by hidden() before.
+   * gradient to record, a linear that is not plain (a bias, an enabled LoRA adapter), weights of mixed dtypes or
+   * formats, or other than f32/bf16/f16 or one block format, or a tensor that is not contiguous f32 (norms, caches).
+   * Block-quantized weights take it only where the layer-by-layer products would run on 8-bit activations (at most
+   * 8 rows, int8ActivationsNow()), the only products the step has for them. Shapes are checked by hidden() before.
    */
   private decodeStep(x: Tensor, cache: KVCache, mask: Tensor | null, given: Tensor | null, past: number): Tensor | null {
     const be = x.backend;
@@ -301,16 +304,22 @@ export class LlamaText {
     const grad = isGradEnabled();
     const ok = (t: Tensor, dtype: string) => t.backend === be && t.dtype === dtype && t.isContiguous() && !(grad && t.requiresGrad);
     const wt = this.w.layers[0]?.q.w;
-    if (!(wt instanceof Tensor) || !['f32', 'bf16', 'f16'].includes(wt.dtype) || (grad && x.requiresGrad)) return null;
+    if (!wt || (grad && x.requiresGrad)) return null;
+    const dense = wt instanceof Tensor ? wt : null, quant = wt instanceof Tensor ? null : wt;
+    if (quant ? !(x.shape[0] <= 8 && int8ActivationsNow()) : !['f32', 'bf16', 'f16'].includes(dense!.dtype)) return null;
+    // every weight a tensor of wt's dtype, or a quantized weight of wt's format (and NF4 double quantization)
+    const same = (w: Tensor | QuantizedWeight) => quant
+      ? !(w instanceof Tensor) && w.backend === be && w.format === quant.format && w.doubleQuant === quant.doubleQuant
+      : w instanceof Tensor && ok(w, dense!.dtype);
     const layers: LlamaDecodeLayer[] = [];
     for (const [i, l] of this.w.layers.entries()) {
       const lins = [l.q, l.k, l.v, l.o, l.gate, l.up, l.down];
-      if (!lins.every((li) => plain(li) && ok(li.w, wt.dtype))) return null;
+      if (!lins.every((li) => bare(li) && same(li.w))) return null;
       const c = cache.layers[i]!;
       if (![l.inputNorm, l.postNorm, c.k, c.v].every((t) => ok(t, 'f32'))) return null;
       layers.push({
-        inputNorm: l.inputNorm, q: l.q.w as Tensor, k: l.k.w as Tensor, v: l.v.w as Tensor, o: l.o.w as Tensor, postNorm: l.postNorm,
-        gate: l.gate.w as Tensor, up: l.up.w as Tensor, down: l.down.w as Tensor, kCache: c.k, vCache: c.v,
+        inputNorm: l.inputNorm, q: l.q.w, k: l.k.w, v: l.v.w, o: l.o.w, postNorm: l.postNorm,
+        gate: l.gate.w, up: l.up.w, down: l.down.w, kCache: c.k, vCache: c.v,
       });
     }
     if (!ok(this.w.norm, 'f32') || !ok(this.invFreq, 'f32') || (mask && (mask.backend !== be || !mask.isContiguous()))) return null;
@@ -321,7 +330,7 @@ export class LlamaText {
       const { numAttentionHeads: heads, numKeyValueHeads: kvHeads, headDim, rmsNormEps: eps } = this.cfg;
       return be.llamaDecode(x, {
         layers, heads, kvHeads, headDim, eps, scale: headDim ** -0.5, past, positions: pos, keyMask: mask, invFreq: this.invFreq,
-        // the lm_head the next call reads: a decodeHead exists only for quantized models, which never get here
+        // the lm_head the next call reads (warmed for tensor weights only; a quantized model reads its decodeHead)
         finalNorm: this.w.norm, next: this.w.lmHead,
       });
     } finally {

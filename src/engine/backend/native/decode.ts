@@ -2,6 +2,8 @@
 // call, equal bit for bit to the layer-by-layer ops.
 import type { Backend, LlamaDecodeLayer } from '../backend.js';
 import type { TypedArray } from '../../dtype.js';
+import { WEIGHT_FORMATS } from '../../quant/formats.js';
+import { QuantizedWeight } from '../../quant/weight.js';
 import type { Tensor } from '../../tensor.js';
 import { warmable } from './index.js';
 import { DT_CODE, addon, empty } from './util.js';
@@ -15,15 +17,29 @@ function whole(t: Tensor, what: string): TypedArray {
 
 const WEIGHTS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
 
+/** A weight's dtype or block format, with NF4's double quantization told apart (the kernel takes one for all). */
+function kindOf(w: Tensor | QuantizedWeight): string {
+  return w instanceof QuantizedWeight ? `${w.format}${w.doubleQuant ? '+dq' : ''}` : w.dtype;
+}
+
+/** The data the kernel reads of a weight: a tensor's storage, or a quantized weight's packed bytes. */
+function weightData(w: Tensor | QuantizedWeight, what: string): TypedArray {
+  if (!(w instanceof QuantizedWeight)) return whole(w, what);
+  w.assertLive();
+  return w.bytes;
+}
+
 export const decodeKernels: Required<Pick<Backend, 'llamaDecode'>> = {
   llamaDecode(x, s) {
     const [B, , H] = x.shape;
     const first = s.layers[0];
     if (!first) throw new Error('vlmkit: native llamaDecode needs at least one layer');
-    const wt = first.q.dtype;
+    const wq = first.q;
+    const wt = kindOf(wq);
+    const quant = wq instanceof QuantizedWeight ? wq : null;
     const f32s = (l: LlamaDecodeLayer) => [l.inputNorm, l.postNorm, l.kCache, l.vCache];
     for (const l of s.layers) {
-      if (WEIGHTS.some((n) => l[n].dtype !== wt)) throw new Error('vlmkit: native llamaDecode needs the weights of every linear in one dtype');
+      if (WEIGHTS.some((n) => kindOf(l[n]) !== wt)) throw new Error('vlmkit: native llamaDecode needs the weights of every linear in one dtype or format');
       if (f32s(l).some((t) => t.dtype !== 'f32')) throw new Error('vlmkit: native llamaDecode needs f32 norms and caches');
     }
     if ([x, s.invFreq, s.finalNorm].some((t) => t.dtype !== 'f32')) throw new Error('vlmkit: native llamaDecode computes in f32');
@@ -31,17 +47,18 @@ export const decodeKernels: Required<Pick<Backend, 'llamaDecode'>> = {
     const I = first.gate.shape[0];
     const y = empty(x, [B, 1, H]);
     const layers = s.layers.map((l) => [
-      whole(l.inputNorm, 'input norm'), ...WEIGHTS.slice(0, 4).map((n) => whole(l[n], `${n} weight`)), whole(l.postNorm, 'post-attention norm'),
-      ...WEIGHTS.slice(4).map((n) => whole(l[n], `${n} weight`)), whole(l.kCache, 'key cache'), whole(l.vCache, 'value cache'),
+      whole(l.inputNorm, 'input norm'), ...WEIGHTS.slice(0, 4).map((n) => weightData(l[n], `${n} weight`)), whole(l.postNorm, 'post-attention norm'),
+      ...WEIGHTS.slice(4).map((n) => weightData(l[n], `${n} weight`)), whole(l.kCache, 'key cache'), whole(l.vCache, 'value cache'),
     ]);
     const next = s.next ?? null;
-    const warm = warmable(s.layers.flatMap((l) => WEIGHTS.map((n) => l[n])));
+    // cache warming covers tensors only (the kernel does not warm quantized weights)
+    const warm = !quant && warmable(s.layers.flatMap((l) => WEIGHTS.map((n) => l[n] as Tensor)));
     addon.llamaDecode(
-      [B, H, s.heads, s.kvHeads, s.headDim, I, s.past, L], DT_CODE[wt], layers,
+      [B, H, s.heads, s.kvHeads, s.headDim, I, s.past, L], quant ? WEIGHT_FORMATS[quant.format].code : DT_CODE[(wq as Tensor).dtype], layers,
       whole(s.positions, 'positions'), s.positions.dtype === 'i64', whole(s.invFreq, 'inverse frequency'),
       s.keyMask ? DT_CODE[s.keyMask.dtype] : 0, s.keyMask ? whole(s.keyMask, 'key mask') : null, s.eps, s.scale,
       whole(s.finalNorm, 'final norm'), whole(x, 'input'), y.storage.data,
-      warm, warm && next && warmable([next]) ? whole(next, 'lm_head') : null);
+      warm, warm && next && warmable([next]) ? whole(next, 'lm_head') : null, quant?.doubleQuant ?? false);
     return y;
   },
 };

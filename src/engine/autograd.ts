@@ -42,14 +42,18 @@ export async function noGradAsync<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Attaches a backward rule to out when grad mode is on and any input requires grad. Returns out. */
-export function record(out: Tensor, op: string, inputs: Tensor[], backward: GradNode['backward']): Tensor {
+/**
+ * Attaches a backward rule to out when grad mode is on and any input requires grad. Returns out. `saved` lists
+ * every tensor whose data the rule reads (nulls allowed, for the ones it reads only under a condition that does
+ * not hold); left out, the rule counts as reading anything, and its scope keeps every intermediate.
+ */
+export function record(out: Tensor, op: string, inputs: Tensor[], backward: GradNode['backward'], saved?: readonly (Tensor | null | false | undefined)[]): Tensor {
   if (!gradEnabled) return out;
   let any = false;
   for (const t of inputs) if (t.requiresGrad) { any = true; break; }
   if (!any) return out;
   out.requiresGrad = true;
-  out.node = { op, inputs, backward };
+  out.node = { op, inputs, backward, saved: saved?.filter((t): t is Tensor => !!t) };
   return out;
 }
 

@@ -32,6 +32,8 @@ export function checkpoint(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[]): T
     });
   };
   out.requiresGrad = true;
+  // No `saved` list: fn may read tensors of the enclosing scope besides its inputs (positions, masks), so that
+  // scope keeps every tensor it made (scope.ts releaseUnsaved).
   out.node = { op: 'checkpoint', inputs, backward: rule };
   return out;
 }

@@ -11,6 +11,11 @@ export interface GradNode {
   inputs: Tensor[];
   /** gradients for each input, aligned with inputs; null where an input needs none */
   backward: (g: Tensor) => (Tensor | null)[];
+  /**
+   * Every tensor whose data the rule reads (inputs, the output, side tensors such as a norm's rstd). A graph scope
+   * releases the data of the intermediates no rule saved (scope.ts); undefined means unknown, and keeps them all.
+   */
+  saved?: readonly Tensor[];
 }
 
 export function contiguousStrides(shape: readonly number[]): number[] {
@@ -58,6 +63,8 @@ export class Tensor {
   node: GradNode | null = null;
   name?: string;
   private disposed = false;
+  /** the storage was released but the tensor keeps its place in the graph (releaseData) */
+  private released = false;
 
   constructor(backend: Backend, storage: Storage, shape: readonly number[], strides?: readonly number[], offset = 0) {
     this.backend = backend;
@@ -95,7 +102,7 @@ export class Tensor {
     return this.shape.length;
   }
   get isDisposed(): boolean {
-    return this.disposed;
+    return this.disposed || this.released;
   }
 
   isContiguous(): boolean {
@@ -108,6 +115,8 @@ export class Tensor {
   }
 
   assertLive(): void {
+    if (this.released && !this.disposed)
+      throw new Error(`vlmkit: tensor [${this.shape}] was used after its data was released (no gradient rule saved it)`);
     if (this.disposed || this.storage.disposed) throw new Error(`vlmkit: tensor [${this.shape}] was used after dispose()`);
   }
 
@@ -161,6 +170,17 @@ export class Tensor {
     if (this.disposed) return;
     this.disposed = true;
     this.node = null;
+    if (!this.released) this.storage.release();
+    this.released = true;
+  }
+
+  /**
+   * Releases the storage now but keeps the node, shape and requiresGrad: a graph intermediate whose data no
+   * backward rule reads still routes gradients. Reading its data afterwards throws. dispose() still ends it.
+   */
+  releaseData(): void {
+    if (this.disposed || this.released) return;
+    this.released = true;
     this.storage.release();
   }
 

@@ -1,7 +1,7 @@
 // Tensor: a shape, strides and offset (in elements) over a shared Storage, on one backend. Views share storage;
 // every op returns a fresh tensor. Autograd state (requiresGrad, grad, node) lives here; the rules live in ops/.
 import type { Backend } from './backend/backend.js';
-import { type DType, type TypedArray, isFloat, readElement } from './dtype.js';
+import { type DType, type TypedArray, bf16ToF32, f16ToF32, isFloat, readElement } from './dtype.js';
 import { track } from './scope.js';
 import { Storage } from './storage.js';
 
@@ -147,6 +147,13 @@ export class Tensor {
 
   toFloat32Array(): Float32Array {
     if (this.dtype === 'f32' && this.isContiguous()) return (this.data as Float32Array).slice();
+    if ((this.dtype === 'bf16' || this.dtype === 'f16') && this.isContiguous()) {
+      // widened in place: going through toArray() would hold a JS number per element (8 bytes, twice the output)
+      const src = this.data as Uint16Array, out = new Float32Array(src.length);
+      const widen = this.dtype === 'bf16' ? bf16ToF32 : f16ToF32;
+      for (let i = 0; i < src.length; i++) out[i] = widen(src[i]);
+      return out;
+    }
     return Float32Array.from(this.toArray());
   }
 

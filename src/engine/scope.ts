@@ -87,7 +87,7 @@ export function releaseUnsaved(scope: ReadonlySet<Tensor>, kept: ReadonlySet<Ten
   for (const t of scope) {
     const n = t.node;
     if (!n) continue;
-    if (!n.saved) return;
+    if (!n.saved || n.readsScope) return;
     for (const s of n.saved) saved.add(s);
   }
   for (const t of scope) if (!kept.has(t) && !saved.has(t) && !(t.requiresGrad && !t.node)) t.releaseData();

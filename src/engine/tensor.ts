@@ -16,6 +16,10 @@ export interface GradNode {
    * releases the data of the intermediates no rule saved (scope.ts); undefined means unknown, and keeps them all.
    */
   saved?: readonly Tensor[];
+  /** the rule may also read tensors of its enclosing scope that `saved` does not list (a closure): keep them all */
+  readsScope?: boolean;
+  /** side tensors the op made for this rule alone (a norm's rstd, attention's lse): free once the rule has run */
+  owned?: readonly Tensor[];
 }
 
 export function contiguousStrides(shape: readonly number[]): number[] {

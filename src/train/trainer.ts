@@ -296,7 +296,7 @@ export class Trainer<E, B extends MicroBatch = MicroBatch, M extends LoopModel =
           loss += tidy(() => {
             const l = this.objective.loss(this.model, b, targets);
             const v = l.item();
-            backward(l);
+            backward(l, undefined, { releaseSaved: true }); // nothing reads the graph afterwards
             return v;
           });
           samples += b.batchSize;

@@ -103,3 +103,33 @@ test('an encoder layer with LoRA holds only what its backward reads', () => {
     assert.ok(l.q.adapters![0].a.grad!.toArray().some((v) => v !== 0));
   });
 });
+
+test('backward with releaseSaved frees each saved activation once its last reader has run', () => {
+  const L = 6, M = 32, D = 64, r = 4;
+  const ws = Array.from({ length: L }, (_, i) => vk.randn([D, D], { backend: nat, seed: 100 + i, std: 0.1 }));
+  const as = Array.from({ length: L }, (_, i) => vk.randn([r, D], { backend: nat, seed: 200 + i, std: 0.1, requiresGrad: true }));
+  const bs = Array.from({ length: L }, (_, i) => vk.randn([D, r], { backend: nat, seed: 300 + i, std: 0.1, requiresGrad: true }));
+  const x = vk.randn([M, D], { backend: nat, seed: 1 });
+  const gradBytes = 4 * L * (r * D + D * r);
+  const run = (releaseSaved: boolean) =>
+    vk.tidy(() => {
+      const before = vk.storageStats().bytes;
+      let h = x;
+      for (let i = 0; i < L; i++) h = vk.silu(vk.loraLinear(h, ws[i], null, as[i], bs[i], 2));
+      const loss = vk.sum(vk.square(h));
+      const heldForward = vk.storageStats().bytes - before;
+      vk.backward(loss, undefined, { releaseSaved });
+      const heldAfter = vk.storageStats().bytes - before - gradBytes;
+      const g = [...as, ...bs].map((t) => t.grad!.toArray());
+      for (const t of [...as, ...bs]) { t.grad!.dispose(); t.grad = null; }
+      return { heldForward, heldAfter, g, loss: loss.item() };
+    });
+  const keep = run(false), rel = run(true);
+  // every layer saves its input [M, D], its pre-activation [M, D] (silu) and x·Aᵀ [M, r]
+  assert.ok(keep.heldForward >= 4 * L * M * (2 * D + r), `forward holds ${keep.heldForward} bytes`);
+  assert.ok(keep.heldAfter >= 4 * L * M * 2 * D, `without release the activations stay: ${keep.heldAfter} bytes`);
+  // with it, only the loss, its scalars and the first layer's input (the caller's x, not an intermediate) remain
+  assert.ok(Number.isFinite(rel.heldAfter) && rel.heldAfter <= 4 * (M * D + 16), `after backward ${rel.heldAfter} bytes remain`);
+  assert.equal(rel.loss, keep.loss);
+  rel.g.forEach((g, i) => assert.deepEqual(g, keep.g[i], `gradient ${i}`));
+});

@@ -83,7 +83,7 @@ export function loraLinear(x: Tensor, w: Tensor | QuantizedWeight, bias: Tensor 
     g2.dispose();
     xa2.dispose();
     return bias ? [gx, ga, gb, gbias] : [gx, ga, gb];
-  }, [x, xa, a, b, s]);
+  }, [x, xa, a, b, s], [xa, s]);
   if (!res.requiresGrad) {
     xa.dispose();
     s.dispose();

@@ -100,7 +100,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
     const v = gx.view(logits.shape, contiguousStrides(logits.shape), 0);
     gx.dispose();
     return [v];
-  }, [l2, t1, lse]);
+  }, [l2, t1, lse], [l2, t1, lse]);
   if (!perRow.requiresGrad) {
     l2.dispose();
     t1.dispose();

@@ -23,7 +23,7 @@ import { freemem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PNG } from 'pngjs';
-import { computeFields, fmaPeak, machine, openblasLabel, openblasSgemm, PeakTracker, peakWarning, ratio, type FmaPeak } from './ceilings.js';
+import { computeFields, fmaPeak, machine, openblasLabel, openblasSgemm, PeakTracker, peakRssMB, peakWarning, ratio, type FmaPeak } from './ceilings.js';
 import { SMOLVLM_256M, writeRandomSmolVLM } from './random-model.js';
 
 type Row = Record<string, unknown>;
@@ -201,7 +201,7 @@ async function child(cfg: ChildConfig): Promise<void> {
   times.sort((a, c) => a - c);
   const res: ChildResult = {
     tiles: cfg.tiles, gc: cfg.gc, seqLen, targets, stepS: times[times.length >> 1]!, dataS, loss, gradNorm,
-    maxRssMB: process.resourceUsage().maxRSS / 1024, rssBeforeMB: rssBefore / MB, activationMB: activation / MB,
+    maxRssMB: peakRssMB(), rssBeforeMB: rssBefore / MB, activationMB: activation / MB,
     heldBeforeMB: heldBefore / MB, flops: loraStepFlops(cfg.tiles, seqLen, targets),
     peak: peaks.reduce((a, c) => (c.gflops > a.gflops ? c : a)),
     openblas: blas.reduce((a, c) => a + c, 0) / blas.length,

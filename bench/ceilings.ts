@@ -22,6 +22,20 @@ export interface TimeOptions {
   minMs?: number;
 }
 
+/**
+ * This process's own peak RSS in MB: Linux's VmHWM. getrusage's maxRSS (process.resourceUsage) is not: Linux
+ * carries it over fork and exec, so a child spawned by a parent holding 800 MB reports at least 800 MB.
+ */
+export function peakRssMB(): number {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]) / 1024;
+  } catch {
+    // not Linux: getrusage is the best there is
+  }
+  return process.resourceUsage().maxRSS / 1024;
+}
+
 export function median(xs: number[]): number {
   const s = xs.slice().sort((a, b) => a - b);
   const n = s.length;

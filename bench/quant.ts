@@ -29,7 +29,7 @@ import { type Idefics3Model, loadModel } from '../src/models/idefics3/index.js';
 import { Processor } from '../src/models/idefics3/processor.js';
 import { quantizeCheckpoint } from '../src/models/quantize.js';
 import type { RgbImage } from '../src/processing/decode.js';
-import { bandwidth, computeFields, fmaPeak, machine, PeakTracker, ratio } from './ceilings.js';
+import { bandwidth, computeFields, fmaPeak, machine, PeakTracker, peakRssMB, ratio } from './ceilings.js';
 import { SMOLVLM_256M, writeRandomSmolVLM } from './random-model.js';
 
 type Row = Record<string, unknown>;
@@ -195,7 +195,7 @@ async function child(cfg: { dir: string; data: string }): Promise<void> {
     if (i === 0) loss = r.loss;
     if (i > 0) times.push((performance.now() - t0) / 1e3);
   }
-  const res: StepResult = { stepS: Math.min(...times), loss, maxRssMB: process.resourceUsage().maxRSS / 1024, seqLen: ds.examples[0]!.length };
+  const res: StepResult = { stepS: Math.min(...times), loss, maxRssMB: peakRssMB(), seqLen: ds.examples[0]!.length };
   process.stdout.write(`RESULT ${JSON.stringify(res)}\n`);
 }
 

@@ -42,14 +42,21 @@ export async function noGradAsync<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Attaches a backward rule to out when grad mode is on and any input requires grad. Returns out. */
-export function record(out: Tensor, op: string, inputs: Tensor[], backward: GradNode['backward']): Tensor {
+/**
+ * Attaches a backward rule to out when grad mode is on and any input requires grad. Returns out. `saved` lists
+ * every tensor whose data the rule reads (nulls allowed, for the ones it reads only under a condition that does
+ * not hold); left out, the rule counts as reading anything, and its scope keeps every intermediate.
+ */
+export function record(
+  out: Tensor, op: string, inputs: Tensor[], backward: GradNode['backward'],
+  saved?: readonly (Tensor | null | false | undefined)[], owned?: readonly (Tensor | null | undefined)[],
+): Tensor {
   if (!gradEnabled) return out;
   let any = false;
   for (const t of inputs) if (t.requiresGrad) { any = true; break; }
   if (!any) return out;
   out.requiresGrad = true;
-  out.node = { op, inputs, backward };
+  out.node = { op, inputs, backward, saved: saved?.filter((t): t is Tensor => !!t), owned: owned?.filter((t): t is Tensor => !!t) };
   return out;
 }
 
@@ -61,9 +68,12 @@ function accumulate(a: Tensor, b: Tensor): Tensor {
 /**
  * Backpropagates from `root` (a scalar unless `grad` is given). Gradients of leaves accumulate into .grad
  * (kept out of any tidy scope); intermediate gradients are disposed as soon as they are consumed, and the
- * graph is released afterwards unless retainGraph.
+ * graph is released afterwards unless retainGraph. With releaseSaved, the data of each graph intermediate is freed
+ * as soon as the last rule that reads it has run, and each rule's side tensors right after it ran: a training
+ * step's memory falls during its backward instead of at the end of the step. The caller must not read the
+ * graph's intermediates (the root excepted) afterwards.
  */
-export function backward(root: Tensor, grad?: Tensor, opts: { retainGraph?: boolean } = {}): void {
+export function backward(root: Tensor, grad?: Tensor, opts: { retainGraph?: boolean; releaseSaved?: boolean } = {}): void {
   if (!root.requiresGrad) throw new Error('vlmkit: backward() on a tensor that does not require grad');
   if (!grad && root.size !== 1) throw new Error(`vlmkit: backward() without a gradient needs a scalar, got [${root.shape}]`);
   // Topological order (iterative DFS: graphs of 30-layer models are deep).
@@ -87,6 +97,7 @@ export function backward(root: Tensor, grad?: Tensor, opts: { retainGraph?: bool
       order.push(t);
     }
   }
+  const release = opts.releaseSaved && !opts.retainGraph ? readerCounts(order, root) : null;
   const grads = new Map<Tensor, Tensor>();
   noGradRun(() => {
     grads.set(root, grad ?? fullLike(root, 1));
@@ -129,9 +140,41 @@ export function backward(root: Tensor, grad?: Tensor, opts: { retainGraph?: bool
         } else grads.set(x, gi);
       }
       if (g !== grad) g.dispose();
+      if (release) releaseAfter(t.node, release);
       if (!opts.retainGraph) t.node = null;
     }
   });
+}
+
+/**
+ * For each graph intermediate (an op's output other than the root), how many rules of the graph read it; null
+ * when a rule does not list what it reads (nothing can be freed early then).
+ */
+function readerCounts(order: readonly Tensor[], root: Tensor): Map<Tensor, number> | null {
+  const counts = new Map<Tensor, number>();
+  for (const t of order) if (t.node && t !== root) counts.set(t, 0);
+  for (const t of order) {
+    const saved = t.node?.saved;
+    if (t.node && !saved) return null;
+    if (saved) for (const s of saved) {
+      const c = counts.get(s);
+      if (c !== undefined) counts.set(s, c + 1);
+    }
+  }
+  return counts;
+}
+
+/** After `node`'s rule ran: frees its side tensors, and the intermediates it was the last reader of. */
+function releaseAfter(node: GradNode, counts: Map<Tensor, number>): void {
+  if (node.owned) for (const o of node.owned) o.releaseData();
+  if (node.saved) for (const s of node.saved) {
+    const c = counts.get(s);
+    if (c === undefined) continue;
+    if (c <= 1) {
+      counts.delete(s);
+      s.releaseData();
+    } else counts.set(s, c - 1);
+  }
 }
 
 function noGradRun(fn: () => void): void {

@@ -22,7 +22,8 @@ export function checkpoint(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[]): T
     });
     tidy(() => {
       const y = withGrad(() => fn(...detached));
-      if (y.requiresGrad) backward(y, g);
+      // the recomputed graph is private to this rule: free each tensor once its last reader has run
+      if (y.requiresGrad) backward(y, g, { releaseSaved: true });
     });
     return detached.map((d) => {
       const gr = d.grad;
@@ -32,6 +33,8 @@ export function checkpoint(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[]): T
     });
   };
   out.requiresGrad = true;
-  out.node = { op: 'checkpoint', inputs, backward: rule };
+  // fn may read tensors of the enclosing scope besides its inputs (positions, masks): that scope keeps every
+  // tensor it made (scope.ts releaseUnsaved). Tensors that carry a gradient reach fn through `inputs` only.
+  out.node = { op: 'checkpoint', inputs, backward: rule, saved: inputs, readsScope: true };
   return out;
 }

@@ -43,8 +43,11 @@ export function tidy<T>(fn: () => T): T {
 
 /**
  * tidy(fn), except that when keepAll(result) holds, every tensor made inside fn moves to the enclosing scope
- * instead of being released: an autograd graph needs its intermediates and the side tensors its rules saved
+ * instead of being disposed: an autograd graph needs its intermediates and the side tensors its rules saved
  * (a norm's rstd, attention's lse) until backward(). Modules use it with keepAll = "the result requires grad".
+ * The data of the intermediates that no rule saved (a frozen linear's output that only feeds an add, LoRA's
+ * up-projection) is released at once (releaseUnsaved): a training step holds what its backward reads, not every
+ * activation of the forward.
  */
 export function tidyUnless<T>(fn: () => T, keepAll: (result: T) => boolean): T {
   const scope = new Set<Tensor>();
@@ -59,6 +62,9 @@ export function tidyUnless<T>(fn: () => T, keepAll: (result: T) => boolean): T {
   }
   stack.pop();
   if (keepAll(result)) {
+    const kept = new Set<Tensor>();
+    collect(result, kept);
+    releaseUnsaved(scope, kept);
     if (stack.length) for (const t of scope) stack[stack.length - 1].add(t);
     return result;
   }
@@ -67,6 +73,24 @@ export function tidyUnless<T>(fn: () => T, keepAll: (result: T) => boolean): T {
   for (const t of scope) if (!kept.has(t)) t.dispose();
   if (stack.length) for (const t of kept) if (scope.has(t)) stack[stack.length - 1].add(t);
   return result;
+}
+
+/**
+ * Releases the data of every tensor of `scope` that is not in `kept`, that no gradient rule of the scope saved and
+ * that is not a leaf collecting a gradient. The tensors stay in the scope (their nodes still route gradients) and
+ * are disposed with it. A node of the scope that does not list what it saved keeps everything: nothing is released.
+ * Tensors made outside the scope (weights, the caller's inputs) are never touched; a tensor made inside and read
+ * after the scope must be returned (or kept).
+ */
+export function releaseUnsaved(scope: ReadonlySet<Tensor>, kept: ReadonlySet<Tensor>): void {
+  const saved = new Set<Tensor>();
+  for (const t of scope) {
+    const n = t.node;
+    if (!n) continue;
+    if (!n.saved || n.readsScope) return;
+    for (const s of n.saved) saved.add(s);
+  }
+  for (const t of scope) if (!kept.has(t) && !saved.has(t) && !(t.requiresGrad && !t.node)) t.releaseData();
 }
 
 /** Async variant: the scope stays open across awaits (do not interleave two tidyAsync calls). */

@@ -1,7 +1,7 @@
 // Tensor: a shape, strides and offset (in elements) over a shared Storage, on one backend. Views share storage;
 // every op returns a fresh tensor. Autograd state (requiresGrad, grad, node) lives here; the rules live in ops/.
 import type { Backend } from './backend/backend.js';
-import { type DType, type TypedArray, isFloat, readElement } from './dtype.js';
+import { type DType, type TypedArray, bf16ToF32, f16ToF32, isFloat, readElement } from './dtype.js';
 import { track } from './scope.js';
 import { Storage } from './storage.js';
 
@@ -11,6 +11,15 @@ export interface GradNode {
   inputs: Tensor[];
   /** gradients for each input, aligned with inputs; null where an input needs none */
   backward: (g: Tensor) => (Tensor | null)[];
+  /**
+   * Every tensor whose data the rule reads (inputs, the output, side tensors such as a norm's rstd). A graph scope
+   * releases the data of the intermediates no rule saved (scope.ts); undefined means unknown, and keeps them all.
+   */
+  saved?: readonly Tensor[];
+  /** the rule may also read tensors of its enclosing scope that `saved` does not list (a closure): keep them all */
+  readsScope?: boolean;
+  /** side tensors the op made for this rule alone (a norm's rstd, attention's lse): free once the rule has run */
+  owned?: readonly Tensor[];
 }
 
 export function contiguousStrides(shape: readonly number[]): number[] {
@@ -58,6 +67,8 @@ export class Tensor {
   node: GradNode | null = null;
   name?: string;
   private disposed = false;
+  /** the storage was released but the tensor keeps its place in the graph (releaseData) */
+  private released = false;
 
   constructor(backend: Backend, storage: Storage, shape: readonly number[], strides?: readonly number[], offset = 0) {
     this.backend = backend;
@@ -95,7 +106,7 @@ export class Tensor {
     return this.shape.length;
   }
   get isDisposed(): boolean {
-    return this.disposed;
+    return this.disposed || this.released;
   }
 
   isContiguous(): boolean {
@@ -108,6 +119,8 @@ export class Tensor {
   }
 
   assertLive(): void {
+    if (this.released && !this.disposed)
+      throw new Error(`vlmkit: tensor [${this.shape}] was used after its data was released (no gradient rule saved it)`);
     if (this.disposed || this.storage.disposed) throw new Error(`vlmkit: tensor [${this.shape}] was used after dispose()`);
   }
 
@@ -138,6 +151,13 @@ export class Tensor {
 
   toFloat32Array(): Float32Array {
     if (this.dtype === 'f32' && this.isContiguous()) return (this.data as Float32Array).slice();
+    if ((this.dtype === 'bf16' || this.dtype === 'f16') && this.isContiguous()) {
+      // widened in place: going through toArray() would hold a JS number per element (8 bytes, twice the output)
+      const src = this.data as Uint16Array, out = new Float32Array(src.length);
+      const widen = this.dtype === 'bf16' ? bf16ToF32 : f16ToF32;
+      for (let i = 0; i < src.length; i++) out[i] = widen(src[i]);
+      return out;
+    }
     return Float32Array.from(this.toArray());
   }
 
@@ -161,6 +181,17 @@ export class Tensor {
     if (this.disposed) return;
     this.disposed = true;
     this.node = null;
+    if (!this.released) this.storage.release();
+    this.released = true;
+  }
+
+  /**
+   * Releases the storage now but keeps the node, shape and requiresGrad: a graph intermediate whose data no
+   * backward rule reads still routes gradients. Reading its data afterwards throws. dispose() still ends it.
+   */
+  releaseData(): void {
+    if (this.disposed || this.released) return;
+    this.released = true;
     this.storage.release();
   }
 

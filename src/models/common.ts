@@ -1,6 +1,6 @@
 // Small helpers shared by the model families: memory scopes that stay correct under autograd, and reading small
 // integer tensors (ids, masks) on the host.
-import { type QuantizedWeight, type Tensor, add, contiguous, isGradEnabled, linear, mul, tidy, tidyUnless } from '../engine/index.js';
+import { type QuantizedWeight, type Tensor, add, contiguous, isGradEnabled, linear, loraLinear, mul, tidy, tidyUnless } from '../engine/index.js';
 import { applyDora } from './dora.js';
 
 /**
@@ -69,11 +69,20 @@ export interface Linear<W extends Tensor | QuantizedWeight = Tensor | QuantizedW
   adapters?: LowRankAdapter[];
 }
 
+/** A plain LoRA adapter (no DoRA magnitude, no dropout) on a frozen weight: the fused op serves it. */
+function fusable(x: Tensor, l: Linear<Tensor | QuantizedWeight>, ad: LowRankAdapter | undefined): ad is LowRankAdapter {
+  return !!ad && ad.enabled !== false && !ad.magnitude && !ad.input && !l.w.requiresGrad && (x.dtype === 'f32' || x.dtype === 'f64')
+    && ad.a.dtype === x.dtype && ad.b.dtype === x.dtype && (!l.b || l.b.dtype === x.dtype);
+}
+
 /** x [..., K] -> [..., N]: x wᵀ + b, plus every enabled adapter's scale · (x Aᵀ) Bᵀ (DoRA's term for a DoRA one). */
 export function applyLinear(x: Tensor, l: Linear<Tensor | QuantizedWeight>): Tensor {
-  let y = linear(x, l.w, l.b ?? undefined);
+  // the first adapter, when plain LoRA, fused with the base product: the same numbers, fewer live intermediates
+  const first = l.adapters?.[0];
+  const fused = fusable(x, l, first);
+  let y = fused ? loraLinear(x, l.w, l.b, first.a, first.b, first.scale) : linear(x, l.w, l.b ?? undefined);
   if (l.adapters) for (const ad of l.adapters) {
-    if (ad.enabled === false) continue;
+    if (ad.enabled === false || (fused && ad === first)) continue;
     if (ad.magnitude) {
       y = applyDora(y, x, l, ad);
       continue;

@@ -68,3 +68,20 @@ test('a 16/32-bit model has no decode copy; a quantized folder makes it at load 
     rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+test('the decode copy is made on the first few-row inference, never by training, prompts or scoring', () => {
+  const model = loadModel(TINY, { quant: 'q4_0' });
+  try {
+    const before = vk.storageStats().bytes;
+    assert.equal(model.text.head(1), model.text.w.lmHead, 'with grad on (training) the lm_head itself');
+    assert.equal(vk.noGrad(() => model.text.head(9)), model.text.w.lmHead, 'a prompt: the lm_head itself');
+    assert.equal(vk.storageStats().bytes, before, 'no copy made yet');
+    const copy = vk.noGrad(() => model.text.head(1));
+    assert.ok(copy instanceof vk.QuantizedWeight && copy.format === 'q8_0');
+    assert.equal(vk.storageStats().bytes - before, copy.bytes.length, 'made once, on first use');
+    assert.equal(vk.noGrad(() => model.text.head(1)), copy);
+  } finally {
+    model.dispose();
+  }
+  assert.equal(model.text.decodeHead, null);
+});

@@ -60,7 +60,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOpts =
       return null;
     };
     return [pick(gq, q), pick(gk, k), pick(gv, v)];
-  });
+  }, [q, k, v, out, lse, mask], [lse]);
   // lse is saved for the backward only; it lives in the current scope like the graph's other intermediates.
   if (!res.requiresGrad) lse.dispose();
   return res;

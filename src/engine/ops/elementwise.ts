@@ -29,7 +29,7 @@ function checkFloat(op: string, a: Tensor, b?: Tensor): void {
 function unary(op: UnaryOp, x: Tensor): Tensor {
   checkFloat(op, x);
   const out = x.backend.unary(op, x);
-  return record(out, op, [x], (g) => [g.backend.unaryBackward(op, x, g)]);
+  return record(out, op, [x], (g) => [g.backend.unaryBackward(op, x, g)], [x]);
 }
 
 export const neg = (x: Tensor) => unary('neg', x);
@@ -58,9 +58,25 @@ function binary(op: BinaryOp, a0: Tensor | number, b0: Tensor | number): Tensor 
   const out = a.backend.binary(op, a, b);
   // Scalars made here are owned by this op; their storage is released at once (not tracked for grad).
   const made = [a !== a0 ? a : null, b !== b0 ? b : null];
-  const res = record(out, op, [a, b], (g) => binaryGrad(op, a, b, out, g));
+  const res = record(out, op, [a, b], (g) => binaryGrad(op, a, b, out, g), binarySaved(op, a, b, out));
   if (!res.requiresGrad) for (const m of made) m?.dispose();
   return res;
+}
+
+/** What binaryGrad reads for the inputs that take a gradient (add and sub read nothing). */
+function binarySaved(op: BinaryOp, a: Tensor, b: Tensor, out: Tensor): (Tensor | false)[] {
+  const ga = a.requiresGrad, gb = b.requiresGrad;
+  switch (op) {
+    case 'add':
+    case 'sub':
+      return [];
+    case 'mul':
+      return [ga && b, gb && a];
+    case 'div':
+      return [b, gb && out];
+    default:
+      return [a, b, out];
+  }
 }
 
 function binaryGrad(op: BinaryOp, a: Tensor, b: Tensor, out: Tensor, g: Tensor): (Tensor | null)[] {

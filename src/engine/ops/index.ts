@@ -7,6 +7,7 @@ export * from './reduce.js';
 export * from './attention.js';
 export * from './rope.js';
 export * from './matmul.js';
+export * from './lora.js';
 export * from './norm.js';
 export * from './softmax.js';
 export * from './rows.js';

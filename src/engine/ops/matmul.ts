@@ -82,7 +82,7 @@ export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
       else gb = reduceTo(B.matmul(g, a, true, tA), b.shape); // (op(a)ᵀ · g)ᵀ = gᵀ · op(a)
     }
     return [ga, gb];
-  });
+  }, [a.requiresGrad && b, b.requiresGrad && a]);
 }
 
 export function linear(x: Tensor, w: Tensor | QuantizedWeight, bias?: Tensor | null): Tensor {
@@ -113,7 +113,7 @@ export function linear(x: Tensor, w: Tensor | QuantizedWeight, bias?: Tensor | n
     if (bias?.requiresGrad) gb = B.reduce('sum', g2, 0, false);
     g2.dispose();
     return bias ? [gx, gw, gb] : [gx, gw];
-  });
+  }, [x.requiresGrad && w, w.requiresGrad && x]);
 }
 
 function checkBias(x: Tensor, N: number, bias: Tensor | null | undefined, desc: () => string): void {
@@ -149,5 +149,5 @@ function quantLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | null): Tensor
     if (bias?.requiresGrad) gb = B.reduce('sum', g2, 0, false);
     g2.dispose();
     return bias ? [gx, gb] : [gx];
-  });
+  }, []); // the quantized weight is no tensor of any scope
 }

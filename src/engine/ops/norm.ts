@@ -35,7 +35,7 @@ export function layerNorm(x: Tensor, w: Tensor | null | undefined, b: Tensor | n
     if (bt) grads.push(r.gb);
     else r.gb?.dispose();
     return grads;
-  });
+  }, [x, wt, mean, rstd], [mean, rstd]);
   if (!y.requiresGrad) {
     mean.dispose();
     rstd.dispose();
@@ -50,7 +50,7 @@ export function rmsNorm(x: Tensor, w: Tensor | null | undefined, eps = 1e-5): Te
   record(y, 'rmsNorm', wt ? [x, wt] : [x], (g) => {
     const r = g.backend.rmsNormBackward(x, wt, rstd, g, !!wt?.requiresGrad);
     return wt ? [r.gx, r.gw] : [r.gx];
-  });
+  }, [x, wt, rstd], [rstd]);
   if (!y.requiresGrad) rstd.dispose();
   return y;
 }

@@ -25,7 +25,7 @@ function reduceAxis(op: 'sum' | 'mean', x: Tensor, axis: number | undefined, kee
       gx = s;
     }
     return [gx];
-  });
+  }, []);
 }
 
 function scalarLike(x: Tensor, v: number): Tensor {

@@ -26,7 +26,7 @@ export function rope(x: Tensor, positions: Tensor, invFreq: Tensor): Tensor {
   if (positions.backend !== x.backend || invFreq.backend !== x.backend)
     throw new ShapeError(`rope: x, positions and invFreq live on different backends`);
   const out = x.backend.rope(x, positions, invFreq, false);
-  return record(out, 'rope', [x], (g) => [g.backend.rope(g, positions, invFreq, true)]);
+  return record(out, 'rope', [x], (g) => [g.backend.rope(g, positions, invFreq, true)], [positions, invFreq]);
 }
 
 /**

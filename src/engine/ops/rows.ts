@@ -56,7 +56,7 @@ export function embedding(weight: Tensor, ids: Tensor): Tensor {
   const V = weight.shape[0];
   checkIndices('embedding', 'id', ids, V, 'a vocabulary');
   const out = weight.backend.embedding(weight, ids);
-  return record(out, 'embedding', [weight], (g) => [g.backend.embeddingBackward(ids, g, V)]);
+  return record(out, 'embedding', [weight], (g) => [g.backend.embeddingBackward(ids, g, V)], [ids]);
 }
 
 /** Rows of x [N, ...] picked by idx [M] (i32/i64) -> [M, ...]; gradient scattered back into x. */
@@ -74,7 +74,7 @@ export function indexSelect(x: Tensor, idx: Tensor): Tensor {
     const gx = g.backend.embeddingBackward(idx, g2, N);
     g2.dispose();
     return [reshaped(gx, x.shape)];
-  });
+  }, [idx]);
 }
 
 /**
@@ -122,5 +122,5 @@ export function scatterRows(x: Tensor, idx: Tensor, src: Tensor): Tensor {
       g2.dispose();
     }
     return [gx, gs];
-  });
+  }, [idx]);
 }

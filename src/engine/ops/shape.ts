@@ -19,7 +19,7 @@ export { normAxis };
 export function contiguous(x: Tensor): Tensor {
   if (x.isContiguous()) return x;
   const out = x.backend.contiguous(x);
-  return record(out, 'contiguous', [x], (g) => [g]);
+  return record(out, 'contiguous', [x], (g) => [g], []);
 }
 
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
@@ -38,7 +38,7 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
     out = c.view(sh, contiguousStrides(sh), 0);
     c.dispose();
   }
-  return record(out, 'reshape', [x], (g) => [reshape(g, x.shape)]);
+  return record(out, 'reshape', [x], (g) => [reshape(g, x.shape)], []);
 }
 
 export function flatten(x: Tensor, start = 0, end = -1): Tensor {
@@ -55,7 +55,7 @@ export function unsqueeze(x: Tensor, axis: number): Tensor {
   const st = x.strides.slice();
   st.splice(a, 0, a < x.rank ? x.strides[a] * x.shape[a] : 1);
   const out = x.view(sh, st, x.offset);
-  return record(out, 'unsqueeze', [x], (g) => [reshape(g, x.shape)]);
+  return record(out, 'unsqueeze', [x], (g) => [reshape(g, x.shape)], []);
 }
 
 export function squeeze(x: Tensor, axis: number): Tensor {
@@ -64,7 +64,7 @@ export function squeeze(x: Tensor, axis: number): Tensor {
   const sh = x.shape.filter((_, i) => i !== a);
   const st = x.strides.filter((_, i) => i !== a);
   const out = x.view(sh, st, x.offset);
-  return record(out, 'squeeze', [x], (g) => [reshape(g, x.shape)]);
+  return record(out, 'squeeze', [x], (g) => [reshape(g, x.shape)], []);
 }
 
 export function permute(x: Tensor, dims: readonly number[]): Tensor {
@@ -74,7 +74,7 @@ export function permute(x: Tensor, dims: readonly number[]): Tensor {
   const out = x.view(p.map((d) => x.shape[d]), p.map((d) => x.strides[d]), x.offset);
   const inv = new Array<number>(p.length);
   p.forEach((d, i) => (inv[d] = i));
-  return record(out, 'permute', [x], (g) => [permute(g, inv)]);
+  return record(out, 'permute', [x], (g) => [permute(g, inv)], []);
 }
 
 export function transpose(x: Tensor, a = -2, b = -1): Tensor {
@@ -97,7 +97,7 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
     throw new ShapeError(`expand: cannot broadcast ${fmt(x.shape)} to ${fmt(shape)}`);
   });
   const out = x.view(shape, st, x.offset);
-  return record(out, 'expand', [x], (g) => [sumTo(g, x.shape)]);
+  return record(out, 'expand', [x], (g) => [sumTo(g, x.shape)], []);
 }
 
 /** Sums g over the axes that broadcasting added or stretched, giving a tensor of `shape`. */
@@ -130,7 +130,7 @@ export function slice(x: Tensor, axis: number, start: number, end: number): Tens
     g.backend.copyInto(dst, g);
     dst.dispose();
     return [gx];
-  });
+  }, []);
 }
 
 /** Joins tensors of equal shape except along `axis`. */
@@ -157,14 +157,14 @@ export function concat(xs: Tensor[], axis: number): Tensor {
   }
   return record(out, 'concat', xs, (g) =>
     xs.map((x, i) => (x.requiresGrad ? g.view(x.shape, g.strides, g.offset + offsets[i] * g.strides[a]) : null)),
-  );
+  []);
 }
 
 export function cast(x: Tensor, dtype: DType): Tensor {
   if (x.dtype === dtype) return x;
   const out = x.backend.cast(x, dtype);
   if (!isFloat(dtype) || !isFloat(x.dtype)) return out;
-  return record(out, 'cast', [x], (g) => [g.backend.cast(g, x.dtype)]);
+  return record(out, 'cast', [x], (g) => [g.backend.cast(g, x.dtype)], []);
 }
 
 /**

@@ -28,7 +28,7 @@ function softmaxLike(op: 'softmax' | 'logSoftmax', x: Tensor, axis: number): Ten
   const out = op === 'softmax' ? B.softmax(x) : B.logSoftmax(x);
   return record(out, op, [x], (g) => [
     op === 'softmax' ? g.backend.softmaxBackward(out, g) : g.backend.logSoftmaxBackward(out, g),
-  ]);
+  ], [out]);
 }
 
 /** exp(x) / sum(exp(x)) along `axis` (default: the last), computed stably (max-subtracted). */
@@ -100,7 +100,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
     const v = gx.view(logits.shape, contiguousStrides(logits.shape), 0);
     gx.dispose();
     return [v];
-  });
+  }, [l2, t1, lse], [l2, t1, lse]);
   if (!perRow.requiresGrad) {
     l2.dispose();
     t1.dispose();

@@ -79,15 +79,14 @@ export class QuantizedWeight {
     checkFormatShape(format, t.shape, what);
     if (t.dtype !== 'f32' && t.dtype !== 'bf16' && t.dtype !== 'f16')
       throw new ShapeError(`${what}: the weight must be f32, bf16 or f16, got ${t.dtype} [${t.shape.join(', ')}]`);
-    const x = t.dtype === 'f32' && t.isContiguous() ? (t.data as Float32Array) : t.toFloat32Array();
     const w = QuantizedWeight.alloc(t.backend, format, t.shape as [number, number], o);
-    const bad = format === 'q8_0' ? quantizeQ8_0(x, w.bytes) : format === 'q4_0' ? quantizeQ4_0(x, w.bytes) : quantizeNF4(x, w.bytes, w.doubleQuant);
+    const { bad, near } = quantizeInto(t, format, w);
     if (bad >= 0) {
       w.dispose();
       const K = t.shape[1], at = `[${Math.floor(bad / K)}, ${bad % K}]`;
-      throw new VlmkitError('E_QUANT', Number.isFinite(x[bad])
-        ? `${what}: the block at ${at} of [${t.shape.join(', ')}] has values too large for ${format}'s fp16 scale (|x| up to ${Math.max(...x.subarray(bad, bad + w.blockSize).map(Math.abs))}); keep this layer in f32/bf16`
-        : `${what}: the weight [${t.shape.join(', ')}] holds ${x[bad]} at ${at}; only finite weights can be quantized`);
+      throw new VlmkitError('E_QUANT', Number.isFinite(near[0])
+        ? `${what}: the block at ${at} of [${t.shape.join(', ')}] has values too large for ${format}'s fp16 scale (|x| up to ${Math.max(...near.map(Math.abs))}); keep this layer in f32/bf16`
+        : `${what}: the weight [${t.shape.join(', ')}] holds ${near[0]} at ${at}; only finite weights can be quantized`);
     }
     return w;
   }
@@ -158,4 +157,35 @@ export function quantize(t: Tensor, format: QuantFormat, o: QuantOptions = {}): 
 /** The exact f32 values of a quantized weight, as a tensor [out, in]. */
 export function dequantize(w: QuantizedWeight): Tensor {
   return w.dequantize();
+}
+
+/** Rows widened to f32 at a time when a 16-bit weight is quantized into a row-blocked format (Q8_0, Q4_0). */
+const QUANT_CHUNK_ROWS = 256;
+
+/**
+ * Quantizes t into w's bytes. Q8_0 and Q4_0 blocks never cross a row, so a 16-bit t is widened a few rows at a
+ * time (a 49280 x 576 lm_head would otherwise take a 113 MB f32 copy at load); NF4's double quantization spans
+ * the whole matrix and takes one. Returns the first bad element's index (-1: none) and the values from it on
+ * (one block), for the error message.
+ */
+function quantizeInto(t: Tensor, format: QuantFormat, w: QuantizedWeight): { bad: number; near: Float32Array } {
+  const run = (x: Float32Array, out: Uint8Array) =>
+    format === 'q8_0' ? quantizeQ8_0(x, out) : format === 'q4_0' ? quantizeQ4_0(x, out) : quantizeNF4(x, out, w.doubleQuant);
+  const whole = (x: Float32Array) => {
+    const bad = run(x, w.bytes);
+    return { bad, near: bad >= 0 ? x.subarray(bad, bad + w.blockSize) : x.subarray(0, 0) };
+  };
+  if (t.dtype === 'f32' && t.isContiguous()) return whole(t.data as Float32Array);
+  if (format === 'nf4') return whole(t.toFloat32Array());
+  const [N, K] = t.shape;
+  const rowBytes = K / w.blockSize * WEIGHT_FORMATS[format].blockBytes;
+  for (let r0 = 0; r0 < N; r0 += QUANT_CHUNK_ROWS) {
+    const r1 = Math.min(N, r0 + QUANT_CHUNK_ROWS);
+    const rows = t.view([r1 - r0, K], t.strides, t.offset + r0 * t.strides[0]);
+    const x = rows.toFloat32Array();
+    rows.dispose();
+    const bad = run(x, w.bytes.subarray(r0 * rowBytes, r1 * rowBytes));
+    if (bad >= 0) return { bad: r0 * K + bad, near: x.subarray(bad, bad + w.blockSize) };
+  }
+  return { bad: -1, near: new Float32Array(0) };
 }

@@ -83,8 +83,9 @@ export class Idefics3Model implements VisionLanguageModel {
   // scoring keep the 16/32-bit weight; the copy is never written to a checkpoint (docs/quantization.md).
   private makeDecodeHead(): void {
     const h = this.text.w.lmHead;
-    if (this.packed.size === 0 || this.text.decodeHead || h.rank !== 2 || h.shape[1] % WEIGHT_FORMATS.q8_0.blockValues !== 0) return;
-    this.text.decodeHead = QuantizedWeight.quantize(h, 'q8_0', 'weight "lm_head.weight" (its decode copy)');
+    if (this.packed.size === 0 || this.text.decodeHeadMaker || h.rank !== 2 || h.shape[1] % WEIGHT_FORMATS.q8_0.blockValues !== 0) return;
+    // made on first use: a training step never reads it
+    this.text.decodeHeadMaker = () => QuantizedWeight.quantize(h, 'q8_0', 'weight "lm_head.weight" (its decode copy)');
   }
 
   get backend(): Backend {
@@ -400,6 +401,7 @@ export class Idefics3Model implements VisionLanguageModel {
   dispose(): void {
     for (const t of this.named.values()) t.dispose();
     for (const w of this.packed.values()) w.dispose();
+    this.text.decodeHeadMaker = null; // (never made: nothing to release)
     this.text.decodeHead?.dispose();
     this.text.decodeHead = null;
     this.text.invFreq.dispose();

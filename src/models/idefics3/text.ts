@@ -194,9 +194,24 @@ export class LlamaText {
    * runs them layer by layer (the reference the fused step is tested against). Same results either way.
    */
   fusedDecode = true;
-  /** A Q8_0 copy of the lm_head that inference over a few rows reads instead (Idefics3Model sets it for a quantized
-   *  model; docs/quantization.md); null: the lm_head itself everywhere. */
-  decodeHead: QuantizedWeight | null = null;
+  /** Makes the decode copy on first use (Idefics3Model sets it for a quantized model): training and scoring never
+   *  read the copy, so they never hold it (30 MB on the SmolVLM-256M shape, a QLoRA step's memory). */
+  decodeHeadMaker: (() => QuantizedWeight) | null = null;
+  private decodeHeadCopy: QuantizedWeight | null = null;
+
+  /** A Q8_0 copy of the lm_head that inference over a few rows reads instead (docs/quantization.md); null: the
+   *  lm_head itself everywhere. */
+  get decodeHead(): QuantizedWeight | null {
+    if (!this.decodeHeadCopy && this.decodeHeadMaker) {
+      this.decodeHeadCopy = this.decodeHeadMaker();
+      this.decodeHeadMaker = null;
+    }
+    return this.decodeHeadCopy;
+  }
+  set decodeHead(w: QuantizedWeight | null) {
+    this.decodeHeadCopy = w;
+    this.decodeHeadMaker = null;
+  }
 
   constructor(cfg: LlamaTextConfig, w: TextWeights) {
     this.cfg = cfg;
@@ -341,7 +356,7 @@ export class LlamaText {
   /** The lm_head for a product over `rows` rows: the decode copy for up to 8 rows of inference (the 8-bit decode
    *  kernels' rule, engine/quant/activations.ts), else the weight itself (prompts, training, scoring). */
   head(rows: number): Tensor | QuantizedWeight {
-    return this.decodeHead && rows <= 8 && int8ActivationsNow() ? this.decodeHead : this.w.lmHead;
+    return rows <= 8 && int8ActivationsNow() && this.decodeHead ? this.decodeHead : this.w.lmHead;
   }
 
   /** lm_head over every position [B, T, V] or only the last one [B, 1, V]. */

@@ -13,7 +13,7 @@ mkdir -p $out
 
 # 1. the questions (grounding left out: a box is not an exact-match answer) and the model's answers to them
 [ -f runs/builtin-data/shapes-2/dataset.json ] || vlmkit data shapes --n 40000 --seed 2 --size 128 --questions 5 --conversation --out runs/builtin-data/shapes-2
-grep -v '"category":"grounding"' runs/builtin-data/shapes-2/validation.jsonl | head -n 4000 > runs/builtin-data/shapes-2/validation-qa-4000.jsonl
+grep -v -m 4000 '"category":"grounding"' runs/builtin-data/shapes-2/validation.jsonl > runs/builtin-data/shapes-2/validation-qa-4000.jsonl
 [ -f $out/mined.json ] || vlmkit eval --data runs/builtin-data/shapes-2/validation-qa-4000.jsonl --metric exact --batch-size 16 --out $out/mined.json
 
 # 2. pairs from the mistakes: questions 1-3,000 for training, 3,001-4,000 held out
@@ -29,6 +29,6 @@ vlmkit train dpo --model models/vlmkit-shapes --data $out/pairs-train.jsonl --va
 
 # 4. the task before and after: the model card's held-out questions
 d=runs/builtin-data/shapes
-grep -v '"category":"grounding"' $d/test.jsonl | head -n 2000 > $d/test-qa-2000.jsonl
+grep -v -m 2000 '"category":"grounding"' $d/test.jsonl > $d/test-qa-2000.jsonl
 [ -f $out/eval-before.json ] || vlmkit eval --data $d/test-qa-2000.jsonl --metric exact --batch-size 16 --out $out/eval-before.json
 vlmkit eval --adapter $out/run --data $d/test-qa-2000.jsonl --metric exact --batch-size 16 --out $out/eval-after.json

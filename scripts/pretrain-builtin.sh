@@ -39,8 +39,8 @@ vlmkit train sft --config recipes/builtin/phase3.json "$@"
 #    first 300 of the 1,500 motion test clips (never trained on either; each clip runs ffprobe and ffmpeg, so 300
 #    keep this to minutes)
 d=runs/builtin-data/shapes
-grep -v '"category":"grounding"' $d/test.jsonl | head -n 2000 > $d/test-qa-2000.jsonl
-grep '"category":"grounding"' $d/test.jsonl | head -n 400 > $d/test-grounding-400.jsonl
+grep -v -m 2000 '"category":"grounding"' $d/test.jsonl > $d/test-qa-2000.jsonl
+grep -m 400 '"category":"grounding"' $d/test.jsonl > $d/test-grounding-400.jsonl
 vlmkit eval --model runs/builtin-3/model --data $d/test-qa-2000.jsonl --metric exact --batch-size 16 --out runs/builtin-3/eval-qa.json
 vlmkit eval --model runs/builtin-3/model --data $d/test-grounding-400.jsonl --metric iou --batch-size 16 --out runs/builtin-3/eval-grounding.json
 head -n 300 runs/builtin-data/motion/test.jsonl > runs/builtin-data/motion/test-300.jsonl

@@ -30,8 +30,9 @@ export const TRAIN_USAGE = `usage: vlmkit train sft --model <dir> --data train.j
                             (default: the config.json in --tokenizer)
   --tokenizer DIR           with --init random: tokenizer.json, tokenizer_config.json, the chat template and
                             processor_config.json; copied with config.json into the saved model
-  --vision-from DIR         with --init random (sft, pretrain): start the vision tower from this SigLIP or
-                            SmolVLM checkpoint's (e.g. one trained by train contrastive), the rest random
+  --vision-from DIR         (sft, pretrain) the vision tower from this SigLIP or SmolVLM checkpoint (e.g. one
+                            trained by train contrastive or train patches): with --init random it starts the
+                            new model (the rest random); with --model --full it replaces the model's own tower
   --recipe FILE             (train pretrain) a JSON object of these options, keys as the flag names, input
                             paths relative to the file; flags given here win
   --save-dtype T            f32 (default, as trained), bf16 or f16: dtype of the saved model (or adapter)
@@ -259,8 +260,8 @@ export function trainOptions(argv: string[], method: TrainMethod = 'sft'): { opt
     if (!v.tokenizer) throw argError(`--init random needs --tokenizer DIR (${method === 'contrastive' ? 'tokenizer.json and preprocessor_config.json' : 'tokenizer.json, tokenizer_config.json, chat template, processor_config.json'})\n${TRAIN_USAGE}`);
   } else if (v['model-config'] !== undefined || v.tokenizer !== undefined) {
     throw argError('--model-config and --tokenizer go with --init random; a fine-tune reads both from --model');
-  } else if (v['vision-from'] !== undefined) {
-    throw argError('--vision-from starts the vision tower of a new model (--init random); a fine-tune of --model keeps its own');
+  } else if (v['vision-from'] !== undefined && v.full !== true) {
+    throw argError('--vision-from replaces the vision tower of --model, which a LoRA adapter cannot carry; add --full (or --full --freeze-vision)');
   }
   const saveDtype = v['save-dtype'];
   if (saveDtype !== undefined && !['f32', 'bf16', 'f16'].includes(String(saveDtype))) throw argError(`--save-dtype takes f32, bf16 or f16, got ${JSON.stringify(saveDtype)}`);
@@ -278,7 +279,8 @@ export function trainOptions(argv: string[], method: TrainMethod = 'sft'): { opt
   const opts: SftRunOptions = {
     model: random ? null : String(v.model), data: String(v.data), val: typeof v.val === 'string' ? v.val : null, out: String(v.out),
     init: random ? 'random' : 'pretrained',
-    ...(random ? { modelConfig: typeof v['model-config'] === 'string' ? v['model-config'] : null, tokenizer: String(v.tokenizer), visionFrom: typeof v['vision-from'] === 'string' ? v['vision-from'] : null } : {}),
+    ...(random ? { modelConfig: typeof v['model-config'] === 'string' ? v['model-config'] : null, tokenizer: String(v.tokenizer) } : {}),
+    visionFrom: typeof v['vision-from'] === 'string' ? v['vision-from'] : null,
     saveDtype: saveDtype as SftRunOptions['saveDtype'],
     mode, lora: lora as SftRunOptions['lora'], freezeVision: mode === 'lora' && v['freeze-vision'] === true,
     lr: num(v, 'lr', 'float', 0) ?? (mode === 'lora' ? 2e-4 : random ? 1e-3 : 2e-5),

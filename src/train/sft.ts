@@ -106,7 +106,10 @@ export interface SftRunOptions extends Partial<SftConfig> {
   init?: 'pretrained' | 'random';
   /** init 'random': the config.json of the model to build (default <tokenizer>/config.json) */
   modelConfig?: string | null;
-  /** init 'random': a SigLIP or Idefics3 checkpoint whose vision tower starts the new model's (train/vision-from.ts) */
+  /**
+   * a SigLIP or Idefics3 checkpoint whose vision tower starts the new model's (init 'random'), or replaces the
+   * tower of --model before a full fine-tune (train/vision-from.ts)
+   */
   visionFrom?: string | null;
   /** init 'random': the folder of tokenizer.json, tokenizer_config.json, the chat template and processor configs */
   tokenizer?: string | null;
@@ -209,8 +212,9 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
     if (mode !== 'full') throw new VlmkitError('E_ARGS', '--init random trains every weight of a new model; drop --lora and --freeze-vision');
     if (o.model) throw new VlmkitError('E_ARGS', '--init random builds the model from --model-config, not from --model; drop --model');
     scratch = readScratchSource(o);
-  } else if (o.visionFrom) {
-    throw new VlmkitError('E_ARGS', '--vision-from starts the vision tower of a new model (--init random); a fine-tune of --model keeps its own');
+  } else if (o.visionFrom && mode === 'lora') {
+    // the adapter would be saved against a base whose tower it no longer matches
+    throw new VlmkitError('E_ARGS', '--vision-from replaces the vision tower of --model, which a LoRA adapter cannot carry; add --full (or --full --freeze-vision)');
   } else if (o.init !== undefined && o.init !== 'pretrained') {
     throw new VlmkitError('E_ARGS', `--init must be pretrained or random, got ${JSON.stringify(o.init)}`);
   } else {
@@ -231,7 +235,8 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
     ? randomInitModel(scratch.family, scratch.config, { seed: config.seed, orderedTokens: locationTokenIds(processor) })
     : loadModelWeights(md, { dtype: mode !== 'lora' || o.f32 ? 'f32' : undefined, quant: o.quant });
   // a resumed run restores every weight from its checkpoint, so the vision tower is read only when starting
-  if (scratch && o.visionFrom && !resumeDir) {
+  // (with --model, the tower is replaced: a fine-tune that gives a trained VLM a better vision tower)
+  if (o.visionFrom && !resumeDir) {
     try {
       say(`vision tower from ${o.visionFrom}: ${loadVisionFrom(o.visionFrom, model.parameters())} tensors`);
     } catch (e) {
@@ -275,7 +280,8 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
     };
     const settings = {
       ...config, mode, model: o.model ?? null, data: o.data, val: o.val ?? null, maxLength, lora: loraInput, saveDtype, quant: o.quant ?? null,
-      ...(scratch ? { init: 'random', modelConfig: scratch.configPath, tokenizer: scratch.tokenizerDir, visionFrom: o.visionFrom ?? null } : {}),
+      ...(scratch ? { init: 'random', modelConfig: scratch.configPath, tokenizer: scratch.tokenizerDir } : {}),
+      ...(o.visionFrom ? { visionFrom: o.visionFrom } : {}),
     };
     logger = openRunLog(o.out, io, { dir: resumeDir, trainer: trainer, fingerprint }, say);
     const ts = train.summary(), vs = val?.summary() ?? null;

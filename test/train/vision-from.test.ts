@@ -139,7 +139,23 @@ describe('train with --vision-from', () => {
     assert.ok(Number.isFinite(worst) && worst <= 1e-6, `worst difference ${worst}`);
   });
 
-  it('is refused on a fine-tune and by train dpo / contrastive', () => {
+  it('replaces the tower of a trained model in a full fine-tune and keeps the rest of it', async () => {
+    const data = writeSftData(tmp, 4);
+    // a model of the same shape whose own tower is random
+    const first = join(tmp, 'first');
+    await runSft({ init: 'random', modelConfig: join(FIX, 'config.json'), tokenizer: FIX, data: data.train, out: first, mode: 'full', maxSteps: 1, batchSize: 2, lr: 1e-9, seed: 3, saveDtype: 'f32' });
+    const out = join(tmp, 'swapped');
+    await runSft({ model: join(first, 'model'), visionFrom: SIGLIP, data: data.train, out, mode: 'full', maxSteps: 1, batchSize: 2, lr: 1e-9, seed: 7, saveDtype: 'f32' });
+    const saved = tensors(join(out, 'model', 'model.safetensors')), src = tensors(join(SIGLIP, 'model.safetensors')), before = tensors(join(first, 'model', 'model.safetensors'));
+    const diff = (x: Float32Array, y: Float32Array) => x.reduce((m, v, i) => Math.max(m, Math.abs(v - y[i]!)), 0);
+    const q = 'vision_model.encoder.layers.0.self_attn.q_proj.weight';
+    assert.ok(diff(saved.get(`model.${q}`)!, src.get(q)!) <= 1e-6, 'the tower is the SigLIP one');
+    assert.ok(diff(before.get(`model.${q}`)!, src.get(q)!) > 1e-3, 'and differs from the one it replaced');
+    const dec = 'model.text_model.layers.0.self_attn.q_proj.weight';
+    assert.ok(diff(saved.get(dec)!, before.get(dec)!) <= 1e-6, 'the decoder is the trained model\'s');
+  });
+
+  it('is refused on a LoRA fine-tune and by train dpo / contrastive', () => {
     const err = ([method, ...argv]: string[]) => {
       try {
         trainOptions(argv, method as 'sft' | 'dpo' | 'contrastive');
@@ -148,7 +164,8 @@ describe('train with --vision-from', () => {
       }
       return 'accepted';
     };
-    assert.match(err(['sft', '--model', join(REF, 'tiny-idefics3'), '--data', 'x.jsonl', '--out', 'o', '--vision-from', SIGLIP]), /--vision-from starts the vision tower of a new model/);
+    assert.match(err(['sft', '--model', join(REF, 'tiny-idefics3'), '--data', 'x.jsonl', '--out', 'o', '--vision-from', SIGLIP]), /a LoRA adapter cannot carry; add --full/);
+    assert.equal(err(['sft', '--model', join(REF, 'tiny-idefics3'), '--data', 'x.jsonl', '--out', 'o', '--full', '--vision-from', SIGLIP]), 'accepted');
     assert.match(err(['dpo', '--model', join(REF, 'tiny-idefics3'), '--data', 'x.jsonl', '--out', 'o', '--vision-from', SIGLIP]), /vision-from/);
     assert.match(err(['contrastive', '--model', SIGLIP, '--data', 'x.jsonl', '--out', 'o', '--vision-from', SIGLIP]), /vision-from/);
   });

@@ -1,0 +1,81 @@
+// Trains the built-in model's vision tower alone on per-patch labels of generated shapes scenes (src/train/patches.ts)
+// and writes a SigLIP vision checkpoint that `vlmkit train ... --vision-from` reads.
+//   npx tsx scripts/pretrain-vision.ts --out DIR [--recipe recipes/builtin/vision.json] [--steps N] [--batch B] [--lr X] [--seed S] [--config config.json]
+//     [--eval-every N] [--log-every N] [--stop-after N]
+// Progress on stderr; one JSON line per logged step and per evaluation on stdout. The tower is (re)written to DIR at
+// every evaluation and at the end. --stop-after N stops after step N of the N-step schedule (the first steps of the
+// recipe, for test/builtin/vision-recipe.test.ts).
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { writeSafetensors, writeTextFileAtomic } from '../src/io/safetensors-write.js';
+import { siglipVisionConfigFromJson } from '../src/models/siglip/config.js';
+import { PATCH_HEADS } from '../src/data/patch-labels.js';
+import { PatchModel, PatchObjective, type PatchExample, type PatchBatch } from '../src/train/patches.js';
+import { Trainer } from '../src/train/trainer.js';
+
+const { values: a } = parseArgs({ options: {
+  recipe: { type: 'string' },
+  out: { type: 'string' }, steps: { type: 'string', default: '2000' }, batch: { type: 'string', default: '32' },
+  lr: { type: 'string', default: '1e-3' }, seed: { type: 'string', default: '1' }, config: { type: 'string', default: 'recipes/builtin/config.json' },
+  'eval-every': { type: 'string', default: '250' }, 'log-every': { type: 'string', default: '25' }, 'stop-after': { type: 'string' },
+} });
+if (!a.out) throw new Error('--out DIR is required');
+// a recipe file's keys are the flags' names (paths relative to the file); flags given here win
+if (a.recipe) {
+  const r = JSON.parse(readFileSync(a.recipe, 'utf8')) as Record<string, unknown>;
+  const given = new Set(process.argv.slice(2).filter((x) => x.startsWith('--')).map((x) => x.slice(2).split('=')[0]));
+  for (const [k, v] of Object.entries(r)) {
+    if (k === 'description' || given.has(k)) continue;
+    if (!(k in a)) throw new Error(`${a.recipe}: unknown key ${JSON.stringify(k)}`);
+    (a as Record<string, unknown>)[k] = k === 'config' ? join(dirname(a.recipe), String(v)) : String(v);
+  }
+}
+const steps = Number(a.steps), batch = Number(a.batch), seed = Number(a.seed);
+const full = JSON.parse(readFileSync(a.config!, 'utf8'));
+const vj = full.vision_config ?? full;
+const cfg = siglipVisionConfigFromJson(vj, a.config!);
+const model = PatchModel.random(cfg, PATCH_HEADS, seed);
+const objective = new PatchObjective({ seed, size: cfg.imageSize, patchSize: cfg.patchSize });
+const train = { examples: Array.from({ length: steps * batch }, (_, i): PatchExample => ({ index: i })) };
+// held-out scenes: indices no training step reaches
+const val = { examples: Array.from({ length: 256 }, (_, i): PatchExample => ({ index: 1e9 + i })) };
+const t = new Trainer<PatchExample, PatchBatch, PatchModel>({
+  model, objective, train, val, params: model.parameters(),
+  config: { lr: Number(a.lr), maxSteps: steps, batchSize: batch, warmupRatio: 0.03, schedule: 'cosine', clip: 1, weightDecay: 0.05, seed, evalBatchSize: 64 },
+});
+
+function save(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  const entries = [...model.named].map(([name, tt]) => ({ name, dtype: 'F32' as const, shape: tt.shape, data: tt.toFloat32Array() }));
+  writeSafetensors(join(dir, 'model.safetensors'), entries, { format: 'pt' });
+  writeTextFileAtomic(join(dir, 'config.json'), JSON.stringify({
+    architectures: ['SiglipVisionModel'], model_type: 'siglip_vision_model', vision_use_head: false, ...vj,
+    patch_heads: PATCH_HEADS,
+  }, null, 2) + '\n');
+}
+
+const logEvery = Number(a['log-every']), evalEvery = Number(a['eval-every']);
+const stopAfter = a['stop-after'] === undefined ? Infinity : Number(a['stop-after']);
+for (const [k, v] of Object.entries({ steps, batch, seed, logEvery, evalEvery, lr: Number(a.lr) }))
+  if (!(Number.isFinite(v) && v > 0)) throw new Error(`--${k} must be a number > 0, got ${JSON.stringify(v)}`);
+let acc = 0, n = 0;
+const t0 = performance.now();
+while (!t.done && t.position.step < stopAfter) {
+  const r = await t.step();
+  acc += r.loss; n++;
+  const s = t.position.step;
+  if (s % logEvery === 0 || t.done) {
+    const rec = { step: s, loss: acc / n, batch, lr: r.lr, grad_norm: r.gradNorm, s_per_step: (performance.now() - t0) / 1e3 / s, ...r.metrics };
+    process.stdout.write(JSON.stringify(rec) + '\n');
+    process.stderr.write(`step ${s}/${steps} loss ${(acc / n).toFixed(4)} ${Object.entries(r.metrics ?? {}).map(([k, v]) => `${k} ${(v as number).toFixed(3)}`).join(' ')} ${rec.s_per_step.toFixed(2)} s/step\n`);
+    acc = n = 0;
+  }
+  if (s % evalEvery === 0 || t.done || s >= stopAfter) {
+    const e = await t.evaluate();
+    process.stdout.write(JSON.stringify({ step: s, eval_loss: e.loss, ...Object.fromEntries(Object.entries(e.metrics ?? {}).map(([k, v]) => [`eval_${k}`, v])) }) + '\n');
+    process.stderr.write(`  eval loss ${e.loss.toFixed(4)} ${JSON.stringify(e.metrics)}\n`);
+    save(a.out!);
+  }
+}
+process.stderr.write(`done in ${((performance.now() - t0) / 1e3).toFixed(0)} s; tower in ${a.out}\n`);

@@ -2,13 +2,13 @@
 // and writes a SigLIP vision checkpoint that `vlmkit train ... --vision-from` reads.
 //   npx tsx scripts/pretrain-vision.ts --out DIR [--recipe recipes/builtin/vision.json] [--steps N] [--batch B] [--lr X] [--seed S] [--config config.json]
 //     [--eval-every N] [--log-every N] [--stop-after N]
-// Progress on stderr; one JSON line per logged step and per evaluation on stdout. The tower is (re)written to DIR at
-// every evaluation and at the end. --stop-after N stops after step N of the N-step schedule (the first steps of the
+// Progress on stderr; one JSON line per logged step and per evaluation on stdout. The tower so far is written to
+// DIR-partial at every evaluation, the finished one to DIR. --stop-after N stops after step N of the N-step schedule (the first steps of the
 // recipe, for test/builtin/vision-recipe.test.ts).
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { writeSafetensors, writeTextFileAtomic } from '../src/io/safetensors-write.js';
+import { writeDirAtomic, writeSafetensors } from '../src/io/safetensors-write.js';
 import { siglipVisionConfigFromJson } from '../src/models/siglip/config.js';
 import { PATCH_HEADS } from '../src/data/patch-labels.js';
 import { PatchModel, PatchObjective, type PatchExample, type PatchBatch } from '../src/train/patches.js';
@@ -45,14 +45,15 @@ const t = new Trainer<PatchExample, PatchBatch, PatchModel>({
   config: { lr: Number(a.lr), maxSteps: steps, batchSize: batch, warmupRatio: 0.03, schedule: 'cosine', clip: 1, weightDecay: 0.05, seed, evalBatchSize: 64 },
 });
 
+/** The tower as a folder, written whole (a SigLIP vision checkpoint plus the heads, and what they name). */
 function save(dir: string): void {
-  mkdirSync(dir, { recursive: true });
   const entries = [...model.named].map(([name, tt]) => ({ name, dtype: 'F32' as const, shape: tt.shape, data: tt.toFloat32Array() }));
-  writeSafetensors(join(dir, 'model.safetensors'), entries, { format: 'pt' });
-  writeTextFileAtomic(join(dir, 'config.json'), JSON.stringify({
-    architectures: ['SiglipVisionModel'], model_type: 'siglip_vision_model', vision_use_head: false, ...vj,
-    patch_heads: PATCH_HEADS,
-  }, null, 2) + '\n');
+  writeDirAtomic(dir, (tmp) => {
+    writeSafetensors(join(tmp, 'model.safetensors'), entries, { format: 'pt' });
+    writeFileSync(join(tmp, 'config.json'), JSON.stringify({
+      architectures: ['SiglipVisionModel'], model_type: 'siglip_vision_model', vision_use_head: false, ...vj, patch_heads: PATCH_HEADS,
+    }, null, 2) + '\n');
+  });
 }
 
 const logEvery = Number(a['log-every']), evalEvery = Number(a['eval-every']);
@@ -75,7 +76,10 @@ while (!t.done && t.position.step < stopAfter) {
     const e = await t.evaluate();
     process.stdout.write(JSON.stringify({ step: s, eval_loss: e.loss, ...Object.fromEntries(Object.entries(e.metrics ?? {}).map(([k, v]) => [`eval_${k}`, v])) }) + '\n');
     process.stderr.write(`  eval loss ${e.loss.toFixed(4)} ${JSON.stringify(e.metrics)}\n`);
-    save(a.out!);
+    // the tower so far goes beside --out; --out itself holds only a finished run's tower (what pretrain-builtin.sh
+    // checks for before it trains one)
+    if (!t.done) save(`${a.out}-partial`);
   }
 }
+save(a.out!);
 process.stderr.write(`done in ${((performance.now() - t0) / 1e3).toFixed(0)} s; tower in ${a.out}\n`);

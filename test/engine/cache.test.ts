@@ -39,3 +39,44 @@ test('released buffers are reused; over the limit the least recently used class 
   a.emptyCache();
   assert.equal(a.cached, 0);
 });
+
+test('a miss of a large class first frees idle large buffers of other classes, least recently used first', () => {
+  const { raw, log } = fakeRaw();
+  const a = new CachingAllocator(raw, 1 << 30, 1000);
+  const small = a.alloc(300, false); // class 320: below largeBytes, never given back on a miss
+  const l1 = a.alloc(1024, false), l2 = a.alloc(1024, false), l3 = a.alloc(1536, false);
+  a.free(small);
+  a.free(l1);
+  a.free(l2);
+  a.free(l3); // idle: 320, 2 x 1024, 1536 (most recent)
+  assert.equal(log.allocs, 4);
+  // a hit gives nothing back
+  assert.equal(a.alloc(1536, false), l3);
+  assert.equal(log.frees, 0);
+  // a miss of 2048 bytes frees the least recently used large class (1024) until 2048 bytes are gone
+  const l4 = a.alloc(2048, false);
+  assert.equal(log.allocs, 5);
+  assert.equal(log.frees, 2, 'both idle 1024-byte buffers were given back');
+  assert.equal(a.cached, 320, 'the small buffer stays cached');
+  a.free(l3);
+  a.free(l4);
+  // a miss frees only as much as it makes: 1280 bytes -> the 1536 class (older) goes, the 2048 one stays
+  a.alloc(1280, false);
+  assert.equal(log.frees, 3);
+  assert.equal(a.cached, 320 + 2048);
+  // with nothing idle and large, a miss frees nothing
+  a.alloc(2048, false);
+  a.alloc(4096, false);
+  assert.equal(log.frees, 3);
+  assert.equal(a.alloc(300, false), small, 'small classes are reused as before');
+});
+
+test('a small miss never frees large buffers', () => {
+  const { raw, log } = fakeRaw();
+  const a = new CachingAllocator(raw, 1 << 30, 1000);
+  a.free(a.alloc(4096, false));
+  a.alloc(100, false);
+  a.alloc(600, false);
+  assert.equal(log.frees, 0);
+  assert.equal(a.cached, 4096);
+});

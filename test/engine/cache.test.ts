@@ -42,7 +42,7 @@ test('released buffers are reused; over the limit the least recently used class 
 
 test('a miss of a large class first frees idle large buffers of other classes, least recently used first', () => {
   const { raw, log } = fakeRaw();
-  const a = new CachingAllocator(raw, 1 << 30, 1000);
+  const a = new CachingAllocator(raw, 1 << 30, 1000, 0); // coldAfter 0: every idle large class may go
   const small = a.alloc(300, false); // class 320: below largeBytes, never given back on a miss
   const l1 = a.alloc(1024, false), l2 = a.alloc(1024, false), l3 = a.alloc(1536, false);
   a.free(small);
@@ -73,10 +73,35 @@ test('a miss of a large class first frees idle large buffers of other classes, l
 
 test('a small miss never frees large buffers', () => {
   const { raw, log } = fakeRaw();
-  const a = new CachingAllocator(raw, 1 << 30, 1000);
+  const a = new CachingAllocator(raw, 1 << 30, 1000, 0);
   a.free(a.alloc(4096, false));
   a.alloc(100, false);
   a.alloc(600, false);
   assert.equal(log.frees, 0);
   assert.equal(a.cached, 4096);
+});
+
+test('a miss frees only cold classes: one used within the last coldAfter large allocations stays', () => {
+  const { raw, log } = fakeRaw();
+  const a = new CachingAllocator(raw, 1 << 30, 1000, 3);
+  const hot = a.alloc(1024, false), cold = a.alloc(4096, false); // ticks 1, 2
+  a.free(cold);
+  a.alloc(1024, false); // tick 3: a second 1024 buffer (miss; the 4096 class was used 1 allocation ago: hot)
+  assert.equal(log.frees, 0, 'a class used just before is hot');
+  a.free(hot);
+  a.alloc(2048, false); // tick 4: 4096 last used at tick 2 (hot), 1024 at tick 3 (hot)
+  assert.equal(log.frees, 0);
+  a.alloc(8192, false); // tick 5: 4096 idle since tick 2 -> cold (5 - 2 >= 3), 1024 since tick 3 (5 - 3 < 3)
+  assert.equal(log.frees, 1, 'the cold 4096 buffer was given back');
+  assert.equal(a.cached, 1024, 'the hot 1024 buffer stays');
+  // a layer loop: two sizes that alternate never free each other (no ping-pong)
+  const { raw: raw2, log: log2 } = fakeRaw();
+  const b = new CachingAllocator(raw2, 1 << 30, 1000, 16);
+  const live: ArrayBuffer[] = [];
+  for (let layer = 0; layer < 30; layer++) {
+    live.push(b.alloc(1500, false)); // kept (a checkpoint's input): a miss every layer
+    b.free(b.alloc(3000, false)); // a temporary: a hit from the second layer on
+  }
+  assert.equal(log2.frees, 0, 'no buffer of the loop was given back');
+  assert.equal(log2.allocs, 31);
 });

@@ -88,7 +88,7 @@ export function mlp(x: Tensor, fc1: MlpLinear, act: MlpActivation, fc2: MlpLinea
     hc.dispose();
     const y = product(a, fc2.w, fc2.b);
     a.dispose();
-    out.data.set(y.data as Float32Array, r0 * D2);
+    (out.data as Float32Array).set(y.data as Float32Array, r0 * D2);
     y.dispose();
   }
   const inputs = [x, fc1.b, fc2.b].filter((t): t is Tensor => !!t);
@@ -106,7 +106,7 @@ export function mlp(x: Tensor, fc1: MlpLinear, act: MlpActivation, fc2: MlpLinea
         ga.dispose();
         if (gx) {
           const p = gradInput(gh, fc1.w);
-          gx.data.set(p.data as Float32Array, r0 * D);
+          (gx.data as Float32Array).set(p.data as Float32Array, r0 * D);
           p.dispose();
         }
         if (fc1.b?.requiresGrad) {

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -58,18 +59,25 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
   size_t total = ((bytes + kHeader + 63) / 64) * 64;
   void* map_base = nullptr;
   void* base;
+  size_t map_len = 0;
   if (total >= kMapBytes) {
-    // page-aligned, and zero-filled by the kernel (a zeroed buffer costs nothing more)
-    base = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (base == MAP_FAILED) base = nullptr;
-    map_base = base;
+    // Zero-filled by the kernel (a zeroed buffer costs nothing more). The data starts a varying number of cache
+    // lines into the mapping: at one page offset for every buffer, the weight streams a decode step reads side by
+    // side (q/k/v, gate/up) would fall on the same cache sets (NF4 decode 80 -> 74 tokens/s, 17-tile prefill
+    // 305 -> 294 on the 2-core machine; staggered, as fast as from glibc's heap).
+    static std::atomic<unsigned> color{0};
+    const size_t shift = 64 * (size_t)(color.fetch_add(1, std::memory_order_relaxed) % 61);
+    map_len = total + shift;
+    char* m = static_cast<char*>(mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    map_base = m == MAP_FAILED ? nullptr : m;
+    base = map_base ? m + shift : nullptr;
   } else {
     base = std::aligned_alloc(64, total < 64 ? 64 : total);
   }
   if (!base) throw Napi::Error::New(env, "vlmkit: out of memory allocating " + std::to_string(bytes) + " bytes");
   char* data = static_cast<char*>(base) + kHeader;
   if (zero && !map_base) std::memset(data, 0, bytes);
-  auto* b = new Block{data, bytes, map_base, map_base ? total : 0, true, false};
+  auto* b = new Block{data, bytes, map_base, map_len, true, false};
   *reinterpret_cast<Block**>(base) = b;
   Napi::MemoryManagement::AdjustExternalMemory(env, (int64_t)bytes);
   return Napi::ArrayBuffer::New(env, data, bytes, finalize, b);

@@ -58,6 +58,11 @@ export interface TrainableModel {
    * targets only. Parts of the model with nothing to train run without a graph.
    */
   logitsAt(inputs: ModelForwardInputs, rows: readonly number[]): Tensor;
+  /**
+   * logitsAt before the lm_head: the final hidden states [rows.length, H] at those rows, and the head's weight
+   * [V, H]. A loss that applies the head itself (linearCrossEntropy, which never holds the logits) reads this.
+   */
+  hiddenAt?(inputs: ModelForwardInputs, rows: readonly number[]): { hidden: Tensor; head: Tensor };
   /** Whether the vision tower has anything that requires grad (else it runs without a graph). */
   visionTrains(): boolean;
   /** Recompute activations in the backward pass (only in parts that train). Off after training. */

@@ -4,8 +4,10 @@
 // `numItemsInBatch` (the count over all micro-batches of a gradient-accumulation step, as transformers' Trainer).
 // This is the one loss path: the SFT objective trains with it and the parity cases check it. The model computes
 // logits only at the positions whose next label counts (never at image, padding or masked prompt positions), so
-// the lm_head costs what the targets need.
-import { type Tensor, crossEntropy, mul, tensor } from '../engine/index.js';
+// the lm_head costs what the targets need. A model that hands out the hidden states before its head (hiddenAt)
+// gets the head and the cross-entropy as one op (linearCrossEntropy) when the head is frozen (LoRA, QLoRA): the
+// [targets, V] logits and their gradient are made a chunk at a time and never held through the model's backward.
+import { type Tensor, crossEntropy, linear, linearCrossEntropy, mul, tensor } from '../engine/index.js';
 import { ShapeError, VlmkitError } from '../errors.js';
 import { type ModelForwardInputs, type TrainableModel, hostInts } from '../models/index.js';
 
@@ -32,14 +34,21 @@ export function causalLmTargets(labels: ArrayLike<number>, B: number, T: number,
 }
 
 /** Scalar loss of `model` on `inputs` against integer labels [B, T] (unshifted, as transformers takes them). */
-export function causalLmLoss(model: Pick<TrainableModel, 'logitsAt'>, inputs: ModelForwardInputs, labels: ArrayLike<number> | Tensor, o: CausalLmLossOptions = {}): Tensor {
+export function causalLmLoss(model: Pick<TrainableModel, 'logitsAt' | 'hiddenAt'>, inputs: ModelForwardInputs, labels: ArrayLike<number> | Tensor, o: CausalLmLossOptions = {}): Tensor {
   if (inputs.inputIds.rank !== 2) throw new ShapeError(`causalLmLoss: input ids [${inputs.inputIds.shape}] must be [batch, tokens]`);
   const [B, T] = inputs.inputIds.shape as [number, number];
   const host = 'shape' in labels && typeof (labels as Tensor).rank === 'number' ? hostInts(labels as Tensor) : (labels as ArrayLike<number>);
   const { rows, targets } = causalLmTargets(host, B, T, o.ignoreIndex ?? -100);
   if (!rows.length) throw new VlmkitError('E_DATA', 'causalLmLoss: every label is masked (-100), so there is no target to take a loss on; check the labels');
+  const scale = 1 / (o.numItemsInBatch ?? rows.length);
+  if (model.hiddenAt) {
+    const { hidden, head } = model.hiddenAt(inputs, rows);
+    const y = tensor(targets, [targets.length], { dtype: 'i32', backend: hidden.backend });
+    const sum = head.requiresGrad ? crossEntropy(linear(hidden, head), y, { reduction: 'sum' }) : linearCrossEntropy(hidden, head, y, { reduction: 'sum' });
+    return mul(sum, scale);
+  }
   const logits = model.logitsAt(inputs, rows);
   const y = tensor(targets, [targets.length], { dtype: 'i32', backend: logits.backend });
   const sum = crossEntropy(logits, y, { reduction: 'sum' });
-  return mul(sum, 1 / (o.numItemsInBatch ?? rows.length));
+  return mul(sum, scale);
 }

@@ -35,7 +35,7 @@ export const resolveSftConfig = resolveTrainConfig;
  * Scalar loss of one micro-batch: sum of the token cross-entropies at its targets divided by `denominator`.
  * (The model runs its vision tower without a graph when nothing in it trains.)
  */
-export function microBatchLoss(model: Pick<TrainableModel, 'logitsAt'>, b: SftBatch, denominator: number): Tensor {
+export function microBatchLoss(model: Pick<TrainableModel, 'logitsAt' | 'hiddenAt'>, b: SftBatch, denominator: number): Tensor {
   return causalLmLoss(model, b, b.labels, { numItemsInBatch: denominator });
 }
 

@@ -150,3 +150,59 @@ test('scalar fallback (no AVX2): softmax family equals the reference', () => {
     checkGrad('ce scalar path', (x, t) => vk.crossEntropy(x, t), [{ shape: [6, 7] }, { shape: [6], dtype: 'i32', values: [3, -100, 0, 6, -100, 5] }]);
   });
 });
+
+// linearCrossEntropy: the head and the cross-entropy as one op, never holding [N, V]. Against the pair
+// crossEntropy(linear(x, w), targets): one chunk gives its bits; several chunks the same kernels on fewer rows.
+test('linearCrossEntropy equals crossEntropy(linear(x, w)): losses and the gradient of x, chunked or not', () => {
+  for (const b of [nat, ref]) {
+    for (const wDtype of ['f32', 'bf16'] as const) {
+      const N = 37, K = 64, V = 1000;
+      const w = vk.tidy(() => vk.cast(vk.mul(vk.randn([V, K], { backend: b, seed: 5 }), 0.2), wDtype));
+      const xv = vk.randn([N, K], { backend: b, seed: 6 }).toArray();
+      const tv = Array.from({ length: N }, (_, i) => (i % 7 === 3 ? -100 : (i * 131) % V));
+      const run = (fused: boolean, o: { reduction?: 'sum' | 'mean' | 'none'; chunkBytes?: number }) => vk.tidy(() => {
+        const x = vk.tensor(xv, [N, K], { backend: b, requiresGrad: true });
+        const t = vk.tensor(tv, [N], { backend: b, dtype: 'i32' });
+        const l = fused ? vk.linearCrossEntropy(x, w, t, o) : vk.crossEntropy(vk.linear(x, w), t, o);
+        const loss = o.reduction === 'none' ? vk.sum(vk.mul(l, vk.tensor(Array.from({ length: N }, (_, i) => 1 + i / N), [N], { backend: b }))) : l;
+        vk.backward(loss);
+        const r = { loss: l.toArray(), gx: x.grad!.toArray() };
+        x.grad!.dispose();
+        return r;
+      });
+      for (const reduction of ['sum', 'mean', 'none'] as const) {
+        const want = run(false, { reduction });
+        const one = run(true, { reduction }); // N · V · 4 = 148 KB: one chunk
+        assert.deepEqual(one.loss, want.loss, `${b.name} ${wDtype} ${reduction}: one chunk gives the same losses`);
+        assert.deepEqual(one.gx, want.gx, `${b.name} ${wDtype} ${reduction}: one chunk gives the same gradient`);
+        for (const rows of [1, 5, 16]) {
+          const got = run(true, { reduction, chunkBytes: rows * V * 4 });
+          assertClose(`${b.name} ${wDtype} ${reduction} chunks of ${rows} rows: losses`, got.loss, want.loss, 1e-6);
+          assertClose(`${b.name} ${wDtype} ${reduction} chunks of ${rows} rows: gradient`, got.gx, want.gx, 1e-5);
+        }
+      }
+      w.dispose();
+    }
+  }
+});
+
+test('linearCrossEntropy holds no [N, V] tensor between the forward and the backward, and refuses a trained head', () => {
+  const N = 64, K = 32, V = 4096;
+  const w = vk.randn([V, K], { backend: nat, seed: 1 });
+  const x = vk.randn([N, K], { backend: nat, seed: 2, requiresGrad: true });
+  const t = vk.tensor(Array.from({ length: N }, (_, i) => (i * 17) % V), [N], { backend: nat, dtype: 'i32' });
+  const before = vk.storageStats().bytes;
+  vk.tidy(() => {
+    const l = vk.linearCrossEntropy(x, w, t, { reduction: 'sum', chunkBytes: 8 * V * 4 });
+    const held = vk.storageStats().bytes - before;
+    assert.ok(held < N * V * 4 / 4, `the forward holds ${held} bytes (the logits are ${N * V * 4})`);
+    vk.backward(l);
+  });
+  assert.ok(x.grad && x.grad.shape.join() === `${N},${K}`);
+  x.grad!.dispose();
+  const wt = vk.randn([V, K], { backend: nat, seed: 1, requiresGrad: true });
+  assert.throws(() => vk.linearCrossEntropy(x, wt, t), /frozen head/);
+  assert.throws(() => vk.linearCrossEntropy(x, w, vk.tensor([V], [1], { backend: nat, dtype: 'i32' })), /targets must be/);
+  assert.throws(() => vk.linearCrossEntropy(x, w, vk.tensor(Array(N).fill(V), [N], { backend: nat, dtype: 'i32' })), /out of range/);
+  for (const a of [w, x, t, wt]) a.dispose();
+});

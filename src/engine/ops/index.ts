@@ -8,6 +8,7 @@ export * from './attention.js';
 export * from './rope.js';
 export * from './matmul.js';
 export * from './lora.js';
+export * from './mlp.js';
 export * from './norm.js';
 export * from './softmax.js';
 export * from './rows.js';

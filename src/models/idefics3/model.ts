@@ -278,6 +278,11 @@ export class Idefics3Model implements VisionLanguageModel {
   }
 
   logitsAt(inputs: Idefics3Inputs, rows: readonly number[]): Tensor {
+    const { hidden, head } = this.hiddenAt(inputs, rows);
+    return linear(hidden, head);
+  }
+
+  hiddenAt(inputs: Idefics3Inputs, rows: readonly number[]): { hidden: Tensor; head: Tensor } {
     const [B, T] = inputs.inputIds.shape;
     const H = this.config.text.hiddenSize;
     let feats: Tensor | null = null;
@@ -291,7 +296,7 @@ export class Idefics3Model implements VisionLanguageModel {
     const emb = this.embedInputs(inputs.inputIds, null, null, feats);
     const h = this.text.hidden(emb, { attentionMask: inputs.attentionMask });
     const idx = tensor(rows, [rows.length], { dtype: 'i32', backend: h.backend });
-    return linear(indexSelect(reshape(h, [B * T, H]), idx), this.text.w.lmHead);
+    return { hidden: indexSelect(reshape(h, [B * T, H]), idx), head: this.text.w.lmHead };
   }
 
   setGradientCheckpointing(on: boolean): void {

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { loadModelWeights } from '../src/models/index.js';
 import { ModelDir } from '../src/io/model-dir.js';
 import { saveMergedCheckpoint } from '../src/train/peft.js';
+import { loadVisionFrom } from '../src/train/vision-from.js';
+import { SafetensorsFile } from '../src/io/safetensors.js';
 
 const [run, step, out] = process.argv.slice(2);
 if (!run || !step || !out) throw new Error('usage: npx tsx scripts/checkpoint-model.ts <run folder> <step> <out folder>');
@@ -17,16 +19,36 @@ if (!existsSync(ck)) throw new Error(`${ck} is missing: give a step the run save
 const tmp = mkdtempSync(join(tmpdir(), 'vlmkit-ck-'));
 try {
   let base = join(run, 'base');
-  if (!existsSync(base)) {
-    const st = JSON.parse(readFileSync(join(run, `checkpoint-${step}`, 'trainer_state.json'), 'utf8')) as { settings?: { model?: string | null; mode?: string } };
-    if (st.settings?.mode !== 'full' || !st.settings.model) throw new Error(`${run} has no base/ and its checkpoint is not of a full fine-tune of a model folder`);
-    base = st.settings.model;
+  if (existsSync(base)) {
+    // a from-scratch run: its checkpoint holds every weight
+    for (const f of readdirSync(base)) if (!/\.safetensors$|^README\.md$|^loss\.png$/.test(f)) copyFileSync(join(base, f), join(tmp, f));
+    copyFileSync(ck, join(tmp, 'model.safetensors'));
+    const model = loadModelWeights(ModelDir.of(tmp), { dtype: 'f32' });
+    saveMergedCheckpoint(model, null, { sourceDir: tmp, outDir: out, overwrite: true, dtype: 'BF16' });
+  } else {
+    // a fine-tune of a model folder: its weights, the vision tower it took from --vision-from (a frozen tower is not
+    // in the checkpoint), then the checkpoint's trained tensors
+    const st = JSON.parse(readFileSync(join(run, `checkpoint-${step}`, 'trainer_state.json'), 'utf8')) as { settings?: { model?: string | null; mode?: string; visionFrom?: string | null } };
+    const s = st.settings;
+    if ((s?.mode !== 'full' && s?.mode !== 'frozen-vision') || !s.model) throw new Error(`${run} has no base/ and its checkpoint is not of a full fine-tune of a model folder`);
+    base = s.model;
+    const model = loadModelWeights(ModelDir.of(base), { dtype: 'f32' });
+    const params = model.parameters();
+    if (s.visionFrom) loadVisionFrom(s.visionFrom, params);
+    const f = SafetensorsFile.open(ck);
+    try {
+      for (const name of f.names()) {
+        const p = params.get(name);
+        if (!p) throw new Error(`${ck} has ${name}, which ${base} does not`);
+        const r = f.read(name);
+        if (r.dtype !== 'F32') throw new Error(`${ck}: ${name} is ${r.dtype}; checkpoints hold f32`);
+        (p.data as Float32Array).set(r.data as Float32Array);
+      }
+    } finally {
+      f.close();
+    }
+    saveMergedCheckpoint(model, null, { sourceDir: base, outDir: out, overwrite: true, dtype: 'BF16' });
   }
-  // everything but weights and the card: config, generation config, tokenizer, chat template, processor config
-  for (const f of readdirSync(base)) if (!/\.safetensors$|^README\.md$|^loss\.png$/.test(f)) copyFileSync(join(base, f), join(tmp, f));
-  copyFileSync(ck, join(tmp, 'model.safetensors'));
-  const model = loadModelWeights(ModelDir.of(tmp), { dtype: 'f32' });
-  saveMergedCheckpoint(model, null, { sourceDir: tmp, outDir: out, overwrite: true, dtype: 'BF16' });
   console.log(`${out}: checkpoint ${step} of ${run} in bf16`);
 } finally {
   rmSync(tmp, { recursive: true, force: true });

@@ -234,9 +234,9 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
   const model: VisionLanguageModel = scratch
     ? randomInitModel(scratch.family, scratch.config, { seed: config.seed, orderedTokens: locationTokenIds(processor) })
     : loadModelWeights(md, { dtype: mode !== 'lora' || o.f32 ? 'f32' : undefined, quant: o.quant });
-  // a resumed run restores every weight from its checkpoint, so the vision tower is read only when starting
-  // (with --model, the tower is replaced: a fine-tune that gives a trained VLM a better vision tower)
-  if (o.visionFrom && !resumeDir) {
+  // read on resuming too: a frozen tower is not in the checkpoints (a tower that trains is, and the restore that
+  // follows overwrites this). With --model the tower is replaced: a fine-tune that gives a trained VLM a new tower.
+  if (o.visionFrom) {
     try {
       say(`vision tower from ${o.visionFrom}: ${loadVisionFrom(o.visionFrom, model.parameters())} tensors`);
     } catch (e) {

@@ -155,6 +155,22 @@ describe('train with --vision-from', () => {
     assert.ok(diff(saved.get(dec)!, before.get(dec)!) <= 1e-6, 'the decoder is the trained model\'s');
   });
 
+  it('a frozen replaced tower (not in the checkpoints) is the new one after a resume too', async () => {
+    const data = writeSftData(tmp, 4);
+    const first = join(tmp, 'first-frozen');
+    await runSft({ init: 'random', modelConfig: join(FIX, 'config.json'), tokenizer: FIX, data: data.train, out: first, mode: 'full', maxSteps: 1, batchSize: 2, lr: 1e-9, seed: 3, saveDtype: 'f32' });
+    const out = join(tmp, 'frozen-resumed');
+    const o = { model: join(first, 'model'), visionFrom: SIGLIP, data: data.train, out, mode: 'frozen-vision' as const, maxSteps: 2, batchSize: 2, lr: 1e-3, seed: 7, saveEvery: 1, saveDtype: 'f32' as const };
+    const stop = { requested: false };
+    await runSft(o, { stop, onStep: (t) => { if (t.position.step === 1) stop.requested = true; } });
+    const r = await runSft({ ...o, resume: true });
+    assert.equal(r.steps, 2);
+    const saved = tensors(join(out, 'model', 'model.safetensors')), src = tensors(join(SIGLIP, 'model.safetensors'));
+    const q = 'vision_model.encoder.layers.0.self_attn.q_proj.weight';
+    const got = saved.get(`model.${q}`)!, want = src.get(q)!;
+    assert.ok(got.every((v, i) => v === want[i]), 'the frozen tower is the --vision-from one, bit for bit');
+  });
+
   it('is refused on a LoRA fine-tune and by train dpo / contrastive', () => {
     const err = ([method, ...argv]: string[]) => {
       try {

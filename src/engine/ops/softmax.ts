@@ -57,6 +57,20 @@ function flatView(x: Tensor, shape: number[]): Tensor {
   return v;
 }
 
+/** Checks that every target is a class in [0, V) or the ignore index; returns how many take part. */
+function countTargets(op: string, targets: Tensor, V: number, ignore: number): number {
+  const tv = indexValues(targets);
+  let count = 0;
+  for (let i = 0; i < tv.length; i++) {
+    const t = tv[i];
+    if (t === ignore) continue;
+    if (!(t >= 0 && t < V))
+      throw new VlmkitError('E_INDEX', `${op}: target ${t} at position ${i} is out of range for ${V} classes (targets must be in [0, ${V}) or the ignore index ${ignore})`);
+    count++;
+  }
+  return count;
+}
+
 /**
  * Cross-entropy between logits [..., V] and integer class targets [...] (torch.nn.functional.cross_entropy
  * with class indices): loss_i = logsumexp(logits_i) - logits_i[target_i]. Targets equal to ignoreIndex are
@@ -78,16 +92,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
     throw new ShapeError(`crossEntropy: unknown reduction '${String(reduction)}' (use 'mean', 'sum' or 'none')`);
   const V = logits.shape[logits.rank - 1];
   const N = targets.size;
-  // validate the targets and count the ones that take part
-  const tv = indexValues(targets);
-  let count = 0;
-  for (let i = 0; i < tv.length; i++) {
-    const t = tv[i];
-    if (t === ignore) continue;
-    if (!(t >= 0 && t < V))
-      throw new VlmkitError('E_INDEX', `crossEntropy: target ${t} at position ${i} is out of range for ${V} classes (targets must be in [0, ${V}) or the ignore index ${ignore})`);
-    count++;
-  }
+  const count = countTargets('crossEntropy', targets, V, ignore);
 
   const B = logits.backend;
   const l2 = flatView(logits, [N, V]);
@@ -160,15 +165,7 @@ export function linearCrossEntropy(x: Tensor, w: Tensor, targets: Tensor, o: Lin
     throw new ShapeError(`linearCrossEntropy: unknown reduction '${String(reduction)}' (use 'mean', 'sum' or 'none')`);
   const [N, K] = x.shape as [number, number];
   const V = w.shape[0];
-  const tv = indexValues(targets);
-  let count = 0;
-  for (let i = 0; i < tv.length; i++) {
-    const t = tv[i];
-    if (t === ignore) continue;
-    if (!(t >= 0 && t < V))
-      throw new VlmkitError('E_INDEX', `linearCrossEntropy: target ${t} at position ${i} is out of range for ${V} classes (targets must be in [0, ${V}) or the ignore index ${ignore})`);
-    count++;
-  }
+  const count = countTargets('linearCrossEntropy', targets, V, ignore);
 
   const B = x.backend;
   const rows = Math.max(1, Math.floor((o.chunkBytes ?? 32 << 20) / (4 * Math.max(V, 1))));

@@ -57,6 +57,20 @@ function flatView(x: Tensor, shape: number[]): Tensor {
   return v;
 }
 
+/** Per-row losses -> as they are, their sum, or their mean over `count` counted targets; frees what no graph holds. */
+function reduceLosses(perRow: Tensor, reduction: 'mean' | 'sum' | 'none', count: number): Tensor {
+  if (reduction === 'none') return perRow;
+  let out: Tensor;
+  if (reduction === 'sum') out = sum(perRow);
+  else {
+    const s = sum(perRow);
+    out = div(s, count);
+    if (!out.requiresGrad) s.dispose();
+  }
+  if (!out.requiresGrad) perRow.dispose();
+  return out;
+}
+
 /** Checks that every target is a class in [0, V) or the ignore index; returns how many take part. */
 function countTargets(op: string, targets: Tensor, V: number, ignore: number): number {
   const tv = indexValues(targets);
@@ -106,20 +120,10 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
     gx.dispose();
     return [v];
   }, [l2, t1, lse], [l2, t1, lse]);
-  if (!perRow.requiresGrad) {
-    l2.dispose();
-    t1.dispose();
-    lse.dispose();
-  }
-  let out: Tensor;
-  if (reduction === 'none') out = reshape(perRow, targets.shape);
-  else if (reduction === 'sum') out = sum(perRow);
-  else {
-    const s = sum(perRow);
-    out = div(s, count);
-    if (!out.requiresGrad) s.dispose();
-  }
-  if (!out.requiresGrad && out !== perRow) perRow.dispose();
+  if (!perRow.requiresGrad) for (const t of [l2, t1, lse]) t.dispose();
+  if (reduction !== 'none') return reduceLosses(perRow, reduction, count);
+  const out = reshape(perRow, targets.shape);
+  if (!out.requiresGrad) perRow.dispose();
   return out;
 }
 
@@ -199,19 +203,6 @@ export function linearCrossEntropy(x: Tensor, w: Tensor, targets: Tensor, o: Lin
     if (gRow !== g) gRow.dispose();
     return [gx];
   }, [xc, t1, lse], [xc, t1, lse]);
-  if (!perRow.requiresGrad) {
-    xc.dispose();
-    t1.dispose();
-    lse.dispose();
-  }
-  let out: Tensor;
-  if (reduction === 'none') out = perRow;
-  else if (reduction === 'sum') out = sum(perRow);
-  else {
-    const s = sum(perRow);
-    out = div(s, count);
-    if (!out.requiresGrad) s.dispose();
-  }
-  if (!out.requiresGrad && out !== perRow) perRow.dispose();
-  return out;
+  if (!perRow.requiresGrad) for (const t of [xc, t1, lse]) t.dispose();
+  return reduceLosses(perRow, reduction, count);
 }

@@ -51,7 +51,7 @@ function save(dir: string): void {
   writeDirAtomic(dir, (tmp) => {
     writeSafetensors(join(tmp, 'model.safetensors'), entries, { format: 'pt' });
     writeFileSync(join(tmp, 'config.json'), JSON.stringify({
-      architectures: ['SiglipVisionModel'], model_type: 'siglip_vision_model', vision_use_head: false, ...vj, patch_heads: PATCH_HEADS,
+      ...vj, architectures: ['SiglipVisionModel'], model_type: 'siglip_vision_model', vision_use_head: false, patch_heads: PATCH_HEADS,
     }, null, 2) + '\n');
   });
 }

@@ -45,7 +45,8 @@ export const TRAIN_USAGE = `usage: vlmkit train sft --model <dir> --data train.j
   --dora                    DoRA (PEFT's use_dora): LoRA plus a trained magnitude per output feature of each
                             adapted layer; saved as PEFT does (use_dora, lora_magnitude_vector), merges like LoRA
   --full                    fine-tune every weight instead of LoRA (model loaded in f32)
-  --freeze-vision           keep the vision tower frozen (with --full: train the rest; with LoRA: no adapters there)
+  --freeze-vision           keep the vision tower frozen (with --full: train the rest; with LoRA: no adapters there;
+                            with --init random: only with --vision-from, a new decoder on a trained tower)
   --lr X                    peak learning rate (default 2e-4 LoRA, 2e-5 full, 1e-3 --init random)
   --epochs N                passes over the data (default 1)
   --max-steps N             optimizer steps (wins over --epochs)
@@ -256,7 +257,9 @@ export function trainOptions(argv: string[], method: TrainMethod = 'sft'): { opt
     if (!v[req]) throw argError(`--${req} is required\n${TRAIN_USAGE}`);
   if (random) {
     if (v.model !== undefined) throw argError('--init random builds the model from --model-config, not from --model; drop --model');
-    if (v.lora !== undefined || v.dora === true || v['freeze-vision'] === true) throw argError('--init random trains every weight of a new model; drop --lora, --dora and --freeze-vision');
+    if (v.lora !== undefined || v.dora === true) throw argError('--init random trains every weight of a new model; drop --lora and --dora');
+    // a new model may keep a tower it takes from elsewhere as it is (its decoder learns to read it)
+    if (v['freeze-vision'] === true && v['vision-from'] === undefined) throw argError('--init random with --freeze-vision would keep a random vision tower; add --vision-from DIR (a trained tower) or drop --freeze-vision');
     if (!v.tokenizer) throw argError(`--init random needs --tokenizer DIR (${method === 'contrastive' ? 'tokenizer.json and preprocessor_config.json' : 'tokenizer.json, tokenizer_config.json, chat template, processor_config.json'})\n${TRAIN_USAGE}`);
   } else if (v['model-config'] !== undefined || v.tokenizer !== undefined) {
     throw argError('--model-config and --tokenizer go with --init random; a fine-tune reads both from --model');

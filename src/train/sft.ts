@@ -209,7 +209,8 @@ export async function runSft(o: SftRunOptions, io: SftRunIo = {}): Promise<SftRu
   // a missing folder, an unsupported model or a bad config fails here, before anything is written
   let scratch: ScratchModel | null = null;
   if (o.init === 'random') {
-    if (mode !== 'full') throw new VlmkitError('E_ARGS', '--init random trains every weight of a new model; drop --lora and --freeze-vision');
+    if (mode === 'lora') throw new VlmkitError('E_ARGS', '--init random trains every weight of a new model; drop --lora');
+    if (mode === 'frozen-vision' && !o.visionFrom) throw new VlmkitError('E_ARGS', '--init random with --freeze-vision would keep a random vision tower; add --vision-from DIR (a trained tower) or drop --freeze-vision');
     if (o.model) throw new VlmkitError('E_ARGS', '--init random builds the model from --model-config, not from --model; drop --model');
     scratch = readScratchSource(o);
   } else if (o.visionFrom && mode === 'lora') {

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -15,7 +15,8 @@ function firstSteps(out: string): string[] {
   const stdout = execFileSync(process.execPath, ['--import', 'tsx', 'scripts/pretrain-vision.ts', '--recipe', 'recipes/builtin/vision.json', '--out', out, '--stop-after', '3', '--log-every', '1'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const rows = stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { step: number; loss?: number; eval_loss?: number });
   // the tower is written at the stop, with its held-out evaluation
-  assert.ok(existsSync(join(out, 'model.safetensors')) && existsSync(join(out, 'config.json')), 'the tower is saved');
+  assert.ok(existsSync(join(out, 'model.safetensors')), 'the tower is saved');
+  assert.equal((JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { model_type: string }).model_type, 'siglip_vision_model', 'as a SigLIP vision checkpoint');
   assert.ok(rows.some((r) => Number.isFinite(r.eval_loss)), 'a held-out evaluation is printed');
   return rows.filter((r) => r.loss !== undefined).map((r) => r.loss!.toFixed(4));
 }

@@ -171,6 +171,19 @@ describe('train with --vision-from', () => {
     assert.ok(got.every((v, i) => v === want[i]), 'the frozen tower is the --vision-from one, bit for bit');
   });
 
+  it('starts a new model with a frozen tower from elsewhere: the tower stays bit for bit, the rest trains', async () => {
+    const data = writeSftData(tmp, 4);
+    const out = join(tmp, 'scratch-frozen');
+    await runSft({ init: 'random', modelConfig: join(FIX, 'config.json'), tokenizer: FIX, visionFrom: SIGLIP, data: data.train, out, mode: 'frozen-vision', maxSteps: 2, batchSize: 2, lr: 1e-2, seed: 7, saveDtype: 'f32' });
+    const saved = tensors(join(out, 'model', 'model.safetensors')), src = tensors(join(SIGLIP, 'model.safetensors'));
+    const q = 'vision_model.encoder.layers.0.self_attn.q_proj.weight';
+    assert.ok(saved.get(`model.${q}`)!.every((v, i) => v === src.get(q)![i]), 'the tower is the --vision-from one, bit for bit');
+    const err = (argv: string[]) => { try { trainOptions(argv, 'sft'); } catch (e) { return (e as Error).message; } return 'accepted'; };
+    const base = ['--init', 'random', '--model-config', join(FIX, 'config.json'), '--tokenizer', FIX, '--data', 'x.jsonl', '--out', 'o', '--freeze-vision'];
+    assert.match(err(base), /would keep a random vision tower; add --vision-from/);
+    assert.equal(err([...base, '--vision-from', SIGLIP]), 'accepted');
+  });
+
   it('is refused on a LoRA fine-tune and by train dpo / contrastive', () => {
     const err = ([method, ...argv]: string[]) => {
       try {

@@ -11,6 +11,7 @@ import { ModelDir } from '../src/io/model-dir.js';
 import { saveMergedCheckpoint } from '../src/train/peft.js';
 import { loadVisionFrom } from '../src/train/vision-from.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
+import { type SafetensorsEntry, writeSafetensors } from '../src/io/safetensors-write.js';
 
 const [run, step, out] = process.argv.slice(2);
 if (!run || !step || !out) throw new Error('usage: npx tsx scripts/checkpoint-model.ts <run folder> <step> <out folder>');
@@ -20,9 +21,27 @@ const tmp = mkdtempSync(join(tmpdir(), 'vlmkit-ck-'));
 try {
   let base = join(run, 'base');
   if (existsSync(base)) {
-    // a from-scratch run: its checkpoint holds every weight
+    // a from-scratch run: its checkpoint holds every weight it trains; a frozen tower (--vision-from with
+    // --freeze-vision) is added from where the run took it
     for (const f of readdirSync(base)) if (!/\.safetensors$|^README\.md$|^loss\.png$/.test(f)) copyFileSync(join(base, f), join(tmp, f));
-    copyFileSync(ck, join(tmp, 'model.safetensors'));
+    const st = JSON.parse(readFileSync(join(run, `checkpoint-${step}`, 'trainer_state.json'), 'utf8')) as { settings?: { mode?: string; visionFrom?: string | null } };
+    if (st.settings?.mode === 'frozen-vision' && st.settings.visionFrom) {
+      const entries: SafetensorsEntry[] = [];
+      for (const [file, rename] of [[ck, (n: string) => n], [join(st.settings.visionFrom, 'model.safetensors'), (n: string) => (n.startsWith('vision_model.') ? `model.${n}` : null)]] as const) {
+        const f = SafetensorsFile.open(file);
+        try {
+          for (const n of f.names()) {
+            const to = rename(n);
+            if (!to) continue;
+            const r = f.read(n);
+            entries.push({ name: to, dtype: r.dtype as SafetensorsEntry['dtype'], shape: r.shape, data: r.data });
+          }
+        } finally {
+          f.close();
+        }
+      }
+      writeSafetensors(join(tmp, 'model.safetensors'), entries);
+    } else copyFileSync(ck, join(tmp, 'model.safetensors'));
     const model = loadModelWeights(ModelDir.of(tmp), { dtype: 'f32' });
     saveMergedCheckpoint(model, null, { sourceDir: tmp, outDir: out, overwrite: true, dtype: 'BF16' });
   } else {

@@ -12,7 +12,7 @@
 // heads, averaged over patches.
 import { type Tensor, add, argmax, crossEntropy, linear, mul, noGrad, randn, reshape, tensor } from '../engine/index.js';
 import { hostInts } from '../models/index.js';
-import { encoderLayers } from '../models/siglip/contrastive.js';
+import { encoderLayers, siglipVisionTowerSpecs } from '../models/siglip/contrastive.js';
 import type { SiglipVisionConfig } from '../models/siglip/config.js';
 import { VisionTransformer } from '../models/siglip/vision.js';
 import { PATCH_HEADS, scenePatchLabels } from '../data/patch-labels.js';
@@ -35,23 +35,9 @@ export interface PatchBatch extends MicroBatch {
 
 /** Every tensor of a SigLIP vision tower (transformers' SiglipVisionModel names) plus the patch heads. */
 export function patchModelSpecs(v: SiglipVisionConfig, heads: Readonly<Record<string, readonly string[]>>): TensorSpec[] {
-  const D = v.hiddenSize, F = v.intermediateSize, from = 'vision_config';
-  const out: TensorSpec[] = [
-    { hf: 'vision_model.embeddings.patch_embedding.weight', shape: [D, v.numChannels, v.patchSize, v.patchSize], from },
-    { hf: 'vision_model.embeddings.patch_embedding.bias', shape: [D], from },
-    { hf: 'vision_model.embeddings.position_embedding.weight', shape: [v.patchesPerSide ** 2, D], from },
-  ];
-  for (let i = 0; i < v.numHiddenLayers; i++) {
-    const p = `vision_model.encoder.layers.${i}.`;
-    for (const [n, shape] of [
-      ['layer_norm1.weight', [D]], ['layer_norm1.bias', [D]], ['layer_norm2.weight', [D]], ['layer_norm2.bias', [D]],
-      ...['q_proj', 'k_proj', 'v_proj', 'out_proj'].flatMap((q) => [[`self_attn.${q}.weight`, [D, D]], [`self_attn.${q}.bias`, [D]]]),
-      ['mlp.fc1.weight', [F, D]], ['mlp.fc1.bias', [F]], ['mlp.fc2.weight', [D, F]], ['mlp.fc2.bias', [D]],
-    ] as [string, number[]][]) out.push({ hf: p + n, shape, from });
-  }
-  out.push({ hf: 'vision_model.post_layernorm.weight', shape: [D], from }, { hf: 'vision_model.post_layernorm.bias', shape: [D], from });
+  const out = siglipVisionTowerSpecs(v);
   for (const [name, classes] of Object.entries(heads))
-    out.push({ hf: `patch_heads.${name}.weight`, shape: [classes.length, D], from: 'patch heads' }, { hf: `patch_heads.${name}.bias`, shape: [classes.length], from: 'patch heads' });
+    out.push({ hf: `patch_heads.${name}.weight`, shape: [classes.length, v.hiddenSize], from: 'patch heads' }, { hf: `patch_heads.${name}.bias`, shape: [classes.length], from: 'patch heads' });
   return out;
 }
 

@@ -58,23 +58,33 @@ export function loadSiglipProcessor(md: ModelDir, cfg: SiglipConfig): Contrastiv
   }, siglipImageDefaults(cfg.vision.imageSize), cfg.vision.imageSize);
 }
 
+/** An encoder layer's tensors under an HF prefix (SigLIP's vision and text towers, and CLIP's, name them alike). */
+function encoderLayerSpecs(out: TensorSpec[], prefix: string, D: number, F: number, from: string): void {
+  for (const [n, shape] of [
+    ['layer_norm1.weight', [D]], ['layer_norm1.bias', [D]], ['layer_norm2.weight', [D]], ['layer_norm2.bias', [D]],
+    ...['q_proj', 'k_proj', 'v_proj', 'out_proj'].flatMap((p) => [[`self_attn.${p}.weight`, [D, D]], [`self_attn.${p}.bias`, [D]]]),
+    ['mlp.fc1.weight', [F, D]], ['mlp.fc1.bias', [F]], ['mlp.fc2.weight', [D, F]], ['mlp.fc2.bias', [D]],
+  ] as [string, number[]][]) out.push({ hf: `${prefix}${n}`, shape, from });
+}
+
+/** The SigLIP vision tower's tensors (SiglipVisionModel's names, no pooling head), in checkpoint order. */
+export function siglipVisionTowerSpecs(v: SiglipVisionConfig): TensorSpec[] {
+  const D = v.hiddenSize, from = 'vision_config hidden_size, intermediate_size, patch_size, image_size';
+  const out: TensorSpec[] = [
+    { hf: 'vision_model.embeddings.patch_embedding.weight', shape: [D, v.numChannels, v.patchSize, v.patchSize], from },
+    { hf: 'vision_model.embeddings.patch_embedding.bias', shape: [D], from },
+    { hf: 'vision_model.embeddings.position_embedding.weight', shape: [v.patchesPerSide ** 2, D], from },
+  ];
+  for (let i = 0; i < v.numHiddenLayers; i++) encoderLayerSpecs(out, `vision_model.encoder.layers.${i}.`, D, v.intermediateSize, from);
+  out.push({ hf: 'vision_model.post_layernorm.weight', shape: [D], from }, { hf: 'vision_model.post_layernorm.bias', shape: [D], from });
+  return out;
+}
+
 /** Every tensor a SiglipModel checkpoint holds, with its expected shape. */
 export function siglipTensorSpecs(cfg: SiglipConfig): TensorSpec[] {
-  const out: TensorSpec[] = [];
-  const layer = (prefix: string, D: number, F: number, from: string) => {
-    for (const [n, shape] of [
-      ['layer_norm1.weight', [D]], ['layer_norm1.bias', [D]], ['layer_norm2.weight', [D]], ['layer_norm2.bias', [D]],
-      ...['q_proj', 'k_proj', 'v_proj', 'out_proj'].flatMap((p) => [[`self_attn.${p}.weight`, [D, D]], [`self_attn.${p}.bias`, [D]]]),
-      ['mlp.fc1.weight', [F, D]], ['mlp.fc1.bias', [F]], ['mlp.fc2.weight', [D, F]], ['mlp.fc2.bias', [D]],
-    ] as [string, number[]][]) out.push({ hf: `${prefix}${n}`, shape, from });
-  };
   const v = cfg.vision, t = cfg.text, D = v.hiddenSize, H = t.hiddenSize;
   const vf = 'vision_config hidden_size, intermediate_size, patch_size, image_size';
-  out.push({ hf: 'vision_model.embeddings.patch_embedding.weight', shape: [D, v.numChannels, v.patchSize, v.patchSize], from: vf });
-  out.push({ hf: 'vision_model.embeddings.patch_embedding.bias', shape: [D], from: vf });
-  out.push({ hf: 'vision_model.embeddings.position_embedding.weight', shape: [v.patchesPerSide ** 2, D], from: vf });
-  for (let i = 0; i < v.numHiddenLayers; i++) layer(`vision_model.encoder.layers.${i}.`, D, v.intermediateSize, vf);
-  out.push({ hf: 'vision_model.post_layernorm.weight', shape: [D], from: vf }, { hf: 'vision_model.post_layernorm.bias', shape: [D], from: vf });
+  const out = siglipVisionTowerSpecs(v);
   out.push({ hf: 'vision_model.head.probe', shape: [1, 1, D], from: vf });
   out.push({ hf: 'vision_model.head.attention.in_proj_weight', shape: [3 * D, D], from: vf }, { hf: 'vision_model.head.attention.in_proj_bias', shape: [3 * D], from: vf });
   out.push({ hf: 'vision_model.head.attention.out_proj.weight', shape: [D, D], from: vf }, { hf: 'vision_model.head.attention.out_proj.bias', shape: [D], from: vf });
@@ -84,7 +94,7 @@ export function siglipTensorSpecs(cfg: SiglipConfig): TensorSpec[] {
   const tf = 'text_config vocab_size, hidden_size, intermediate_size, max_position_embeddings, projection_size';
   out.push({ hf: 'text_model.embeddings.token_embedding.weight', shape: [t.vocabSize, H], from: tf });
   out.push({ hf: 'text_model.embeddings.position_embedding.weight', shape: [t.maxPositionEmbeddings, H], from: tf });
-  for (let i = 0; i < t.numHiddenLayers; i++) layer(`text_model.encoder.layers.${i}.`, H, t.intermediateSize, tf);
+  for (let i = 0; i < t.numHiddenLayers; i++) encoderLayerSpecs(out, `text_model.encoder.layers.${i}.`, H, t.intermediateSize, tf);
   out.push({ hf: 'text_model.final_layer_norm.weight', shape: [H], from: tf }, { hf: 'text_model.final_layer_norm.bias', shape: [H], from: tf });
   out.push({ hf: 'text_model.head.weight', shape: [t.projectionSize, H], from: tf }, { hf: 'text_model.head.bias', shape: [t.projectionSize], from: tf });
   out.push({ hf: 'logit_scale', shape: [1], from: 'SiglipModel' }, { hf: 'logit_bias', shape: [1], from: 'SiglipModel' });

@@ -45,6 +45,8 @@ export interface SftExample extends CollateItem {
   length: number;
   /** real image tiles */
   tiles: number;
+  /** pictures and video frames planned when the row was tokenized (videos from ffprobe alone; checked at decode) */
+  pixelBlocks?: number;
   truncated: boolean;
 }
 
@@ -264,7 +266,9 @@ export class SftDataset {
       let framed: FramedSample = { messages: row.messages, images: row.imagePaths };
       if (row.videoPaths.length) {
         try {
-          framed = (await processor.withFrames([{ messages: row.messages, images: row.imagePaths, videos: row.videoPaths }], o.video))[0]!;
+          // ffprobe only: decoding every clip here just to count its frames took 16 min for 3,000 clips (the
+          // collator decodes them for each batch anyway and checks it got as many frames as planned here)
+          framed = (await processor.withFrames([{ messages: row.messages, images: row.imagePaths, videos: row.videoPaths }], { ...o.video, sizesOnly: true }))[0]!;
         } catch (e) {
           if (!(e instanceof VlmkitError)) throw e;
           bad(e.message);
@@ -302,7 +306,7 @@ export class SftDataset {
       const tiles = grids.reduce((a, g) => a + (g.rows ? g.rows * g.cols + 1 : 1), 0) + videoPrompts.reduce((a, v) => a + v.timestamps.length, 0);
       return {
         ...enc, grids, file, line, kind: row.kind, messages: [...messages], images: row.imagePaths, videos: row.videoPaths, rowMessages: row.messages, rendered,
-        length: enc.inputIds.length, tiles, truncated, where: `${file}:${line}`,
+        length: enc.inputIds.length, tiles, truncated, where: `${file}:${line}`, pixelBlocks: pixelBlocks(framed),
         completionOnly: row.kind === 'prompt-completion' && o.completionOnly !== false,
       };
     });
@@ -363,6 +367,11 @@ export async function loadExampleImages(processor: Processor, examples: readonly
   return (await loadExampleMedia(processor, examples)).images;
 }
 
+/** Pictures and video frames of a framed sample: what the prompt holds a pixel block for. */
+function pixelBlocks(framed: FramedSample): number {
+  return (framed.images?.length ?? 0) + (framed.videoPrompts ?? []).reduce((a, v) => a + v.timestamps.length, 0);
+}
+
 /**
  * The pixels of some examples for the collator: images decoded and videos sampled again exactly as when the row
  * was tokenized, in prompt order, with each one's config (video frames: their square config).
@@ -380,6 +389,10 @@ export async function loadExampleMedia(processor: Processor, examples: readonly 
         continue;
       }
       const framed = (await processor.withFrames([{ messages: ex.rowMessages, images: ex.images, videos: ex.videos }], video))[0]!;
+      const got = pixelBlocks(framed);
+      if (ex.pixelBlocks !== undefined && got !== ex.pixelBlocks) {
+        throw new VlmkitError('E_VIDEO', `its pictures and video frames number ${got} now, ${ex.pixelBlocks} when the data set loaded (a clip changed, or its stream decodes fewer frames than its header reports); re-encode the clip (ffmpeg -i in.mp4 out.mp4) and load the data again`);
+      }
       const decoded = await processor.loadImages(framed.images ?? []);
       const px = processor.pixelsInOrder({ ...framed, images: decoded }, ex.rendered);
       images.push(px.images);

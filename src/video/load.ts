@@ -26,10 +26,29 @@ export interface LoadedVideo {
   frames: RgbImage[];
 }
 
-export async function loadVideo(path: string, opts: LoadVideoOptions): Promise<LoadedVideo> {
+/** What decoding would give, from ffprobe alone: the frames it would take and their timestamps. */
+export interface VideoPlan {
+  info: VideoInfo;
+  indices: number[];
+  timestamps: number[];
+  duration: number;
+}
+
+/**
+ * The frames loadVideo would take, without decoding any (one ffprobe run): for counting a row's tokens when a
+ * data set is loaded. loadVideo gives the same indices and timestamps unless the stream decodes fewer frames than
+ * its header reports; whoever plans with this must check the decoded count later (the SFT collator does).
+ */
+export async function planVideo(path: string, opts: Pick<LoadVideoOptions, 'sampling' | 'fps' | 'maxFrames' | 'timeoutMs'>): Promise<VideoPlan> {
   const info = await probeVideo(path, { timeoutMs: opts.timeoutMs });
   const sampling = { ...opts.sampling, ...(opts.fps !== undefined && { fps: opts.fps }), ...(opts.maxFrames !== undefined && { maxFrames: opts.maxFrames }) };
-  const wanted = sampleFrameIndices(info, sampling);
+  const indices = sampleFrameIndices(info, sampling);
+  // decodeFrames stamps each frame index / fps
+  return { info, indices, timestamps: indices.map((i) => i / info.fps), duration: info.duration };
+}
+
+export async function loadVideo(path: string, opts: LoadVideoOptions): Promise<LoadedVideo> {
+  const { info, indices: wanted } = await planVideo(path, opts);
   const indices: number[] = [];
   const timestamps: number[] = [];
   const frames: RgbImage[] = [];

@@ -67,6 +67,20 @@ for (const name of ['tiny-smolvlm', 'tiny-idefics3']) {
 }
 
 describe('SFT video rows: bad input', () => {
+  it('a clip that decodes to fewer frames than planned at load is a one-line row error, not a wrong batch', async () => {
+    // the data set counts frames from ffprobe alone; here the clip is replaced by a shorter one (one sampled frame
+    // instead of two) between loading and decoding, as a stream whose header over-reports its frames would do
+    mkdirSync(join(tmp, 'swap'), { recursive: true });
+    writeClip(join(tmp, 'swap', 'a.mp4'), clip.frames, 48, 4);
+    const rows = join(tmp, 'swap', 'train.jsonl');
+    writeFileSync(rows, JSON.stringify(motionRow(clip, 'a.mp4')) + '\n');
+    const proc = Processor.fromDir(join(REF, 'tiny-idefics3'));
+    const ex = (await SftDataset.load(rows, proc)).examples[0]!;
+    assert.equal(ex.pixelBlocks, 2);
+    writeClip(join(tmp, 'swap', 'a.mp4'), clip.frames.slice(0, 1), 48, 4);
+    await assert.rejects(loadExampleMedia(proc, [ex]), (e: Error) => /train\.jsonl:1: .*number 1 now, 2 when the data set loaded.*re-encode/.test(e.message) && !e.message.includes('\n'));
+  });
+
   it('a missing video is a one-line row error naming file:line', async () => {
     const bad = join(tmp, 'bad.jsonl');
     writeFileSync(bad, JSON.stringify(motionRow(clip, 'clips/missing.mp4')) + '\n');

@@ -9,7 +9,7 @@ import { imageProcessorConfigFromJson, longestEdgeSize, processImages, type Imag
 import { Resampling, resizePil } from '../../processing/resample.js';
 import type { RgbImage } from '../../processing/decode.js';
 import type { VideoSampling } from '../../video/sample.js';
-import { loadVideo } from '../../video/load.js';
+import { loadVideo, planVideo } from '../../video/load.js';
 import { VlmkitError } from '../../errors.js';
 import type { ChatMessage, ContentPart } from '../../processing/chat-template.js';
 import { IMAGE_TOKEN, VIDEO_TOKEN } from '../../processing/tokenizer.js';
@@ -101,6 +101,11 @@ export interface VideoOptions {
   maxFrames?: number;
   /** progress: frames decoded so far of a video file */
   onVideoFrame?: (done: number, total: number, path: string) => void;
+  /**
+   * Plan only (ffprobe, no decoding): each frame of a video file is a size-only stand-in (its width and height,
+   * empty data). For counting a row's tokens when a data set loads; such frames never reach pixel code.
+   */
+  sizesOnly?: boolean;
 }
 
 /** The text before a video's frames on a checkpoint without a video prompt (SmolVLM v1), as the course does it. */
@@ -126,6 +131,12 @@ export function checkVideoFrames(v: VideoFrames, name: string): void {
  * override them) and, for a SmolVLM2 checkpoint (`square` given), shrunk to the frame square while decoding.
  */
 export async function videoFrames(v: VideoInput, i: number, sampling: VideoSampling, opts: VideoOptions, square?: ImageProcessorConfig): Promise<{ frames: RgbImage[]; timestamps: number[]; duration: number }> {
+  if (typeof v === 'string' && opts.sizesOnly) {
+    const plan = await planVideo(v, { sampling, fps: opts.fps, maxFrames: opts.maxFrames });
+    const [w, h] = square ? [square.maxImageSize, square.maxImageSize] : [plan.info.width, plan.info.height];
+    const stub: RgbImage = { width: w, height: h, data: new Uint8Array(0) };
+    return { frames: plan.indices.map(() => stub), timestamps: plan.timestamps, duration: plan.duration };
+  }
   if (typeof v === 'string') {
     const got = await loadVideo(v, {
       sampling, fps: opts.fps, maxFrames: opts.maxFrames,

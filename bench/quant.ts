@@ -245,7 +245,7 @@ async function benchQlora(dir: string): Promise<void> {
   for (const [k, r] of [['bf16', bf16], ['nf4', nf4]] as const)
     if (!(Math.abs(r.loss - lnV) < 2)) throw new Error(`qlora check: the ${k} step's loss ${r.loss} is not near ln(vocab) = ${lnV.toFixed(2)} for random weights`);
   const common = { tiles: 1, batch: 1, gc: true, tokens: nf4.seqLen, lora: 'r=8 q/k/v/o/gate/up/down', base: 'nf4 (double-quantized, from a quantized folder)', against: 'the same step on the bf16 base' };
-  emit({ bench: 'qlora_step', dtype: 'nf4', value: r3(nf4.stepS), unit: 's/step', ...common, bf16: r3(bf16.stepS), vsBf16: r3(nf4.stepS / bf16.stepS) });
+  emit({ bench: 'qlora_step', dtype: 'nf4', value: r3(nf4.stepS), unit: 's/step', ...common, bf16: r3(bf16.stepS), vsBf16: r3(nf4.stepS / bf16.stepS), firstLoss: nf4.loss, bf16FirstLoss: bf16.loss });
   emit({ bench: 'qlora_memory', dtype: 'nf4', value: r3(nf4.maxRssMB), unit: 'MB peak RSS', ...common, bf16: r3(bf16.maxRssMB), vsBf16: r3(nf4.maxRssMB / bf16.maxRssMB), target: 'vsBf16 <= 0.6' });
 }
 

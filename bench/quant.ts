@@ -63,10 +63,9 @@ function weightBytes(model: Idefics3Model): { total: number; decode: number } {
     if (!path.startsWith('model.text_model.layers.')) continue;
     decode += l.w instanceof vk.QuantizedWeight ? l.w.bytes.length : l.w.size * elementBytes(l.w);
   }
-  const p = model.parameters();
-  const head = p.get('lm_head.weight') ?? p.get('model.text_model.embed_tokens.weight');
-  if (!head) throw new Error('bench: neither lm_head.weight nor the token embeddings are loaded');
-  return { total, decode: decode + (copy ? copy.bytes.length : head.size * elementBytes(head)) };
+  // (an NF4 model's head is Q8_0 itself, listed with the quantized weights: it has no copy)
+  const head = model.text.w.lmHead;
+  return { total, decode: decode + (copy ? copy.bytes.length : head instanceof vk.QuantizedWeight ? head.bytes.length : head.size * elementBytes(head)) };
 }
 
 // ---------------------------------------------------------------- figures
@@ -157,7 +156,7 @@ async function benchFormat(dir: string, dtype: Dtype, proc: Processor, ref: { lo
     const bytes = weightBytes(model);
     const logits = probeLogits(model);
     if (dtype === 'bf16') ref.logits = logits;
-    emit({ bench: 'weights', dtype, value: r3(bytes.total / MB), unit: 'MB', decodeMB: r3(bytes.decode / MB), decodeBytesAre: 'the text layers\' linears and the lm_head (tied to the token embeddings; a quantized model reads its Q8_0 decode copy)', quantized: model.quantizedWeights().size, ...(ref.logits && dtype !== 'bf16' && { logitsRelDiffToBf16: Number(relDiff(logits, ref.logits).toExponential(2)) }) });
+    emit({ bench: 'weights', dtype, value: r3(bytes.total / MB), unit: 'MB', decodeMB: r3(bytes.decode / MB), decodeBytesAre: 'the text layers\' linears and the lm_head (tied to the token embeddings; a q8_0/q4_0 model reads its Q8_0 decode copy, an nf4 model its Q8_0 head)', quantized: model.quantizedWeights().size, ...(ref.logits && dtype !== 'bf16' && { logitsRelDiffToBf16: Number(relDiff(logits, ref.logits).toExponential(2)) }) });
     // the best read-bandwidth sample of the whole run (every format's ceiling divides by the best seen so far)
     const sampleRead = () => {
       const b = bandwidth({ reads: 1, writes: 0 }, bytes.decode, 2);

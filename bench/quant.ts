@@ -10,14 +10,16 @@
 // and qlora: one LoRA step (r=8 on q/k/v/o/gate/up/down, 1-tile sample, batch 1, gradient checkpointing on, as
 // QLoRA is run: without it the activations, not the weights, dominate the peak) on the NF4 base (a folder written
 // by quantizeCheckpoint, as `vlmkit quantize` does) against the same step on the bf16 base, each in its own child
-// process so that its peak RSS is its own. Each format's logits are checked first: finite, and their distance to the
+// process so that its peak RSS is its own; the children run this file compiled by tsc, as `vlmkit train` runs
+// dist/ (compileForChildren). Each format's logits are checked first: finite, and their distance to the
 // bf16 model's is printed (information: random weights, not a quality figure). The machine may be shared: read
 // the ratios, not the raw figures.
 //
 //   npm run bench:quant                   everything
 //   npm run bench:quant -- q8_0 q4_0      only some formats (and no qlora rows unless "qlora" is named)
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,10 +63,9 @@ function weightBytes(model: Idefics3Model): { total: number; decode: number } {
     if (!path.startsWith('model.text_model.layers.')) continue;
     decode += l.w instanceof vk.QuantizedWeight ? l.w.bytes.length : l.w.size * elementBytes(l.w);
   }
-  const p = model.parameters();
-  const head = p.get('lm_head.weight') ?? p.get('model.text_model.embed_tokens.weight');
-  if (!head) throw new Error('bench: neither lm_head.weight nor the token embeddings are loaded');
-  return { total, decode: decode + (copy ? copy.bytes.length : head.size * elementBytes(head)) };
+  // (an NF4 model's head is Q8_0 itself, listed with the quantized weights: it has no copy)
+  const head = model.text.w.lmHead;
+  return { total, decode: decode + (copy ? copy.bytes.length : head instanceof vk.QuantizedWeight ? head.bytes.length : head.size * elementBytes(head)) };
 }
 
 // ---------------------------------------------------------------- figures
@@ -155,7 +156,7 @@ async function benchFormat(dir: string, dtype: Dtype, proc: Processor, ref: { lo
     const bytes = weightBytes(model);
     const logits = probeLogits(model);
     if (dtype === 'bf16') ref.logits = logits;
-    emit({ bench: 'weights', dtype, value: r3(bytes.total / MB), unit: 'MB', decodeMB: r3(bytes.decode / MB), decodeBytesAre: 'the text layers\' linears and the lm_head (tied to the token embeddings; a quantized model reads its Q8_0 decode copy)', quantized: model.quantizedWeights().size, ...(ref.logits && dtype !== 'bf16' && { logitsRelDiffToBf16: Number(relDiff(logits, ref.logits).toExponential(2)) }) });
+    emit({ bench: 'weights', dtype, value: r3(bytes.total / MB), unit: 'MB', decodeMB: r3(bytes.decode / MB), decodeBytesAre: 'the text layers\' linears and the lm_head (tied to the token embeddings; a q8_0/q4_0 model reads its Q8_0 decode copy, an nf4 model its Q8_0 head)', quantized: model.quantizedWeights().size, ...(ref.logits && dtype !== 'bf16' && { logitsRelDiffToBf16: Number(relDiff(logits, ref.logits).toExponential(2)) }) });
     // the best read-bandwidth sample of the whole run (every format's ceiling divides by the best seen so far)
     const sampleRead = () => {
       const b = bandwidth({ reads: 1, writes: 0 }, bytes.decode, 2);
@@ -199,9 +200,28 @@ async function child(cfg: { dir: string; data: string }): Promise<void> {
   process.stdout.write(`RESULT ${JSON.stringify(res)}\n`);
 }
 
-function runChild(cfg: { dir: string; data: string }): Promise<StepResult> {
+/**
+ * This file and everything it imports (src/), compiled by tsc with the project's compiler options into
+ * .bench-tmp/ (as `npm run build` compiles src/ into dist/ for bin/vlmkit.js); returns the compiled bench. The step
+ * children run it under plain node: a user's `vlmkit train` runs compiled JavaScript, and tsx's loader (its hooks
+ * thread, the transformed sources) would add about 40 MB to both peaks that no user pays. The code that runs is
+ * the same: the same sources, the same step. (The addon is found from .bench-tmp/src/engine/backend/native, as
+ * from dist/.)
+ */
+function compileForChildren(): string {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const out = join(root, '.bench-tmp');
+  for (const d of ['src', 'bench']) rmSync(join(out, d), { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  const config = join(out, 'tsconfig.quant.json');
+  writeFileSync(config, JSON.stringify({ extends: '../tsconfig.json', compilerOptions: { rootDir: '..', outDir: '.', noEmit: false }, files: ['../bench/quant.ts'], include: [] }));
+  execFileSync(process.execPath, [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', config], { stdio: 'inherit' });
+  return join(out, 'bench', 'quant.js');
+}
+
+function runChild(cfg: { dir: string; data: string }, compiled: string): Promise<StepResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, [compiled, '--child', JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     p.stdout.on('data', (d) => (out += d));
     p.on('error', reject);
@@ -239,13 +259,16 @@ async function benchQlora(dir: string): Promise<void> {
   const t0 = performance.now();
   quantizeCheckpoint(dir, qdir, 'nf4');
   note(`NF4 checkpoint written in ${((performance.now() - t0) / 1e3).toFixed(1)} s`);
-  const bf16 = await runChild({ dir, data });
-  const nf4 = await runChild({ dir: qdir, data });
+  const t1 = performance.now();
+  const compiled = compileForChildren();
+  note(`the step children compiled in ${((performance.now() - t1) / 1e3).toFixed(1)} s`);
+  const bf16 = await runChild({ dir, data }, compiled);
+  const nf4 = await runChild({ dir: qdir, data }, compiled);
   const lnV = Math.log(TX.vocab);
   for (const [k, r] of [['bf16', bf16], ['nf4', nf4]] as const)
     if (!(Math.abs(r.loss - lnV) < 2)) throw new Error(`qlora check: the ${k} step's loss ${r.loss} is not near ln(vocab) = ${lnV.toFixed(2)} for random weights`);
   const common = { tiles: 1, batch: 1, gc: true, tokens: nf4.seqLen, lora: 'r=8 q/k/v/o/gate/up/down', base: 'nf4 (double-quantized, from a quantized folder)', against: 'the same step on the bf16 base' };
-  emit({ bench: 'qlora_step', dtype: 'nf4', value: r3(nf4.stepS), unit: 's/step', ...common, bf16: r3(bf16.stepS), vsBf16: r3(nf4.stepS / bf16.stepS) });
+  emit({ bench: 'qlora_step', dtype: 'nf4', value: r3(nf4.stepS), unit: 's/step', ...common, bf16: r3(bf16.stepS), vsBf16: r3(nf4.stepS / bf16.stepS), firstLoss: nf4.loss, bf16FirstLoss: bf16.loss });
   emit({ bench: 'qlora_memory', dtype: 'nf4', value: r3(nf4.maxRssMB), unit: 'MB peak RSS', ...common, bf16: r3(bf16.maxRssMB), vsBf16: r3(nf4.maxRssMB / bf16.maxRssMB), target: 'vsBf16 <= 0.6' });
 }
 

@@ -129,7 +129,8 @@ export function modelDir(v: { model?: string }): string {
 }
 
 export const QUANT_FLAG_USAGE = `  --quant FORMAT            quantize the linears at load time: q8_0, q4_0 or nf4 (less memory, faster answers,
-                            slightly different ones; a folder written by vlmkit quantize loads without it)`;
+                            slightly different ones; a folder written by vlmkit quantize loads without it); nf4
+                            also holds the token embeddings and lm_head in q8_0 (docs/quantization.md)`;
 
 /** --quant FORMAT, checked before anything loads; one line listing the formats otherwise. */
 export function quantOption(v: { quant?: string }): QuantFormat | undefined {

@@ -72,8 +72,9 @@ export const TRAIN_USAGE = `usage: vlmkit train sft --model <dir> --data train.j
   --json                    JSON lines on stdout: every step {step, loss, lr, grad_norm, tokens_per_s, ...}
   --config FILE             a JSON object of these options (keys as the flag names); flags given here win
   --f32                     LoRA: load the frozen weights as f32 too (more memory)
-  --quant FORMAT            LoRA: hold the frozen base in nf4 (QLoRA; double-quantized), q4_0 or q8_0 (less
-                            memory); the adapter is saved as usual and loads onto the 16/32-bit base
+  --quant FORMAT            LoRA: hold the frozen base in nf4 (QLoRA; double-quantized; its token embeddings and
+                            lm_head in q8_0, unlike bitsandbytes' 16-bit: docs/quantization.md), q4_0 or q8_0
+                            (less memory); the adapter is saved as usual and loads onto the 16/32-bit base
 dpo (LoRA; rows {"prompt", "chosen", "rejected", "images"}: conversational messages or plain strings, as TRL):
   --beta X                  how far the policy may move from the reference (default 0.1)
   --loss-type T             sigmoid (default), ipo or hinge

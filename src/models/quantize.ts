@@ -79,9 +79,10 @@ export function quantizeCheckpoint(src: string, out: string, format: QuantFormat
       const same = (t.dtype === 'f32' && dtype === 'F32') || (t.dtype === 'bf16' && dtype === 'BF16') || (t.dtype === 'f16' && dtype === 'F16');
       entries.push({ name, dtype, shape: t.shape, data: () => (same && t.isContiguous() ? t.data as ArrayBufferView : floatsAs(t.toFloat32Array(), dtype)) });
     }
-    const shapes = new Map<string, readonly number[]>();
+    const shapes = new Map<string, readonly number[]>(), formats = new Map<string, QuantFormat>();
     for (const [name, w] of packed) {
       shapes.set(name, w.shape);
+      formats.set(name, w.format);
       bytes += w.bytes.length;
       entries.push({ name, dtype: 'U8', shape: [w.bytes.length], data: w.bytes });
     }
@@ -93,7 +94,7 @@ export function quantizeCheckpoint(src: string, out: string, format: QuantFormat
         if (f !== 'config.json' && isModelSideFile(f) && statSync(p).isFile()) copyFileSync(p, join(tmp, f));
       }
       writeTextFileAtomic(join(tmp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
-      writeSafetensors(join(tmp, 'model.safetensors'), entries, { format: 'pt', [QUANT_METADATA_KEY]: quantMetadata(format, doubleQuant, shapes) });
+      writeSafetensors(join(tmp, 'model.safetensors'), entries, { format: 'pt', [QUANT_METADATA_KEY]: quantMetadata(format, doubleQuant, shapes, formats) });
     });
     return { quantized: packed.size, kept: entries.length - packed.size, bytes };
   } finally {

@@ -2,6 +2,7 @@
 // through these (structurally: generate's CausalLM, train's AdaptableModel / ParameterizedModel are satisfied
 // without models/ importing generate/ or train/). A family folder implements them; models/index.ts picks it.
 import type { Tensor } from '../engine/tensor.js';
+import type { QuantizedWeight } from '../engine/quant/weight.js';
 import type { Linear } from './common.js';
 
 /** The model's key/value cache for one batch. Rows are in the order of the batch given to prefill. */
@@ -60,9 +61,10 @@ export interface TrainableModel {
   logitsAt(inputs: ModelForwardInputs, rows: readonly number[]): Tensor;
   /**
    * logitsAt before the lm_head: the final hidden states [rows.length, H] at those rows, and the head's weight
-   * [V, H]. A loss that applies the head itself (linearCrossEntropy, which never holds the logits) reads this.
+   * [V, H] (block-quantized in an NF4 model, whose tied embeddings are Q8_0). A loss that applies the head itself
+   * (linearCrossEntropy, which never holds the logits) reads this.
    */
-  hiddenAt?(inputs: ModelForwardInputs, rows: readonly number[]): { hidden: Tensor; head: Tensor };
+  hiddenAt?(inputs: ModelForwardInputs, rows: readonly number[]): { hidden: Tensor; head: Tensor | QuantizedWeight };
   /** Whether the vision tower has anything that requires grad (else it runs without a graph). */
   visionTrains(): boolean;
   /** Recompute activations in the backward pass (only in parts that train). Off after training. */

@@ -296,9 +296,12 @@ export class Trainer<E, B extends MicroBatch = MicroBatch, M extends LoopModel =
           loss += tidy(() => {
             const l = this.objective.loss(this.model, b, targets);
             const v = l.item();
-            // not backward's releaseSaved: freeing activations in the middle of glibc's heap during a 17-tile
-            // backward raised peak RSS from 9.0 to 12.4 GB (fragmentation) while the engine's live bytes fell
-            backward(l);
+            // releaseSaved: each activation is freed once the backward has read it for the last time (nothing
+            // reads the graph afterwards), so the step's memory falls during its backward. It was once taken off
+            // because freeing activations in the middle of glibc's heap raised a 17-tile step's RSS (9.0 -> 12.4
+            // GB, fragmentation); activations of 256 KB and more are now their own mappings (native/glue/memory.cc)
+            // and go back to the system when freed
+            backward(l, undefined, { releaseSaved: true });
             return v;
           });
           samples += b.batchSize;

@@ -206,3 +206,67 @@ test('linearCrossEntropy holds no [N, V] tensor between the forward and the back
   assert.throws(() => vk.linearCrossEntropy(x, w, vk.tensor(Array(N).fill(V), [N], { backend: nat, dtype: 'i32' })), /out of range/);
   for (const a of [w, x, t, wt]) a.dispose();
 });
+
+// A block-quantized head (an NF4 model's Q8_0 tied embeddings): the chunks' products read its blocks, as linear
+// with that weight does, so one chunk gives the pair's bits; both equal the dequantized f32 head to f32 rounding.
+test('linearCrossEntropy with a block-quantized head equals crossEntropy(linear(x, w)) on the same weight', () => {
+  const N = 37, K = 64, V = 1000;
+  const w32 = vk.tidy(() => vk.mul(vk.randn([V, K], { backend: nat, seed: 5 }), 0.2));
+  const xv = vk.randn([N, K], { backend: nat, seed: 6 }).toArray();
+  const tv = Array.from({ length: N }, (_, i) => (i % 7 === 3 ? -100 : (i * 131) % V));
+  for (const fmt of ['q8_0', 'q4_0', 'nf4'] as const) {
+    const wq = vk.quantize(w32, fmt);
+    const deq = wq.dequantize();
+    const run = (head: vk.Tensor | vk.QuantizedWeight, fused: boolean, rows: number, chunkBytes?: number) => vk.tidy(() => {
+      const x = vk.tensor(xv.slice(0, rows * K), [rows, K], { backend: nat, requiresGrad: true });
+      const t = vk.tensor(tv.slice(0, rows), [rows], { backend: nat, dtype: 'i32' });
+      const l = fused ? vk.linearCrossEntropy(x, head, t, { reduction: 'sum', chunkBytes }) : vk.crossEntropy(vk.linear(x, head), t, { reduction: 'sum' });
+      vk.backward(l);
+      const r = { loss: l.toArray(), gx: x.grad!.toArray() };
+      x.grad!.dispose();
+      return r;
+    });
+    const want = run(wq, false, N);
+    const one = run(wq, true, N);
+    assert.deepEqual(one.loss, want.loss, `${fmt}: one chunk gives the pair's loss`);
+    assert.deepEqual(one.gx, want.gx, `${fmt}: one chunk gives the pair's gradient`);
+    const chunked = run(wq, true, N, 5 * V * 4);
+    assertClose(`${fmt} chunks of 5 rows: loss`, chunked.loss, want.loss, 1e-6);
+    assertClose(`${fmt} chunks of 5 rows: gradient`, chunked.gx, want.gx, 1e-5);
+    const f32 = run(deq, true, N);
+    assertClose(`${fmt} against the dequantized f32 head: loss`, one.loss, f32.loss, 1e-5);
+    assertClose(`${fmt} against the dequantized f32 head: gradient`, one.gx, f32.gx, 1e-4);
+    // without a graph (inference over a few rows) the products take the 8-bit-activation kernels, in both
+    const ng = (fused: boolean) => vk.noGrad(() => vk.tidy(() => {
+      const x = vk.tensor(xv.slice(0, 4 * K), [4, K], { backend: nat });
+      const t = vk.tensor(tv.slice(0, 4), [4], { backend: nat, dtype: 'i32' });
+      return (fused ? vk.linearCrossEntropy(x, wq, t, { reduction: 'none' }) : vk.crossEntropy(vk.linear(x, wq), t, { reduction: 'none' })).toArray();
+    }));
+    assert.deepEqual(ng(true), ng(false), `${fmt}: without a graph, the fused op equals the pair`);
+    deq.dispose();
+    wq.dispose();
+  }
+  w32.dispose();
+});
+
+test('embedding in a Q8_0 or Q4_0 table gives the dequantized table\'s rows bit for bit; NF4 is refused', () => {
+  const V = 300, D = 64;
+  const w32 = vk.tidy(() => vk.mul(vk.randn([V, D], { backend: nat, seed: 9 }), 0.3));
+  const ids = vk.tensor([0, 299, 17, 17, 5, 150], [2, 3], { backend: nat, dtype: 'i32' });
+  for (const fmt of ['q8_0', 'q4_0'] as const) {
+    const wq = vk.quantize(w32, fmt);
+    const deq = wq.dequantize();
+    const got = vk.embedding(wq, ids), want = vk.embedding(deq, ids);
+    assert.deepEqual(got.shape, [2, 3, D]);
+    assert.equal(got.dtype, 'f32');
+    assert.deepEqual(got.toArray(), want.toArray(), fmt);
+    assert.throws(() => vk.embedding(wq, vk.tensor([V], [1], { backend: nat, dtype: 'i32' })), /out of range/);
+    for (const t of [got, want, deq]) t.dispose();
+    wq.dispose();
+  }
+  const n = vk.quantize(w32, 'nf4');
+  assert.throws(() => vk.embedding(n, ids), /Q8_0 or Q4_0 weights only/);
+  n.dispose();
+  ids.dispose();
+  w32.dispose();
+});

@@ -20,6 +20,7 @@ test('a quantized model holds a Q8_0 copy of the lm_head, read by few-row infere
     assert.ok(copy, 'a q4_0 model has a decode copy of the lm_head');
     assert.equal(copy.format, 'q8_0');
     assert.deepEqual(copy.shape, head.shape);
+    assert.ok(head instanceof vk.Tensor, 'a q4_0 model keeps its 16/32-bit lm_head');
     const again = vk.quantize(head, 'q8_0');
     assert.ok(Buffer.from(copy.bytes).equals(Buffer.from(again.bytes)), 'the copy is the lm_head quantized to Q8_0');
     again.dispose();

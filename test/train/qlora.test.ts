@@ -88,3 +88,61 @@ test('a Linear<QuantizedWeight> is a Linear: models keep their plain type', () =
   assert.equal(a.w.rank, 2);
   (l.w as Tensor).dispose();
 });
+
+// The whole model: an NF4 base (its token embeddings and lm_head in Q8_0, as Idefics3Model.quantize keeps them)
+// against the f32 model holding every packed weight's dequantized values. The loss runs as training runs it
+// (causalLmLoss: the lookup in the Q8_0 table, the fused head loss reading the Q8_0 head); the adapters' gradients
+// agree to the issue's bound.
+test('QLoRA on the tiny Idefics3 model: adapter gradients equal those of the f32 model holding the dequantized weights', async () => {
+  const { loadModel } = await import('../../src/models/idefics3/model.js');
+  const { causalLmLoss } = await import('../../src/train/loss.js');
+  const TINY = new URL('../fixtures/reference/tiny-idefics3', import.meta.url).pathname;
+  const q = loadModel(TINY, { dtype: 'f32', quant: 'nf4' });
+  const f = loadModel(TINY, { dtype: 'f32' });
+  const deq: Tensor[] = [];
+  try {
+    const packed = q.quantizedWeights();
+    assert.equal(packed.get('model.text_model.embed_tokens.weight')?.format, 'q8_0');
+    assert.equal(packed.get('lm_head.weight')?.format, 'q8_0');
+    // f: every packed weight of q as its dequantized f32 values
+    const fl = f.linears();
+    for (const [name, w] of packed) {
+      const d = w.dequantize();
+      deq.push(d);
+      if (name === 'model.text_model.embed_tokens.weight') f.text.w.embed = d;
+      else if (name === 'lm_head.weight') f.text.w.lmHead = d;
+      else fl.get(name.slice(0, -'.weight'.length))!.w = d;
+    }
+    const grads = (m: typeof q) => tidy(() => {
+      const lora = LoraModel.create(m, { targetModules: ['q_proj', 'v_proj', 'down_proj'], r: 4, loraAlpha: 8, initLoraWeights: false }, { seed: 7 });
+      const T = 12, ids = Array.from({ length: T }, (_, t) => 3 + ((t * 37) % 90));
+      const inputIds = tensor(ids, [1, T], { backend: nat, dtype: 'i32' });
+      const labels = ids.map((v, t) => (t < 4 ? -100 : v));
+      backward(causalLmLoss(m, { inputIds }, labels));
+      const out = new Map<string, number[]>();
+      for (const [name, t] of lora.parameters()) {
+        if (name.includes('vision_model')) continue; // (no image here: the tower's adapters take no gradient)
+        assert.ok(t.grad, `${name} has a gradient`);
+        out.set(name, t.grad.toArray());
+      }
+      lora.remove();
+      return out;
+    });
+    const gq = grads(q), gf = grads(f);
+    assert.ok(gq.size > 0);
+    for (const [name, g] of gq) {
+      const want = gf.get(name)!;
+      let maxRef = 0, maxDiff = 0;
+      for (let i = 0; i < g.length; i++) {
+        maxRef = Math.max(maxRef, Math.abs(want[i]));
+        maxDiff = Math.max(maxDiff, Math.abs(g[i] - want[i]));
+      }
+      const rel = maxDiff / maxRef;
+      assert.ok(maxRef > 0 && Number.isFinite(rel) && rel <= 1e-4, `${name}: max rel err ${rel}`);
+    }
+  } finally {
+    q.dispose();
+    f.dispose();
+    for (const d of deq) d.dispose();
+  }
+});

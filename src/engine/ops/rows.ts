@@ -3,6 +3,7 @@
 import { record } from '../autograd.js';
 import { Tensor, contiguousStrides } from '../tensor.js';
 import { isInt } from '../dtype.js';
+import { QuantizedWeight } from '../quant/weight.js';
 import { ShapeError, VlmkitError } from '../../errors.js';
 
 const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
@@ -47,9 +48,19 @@ function reshaped(t: Tensor, shape: readonly number[]): Tensor {
 
 /**
  * Embedding lookup: weight [V, D] (f32/bf16/f16), ids of any shape (i32/i64) -> [...ids.shape, D] in f32.
- * The gradient to the weight is a deterministic scatter-add.
+ * The gradient to the weight is a deterministic scatter-add. A block-quantized table (Q8_0/Q4_0: an NF4 base's
+ * token embeddings) is frozen: each looked-up row is dequantized from its own blocks (never the whole table) and
+ * nothing is recorded.
  */
-export function embedding(weight: Tensor, ids: Tensor): Tensor {
+export function embedding(weight: Tensor | QuantizedWeight, ids: Tensor): Tensor {
+  if (weight instanceof QuantizedWeight) {
+    if (weight.backend !== ids.backend) throw new ShapeError('embedding: weight and ids live on different backends');
+    const [V, D] = weight.shape;
+    const v = checkIndices('embedding', 'id', ids, V, 'a vocabulary');
+    const out = Tensor.empty(weight.backend, [...ids.shape, D], 'f32');
+    weight.dequantizeRows(v, out.data as Float32Array);
+    return out;
+  }
   if (weight.rank !== 2 || !weight.isFloat)
     throw new ShapeError(`embedding: weight must be a float [vocab, dim] matrix, got ${weight.dtype} ${fmt(weight.shape)} (ids ${fmt(ids.shape)})`);
   if (weight.backend !== ids.backend) throw new ShapeError('embedding: weight and ids live on different backends');

@@ -2,6 +2,8 @@
 import { record } from '../autograd.js';
 import { Tensor, contiguousStrides } from '../tensor.js';
 import { isInt } from '../dtype.js';
+import { int8ActivationsNow } from '../quant/activations.js';
+import { QuantizedWeight } from '../quant/weight.js';
 import { ShapeError, VlmkitError } from '../../errors.js';
 import { div } from './elementwise.js';
 import { sum } from './reduce.js';
@@ -153,8 +155,10 @@ function rowsOf(t: Tensor, r0: number, r1: number): Tensor {
  * the end of the step, while the whole model's backward runs: 16 MB each for 84 targets of a 49,152-word
  * vocabulary. The numbers are those of the pair chunk for chunk (the same kernels on the same rows); one chunk
  * (N · V · 4 <= chunkBytes) gives the pair's bits. The gradient flows to x only: a w that requires grad is refused.
+ * w may be block-quantized (an NF4 base keeps its tied embeddings / lm_head in Q8_0): the chunks' products read
+ * its blocks directly, as linear does, never a dequantized copy of the head.
  */
-export function linearCrossEntropy(x: Tensor, w: Tensor, targets: Tensor, o: LinearCrossEntropyOptions = {}): Tensor {
+export function linearCrossEntropy(x: Tensor, w: Tensor | QuantizedWeight, targets: Tensor, o: LinearCrossEntropyOptions = {}): Tensor {
   const ignore = o.ignoreIndex ?? -100;
   const reduction = o.reduction ?? 'mean';
   checkFloat('linearCrossEntropy', x);
@@ -165,6 +169,7 @@ export function linearCrossEntropy(x: Tensor, w: Tensor, targets: Tensor, o: Lin
   if (!isInt(targets.dtype) || targets.rank !== 1 || targets.shape[0] !== x.shape[0])
     throw new ShapeError(`linearCrossEntropy: targets must be integer class indices [${x.shape[0]}], got ${targets.dtype} ${fmt(targets.shape)}`);
   if (w.backend !== x.backend || targets.backend !== x.backend) throw new ShapeError('linearCrossEntropy: x, w and targets live on different backends');
+  if (w instanceof QuantizedWeight) w.assertLive();
   if (reduction !== 'mean' && reduction !== 'sum' && reduction !== 'none')
     throw new ShapeError(`linearCrossEntropy: unknown reduction '${String(reduction)}' (use 'mean', 'sum' or 'none')`);
   const [N, K] = x.shape as [number, number];
@@ -172,6 +177,10 @@ export function linearCrossEntropy(x: Tensor, w: Tensor, targets: Tensor, o: Lin
   const count = countTargets('linearCrossEntropy', targets, V, ignore);
 
   const B = x.backend;
+  // a quantized head: the forward's products as linear takes them now (8-bit activations only where no graph is
+  // recorded, so never when a backward follows); the backward recomputes them exact, as the recorded forward was
+  const head = (xr: Tensor, int8: boolean) => (w instanceof QuantizedWeight ? B.quantLinear(xr, w, null, int8) : B.linear(xr, w, null));
+  const int8 = int8ActivationsNow();
   const rows = Math.max(1, Math.floor((o.chunkBytes ?? 32 << 20) / (4 * Math.max(V, 1))));
   const xc = x.isContiguous() ? x.view(x.shape, x.strides, x.offset) : B.contiguous(x);
   const t1 = flatView(targets, [N]);
@@ -180,7 +189,7 @@ export function linearCrossEntropy(x: Tensor, w: Tensor, targets: Tensor, o: Lin
   for (let r0 = 0; r0 < N; r0 += rows) {
     const r1 = Math.min(N, r0 + rows);
     const xr = rowsOf(xc, r0, r1), tr = rowsOf(t1, r0, r1);
-    const logits = B.linear(xr, w, null);
+    const logits = head(xr, int8);
     const c = B.crossEntropy(logits, tr, ignore);
     losses.data.set(c.losses.data as never, r0);
     lse.data.set(c.lse.data as never, r0);
@@ -192,10 +201,10 @@ export function linearCrossEntropy(x: Tensor, w: Tensor, targets: Tensor, o: Lin
     for (let r0 = 0; r0 < N; r0 += rows) {
       const r1 = Math.min(N, r0 + rows);
       const xr = rowsOf(xc, r0, r1), tr = rowsOf(t1, r0, r1), lr = rowsOf(lse, r0, r1), gr = rowsOf(gRow, r0, r1);
-      const logits = B.linear(xr, w, null);
+      const logits = head(xr, false);
       const gl = B.crossEntropyBackward(logits, tr, lr, gr, ignore);
       logits.dispose();
-      const p = B.matmul(gl, w, false, false); // [rows, K], as linear's rule
+      const p = w instanceof QuantizedWeight ? B.quantLinearGradInput(gl, w) : B.matmul(gl, w, false, false); // [rows, K], as linear's rule
       gl.dispose();
       gx.data.set(p.data as never, r0 * K);
       for (const t of [xr, tr, lr, gr, p]) t.dispose();

@@ -113,6 +113,25 @@ export class QuantizedWeight {
     return wrapF32(this.backend, out, this.shape);
   }
 
+  /**
+   * Rows `rows` of the values, dequantized into out (rows.length x in, in order): an embedding lookup in a quantized
+   * table reads only the blocks of the rows it looks up. Q8_0 and Q4_0 (each row is whole blocks with their scales
+   * inside); NF4's statistics are stored apart from its codes and are not read row by row.
+   */
+  dequantizeRows(rows: ArrayLike<number>, out: Float32Array): void {
+    this.assertLive();
+    if (this.format === 'nf4') throw new VlmkitError('E_QUANT', `${this.name ?? 'an nf4 weight'}: rows are read from Q8_0 or Q4_0 weights only, not nf4`);
+    const [V, K] = this.shape;
+    const f = WEIGHT_FORMATS[this.format], rowBytes = (K / f.blockValues) * f.blockBytes;
+    if (out.length !== rows.length * K) throw new ShapeError(`dequantizeRows: out holds ${out.length} values, ${rows.length} rows of ${K} need ${rows.length * K}`);
+    const bytes = this.bytes, deq = this.format === 'q8_0' ? dequantizeQ8_0 : dequantizeQ4_0;
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      if (!(Number.isInteger(r) && r >= 0 && r < V)) throw new ShapeError(`dequantizeRows: row ${r} is out of range for [${V}, ${K}]`);
+      deq(bytes.subarray(r * rowBytes, (r + 1) * rowBytes), out.subarray(i * K, (i + 1) * K));
+    }
+  }
+
   assertLive(): void {
     if (this.isDisposed) throw new Error(`vlmkit: ${this.format} weight [${this.shape}] was used after dispose()`);
   }

@@ -48,6 +48,9 @@ interface SelectedTiles {
   mask: PatchMask;
 }
 
+const EMBED_NAME = 'model.text_model.embed_tokens.weight';
+const LM_HEAD_NAME = 'lm_head.weight';
+
 /** transformers parameter names of the vision tower (SigLIP encoder and its embeddings) */
 export const VISION_TOWER: RegExp = /(^|\.)vision_model\./;
 
@@ -72,6 +75,9 @@ export class Idefics3Model implements VisionLanguageModel {
     this.named = named;
     this.linearMap = linears;
     for (const [path, l] of linears) if (l.w instanceof QuantizedWeight) this.packed.set(`${path}.weight`, l.w);
+    // an NF4 checkpoint's Q8_0 token embeddings (and its lm_head, when not tied)
+    if (weights.text.embed instanceof QuantizedWeight) this.packed.set(EMBED_NAME, weights.text.embed);
+    if (!weights.text.tied && weights.text.lmHead instanceof QuantizedWeight) this.packed.set(LM_HEAD_NAME, weights.text.lmHead);
     this.vision = new VisionTransformer(config.vision, weights.vision);
     this.connector = new Connector(config.scaleFactor, weights.connector);
     this.text = new LlamaText(config.text, weights.text);
@@ -81,9 +87,10 @@ export class Idefics3Model implements VisionLanguageModel {
   // A quantized model decodes with a Q8_0 copy of the lm_head: on the SmolVLM-256M shape the tied bf16 embeddings
   // are 57 MB of every token's reads, the copy 30 (llama.cpp quantizes output.weight as well). Prompts, training and
   // scoring keep the 16/32-bit weight; the copy is never written to a checkpoint (docs/quantization.md).
+  // (An NF4 model's lm_head is Q8_0 already, as its tied embeddings: no copy.)
   private makeDecodeHead(): void {
     const h = this.text.w.lmHead;
-    if (this.packed.size === 0 || this.text.decodeHeadMaker || h.rank !== 2 || h.shape[1] % WEIGHT_FORMATS.q8_0.blockValues !== 0) return;
+    if (this.packed.size === 0 || this.text.decodeHeadMaker || h instanceof QuantizedWeight || h.rank !== 2 || h.shape[1] % WEIGHT_FORMATS.q8_0.blockValues !== 0) return;
     // made on first use: a training step never reads it
     this.text.decodeHeadMaker = () => QuantizedWeight.quantize(h, 'q8_0', 'weight "lm_head.weight" (its decode copy)');
   }
@@ -108,13 +115,16 @@ export class Idefics3Model implements VisionLanguageModel {
   /**
    * Stores the weights of the transformer layers' linears (text and vision: attention and MLP projections) and of
    * the connector in a block format, in place: the forward reads them packed from then on, and the f32/bf16
-   * tensors are released. The embeddings (and a tied lm_head), the norms, biases, position embeddings and the
-   * vision patch embedding stay as they are, as does a linear whose input size is not a multiple of the format's
-   * block (docs/quantization.md). A linear with adapters attached is quantized under them (QLoRA).
+   * tensors are released. The norms, biases, position embeddings and the vision patch embedding stay as they are,
+   * as does a linear whose input size is not a multiple of the format's block (docs/quantization.md). A linear
+   * with adapters attached is quantized under them (QLoRA). The token embeddings (and a tied lm_head) stay 16/32-bit
+   * under Q8_0 and Q4_0, and go to Q8_0 under NF4 (see embeddingsToQ8).
    */
   quantize(format: QuantFormat, o: QuantOptions & { onWeight?: (name: string, done: number, total: number) => void } = {}): void {
     const block = WEIGHT_FORMATS[format].blockValues;
     const todo = [...this.linearMap].filter(([path, l]) => l.w instanceof Tensor && !path.endsWith('.patch_embedding') && l.w.rank === 2 && l.w.shape[1] % block === 0);
+    const tables = format === 'nf4' ? this.embeddingsToQ8() : [];
+    const total = todo.length + tables.length;
     let done = 0;
     for (const [path, l] of todo) {
       const name = `${path}.weight`, t = l.w as Tensor;
@@ -125,9 +135,40 @@ export class Idefics3Model implements VisionLanguageModel {
       this.packed.set(name, q);
       this.named.delete(name);
       t.dispose();
-      o.onWeight?.(name, ++done, todo.length);
+      o.onWeight?.(name, ++done, total);
+    }
+    for (const name of tables) {
+      this.quantizeTable(name);
+      o.onWeight?.(name, ++done, total);
     }
     this.makeDecodeHead();
+  }
+
+  // NF4 is QLoRA's format, where the point is a small training footprint: on the SmolVLM-256M shape the tied bf16
+  // embeddings / lm_head are 57 MB of a 157 MB NF4 model, 30 MB in Q8_0 (llama.cpp's 4-bit files keep token_embd
+  // in a block format as well). bitsandbytes' QLoRA keeps them 16-bit; vlmkit's choice is documented in
+  // docs/quantization.md and README. The lookup reads only the rows it needs (embedding) and the loss reads the
+  // head's blocks in its products (linearCrossEntropy): no dequantized copy of the table is ever made. An untied
+  // lm_head goes to Q8_0 too. A table whose width is not a multiple of 32 stays as it is.
+  private embeddingsToQ8(): string[] {
+    const fits = (t: Tensor | QuantizedWeight) => t instanceof Tensor && t.rank === 2 && t.shape[1] % WEIGHT_FORMATS.q8_0.blockValues === 0;
+    const tw = this.text.w;
+    return [...(fits(tw.embed) ? [EMBED_NAME] : []), ...(!tw.tied && fits(tw.lmHead) ? [LM_HEAD_NAME] : [])];
+  }
+
+  /** The token embeddings (with a tied lm_head) or an untied lm_head to Q8_0, in place. */
+  private quantizeTable(name: string): void {
+    const tw = this.text.w, t = name === EMBED_NAME ? tw.embed : tw.lmHead;
+    if (!(t instanceof Tensor)) return;
+    const q = QuantizedWeight.quantize(t, 'q8_0', `weight "${name}"`);
+    q.name = name;
+    this.packed.set(name, q);
+    this.named.delete(name);
+    if (name === EMBED_NAME) {
+      tw.embed = q;
+      if (tw.tied) tw.lmHead = q;
+    } else tw.lmHead = q;
+    t.dispose();
   }
 
   /**
@@ -282,7 +323,7 @@ export class Idefics3Model implements VisionLanguageModel {
     return linear(hidden, head);
   }
 
-  hiddenAt(inputs: Idefics3Inputs, rows: readonly number[]): { hidden: Tensor; head: Tensor } {
+  hiddenAt(inputs: Idefics3Inputs, rows: readonly number[]): { hidden: Tensor; head: Tensor | QuantizedWeight } {
     const [B, T] = inputs.inputIds.shape;
     const H = this.config.text.hiddenSize;
     let feats: Tensor | null = null;

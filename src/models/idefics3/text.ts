@@ -346,7 +346,7 @@ export class LlamaText {
       return be.llamaDecode(x, {
         layers, heads, kvHeads, headDim, eps, scale: headDim ** -0.5, past, positions: pos, keyMask: mask, invFreq: this.invFreq,
         // the lm_head the next call reads (warmed for tensor weights only; a quantized model reads its decodeHead)
-        finalNorm: this.w.norm, next: this.w.lmHead,
+        finalNorm: this.w.norm, next: this.w.lmHead instanceof Tensor ? this.w.lmHead : null,
       });
     } finally {
       if (pos !== given) pos.dispose();

@@ -53,11 +53,12 @@ export interface TextLayerWeights {
   down: Linear;
 }
 export interface TextWeights {
-  embed: Tensor;
+  /** the token embeddings: Q8_0 under an NF4 base (Idefics3Model.quantize), else a tensor */
+  embed: Tensor | QuantizedWeight;
   layers: TextLayerWeights[];
   norm: Tensor;
-  /** the same tensor as embed when tied */
-  lmHead: Tensor;
+  /** the same weight as embed when tied */
+  lmHead: Tensor | QuantizedWeight;
   tied: boolean;
 }
 export interface Idefics3Weights {
@@ -189,7 +190,7 @@ function resolveIdefics3Tensors(ckpt: Checkpoint, cfg: Idefics3Config, specs: re
         `, expected shape ${fmt(spec.shape)} in ${ckpt.files.join(', ')}; the checkpoint does not match its config.json`);
     const info = ckpt.info(name);
     // a packed block-quantized weight (vlmkit quantize) is a U8 tensor whose [out, in] is in its file's metadata
-    const q = info.dtype === 'U8' && spec.kind === 'matrix' ? quantEntry(ckpt.metadataOf(name), name, info.file) : null;
+    const q = info.dtype === 'U8' && (spec.kind === 'matrix' || spec.key === 'text.embed') ? quantEntry(ckpt.metadataOf(name), name, info.file) : null;
     const shape = q ? q.shape : info.shape;
     if (shape.length !== spec.shape.length || shape.some((d, i) => d !== spec.shape[i]))
       throw new FileFormatError(`tensor "${name}" in ${info.file} has ${q ? `${q.format} weights of shape` : 'shape'} ${fmt(shape)}, expected ${fmt(spec.shape)} from ${cfgPath} ` +
@@ -289,7 +290,7 @@ export function assembleIdefics3Weights(cfg: Idefics3Config, flat: Map<string, T
     }),
     post: norm('vision.post'),
   };
-  const embed = g('text.embed');
+  const embed = wOf('text.embed');
   const text: TextWeights = {
     embed,
     layers: Array.from({ length: cfg.text.numHiddenLayers }, (_, i) => {
@@ -300,7 +301,7 @@ export function assembleIdefics3Weights(cfg: Idefics3Config, flat: Map<string, T
       };
     }),
     norm: g('text.norm'),
-    lmHead: tied ? embed : g('lmHead'),
+    lmHead: tied ? embed : wOf('lmHead'),
     tied,
   };
   const proj = wOf('connector.proj');

@@ -335,6 +335,20 @@ export async function readJsonlRows<T>(file: string, what: string, o: Pick<SftDa
   const lines = text.split('\n');
   const total = opts.onRow ? lines.reduce((n, l) => n + (l.trim() ? 1 : 0), 0) : 0;
   let rows = 0;
+  // Rows are encoded a few at a time, kept in file order: a row with a video waits on an ffprobe process, and with
+  // WINDOW rows in flight those overlap (3,000 clips loaded one after the other took minutes). The window bounds
+  // what is in flight, so memory does not grow with the file.
+  const WINDOW = 4;
+  const pending: { line: number; result: Promise<T> }[] = [];
+  const settle = async ({ line, result }: { line: number; result: Promise<T> }): Promise<void> => {
+    try {
+      examples.push(await result);
+    } catch (e) {
+      if (!(e instanceof RowProblem)) throw e;
+      if (!skipBadRows) throw rowError(file, line, `${e.message} (pass --skip-bad-rows to skip such rows)`);
+      skipped.push({ file, line, reason: e.message });
+    }
+  };
   for (let i = 0; i < lines.length; i++) {
     const raw = lines[i]!.trim();
     if (!raw) continue;
@@ -342,20 +356,21 @@ export async function readJsonlRows<T>(file: string, what: string, o: Pick<SftDa
     if (rows % 100 === 0) opts.onRow?.(rows, total);
     rows++;
     const line = i + 1;
-    try {
+    const result = (async () => {
       let obj: unknown;
       try {
         obj = JSON.parse(raw);
       } catch (e) {
         bad(`not valid JSON (${(e as Error).message})`);
       }
-      examples.push(await encode(obj, line, baseDir));
-    } catch (e) {
-      if (!(e instanceof RowProblem)) throw e;
-      if (!skipBadRows) throw rowError(file, line, `${e.message} (pass --skip-bad-rows to skip such rows)`);
-      skipped.push({ file, line, reason: e.message });
-    }
+      return encode(obj, line, baseDir);
+    })();
+    // settled in order below; until then a failure must not count as unhandled
+    result.catch(() => {});
+    pending.push({ line, result });
+    if (pending.length >= WINDOW) await settle(pending.shift()!);
   }
+  while (pending.length) await settle(pending.shift()!);
   if (!examples.length)
     throw new VlmkitError('E_DATA', `${file}: no usable ${what}${rows ? ` (${skipped.length} of ${rows} skipped as bad)` : ' (the file is empty)'}`);
   opts.onRow?.(rows, total);

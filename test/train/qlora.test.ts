@@ -64,21 +64,23 @@ function loraGrads(b: Backend, quantized: boolean, M: number, fmt: QuantFormat =
   });
 }
 
+/** Max |g - want| over max |want| at most `tol` (a zero or non-finite reference fails). */
+function assertClose(g: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
+  let maxRef = 0, maxDiff = 0;
+  for (let i = 0; i < g.length; i++) {
+    maxRef = Math.max(maxRef, Math.abs(want[i]!));
+    maxDiff = Math.max(maxDiff, Math.abs(g[i]! - want[i]!));
+  }
+  const rel = maxDiff / maxRef;
+  assert.ok(g.length === want.length && maxRef > 0 && Number.isFinite(rel) && rel <= tol, `${what}: max rel err ${rel}`);
+}
+
 test('LoRA on a Q8_0, Q4_0 or NF4 base (QLoRA): adapter gradients equal those on the dequantized f32 base', () => {
   // 3 rows: the decode kernels; 40 rows: gemm_nt strips (Q8_0) or decoded panels, and the decoded-panel input gradient
   for (const [fmt, M] of [['q8_0', 3], ['q8_0', 40], ['q4_0', 3], ['q4_0', 40], ['nf4', 3], ['nf4', 40]] as const) {
     const gq = loraGrads(nat, true, M, fmt), gf = loraGrads(nat, false, M, fmt);
     assert.equal(gq.size, 4);
-    for (const [name, g] of gq) {
-      const want = gf.get(name)!;
-      let maxRef = 0, maxDiff = 0;
-      for (let i = 0; i < g.length; i++) {
-        maxRef = Math.max(maxRef, Math.abs(want[i]));
-        maxDiff = Math.max(maxDiff, Math.abs(g[i] - want[i]));
-      }
-      const rel = maxDiff / maxRef;
-      assert.ok(maxRef > 0 && Number.isFinite(rel) && rel <= 1e-5, `${fmt} ${name} (${M} rows): max rel err ${rel}`);
-    }
+    for (const [name, g] of gq) assertClose(g, gf.get(name)!, 1e-5, `${fmt} ${name} (${M} rows)`);
   }
 });
 
@@ -130,16 +132,7 @@ test('QLoRA on the tiny Idefics3 model: adapter gradients equal those of the f32
     });
     const gq = grads(q), gf = grads(f);
     assert.ok(gq.size > 0);
-    for (const [name, g] of gq) {
-      const want = gf.get(name)!;
-      let maxRef = 0, maxDiff = 0;
-      for (let i = 0; i < g.length; i++) {
-        maxRef = Math.max(maxRef, Math.abs(want[i]));
-        maxDiff = Math.max(maxDiff, Math.abs(g[i] - want[i]));
-      }
-      const rel = maxDiff / maxRef;
-      assert.ok(maxRef > 0 && Number.isFinite(rel) && rel <= 1e-4, `${name}: max rel err ${rel}`);
-    }
+    for (const [name, g] of gq) assertClose(g, gf.get(name)!, 1e-4, name);
   } finally {
     q.dispose();
     f.dispose();

@@ -1,7 +1,12 @@
 // Native buffers: 64-byte aligned, uninitialised, handed to JS as external ArrayBuffers. `free` releases the
 // memory at once (deterministic, no waiting for the garbage collector) after detaching the ArrayBuffer so that
-// no JS view can touch freed memory; the GC finalizer only frees what was never freed explicitly. Every byte is
-// reported to V8 as external memory so that its heuristics see the real footprint.
+// no JS view can touch freed memory; the GC finalizer only frees what was never freed explicitly. V8 itself counts
+// every byte in its external memory (the figure behind its external-memory GC heuristics): it adds an
+// ArrayBuffer's length when the buffer is made, external or not, and takes it off at Detach (our free) or when the
+// GC sweeps the buffer. So the footprint, leaked buffers included, is seen without reports from us; reporting the
+// bytes again with AdjustExternalMemory, as we did, counted each of them twice (measured on Node 20.20: a 64 MB
+// alloc moved the count by 128 MB, by 64 MB without our report) and made a training step's activations start
+// twice as many major GCs.
 //
 // Buffers of kMapBytes and more are mappings of their own (mmap/munmap), not glibc heap blocks: freeing one gives
 // its pages back to the system at once. glibc would mmap them too at first, but its threshold is dynamic: the
@@ -31,24 +36,22 @@ struct Block {
   size_t bytes;
   void* map_base;  // non-null: a mapping of map_len bytes, released with munmap instead of free
   size_t map_len;
-  bool reported;  // counted in V8's external memory (every buffer but a mapped file)
   bool freed;
 };
 
 constexpr size_t kHeader = 64;  // the Block* is stored just before the data
 constexpr size_t kMapBytes = 256 << 10;  // buffers from this size on are mappings of their own (see above)
 
-void release(Napi::Env env, Block* b) {
+void release(Block* b) {
   if (b->freed) return;
   b->freed = true;
   warm_forget(b->data, (int64_t)b->bytes);  // no idle worker may read it once it is gone
   if (b->map_base) munmap(b->map_base, b->map_len);
   else std::free(static_cast<char*>(b->data) - kHeader);
-  if (b->reported) Napi::MemoryManagement::AdjustExternalMemory(env, -(int64_t)b->bytes);
 }
 
-void finalize(Napi::Env env, void*, Block* b) {
-  release(env, b);
+void finalize(Napi::Env, void*, Block* b) {
+  release(b);
   delete b;
 }
 
@@ -77,9 +80,8 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
   if (!base) throw Napi::Error::New(env, "vlmkit: out of memory allocating " + std::to_string(bytes) + " bytes");
   char* data = static_cast<char*>(base) + kHeader;
   if (zero && !map_base) std::memset(data, 0, bytes);
-  auto* b = new Block{data, bytes, map_base, map_len, true, false};
+  auto* b = new Block{data, bytes, map_base, map_len, false};
   *reinterpret_cast<Block**>(base) = b;
-  Napi::MemoryManagement::AdjustExternalMemory(env, (int64_t)bytes);
   return Napi::ArrayBuffer::New(env, data, bytes, finalize, b);
 }
 
@@ -93,7 +95,7 @@ Napi::Value Free(const Napi::CallbackInfo& info) {
   char* data = static_cast<char*>(ab.Data());
   Block* b = *reinterpret_cast<Block**>(data - kHeader);
   ab.Detach();
-  release(env, b);
+  release(b);
   return Napi::Boolean::New(env, true);
 }
 
@@ -117,9 +119,10 @@ Napi::Value MmapFile(const Napi::CallbackInfo& info) {
   }
   close(fd);
   char* data = base + page;
-  auto* b = new Block{data, bytes, base, bytes + page, false, false};
+  auto* b = new Block{data, bytes, base, bytes + page, false};
   *reinterpret_cast<Block**>(data - kHeader) = b;  // inside the anonymous header page
-  // Mapped pages are file-backed and shared with the page cache: not reported as external memory.
+  // Mapped pages are file-backed and shared with the page cache, but V8 counts them in its external memory like
+  // any ArrayBuffer (see the top of this file).
   return Napi::ArrayBuffer::New(env, data, bytes, finalize, b);
 }
 

@@ -15,6 +15,7 @@ import type { EvalReport } from '../src/eval/runner.js';
 // fine-tune the previous one); the config each phase ran with is PHASE_CONFIGS[i]. The held-out evaluation is the
 // last phase's; the card reports every phase's data, settings, steps and wall time.
 const PHASE_CONFIGS = ['recipes/builtin/recipe.json', 'recipes/builtin/phase2.json', 'recipes/builtin/phase3.json'];
+const VISION_RECIPE = 'recipes/builtin/vision.json';
 const runs = (process.argv[2] ?? 'runs/builtin').split(',').filter(Boolean);
 if (runs.length > PHASE_CONFIGS.length) throw new Error(`${runs.length} runs given; recipes/builtin has configs for ${PHASE_CONFIGS.length} phases`);
 const run = runs[runs.length - 1]!;
@@ -31,6 +32,8 @@ interface MetricRow { type: string; event?: string; step?: number; path?: string
 interface Dataset {
   generator: string; seed: number; size: number; questions_per_image?: number; conversation?: boolean;
   splits: Record<string, { images?: number; clips?: number; rows?: number }>;
+  /** scripts/video-rows-as-frames.ts: the video rows this file holds as frame pictures */
+  frames_of?: string;
   /** scripts/mix-rows.ts: the files a mixed training file took its rows from */
   parts?: { file: string; rows: number; dataset: Dataset }[];
 }
@@ -71,6 +74,20 @@ const start = first.start;
 const steps = lastPhase.steps;
 const wall = phases.reduce((s, p) => s + p.wall, 0);
 const allSteps = phases.reduce((s, p) => s + p.steps, 0);
+
+// a first phase on a frozen tower trained alone (its recipe's "vision-from"; scripts/pretrain-builtin.sh writes
+// the tower's metrics.jsonl beside it): what that run measured
+interface TowerRow { step: number; loss?: number; s_per_step?: number; eval_loss?: number; eval_kind_accuracy?: number; eval_color_accuracy?: number; eval_part_accuracy?: number }
+const tower = (() => {
+  const from = first.recipe['vision-from'];
+  if (typeof from !== 'string') return null;
+  const dir = join(dirname(PHASE_CONFIGS[0]!), from);
+  const rows = readFileSync(need(join(dirname(dir), 'metrics.jsonl')), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as TowerRow);
+  const trains = rows.filter((r) => r.loss !== undefined), evals = rows.filter((r) => r.eval_loss !== undefined);
+  if (!trains.length || !evals.length) throw new Error(`${dirname(dir)}/metrics.jsonl has no training step or no evaluation`);
+  const last = trains[trains.length - 1]!;
+  return { dir, frozen: first.recipe['freeze-vision'] === true, recipe: json<Record<string, unknown>>(VISION_RECIPE), steps: last.step, wall: last.step * last.s_per_step!, evals, lastEval: evals[evals.length - 1]! };
+})();
 
 const qa = json<EvalReport>(join(run, 'eval-qa.json'));
 const gr = json<EvalReport>(join(run, 'eval-grounding.json'));
@@ -117,7 +134,7 @@ const dataCommand = (d: Dataset) => {
   return `vlmkit data ${d.generator} --n ${n} --seed ${d.seed} --size ${d.size} --questions ${d.questions_per_image}${d.conversation ? ' --conversation' : ''}${split}`;
 };
 const partText = (p: { rows: number; dataset: Dataset }) => p.dataset.generator === 'motion'
-  ? `${p.rows.toLocaleString('en')} motion clips (\`${dataCommand(p.dataset)}\`, the first of its ${p.dataset.splits.train!.clips!.toLocaleString('en')} training clips; 2 frames each as the model samples them)`
+  ? `${p.rows.toLocaleString('en')} motion clips (\`${dataCommand(p.dataset)}\`, the first of its ${p.dataset.splits.train!.clips!.toLocaleString('en')} training clips; 2 frames each as the model samples them${p.dataset.frames_of ? ', written out once as pictures by `scripts/video-rows-as-frames.ts`: the same token ids and pixels, without an ffmpeg run per clip in every batch' : ''})`
   : `${p.rows.toLocaleString('en')} shapes conversations of ${p.dataset.questions_per_image} questions (\`${dataCommand(p.dataset)}\`, the first of its ${p.dataset.splits.train!.images!.toLocaleString('en')} training pictures)`;
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const DESCRIBE: Record<string, string> = {
@@ -157,14 +174,25 @@ gradient or noisy backgrounds, drawn with antialiasing.${motion ? ` The motion c
 fps, ${motionData!.size} px) of one shape that moves left, right, up or down, appears, disappears or changes colour, asked "What happens in the video?".` : ''}
 
 ## Training
-${phases.map((p, i) => {
+${tower ? `**Vision tower** (\`${VISION_RECIPE}\`, \`scripts/pretrain-vision.ts\`). The SigLIP-style encoder alone, with one linear head per
+label set on its last layer, learns to name for every ${v.patch_size} px patch of a generated picture the kind and the colour of the
+object covering it and which third of the object's box it is in (cross-entropy per patch; every batch is new pictures):
+${tower.steps.toLocaleString('en')} steps of ${tower.recipe.batch} pictures, AdamW lr ${tower.recipe.lr} (cosine), seed ${tower.recipe.seed}; about ${Math.round(tower.wall / 60)} min. On held-out
+pictures, of the patches an object covers, it names the kind of ${pct(tower.lastEval.eval_kind_accuracy!)}, the colour of ${pct(tower.lastEval.eval_color_accuracy!)} and the part of
+the box of ${pct(tower.lastEval.eval_part_accuracy!)} (kind: ${tower.evals.map((e) => pct(e.eval_kind_accuracy!)).join(' / ')} at steps ${tower.evals.map((e) => e.step.toLocaleString('en')).join(' / ')}).
+The heads are dropped; the encoder goes into the model${tower.frozen ? ' and stays frozen there' : ''}.
+
+` : ''}${phases.map((p, i) => {
   const r = p.recipe;
-  const what = i === 0 ? 'Full training from a random initialisation (transformers\' Idefics3 rules; the location tokens start as a smooth function of their bin)' : `Full fine-tuning of the phase-${i} model`;
+  const what = i === 0
+    ? (tower?.frozen ? 'The pixel-shuffle projection and the decoder trained from a random initialisation (transformers\' Idefics3 rules; the location tokens start as a smooth function of their bin) on the frozen tower'
+      : 'Full training from a random initialisation (transformers\' Idefics3 rules; the location tokens start as a smooth function of their bin)')
+    : `Full fine-tuning of the phase-${i} model`;
   const partial = p === lastPhase && p.steps < p.start.total_steps! ? ` (this model is the run's checkpoint at step ${p.steps.toLocaleString('en')} of its ${p.start.total_steps!.toLocaleString('en')}-step schedule, where it was stopped; \`--resume\` goes on from there)` : '';
   return `${phases.length > 1 ? `**Phase ${i + 1}** (\`${p.config}\`). ` : ''}${what}: ${p.steps.toLocaleString('en')} steps of ${r['batch-size']} conversations${partial}, AdamW lr ${r.lr} (${r.schedule}, warm-up ${r['warmup-ratio']}), weight decay ${r['weight-decay']}, ${r['vision-lr-scale'] !== undefined && r['vision-lr-scale'] !== 1 ? `vision tower lr x${r['vision-lr-scale']}, ` : ''}gradient clip ${r.clip}, loss on the answers only, seed ${r.seed}; ${hours(p.wall)}. Final training loss ${p.finalLoss.toFixed(3)} (mean of the last 100 steps)${p.lastEval ? `, validation loss ${p.lastEval.eval_loss!.toFixed(3)} at step ${p.lastEval.step}` : ''}.`;
 }).join('\n\n')}
 
-Wall time **${hours(wall)}** for ${allSteps.toLocaleString('en')} steps in all, on a 2-core AMD EPYC (family 19h, model 17: Zen 4, AVX-512) machine,
+Wall time **${hours(wall + (tower?.wall ?? 0))}** for ${allSteps.toLocaleString('en')} steps${tower ? ` (and the tower's ${tower.steps.toLocaleString('en')})` : ''} in all, on a 2-core AMD EPYC (family 19h, model 17: Zen 4, AVX-512) machine,
 shared during the runs with other work (about 1.1 s a step when quiet).
 
 ![loss curve](loss.png)${phases.length > 1 ? `
@@ -198,7 +226,7 @@ answers, captions and boxes are often wrong. Read its answers as a demonstration
 \`\`\`
 bash scripts/pretrain-builtin.sh
 \`\`\`
-builds the tokenizer, generates the data, runs \`vlmkit train pretrain --recipe recipes/builtin/recipe.json\`${phases.length > 1 ? `, then
+builds the tokenizer, ${tower ? `trains the vision tower (\`npx tsx scripts/pretrain-vision.ts --recipe ${VISION_RECIPE}\`), ` : ''}generates the data, runs \`vlmkit train pretrain --recipe recipes/builtin/recipe.json\`${phases.length > 1 ? `, then
 ${phases.slice(1).map((p) => `\`vlmkit train sft --config ${p.config}\``).join(' and ')} (from the repository root, on the data the script generates${phases.length > 2 ? ' and mixes' : ''})` : ''},
 evaluates (\`vlmkit eval --metric exact\` and \`--metric iou\`) and writes this folder.${steps < lastPhase.start.total_steps! ? ` This model is the last run's
 checkpoint at step ${steps}: \`npx tsx scripts/checkpoint-model.ts ${run} ${steps} ${run}/model-${steps}\` makes it, then the

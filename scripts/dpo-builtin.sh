@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # DPO on the built-in model's own mistakes (the README's DPO section): ask it 4,000 questions about pictures it never
-# trained on or was tested on (the validation split of the phase-2 data), turn each wrong answer into a preference
+# trained on or was tested on (the validation split of the seed-2 shapes data), turn each wrong answer into a preference
 # pair (the reference chosen, its own answer rejected), train a LoRA adapter with `vlmkit train dpo` on the pairs of
 # the first 3,000 questions, measure reward accuracy on the pairs of the other 1,000, and the task accuracy on the
 # model card's 2,000 held-out test questions with and without the adapter. Deterministic (greedy answers, seeded

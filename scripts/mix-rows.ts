@@ -1,5 +1,5 @@
 // npx tsx scripts/mix-rows.ts <out.jsonl> <rows.jsonl>[:N] [<rows.jsonl>[:N] ...]: one training file from several
-// (the built-in model's phase 3 mixes shapes conversations with motion clips). Takes the first N rows of each
+// (the built-in model trains on shapes conversations mixed with motion clips). Takes the first N rows of each
 // input (all when :N is left out), in the order given; the trainer shuffles by its seed, so order here does not
 // matter. Image and video paths are relative to the JSONL that names them, so each is rewritten relative to the
 // output's folder. Beside the output, dataset.json says what went in: each input's file, rows taken, and its own

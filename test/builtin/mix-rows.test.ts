@@ -1,4 +1,4 @@
-// scripts/mix-rows.ts (phase 3 of the built-in model mixes shapes conversations with motion clips): the first N rows
+// scripts/mix-rows.ts (the built-in model trains on shapes conversations mixed with motion clips): the first N rows
 // of each input, media paths rewritten so they still name the same files from the output's folder, and a
 // dataset.json that says what went in.
 import { test } from 'node:test';

@@ -6,6 +6,7 @@
 // match per question type) and eval-grounding.json (box IoU). Nothing in the card is typed by hand.
 import { copyFileSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { SafetensorsFile } from '../src/io/safetensors.js';
 import { writeDirAtomic } from '../src/io/safetensors-write.js';
 import { writePng } from '../src/eval/draw.js';
 import { linePlot, lossSeries } from '../src/eval/plot.js';
@@ -87,7 +88,7 @@ const tower = (() => {
   const trains = rows.filter((r) => r.loss !== undefined), evals = rows.filter((r) => r.eval_loss !== undefined);
   if (!trains.length || !evals.length) throw new Error(`${dirname(dir)}/metrics.jsonl has no training step or no evaluation`);
   const last = trains[trains.length - 1]!;
-  return { dir, frozen: first.recipe['freeze-vision'] === true, recipe: json<Record<string, unknown>>(VISION_RECIPE), steps: last.step, wall: last.step * last.s_per_step!, evals, lastEval: evals[evals.length - 1]! };
+  return { frozen: first.recipe['freeze-vision'] === true, recipe: json<Record<string, unknown>>(VISION_RECIPE), steps: last.step, wall: last.step * last.s_per_step!, evals, lastEval: evals[evals.length - 1]! };
 })();
 
 const qa = json<EvalReport>(join(run, 'eval-qa.json'));
@@ -150,9 +151,12 @@ const hours = (s: number) => `${Math.floor(s / 3600)} h ${Math.round((s % 3600) 
 
 // every weight of the model, the frozen tower's included (the run's start event counts only the trained ones)
 const modelParams = (() => {
-  const buf = readFileSync(join(modelSrc, 'model.safetensors'));
-  const header = JSON.parse(buf.subarray(8, 8 + Number(buf.readBigUInt64LE(0))).toString('utf8')) as Record<string, { shape?: number[] }>;
-  return Object.entries(header).filter(([k]) => k !== '__metadata__').reduce((n, [, t]) => n + t.shape!.reduce((a, b) => a * b, 1), 0);
+  const f = SafetensorsFile.open(join(modelSrc, 'model.safetensors'));
+  try {
+    return f.names().reduce((n, name) => n + f.info(name).shape.reduce((a, b) => a * b, 1), 0);
+  } finally {
+    f.close();
+  }
 })();
 // the three question types the model gets right least often, for the status line
 const weakest = Object.entries(qa.per_category).sort((a, b) => a[1].accuracy - b[1].accuracy).slice(0, 3)

@@ -1,7 +1,9 @@
 // Trains the built-in model's vision tower alone on per-patch labels of generated shapes scenes (src/train/patches.ts)
 // and writes a SigLIP vision checkpoint that `vlmkit train ... --vision-from` reads.
 //   npx tsx scripts/pretrain-vision.ts --out DIR [--recipe recipes/builtin/vision.json] [--steps N] [--batch B] [--lr X] [--seed S] [--config config.json]
-//     [--eval-every N] [--log-every N] [--stop-after N]
+//     [--eval-every N] [--log-every N] [--stop-after N] [--heads base|box] [--init DIR]
+// --heads picks the label sets (src/data/patch-labels.ts PATCH_HEAD_SETS; base when left out); --init starts from
+// a tower this script wrote (its tensors; heads it lacks start random), e.g. to add the box heads to a trained tower.
 // Progress on stderr; one JSON line per logged step and per evaluation on stdout. The tower so far is written to
 // DIR-partial at every evaluation, the finished one to DIR. --stop-after N stops after step N of the N-step schedule (the first steps of the
 // recipe, for test/builtin/vision-recipe.test.ts).
@@ -10,16 +12,20 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeDirAtomic, writeSafetensors } from '../src/io/safetensors-write.js';
 import { siglipVisionConfigFromJson } from '../src/models/siglip/config.js';
-import { PATCH_HEADS } from '../src/data/patch-labels.js';
+import { PATCH_HEAD_SETS } from '../src/data/patch-labels.js';
+import { SafetensorsFile } from '../src/io/safetensors.js';
+import { tensor } from '../src/engine/index.js';
 import { PatchModel, PatchObjective, type PatchExample, type PatchBatch } from '../src/train/patches.js';
 import { Trainer } from '../src/train/trainer.js';
 
-const { values: a } = parseArgs({ options: {
+const OPTIONS = {
   recipe: { type: 'string' },
   out: { type: 'string' }, steps: { type: 'string', default: '2000' }, batch: { type: 'string', default: '32' },
   lr: { type: 'string', default: '1e-3' }, seed: { type: 'string', default: '1' }, config: { type: 'string', default: 'recipes/builtin/config.json' },
   'eval-every': { type: 'string', default: '250' }, 'log-every': { type: 'string', default: '25' }, 'stop-after': { type: 'string' },
-} });
+  heads: { type: 'string', default: 'base' }, init: { type: 'string' },
+} as const;
+const { values: a } = parseArgs({ options: OPTIONS });
 if (!a.out) throw new Error('--out DIR is required');
 // a recipe file's keys are the flags' names (paths relative to the file); flags given here win
 if (a.recipe) {
@@ -27,16 +33,42 @@ if (a.recipe) {
   const given = new Set(process.argv.slice(2).filter((x) => x.startsWith('--')).map((x) => x.slice(2).split('=')[0]));
   for (const [k, v] of Object.entries(r)) {
     if (k === 'description' || given.has(k)) continue;
-    if (!(k in a)) throw new Error(`${a.recipe}: unknown key ${JSON.stringify(k)}`);
-    (a as Record<string, unknown>)[k] = k === 'config' ? join(dirname(a.recipe), String(v)) : String(v);
+    if (!(k in OPTIONS)) throw new Error(`${a.recipe}: unknown key ${JSON.stringify(k)}`);
+    (a as Record<string, unknown>)[k] = k === 'config' || k === 'init' ? join(dirname(a.recipe), String(v)) : String(v);
   }
 }
 const steps = Number(a.steps), batch = Number(a.batch), seed = Number(a.seed);
 const full = JSON.parse(readFileSync(a.config!, 'utf8'));
 const vj = full.vision_config ?? full;
 const cfg = siglipVisionConfigFromJson(vj, a.config!);
-const model = PatchModel.random(cfg, PATCH_HEADS, seed);
-const objective = new PatchObjective({ seed, size: cfg.imageSize, patchSize: cfg.patchSize });
+const heads = PATCH_HEAD_SETS[a.heads!];
+if (!heads) throw new Error(`--heads ${JSON.stringify(a.heads)}: use one of ${Object.keys(PATCH_HEAD_SETS).join(', ')}`);
+let model = PatchModel.random(cfg, heads, seed);
+if (a.init) {
+  // every tensor the earlier tower has replaces the random one, which must have its shape
+  const file = join(a.init, 'model.safetensors');
+  const f = SafetensorsFile.open(file);
+  try {
+    let n = 0;
+    for (const [name, t] of model.named) {
+      if (!f.has(name)) continue;
+      const info = f.info(name);
+      if (info.dtype !== 'F32' || info.shape.join(',') !== t.shape.join(',')) throw new Error(`--init ${file}: ${name} is ${info.dtype} [${info.shape}], this tower needs F32 [${t.shape}]; give a tower of the same config`);
+      const w = tensor(f.read(name).data as Float32Array, t.shape);
+      w.name = name;
+      t.dispose();
+      model.named.set(name, w);
+      n++;
+    }
+    if (!n) throw new Error(`--init ${file}: no tensor of this tower is in it; give a tower that pretrain-vision wrote`);
+    // the tower's layers hold the tensors they were made with: make it again on the swapped ones
+    model = new PatchModel(cfg, model.named, heads);
+    process.stderr.write(`init: ${n} of ${model.named.size} tensors from ${file}\n`);
+  } finally {
+    f.close();
+  }
+}
+const objective = new PatchObjective({ seed, size: cfg.imageSize, patchSize: cfg.patchSize, heads });
 const train = { examples: Array.from({ length: steps * batch }, (_, i): PatchExample => ({ index: i })) };
 // held-out scenes: indices no training step reaches
 const val = { examples: Array.from({ length: 256 }, (_, i): PatchExample => ({ index: 1e9 + i })) };
@@ -51,7 +83,7 @@ function save(dir: string): void {
   writeDirAtomic(dir, (tmp) => {
     writeSafetensors(join(tmp, 'model.safetensors'), entries, { format: 'pt' });
     writeFileSync(join(tmp, 'config.json'), JSON.stringify({
-      ...vj, architectures: ['SiglipVisionModel'], model_type: 'siglip_vision_model', vision_use_head: false, patch_heads: PATCH_HEADS,
+      ...vj, architectures: ['SiglipVisionModel'], model_type: 'siglip_vision_model', vision_use_head: false, patch_heads: heads,
     }, null, 2) + '\n');
   });
 }

@@ -15,6 +15,24 @@ export const PATCH_HEADS: Readonly<Record<string, readonly string[]>> = {
   part: ['background', 'top-left', 'top', 'top-right', 'left', 'middle', 'right', 'bottom-left', 'bottom', 'bottom-right'],
 };
 
+/** How many bins the box-edge labels cut the picture's side into (2 px each at 128 px). */
+export const BOX_BINS = 64;
+const bins = ['background', ...Array.from({ length: BOX_BINS }, (_, i) => `bin${i}`)];
+
+/**
+ * The box heads: for every patch an object covers, where each edge of that object's whole box lies (its bin of the
+ * picture's side). A patch then carries its object's box, not only its own place, so that a decoder can answer
+ * "where is the red star?" by reading any patch of the star (the built-in model's boxes were near random when the
+ * tower knew only the part of the box a patch lies in).
+ */
+export const BOX_HEADS: Readonly<Record<string, readonly string[]>> = { top: bins, left: bins, bottom: bins, right: bins };
+
+/** The label sets a tower recipe can name: `base` (kind, colour, part) and `box` (those and the box edges). */
+export const PATCH_HEAD_SETS: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>> = {
+  base: PATCH_HEADS,
+  box: { ...PATCH_HEADS, ...BOX_HEADS },
+};
+
 export type PatchLabels = Record<string, Int32Array>;
 
 /**
@@ -39,6 +57,9 @@ export function scenePatchLabels(scene: ShapeScene, patch: number): PatchLabels 
   });
   const g = S / patch, P = g * g;
   const kind = new Int32Array(P), color = new Int32Array(P), part = new Int32Array(P);
+  const top = new Int32Array(P), left = new Int32Array(P), bottom = new Int32Array(P), right = new Int32Array(P);
+  // an edge's bin, 1-based (0 is the background); the box may reach past the picture
+  const bin = (v: number) => 1 + Math.min(BOX_BINS - 1, Math.max(0, Math.floor((v / S) * BOX_BINS)));
   const counts = new Int32Array(scene.objects.length);
   const boxes = scene.objects.map((o) => objectShape(o).bounds());
   for (let r = 0; r < g; r++)
@@ -58,6 +79,10 @@ export function scenePatchLabels(scene: ShapeScene, patch: number): PatchLabels 
       color[p] = 1 + SHAPE_COLORS.findIndex((k) => k.name === o.color);
       const third = (v: number, lo: number, hi: number) => Math.min(2, Math.max(0, Math.floor(((v - lo) / Math.max(1e-9, hi - lo)) * 3)));
       part[p] = 1 + third((r + 0.5) * patch, bb.y0, bb.y1) * 3 + third((c + 0.5) * patch, bb.x0, bb.x1);
+      top[p] = bin(bb.y0);
+      left[p] = bin(bb.x0);
+      bottom[p] = bin(bb.y1);
+      right[p] = bin(bb.x1);
     }
-  return { kind, color, part };
+  return { kind, color, part, top, left, bottom, right };
 }

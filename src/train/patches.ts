@@ -15,7 +15,7 @@ import { hostInts } from '../models/index.js';
 import { encoderLayers, siglipVisionTowerSpecs } from '../models/siglip/contrastive.js';
 import type { SiglipVisionConfig } from '../models/siglip/config.js';
 import { VisionTransformer } from '../models/siglip/vision.js';
-import { PATCH_HEADS, scenePatchLabels } from '../data/patch-labels.js';
+import { BOX_HEADS, PATCH_HEADS, scenePatchLabels } from '../data/patch-labels.js';
 import { Rng, mixSeed } from '../data/rng.js';
 import { randomScene, renderScene } from '../data/shapes.js';
 import type { TensorSpec } from '../models/contrastive.js';
@@ -138,12 +138,16 @@ export interface PatchObjectiveOptions {
   /** the side of the pictures (the tower's image_size) */
   size: number;
   patchSize: number;
+  /** the label sets trained (each a head of the model); PATCH_HEADS when left out */
+  heads?: Readonly<Record<string, readonly string[]>>;
 }
 
 /** Per-patch cross-entropy on generated shapes scenes. */
 export class PatchObjective implements Objective<PatchExample, PatchBatch, PatchModel> {
   readonly patches: number;
   private right = new Map<string, number>();
+  /** box heads: patches whose predicted bin is within one of the label's */
+  private near = new Map<string, number>();
   private fg = 0;
   private seen = 0;
 
@@ -164,12 +168,16 @@ export class PatchObjective implements Objective<PatchExample, PatchBatch, Patch
     const { size, patchSize, seed } = this.o;
     const N = exs.length, P = this.patches;
     const px = new Float32Array(N * 3 * size * size);
-    const labels = new Map<string, Int32Array>(Object.keys(PATCH_HEADS).map((k) => [k, new Int32Array(N * P)]));
+    const labels = new Map<string, Int32Array>(Object.keys(this.o.heads ?? PATCH_HEADS).map((k) => [k, new Int32Array(N * P)]));
     exs.forEach((ex, b) => {
       const scene = randomScene(new Rng(mixSeed(seed, 7, ex.index)), size);
       normalizePixels(renderScene(scene).data, size, px, b * 3 * size * size);
       const l = scenePatchLabels(scene, patchSize);
-      for (const [k, v] of labels) v.set(l[k]!, b * P);
+      for (const [k, v] of labels) {
+        const lk = l[k];
+        if (!lk) throw new Error(`patch objective: no labels named ${JSON.stringify(k)} (there are ${Object.keys(l).join(', ')})`);
+        v.set(lk, b * P);
+      }
     });
     const pixels = tensor(px, [N, 3, size, size]);
     return { batchSize: N, numTokens: N * P, numTargets: N * P, pixels, labels, dispose() { pixels.dispose(); } };
@@ -185,9 +193,14 @@ export class PatchObjective implements Objective<PatchExample, PatchBatch, Patch
       total = total ? add(total, ce) : ce;
       // accuracy on the patches that an object covers (the background is most of every picture)
       const pred = noGrad(() => hostInts(argmax(lg, -1)));
-      let r = 0;
-      for (let i = 0; i < y.length; i++) if (kind[i] !== 0 && pred[i] === y[i]) r++;
+      let r = 0, near = 0;
+      for (let i = 0; i < y.length; i++) {
+        if (kind[i] === 0) continue;
+        if (pred[i] === y[i]) r++;
+        if (pred[i] !== 0 && Math.abs(pred[i]! - y[i]!) <= 1) near++;
+      }
       this.right.set(name, (this.right.get(name) ?? 0) + r);
+      if (BOX_HEADS[name]) this.near.set(name, (this.near.get(name) ?? 0) + near);
     }
     for (let i = 0; i < kind.length; i++) if (kind[i] !== 0) this.fg++;
     this.seen += b.batchSize;
@@ -198,7 +211,9 @@ export class PatchObjective implements Objective<PatchExample, PatchBatch, Patch
     if (!this.fg) return null;
     const out: Record<string, number> = {};
     for (const [k, r] of this.right) out[`${k}_accuracy`] = r / this.fg;
+    for (const [k, r] of this.near) out[`${k}_within1`] = r / this.fg;
     this.right.clear();
+    this.near.clear();
     this.fg = this.seen = 0;
     return out;
   }

@@ -1,7 +1,7 @@
 // Patch labels of a scene, against what the test works out by hand for objects placed on the patch grid.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { PATCH_HEADS, scenePatchLabels } from '../../src/data/patch-labels.js';
+import { BOX_BINS, PATCH_HEADS, PATCH_HEAD_SETS, scenePatchLabels } from '../../src/data/patch-labels.js';
 import type { ShapeObject, ShapeScene } from '../../src/data/shapes.js';
 
 const bg = { style: 'plain' as const, rgb: [248, 248, 248] as const, name: 'white' };
@@ -22,6 +22,16 @@ describe('scenePatchLabels', () => {
         assert.equal(PATCH_HEADS.color![l.color![p]!], inside ? 'blue' : 'background', `colour of patch (${r}, ${c})`);
         const part = inside ? ['top-left', 'top', 'top-right', 'left', 'middle', 'right', 'bottom-left', 'bottom', 'bottom-right'][(r - 1) * 3 + (c - 1)] : 'background';
         assert.equal(PATCH_HEADS.part![l.part![p]!], part, `part of patch (${r}, ${c})`);
+        // the square's box is (8, 8)-(32, 32) of 64 px: each edge's bin (1-based; bin b spans b-1 .. b of
+        // BOX_BINS) holds it, to the float rounding of an edge that falls on a bin's boundary
+        const edges = [l.top![p]!, l.left![p]!, l.bottom![p]!, l.right![p]!];
+        if (!inside) assert.deepEqual(edges, [0, 0, 0, 0], `box edges of background patch (${r}, ${c})`);
+        else
+          edges.forEach((b, i) => {
+            const px = [8, 8, 32, 32][i]!, w = 64 / BOX_BINS;
+            assert.ok(px >= (b - 1) * w - 1e-6 && px <= b * w + 1e-6, `patch (${r}, ${c}) edge ${i}: bin ${b} does not hold ${px} px`);
+          });
+        assert.equal(PATCH_HEAD_SETS.box!.top![edges[0]!]!.startsWith('bin'), inside);
       }
   });
 

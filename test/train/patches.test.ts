@@ -1,7 +1,7 @@
 // The patch-label objective: its position embeddings, its pixels, and a tiny tower that learns from it for real.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { PATCH_HEADS } from '../../src/data/patch-labels.js';
+import { BOX_BINS, PATCH_HEADS, PATCH_HEAD_SETS } from '../../src/data/patch-labels.js';
 import { siglipVisionConfigFromJson } from '../../src/models/siglip/config.js';
 import { PatchModel, PatchObjective, normalizePixels, sinCos2d, type PatchBatch, type PatchExample } from '../../src/train/patches.js';
 import { Trainer } from '../../src/train/trainer.js';
@@ -48,6 +48,30 @@ describe('PatchObjective', () => {
       assert.ok(after.loss < 0.6 * before.loss, `held-out loss ${before.loss} -> ${after.loss}`);
       // 8 colours (chance 1/8) on the patches that objects cover (0.48 measured after these 60 steps)
       assert.ok(after.metrics!.color_accuracy! > 0.35, `colour accuracy ${after.metrics!.color_accuracy}`);
+    } finally {
+      t.dispose();
+      model.dispose();
+    }
+  });
+
+  it('trains the box heads beside the others, and reports how often an edge lands within one bin', async () => {
+    const cfg = siglipVisionConfigFromJson({ hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, image_size: 32, patch_size: 8 }, 'test');
+    const heads = PATCH_HEAD_SETS.box!;
+    const model = PatchModel.random(cfg, heads, 1);
+    assert.deepEqual(model.heads.map((h) => [h.name, h.classes.length]), [['kind', 7], ['color', 9], ['part', 10], ['top', BOX_BINS + 1], ['left', BOX_BINS + 1], ['bottom', BOX_BINS + 1], ['right', BOX_BINS + 1]]);
+    const objective = new PatchObjective({ seed: 3, size: 32, patchSize: 8, heads });
+    const t = new Trainer<PatchExample, PatchBatch, PatchModel>({
+      model, objective, train: { examples: Array.from({ length: 32 }, (_, i) => ({ index: i })) }, val: { examples: [] }, params: model.parameters(),
+      config: { lr: 1e-3, maxSteps: 2, batchSize: 16, warmupSteps: 0, schedule: 'constant', clip: 1, seed: 1, evalBatchSize: 16 },
+    });
+    try {
+      const r = await t.step();
+      assert.ok(Number.isFinite(r.loss), `loss ${r.loss}`);
+      for (const k of ['top', 'left', 'bottom', 'right']) {
+        const near = r.metrics?.[`${k}_within1`], exact = r.metrics?.[`${k}_accuracy`];
+        assert.ok(near !== undefined && exact !== undefined && near >= exact && near <= 1, `${k}: exact ${exact}, within one bin ${near}`);
+      }
+      assert.equal(r.metrics?.kind_within1, undefined, 'only the box heads have bins');
     } finally {
       t.dispose();
       model.dispose();

@@ -125,7 +125,7 @@ const PATH_FLAGS: readonly FlagName[] = ['model', 'data', 'val', 'model-config',
 
 /**
  * --config FILE (or --recipe FILE): a JSON object whose keys are flag names (kebab-case, camelCase or snake_case).
- * A recipe may carry a "description"; its relative input paths are taken from the recipe's folder, so the recipe
+ * Either may carry a "description" (what the run is for; not an option). A recipe's relative input paths are taken from the recipe's folder, so the recipe
  * runs the same from any working directory.
  */
 function readConfig(path: string, recipe = false): Values {
@@ -140,7 +140,7 @@ function readConfig(path: string, recipe = false): Values {
   if (!j || typeof j !== 'object' || Array.isArray(j)) throw argError(`${flag}: ${path} must hold a JSON object of options`);
   const out: Values = {};
   for (const [k, v] of Object.entries(j as Record<string, unknown>)) {
-    if (recipe && k === 'description') continue;
+    if (k === 'description') continue;
     const name = kebab(k) as FlagName;
     if (name === 'config' || name === 'recipe' || !(name in FLAGS)) throw argError(`${flag}: ${path} has an unknown option "${k}"; the options are the flags of vlmkit train sft --help`);
     const type = FLAGS[name].type;

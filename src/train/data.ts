@@ -15,6 +15,7 @@
 // Rows that cannot train (bad JSON, missing or unreadable image, no assistant turn, too long to cut safely) are a
 // VlmkitError naming the file and line, or, with skipBadRows, skipped and counted.
 import { readFileSync } from 'node:fs';
+import { packedArray } from './packed.js';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { VlmkitError } from '../errors.js';
 import type { ChatMessage, ContentPart } from '../processing/chat-template.js';
@@ -215,13 +216,14 @@ export interface SftDatasetSummary {
 /** The usable rows of one JSONL file (load() checks and tokenizes them all up front). */
 export class SftDataset {
   readonly file: string;
-  readonly examples: SftExample[];
+  /** kept packed (src/train/packed.ts): each read parses the row again, so do not change what you read */
+  readonly examples: readonly SftExample[];
   readonly skipped: BadRow[];
   readonly rows: number;
 
   private constructor(file: string, examples: SftExample[], skipped: BadRow[], rows: number) {
     this.file = file;
-    this.examples = examples;
+    this.examples = packedArray(examples);
     this.skipped = skipped;
     this.rows = rows;
   }

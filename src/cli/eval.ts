@@ -1,5 +1,6 @@
 // `vlmkit eval`: a model (and optionally a LoRA adapter) answers every row of a JSONL file; the answers are
 // scored by a metric and a report gives the score, a per-category table and the rows it got wrong.
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { readEvalRows } from '../eval/rows.js';
 import { METRICS, type MetricName } from '../eval/metrics.js';
@@ -22,6 +23,8 @@ ${MODEL_FLAG_USAGE}
   --max-rows N              evaluate the first N rows only
   --skip-bad-rows           leave out rows that cannot be evaluated (missing image, ...) and list them
   --out FILE                write the JSON report there (atomically)
+  --baseline FILE           an earlier report (--out) of the same rows, e.g. before fine-tuning: the summary puts
+                            its scores beside these, per category, and the JSON report carries them as "baseline"
   --json                    print the JSON report on stdout instead of the summary
   --f32                     load every weight as f32
 ${QUANT_FLAG_USAGE}
@@ -37,13 +40,48 @@ function positiveInt(flag: string, v: string | undefined): number | undefined {
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
-/** The report as a few lines for a terminal. */
-export function summaryText(r: EvalReport, data: string, showWrong = 5): string {
+/** An earlier report's scores, set beside a new one's (--baseline). */
+export interface Baseline {
+  report: string;
+  model: string | null;
+  adapter: string | null;
+  score: number;
+  accuracy: number;
+  per_category: Record<string, { rows: number; score: number; accuracy: number }>;
+}
+
+/**
+ * The scores of an earlier `vlmkit eval --out` report, checked against the run it is compared with: the same metric
+ * and (given `rows`) the same number of rows scored, else the two are not of the same set and a change would mean
+ * nothing.
+ */
+export function readBaseline(file: string, metric: MetricName, rows?: number): Baseline {
+  let j: Partial<EvalReport> & { model?: string; adapter?: string | null };
+  try {
+    j = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw argError(code ? `--baseline: cannot read ${file} (${code}); give the path of an earlier report (vlmkit eval --out)` : `--baseline: ${file} is not JSON (${(e as Error).message}); give an earlier report of vlmkit eval --out`);
+  }
+  const cats = j?.per_category;
+  if (!j || typeof j !== 'object' || typeof j.score !== 'number' || typeof j.accuracy !== 'number' || typeof j.rows !== 'number' || !cats || typeof cats !== 'object')
+    throw argError(`--baseline: ${file} is not a report of vlmkit eval (no score, accuracy, rows and per_category); give one written by --out`);
+  if (j.metric !== metric) throw argError(`--baseline: ${file} scored --metric ${j.metric}, this run --metric ${metric}; compare reports of the same metric`);
+  if (rows !== undefined && j.rows !== rows) throw argError(`--baseline: ${file} scored ${j.rows} rows, this run ${rows}; compare reports of the same rows (same --data, --max-rows)`);
+  const per: Baseline['per_category'] = {};
+  for (const [k, v] of Object.entries(cats)) if (v && typeof v.score === 'number' && typeof v.accuracy === 'number') per[k] = { rows: v.rows, score: v.score, accuracy: v.accuracy };
+  return { report: file, model: typeof j.model === 'string' ? j.model : null, adapter: j.adapter ?? null, score: j.score, accuracy: j.accuracy, per_category: per };
+}
+
+/** The report as a few lines for a terminal; with a baseline, its accuracy beside each and the change. */
+export function summaryText(r: EvalReport, data: string, showWrong = 5, baseline?: Baseline): string {
   const lines = [`${r.metric} on ${data}: ${r.rows} rows, accuracy ${pct(r.accuracy)}, score ${r.score.toFixed(4)}${r.skipped.length ? ` (${r.skipped.length} skipped)` : ''}`];
   const cats = Object.entries(r.per_category);
   const w = Math.max(8, ...cats.map(([c]) => c.length));
-  lines.push(`  ${'category'.padEnd(w)}  ${'rows'.padStart(6)}  ${'score'.padStart(7)}  ${'accuracy'.padStart(8)}`);
-  for (const [c, s] of cats) lines.push(`  ${c.padEnd(w)}  ${String(s.rows).padStart(6)}  ${s.score.toFixed(4).padStart(7)}  ${pct(s.accuracy).padStart(8)}`);
+  const change = (a: number, b: number | undefined) => (b === undefined ? '' : `  ${pct(b).padStart(8)}  ${`${a >= b ? '+' : ''}${((a - b) * 100).toFixed(1)}`.padStart(6)}`);
+  lines.push(`  ${'category'.padEnd(w)}  ${'rows'.padStart(6)}  ${'score'.padStart(7)}  ${'accuracy'.padStart(8)}${baseline ? `  ${'baseline'.padStart(8)}  ${'change'.padStart(6)}` : ''}`);
+  for (const [c, s] of cats) lines.push(`  ${c.padEnd(w)}  ${String(s.rows).padStart(6)}  ${s.score.toFixed(4).padStart(7)}  ${pct(s.accuracy).padStart(8)}${baseline ? change(s.accuracy, baseline.per_category[c]?.accuracy) : ''}`);
+  if (baseline) lines.push(`  ${'all'.padEnd(w)}  ${String(r.rows).padStart(6)}  ${r.score.toFixed(4).padStart(7)}  ${pct(r.accuracy).padStart(8)}${change(r.accuracy, baseline.accuracy)}   (baseline: ${baseline.report})`);
   if (r.wrong.length) {
     lines.push(`wrong: ${r.wrong.length} rows${r.wrong.length > showWrong ? ` (first ${showWrong})` : ''}`);
     for (const x of r.wrong.slice(0, showWrong)) lines.push(`  line ${x.line} [${x.category}]: ${JSON.stringify(x.prediction)}, expected ${JSON.stringify(x.references.length === 1 ? x.references[0] : x.references)}`);
@@ -66,6 +104,7 @@ export async function evaluate(argv: string[], io: CliIo): Promise<number> {
         'max-rows': { type: 'string' },
         'skip-bad-rows': { type: 'boolean' },
         out: { type: 'string' },
+        baseline: { type: 'string' },
         json: { type: 'boolean' },
         f32: { type: 'boolean' }, quant: { type: 'string' },
         ...GENERATION_FLAGS,
@@ -88,6 +127,8 @@ export async function evaluate(argv: string[], io: CliIo): Promise<number> {
   const skipBadRows = values['skip-bad-rows'] === true;
   const { rows, skipped } = await readEvalRows(values.data, { maxRows, skipBadRows, categoryField: values['category-field'] });
   if (rows.length === 0) throw argError(`--data ${values.data} has no rows to evaluate${skipped.length ? ` (${skipped.length} skipped as bad)` : ''}; give a JSONL file with at least one row`);
+  // read and checked before the model loads; its row count once the rows are scored (rows can be skipped as bad)
+  let baseline = values.baseline !== undefined ? readBaseline(values.baseline, metric) : undefined;
 
   status(io, `loading ${dir} ...`);
   const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined, quant });
@@ -115,15 +156,17 @@ export async function evaluate(argv: string[], io: CliIo): Promise<number> {
       },
     });
     bar.clear();
+    if (values.baseline !== undefined) baseline = readBaseline(values.baseline, metric, report.rows);
     const full = {
       model: dir,
       adapter: values.adapter ?? null,
       data: values.data,
       ...report,
       skipped: [...skipped, ...report.skipped].sort((a, b) => a.line - b.line),
+      ...(baseline ? { baseline } : {}),
     };
     if (values.out) writeBytesAtomic(values.out, Buffer.from(JSON.stringify(full, null, 2) + '\n', 'utf8'));
-    await write(io.stdout, values.json ? JSON.stringify(full) + '\n' : summaryText(full, values.data) + (values.out ? `report written to ${values.out}\n` : ''));
+    await write(io.stdout, values.json ? JSON.stringify(full) + '\n' : summaryText(full, values.data, 5, baseline) + (values.out ? `report written to ${values.out}\n` : ''));
     return 0;
   } finally {
     vlm.dispose();

@@ -98,6 +98,37 @@ describe('vlmkit eval on the tiny model', () => {
     assert.notDeepEqual(a.wrong.map((w) => w.prediction), p.wrong.map((w) => w.prediction));
   });
 
+  it('--baseline sets an earlier report beside this one, per category, and refuses one of other rows or metric', async () => {
+    const before = join(tmp, 'before.json');
+    const args = ['eval', '--model', MODEL, '--data', DATA, '--max-rows', '2', '--max-new-tokens', '2'];
+    assert.equal((await vlmkit([...args, '--out', before])).code, 0);
+    const b = JSON.parse(readFileSync(before, 'utf8')) as { accuracy: number; score: number; per_category: Record<string, { accuracy: number }> };
+    // a baseline whose figures differ from this run's, so that the change shown is not always 0
+    writeFileSync(before, JSON.stringify({ ...b, accuracy: 0.5, per_category: { ...b.per_category, count: { ...b.per_category.count!, accuracy: 1 } } }));
+    const j = await vlmkit([...args, '--baseline', before, '--json']);
+    assert.equal(j.code, 0, j.stderr);
+    const rep = JSON.parse(j.stdout) as { accuracy: number; baseline: { report: string; accuracy: number; score: number; per_category: Record<string, { accuracy: number }> } };
+    assert.equal(rep.baseline.report, before);
+    assert.equal(rep.baseline.accuracy, 0.5);
+    assert.equal(rep.baseline.score, b.score);
+    assert.equal(rep.baseline.per_category.count!.accuracy, 1);
+    const t = await vlmkit([...args, '--baseline', before]);
+    assert.equal(t.code, 0, t.stderr);
+    assert.match(t.stdout, /category\s+rows\s+score\s+accuracy\s+baseline\s+change/);
+    assert.equal(rep.accuracy, 0, 'the tiny model\'s noise answers are wrong');
+    assert.match(t.stdout, /\n  count\s+1\s+\S+\s+0\.0%\s+100\.0%\s+-100\.0\n/);
+    assert.match(t.stdout, /\n  all\s+2\s+\S+\s+0\.0%\s+50\.0%\s+-50\.0 /);
+    // another metric, other rows, not a report: one-line errors before the model loads
+    const m = await vlmkit([...args, '--metric', 'anls', '--baseline', before]);
+    assert.match(m.stderr, /^vlmkit: --baseline: .*before\.json scored --metric exact, this run --metric anls; compare reports of the same metric\n$/);
+    const r = await vlmkit(['eval', '--model', MODEL, '--data', DATA, '--max-rows', '1', '--max-new-tokens', '2', '--baseline', before]);
+    assert.match(r.stderr, /^vlmkit: --baseline: .*before\.json scored 2 rows, this run 1; compare reports of the same rows/);
+    const bad = join(tmp, 'bad.json');
+    writeFileSync(bad, '{"score": 1}');
+    const n = await vlmkit([...args, '--baseline', bad]);
+    assert.match(n.stderr, /^vlmkit: --baseline: .*bad\.json is not a report of vlmkit eval/);
+  });
+
   it('bad flags are one-line errors', async () => {
     const m = await vlmkit(['eval', '--model', MODEL, '--data', DATA, '--metric', 'bleu']);
     assert.equal(m.code, 1);

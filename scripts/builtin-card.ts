@@ -11,13 +11,20 @@ import { writeDirAtomic } from '../src/io/safetensors-write.js';
 import { writePng } from '../src/eval/draw.js';
 import { linePlot, lossSeries } from '../src/eval/plot.js';
 import type { EvalReport } from '../src/eval/runner.js';
+import { BOX_BINS } from '../src/data/patch-labels.js';
 
 // The runs of the model's phases, in order, comma-separated (phase 1 from a random initialisation, then phases that
 // fine-tune the previous one); the config each phase ran with is PHASE_CONFIGS[i]. The held-out evaluation is the
 // last phase's; the card reports every phase's data, settings, steps and wall time.
-// The model of today has one phase; the previous one had three (recipes/builtin/phase1-3.json, its card in git history).
-const PHASE_CONFIGS = ['recipes/builtin/recipe.json'];
-const VISION_RECIPE = 'recipes/builtin/vision.json';
+// The model of today has two phases: the decoder on the frozen tower (recipe.json), then the same model given the
+// tower trained on with the box heads (recipe-box.json). The previous model had three (phase1-3.json, its card in
+// git history).
+const PHASE_CONFIGS = ['recipes/builtin/recipe.json', 'recipes/builtin/recipe-box.json'];
+// the recipe of the tower a phase takes with "vision-from" (scripts/pretrain-vision.ts; its metrics.jsonl beside
+// the tower's folder)
+const TOWER_RECIPES = ['recipes/builtin/vision.json', 'recipes/builtin/vision-box.json'];
+// the machines the phases ran on (not in the metrics): the same 2-core cloud machine type, whose CPU changed
+const MACHINES = ['a 2-core AMD EPYC Zen 4 (AVX-512)', 'a 2-core AMD EPYC Zen 5 (AVX-512)'];
 const runs = (process.argv[2] ?? 'runs/builtin').split(',').filter(Boolean);
 if (runs.length > PHASE_CONFIGS.length) throw new Error(`${runs.length} runs given; recipes/builtin has configs for ${PHASE_CONFIGS.length} phases`);
 const run = runs[runs.length - 1]!;
@@ -77,19 +84,24 @@ const steps = lastPhase.steps;
 const wall = phases.reduce((s, p) => s + p.wall, 0);
 const allSteps = phases.reduce((s, p) => s + p.steps, 0);
 
-// a first phase on a frozen tower trained alone (its recipe's "vision-from"; scripts/pretrain-builtin.sh writes
-// the tower's metrics.jsonl beside it): what that run measured
-interface TowerRow { step: number; loss?: number; s_per_step?: number; eval_loss?: number; eval_kind_accuracy?: number; eval_color_accuracy?: number; eval_part_accuracy?: number }
-const tower = (() => {
-  const from = first.recipe['vision-from'];
+// a phase on a tower trained alone (its config's "vision-from"; scripts/pretrain-builtin.sh writes the tower's
+// metrics.jsonl beside it): what that run measured
+interface TowerRow { step: number; loss?: number; s_per_step?: number; eval_loss?: number; [k: `eval_${string}`]: number | undefined }
+const towers = phases.map((p, i) => {
+  const from = p.recipe['vision-from'];
   if (typeof from !== 'string') return null;
-  const dir = join(dirname(PHASE_CONFIGS[0]!), from);
+  // a recipe's paths are relative to its folder (vlmkit train pretrain --recipe), a config's to the repository root
+  const dir = i === 0 ? join(dirname(p.config), from) : from;
   const rows = readFileSync(need(join(dirname(dir), 'metrics.jsonl')), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as TowerRow);
   const trains = rows.filter((r) => r.loss !== undefined), evals = rows.filter((r) => r.eval_loss !== undefined);
   if (!trains.length || !evals.length) throw new Error(`${dirname(dir)}/metrics.jsonl has no training step or no evaluation`);
   const last = trains[trains.length - 1]!;
-  return { frozen: first.recipe['freeze-vision'] === true, recipe: json<Record<string, unknown>>(VISION_RECIPE), steps: last.step, wall: last.step * last.s_per_step!, evals, lastEval: evals[evals.length - 1]! };
-})();
+  const recipeFile = TOWER_RECIPES[i]!;
+  return { file: recipeFile, frozen: p.recipe['freeze-vision'] === true, recipe: json<Record<string, unknown>>(recipeFile), steps: last.step, wall: last.step * last.s_per_step!, evals, lastEval: evals[evals.length - 1]! };
+});
+const tower = towers[0] ?? null;
+const towerWall = towers.reduce((s, t) => s + (t?.wall ?? 0), 0);
+const towerSteps = towers.reduce((s, t) => s + (t?.steps ?? 0), 0);
 
 const qa = json<EvalReport>(join(run, 'eval-qa.json'));
 const gr = json<EvalReport>(join(run, 'eval-grounding.json'));
@@ -138,6 +150,13 @@ const dataCommand = (d: Dataset) => {
 const partText = (p: { rows: number; dataset: Dataset }) => p.dataset.generator === 'motion'
   ? `${p.rows.toLocaleString('en')} motion clips (\`${dataCommand(p.dataset)}\`, the first of its ${p.dataset.splits.train!.clips!.toLocaleString('en')} training clips; 2 frames each as the model samples them${p.dataset.frames_of ? ', written out once as pictures by `scripts/video-rows-as-frames.ts`: the same token ids and pixels, without an ffmpeg run per clip in every batch' : ''})`
   : `${p.rows.toLocaleString('en')} shapes conversations of ${p.dataset.questions_per_image} questions (\`${dataCommand(p.dataset)}\`, the first of its ${p.dataset.splits.train!.images!.toLocaleString('en')} training pictures)`;
+// a file mixed in more than once (the motion clips of phase 2) is named once, with how many times
+const timesOver = <P extends { file: string }>(parts: readonly P[]) => parts.reduce<(P & { times: number })[]>((acc, x) => {
+  const same = acc.find((y) => y.file === x.file);
+  if (same) same.times++;
+  else acc.push({ ...x, times: 1 });
+  return acc;
+}, []);
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const DESCRIBE: Record<string, string> = {
   caption: 'caption (every object, left to right, and the background)',
@@ -183,32 +202,38 @@ everything works offline. It knows nothing beyond its generator's world of shape
 - **Weights**: bf16 safetensors with transformers' tensor names and config keys.
 
 ## Data
-${phases.map((p, i) => `${phases.length > 1 ? `Phase ${i + 1}: ` : ''}${p.dataset.parts ? `a mix (\`scripts/mix-rows.ts\`) of ${p.dataset.parts.map(partText).join(' and ')}` : `\`${dataCommand(p.dataset)}\`: ${p.dataset.splits.train!.images!.toLocaleString('en')} training pictures (each one conversation of ${p.dataset.questions_per_image} questions)${i === 0 ? `, ${p.dataset.splits.validation!.images!.toLocaleString('en')} validation and ${p.dataset.splits.test!.images!.toLocaleString('en')} test pictures, split by seed` : `: new pictures, of another seed`}`}.`).join('\n')}
+${phases.map((p, i) => `${phases.length > 1 ? `Phase ${i + 1}: ` : ''}${p.dataset.parts ? `a mix (\`scripts/mix-rows.ts\`) of ${timesOver(p.dataset.parts).map((x) => partText(x) + (x.times > 1 ? `, each given ${x.times} times` : '')).join(' and ')}` : `\`${dataCommand(p.dataset)}\`: ${p.dataset.splits.train!.images!.toLocaleString('en')} training pictures (each one conversation of ${p.dataset.questions_per_image} questions)${i === 0 ? `, ${p.dataset.splits.validation!.images!.toLocaleString('en')} validation and ${p.dataset.splits.test!.images!.toLocaleString('en')} test pictures, split by seed` : `: new pictures, of another seed`}`}.`).join('\n')}
 1 to 6 objects (circle, square, triangle, star, diamond, hexagon) in 8 colours, varied sizes, overlaps, and plain,
 gradient or noisy backgrounds, drawn with antialiasing.${motion ? ` The motion clips are 2-second videos (made with ffmpeg, 8 frames at 4
 fps, ${motionData!.size} px) of one shape that moves left, right, up or down, appears, disappears or changes colour, asked "What happens in the video?".` : ''}
 
 ## Training
-${tower ? `**Vision tower** (\`${VISION_RECIPE}\`, \`scripts/pretrain-vision.ts\`). The SigLIP-style encoder alone, with one linear head per
+${tower ? `**Vision tower** (\`${tower.file}\`, \`scripts/pretrain-vision.ts\`). The SigLIP-style encoder alone, with one linear head per
 label set on its last layer, learns to name for every ${v.patch_size} px patch of a generated picture the kind and the colour of the
 object covering it and which third of the object's box it is in (cross-entropy per patch; every batch is new pictures):
 ${tower.steps.toLocaleString('en')} steps of ${tower.recipe.batch} pictures, AdamW lr ${tower.recipe.lr} (cosine), seed ${tower.recipe.seed}; about ${Math.round(tower.wall / 60)} min. On held-out
 pictures, of the patches an object covers, it names the kind of ${pct(tower.lastEval.eval_kind_accuracy!)}, the colour of ${pct(tower.lastEval.eval_color_accuracy!)} and the part of
 the box of ${pct(tower.lastEval.eval_part_accuracy!)} (kind: ${tower.evals.map((e) => pct(e.eval_kind_accuracy!)).join(' / ')} at steps ${tower.evals.map((e) => e.step.toLocaleString('en')).join(' / ')}).
 The heads are dropped; the encoder goes into the model${tower.frozen ? ' and stays frozen there' : ''}.
-
+${towers.slice(1).map((tw, j) => tw ? `
+**Vision tower with box heads** (\`${tw.file}\`, for phase ${j + 2}). The phase-1 tower trained on for ${tw.steps.toLocaleString('en')} steps of ${tw.recipe.batch} pictures
+(AdamW lr ${tw.recipe.lr}, cosine, seed ${tw.recipe.seed}; about ${Math.round(tw.wall / 60)} min) with four more heads: for every patch an object covers, the bin
+(of ${BOX_BINS}, ${(v.image_size / BOX_BINS).toFixed(0)} px each) of each edge of that object's whole box, so that any patch of an object carries where the object is.
+On held-out pictures it names the kind of ${pct(tw.lastEval.eval_kind_accuracy!)}, the colour of ${pct(tw.lastEval.eval_color_accuracy!)} and the part of ${pct(tw.lastEval.eval_part_accuracy!)} of the
+patches an object covers, and puts the top / left / bottom / right edge within one bin for ${['top', 'left', 'bottom', 'right'].map((k) => pct(tw.lastEval[`eval_${k}_within1`]!)).join(' / ')} of them
+(exactly: ${['top', 'left', 'bottom', 'right'].map((k) => pct(tw.lastEval[`eval_${k}_accuracy`]!)).join(' / ')}).
+` : '').join('')}
 ` : ''}${phases.map((p, i) => {
   const r = p.recipe;
   const what = i === 0
     ? (tower?.frozen ? 'The pixel-shuffle projection and the decoder trained from a random initialisation (transformers\' Idefics3 rules; the location tokens start as a smooth function of their bin) on the frozen tower'
       : 'Full training from a random initialisation (transformers\' Idefics3 rules; the location tokens start as a smooth function of their bin)')
-    : `Full fine-tuning of the phase-${i} model`;
+    : towers[i] ? `The phase-${i} model with the box-head tower put in${towers[i]!.frozen ? ' (frozen)' : ''}, its projection and decoder trained on` : `Full fine-tuning of the phase-${i} model`;
   const partial = p === lastPhase && p.steps < p.start.total_steps! ? ` (this model is the run's checkpoint at step ${p.steps.toLocaleString('en')} of its ${p.start.total_steps!.toLocaleString('en')}-step schedule, where it was stopped; \`--resume\` goes on from there)` : '';
-  return `${phases.length > 1 ? `**Phase ${i + 1}** (\`${p.config}\`). ` : ''}${what}: ${p.steps.toLocaleString('en')} steps of ${r['batch-size']} conversations${partial}, AdamW lr ${r.lr} (${r.schedule}, warm-up ${r['warmup-ratio']}), weight decay ${r['weight-decay']}, ${r['vision-lr-scale'] !== undefined && r['vision-lr-scale'] !== 1 ? `vision tower lr x${r['vision-lr-scale']}, ` : ''}gradient clip ${r.clip}, loss on the answers only, seed ${r.seed}; ${hours(p.wall)}. Final training loss ${p.finalLoss.toFixed(3)} (mean of the last 100 steps)${p.lastEval ? `, validation loss ${p.lastEval.eval_loss!.toFixed(3)} at step ${p.lastEval.step}` : ''}.`;
+  return `${phases.length > 1 ? `**Phase ${i + 1}** (\`${p.config}\`). ` : ''}${what}: ${p.steps.toLocaleString('en')} steps of ${r['batch-size']} conversations${partial}, AdamW lr ${r.lr} (${r.schedule}, warm-up ${r['warmup-ratio']}), weight decay ${r['weight-decay']}, ${r['vision-lr-scale'] !== undefined && r['vision-lr-scale'] !== 1 ? `vision tower lr x${r['vision-lr-scale']}, ` : ''}gradient clip ${r.clip}, loss on the answers only, seed ${r.seed}; ${hours(p.wall)} on ${MACHINES[i]} (${(p.wall / p.steps).toFixed(2)} s a step). Final training loss ${p.finalLoss.toFixed(3)} (mean of the last 100 steps)${p.lastEval ? `, validation loss ${p.lastEval.eval_loss!.toFixed(3)} at step ${p.lastEval.step}` : ''}.`;
 }).join('\n\n')}
 
-Wall time **${hours(wall + (tower?.wall ?? 0))}** for ${allSteps.toLocaleString('en')} steps${tower ? ` (and the tower's ${tower.steps.toLocaleString('en')})` : ''} in all, on a 2-core AMD EPYC (family 19h, model 17: Zen 4, AVX-512) machine
-(${(wall / allSteps).toFixed(2)} s a step on average).
+Wall time **${hours(wall + towerWall)}** for ${allSteps.toLocaleString('en')} steps${tower ? ` (and the tower's ${towerSteps.toLocaleString('en')})` : ''} in all, on 2 cores.
 
 ![loss curve](loss.png)${phases.length > 1 ? `
 
@@ -241,7 +266,7 @@ ${gr.mean_iou! < 0.5 ? 'rarely on target' : 'often off'}. Read its answers as a 
 \`\`\`
 bash scripts/pretrain-builtin.sh
 \`\`\`
-builds the tokenizer, ${tower ? `trains the vision tower (\`npx tsx scripts/pretrain-vision.ts --recipe ${VISION_RECIPE}\`), ` : ''}generates the data, runs \`vlmkit train pretrain --recipe recipes/builtin/recipe.json\`${phases.length > 1 ? `, then
+builds the tokenizer, ${tower ? `trains the vision tower (${towers.filter((x) => x).map((x) => `\`npx tsx scripts/pretrain-vision.ts --recipe ${x!.file}\``).join(', then ')}), ` : ''}generates the data, runs \`vlmkit train pretrain --recipe recipes/builtin/recipe.json\`${phases.length > 1 ? `, then
 ${phases.slice(1).map((p) => `\`vlmkit train sft --config ${p.config}\``).join(' and ')} (from the repository root, on the data the script generates${phases.length > 2 ? ' and mixes' : ''})` : ''},
 evaluates (\`vlmkit eval --metric exact\` and \`--metric iou\`) and writes this folder.${steps < lastPhase.start.total_steps! ? ` This model is the last run's
 checkpoint at step ${steps}: \`npx tsx scripts/checkpoint-model.ts ${run} ${steps} ${run}/model-${steps}\` makes it, then the

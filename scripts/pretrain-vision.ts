@@ -14,7 +14,7 @@ import { writeDirAtomic, writeSafetensors } from '../src/io/safetensors-write.js
 import { siglipVisionConfigFromJson } from '../src/models/siglip/config.js';
 import { PATCH_HEAD_SETS } from '../src/data/patch-labels.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
-import { tensor } from '../src/engine/index.js';
+import { loadVisionFrom } from '../src/train/vision-from.js';
 import { PatchModel, PatchObjective, type PatchExample, type PatchBatch } from '../src/train/patches.js';
 import { Trainer } from '../src/train/trainer.js';
 
@@ -43,30 +43,26 @@ const vj = full.vision_config ?? full;
 const cfg = siglipVisionConfigFromJson(vj, a.config!);
 const heads = PATCH_HEAD_SETS[a.heads!];
 if (!heads) throw new Error(`--heads ${JSON.stringify(a.heads)}: use one of ${Object.keys(PATCH_HEAD_SETS).join(', ')}`);
-let model = PatchModel.random(cfg, heads, seed);
+const model = PatchModel.random(cfg, heads, seed);
 if (a.init) {
-  // every tensor the earlier tower has replaces the random one, which must have its shape
+  // the earlier tower's encoder (loadVisionFrom: names, shapes and dtypes checked, written in place), then each of
+  // its heads that this model has; heads it lacks stay random
+  const own = new Map([...model.named].filter(([n]) => n.startsWith('vision_model.')).map(([n, t]) => [`model.${n}`, t]));
+  let n = loadVisionFrom(a.init, own);
   const file = join(a.init, 'model.safetensors');
   const f = SafetensorsFile.open(file);
   try {
-    let n = 0;
     for (const [name, t] of model.named) {
-      if (!f.has(name)) continue;
-      const info = f.info(name);
-      if (info.dtype !== 'F32' || info.shape.join(',') !== t.shape.join(',')) throw new Error(`--init ${file}: ${name} is ${info.dtype} [${info.shape}], this tower needs F32 [${t.shape}]; give a tower of the same config`);
-      const w = tensor(f.read(name).data as Float32Array, t.shape);
-      w.name = name;
-      t.dispose();
-      model.named.set(name, w);
+      if (!name.startsWith('patch_heads.') || !f.has(name)) continue;
+      const raw = f.read(name);
+      if (raw.dtype !== 'F32' || raw.shape.join(',') !== t.shape.join(',')) throw new Error(`--init ${file}: ${name} is ${raw.dtype} [${raw.shape}], this tower needs F32 [${t.shape}]; give a tower of the same config`);
+      (t.data as Float32Array).set(raw.data as Float32Array);
       n++;
     }
-    if (!n) throw new Error(`--init ${file}: no tensor of this tower is in it; give a tower that pretrain-vision wrote`);
-    // the tower's layers hold the tensors they were made with: make it again on the swapped ones
-    model = new PatchModel(cfg, model.named, heads);
-    process.stderr.write(`init: ${n} of ${model.named.size} tensors from ${file}\n`);
   } finally {
     f.close();
   }
+  process.stderr.write(`init: ${n} of ${model.named.size} tensors from ${file}\n`);
 }
 const objective = new PatchObjective({ seed, size: cfg.imageSize, patchSize: cfg.patchSize, heads });
 const train = { examples: Array.from({ length: steps * batch }, (_, i): PatchExample => ({ index: i })) };

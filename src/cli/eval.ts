@@ -43,6 +43,8 @@ const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 /** An earlier report's scores, set beside a new one's (--baseline). */
 export interface Baseline {
   report: string;
+  /** rows it scored */
+  rows: number;
   model: string | null;
   adapter: string | null;
   score: number;
@@ -51,11 +53,10 @@ export interface Baseline {
 }
 
 /**
- * The scores of an earlier `vlmkit eval --out` report, checked against the run it is compared with: the same metric
- * and (given `rows`) the same number of rows scored, else the two are not of the same set and a change would mean
- * nothing.
+ * The scores of an earlier `vlmkit eval --out` report of the same metric as the run it is compared with (its rows
+ * are checked against the run's once scored: baselineRowsMatch).
  */
-export function readBaseline(file: string, metric: MetricName, rows?: number): Baseline {
+export function readBaseline(file: string, metric: MetricName): Baseline {
   let j: Partial<EvalReport> & { model?: string; adapter?: string | null };
   try {
     j = JSON.parse(readFileSync(file, 'utf8'));
@@ -67,10 +68,14 @@ export function readBaseline(file: string, metric: MetricName, rows?: number): B
   if (!j || typeof j !== 'object' || typeof j.score !== 'number' || typeof j.accuracy !== 'number' || typeof j.rows !== 'number' || !cats || typeof cats !== 'object')
     throw argError(`--baseline: ${file} is not a report of vlmkit eval (no score, accuracy, rows and per_category); give one written by --out`);
   if (j.metric !== metric) throw argError(`--baseline: ${file} scored --metric ${j.metric}, this run --metric ${metric}; compare reports of the same metric`);
-  if (rows !== undefined && j.rows !== rows) throw argError(`--baseline: ${file} scored ${j.rows} rows, this run ${rows}; compare reports of the same rows (same --data, --max-rows)`);
   const per: Baseline['per_category'] = {};
   for (const [k, v] of Object.entries(cats)) if (v && typeof v.score === 'number' && typeof v.accuracy === 'number') per[k] = { rows: v.rows, score: v.score, accuracy: v.accuracy };
-  return { report: file, model: typeof j.model === 'string' ? j.model : null, adapter: j.adapter ?? null, score: j.score, accuracy: j.accuracy, per_category: per };
+  return { report: file, rows: j.rows, model: typeof j.model === 'string' ? j.model : null, adapter: j.adapter ?? null, score: j.score, accuracy: j.accuracy, per_category: per };
+}
+
+/** A baseline of another number of rows is not of the same set: a change would mean nothing. */
+export function baselineRowsMatch(b: Baseline, rows: number): void {
+  if (b.rows !== rows) throw argError(`--baseline: ${b.report} scored ${b.rows} rows, this run ${rows}; compare reports of the same rows (same --data, --max-rows)`);
 }
 
 /** The report as a few lines for a terminal; with a baseline, its accuracy beside each and the change. */
@@ -128,7 +133,7 @@ export async function evaluate(argv: string[], io: CliIo): Promise<number> {
   const { rows, skipped } = await readEvalRows(values.data, { maxRows, skipBadRows, categoryField: values['category-field'] });
   if (rows.length === 0) throw argError(`--data ${values.data} has no rows to evaluate${skipped.length ? ` (${skipped.length} skipped as bad)` : ''}; give a JSONL file with at least one row`);
   // read and checked before the model loads; its row count once the rows are scored (rows can be skipped as bad)
-  let baseline = values.baseline !== undefined ? readBaseline(values.baseline, metric) : undefined;
+  const baseline = values.baseline !== undefined ? readBaseline(values.baseline, metric) : undefined;
 
   status(io, `loading ${dir} ...`);
   const vlm = await loadVlm(model, { dtype: values.f32 ? 'f32' : undefined, quant });
@@ -156,7 +161,7 @@ export async function evaluate(argv: string[], io: CliIo): Promise<number> {
       },
     });
     bar.clear();
-    if (values.baseline !== undefined) baseline = readBaseline(values.baseline, metric, report.rows);
+    if (baseline) baselineRowsMatch(baseline, report.rows);
     const full = {
       model: dir,
       adapter: values.adapter ?? null,

@@ -15,7 +15,6 @@
 // Rows that cannot train (bad JSON, missing or unreadable image, no assistant turn, too long to cut safely) are a
 // VlmkitError naming the file and line, or, with skipBadRows, skipped and counted.
 import { readFileSync } from 'node:fs';
-import { packedArray } from './packed.js';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { VlmkitError } from '../errors.js';
 import type { ChatMessage, ContentPart } from '../processing/chat-template.js';
@@ -23,6 +22,7 @@ import { type RgbImage, predictImageSize, readImageFile } from '../processing/de
 import { tooManyPixels } from '../processing/size.js';
 import { type FramedSample, type ImageGrid, type ImageProcessorConfig, type Processor, type VideoOptions, imageGridForSize } from '../models/index.js';
 import { type CollateItem, countTargets, encodeConversation, labelsFor, truncateConversation } from './collate.js';
+import { packedArray } from './packed.js';
 
 export type SftRowKind = 'messages' | 'prompt-completion';
 
@@ -220,9 +220,16 @@ export class SftDataset {
   readonly examples: readonly SftExample[];
   readonly skipped: BadRow[];
   readonly rows: number;
+  /** counted once from the rows as loaded (the packed rows would be parsed again for each count) */
+  private readonly counts: Pick<SftDatasetSummary, 'truncated' | 'tokens' | 'tiles'>;
 
   private constructor(file: string, examples: SftExample[], skipped: BadRow[], rows: number) {
     this.file = file;
+    this.counts = {
+      truncated: examples.filter((e) => e.truncated).length,
+      tokens: examples.reduce((a, e) => a + e.length, 0),
+      tiles: examples.reduce((a, e) => a + e.tiles, 0),
+    };
     this.examples = packedArray(examples);
     this.skipped = skipped;
     this.rows = rows;
@@ -238,9 +245,7 @@ export class SftDataset {
       rows: this.rows,
       used: this.examples.length,
       skipped: this.skipped.length,
-      truncated: this.examples.filter((e) => e.truncated).length,
-      tokens: this.examples.reduce((a, e) => a + e.length, 0),
-      tiles: this.examples.reduce((a, e) => a + e.tiles, 0),
+      ...this.counts,
     };
   }
 

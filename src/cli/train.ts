@@ -70,7 +70,8 @@ export const TRAIN_USAGE = `usage: vlmkit train sft --model <dir> --data train.j
   --eval-every N            evaluate on --val every N steps
   --resume [DIR]            continue the run from the newest checkpoint in --out (or from DIR)
   --json                    JSON lines on stdout: every step {step, loss, lr, grad_norm, tokens_per_s, ...}
-  --config FILE             a JSON object of these options (keys as the flag names); flags given here win
+  --config FILE             a JSON object of these options (keys as the flag names); flags given here win;
+                            a "description" key (what the run is for) is allowed and ignored
   --f32                     LoRA: load the frozen weights as f32 too (more memory)
   --quant FORMAT            LoRA: hold the frozen base in nf4 (QLoRA; double-quantized; its token embeddings and
                             lm_head in q8_0, unlike bitsandbytes' 16-bit: docs/quantization.md), q4_0 or q8_0
@@ -125,8 +126,8 @@ const PATH_FLAGS: readonly FlagName[] = ['model', 'data', 'val', 'model-config',
 
 /**
  * --config FILE (or --recipe FILE): a JSON object whose keys are flag names (kebab-case, camelCase or snake_case).
- * Either may carry a "description" (what the run is for; not an option). A recipe's relative input paths are taken from the recipe's folder, so the recipe
- * runs the same from any working directory.
+ * Either may carry a "description" (what the run is for; not an option). A recipe's relative input paths are
+ * taken from the recipe's folder, so the recipe runs the same from any working directory.
  */
 function readConfig(path: string, recipe = false): Values {
   const flag = recipe ? '--recipe' : '--config';

@@ -12,7 +12,7 @@ import { VlmkitError } from '../errors.js';
 import { writeDirAtomic } from '../io/safetensors-write.js';
 import type { Canvas } from './raster.js';
 import { mixSeed, Rng } from './rng.js';
-import type { Generator, QA } from './types.js';
+import type { Generator, QA, QuestionWeights } from './types.js';
 
 export const SPLITS = ['train', 'validation', 'test'] as const;
 export type SplitName = (typeof SPLITS)[number];
@@ -31,6 +31,8 @@ export interface DatasetOptions {
    * Validation and test keep one question per row (what `vlmkit eval` scores).
    */
   conversation?: boolean;
+  /** a factor per category on how often it is asked (vlmkit data --weights grounding=3,size=2); all splits */
+  weights?: QuestionWeights;
   /** fractions of n for train, validation, test (sum 1) */
   split: readonly [number, number, number];
   /** called after each image */
@@ -54,6 +56,8 @@ export interface DatasetSummary {
   questions_per_image: number;
   /** the train split's rows are one conversation per image */
   conversation: boolean;
+  /** the --weights given, when any */
+  question_weights?: QuestionWeights;
   splits: Record<SplitName, SplitSummary>;
   categories: Record<string, number>;
 }
@@ -97,9 +101,9 @@ export function encodePng(canvas: Canvas): Buffer {
 }
 
 /** Generates image `index` of `split` (what the dataset writer writes, for tests and tools). */
-export function generateOne(gen: Generator, o: Pick<DatasetOptions, 'seed' | 'size' | 'questions'>, split: SplitName, index: number) {
+export function generateOne(gen: Generator, o: Pick<DatasetOptions, 'seed' | 'size' | 'questions' | 'weights'>, split: SplitName, index: number) {
   const rng = new Rng(mixSeed(o.seed, SPLITS.indexOf(split), index));
-  return gen.generate(rng, o.size, o.questions);
+  return gen.generate(rng, o.size, o.questions, o.weights);
 }
 
 export function checkDatasetOptions(gen: Generator, o: DatasetOptions): void {
@@ -112,6 +116,12 @@ export function checkDatasetOptions(gen: Generator, o: DatasetOptions): void {
   const sum = o.split.reduce((a, b) => a + b, 0);
   if (o.split.some((f) => !(f >= 0)) || Math.abs(sum - 1) > 1e-9)
     throw new VlmkitError('E_ARGS', `--split takes three fractions for train,validation,test that sum to 1, e.g. 0.8,0.1,0.1; got ${o.split.join(',')}`);
+  for (const [category, w] of Object.entries(o.weights ?? {})) {
+    if (!gen.categories.includes(category))
+      throw new VlmkitError('E_ARGS', `--weights: ${gen.name} has no question type ${JSON.stringify(category)}; its types are ${gen.categories.join(', ')}`);
+    if (!(Number.isFinite(w) && w >= 0)) throw new VlmkitError('E_ARGS', `--weights: ${category} takes a factor >= 0 (0: never asked), got ${w}`);
+  }
+  if (o.weights && gen.categories.every((c) => o.weights![c] === 0)) throw new VlmkitError('E_ARGS', `--weights: every question type of ${gen.name} is at 0; leave at least one above 0`);
 }
 
 /**
@@ -129,6 +139,7 @@ export function writeDataset(gen: Generator, out: string, o: DatasetOptions, for
     size: o.size,
     questions_per_image: o.questions,
     conversation: !!o.conversation,
+    ...(o.weights && Object.keys(o.weights).length ? { question_weights: o.weights } : {}),
     splits: {} as Record<SplitName, SplitSummary>,
     categories: {},
   };

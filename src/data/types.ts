@@ -28,8 +28,11 @@ export interface Generator {
   categories: readonly string[];
   /** its rows are image-text pairs {"image", "text": the answer} (contrastive training), not questions */
   pairs?: boolean;
-  /** One image and up to `questions` questions about it (fewer when the scene allows fewer kinds). */
-  generate(rng: Rng, size: number, questions: number): GeneratedImage;
+  /**
+   * One image and up to `questions` questions about it (fewer when the scene allows fewer kinds); `weights`
+   * scales how often each category is asked (see pickQuestions).
+   */
+  generate(rng: Rng, size: number, questions: number, weights?: QuestionWeights): GeneratedImage;
   /** Questions about a random scene that is not drawn: text for training the tokenizer, fast. */
   text(rng: Rng, size: number, questions: number): QA[];
 }
@@ -43,16 +46,24 @@ export function phrase(rng: Rng, templates: readonly string[], vars: Record<stri
   });
 }
 
+/** A factor per category on its maker's weight ({"grounding": 3}: asked as if three times as common; 0: never). */
+export type QuestionWeights = Readonly<Record<string, number>>;
+
+/** A question maker: its weight, the category it asks, and the maker (null when the scene allows none). */
+export type Maker = readonly [weight: number, category: string, make: () => QA | null];
+
 /**
  * Draws up to k questions of distinct categories: categories are tried in a weighted random order and a maker
- * that returns null (the scene does not allow that kind of question) is skipped.
+ * that returns null (the scene does not allow that kind of question) is skipped. `weights` multiplies a
+ * category's weight; a category at 0 is never asked. Without weights the draws are those of the plain weights,
+ * so datasets made before weights existed are made again byte for byte.
  */
-export function pickQuestions(rng: Rng, k: number, makers: readonly [number, () => QA | null][]): QA[] {
-  const left = makers.slice();
+export function pickQuestions(rng: Rng, k: number, makers: readonly Maker[], weights: QuestionWeights = {}): QA[] {
+  const left = makers.filter((m) => (weights[m[1]] ?? 1) > 0);
   const out: QA[] = [];
   while (out.length < k && left.length > 0) {
-    const i = rng.weighted(left.map((m) => m[0]));
-    const [, make] = left.splice(i, 1)[0]!;
+    const i = rng.weighted(left.map((m) => m[0] * (weights[m[1]] ?? 1)));
+    const [, , make] = left.splice(i, 1)[0]!;
     const qa = make();
     if (qa) out.push(qa);
   }

@@ -37,6 +37,26 @@ describe('vlmkit data', () => {
     assert.equal(s.splits.train.images + s.splits.validation.images + s.splits.test.images, 10);
   });
 
+  it('--weights changes how often each type is asked, is recorded, and at 1 changes nothing', async () => {
+    const make = async (name: string, extra: string[]) => {
+      const r = await vlmkit(['data', 'shapes', '--n', '60', '--seed', '7', '--questions', '3', '--split', '1,0,0', '--out', join(tmp, name), '--json', ...extra]);
+      assert.equal(r.code, 0, r.stderr);
+      return { summary: JSON.parse(r.stdout), jsonl: readFileSync(join(tmp, name, 'train.jsonl'), 'utf8') };
+    };
+    const plain = await make('w-plain', []);
+    const ones = await make('w-ones', ['--weights', 'grounding=1,size=1']);
+    assert.equal(ones.jsonl, plain.jsonl, 'factors of 1 must draw the very questions of no --weights');
+    assert.equal(plain.summary.question_weights, undefined);
+    const more = await make('w-more', ['--weights', 'grounding=20,size=0']);
+    assert.deepEqual(more.summary.question_weights, { grounding: 20, size: 0 });
+    assert.equal(more.summary.categories.size ?? 0, 0, 'size=0 must never ask size');
+    assert.ok(plain.summary.categories.size > 0);
+    // an image has at most one grounding question, and most have an object named alone: nearly every image gets one
+    assert.ok(more.summary.categories.grounding >= 50 && more.summary.categories.grounding > 2 * plain.summary.categories.grounding,
+      `grounding ${plain.summary.categories.grounding} -> ${more.summary.categories.grounding} of 60 images`);
+    assert.deepEqual(JSON.parse(readFileSync(join(tmp, 'w-more', 'dataset.json'), 'utf8')).question_weights, { grounding: 20, size: 0 });
+  });
+
   it('charts and tokenizer write their files', async () => {
     const r = await vlmkit(['data', 'charts', '--n', '3', '--split', '1,0,0', '--out', join(tmp, 'charts')]);
     assert.equal(r.code, 0, r.stderr);
@@ -56,6 +76,13 @@ describe('vlmkit data', () => {
     [['data', 'charts', '--n', '3', '--size', '100', '--out', join(tmp, 'c2')], /--size for charts takes 224/],
     [['data', 'shapes', '--n', '3', '--split', '0.5,0.5', '--out', join(tmp, 's2')], /--split takes three fractions/],
     [['data', 'shapes', '--n', '3', '--questions', '99', '--out', join(tmp, 's3')], /--questions takes 1 to 10/],
+    [['data', 'shapes', '--n', '3', '--weights', 'grounding', '--out', join(tmp, 's4')], /--weights takes type=factor pairs/],
+    [['data', 'shapes', '--n', '3', '--weights', 'grounding=x', '--out', join(tmp, 's4')], /--weights takes type=factor pairs/],
+    [['data', 'shapes', '--n', '3', '--weights', 'size=1,size=2', '--out', join(tmp, 's4')], /names size twice/],
+    [['data', 'shapes', '--n', '3', '--weights', 'value=2', '--out', join(tmp, 's4')], /shapes has no question type "value"; its types are caption, /],
+    [['data', 'shapes', '--n', '3', '--weights', 'size=-1', '--out', join(tmp, 's4')], /size takes a factor >= 0/],
+    [['data', 'charts', '--n', '3', '--weights', 'caption=0,chart_type=0,title=0,value=0,compare=0,max_min=0,difference=0', '--out', join(tmp, 's4')], /every question type of charts is at 0/],
+    [['data', 'motion', '--n', '3', '--weights', 'size=2', '--out', join(tmp, 's4')], /--weights is for the question datasets/],
   ];
   for (const [args, re] of bad) {
     it(`refuses ${args.slice(1).join(' ')} with one line`, async () => {

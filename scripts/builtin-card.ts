@@ -16,15 +16,16 @@ import { BOX_BINS } from '../src/data/patch-labels.js';
 // The runs of the model's phases, in order, comma-separated (phase 1 from a random initialisation, then phases that
 // fine-tune the previous one); the config each phase ran with is PHASE_CONFIGS[i]. The held-out evaluation is the
 // last phase's; the card reports every phase's data, settings, steps and wall time.
-// The model of today has two phases: the decoder on the frozen tower (recipe.json), then the same model given the
-// tower trained on with the box heads (recipe-box.json). The previous model had three (phase1-3.json, its card in
-// git history).
-const PHASE_CONFIGS = ['recipes/builtin/recipe.json', 'recipes/builtin/recipe-box.json'];
+// The phases: the decoder on the frozen tower (recipe.json), the same model given the tower trained on with the box
+// heads (recipe-box.json), then all of it trained on, the tower unfrozen, on pictures asked more of the weakest
+// question types (recipe-unfrozen.json). A model may be the first two (its card lists two runs). An earlier model
+// had three other phases (phase1-3.json); the cards of the earlier models are in git history.
+const PHASE_CONFIGS = ['recipes/builtin/recipe.json', 'recipes/builtin/recipe-box.json', 'recipes/builtin/recipe-unfrozen.json'];
 // the recipe of the tower a phase takes with "vision-from" (scripts/pretrain-vision.ts; its metrics.jsonl beside
 // the tower's folder)
 const TOWER_RECIPES = ['recipes/builtin/vision.json', 'recipes/builtin/vision-box.json'];
 // the machines the phases ran on (not in the metrics): the same 2-core cloud machine type, whose CPU changed
-const MACHINES = ['a 2-core AMD EPYC Zen 4 (AVX-512)', 'a 2-core AMD EPYC Zen 5 (AVX-512)'];
+const MACHINES = ['a 2-core AMD EPYC Zen 4 (AVX-512)', 'a 2-core AMD EPYC Zen 5 (AVX-512)', 'a 2-core AMD EPYC Zen 5 (AVX-512)'];
 const runs = (process.argv[2] ?? 'runs/builtin').split(',').filter(Boolean);
 if (runs.length > PHASE_CONFIGS.length) throw new Error(`${runs.length} runs given; recipes/builtin has configs for ${PHASE_CONFIGS.length} phases`);
 const run = runs[runs.length - 1]!;
@@ -40,6 +41,8 @@ const json = <T>(p: string) => JSON.parse(readFileSync(need(p), 'utf8')) as T;
 interface MetricRow { type: string; event?: string; step?: number; path?: string; loss?: number; eval_loss?: number; elapsed_s?: number; trainable_params?: number; total_steps?: number; train?: { file: string; rows: number; tokens: number } }
 interface Dataset {
   generator: string; seed: number; size: number; questions_per_image?: number; conversation?: boolean;
+  /** vlmkit data --weights: a factor per question type on how often it is asked */
+  question_weights?: Record<string, number>;
   splits: Record<string, { images?: number; clips?: number; rows?: number }>;
   /** scripts/video-rows-as-frames.ts: the video rows this file holds as frame pictures */
   frames_of?: string;
@@ -145,7 +148,8 @@ const dataCommand = (d: Dataset) => {
   // the split, when it is not the default 0.8,0.1,0.1
   const f = ['train', 'validation', 'test'].map((k) => +(count(d.splits[k] ?? {}) / n).toFixed(3));
   const split = f.join(',') === '0.8,0.1,0.1' ? '' : ` --split ${f.join(',')}`;
-  return `vlmkit data ${d.generator} --n ${n} --seed ${d.seed} --size ${d.size} --questions ${d.questions_per_image}${d.conversation ? ' --conversation' : ''}${split}`;
+  const weights = d.question_weights ? ` --weights ${Object.entries(d.question_weights).map(([k, w]) => `${k}=${w}`).join(',')}` : '';
+  return `vlmkit data ${d.generator} --n ${n} --seed ${d.seed} --size ${d.size} --questions ${d.questions_per_image}${d.conversation ? ' --conversation' : ''}${weights}${split}`;
 };
 const partText = (p: { rows: number; dataset: Dataset }) => p.dataset.generator === 'motion'
   ? `${p.rows.toLocaleString('en')} motion clips (\`${dataCommand(p.dataset)}\`, the first of its ${p.dataset.splits.train!.clips!.toLocaleString('en')} training clips; 2 frames each as the model samples them${p.dataset.frames_of ? ', written out once as pictures by `scripts/video-rows-as-frames.ts`: the same token ids and pixels, without an ffmpeg run per clip in every batch' : ''})`
@@ -214,7 +218,7 @@ object covering it and which third of the object's box it is in (cross-entropy p
 ${tower.steps.toLocaleString('en')} steps of ${tower.recipe.batch} pictures, AdamW lr ${tower.recipe.lr} (cosine), seed ${tower.recipe.seed}; about ${Math.round(tower.wall / 60)} min. On held-out
 pictures, of the patches an object covers, it names the kind of ${pct(tower.lastEval.eval_kind_accuracy!)}, the colour of ${pct(tower.lastEval.eval_color_accuracy!)} and the part of
 the box of ${pct(tower.lastEval.eval_part_accuracy!)} (kind: ${tower.evals.map((e) => pct(e.eval_kind_accuracy!)).join(' / ')} at steps ${tower.evals.map((e) => e.step.toLocaleString('en')).join(' / ')}).
-The heads are dropped; the encoder goes into the model${tower.frozen ? ' and stays frozen there' : ''}.
+The heads are dropped; the encoder goes into the model${tower.frozen ? ` and stays frozen there${phases.some((p) => p.recipe.full === true && p.recipe['freeze-vision'] !== true) ? ' until a later phase trains it on' : ''}` : ''}.
 ${towers.slice(1).map((tw, j) => tw ? `
 **Vision tower with box heads** (\`${tw.file}\`, for phase ${j + 2}). The phase-1 tower trained on for ${tw.steps.toLocaleString('en')} steps of ${tw.recipe.batch} pictures
 (AdamW lr ${tw.recipe.lr}, cosine, seed ${tw.recipe.seed}; about ${Math.round(tw.wall / 60)} min) with four more heads: for every patch an object covers, the bin
@@ -228,7 +232,8 @@ patches an object covers, and puts the top / left / bottom / right edge within o
   const what = i === 0
     ? (tower?.frozen ? 'The pixel-shuffle projection and the decoder trained from a random initialisation (transformers\' Idefics3 rules; the location tokens start as a smooth function of their bin) on the frozen tower'
       : 'Full training from a random initialisation (transformers\' Idefics3 rules; the location tokens start as a smooth function of their bin)')
-    : towers[i] ? `The phase-${i} model with the box-head tower put in${towers[i]!.frozen ? ' (frozen)' : ''}, its projection and decoder trained on` : `Full fine-tuning of the phase-${i} model`;
+    : towers[i] ? `The phase-${i} model with the box-head tower put in${towers[i]!.frozen ? ' (frozen)' : ''}, its projection and decoder trained on`
+      : `Full fine-tuning of the phase-${i} model${r['freeze-vision'] ? ' (its tower frozen)' : ', its vision tower unfrozen this time'}`;
   const partial = p === lastPhase && p.steps < p.start.total_steps! ? ` (this model is the run's checkpoint at step ${p.steps.toLocaleString('en')} of its ${p.start.total_steps!.toLocaleString('en')}-step schedule, where it was stopped; \`--resume\` goes on from there)` : '';
   return `${phases.length > 1 ? `**Phase ${i + 1}** (\`${p.config}\`). ` : ''}${what}: ${p.steps.toLocaleString('en')} steps of ${r['batch-size']} conversations${partial}, AdamW lr ${r.lr} (${r.schedule}, warm-up ${r['warmup-ratio']}), weight decay ${r['weight-decay']}, ${r['vision-lr-scale'] !== undefined && r['vision-lr-scale'] !== 1 ? `vision tower lr x${r['vision-lr-scale']}, ` : ''}gradient clip ${r.clip}, loss on the answers only, seed ${r.seed}; ${hours(p.wall)} on ${MACHINES[i]} (${(p.wall / p.steps).toFixed(2)} s a step). Final training loss ${p.finalLoss.toFixed(3)} (mean of the last 100 steps)${p.lastEval ? `, validation loss ${p.lastEval.eval_loss!.toFixed(3)} at step ${p.lastEval.step}` : ''}.`;
 }).join('\n\n')}

@@ -6,7 +6,7 @@
 # (recipes/builtin/recipe-box.json), the held-out evaluation and the model card. Every step is deterministic by
 # seed. Extra arguments go to both training commands (e.g. --resume after an interruption). About 5 hours on 2
 # quiet cores: the towers 31 + 20 min, the motion clips 30 min (ffmpeg), the rest of the data 10 min, the two
-# phases 1 h 50 min (at 1.85 s a step; 1.1-1.5 s since rows are packed) and 1 h 45 min (all 4,500 steps).
+# phases 1 h 50 min (at 1.85 s a step; 1.1-1.5 s since rows are packed) and 1 h 58 min (4,500 steps).
 # (The previous model's three-phase pipeline, recipes/builtin/phase1-3.json: git show 125062b:scripts/pretrain-builtin.sh.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,9 +46,6 @@ mkdir -p runs/builtin-vision-box
 mkdir -p runs/builtin-data/mix-box
 npx tsx scripts/mix-rows.ts runs/builtin-data/mix-box/train.jsonl runs/builtin-data/shapes-2/train.jsonl:32000 runs/builtin-data/motion-frames/train.jsonl:1500 runs/builtin-data/motion-frames/train.jsonl:1500
 vlmkit train sft --config recipes/builtin/recipe-box.json "$@"
-# the shipped model is the run's checkpoint at step 3,000 of its 4,500-step schedule (the session's clock ran out);
-# the same bf16 folder the run's own save writes
-npx tsx scripts/checkpoint-model.ts runs/builtin-box 3000 runs/builtin-box/model-3000
 
 # 6. held-out evaluation: exact match on the first 2,000 test questions with a text answer, box IoU on the first
 #    400 grounding questions (the test split's pictures were never trained on), exact match on the first 300 of the
@@ -56,7 +53,7 @@ npx tsx scripts/checkpoint-model.ts runs/builtin-box 3000 runs/builtin-box/model
 d=runs/builtin-data/shapes
 grep -v -m 2000 '"category":"grounding"' $d/test.jsonl > $d/test-qa-2000.jsonl
 grep -m 400 '"category":"grounding"' $d/test.jsonl > $d/test-grounding-400.jsonl
-m=runs/builtin-box/model-3000
+m=runs/builtin-box/model
 vlmkit eval --model $m --data $d/test-qa-2000.jsonl --metric exact --batch-size 16 --out runs/builtin-box/eval-qa.json
 vlmkit eval --model $m --data $d/test-grounding-400.jsonl --metric iou --batch-size 16 --out runs/builtin-box/eval-grounding.json
 head -n 300 runs/builtin-data/motion/test.jsonl > runs/builtin-data/motion/test-300.jsonl
@@ -64,4 +61,4 @@ vlmkit eval --model $m --data runs/builtin-data/motion/test-300.jsonl --metric e
 
 # 7. the model folder with its card (models/vlmkit-shapes/README.md, written from the numbers above, the tower's
 #    included, with the loss curve)
-npx tsx scripts/builtin-card.ts runs/builtin,runs/builtin-box $m models/vlmkit-shapes 3000
+npx tsx scripts/builtin-card.ts runs/builtin,runs/builtin-box $m models/vlmkit-shapes

@@ -1,8 +1,10 @@
 // The README's chart course, short and for real: the built-in model was trained on shapes only and knows nothing
 // of charts; a minute or two of full fine-tuning on generated charts (vlmkit data charts, train sft, eval, as the README
 // runs them) must move its held-out relaxed accuracy. The thresholds are lower than the README's run: what 100
-// steps of 8 reliably teach is the kind of chart (bar, line or pie: seen, not read; 77% measured) and a first share
-// of the rest (+15 points measured).
+// steps of 8 teach is a part of the kind of chart (bar, line or pie: seen, not read) and a first share of the rest.
+// Measured: on the phase-2 model, kind 0% -> 77% and +13 points; on the phase-3 model (shipped 2026-12-07, its tower
+// trained on; it starts lower on charts), kind 0% -> 31% and +8.3 points (0.011 -> 0.094). A model that learns
+// nothing from the run stays at 0% and +0.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -47,6 +49,6 @@ test('a short SFT on generated charts teaches the built-in model what a short ru
   t.diagnostic(`relaxed accuracy ${before.score.toFixed(3)} -> ${afterSft.score.toFixed(3)}; kind of chart ${kind(before).toFixed(3)} -> ${kind(afterSft).toFixed(3)}`);
   assert.ok(before.per_category.chart_type && before.per_category.chart_type.rows >= 5, 'the held-out set asks the kind of chart');
   assert.ok(kind(before) <= 0.2, `before: the kind of chart ${kind(before)} (a shapes model should not know it)`);
-  assert.ok(kind(afterSft) >= 0.6, `after: the kind of chart ${kind(afterSft)}, want >= 0.6`);
-  assert.ok(afterSft.score >= before.score + 0.07, `relaxed accuracy ${before.score.toFixed(3)} -> ${afterSft.score.toFixed(3)}, want 7 points more`);
+  assert.ok(kind(afterSft) >= 0.25, `after: the kind of chart ${kind(afterSft)}, want >= 0.25`);
+  assert.ok(afterSft.score >= before.score + 0.05, `relaxed accuracy ${before.score.toFixed(3)} -> ${afterSft.score.toFixed(3)}, want 5 points more`);
 });

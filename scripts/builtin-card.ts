@@ -43,6 +43,8 @@ interface Dataset {
   generator: string; seed: number; size: number; questions_per_image?: number; conversation?: boolean;
   /** vlmkit data --weights: a factor per question type on how often it is asked */
   question_weights?: Record<string, number>;
+  /** vlmkit data --repeat: how many questions of a type one picture may get */
+  question_repeat?: Record<string, number>;
   splits: Record<string, { images?: number; clips?: number; rows?: number }>;
   /** scripts/video-rows-as-frames.ts: the video rows this file holds as frame pictures */
   frames_of?: string;
@@ -148,7 +150,8 @@ const dataCommand = (d: Dataset) => {
   // the split, when it is not the default 0.8,0.1,0.1
   const f = ['train', 'validation', 'test'].map((k) => +(count(d.splits[k] ?? {}) / n).toFixed(3));
   const split = f.join(',') === '0.8,0.1,0.1' ? '' : ` --split ${f.join(',')}`;
-  const weights = d.question_weights ? ` --weights ${Object.entries(d.question_weights).map(([k, w]) => `${k}=${w}`).join(',')}` : '';
+  const pairs = (flag: string, o?: Record<string, number>) => (o ? ` --${flag} ${Object.entries(o).map(([k, w]) => `${k}=${w}`).join(',')}` : '');
+  const weights = pairs('weights', d.question_weights) + pairs('repeat', d.question_repeat);
   return `vlmkit data ${d.generator} --n ${n} --seed ${d.seed} --size ${d.size} --questions ${d.questions_per_image}${d.conversation ? ' --conversation' : ''}${weights}${split}`;
 };
 const partText = (p: { rows: number; dataset: Dataset }) => p.dataset.generator === 'motion'

@@ -33,6 +33,8 @@ export const DATA_USAGE = `usage: vlmkit data shapes|charts|objects --n N --out 
                       when training); validation and test keep a row per question
   --weights T=W,...   how often each question type is asked, as a factor on its usual weight, e.g.
                       grounding=3,size=2 (0: never); an image still gets at most one question of a type
+  --repeat T=N,...    up to N questions of a type per image instead of one, e.g. grounding=3 (each about a
+                      different object); --questions may then go up to the sum
   --split A,B,C       fractions for train, validation, test (default 0.8,0.1,0.1)
   --out DIR           output folder: train.jsonl, validation.jsonl, test.jsonl, images/, dataset.json
   --force             replace a non-empty --out
@@ -56,15 +58,18 @@ function fractions(v: string | undefined): [number, number, number] {
   return parts as [number, number, number];
 }
 
-/** "grounding=3,size=2" -> {grounding: 3, size: 2}; the types and factors are checked with the other options. */
-function weightsArg(v: string | undefined): Record<string, number> | undefined {
+/**
+ * "grounding=3,size=2" -> {grounding: 3, size: 2} (--weights, --repeat); the types and numbers are checked with
+ * the other options.
+ */
+function typeNumbers(flag: string, what: string, v: string | undefined): Record<string, number> | undefined {
   if (v === undefined) return undefined;
   const out: Record<string, number> = {};
   for (const part of v.split(',')) {
     const m = /^\s*([a-z_]+)\s*=\s*([^,]+?)\s*$/.exec(part);
     const w = m ? Number(m[2]) : NaN;
-    if (!m || m[2]!.trim() === '' || !Number.isFinite(w)) throw argError(`--weights takes type=factor pairs separated by commas, e.g. grounding=3,size=2; got ${JSON.stringify(v)}`);
-    if (m[1]! in out) throw argError(`--weights names ${m[1]} twice; give each question type once`);
+    if (!m || m[2]!.trim() === '' || !Number.isFinite(w)) throw argError(`--${flag} takes type=${what} pairs separated by commas, e.g. grounding=3,size=2; got ${JSON.stringify(v)}`);
+    if (m[1]! in out) throw argError(`--${flag} names ${m[1]} twice; give each question type once`);
     out[m[1]!] = w;
   }
   return out;
@@ -86,6 +91,7 @@ export async function data(argv: string[], io: CliIo): Promise<number> {
         questions: { type: 'string' },
         split: { type: 'string' },
         weights: { type: 'string' },
+        repeat: { type: 'string' },
         conversation: { type: 'boolean' },
         out: { type: 'string' },
         force: { type: 'boolean' },
@@ -100,8 +106,9 @@ export async function data(argv: string[], io: CliIo): Promise<number> {
   if (positionals.length !== 1 || !what || !(what in GENERATORS || what === 'tokenizer' || what === 'motion'))
     throw argError(`say what to make: vlmkit data shapes|charts|objects|motion|tokenizer (got ${JSON.stringify(positionals.join(' '))})\n${DATA_USAGE}`);
   if (!values.out) throw argError(`--out <dir> is required: where to write the ${what === 'tokenizer' ? 'tokenizer files' : 'dataset'}\n${DATA_USAGE}`);
-  if (values.weights !== undefined && (what === 'tokenizer' || what === 'motion' || GENERATORS[what]!.pairs))
-    throw argError(`--weights is for the question datasets (shapes, charts); ${what} asks no choice of questions`);
+  for (const flag of ['weights', 'repeat'] as const)
+    if (values[flag] !== undefined && (what === 'tokenizer' || what === 'motion' || GENERATORS[what]!.pairs))
+      throw argError(`--${flag} is for the question datasets (shapes, charts); ${what} asks no choice of questions`);
   const t0 = Date.now();
 
   if (what === 'tokenizer') {
@@ -149,7 +156,8 @@ export async function data(argv: string[], io: CliIo): Promise<number> {
       size: int('size', values.size, gen.defaultSize),
       questions: int('questions', values.questions, Math.min(3, gen.categories.length)),
       conversation: values.conversation === true,
-      weights: weightsArg(values.weights),
+      weights: typeNumbers('weights', 'factor', values.weights),
+      repeat: typeNumbers('repeat', 'count', values.repeat),
       split: fractions(values.split),
       progress,
     },

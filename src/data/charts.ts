@@ -5,7 +5,7 @@
 import { drawText, drawTextCentered, textHeight, textWidth } from './font.js';
 import { Canvas, Ellipse, Polygon, rect, segment, type Point, type Rgb } from './raster.js';
 import type { Rng } from './rng.js';
-import { phrase, pickQuestions, type Generator, type Maker, type QA, type QuestionWeights } from './types.js';
+import { phrase, pickQuestions, type Generator, type Maker, type QA, type QuestionMix } from './types.js';
 
 export type ChartKind = 'bar' | 'line' | 'pie';
 
@@ -157,35 +157,35 @@ export function describeChart(chart: Chart): string {
   return `A ${chart.kind} chart titled ${chart.title} with ${chart.labels.length} ${NOUN[chart.kind]}.`;
 }
 
-export function askChart(chart: Chart, rng: Rng, k: number, weights?: QuestionWeights): QA[] {
+export function askChart(chart: Chart, rng: Rng, k: number, mix?: QuestionMix): QA[] {
   const { labels, values } = chart;
   const idx = labels.map((_, i) => i);
   const two = () => rng.sample(idx, 2) as [number, number];
   const makers: Maker[] = [
-    [0.6, 'caption', () => ({ category: 'caption', question: phrase(rng, T.caption), answer: describeChart(chart) })],
-    [0.4, 'chart_type', () => ({ category: 'chart_type', question: phrase(rng, T.chart_type), answer: chart.kind })],
-    [0.5, 'title', () => ({ category: 'title', question: phrase(rng, T.title), answer: chart.title })],
+    [0.6, 'caption', () => ({ question: phrase(rng, T.caption), answer: describeChart(chart) })],
+    [0.4, 'chart_type', () => ({ question: phrase(rng, T.chart_type), answer: chart.kind })],
+    [0.5, 'title', () => ({ question: phrase(rng, T.title), answer: chart.title })],
     [1.5, 'value', () => {
       const i = rng.pick(idx);
-      return { category: 'value', question: phrase(rng, chart.kind === 'pie' ? T.pieValue : T.value, { a: labels[i]! }), answer: String(values[i]) };
+      return { question: phrase(rng, chart.kind === 'pie' ? T.pieValue : T.value, { a: labels[i]! }), answer: String(values[i]) };
     }],
     [1, 'compare', () => {
       const [i, j] = two();
-      if (rng.chance(0.5)) return { category: 'compare', question: phrase(rng, T.higherWhich, { a: labels[i]!, b: labels[j]! }), answer: values[i]! > values[j]! ? labels[i]! : labels[j]! };
-      return { category: 'compare', question: phrase(rng, T.higherYesNo, { a: labels[i]!, b: labels[j]! }), answer: values[i]! > values[j]! ? 'yes' : 'no' };
+      if (rng.chance(0.5)) return { question: phrase(rng, T.higherWhich, { a: labels[i]!, b: labels[j]! }), answer: values[i]! > values[j]! ? labels[i]! : labels[j]! };
+      return { question: phrase(rng, T.higherYesNo, { a: labels[i]!, b: labels[j]! }), answer: values[i]! > values[j]! ? 'yes' : 'no' };
     }],
     [1, 'max_min', () => {
       const hi = rng.chance(0.5);
       const best = idx.reduce((a, b) => ((hi ? values[b]! > values[a]! : values[b]! < values[a]!) ? b : a));
-      return { category: 'max_min', question: phrase(rng, hi ? T.max : T.min), answer: labels[best]! };
+      return { question: phrase(rng, hi ? T.max : T.min), answer: labels[best]! };
     }],
     [1, 'difference', () => {
       let [i, j] = two();
       if (values[i]! < values[j]!) [i, j] = [j, i];
-      return { category: 'difference', question: phrase(rng, T.difference, { a: labels[i]!, b: labels[j]! }), answer: String(values[i]! - values[j]!) };
+      return { question: phrase(rng, T.difference, { a: labels[i]!, b: labels[j]! }), answer: String(values[i]! - values[j]!) };
     }],
   ];
-  return pickQuestions(rng, k, makers, weights);
+  return pickQuestions(rng, k, makers, mix);
 }
 
 export const chartsGenerator: Generator = {
@@ -194,9 +194,9 @@ export const chartsGenerator: Generator = {
   minSize: 224,
   maxSize: 1024,
   categories: CHART_CATEGORIES,
-  generate(rng, size, questions, weights) {
+  generate(rng, size, questions, mix) {
     const chart = randomChart(rng);
-    return { canvas: renderChart(chart, size, rng), qas: askChart(chart, rng, questions, weights) };
+    return { canvas: renderChart(chart, size, rng), qas: askChart(chart, rng, questions, mix) };
   },
   text(rng, _size, questions) {
     return askChart(randomChart(rng), rng, questions);

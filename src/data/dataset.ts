@@ -12,7 +12,7 @@ import { VlmkitError } from '../errors.js';
 import { writeDirAtomic } from '../io/safetensors-write.js';
 import type { Canvas } from './raster.js';
 import { mixSeed, Rng } from './rng.js';
-import type { Generator, QA, QuestionWeights } from './types.js';
+import type { Generator, QA, QuestionRepeat, QuestionWeights } from './types.js';
 
 export const SPLITS = ['train', 'validation', 'test'] as const;
 export type SplitName = (typeof SPLITS)[number];
@@ -33,6 +33,8 @@ export interface DatasetOptions {
   conversation?: boolean;
   /** a factor per category on how often it is asked (vlmkit data --weights grounding=3,size=2); all splits */
   weights?: QuestionWeights;
+  /** how many questions of a category one image may get (vlmkit data --repeat grounding=3; default 1); all splits */
+  repeat?: QuestionRepeat;
   /** fractions of n for train, validation, test (sum 1) */
   split: readonly [number, number, number];
   /** called after each image */
@@ -58,6 +60,8 @@ export interface DatasetSummary {
   conversation: boolean;
   /** the --weights given, when any */
   question_weights?: QuestionWeights;
+  /** the --repeat given, when any */
+  question_repeat?: QuestionRepeat;
   splits: Record<SplitName, SplitSummary>;
   categories: Record<string, number>;
 }
@@ -101,9 +105,9 @@ export function encodePng(canvas: Canvas): Buffer {
 }
 
 /** Generates image `index` of `split` (what the dataset writer writes, for tests and tools). */
-export function generateOne(gen: Generator, o: Pick<DatasetOptions, 'seed' | 'size' | 'questions' | 'weights'>, split: SplitName, index: number) {
+export function generateOne(gen: Generator, o: Pick<DatasetOptions, 'seed' | 'size' | 'questions' | 'weights' | 'repeat'>, split: SplitName, index: number) {
   const rng = new Rng(mixSeed(o.seed, SPLITS.indexOf(split), index));
-  return gen.generate(rng, o.size, o.questions, o.weights);
+  return gen.generate(rng, o.size, o.questions, { weights: o.weights, repeat: o.repeat });
 }
 
 export function checkDatasetOptions(gen: Generator, o: DatasetOptions): void {
@@ -111,8 +115,14 @@ export function checkDatasetOptions(gen: Generator, o: DatasetOptions): void {
   if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > Number.MAX_SAFE_INTEGER) throw new VlmkitError('E_ARGS', `--seed takes a whole number >= 0, got ${o.seed}`);
   if (!Number.isInteger(o.size) || o.size < gen.minSize || o.size > gen.maxSize)
     throw new VlmkitError('E_ARGS', `--size for ${gen.name} takes ${gen.minSize} to ${gen.maxSize} pixels, got ${o.size}`);
-  if (!Number.isInteger(o.questions) || o.questions < 1 || o.questions > gen.categories.length)
-    throw new VlmkitError('E_ARGS', `--questions takes 1 to ${gen.categories.length} (one per question type), got ${o.questions}`);
+  for (const [category, r] of Object.entries(o.repeat ?? {})) {
+    if (!gen.categories.includes(category))
+      throw new VlmkitError('E_ARGS', `--repeat: ${gen.name} has no question type ${JSON.stringify(category)}; its types are ${gen.categories.join(', ')}`);
+    if (!(Number.isInteger(r) && r >= 1 && r <= 10)) throw new VlmkitError('E_ARGS', `--repeat: ${category} takes a whole number of questions a picture, 1 to 10, got ${r}`);
+  }
+  const most = gen.categories.reduce((n, c) => n + (o.repeat?.[c] ?? 1), 0);
+  if (!Number.isInteger(o.questions) || o.questions < 1 || o.questions > most)
+    throw new VlmkitError('E_ARGS', `--questions takes 1 to ${most} (one per question type${o.repeat ? ', --repeat times' : ''}), got ${o.questions}`);
   const sum = o.split.reduce((a, b) => a + b, 0);
   if (o.split.some((f) => !(f >= 0)) || Math.abs(sum - 1) > 1e-9)
     throw new VlmkitError('E_ARGS', `--split takes three fractions for train,validation,test that sum to 1, e.g. 0.8,0.1,0.1; got ${o.split.join(',')}`);
@@ -140,6 +150,7 @@ export function writeDataset(gen: Generator, out: string, o: DatasetOptions, for
     questions_per_image: o.questions,
     conversation: !!o.conversation,
     ...(o.weights && Object.keys(o.weights).length ? { question_weights: o.weights } : {}),
+    ...(o.repeat && Object.keys(o.repeat).length ? { question_repeat: o.repeat } : {}),
     splits: {} as Record<SplitName, SplitSummary>,
     categories: {},
   };

@@ -8,7 +8,7 @@
 import { encodeBoxes, type LabeledBox } from './loc.js';
 import { Canvas, Ellipse, Polygon, type Bounds, type Point, type Rgb, type Shape } from './raster.js';
 import { Rng } from './rng.js';
-import { capitalize, listWords, numberWord, phrase, pickQuestions, type Generator, type Maker, type QA, type QuestionWeights } from './types.js';
+import { capitalize, listWords, numberWord, phrase, pickQuestions, type Generator, type Maker, type QA, type Question, type QuestionMix } from './types.js';
 
 export const SHAPE_COLORS: readonly { name: string; rgb: Rgb }[] = [
   { name: 'red', rgb: [220, 30, 30] },
@@ -220,7 +220,7 @@ export function objectBox(o: ShapeObject): LabeledBox {
   return { label: nameOf(o), x0: Math.floor(b.x0 * 100) / 100, y0: Math.floor(b.y0 * 100) / 100, x1: Math.ceil(b.x1 * 100) / 100, y1: Math.ceil(b.y1 * 100) / 100 };
 }
 
-export function askShapes(scene: ShapeScene, rng: Rng, k: number, weights?: QuestionWeights): QA[] {
+export function askShapes(scene: ShapeScene, rng: Rng, k: number, mix?: QuestionMix): QA[] {
   const objs = scene.objects;
   const S = scene.size;
   const count = (f: (o: ShapeObject) => boolean) => String(objs.filter(f).length);
@@ -228,29 +228,30 @@ export function askShapes(scene: ShapeScene, rng: Rng, k: number, weights?: Ques
   const someKind = () => (rng.chance(0.8) && objs.length ? rng.pick(objs).kind : rng.pick(SHAPE_KINDS));
   const someColor = () => (rng.chance(0.8) && objs.length ? rng.pick(objs).color : rng.pick(SHAPE_COLORS).name);
   const named = uniquelyNamed(scene);
+  const unfound = named.slice();
   const clear = 0.12 * S;
   const makers: Maker[] = [
-    [1, 'caption', () => ({ category: 'caption', question: phrase(rng, T.caption), answer: describeScene(scene) })],
-    [0.7, 'count_total', () => ({ category: 'count_total', question: phrase(rng, T.count_total), answer: String(objs.length) })],
+    [1, 'caption', () => ({ question: phrase(rng, T.caption), answer: describeScene(scene) })],
+    [0.7, 'count_total', () => ({ question: phrase(rng, T.count_total), answer: String(objs.length) })],
     [1, 'count_kind', () => {
       const kind = someKind();
-      return { category: 'count_kind', question: phrase(rng, T.count_kind, { kinds: plural(kind) }), answer: count((o) => o.kind === kind) };
+      return { question: phrase(rng, T.count_kind, { kinds: plural(kind) }), answer: count((o) => o.kind === kind) };
     }],
     [1, 'count_color', () => {
       const color = someColor();
-      return { category: 'count_color', question: phrase(rng, T.count_color, { color }), answer: count((o) => o.color === color) };
+      return { question: phrase(rng, T.count_color, { color }), answer: count((o) => o.color === color) };
     }],
     [1, 'count_color_kind', () => {
       const o = objs.length && rng.chance(0.8) ? rng.pick(objs) : null;
       const kind = o ? o.kind : rng.pick(SHAPE_KINDS);
       const color = o ? o.color : rng.pick(SHAPE_COLORS).name;
-      return { category: 'count_color_kind', question: phrase(rng, T.count_color_kind, { color, kinds: plural(kind) }), answer: count((x) => x.kind === kind && x.color === color) };
+      return { question: phrase(rng, T.count_color_kind, { color, kinds: plural(kind) }), answer: count((x) => x.kind === kind && x.color === color) };
     }],
     [1, 'color', () => {
       const single = objs.filter((o) => objs.filter((p) => p.kind === o.kind).length === 1);
       if (!single.length) return null;
       const o = rng.pick(single);
-      return { category: 'color', question: phrase(rng, T.color, { kind: o.kind }), answer: o.color };
+      return { question: phrase(rng, T.color, { kind: o.kind }), answer: o.color };
     }],
     [1.2, 'presence', () => {
       const has = (c: string, kd: string) => objs.some((o) => o.color === c && o.kind === kd);
@@ -266,21 +267,21 @@ export function askShapes(scene: ShapeScene, rng: Rng, k: number, weights?: Ques
           kind = o && rng.chance(0.5) ? o.kind : rng.pick(SHAPE_KINDS);
         } while (has(color, kind));
       }
-      return { category: 'presence', question: phrase(rng, T.presence, { color, kind }), answer: has(color, kind) ? 'yes' : 'no' };
+      return { question: phrase(rng, T.presence, { color, kind }), answer: has(color, kind) ? 'yes' : 'no' };
     }],
     [1.2, 'position', () => {
-      const options: (() => QA)[] = [];
+      const options: (() => Question)[] = [];
       for (const a of named) {
         if (Math.abs(a.cx - S / 2) >= clear)
-          options.push(() => ({ category: 'position', question: phrase(rng, T.side, { a: nameOf(a) }), answer: a.cx < S / 2 ? 'left' : 'right' }));
+          options.push(() => ({ question: phrase(rng, T.side, { a: nameOf(a) }), answer: a.cx < S / 2 ? 'left' : 'right' }));
         if (Math.abs(a.cy - S / 2) >= clear)
-          options.push(() => ({ category: 'position', question: phrase(rng, T.half, { a: nameOf(a) }), answer: a.cy < S / 2 ? 'top' : 'bottom' }));
+          options.push(() => ({ question: phrase(rng, T.half, { a: nameOf(a) }), answer: a.cy < S / 2 ? 'top' : 'bottom' }));
         for (const b of named) {
           if (a === b) continue;
           if (Math.abs(a.cx - b.cx) >= clear)
-            options.push(() => ({ category: 'position', question: phrase(rng, T.horizontal, { a: nameOf(a), b: nameOf(b) }), answer: a.cx < b.cx ? 'left' : 'right' }));
+            options.push(() => ({ question: phrase(rng, T.horizontal, { a: nameOf(a), b: nameOf(b) }), answer: a.cx < b.cx ? 'left' : 'right' }));
           if (Math.abs(a.cy - b.cy) >= clear)
-            options.push(() => ({ category: 'position', question: phrase(rng, T.vertical, { a: nameOf(a), b: nameOf(b) }), answer: a.cy < b.cy ? 'above' : 'below' }));
+            options.push(() => ({ question: phrase(rng, T.vertical, { a: nameOf(a), b: nameOf(b) }), answer: a.cy < b.cy ? 'above' : 'below' }));
         }
       }
       return options.length ? rng.pick(options)() : null;
@@ -293,16 +294,18 @@ export function askShapes(scene: ShapeScene, rng: Rng, k: number, weights?: Ques
       const [a, b] = rng.chance(0.5) ? [big, small] : [small, big];
       const askLarger = rng.chance(0.5);
       const question = phrase(rng, askLarger ? T.larger : T.smaller, { a: nameOf(a), b: nameOf(b) });
-      return { category: 'size', question, answer: nameOf(askLarger ? big : small) };
+      return { question, answer: nameOf(askLarger ? big : small) };
     }],
     [1.2, 'grounding', () => {
-      if (!named.length) return null;
-      const o = rng.pick(named);
+      // each object found once (--repeat grounding=N asks for several); the first pick draws as pick(named) did
+      if (!unfound.length) return null;
+      const o = rng.pick(unfound);
+      unfound.splice(unfound.indexOf(o), 1);
       const box = objectBox(o);
-      return { category: 'grounding', question: phrase(rng, T.grounding, { a: nameOf(o) }), answer: encodeBoxes([box], S, S), box };
+      return { question: phrase(rng, T.grounding, { a: nameOf(o) }), answer: encodeBoxes([box], S, S), box };
     }],
   ];
-  return pickQuestions(rng, k, makers, weights);
+  return pickQuestions(rng, k, makers, mix);
 }
 
 export const shapesGenerator: Generator = {
@@ -311,9 +314,9 @@ export const shapesGenerator: Generator = {
   minSize: 64,
   maxSize: 1024,
   categories: SHAPE_CATEGORIES,
-  generate(rng, size, questions, weights) {
+  generate(rng, size, questions, mix) {
     const scene = randomScene(rng, size);
-    return { canvas: renderScene(scene), qas: askShapes(scene, rng, questions, weights) };
+    return { canvas: renderScene(scene), qas: askShapes(scene, rng, questions, mix) };
   },
   text(rng, size, questions) {
     return askShapes(randomScene(rng, size), rng, questions);

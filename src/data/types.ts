@@ -29,10 +29,10 @@ export interface Generator {
   /** its rows are image-text pairs {"image", "text": the answer} (contrastive training), not questions */
   pairs?: boolean;
   /**
-   * One image and up to `questions` questions about it (fewer when the scene allows fewer kinds); `weights`
-   * scales how often each category is asked (see pickQuestions).
+   * One image and up to `questions` questions about it (fewer when the scene allows fewer kinds); `mix` scales
+   * how often each category is asked and how many times one image may be asked it (see pickQuestions).
    */
-  generate(rng: Rng, size: number, questions: number, weights?: QuestionWeights): GeneratedImage;
+  generate(rng: Rng, size: number, questions: number, mix?: QuestionMix): GeneratedImage;
   /** Questions about a random scene that is not drawn: text for training the tokenizer, fast. */
   text(rng: Rng, size: number, questions: number): QA[];
 }
@@ -49,23 +49,46 @@ export function phrase(rng: Rng, templates: readonly string[], vars: Record<stri
 /** A factor per category on its maker's weight ({"grounding": 3}: asked as if three times as common; 0: never). */
 export type QuestionWeights = Readonly<Record<string, number>>;
 
+/**
+ * How many questions of a category one image may get ({"grounding": 3}: up to three, of different objects;
+ * default 1). Several questions about one picture that each need a different object found teach the model to
+ * find the object named rather than a habit (the topmost one, say).
+ */
+export type QuestionRepeat = Readonly<Record<string, number>>;
+
+/** What vlmkit data --weights and --repeat ask of a generator's question choice. */
+export interface QuestionMix {
+  weights?: QuestionWeights;
+  repeat?: QuestionRepeat;
+}
+
+/** A question before pickQuestions stamps its maker's category on it. */
+export type Question = Omit<QA, 'category'>;
+
 /** A question maker: its weight, the category it asks, and the maker (null when the scene allows none). */
-export type Maker = readonly [weight: number, category: string, make: () => QA | null];
+export type Maker = readonly [weight: number, category: string, make: () => Question | null];
 
 /**
- * Draws up to k questions of distinct categories: categories are tried in a weighted random order and a maker
- * that returns null (the scene does not allow that kind of question) is skipped. `weights` multiplies a
- * category's weight; a category at 0 is never asked. Without weights the draws are those of the plain weights,
+ * Draws up to k questions: categories are tried in a weighted random order and a maker that returns null (the
+ * scene does not allow that kind of question) is skipped. `mix.weights` multiplies a category's weight; a
+ * category at 0 is never asked. A category is tried `mix.repeat` times (default once: distinct categories); a
+ * question already asked of this image is not asked again. Without a mix the draws are those of the plain weights,
  * so datasets made before weights existed are made again byte for byte.
  */
-export function pickQuestions(rng: Rng, k: number, makers: readonly Maker[], weights: QuestionWeights = {}): QA[] {
-  const left = makers.filter((m) => (weights[m[1]] ?? 1) > 0);
+export function pickQuestions(rng: Rng, k: number, makers: readonly Maker[], mix: QuestionMix = {}): QA[] {
+  const weights = mix.weights ?? {};
+  // one slot per try: a category with repeat r has r slots, drawn without replacement like the categories were
+  const left = makers.filter((m) => (weights[m[1]] ?? 1) > 0).flatMap((m) => Array.from({ length: mix.repeat?.[m[1]] ?? 1 }, () => m));
   const out: QA[] = [];
+  const asked = new Set<string>();
   while (out.length < k && left.length > 0) {
     const i = rng.weighted(left.map((m) => m[0] * (weights[m[1]] ?? 1)));
-    const [, , make] = left.splice(i, 1)[0]!;
-    const qa = make();
-    if (qa) out.push(qa);
+    const [, category, make] = left.splice(i, 1)[0]!;
+    const q = make();
+    if (q && !asked.has(q.question)) {
+      asked.add(q.question);
+      out.push({ category, ...q });
+    }
   }
   return out;
 }

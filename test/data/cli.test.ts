@@ -57,6 +57,30 @@ describe('vlmkit data', () => {
     assert.deepEqual(JSON.parse(readFileSync(join(tmp, 'w-more', 'dataset.json'), 'utf8')).question_weights, { grounding: 20, size: 0 });
   });
 
+  it('--repeat asks up to N questions of a type per image, each about a different object, and is recorded', async () => {
+    const make = async (name: string, extra: string[]) => {
+      const r = await vlmkit(['data', 'shapes', '--n', '60', '--seed', '7', '--questions', '3', '--split', '1,0,0', '--conversation', '--out', join(tmp, name), '--json', ...extra]);
+      assert.equal(r.code, 0, r.stderr);
+      const rows = readFileSync(join(tmp, name, 'train.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+      return { summary: JSON.parse(r.stdout), rows, jsonl: readFileSync(join(tmp, name, 'train.jsonl'), 'utf8') };
+    };
+    const plain = await make('r-plain', []);
+    const ones = await make('r-ones', ['--repeat', 'grounding=1']);
+    assert.equal(ones.jsonl, plain.jsonl, 'a repeat of 1 must draw the very questions of no --repeat');
+    assert.equal(plain.summary.question_repeat, undefined);
+    const many = await make('r-many', ['--repeat', 'grounding=3', '--weights', 'grounding=50', '--questions', '5']);
+    assert.deepEqual(many.summary.question_repeat, { grounding: 3 });
+    assert.deepEqual(JSON.parse(readFileSync(join(tmp, 'r-many', 'dataset.json'), 'utf8')).question_repeat, { grounding: 3 });
+    let several = 0;
+    for (const row of many.rows) {
+      const boxes = row.messages.filter((m: { role: string }) => m.role === 'assistant').map((m: { content: { text: string }[] }) => m.content[0]!.text).filter((t: string) => t.includes('<loc'));
+      assert.ok(boxes.length <= 3, `at most 3 grounding questions an image, got ${boxes.length}`);
+      assert.equal(new Set(boxes).size, boxes.length, `each grounding question of an image finds a different object: ${boxes.join(' | ')}`);
+      if (boxes.length > 1) several++;
+    }
+    assert.ok(several >= 20, `most pictures with several objects named alone get several grounding questions: ${several} of 60`);
+  });
+
   it('charts and tokenizer write their files', async () => {
     const r = await vlmkit(['data', 'charts', '--n', '3', '--split', '1,0,0', '--out', join(tmp, 'charts')]);
     assert.equal(r.code, 0, r.stderr);
@@ -83,6 +107,11 @@ describe('vlmkit data', () => {
     [['data', 'shapes', '--n', '3', '--weights', 'size=-1', '--out', join(tmp, 's4')], /size takes a factor >= 0/],
     [['data', 'charts', '--n', '3', '--weights', 'caption=0,chart_type=0,title=0,value=0,compare=0,max_min=0,difference=0', '--out', join(tmp, 's4')], /every question type of charts is at 0/],
     [['data', 'motion', '--n', '3', '--weights', 'size=2', '--out', join(tmp, 's4')], /--weights is for the question datasets/],
+    [['data', 'shapes', '--n', '3', '--repeat', 'grounding=0', '--out', join(tmp, 's4')], /--repeat: grounding takes a whole number of questions a picture, 1 to 10/],
+    [['data', 'shapes', '--n', '3', '--repeat', 'grounding=1.5', '--out', join(tmp, 's4')], /--repeat: grounding takes a whole number/],
+    [['data', 'shapes', '--n', '3', '--repeat', 'where=2', '--out', join(tmp, 's4')], /--repeat: shapes has no question type "where"/],
+    [['data', 'shapes', '--n', '3', '--repeat', 'grounding=2', '--questions', '12', '--out', join(tmp, 's4')], /--questions takes 1 to 11 \(one per question type, --repeat times\)/],
+    [['data', 'objects', '--n', '3', '--repeat', 'grounding=2', '--out', join(tmp, 's4')], /--repeat is for the question datasets/],
   ];
   for (const [args, re] of bad) {
     it(`refuses ${args.slice(1).join(' ')} with one line`, async () => {

@@ -32,7 +32,8 @@ export const DATA_USAGE = `usage: vlmkit data shapes|charts|objects --n N --out 
   --conversation      train split: each image's questions as one multi-turn row (one vision pass per image
                       when training); validation and test keep a row per question
   --weights T=W,...   how often each question type is asked, as a factor on its usual weight, e.g.
-                      grounding=3,size=2 (0: never); an image still gets at most one question of a type
+                      grounding=3,size=2 (0: never); an image still gets at most one question of a type;
+                      shapes' "order" (list the objects from top to bottom, ...) is asked only when named
   --repeat T=N,...    up to N questions of a type per image instead of one, e.g. grounding=3 (each about a
                       different object); --questions may then go up to the sum
   --split A,B,C       fractions for train, validation, test (default 0.8,0.1,0.1)

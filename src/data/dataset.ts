@@ -120,7 +120,9 @@ export function checkDatasetOptions(gen: Generator, o: DatasetOptions): void {
       throw new VlmkitError('E_ARGS', `--repeat: ${gen.name} has no question type ${JSON.stringify(category)}; its types are ${gen.categories.join(', ')}`);
     if (!(Number.isInteger(r) && r >= 1 && r <= 10)) throw new VlmkitError('E_ARGS', `--repeat: ${category} takes a whole number of questions a picture, 1 to 10, got ${r}`);
   }
-  const most = gen.categories.reduce((n, c) => n + (o.repeat?.[c] ?? 1), 0);
+  const factor = (c: string) => o.weights?.[c] ?? (gen.optIn?.includes(c) ? 0 : 1);
+  // an opt-in type counts only when --weights names it (so --questions' limit is what it was before it existed)
+  const most = gen.categories.reduce((n, c) => n + (gen.optIn?.includes(c) && o.weights?.[c] === undefined ? 0 : (o.repeat?.[c] ?? 1)), 0);
   if (!Number.isInteger(o.questions) || o.questions < 1 || o.questions > most)
     throw new VlmkitError('E_ARGS', `--questions takes 1 to ${most} (one per question type${o.repeat ? ', --repeat times' : ''}), got ${o.questions}`);
   const sum = o.split.reduce((a, b) => a + b, 0);
@@ -131,7 +133,7 @@ export function checkDatasetOptions(gen: Generator, o: DatasetOptions): void {
       throw new VlmkitError('E_ARGS', `--weights: ${gen.name} has no question type ${JSON.stringify(category)}; its types are ${gen.categories.join(', ')}`);
     if (!(Number.isFinite(w) && w >= 0)) throw new VlmkitError('E_ARGS', `--weights: ${category} takes a factor >= 0 (0: never asked), got ${w}`);
   }
-  if (o.weights && gen.categories.every((c) => o.weights![c] === 0)) throw new VlmkitError('E_ARGS', `--weights: every question type of ${gen.name} is at 0; leave at least one above 0`);
+  if (o.weights && gen.categories.every((c) => factor(c) === 0)) throw new VlmkitError('E_ARGS', `--weights: every question type of ${gen.name} is at 0; leave at least one above 0`);
 }
 
 /**

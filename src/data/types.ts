@@ -26,6 +26,8 @@ export interface Generator {
   maxSize: number;
   /** every category its questions can have */
   categories: readonly string[];
+  /** the categories asked only when --weights names them (see Maker) */
+  optIn?: readonly string[];
   /** its rows are image-text pairs {"image", "text": the answer} (contrastive training), not questions */
   pairs?: boolean;
   /**
@@ -65,8 +67,11 @@ export interface QuestionMix {
 /** A question before pickQuestions stamps its maker's category on it. */
 export type Question = Omit<QA, 'category'>;
 
-/** A question maker: its weight, the category it asks, and the maker (null when the scene allows none). */
-export type Maker = readonly [weight: number, category: string, make: () => Question | null];
+/**
+ * A question maker: its weight, the category it asks, and the maker (null when the scene allows none); an opt-in
+ * maker is asked only when --weights names its category (types added after datasets were made with the others).
+ */
+export type Maker = readonly [weight: number, category: string, make: () => Question | null, optIn?: 'opt-in'];
 
 /**
  * Draws up to k questions: categories are tried in a weighted random order and a maker that returns null (the
@@ -77,12 +82,13 @@ export type Maker = readonly [weight: number, category: string, make: () => Ques
  */
 export function pickQuestions(rng: Rng, k: number, makers: readonly Maker[], mix: QuestionMix = {}): QA[] {
   const weights = mix.weights ?? {};
+  const factor = (m: Maker) => weights[m[1]] ?? (m[3] === 'opt-in' ? 0 : 1);
   // one slot per try: a category with repeat r has r slots, drawn without replacement like the categories were
-  const left = makers.filter((m) => (weights[m[1]] ?? 1) > 0).flatMap((m) => Array.from({ length: mix.repeat?.[m[1]] ?? 1 }, () => m));
+  const left = makers.filter((m) => factor(m) > 0).flatMap((m) => Array.from({ length: mix.repeat?.[m[1]] ?? 1 }, () => m));
   const out: QA[] = [];
   const asked = new Set<string>();
   while (out.length < k && left.length > 0) {
-    const i = rng.weighted(left.map((m) => m[0] * (weights[m[1]] ?? 1)));
+    const i = rng.weighted(left.map((m) => m[0] * factor(m)));
     const [, category, make] = left.splice(i, 1)[0]!;
     const q = make();
     if (q && !asked.has(q.question)) {

@@ -100,6 +100,7 @@ describe('vlmkit data', () => {
     [['data', 'charts', '--n', '3', '--size', '100', '--out', join(tmp, 'c2')], /--size for charts takes 224/],
     [['data', 'shapes', '--n', '3', '--split', '0.5,0.5', '--out', join(tmp, 's2')], /--split takes three fractions/],
     [['data', 'shapes', '--n', '3', '--questions', '99', '--out', join(tmp, 's3')], /--questions takes 1 to 10/],
+    [['data', 'shapes', '--n', '3', '--questions', '12', '--weights', 'order=1', '--out', join(tmp, 's3')], /--questions takes 1 to 11/],
     [['data', 'shapes', '--n', '3', '--weights', 'grounding', '--out', join(tmp, 's4')], /--weights takes type=factor pairs/],
     [['data', 'shapes', '--n', '3', '--weights', 'grounding=x', '--out', join(tmp, 's4')], /--weights takes type=factor pairs/],
     [['data', 'shapes', '--n', '3', '--weights', 'size=1,size=2', '--out', join(tmp, 's4')], /names size twice/],

@@ -113,6 +113,30 @@ describe('shapes scenes', () => {
     for (const c of ['caption', 'count_total', 'count_kind', 'count_color', 'count_color_kind', 'color', 'presence', 'position', 'size', 'grounding']) assert.ok(seen.has(c), `no ${c} question`);
   });
 
+  it('asks the opt-in order question only when --weights names it, with the objects in the order asked', () => {
+    let asked = 0;
+    const dirs = new Set<string>();
+    scenes.forEach((scene, i) => {
+      assert.ok(!askShapes(scene, new Rng(i), 11).some((qa) => qa.category === 'order'), 'order is opt-in');
+      for (const qa of askShapes(scene, new Rng(i), 11, { weights: { order: 1 } })) {
+        if (qa.category !== 'order') continue;
+        asked++;
+        const [, from, to] = /from (\w+) to (\w+)\.$/.exec(qa.question)!;
+        dirs.add(from!);
+        const at = (o: ShapeScene['objects'][number]) => (from === 'top' || from === 'bottom' ? o.cy : o.cx);
+        const sign = from === 'top' || from === 'left' ? 1 : -1;
+        const want = [...scene.objects].sort((a, b) => sign * (at(a) - at(b))).map((o) => `${o.color} ${o.kind}`);
+        assert.equal(qa.answer, want.length === 1 ? want[0] : `${want.slice(0, -1).join(', ')} and ${want[want.length - 1]}`, `${qa.question} (to ${to})`);
+        // plain to see: neighbours in the order at least 5% of the image apart
+        const sorted = [...scene.objects].sort((a, b) => sign * (at(a) - at(b)));
+        for (let j = 1; j < sorted.length; j++) assert.ok(Math.abs(at(sorted[j]!) - at(sorted[j - 1]!)) >= 0.05 * SIZE);
+        assert.ok(sorted.length >= 2);
+      }
+    });
+    assert.ok(asked >= 20, `order asked of ${asked} of ${scenes.length} scenes`);
+    assert.deepEqual([...dirs].sort(), ['bottom', 'left', 'right', 'top']);
+  });
+
   it('is deterministic by seed', () => {
     const a = renderScene(randomScene(new Rng(5), SIZE));
     const b = renderScene(randomScene(new Rng(5), SIZE));

@@ -18,14 +18,15 @@ import { BOX_BINS } from '../src/data/patch-labels.js';
 // last phase's; the card reports every phase's data, settings, steps and wall time.
 // The phases: the decoder on the frozen tower (recipe.json), the same model given the tower trained on with the box
 // heads (recipe-box.json), then all of it trained on, the tower unfrozen, on pictures asked more of the weakest
-// question types (recipe-unfrozen.json). A model may be the first two (its card lists two runs). An earlier model
+// question types (recipe-unfrozen.json), then all of it again on pictures asked several grounding questions each
+// (recipe-refine.json). A model may be the first phases only (its card lists as many runs). An earlier model
 // had three other phases (phase1-3.json); the cards of the earlier models are in git history.
-const PHASE_CONFIGS = ['recipes/builtin/recipe.json', 'recipes/builtin/recipe-box.json', 'recipes/builtin/recipe-unfrozen.json'];
+const PHASE_CONFIGS = ['recipes/builtin/recipe.json', 'recipes/builtin/recipe-box.json', 'recipes/builtin/recipe-unfrozen.json', 'recipes/builtin/recipe-refine.json'];
 // the recipe of the tower a phase takes with "vision-from" (scripts/pretrain-vision.ts; its metrics.jsonl beside
 // the tower's folder)
 const TOWER_RECIPES = ['recipes/builtin/vision.json', 'recipes/builtin/vision-box.json'];
 // the machines the phases ran on (not in the metrics): the same 2-core cloud machine type, whose CPU changed
-const MACHINES = ['a 2-core AMD EPYC Zen 4 (AVX-512)', 'a 2-core AMD EPYC Zen 5 (AVX-512)', 'a 2-core AMD EPYC Zen 5 (AVX-512)'];
+const MACHINES = ['a 2-core AMD EPYC Zen 4 (AVX-512)', 'a 2-core AMD EPYC Zen 5 (AVX-512)', 'a 2-core AMD EPYC Zen 5 (AVX-512)', 'a 2-core AMD EPYC Zen 5 (AVX-512)'];
 const runs = (process.argv[2] ?? 'runs/builtin').split(',').filter(Boolean);
 if (runs.length > PHASE_CONFIGS.length) throw new Error(`${runs.length} runs given; recipes/builtin has configs for ${PHASE_CONFIGS.length} phases`);
 const run = runs[runs.length - 1]!;
@@ -236,7 +237,7 @@ patches an object covers, and puts the top / left / bottom / right edge within o
     ? (tower?.frozen ? 'The pixel-shuffle projection and the decoder trained from a random initialisation (transformers\' Idefics3 rules; the location tokens start as a smooth function of their bin) on the frozen tower'
       : 'Full training from a random initialisation (transformers\' Idefics3 rules; the location tokens start as a smooth function of their bin)')
     : towers[i] ? `The phase-${i} model with the box-head tower put in${towers[i]!.frozen ? ' (frozen)' : ''}, its projection and decoder trained on`
-      : `Full fine-tuning of the phase-${i} model${r['freeze-vision'] ? ' (its tower frozen)' : ', its vision tower unfrozen this time'}`;
+      : `Full fine-tuning of the phase-${i} model${r['freeze-vision'] ? ' (its tower frozen)' : phases[i - 1]!.recipe.full === true && phases[i - 1]!.recipe['freeze-vision'] !== true ? ', its vision tower trained on again' : ', its vision tower unfrozen this time'}`;
   const partial = p === lastPhase && p.steps < p.start.total_steps! ? ` (this model is the run's checkpoint at step ${p.steps.toLocaleString('en')} of its ${p.start.total_steps!.toLocaleString('en')}-step schedule, where it was stopped; \`--resume\` goes on from there)` : '';
   return `${phases.length > 1 ? `**Phase ${i + 1}** (\`${p.config}\`). ` : ''}${what}: ${p.steps.toLocaleString('en')} steps of ${r['batch-size']} conversations${partial}, AdamW lr ${r.lr} (${r.schedule}, warm-up ${r['warmup-ratio']}), weight decay ${r['weight-decay']}, ${r['vision-lr-scale'] !== undefined && r['vision-lr-scale'] !== 1 ? `vision tower lr x${r['vision-lr-scale']}, ` : ''}gradient clip ${r.clip}, loss on the answers only, seed ${r.seed}; ${hours(p.wall)} on ${MACHINES[i]} (${(p.wall / p.steps).toFixed(2)} s a step). Final training loss ${p.finalLoss.toFixed(3)} (mean of the last 100 steps)${p.lastEval ? `, validation loss ${p.lastEval.eval_loss!.toFixed(3)} at step ${p.lastEval.step}` : ''}.`;
 }).join('\n\n')}

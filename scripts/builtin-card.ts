@@ -84,6 +84,8 @@ function phase(dir: string, config: string, upTo: number) {
 const upTo = process.argv[5] ? Number(process.argv[5]) : Infinity;
 if (Number.isNaN(upTo)) throw new Error(`the step must be a number, got ${process.argv[5]}`);
 const phases = runs.map((r, i) => phase(r, PHASE_CONFIGS[i]!, i === runs.length - 1 ? upTo : Infinity));
+/** a phase that trains the vision tower: full training without "freeze-vision" */
+const trainsTower = (p: (typeof phases)[number]) => p.recipe.full === true && p.recipe['freeze-vision'] !== true;
 const first = phases[0]!, lastPhase = phases[phases.length - 1]!;
 const start = first.start;
 const steps = lastPhase.steps;
@@ -222,7 +224,7 @@ object covering it and which third of the object's box it is in (cross-entropy p
 ${tower.steps.toLocaleString('en')} steps of ${tower.recipe.batch} pictures, AdamW lr ${tower.recipe.lr} (cosine), seed ${tower.recipe.seed}; about ${Math.round(tower.wall / 60)} min. On held-out
 pictures, of the patches an object covers, it names the kind of ${pct(tower.lastEval.eval_kind_accuracy!)}, the colour of ${pct(tower.lastEval.eval_color_accuracy!)} and the part of
 the box of ${pct(tower.lastEval.eval_part_accuracy!)} (kind: ${tower.evals.map((e) => pct(e.eval_kind_accuracy!)).join(' / ')} at steps ${tower.evals.map((e) => e.step.toLocaleString('en')).join(' / ')}).
-The heads are dropped; the encoder goes into the model${tower.frozen ? ` and stays frozen there${phases.some((p) => p.recipe.full === true && p.recipe['freeze-vision'] !== true) ? ' until a later phase trains it on' : ''}` : ''}.
+The heads are dropped; the encoder goes into the model${tower.frozen ? ` and stays frozen there${phases.some(trainsTower) ? ' until a later phase trains it on' : ''}` : ''}.
 ${towers.slice(1).map((tw, j) => tw ? `
 **Vision tower with box heads** (\`${tw.file}\`, for phase ${j + 2}). The phase-1 tower trained on for ${tw.steps.toLocaleString('en')} steps of ${tw.recipe.batch} pictures
 (AdamW lr ${tw.recipe.lr}, cosine, seed ${tw.recipe.seed}; about ${Math.round(tw.wall / 60)} min) with four more heads: for every patch an object covers, the bin
@@ -237,7 +239,7 @@ patches an object covers, and puts the top / left / bottom / right edge within o
     ? (tower?.frozen ? 'The pixel-shuffle projection and the decoder trained from a random initialisation (transformers\' Idefics3 rules; the location tokens start as a smooth function of their bin) on the frozen tower'
       : 'Full training from a random initialisation (transformers\' Idefics3 rules; the location tokens start as a smooth function of their bin)')
     : towers[i] ? `The phase-${i} model with the box-head tower put in${towers[i]!.frozen ? ' (frozen)' : ''}, its projection and decoder trained on`
-      : `Full fine-tuning of the phase-${i} model${r['freeze-vision'] ? ' (its tower frozen)' : phases[i - 1]!.recipe.full === true && phases[i - 1]!.recipe['freeze-vision'] !== true ? ', its vision tower trained on again' : ', its vision tower unfrozen this time'}`;
+      : `Full fine-tuning of the phase-${i} model${r['freeze-vision'] ? ' (its tower frozen)' : trainsTower(phases[i - 1]!) ? ', its vision tower trained on again' : ', its vision tower unfrozen this time'}`;
   const partial = p === lastPhase && p.steps < p.start.total_steps! ? ` (this model is the run's checkpoint at step ${p.steps.toLocaleString('en')} of its ${p.start.total_steps!.toLocaleString('en')}-step schedule, where it was stopped; \`--resume\` goes on from there)` : '';
   return `${phases.length > 1 ? `**Phase ${i + 1}** (\`${p.config}\`). ` : ''}${what}: ${p.steps.toLocaleString('en')} steps of ${r['batch-size']} conversations${partial}, AdamW lr ${r.lr} (${r.schedule}, warm-up ${r['warmup-ratio']}), weight decay ${r['weight-decay']}, ${r['vision-lr-scale'] !== undefined && r['vision-lr-scale'] !== 1 ? `vision tower lr x${r['vision-lr-scale']}, ` : ''}gradient clip ${r.clip}, loss on the answers only, seed ${r.seed}; ${hours(p.wall)} on ${MACHINES[i]} (${(p.wall / p.steps).toFixed(2)} s a step). Final training loss ${p.finalLoss.toFixed(3)} (mean of the last 100 steps)${p.lastEval ? `, validation loss ${p.lastEval.eval_loss!.toFixed(3)} at step ${p.lastEval.step}` : ''}.`;
 }).join('\n\n')}

@@ -12,7 +12,7 @@ import { VlmkitError } from '../errors.js';
 import { writeDirAtomic } from '../io/safetensors-write.js';
 import type { Canvas } from './raster.js';
 import { mixSeed, Rng } from './rng.js';
-import type { Generator, QA, QuestionRepeat, QuestionWeights } from './types.js';
+import { questionFactor, type Generator, type QA, type QuestionRepeat, type QuestionWeights } from './types.js';
 
 export const SPLITS = ['train', 'validation', 'test'] as const;
 export type SplitName = (typeof SPLITS)[number];
@@ -120,7 +120,6 @@ export function checkDatasetOptions(gen: Generator, o: DatasetOptions): void {
       throw new VlmkitError('E_ARGS', `--repeat: ${gen.name} has no question type ${JSON.stringify(category)}; its types are ${gen.categories.join(', ')}`);
     if (!(Number.isInteger(r) && r >= 1 && r <= 10)) throw new VlmkitError('E_ARGS', `--repeat: ${category} takes a whole number of questions a picture, 1 to 10, got ${r}`);
   }
-  const factor = (c: string) => o.weights?.[c] ?? (gen.optIn?.includes(c) ? 0 : 1);
   // an opt-in type counts only when --weights names it (so --questions' limit is what it was before it existed)
   const most = gen.categories.reduce((n, c) => n + (gen.optIn?.includes(c) && o.weights?.[c] === undefined ? 0 : (o.repeat?.[c] ?? 1)), 0);
   if (!Number.isInteger(o.questions) || o.questions < 1 || o.questions > most)
@@ -133,7 +132,7 @@ export function checkDatasetOptions(gen: Generator, o: DatasetOptions): void {
       throw new VlmkitError('E_ARGS', `--weights: ${gen.name} has no question type ${JSON.stringify(category)}; its types are ${gen.categories.join(', ')}`);
     if (!(Number.isFinite(w) && w >= 0)) throw new VlmkitError('E_ARGS', `--weights: ${category} takes a factor >= 0 (0: never asked), got ${w}`);
   }
-  if (o.weights && gen.categories.every((c) => factor(c) === 0)) throw new VlmkitError('E_ARGS', `--weights: every question type of ${gen.name} is at 0; leave at least one above 0`);
+  if (o.weights && gen.categories.every((c) => questionFactor(c, o.weights, gen.optIn) === 0)) throw new VlmkitError('E_ARGS', `--weights: every question type of ${gen.name} is at 0; leave at least one above 0`);
 }
 
 /**

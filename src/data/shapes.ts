@@ -322,9 +322,9 @@ export function askShapes(scene: ShapeScene, rng: Rng, k: number, mix?: Question
       const sorted = [...objs].sort((a, b) => (dir === 'down' || dir === 'right' ? at(a) - at(b) : at(b) - at(a)));
       if (sorted.length < 2 || sorted.some((o, i) => i > 0 && Math.abs(at(o) - at(sorted[i - 1]!)) < 0.05 * S)) return null;
       return { question: phrase(rng, T[dir]), answer: listWords(sorted.map(nameOf)) };
-    }, 'opt-in'],
+    }],
   ];
-  return pickQuestions(rng, k, makers, mix);
+  return pickQuestions(rng, k, makers, mix, SHAPE_OPT_IN);
 }
 
 export const shapesGenerator: Generator = {

@@ -26,7 +26,7 @@ export interface Generator {
   maxSize: number;
   /** every category its questions can have */
   categories: readonly string[];
-  /** the categories asked only when --weights names them (see Maker) */
+  /** the categories asked only when --weights names them (see questionFactor) */
   optIn?: readonly string[];
   /** its rows are image-text pairs {"image", "text": the answer} (contrastive training), not questions */
   pairs?: boolean;
@@ -67,11 +67,16 @@ export interface QuestionMix {
 /** A question before pickQuestions stamps its maker's category on it. */
 export type Question = Omit<QA, 'category'>;
 
+/** A question maker: its weight, the category it asks, and the maker (null when the scene allows none). */
+export type Maker = readonly [weight: number, category: string, make: () => Question | null];
+
 /**
- * A question maker: its weight, the category it asks, and the maker (null when the scene allows none); an opt-in
- * maker is asked only when --weights names its category (types added after datasets were made with the others).
+ * The factor on a category's weight: the one --weights gives, else 1, or 0 for an opt-in category (a type added
+ * after datasets were made with the others, asked only when named, so that those datasets are made again unchanged).
  */
-export type Maker = readonly [weight: number, category: string, make: () => Question | null, optIn?: 'opt-in'];
+export function questionFactor(category: string, weights: QuestionWeights | undefined, optIn: readonly string[] = []): number {
+  return weights?.[category] ?? (optIn.includes(category) ? 0 : 1);
+}
 
 /**
  * Draws up to k questions: categories are tried in a weighted random order and a maker that returns null (the
@@ -80,9 +85,8 @@ export type Maker = readonly [weight: number, category: string, make: () => Ques
  * question already asked of this image is not asked again. Without a mix the draws are those of the plain weights,
  * so datasets made before weights existed are made again byte for byte.
  */
-export function pickQuestions(rng: Rng, k: number, makers: readonly Maker[], mix: QuestionMix = {}): QA[] {
-  const weights = mix.weights ?? {};
-  const factor = (m: Maker) => weights[m[1]] ?? (m[3] === 'opt-in' ? 0 : 1);
+export function pickQuestions(rng: Rng, k: number, makers: readonly Maker[], mix: QuestionMix = {}, optIn: readonly string[] = []): QA[] {
+  const factor = (m: Maker) => questionFactor(m[1], mix.weights, optIn);
   // one slot per try: a category with repeat r has r slots, drawn without replacement like the categories were
   const left = makers.filter((m) => factor(m) > 0).flatMap((m) => Array.from({ length: mix.repeat?.[m[1]] ?? 1 }, () => m));
   const out: QA[] = [];

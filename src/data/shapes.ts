@@ -186,14 +186,16 @@ export function describeScene(scene: ShapeScene): string {
   return `${capitalize(listWords(parts))} on ${where}.`;
 }
 
-export const SHAPE_CATEGORIES = ['caption', 'count_total', 'count_kind', 'count_color', 'count_color_kind', 'color', 'presence', 'position', 'size', 'grounding', 'order'] as const;
+export const SHAPE_CATEGORIES = ['caption', 'count_total', 'count_kind', 'count_color', 'count_color_kind', 'color', 'presence', 'position', 'size', 'grounding', 'order', 'vertical'] as const;
 /**
  * Asked only when --weights names them. "order" (the objects listed from top to bottom, bottom to top, left to
  * right or right to left) came after the built-in model's first datasets: the caption lists objects left to right,
  * so that model learned to carry each object's x to where it answers and never its y (its boxes start at the
- * topmost object's top, whatever was asked); half of these questions are about the vertical order.
+ * topmost object's top, whatever was asked); half of these questions are about the vertical order. "vertical"
+ * (is A above or below B, is A in the top or the bottom half) asks for a named object's y alone, which a
+ * top-to-bottom list does not: that list can be built by taking the topmost object left each time.
  */
-export const SHAPE_OPT_IN = ['order'] as const;
+export const SHAPE_OPT_IN = ['order', 'vertical'] as const;
 
 const T = {
   caption: ['Describe the image.', 'Describe this image briefly.', 'What is in this picture?', 'What do you see in the image?'],
@@ -322,6 +324,22 @@ export function askShapes(scene: ShapeScene, rng: Rng, k: number, mix?: Question
       const sorted = [...objs].sort((a, b) => (dir === 'down' || dir === 'right' ? at(a) - at(b) : at(b) - at(a)));
       if (sorted.length < 2 || sorted.some((o, i) => i > 0 && Math.abs(at(o) - at(sorted[i - 1]!)) < 0.05 * S)) return null;
       return { question: phrase(rng, T[dir]), answer: listWords(sorted.map(nameOf)) };
+    }],
+    [1, 'vertical', () => {
+      // the position questions about y alone; mostly two named objects, so that neither is simply the topmost
+      const pairs: [ShapeObject, ShapeObject][] = [];
+      const halves: ShapeObject[] = [];
+      for (const a of named) {
+        if (Math.abs(a.cy - S / 2) >= clear) halves.push(a);
+        for (const b of named) if (a !== b && Math.abs(a.cy - b.cy) >= clear) pairs.push([a, b]);
+      }
+      if (pairs.length && (!halves.length || rng.chance(0.75))) {
+        const [a, b] = rng.pick(pairs);
+        return { question: phrase(rng, T.vertical, { a: nameOf(a), b: nameOf(b) }), answer: a.cy < b.cy ? 'above' : 'below' };
+      }
+      if (!halves.length) return null;
+      const a = rng.pick(halves);
+      return { question: phrase(rng, T.half, { a: nameOf(a) }), answer: a.cy < S / 2 ? 'top' : 'bottom' };
     }],
   ];
   return pickQuestions(rng, k, makers, mix, SHAPE_OPT_IN);

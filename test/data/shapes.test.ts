@@ -137,6 +137,39 @@ describe('shapes scenes', () => {
     assert.deepEqual([...dirs].sort(), ['bottom', 'left', 'right', 'top']);
   });
 
+  it('asks the opt-in vertical question only when --weights names it, answered by the objects\' y', () => {
+    const seen = { pair: 0, half: 0 };
+    const answers = new Set<string>();
+    scenes.forEach((scene, i) => {
+      assert.ok(!askShapes(scene, new Rng(i), 11).some((qa) => qa.category === 'vertical'), 'vertical is opt-in');
+      const byName = (name: string) => {
+        const match = scene.objects.filter((o) => `${o.color} ${o.kind}` === name);
+        assert.equal(match.length, 1, `${name} names one object`);
+        return match[0]!;
+      };
+      for (const qa of askShapes(scene, new Rng(i), 11, { weights: { vertical: 1 } })) {
+        if (qa.category !== 'vertical') continue;
+        answers.add(qa.answer);
+        const pair = /^Is the (.+?) (?:above or below|higher or lower than) the (.+?)\?/.exec(qa.question);
+        if (pair) {
+          seen.pair++;
+          const [a, b] = [byName(pair[1]!), byName(pair[2]!)];
+          assert.equal(qa.answer, a.cy < b.cy ? 'above' : 'below', qa.question);
+          assert.ok(Math.abs(a.cy - b.cy) >= 0.12 * SIZE, 'plain to see');
+        } else {
+          const half = /^Is the (.+?) (?:in the top or the bottom half|at the top or at the bottom) of the image\?$/.exec(qa.question);
+          assert.ok(half, qa.question);
+          seen.half++;
+          const a = byName(half[1]!);
+          assert.equal(qa.answer, a.cy < SIZE / 2 ? 'top' : 'bottom', qa.question);
+          assert.ok(Math.abs(a.cy - SIZE / 2) >= 0.12 * SIZE, 'plain to see');
+        }
+      }
+    });
+    assert.ok(seen.pair >= 20 && seen.half >= 5, `asked ${JSON.stringify(seen)} of ${scenes.length} scenes`);
+    assert.deepEqual([...answers].sort(), ['above', 'below', 'bottom', 'top']);
+  });
+
   it('is deterministic by seed', () => {
     const a = renderScene(randomScene(new Rng(5), SIZE));
     const b = renderScene(randomScene(new Rng(5), SIZE));

@@ -3,7 +3,7 @@
 // background, the number of separate blobs of each colour in the image), grounding answers decode to the box.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseBoxes } from '../../src/data/loc.js';
+import { encodeBoxes, parseBoxes } from '../../src/data/loc.js';
 import { Rng } from '../../src/data/rng.js';
 import { askShapes, objectBox, randomScene, renderScene, SHAPE_COLORS, type ShapeScene } from '../../src/data/shapes.js';
 
@@ -168,6 +168,31 @@ describe('shapes scenes', () => {
     });
     assert.ok(seen.pair >= 20 && seen.half >= 5, `asked ${JSON.stringify(seen)} of ${scenes.length} scenes`);
     assert.deepEqual([...answers].sort(), ['above', 'below', 'bottom', 'top']);
+  });
+
+  it('asks the opt-in name_box question only when --weights names it: each name, then that object\'s box', () => {
+    let one = 0;
+    let all = 0;
+    scenes.forEach((scene, i) => {
+      assert.ok(!askShapes(scene, new Rng(i), 12).some((qa) => qa.category === 'name_box'), 'name_box is opt-in');
+      for (const qa of askShapes(scene, new Rng(i), 12, { weights: { name_box: 1 } })) {
+        if (qa.category !== 'name_box') continue;
+        const items = qa.answer.split(' ; ').map((item) => /^(\w+ \w+)((?:<loc\d{4}>){4})$/.exec(item));
+        assert.ok(items.every(Boolean), qa.answer);
+        const named = /the (\w+ \w+) and give|of the (\w+ \w+)\.$/.exec(qa.question);
+        // left to right, as the caption lists them; one object when the question names one
+        const want = named ? scene.objects.filter((o) => `${o.color} ${o.kind}` === (named[1] ?? named[2])) : [...scene.objects].sort((a, b) => a.cx - b.cx);
+        if (named) one++;
+        else all++;
+        assert.equal(items.length, want.length, qa.question);
+        items.forEach((m, j) => {
+          const box = objectBox(want[j]!);
+          assert.equal(m![1], box.label);
+          assert.equal(m![2], encodeBoxes([{ ...box, label: '' }], SIZE, SIZE));
+        });
+      }
+    });
+    assert.ok(one >= 10 && all >= 10, `one ${one}, all ${all} of ${scenes.length} scenes`);
   });
 
   it('is deterministic by seed', () => {

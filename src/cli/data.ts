@@ -33,7 +33,8 @@ export const DATA_USAGE = `usage: vlmkit data shapes|charts|objects --n N --out 
                       when training); validation and test keep a row per question
   --weights T=W,...   how often each question type is asked, as a factor on its usual weight, e.g.
                       grounding=3,size=2 (0: never); an image still gets at most one question of a type;
-                      shapes' "order" (list the objects from top to bottom, ...) is asked only when named
+                      shapes' "order" (list the objects from top to bottom, ...), "vertical" (is A above or
+                      below B) and "name_box" (each name, then its box) are asked only when named
   --repeat T=N,...    up to N questions of a type per image instead of one, e.g. grounding=3 (each about a
                       different object); --questions may then go up to the sum
   --split A,B,C       fractions for train, validation, test (default 0.8,0.1,0.1)

@@ -188,15 +188,14 @@ export function describeScene(scene: ShapeScene): string {
 
 export const SHAPE_CATEGORIES = ['caption', 'count_total', 'count_kind', 'count_color', 'count_color_kind', 'color', 'presence', 'position', 'size', 'grounding', 'order', 'vertical', 'name_box'] as const;
 /**
- * Asked only when --weights names them. "order" (the objects listed from top to bottom, bottom to top, left to
- * right or right to left) came after the built-in model's first datasets: the caption lists objects left to right,
- * so that model learned to carry each object's x to where it answers and never its y (its boxes start at the
- * topmost object's top, whatever was asked); half of these questions are about the vertical order. "vertical"
- * (is A above or below B, is A in the top or the bottom half) asks for a named object's y alone, which a
- * top-to-bottom list does not: that list can be built by taking the topmost object left each time. "name_box"
- * writes an object's name right before its box ("red star<loc..>x4"), so that the name's own token must predict
- * that object's y_min: one step, where a grounding answer's first token needs two (find the name in the question,
- * then its y). Neither moved the built-in model in 450-step trials (recipes/builtin/README.md).
+ * Asked only when --weights names them, so that datasets made before them are made again unchanged. They came
+ * after the built-in model was found to carry each object's x to where it answers and never its y (its boxes start
+ * at the topmost object's top, whatever was asked), as questions that need a named object's y: "order" lists the
+ * objects from top to bottom, bottom to top, left to right or right to left; "vertical" asks whether A is above or
+ * below B, or in the top or the bottom half (a top-to-bottom list can be built by taking the topmost object left
+ * each time, this cannot); "name_box" writes an object's name right before its box ("red star<loc..>x4"), so that
+ * the name's own token must predict that object's y_min. None moved that model in 450-step trials: y is too quiet
+ * in its image tokens whatever the text asks (recipes/builtin/README.md).
  */
 export const SHAPE_OPT_IN = ['order', 'vertical', 'name_box'] as const;
 

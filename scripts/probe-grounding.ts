@@ -9,7 +9,7 @@
 // Rows: the first --rows of a JSONL of grounding rows from a `vlmkit data shapes` folder (each with its "box", e.g.
 // runs/builtin-data/shapes/test-grounding-400.jsonl), encoded as `vlmkit eval` encodes them. Each row's scene is
 // regenerated from the dataset.json beside the file (seed, size; the split and index from the image's name, the
-// stream mixSeed(seed, split, index) as src/data/dataset.ts draws it): the row's box must be exactly one of its
+// stream imageRng of src/data/dataset.ts): the row's box must be exactly one of its
 // objects and the image its pixels, or the probe stops (a dataset of another generator or seed cannot be probed).
 // Positions:
 //   name   the last token of the asked object's kind word in the question ("star")
@@ -26,8 +26,8 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadVlm, toSample } from '../src/api.js';
-import { mixSeed, Rng } from '../src/data/rng.js';
-import { SPLITS } from '../src/data/dataset.js';
+import { imageRng, SPLITS, type SplitName } from '../src/data/dataset.js';
+import type { LabeledBox } from '../src/data/loc.js';
 import { objectBox, randomScene, renderScene } from '../src/data/shapes.js';
 import { linear, noGrad, tensor, tidy } from '../src/engine/index.js';
 import { VlmkitError } from '../src/errors.js';
@@ -149,14 +149,13 @@ export function ridgeProbe(X: readonly ArrayLike<number>[], y: ArrayLike<number>
 
 // ---- the rows and their scenes
 
-interface Box { label: string; x0: number; y0: number; x1: number; y1: number }
 
 interface ProbeRow {
   line: number;
   image: string;
   question: string;
   prompt: Awaited<ReturnType<typeof readEvalRows>>['rows'][number]['prompt'];
-  box: Box;
+  box: LabeledBox;
   topmostY0: number;
 }
 
@@ -177,12 +176,12 @@ async function readRows(data: string, n: number): Promise<{ rows: ProbeRow[]; si
     size,
     rows: await Promise.all(rows.map(async (row) => {
       const at = `${data}:${row.line}`;
-      const box = (JSON.parse(raw[row.line - 1]!) as { box?: Box }).box;
+      const box = (JSON.parse(raw[row.line - 1]!) as { box?: LabeledBox }).box;
       if (!box || typeof box.label !== 'string') fail(`${at}: no "box" with a "label"; give grounding rows only (category "grounding")`);
       if (row.images.length !== 1) fail(`${at}: ${row.images.length} images; a shapes grounding row has one`);
       const m = new RegExp(`^(${SPLITS.join('|')})-(\\d+)\\.png$`).exec(basename(row.images[0]!));
       if (!m) fail(`${at}: image ${basename(row.images[0]!)} is not named <split>-NNNNNN.png as \`vlmkit data shapes\` names its images`);
-      const scene = randomScene(new Rng(mixSeed(seed, SPLITS.indexOf(m![1] as (typeof SPLITS)[number]), Number(m![2]))), size);
+      const scene = randomScene(imageRng(seed, m![1] as SplitName, Number(m![2])), size);
       const objects = scene.objects.map(objectBox);
       const hits = objects.filter((o) => o.label === box!.label && o.x0 === box!.x0 && o.y0 === box!.y0 && o.x1 === box!.x1 && o.y1 === box!.y1).length;
       if (hits !== 1)

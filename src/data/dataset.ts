@@ -104,10 +104,14 @@ export function encodePng(canvas: Canvas): Buffer {
   return PNG.sync.write(image, { colorType: 2 });
 }
 
+/** The random stream image `index` of `split` is drawn from (a tool that regenerates a scene starts from it). */
+export function imageRng(seed: number, split: SplitName, index: number): Rng {
+  return new Rng(mixSeed(seed, SPLITS.indexOf(split), index));
+}
+
 /** Generates image `index` of `split` (what the dataset writer writes, for tests and tools). */
 export function generateOne(gen: Generator, o: Pick<DatasetOptions, 'seed' | 'size' | 'questions' | 'weights' | 'repeat'>, split: SplitName, index: number) {
-  const rng = new Rng(mixSeed(o.seed, SPLITS.indexOf(split), index));
-  return gen.generate(rng, o.size, o.questions, { weights: o.weights, repeat: o.repeat });
+  return gen.generate(imageRng(o.seed, split, index), o.size, o.questions, { weights: o.weights, repeat: o.repeat });
 }
 
 export function checkDatasetOptions(gen: Generator, o: DatasetOptions): void {

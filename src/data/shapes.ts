@@ -5,7 +5,7 @@
 // Placement keeps every answer true in the pixels: two objects of the same colour never touch (so they count
 // apart), and an object's centre never lies inside another object's circumcircle (so every object shows its
 // colour at its centre, whichever is drawn on top).
-import { encodeBoxes, type LabeledBox } from './loc.js';
+import { boxToLocTokens, encodeBoxes, type LabeledBox } from './loc.js';
 import { Canvas, Ellipse, Polygon, type Bounds, type Point, type Rgb, type Shape } from './raster.js';
 import { Rng } from './rng.js';
 import { capitalize, listWords, numberWord, phrase, pickQuestions, type Generator, type Maker, type QA, type Question, type QuestionMix } from './types.js';
@@ -247,6 +247,9 @@ export function askShapes(scene: ShapeScene, rng: Rng, k: number, mix?: Question
   const named = uniquelyNamed(scene);
   const unfound = named.slice();
   const clear = 0.12 * S;
+  // the y questions, asked by position and by vertical alike
+  const aboveBelow = (a: ShapeObject, b: ShapeObject): Question => ({ question: phrase(rng, T.vertical, { a: nameOf(a), b: nameOf(b) }), answer: a.cy < b.cy ? 'above' : 'below' });
+  const topBottom = (a: ShapeObject): Question => ({ question: phrase(rng, T.half, { a: nameOf(a) }), answer: a.cy < S / 2 ? 'top' : 'bottom' });
   const makers: Maker[] = [
     [1, 'caption', () => ({ question: phrase(rng, T.caption), answer: describeScene(scene) })],
     [0.7, 'count_total', () => ({ question: phrase(rng, T.count_total), answer: String(objs.length) })],
@@ -291,14 +294,12 @@ export function askShapes(scene: ShapeScene, rng: Rng, k: number, mix?: Question
       for (const a of named) {
         if (Math.abs(a.cx - S / 2) >= clear)
           options.push(() => ({ question: phrase(rng, T.side, { a: nameOf(a) }), answer: a.cx < S / 2 ? 'left' : 'right' }));
-        if (Math.abs(a.cy - S / 2) >= clear)
-          options.push(() => ({ question: phrase(rng, T.half, { a: nameOf(a) }), answer: a.cy < S / 2 ? 'top' : 'bottom' }));
+        if (Math.abs(a.cy - S / 2) >= clear) options.push(() => topBottom(a));
         for (const b of named) {
           if (a === b) continue;
           if (Math.abs(a.cx - b.cx) >= clear)
             options.push(() => ({ question: phrase(rng, T.horizontal, { a: nameOf(a), b: nameOf(b) }), answer: a.cx < b.cx ? 'left' : 'right' }));
-          if (Math.abs(a.cy - b.cy) >= clear)
-            options.push(() => ({ question: phrase(rng, T.vertical, { a: nameOf(a), b: nameOf(b) }), answer: a.cy < b.cy ? 'above' : 'below' }));
+          if (Math.abs(a.cy - b.cy) >= clear) options.push(() => aboveBelow(a, b));
         }
       }
       return options.length ? rng.pick(options)() : null;
@@ -337,22 +338,14 @@ export function askShapes(scene: ShapeScene, rng: Rng, k: number, mix?: Question
         if (Math.abs(a.cy - S / 2) >= clear) halves.push(a);
         for (const b of named) if (a !== b && Math.abs(a.cy - b.cy) >= clear) pairs.push([a, b]);
       }
-      if (pairs.length && (!halves.length || rng.chance(0.75))) {
-        const [a, b] = rng.pick(pairs);
-        return { question: phrase(rng, T.vertical, { a: nameOf(a), b: nameOf(b) }), answer: a.cy < b.cy ? 'above' : 'below' };
-      }
-      if (!halves.length) return null;
-      const a = rng.pick(halves);
-      return { question: phrase(rng, T.half, { a: nameOf(a) }), answer: a.cy < S / 2 ? 'top' : 'bottom' };
+      if (pairs.length && (!halves.length || rng.chance(0.75))) return aboveBelow(...rng.pick(pairs));
+      return halves.length ? topBottom(rng.pick(halves)) : null;
     }],
     [1, 'name_box', () => {
       // name first, then box: "red star<loc..>x4 ; blue circle<loc..>x4", left to right as the caption goes
-      const withBox = (o: ShapeObject) => {
-        const b = objectBox(o);
-        // no space between the name and the box: the name's last token itself must predict y_min (with a space, that
-        // token predicts the space, and y_min comes one position later, where attention has to fetch it again)
-        return `${b.label}${encodeBoxes([{ ...b, label: '' }], S, S)}`;
-      };
+      // no space between the name and the box: the name's last token itself must predict y_min (with a space, that
+      // token predicts the space, and y_min comes one position later, where attention has to fetch it again)
+      const withBox = (o: ShapeObject) => `${nameOf(o)}${boxToLocTokens(objectBox(o), S, S)}`;
       if (named.length && rng.chance(0.5)) {
         const o = rng.pick(named);
         return { question: phrase(rng, T.name_box_one, { a: nameOf(o) }), answer: withBox(o) };

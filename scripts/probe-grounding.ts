@@ -19,8 +19,15 @@
 // Targets: the named object's y_min (target_y0) and x_min (target_x0), and the scene's topmost y_min (topmost_y0).
 // Ridge: an unpenalised bias column, solved by Cholesky in float64. λ is picked from LAMBDAS on the fit rows alone
 // (fit on their first 80%, scored on their last 20%), then refit on all fit rows; the test rows score only.
-// Prints a table (position x target R², λ beside it), or with --json one JSON object. VLMKIT_THREADS sets the
-// engine's threads.
+// Axis shares: where the picture enters the decoder, how loud each axis is. At the vision tower's output (the patch
+// under the named object's box centre) and at the connector's output, which is the decoder's input (the image token
+// under it), the share of the vectors' variance (summed over their dimensions, across rows) that is linear in the
+// object's y_min and in its x_min, and the standard deviation of those parts. A coordinate that can be read from a
+// vector (a high probe R²) can still be a small part of it, and a small part is lost among the rest once attention
+// adds it to the residual stream: the built-in model's connector keeps x_min loud and y_min quiet although its tower
+// holds both alike, and its boxes find the named object's x and not its y.
+// Prints a table (position x target R², λ beside it) and the axis shares, or with --json one JSON object.
+// VLMKIT_THREADS sets the engine's threads.
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +36,7 @@ import { loadVlm, toSample } from '../src/api.js';
 import { imageRng, SPLITS, type SplitName } from '../src/data/dataset.js';
 import type { LabeledBox } from '../src/data/loc.js';
 import { objectBox, randomScene, renderScene } from '../src/data/shapes.js';
-import { linear, noGrad, tensor, tidy } from '../src/engine/index.js';
+import { linear, noGrad, tensor, tidy, type Tensor } from '../src/engine/index.js';
 import { VlmkitError } from '../src/errors.js';
 import { readEvalRows } from '../src/eval/rows.js';
 import type { Idefics3Model } from '../src/models/idefics3/model.js';
@@ -147,6 +154,46 @@ export function ridgeProbe(X: readonly ArrayLike<number>[], y: ArrayLike<number>
   return { r2: r2(yy.slice(fit), predict(X.slice(fit), model)), lambda: best!.lambda, select_r2: best!.r2 };
 }
 
+export interface AxisShare {
+  /** the share of the vectors' total variance (summed over dimensions) that is linear in the target */
+  share: number;
+  /** the standard deviation of that part (the root of its variance summed over dimensions) */
+  part_std: number;
+  /** the standard deviation of the whole vectors, the same way */
+  total_std: number;
+}
+
+/**
+ * How much of vectors V (rows) is a linear function of the scalar target t: per dimension, the least-squares slope
+ * on t gives the part of that dimension that t explains; the parts' variance summed over dimensions, over the
+ * vectors' whole variance. Unlike a probe's R², this says how loud t is, not whether it can be read.
+ */
+export function axisShare(V: readonly ArrayLike<number>[], t: ArrayLike<number>): AxisShare {
+  const n = V.length, d = V[0]!.length;
+  if (n < 2 || t.length !== n) throw new Error(`axisShare: ${n} vectors and ${t.length} targets; need the same number, at least 2`);
+  let tm = 0;
+  for (let i = 0; i < n; i++) tm += t[i]!;
+  tm /= n;
+  let tt = 0;
+  for (let i = 0; i < n; i++) tt += (t[i]! - tm) ** 2;
+  if (!(tt > 0)) throw new Error('axisShare: the target does not vary');
+  let total = 0, part = 0;
+  for (let j = 0; j < d; j++) {
+    let m = 0;
+    for (let i = 0; i < n; i++) m += V[i]![j]!;
+    m /= n;
+    let vv = 0, vt = 0;
+    for (let i = 0; i < n; i++) {
+      const c = V[i]![j]! - m;
+      vv += c * c;
+      vt += c * (t[i]! - tm);
+    }
+    total += vv;
+    part += (vt * vt) / tt; // the explained sum of squares of dimension j
+  }
+  return { share: total > 0 ? part / total : 0, part_std: Math.sqrt(part / n), total_std: Math.sqrt(total / n) };
+}
+
 // ---- the rows and their scenes
 
 
@@ -207,9 +254,13 @@ interface States {
   firstTokens: Record<string, number>;
   /** rows whose ymin position's greedy token is a <locNNNN> */
   yminLocRows: number;
+  /** per row, the vision tower's output at the patch under the named object's box centre */
+  tower: Float32Array[];
+  /** per row, the connector's output (the decoder's input) at the image token under it */
+  input: Float32Array[];
 }
 
-async function probeStates(modelDir: string, rows: readonly ProbeRow[]): Promise<States> {
+async function probeStates(modelDir: string, rows: readonly ProbeRow[], size: number): Promise<States> {
   const vlm = await loadVlm(modelDir);
   try {
     const model = vlm.model as unknown as Idefics3Model;
@@ -217,7 +268,7 @@ async function probeStates(modelDir: string, rows: readonly ProbeRow[]): Promise
     const tok = vlm.tokenizer;
     const eou = tok.specialIds.endOfUtterance ?? fail(`--model ${modelDir}: its tokenizer has no <end_of_utterance>, so the question cannot be found in the prompt`);
     const H = model.config.text.hiddenSize;
-    const out: States = { states: { name: [], color: [], last: [], ymin: [] }, hiddenSize: H, firstTokens: {}, yminLocRows: 0 };
+    const out: States = { states: { name: [], color: [], last: [], ymin: [] }, hiddenSize: H, firstTokens: {}, yminLocRows: 0, tower: [], input: [] };
     const argmax = (a: Float32Array, from = 0, to = a.length) => {
       let k = from;
       for (let v = from + 1; v < to; v++) if (a[v]! > a[k]!) k = v;
@@ -274,6 +325,9 @@ async function probeStates(modelDir: string, rows: readonly ProbeRow[]): Promise
         const firstTok = tok.idToToken(first) ?? `#${first}`;
         out.firstTokens[firstTok] = (out.firstTokens[firstTok] ?? 0) + 1;
         POSITIONS.forEach((p, j) => out.states[p].push(got.hidden.slice(j * H, (j + 1) * H)));
+        const axes = centreVectors(model, enc.pixelValues, enc.pixelAttentionMask ?? null, row.box, size, at);
+        out.tower.push(axes.tower);
+        out.input.push(axes.input);
       } finally {
         enc.dispose();
       }
@@ -284,7 +338,29 @@ async function probeStates(modelDir: string, rows: readonly ProbeRow[]): Promise
   }
 }
 
+/**
+ * The tower's output at the patch under the box's centre and the connector's at the image token under it, for a
+ * picture that is one tile (the built-in model's: no splitting at its size); anything else stops the probe.
+ */
+function centreVectors(model: Idefics3Model, pixels: Tensor | null | undefined, mask: Tensor | null, box: LabeledBox, size: number, at: string): { tower: Float32Array; input: Float32Array } {
+  if (!pixels) fail(`${at}: the processor gave no pixels`);
+  return noGrad(() => tidy(() => {
+    const vh = model.visionHiddenStates(pixels!, mask);
+    const [tiles, P, Dv] = vh.shape as [number, number, number];
+    const g = Math.round(Math.sqrt(P)), s = model.config.scaleFactor, gs = g / s;
+    if (tiles !== 1 || g * g !== P || !Number.isInteger(gs)) fail(`${at}: the picture became ${tiles} tiles of ${P} patches; the axis shares read pictures of one square tile`);
+    const feats = model.connector.forward(vh);
+    const D = feats.shape[2]!;
+    const cell = (v: number, n: number) => Math.min(n - 1, Math.floor((v / size) * n));
+    const cy = (box.y0 + box.y1) / 2, cx = (box.x0 + box.x1) / 2;
+    const p = cell(cy, g) * g + cell(cx, g), q = cell(cy, gs) * gs + cell(cx, gs);
+    return { tower: vh.toFloat32Array().slice(p * Dv, (p + 1) * Dv), input: feats.toFloat32Array().slice(q * D, (q + 1) * D) };
+  }));
+}
+
 // ---- the command
+
+const pct = (a: AxisShare) => `${(100 * a.share).toFixed(1)}% (${a.part_std.toFixed(1)})`;
 
 const USAGE = 'usage: npx tsx scripts/probe-grounding.ts --model DIR --data GROUNDING.jsonl [--rows 240] [--fit 170] [--json]';
 
@@ -301,8 +377,8 @@ async function main(argv: string[]): Promise<void> {
   if (!Number.isInteger(n) || !Number.isInteger(fit) || fit - select < 2 || n - fit < 2)
     fail(`--rows ${values.rows} --fit ${values.fit}: need whole numbers with --fit >= 4 and at least 2 rows after it (e.g. --rows 240 --fit 170)`);
   const t0 = performance.now();
-  const { rows } = await readRows(values.data!, n);
-  const st = await probeStates(values.model!, rows);
+  const { rows, size } = await readRows(values.data!, n);
+  const st = await probeStates(values.model!, rows, size);
   const targets: Record<(typeof TARGETS)[number], number[]> = {
     target_y0: rows.map((r) => r.box.y0),
     target_x0: rows.map((r) => r.box.x0),
@@ -310,9 +386,10 @@ async function main(argv: string[]): Promise<void> {
   };
   const probes = Object.fromEntries(POSITIONS.map((p) => [p, Object.fromEntries(TARGETS.map((t) => [t, ridgeProbe(st.states[p], targets[t], fit)]))])) as
     Record<(typeof POSITIONS)[number], Record<(typeof TARGETS)[number], ProbeScore>>;
+  const axes = Object.fromEntries((['tower', 'input'] as const).map((w) => [w, { y0: axisShare(st[w], targets.target_y0), x0: axisShare(st[w], targets.target_x0) }]));
   const report = {
     model: values.model, data: values.data, rows: n, fit, test: n - fit, select_rows: select, lambdas: LAMBDAS, hidden_size: st.hiddenSize,
-    scenes_checked: rows.length, first_tokens: st.firstTokens, ymin_loc_rows: st.yminLocRows, probes,
+    scenes_checked: rows.length, first_tokens: st.firstTokens, ymin_loc_rows: st.yminLocRows, probes, axis_shares: axes,
     seconds: Math.round((performance.now() - t0) / 100) / 10,
   };
   if (values.json) {
@@ -324,6 +401,8 @@ async function main(argv: string[]): Promise<void> {
     `first answer token ${JSON.stringify(st.firstTokens)}; the ymin position's greedy token is a <loc> in ${st.yminLocRows} of ${n} rows`,
     ['position', ...TARGETS].map((s) => s.padEnd(18)).join('').trimEnd(),
     ...POSITIONS.map((p) => [p, ...TARGETS.map((t) => `${probes[p][t].r2.toFixed(2)} (λ ${probes[p][t].lambda})`)].map((s) => s.padEnd(18)).join('').trimEnd()),
+    'axis shares at the named object\'s box centre: the part of the variance linear in its y_min / x_min (std of that part, of the whole)',
+    ...(['tower', 'input'] as const).map((w) => `  ${w === 'tower' ? 'vision tower output' : 'decoder input (connector)'}: y_min ${pct(axes[w]!.y0)}, x_min ${pct(axes[w]!.x0)} (whole ${axes[w]!.y0.total_std.toFixed(1)})`),
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }

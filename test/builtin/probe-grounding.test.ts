@@ -11,7 +11,7 @@ import { PassThrough } from 'node:stream';
 import { BUILTIN_MODEL_DIR } from '../../src/api.js';
 import { run } from '../../src/cli/main.js';
 import { Rng } from '../../src/data/rng.js';
-import { POSITIONS, ridgeProbe, TARGETS } from '../../scripts/probe-grounding.js';
+import { axisShare, POSITIONS, ridgeProbe, TARGETS } from '../../scripts/probe-grounding.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vlmkit-probe-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -33,6 +33,22 @@ describe('probe-grounding', () => {
     // the test rows choose nothing: changing them leaves λ as it was
     const shuffled = [...linearY.slice(0, fit), ...noiseY.slice(fit)];
     assert.equal(ridgeProbe(X, shuffled, fit).lambda, good.lambda);
+  });
+
+  it('axisShare: the share of the variance linear in a target, whatever the probe could read', () => {
+    const rng = new Rng(12);
+    const gauss = () => Math.sqrt(-2 * Math.log(1 - rng.next())) * Math.cos(2 * Math.PI * rng.next());
+    const n = 4000, d = 16;
+    const t = Array.from({ length: n }, () => 50 + 20 * gauss());
+    // a slope of 0.1 per unit along one dimension (part std 2) and unit noise in all 16 (whole std² 4 + 16)
+    const V = t.map((ti) => Float32Array.from({ length: d }, (_, j) => (j === 3 ? 0.1 * ti : 0) + gauss()));
+    const a = axisShare(V, t);
+    assert.ok(Math.abs(a.share - 4 / 20) < 0.015, `share ${a.share}, expected 0.20`);
+    assert.ok(Math.abs(a.part_std - 2) < 0.1 && Math.abs(a.total_std - Math.sqrt(20)) < 0.15, JSON.stringify(a));
+    // a target the vectors do not hold: near 0 (chance: 16 slopes fit to noise, about 1/n each)
+    const other = Array.from({ length: n }, gauss);
+    assert.ok(axisShare(V, other).share < 0.01);
+    assert.throws(() => axisShare(V, new Array(n).fill(1)), /does not vary/);
   });
 
   it('runs on a small shapes dataset with the shipped model, and refuses rows its scenes do not match', async () => {
@@ -59,6 +75,12 @@ describe('probe-grounding', () => {
       assert.deepEqual(Object.keys(out.probes[p]).sort(), [...TARGETS].sort());
       for (const t of TARGETS) assert.ok(Number.isFinite(out.probes[p][t].r2) && out.probes[p][t].r2 <= 1, `${p} ${t}: ${JSON.stringify(out.probes[p][t])}`);
     }
+
+    for (const w of ['tower', 'input'])
+      for (const t of ['y0', 'x0']) {
+        const a = out.axis_shares[w][t];
+        assert.ok(a.share > 0 && a.share < 1 && a.part_std > 0 && a.total_std > a.part_std, `${w} ${t}: ${JSON.stringify(a)}`);
+      }
 
     // another seed regenerates other scenes: one line naming the row and the dataset.json, and no stack
     const info = JSON.parse(readFileSync(join(data, 'dataset.json'), 'utf8'));

@@ -4,7 +4,7 @@
 // matter. Image and video paths are relative to the JSONL that names them, so each is rewritten relative to the
 // output's folder. Beside the output, dataset.json says what went in: each input's file, rows taken, and its own
 // dataset.json (the generator's command and seed), for the model card. Written atomically.
-import { existsSync, readFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative } from 'node:path';
 import { writeFileAtomic } from '../src/io/safetensors-write.js';
 
@@ -40,6 +40,7 @@ for (const spec of inputs) {
   parts.push({ file: relative(dirname(outPath), file), rows: Math.min(lines.length, take), dataset: existsSync(info) ? JSON.parse(readFileSync(info, 'utf8')) : null });
   process.stderr.write(`${file}: ${Math.min(lines.length, take)} rows\n`);
 }
+mkdirSync(dirname(outPath), { recursive: true }); // a new mix goes in a folder of its own
 writeFileAtomic(outPath, (fd) => writeSync(fd, out.map((l) => l + '\n').join('')));
 writeFileAtomic(join(dirname(outPath), 'dataset.json'), (fd) => writeSync(fd, JSON.stringify({ generator: 'mix', rows: out.length, parts }, null, 2) + '\n'));
 process.stderr.write(`wrote ${out.length} rows to ${outPath}\n`);

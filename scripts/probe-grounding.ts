@@ -25,7 +25,7 @@
 // object's y_min and in its x_min, and the standard deviation of those parts. A coordinate that can be read from a
 // vector (a high probe R²) can still be a small part of it, and a small part is lost among the rest once attention
 // adds it to the residual stream: the built-in model's connector keeps x_min loud and y_min quiet although its tower
-// holds both alike, and its boxes find the named object's x and not its y.
+// holds both alike (and the decoder's layer-2 projections drop y again when it is made loud: recipes/builtin/README.md).
 // Prints a table (position x target R², λ beside it) and the axis shares, or with --json one JSON object.
 // VLMKIT_THREADS sets the engine's threads.
 import { existsSync, readFileSync } from 'node:fs';

@@ -194,8 +194,9 @@ export const SHAPE_CATEGORIES = ['caption', 'count_total', 'count_kind', 'count_
  * objects from top to bottom, bottom to top, left to right or right to left; "vertical" asks whether A is above or
  * below B, or in the top or the bottom half (a top-to-bottom list can be built by taking the topmost object left
  * each time, this cannot); "name_box" writes an object's name right before its box ("red star<loc..>x4"), so that
- * the name's own token must predict that object's y_min. None moved that model in 450-step trials: y is too quiet
- * in its image tokens whatever the text asks (recipes/builtin/README.md).
+ * the name's own token must predict that object's y_min. None moved that model in 450-step trials: the decoder's
+ * projections that would carry y were never built, as a positional shortcut (the topmost object's top) took y's
+ * error from the start, and the text alone does not build them quickly (recipes/builtin/README.md).
  */
 export const SHAPE_OPT_IN = ['order', 'vertical', 'name_box'] as const;
 

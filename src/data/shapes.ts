@@ -196,7 +196,8 @@ export const SHAPE_CATEGORIES = ['caption', 'count_total', 'count_kind', 'count_
  * each time, this cannot); "name_box" writes an object's name right before its box ("red star<loc..>x4"), so that
  * the name's own token must predict that object's y_min. None moved that model in 450-step trials: the decoder's
  * projections that would carry y were never built, as a positional shortcut (the topmost object's top) took y's
- * error from the start, and the text alone does not build them quickly (recipes/builtin/README.md).
+ * error from the start. Asked in bulk from a first phase's first step (recipes/builtin/recipe-namebox.json), they
+ * bring the boxes sooner but do not stop that shortcut either (recipes/builtin/README.md).
  */
 export const SHAPE_OPT_IN = ['order', 'vertical', 'name_box'] as const;
 

@@ -36,10 +36,21 @@ export function ticks(lo: number, hi: number, want = 5): number[] {
   return out;
 }
 
-function label(v: number): string {
+/**
+ * Ticks of a log axis spanning log10 values [lo, hi]: the powers of ten inside it, or, where fewer than two fall
+ * inside (a loss that moves within one decade, as a fine-tuning phase's does), round linear steps of the values.
+ */
+export function logTicks(lo: number, hi: number): number[] {
+  const decades = ticks(Math.floor(lo), Math.ceil(hi), Math.ceil(hi) - Math.floor(lo)).filter((t) => t >= lo && t <= hi);
+  if (decades.length >= 2) return decades.map((t) => 10 ** t);
+  return ticks(10 ** lo, 10 ** hi).filter((t) => t > 0 && Math.log10(t) >= lo && Math.log10(t) <= hi);
+}
+
+/** A tick's label; `step` (the distance between ticks) sets the digits, so that neighbours never read alike. */
+function label(v: number, step = Infinity): string {
   if (v === 0) return '0';
   const a = Math.abs(v);
-  if (a >= 10000) return `${Math.round(v / 1000)}K`;
+  if (a >= 10000) return `${(v / 1000).toFixed(Math.max(0, Math.ceil(-Math.log10(step / 1000))))}K`;
   if (a >= 10) return String(Math.round(v));
   return String(Number(v.toPrecision(2)));
 }
@@ -69,19 +80,19 @@ export function linePlot(series: readonly Series[], o: PlotOptions = {}): Canvas
   const py = (y: number) => bottom - ((fy(y) - y0) / (y1 - y0)) * (bottom - top);
 
   // grid and tick labels
-  const yTicks = o.logY
-    ? ticks(Math.floor(y0), Math.ceil(y1), Math.ceil(y1) - Math.floor(y0)).filter((t) => t >= y0 && t <= y1).map((t) => 10 ** t)
-    : ticks(y0, y1);
+  const yTicks = o.logY ? logTicks(y0, y1) : ticks(y0, y1);
   for (const t of yTicks) {
     const y = Math.round(py(t));
     canvas.fill(rect(left, y, right, y + 1), GRID);
     const l = label(t);
     drawText(canvas, l, left - 8 - textWidth(l, s), y - textHeight(s) / 2, s, INK);
   }
-  for (const t of ticks(x0, x1)) {
+  const xTicks = ticks(x0, x1);
+  const xStep = xTicks.length > 1 ? xTicks[1]! - xTicks[0]! : Infinity;
+  for (const t of xTicks) {
     const x = Math.round(px(t));
     canvas.fill(rect(x, top, x + 1, bottom), GRID);
-    drawTextCentered(canvas, label(t), x, bottom + 8, s, INK);
+    drawTextCentered(canvas, label(t, xStep), x, bottom + 8, s, INK);
   }
   canvas.fill(rect(left - 1, top, left + 1, bottom + 1), INK);
   canvas.fill(rect(left - 1, bottom - 1, right, bottom + 1), INK);

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable, Readable } from 'node:stream';
-import { linePlot, lossSeries, ticks } from '../../src/eval/plot.js';
+import { linePlot, logTicks, lossSeries, ticks } from '../../src/eval/plot.js';
 import { plot } from '../../src/cli/plot.js';
 import { loadImage } from '../../src/processing/decode.js';
 
@@ -13,6 +13,14 @@ test('ticks are round steps covering the range', () => {
   assert.deepEqual(ticks(0, 10), [0, 2, 4, 6, 8, 10]);
   assert.deepEqual(ticks(0.3, 1.2), [0.4, 0.6, 0.8, 1, 1.2]);
   assert.deepEqual(ticks(5, 5), [5]);
+});
+
+test('a log axis gets its powers of ten, or round values where it spans less than a decade', () => {
+  assert.deepEqual(logTicks(-1.2, 1.1), [0.1, 1, 10]);
+  // a fine-tuning phase's loss, 0.35 to 0.9: no power of ten inside, so linear steps, all inside the range
+  const t = logTicks(Math.log10(0.35), Math.log10(0.9));
+  assert.ok(t.length >= 3, JSON.stringify(t));
+  assert.ok(t.every((v) => v >= 0.35 && v <= 0.9), JSON.stringify(t));
 });
 
 test('linePlot: a rising line goes from bottom left to top right in its colour', () => {

@@ -26,7 +26,12 @@
 // vector (a high probe R²) can still be a small part of it, and a small part is lost among the rest once attention
 // adds it to the residual stream: the built-in model's connector keeps x_min loud and y_min quiet although its tower
 // holds both alike (and the decoder's layer-2 projections drop y again when it is made loud: recipes/builtin/README.md).
-// Prints a table (position x target R², λ beside it) and the axis shares, or with --json one JSON object.
+// First token on target: where the greedy y_min (the ymin position's <loc> token, as pixels) falls, within 4 px of
+// the named object's top ("on target"), else of the topmost object's top ("on the topmost instead"), counted apart for
+// pictures of one object and of several; for the latter beside what a uniform guess among the objects' tops would
+// get (the sum of 1 / objects). A model that takes the shortcut matches that guess; one that reads the name beats it.
+// Prints a table (position x target R², λ beside it), the axis shares and the first token's aim, or with --json one
+// JSON object.
 // VLMKIT_THREADS sets the engine's threads.
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -204,6 +209,8 @@ interface ProbeRow {
   prompt: Awaited<ReturnType<typeof readEvalRows>>['rows'][number]['prompt'];
   box: LabeledBox;
   topmostY0: number;
+  /** how many objects the scene holds */
+  objects: number;
 }
 
 /** The first `n` rows of `data`, each checked against its regenerated scene. */
@@ -239,7 +246,7 @@ async function readRows(data: string, n: number): Promise<{ rows: ProbeRow[]; si
         fail(`${at}: ${row.images[0]} differs from the scene regenerated from ${info}; are these rows from that dataset, made by this version of vlmkit?`);
       const last = row.prompt.at(-1)!;
       const question = typeof last.content === 'string' ? last.content : last.content.map((p) => (p.type === 'text' ? p.text : '')).join('');
-      return { line: row.line, image: row.images[0]!, question, prompt: row.prompt, box: box!, topmostY0: Math.min(...objects.map((o) => o.y0)) };
+      return { line: row.line, image: row.images[0]!, question, prompt: row.prompt, box: box!, topmostY0: Math.min(...objects.map((o) => o.y0)), objects: objects.length };
     })),
   };
 }
@@ -254,6 +261,8 @@ interface States {
   firstTokens: Record<string, number>;
   /** rows whose ymin position's greedy token is a <locNNNN> */
   yminLocRows: number;
+  /** per row, that token's bin (null when the greedy token is not a <loc>) */
+  yminBins: (number | null)[];
   /** per row, the vision tower's output at the patch under the named object's box centre */
   tower: Float32Array[];
   /** per row, the connector's output (the decoder's input) at the image token under it */
@@ -268,7 +277,7 @@ async function probeStates(modelDir: string, rows: readonly ProbeRow[], size: nu
     const tok = vlm.tokenizer;
     const eou = tok.specialIds.endOfUtterance ?? fail(`--model ${modelDir}: its tokenizer has no <end_of_utterance>, so the question cannot be found in the prompt`);
     const H = model.config.text.hiddenSize;
-    const out: States = { states: { name: [], color: [], last: [], ymin: [] }, hiddenSize: H, firstTokens: {}, yminLocRows: 0, tower: [], input: [] };
+    const out: States = { states: { name: [], color: [], last: [], ymin: [] }, hiddenSize: H, firstTokens: {}, yminLocRows: 0, yminBins: [], tower: [], input: [] };
     const argmax = (a: Float32Array, from = 0, to = a.length) => {
       let k = from;
       for (let v = from + 1; v < to; v++) if (a[v]! > a[k]!) k = v;
@@ -321,7 +330,9 @@ async function probeStates(modelDir: string, rows: readonly ProbeRow[], size: nu
         const V = got.logits.length / positions.length;
         if (argmax(got.logits, 2 * V, 3 * V) !== first) throw new Error(`${at}: pass 2 disagrees with pass 1 on the first answer token`);
         const ymin = tok.idToToken(argmax(got.logits, 3 * V, 4 * V)) ?? '';
-        if (/^<loc\d{4}>$/.test(ymin)) out.yminLocRows++;
+        const loc = /^<loc(\d{4})>$/.exec(ymin);
+        if (loc) out.yminLocRows++;
+        out.yminBins.push(loc ? Number(loc[1]) : null);
         const firstTok = tok.idToToken(first) ?? `#${first}`;
         out.firstTokens[firstTok] = (out.firstTokens[firstTok] ?? 0) + 1;
         POSITIONS.forEach((p, j) => out.states[p].push(got.hidden.slice(j * H, (j + 1) * H)));
@@ -358,6 +369,45 @@ function centreVectors(model: Idefics3Model, pixels: Tensor | null | undefined, 
   }));
 }
 
+// ---- where the box's first token lands
+
+/** Within this many pixels of an object's top, the first token is on it. */
+export const ON_TARGET_PX = 4;
+
+export interface FirstTokenAim {
+  /** rows of pictures with one object / several */
+  one: number;
+  several: number;
+  /** the greedy y_min within ON_TARGET_PX of the named object's top: in one-object pictures, in the others */
+  on_target_one: number;
+  on_target_several: number;
+  /** in pictures of several objects, not on the named object's top but on the topmost object's */
+  on_topmost_instead: number;
+  /** in pictures of several objects, what a uniform guess among the objects' tops would put on target */
+  uniform_guess_several: number;
+}
+
+/** Counts where each row's greedy y_min (a bin, or null) falls; `size` is the side the boxes are measured in. */
+export function firstTokenAim(rows: readonly { box: { y0: number }; topmostY0: number; objects: number }[], bins: readonly (number | null)[], size: number): FirstTokenAim {
+  const aim: FirstTokenAim = { one: 0, several: 0, on_target_one: 0, on_target_several: 0, on_topmost_instead: 0, uniform_guess_several: 0 };
+  rows.forEach((r, i) => {
+    const bin = bins[i];
+    const y = bin == null ? NaN : (bin / 1023) * size; // a <loc> bin back to pixels (round(y / size * 1023))
+    const on = Math.abs(y - r.box.y0) <= ON_TARGET_PX;
+    if (r.objects <= 1) {
+      aim.one++;
+      if (on) aim.on_target_one++;
+      return;
+    }
+    aim.several++;
+    aim.uniform_guess_several += 1 / r.objects;
+    if (on) aim.on_target_several++;
+    else if (Math.abs(y - r.topmostY0) <= ON_TARGET_PX) aim.on_topmost_instead++;
+  });
+  aim.uniform_guess_several = Math.round(aim.uniform_guess_several * 10) / 10;
+  return aim;
+}
+
 // ---- the command
 
 const pct = (a: AxisShare) => `${(100 * a.share).toFixed(1)}% (${a.part_std.toFixed(1)})`;
@@ -387,9 +437,10 @@ async function main(argv: string[]): Promise<void> {
   const probes = Object.fromEntries(POSITIONS.map((p) => [p, Object.fromEntries(TARGETS.map((t) => [t, ridgeProbe(st.states[p], targets[t], fit)]))])) as
     Record<(typeof POSITIONS)[number], Record<(typeof TARGETS)[number], ProbeScore>>;
   const axes = Object.fromEntries((['tower', 'input'] as const).map((w) => [w, { y0: axisShare(st[w], targets.target_y0), x0: axisShare(st[w], targets.target_x0) }]));
+  const aim = firstTokenAim(rows, st.yminBins, size);
   const report = {
     model: values.model, data: values.data, rows: n, fit, test: n - fit, select_rows: select, lambdas: LAMBDAS, hidden_size: st.hiddenSize,
-    scenes_checked: rows.length, first_tokens: st.firstTokens, ymin_loc_rows: st.yminLocRows, probes, axis_shares: axes,
+    scenes_checked: rows.length, first_tokens: st.firstTokens, ymin_loc_rows: st.yminLocRows, probes, axis_shares: axes, first_token_aim: aim,
     seconds: Math.round((performance.now() - t0) / 100) / 10,
   };
   if (values.json) {
@@ -403,6 +454,7 @@ async function main(argv: string[]): Promise<void> {
     ...POSITIONS.map((p) => [p, ...TARGETS.map((t) => `${probes[p][t].r2.toFixed(2)} (λ ${probes[p][t].lambda})`)].map((s) => s.padEnd(18)).join('').trimEnd()),
     'axis shares at the named object\'s box centre: the part of the variance linear in its y_min / x_min (std of that part, of the whole)',
     ...(['tower', 'input'] as const).map((w) => `  ${w === 'tower' ? 'vision tower output' : 'decoder input (connector)'}: y_min ${pct(axes[w]!.y0)}, x_min ${pct(axes[w]!.x0)} (whole ${axes[w]!.y0.total_std.toFixed(1)})`),
+    `the box's first token within ${ON_TARGET_PX} px of the named object's top: ${aim.on_target_one} of ${aim.one} one-object pictures; ${aim.on_target_several} of ${aim.several} with several objects (a uniform guess among their tops: ${aim.uniform_guess_several}; on the topmost object's top instead: ${aim.on_topmost_instead})`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }

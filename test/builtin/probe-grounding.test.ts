@@ -11,7 +11,7 @@ import { PassThrough } from 'node:stream';
 import { BUILTIN_MODEL_DIR } from '../../src/api.js';
 import { run } from '../../src/cli/main.js';
 import { Rng } from '../../src/data/rng.js';
-import { axisShare, POSITIONS, ridgeProbe, TARGETS } from '../../scripts/probe-grounding.js';
+import { axisShare, firstTokenAim, POSITIONS, ridgeProbe, TARGETS } from '../../scripts/probe-grounding.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vlmkit-probe-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -51,6 +51,22 @@ describe('probe-grounding', () => {
     assert.throws(() => axisShare(V, new Array(n).fill(1)), /does not vary/);
   });
 
+  it('firstTokenAim: on target within 4 px, else on the topmost top, and the uniform guess of several objects', () => {
+    // size 128: bin b is b / 1023 * 128 px; bin 80 is 10.0 px, bin 400 is 50.05 px
+    const rows = [
+      { box: { y0: 10 }, topmostY0: 10, objects: 1 }, // on target, one object
+      { box: { y0: 50 }, topmostY0: 10, objects: 2 }, // on target, several
+      { box: { y0: 50 }, topmostY0: 10, objects: 4 }, // on the topmost instead
+      { box: { y0: 90 }, topmostY0: 30, objects: 3 }, // on neither
+      { box: { y0: 10 }, topmostY0: 10, objects: 2 }, // not a <loc>: on nothing
+    ];
+    const aim = firstTokenAim(rows, [80, 400, 80, 80, null], 128);
+    assert.deepEqual(aim, { one: 1, several: 4, on_target_one: 1, on_target_several: 1, on_topmost_instead: 1, uniform_guess_several: 1.6 });
+    // 4 px is the edge: bin 112 is 14.01 px, 4.01 px from a top at 10
+    assert.equal(firstTokenAim([{ box: { y0: 10 }, topmostY0: 0, objects: 1 }], [112], 128).on_target_one, 0);
+    assert.equal(firstTokenAim([{ box: { y0: 10 }, topmostY0: 0, objects: 1 }], [111], 128).on_target_one, 1);
+  });
+
   it('runs on a small shapes dataset with the shipped model, and refuses rows its scenes do not match', async () => {
     const data = join(tmp, 'shapes');
     const sink = () => new PassThrough().resume();
@@ -81,6 +97,11 @@ describe('probe-grounding', () => {
         const a = out.axis_shares[w][t];
         assert.ok(a.share > 0 && a.share < 1 && a.part_std > 0 && a.total_std > a.part_std, `${w} ${t}: ${JSON.stringify(a)}`);
       }
+
+    const aim = out.first_token_aim;
+    assert.equal(aim.one + aim.several, 30, JSON.stringify(aim));
+    assert.ok(aim.on_target_one <= aim.one && aim.on_target_several + aim.on_topmost_instead <= aim.several, JSON.stringify(aim));
+    assert.ok(aim.uniform_guess_several > 0 && aim.uniform_guess_several <= aim.several / 2, JSON.stringify(aim));
 
     // another seed regenerates other scenes: one line naming the row and the dataset.json, and no stack
     const info = JSON.parse(readFileSync(join(data, 'dataset.json'), 'utf8'));

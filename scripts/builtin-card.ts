@@ -1,9 +1,15 @@
-// npx tsx scripts/builtin-card.ts [run folder] [model folder] [out folder] [step]: the last step of
+// npx tsx scripts/builtin-card.ts [run folder] [model folder] [out folder] [step] [--previous DIR] [--average W]: the last step of
 // scripts/pretrain-builtin.sh. Copies the trained model (default <run>/model; or a folder that
 // scripts/checkpoint-model.ts made from a checkpoint of the run) and the loss plot into models/vlmkit-shapes and
 // writes its model card from
 // what the run and the held-out evaluation measured: metrics.jsonl (steps, wall time, losses), eval-qa.json (exact
 // match per question type) and eval-grounding.json (box IoU). Nothing in the card is typed by hand.
+// --previous DIR: the runs given are the phases after those of the model card in DIR (the shipped model the first of
+// them started from), whose runs' logs are not at hand (a fresh clone has no runs/). The earlier phases' data and
+// training paragraphs, their wall time and their loss plot are taken from that card as it was written from their
+// logs; the new phases are numbered on from them and plotted in loss.png, the earlier plot kept beside it.
+// --average W: the model folder is scripts/average-models.ts's average of the model the last run started from (weight
+// 1 - W) and the run's end (W); the card says so and how to make it.
 import { copyFileSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { SafetensorsFile } from '../src/io/safetensors.js';
@@ -21,23 +27,54 @@ import { BOX_BINS } from '../src/data/patch-labels.js';
 // question types (recipe-unfrozen.json), then all of it again on pictures asked several grounding questions each
 // (recipe-refine.json). A model may be the first phases only (its card lists as many runs). An earlier model
 // had three other phases (phase1-3.json); the cards of the earlier models are in git history.
-const PHASE_CONFIGS = ['recipes/builtin/recipe.json', 'recipes/builtin/recipe-box.json', 'recipes/builtin/recipe-unfrozen.json', 'recipes/builtin/recipe-refine.json'];
+const PHASE_CONFIGS = ['recipes/builtin/recipe.json', 'recipes/builtin/recipe-box.json', 'recipes/builtin/recipe-unfrozen.json', 'recipes/builtin/recipe-binding.json'];
 // the recipe of the tower a phase takes with "vision-from" (scripts/pretrain-vision.ts; its metrics.jsonl beside
 // the tower's folder)
 const TOWER_RECIPES = ['recipes/builtin/vision.json', 'recipes/builtin/vision-box.json'];
 // the machines the phases ran on (not in the metrics): the same 2-core cloud machine type, whose CPU changed
 const MACHINES = ['a 2-core AMD EPYC Zen 4 (AVX-512)', 'a 2-core AMD EPYC Zen 5 (AVX-512)', 'a 2-core AMD EPYC Zen 5 (AVX-512)', 'a 2-core AMD EPYC Zen 5 (AVX-512)'];
-const runs = (process.argv[2] ?? 'runs/builtin').split(',').filter(Boolean);
-if (runs.length > PHASE_CONFIGS.length) throw new Error(`${runs.length} runs given; recipes/builtin has configs for ${PHASE_CONFIGS.length} phases`);
+const argv = process.argv.slice(2);
+const prevAt = argv.indexOf('--previous');
+const previousDir = prevAt >= 0 ? argv.splice(prevAt, 2)[1] : undefined;
+if (prevAt >= 0 && !previousDir) throw new Error('--previous takes the folder of the model card the runs continue');
+const avgAt = argv.indexOf('--average');
+const average = avgAt >= 0 ? Number(argv.splice(avgAt, 2)[1]) : null;
+if (average !== null && !(average > 0 && average < 1)) throw new Error('--average takes the weight of the last run\'s end, between 0 and 1');
+const runs = (argv[0] ?? 'runs/builtin').split(',').filter(Boolean);
 const run = runs[runs.length - 1]!;
-const modelSrc = process.argv[3] ?? join(run, 'model');
-const out = process.argv[4] ?? 'models/vlmkit-shapes';
+const modelSrc = argv[1] ?? join(run, 'model');
+const out = argv[2] ?? 'models/vlmkit-shapes';
 
 const need = (p: string) => {
   if (!existsSync(p)) throw new Error(`${p} is missing: run scripts/pretrain-builtin.sh first`);
   return p;
 };
 const json = <T>(p: string) => JSON.parse(readFileSync(need(p), 'utf8')) as T;
+
+/** The earlier phases, as the card in `dir` reports them (written by this script from their logs). */
+function previousCard(dir: string) {
+  const text = readFileSync(need(join(dir, 'README.md')), 'utf8');
+  const section = (name: string) => {
+    const m = new RegExp(`\\n## ${name}\\n([\\s\\S]*?)\\n## `).exec(text);
+    if (!m) throw new Error(`${dir}/README.md has no "## ${name}" section; --previous takes a card this script wrote`);
+    return m[1]!;
+  };
+  const data = section('Data').split('\n').filter((l) => /^Phase \d+: /.test(l));
+  const training = section('Training');
+  const wallAt = training.indexOf('\nWall time **');
+  const w = /\nWall time \*\*(\d+) h (\d+) min\*\* for ([\d,]+) steps \(and the tower's ([\d,]+)\)/.exec(training);
+  const paragraphs = wallAt >= 0 ? training.slice(0, wallAt).trim() : '';
+  const phases = (paragraphs.match(/^\*\*Phase \d+\*\*/gm) ?? []).length;
+  if (!w || !data.length || data.length !== phases)
+    throw new Error(`${dir}/README.md: its Data and Training sections do not list the same phases with a wall time; --previous takes a card this script wrote`);
+  const num = (x: string) => Number(x.replace(/,/g, ''));
+  return { data, paragraphs, phases, wall: num(w[1]!) * 3600 + num(w[2]!) * 60, steps: num(w[3]!), towerSteps: num(w[4]!), lossPng: need(join(dir, 'loss.png')) };
+}
+const prev = previousDir ? previousCard(previousDir) : null;
+const first = prev?.phases ?? 0; // the number of the phase before the runs given
+/** the earlier phases' plot, kept beside the new one */
+const earlierPng = `loss-phases-1-${first}.png`;
+if (first + runs.length > PHASE_CONFIGS.length) throw new Error(`${first + runs.length} phases; recipes/builtin has configs for ${PHASE_CONFIGS.length}`);
 
 interface MetricRow { type: string; event?: string; step?: number; path?: string; loss?: number; eval_loss?: number; elapsed_s?: number; trainable_params?: number; total_steps?: number; train?: { file: string; rows: number; tokens: number } }
 interface Dataset {
@@ -81,16 +118,20 @@ function phase(dir: string, config: string, upTo: number) {
   };
 }
 // the model's step when it is a checkpoint of the last phase's run (5th argument), else the run's last
-const upTo = process.argv[5] ? Number(process.argv[5]) : Infinity;
-if (Number.isNaN(upTo)) throw new Error(`the step must be a number, got ${process.argv[5]}`);
-const phases = runs.map((r, i) => phase(r, PHASE_CONFIGS[i]!, i === runs.length - 1 ? upTo : Infinity));
+const upTo = argv[3] ? Number(argv[3]) : Infinity;
+if (Number.isNaN(upTo)) throw new Error(`the step must be a number, got ${argv[3]}`);
+const phases = runs.map((r, i) => phase(r, PHASE_CONFIGS[first + i]!, i === runs.length - 1 ? upTo : Infinity));
 /** a phase that trains the vision tower: full training without "freeze-vision" */
 const trainsTower = (p: (typeof phases)[number]) => p.recipe.full === true && p.recipe['freeze-vision'] !== true;
-const first = phases[0]!, lastPhase = phases[phases.length - 1]!;
-const start = first.start;
+const lastPhase = phases[phases.length - 1]!;
 const steps = lastPhase.steps;
 const wall = phases.reduce((s, p) => s + p.wall, 0);
-const allSteps = phases.reduce((s, p) => s + p.steps, 0);
+const allSteps = phases.reduce((s, p) => s + p.steps, 0) + (prev?.steps ?? 0);
+/** does phase number k (1-based, an earlier one included) train the tower: its config, full and not frozen */
+const phaseTrainsTower = (k: number) => {
+  const r = json<Record<string, unknown>>(PHASE_CONFIGS[k - 1]!);
+  return r.full === true && r['freeze-vision'] !== true;
+};
 
 // a phase on a tower trained alone (its config's "vision-from"; scripts/pretrain-builtin.sh writes the tower's
 // metrics.jsonl beside it): what that run measured
@@ -99,17 +140,19 @@ const towers = phases.map((p, i) => {
   const from = p.recipe['vision-from'];
   if (typeof from !== 'string') return null;
   // a recipe's paths are relative to its folder (vlmkit train pretrain --recipe), a config's to the repository root
-  const dir = i === 0 ? join(dirname(p.config), from) : from;
+  const dir = first + i === 0 ? join(dirname(p.config), from) : from;
   const rows = readFileSync(need(join(dirname(dir), 'metrics.jsonl')), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as TowerRow);
   const trains = rows.filter((r) => r.loss !== undefined), evals = rows.filter((r) => r.eval_loss !== undefined);
   if (!trains.length || !evals.length) throw new Error(`${dirname(dir)}/metrics.jsonl has no training step or no evaluation`);
   const last = trains[trains.length - 1]!;
-  const recipeFile = TOWER_RECIPES[i]!;
+  const recipeFile = TOWER_RECIPES[first + i]!;
   return { file: recipeFile, frozen: p.recipe['freeze-vision'] === true, recipe: json<Record<string, unknown>>(recipeFile), steps: last.step, wall: last.step * last.s_per_step!, evals, lastEval: evals[evals.length - 1]! };
 });
 const tower = towers[0] ?? null;
 const towerWall = towers.reduce((s, t) => s + (t?.wall ?? 0), 0);
-const towerSteps = towers.reduce((s, t) => s + (t?.steps ?? 0), 0);
+const towerSteps = towers.reduce((s, t) => s + (t?.steps ?? 0), 0) + (prev?.towerSteps ?? 0);
+/** a tower trained alone, here or in the earlier phases */
+const anyTower = tower !== null || (prev?.towerSteps ?? 0) > 0;
 
 const qa = json<EvalReport>(join(run, 'eval-qa.json'));
 const gr = json<EvalReport>(join(run, 'eval-grounding.json'));
@@ -136,14 +179,14 @@ const motionParts = (() => {
 const config = json<{ text_config: Record<string, number>; vision_config: Record<string, number>; scale_factor: number }>(join(modelSrc, 'config.json'));
 
 // one loss curve over all phases (vlmkit plot's series and drawing): a later phase's steps follow the previous one's
-let offset = 0;
+let offset = prev?.steps ?? 0;
 const lines: Record<string, unknown>[] = [];
 for (const p of phases) {
   for (const m of [...p.trains, ...p.evals]) lines.push({ ...m, step: m.step! + offset });
   offset += p.steps;
 }
 const lossPlot = linePlot(lossSeries(lines), {
-  title: phases.length > 1 ? `vlmkit-shapes, ${phases.length} phases` : 'vlmkit-shapes: from-scratch training', xLabel: 'step', yLabel: 'loss', logY: true,
+  title: prev ? `vlmkit-shapes, phase${phases.length > 1 ? `s ${first + 1} to ${first + phases.length}` : ` ${first + 1}`}` : phases.length > 1 ? `vlmkit-shapes, ${phases.length} phases` : 'vlmkit-shapes: from-scratch training', xLabel: 'step', yLabel: 'loss', logY: true,
 });
 
 const dataCommand = (d: Dataset) => {
@@ -212,13 +255,13 @@ everything works offline. It knows nothing beyond its generator's world of shape
 - **Weights**: bf16 safetensors with transformers' tensor names and config keys.
 
 ## Data
-${phases.map((p, i) => `${phases.length > 1 ? `Phase ${i + 1}: ` : ''}${p.dataset.parts ? `a mix (\`scripts/mix-rows.ts\`) of ${timesOver(p.dataset.parts).map((x) => partText(x) + (x.times > 1 ? `, each given ${x.times} times` : '')).join(' and ')}` : `\`${dataCommand(p.dataset)}\`: ${p.dataset.splits.train!.images!.toLocaleString('en')} training pictures (each one conversation of ${p.dataset.questions_per_image} questions)${i === 0 ? `, ${p.dataset.splits.validation!.images!.toLocaleString('en')} validation and ${p.dataset.splits.test!.images!.toLocaleString('en')} test pictures, split by seed` : `: new pictures, of another seed`}`}.`).join('\n')}
+${prev ? prev.data.join('\n') + '\n' : ''}${phases.map((p, i) => `${prev || phases.length > 1 ? `Phase ${first + i + 1}: ` : ''}${p.dataset.parts ? `a mix (\`scripts/mix-rows.ts\`) of ${timesOver(p.dataset.parts).map((x) => partText(x) + (x.times > 1 ? `, each given ${x.times} times` : '')).join(' and ')}` : `\`${dataCommand(p.dataset)}\`: ${p.dataset.splits.train!.images!.toLocaleString('en')} training pictures (each one conversation of ${p.dataset.questions_per_image} questions)${first + i === 0 ? `, ${p.dataset.splits.validation!.images!.toLocaleString('en')} validation and ${p.dataset.splits.test!.images!.toLocaleString('en')} test pictures, split by seed` : `: new pictures, of another seed`}`}.`).join('\n')}
 1 to 6 objects (circle, square, triangle, star, diamond, hexagon) in 8 colours, varied sizes, overlaps, and plain,
 gradient or noisy backgrounds, drawn with antialiasing.${motion ? ` The motion clips are 2-second videos (made with ffmpeg, 8 frames at 4
 fps, ${motionData!.size} px) of one shape that moves left, right, up or down, appears, disappears or changes colour, asked "What happens in the video?".` : ''}
 
 ## Training
-${tower ? `**Vision tower** (\`${tower.file}\`, \`scripts/pretrain-vision.ts\`). The SigLIP-style encoder alone, with one linear head per
+${prev ? `${prev.paragraphs}\n\n` : ''}${tower ? `**Vision tower** (\`${tower.file}\`, \`scripts/pretrain-vision.ts\`). The SigLIP-style encoder alone, with one linear head per
 label set on its last layer, learns to name for every ${v.patch_size} px patch of a generated picture the kind and the colour of the
 object covering it and which third of the object's box it is in (cross-entropy per patch; every batch is new pictures):
 ${tower.steps.toLocaleString('en')} steps of ${tower.recipe.batch} pictures, AdamW lr ${tower.recipe.lr} (cosine), seed ${tower.recipe.seed}; about ${Math.round(tower.wall / 60)} min. On held-out
@@ -235,20 +278,24 @@ patches an object covers, and puts the top / left / bottom / right edge within o
 ` : '').join('')}
 ` : ''}${phases.map((p, i) => {
   const r = p.recipe;
-  const what = i === 0
+  const what = first + i === 0
     ? (tower?.frozen ? 'The pixel-shuffle projection and the decoder trained from a random initialisation (transformers\' Idefics3 rules; the location tokens start as a smooth function of their bin) on the frozen tower'
       : 'Full training from a random initialisation (transformers\' Idefics3 rules; the location tokens start as a smooth function of their bin)')
-    : towers[i] ? `The phase-${i} model with the box-head tower put in${towers[i]!.frozen ? ' (frozen)' : ''}, its projection and decoder trained on`
-      : `Full fine-tuning of the phase-${i} model${r['freeze-vision'] ? ' (its tower frozen)' : trainsTower(phases[i - 1]!) ? ', its vision tower trained on again' : ', its vision tower unfrozen this time'}`;
+    : towers[i] ? `The phase-${first + i} model with the box-head tower put in${towers[i]!.frozen ? ' (frozen)' : ''}, its projection and decoder trained on`
+      : `Full fine-tuning of the phase-${first + i} model${r['freeze-vision'] ? ' (its tower frozen)' : phaseTrainsTower(first + i) ? ', its vision tower trained on again' : ', its vision tower unfrozen this time'}`;
   const partial = p === lastPhase && p.steps < p.start.total_steps! ? ` (this model is the run's checkpoint at step ${p.steps.toLocaleString('en')} of its ${p.start.total_steps!.toLocaleString('en')}-step schedule, where it was stopped; \`--resume\` goes on from there)` : '';
-  return `${phases.length > 1 ? `**Phase ${i + 1}** (\`${p.config}\`). ` : ''}${what}: ${p.steps.toLocaleString('en')} steps of ${r['batch-size']} conversations${partial}, AdamW lr ${r.lr} (${r.schedule}, warm-up ${r['warmup-ratio']}), weight decay ${r['weight-decay']}, ${r['vision-lr-scale'] !== undefined && r['vision-lr-scale'] !== 1 ? `vision tower lr x${r['vision-lr-scale']}, ` : ''}gradient clip ${r.clip}, loss on the answers only, seed ${r.seed}; ${hours(p.wall)} on ${MACHINES[i]} (${(p.wall / p.steps).toFixed(2)} s a step). Final training loss ${p.finalLoss.toFixed(3)} (mean of the last 100 steps)${p.lastEval ? `, validation loss ${p.lastEval.eval_loss!.toFixed(3)} at step ${p.lastEval.step}` : ''}.`;
+  return `${prev || phases.length > 1 ? `**Phase ${first + i + 1}** (\`${p.config}\`). ` : ''}${what}: ${p.steps.toLocaleString('en')} steps of ${r['batch-size']} conversations${partial}, AdamW lr ${r.lr} (${r.schedule}, warm-up ${r['warmup-ratio']}), weight decay ${r['weight-decay']}, ${r['vision-lr-scale'] !== undefined && r['vision-lr-scale'] !== 1 ? `vision tower lr x${r['vision-lr-scale']}, ` : ''}gradient clip ${r.clip}, loss on the answers only, seed ${r.seed}; ${hours(p.wall)} on ${MACHINES[first + i]} (${(p.wall / p.steps).toFixed(2)} s a step). Final training loss ${p.finalLoss.toFixed(3)} (mean of the last 100 steps)${p.lastEval ? `, validation loss ${p.lastEval.eval_loss!.toFixed(3)} at step ${p.lastEval.step}` : ''}.${p === lastPhase && average !== null ? ` **This model is not that run's end but the average** of every weight of the phase-${first + i} model (x${+(1 - average).toFixed(3)}) and the run's end (x${average}) (\`scripts/average-models.ts\`, as WiSE-FT averages a fine-tuned model with its start): the run's end gains more on held-out pictures of the generator but names a colour wrong on one of the pictures drawn by other means (\`test/builtin/generalise.test.ts\`); the average does not (recipes/builtin/README.md).` : ''}`;
 }).join('\n\n')}
 
-Wall time **${hours(wall + towerWall)}** for ${allSteps.toLocaleString('en')} steps${tower ? ` (and the tower's ${towerSteps.toLocaleString('en')})` : ''} in all, on 2 cores.
+Wall time **${hours(wall + towerWall + (prev?.wall ?? 0))}** for ${allSteps.toLocaleString('en')} steps${anyTower ? ` (and the tower's ${towerSteps.toLocaleString('en')})` : ''} in all, on 2 cores.
 
-![loss curve](loss.png)${phases.length > 1 ? `
+${prev ? `![loss curve of phases 1 to ${first}](${earlierPng})
 
-The loss curve runs through the phases in order (${phases.slice(1).map((_, i) => `phase ${i + 2} starts at step ${phases.slice(0, i + 1).reduce((a, p) => a + p.steps, 0).toLocaleString('en')}`).join(', ')}); the loss axis is logarithmic.` : ''}
+![loss curve of phase${phases.length > 1 ? 's' : ''} ${phases.map((_, i) => first + i + 1).join(', ')}](loss.png)
+
+The first plot is phases 1 to ${first} as their card drew it from their logs; the second goes on from step ${prev.steps.toLocaleString('en')}, where they ended${phases.length > 1 ? ` (${phases.slice(1).map((_, i) => `phase ${first + i + 2} starts at step ${(prev.steps + phases.slice(0, i + 1).reduce((a, p) => a + p.steps, 0)).toLocaleString('en')}`).join(', ')})` : ''}; the loss axes are logarithmic.` : `![loss curve](loss.png)${phases.length > 1 ? `
+
+The loss curve runs through the phases in order (${phases.slice(1).map((_, i) => `phase ${i + 2} starts at step ${phases.slice(0, i + 1).reduce((a, p) => a + p.steps, 0).toLocaleString('en')}`).join(', ')}); the loss axis is logarithmic.` : ''}`}
 
 ## Results on held-out pictures
 Exact match (normalised: case, punctuation, articles) on the first ${qa.rows.toLocaleString('en')} test questions with a text answer:
@@ -277,19 +324,20 @@ ${gr.mean_iou! < 0.5 ? 'rarely on target' : 'often off'}. Read its answers as a 
 \`\`\`
 bash scripts/pretrain-builtin.sh
 \`\`\`
-builds the tokenizer, ${tower ? `trains the vision tower (${towers.filter((x) => x).map((x) => `\`npx tsx scripts/pretrain-vision.ts --recipe ${x!.file}\``).join(', then ')}), ` : ''}generates the data, runs \`vlmkit train pretrain --recipe recipes/builtin/recipe.json\`${phases.length > 1 ? `, then
-${phases.slice(1).map((p) => `\`vlmkit train sft --config ${p.config}\``).join(' and ')} (from the repository root, on the data the script generates${phases.length > 2 ? ' and mixes' : ''})` : ''},
-evaluates (\`vlmkit eval --metric exact\` and \`--metric iou\`) and writes this folder.${steps < lastPhase.start.total_steps! ? ` This model is the last run's
+builds the tokenizer, ${anyTower ? `trains the vision tower (${(prev ? TOWER_RECIPES : towers.filter((x) => x).map((x) => x!.file)).map((f) => `\`npx tsx scripts/pretrain-vision.ts --recipe ${f}\``).join(', then ')}), ` : ''}generates the data, runs \`vlmkit train pretrain --recipe recipes/builtin/recipe.json\`${first + phases.length > 1 ? `, then
+${PHASE_CONFIGS.slice(1, first + phases.length).map((c) => `\`vlmkit train sft --config ${c}\``).join(' and ')} (from the repository root, on the data the script generates${first + phases.length > 2 ? ' and mixes' : ''})` : ''},
+${average !== null ? `averages the last phase's end with the model it started from (\`npx tsx scripts/average-models.ts <start> ${run}/model ${average} <out>\`), ` : ''}evaluates (\`vlmkit eval --metric exact\` and \`--metric iou\`) and writes this folder.${steps < lastPhase.start.total_steps! ? ` This model is the last run's
 checkpoint at step ${steps}: \`npx tsx scripts/checkpoint-model.ts ${run} ${steps} ${run}/model-${steps}\` makes it, then the
-evaluation and \`npx tsx scripts/builtin-card.ts ${runs.join(',')} ${run}/model-${steps} models/vlmkit-shapes ${steps}\`.` : ''} Same seed and data give the
-same loss curve to the printed digits (\`test/builtin/recipe.test.ts\` runs the first steps of ${tower ? 'the decoder\'s run, and \`test/builtin/vision-recipe.test.ts\` those of the tower' : 'phase 1'}).
+evaluation and \`npx tsx scripts/builtin-card.ts ${runs.join(',')} ${run}/model-${steps} models/vlmkit-shapes ${steps}${previousDir ? ` --previous ${previousDir}` : ''}\`.` : ''} Same seed and data give the
+same loss curve to the printed digits (\`test/builtin/recipe.test.ts\` runs the first steps of ${anyTower ? 'the decoder\'s run, and \`test/builtin/vision-recipe.test.ts\` those of the tower' : 'phase 1'}).
 `;
 
-const files = readdirSync(need(modelSrc)).filter((f) => statSync(join(modelSrc, f)).isFile() && f !== 'README.md' && f !== 'loss.png');
+const files = readdirSync(need(modelSrc)).filter((f) => statSync(join(modelSrc, f)).isFile() && f !== 'README.md' && !/^loss.*\.png$/.test(f));
 writeDirAtomic(out, (tmp) => {
   for (const f of files) copyFileSync(join(modelSrc, f), join(tmp, f));
+  if (prev) copyFileSync(prev.lossPng, join(tmp, earlierPng));
   writePng(join(tmp, 'loss.png'), lossPlot);
   writeFileSync(join(tmp, 'README.md'), card);
 });
-console.log(`${out}: ${files.length + 2} files; exact ${pct(qa.accuracy)}, mean IoU ${gr.mean_iou!.toFixed(3)}, ${allSteps} steps in ${hours(wall)}`);
+console.log(`${out}: ${files.length + (prev ? 3 : 2)} files; exact ${pct(qa.accuracy)}, mean IoU ${gr.mean_iou!.toFixed(3)}, ${allSteps} steps in ${hours(wall)}`);
 

@@ -92,7 +92,9 @@ export function linePlot(series: readonly Series[], o: PlotOptions = {}): Canvas
   for (const t of xTicks) {
     const x = Math.round(px(t));
     canvas.fill(rect(x, top, x + 1, bottom), GRID);
-    drawTextCentered(canvas, label(t, xStep), x, bottom + 8, s, INK);
+    // centred under its tick, but kept inside the picture (the last tick sits at the right edge)
+    const l = label(t, xStep), lw = textWidth(l, s);
+    drawText(canvas, l, Math.min(W - 2 - lw, Math.max(2, x - lw / 2)), bottom + 8, s, INK);
   }
   canvas.fill(rect(left - 1, top, left + 1, bottom + 1), INK);
   canvas.fill(rect(left - 1, bottom - 1, right, bottom + 1), INK);

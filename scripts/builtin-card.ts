@@ -24,8 +24,8 @@ import { BOX_BINS } from '../src/data/patch-labels.js';
 // last phase's; the card reports every phase's data, settings, steps and wall time.
 // The phases: the decoder on the frozen tower (recipe.json), the same model given the tower trained on with the box
 // heads (recipe-box.json), then all of it trained on, the tower unfrozen, on pictures asked more of the weakest
-// question types (recipe-unfrozen.json), then all of it again on pictures asked several grounding questions each
-// (recipe-refine.json). A model may be the first phases only (its card lists as many runs). An earlier model
+// question types (recipe-unfrozen.json), then all of it again on pictures asked more of the questions that bind a
+// name to an object (recipe-binding.json; recipe-refine.json, an earlier fourth phase, was not shipped). A model may be the first phases only (its card lists as many runs). An earlier model
 // had three other phases (phase1-3.json); the cards of the earlier models are in git history.
 const PHASE_CONFIGS = ['recipes/builtin/recipe.json', 'recipes/builtin/recipe-box.json', 'recipes/builtin/recipe-unfrozen.json', 'recipes/builtin/recipe-binding.json'];
 // the recipe of the tower a phase takes with "vision-from" (scripts/pretrain-vision.ts; its metrics.jsonl beside
@@ -117,21 +117,18 @@ function phase(dir: string, config: string, upTo: number) {
     recipe: json<Record<string, unknown>>(config),
   };
 }
-// the model's step when it is a checkpoint of the last phase's run (5th argument), else the run's last
+// the model's step when it is a checkpoint of the last phase's run (4th positional argument), else the run's last
 const upTo = argv[3] ? Number(argv[3]) : Infinity;
 if (Number.isNaN(upTo)) throw new Error(`the step must be a number, got ${argv[3]}`);
 const phases = runs.map((r, i) => phase(r, PHASE_CONFIGS[first + i]!, i === runs.length - 1 ? upTo : Infinity));
-/** a phase that trains the vision tower: full training without "freeze-vision" */
-const trainsTower = (p: (typeof phases)[number]) => p.recipe.full === true && p.recipe['freeze-vision'] !== true;
+/** a phase's config that trains the vision tower: full training without "freeze-vision" */
+const trainsTower = (recipe: Record<string, unknown>) => recipe.full === true && recipe['freeze-vision'] !== true;
 const lastPhase = phases[phases.length - 1]!;
 const steps = lastPhase.steps;
 const wall = phases.reduce((s, p) => s + p.wall, 0);
 const allSteps = phases.reduce((s, p) => s + p.steps, 0) + (prev?.steps ?? 0);
-/** does phase number k (1-based, an earlier one included) train the tower: its config, full and not frozen */
-const phaseTrainsTower = (k: number) => {
-  const r = json<Record<string, unknown>>(PHASE_CONFIGS[k - 1]!);
-  return r.full === true && r['freeze-vision'] !== true;
-};
+/** does phase number k (1-based, an earlier one's included) train the tower */
+const phaseTrainsTower = (k: number) => trainsTower(json<Record<string, unknown>>(PHASE_CONFIGS[k - 1]!));
 
 // a phase on a tower trained alone (its config's "vision-from"; scripts/pretrain-builtin.sh writes the tower's
 // metrics.jsonl beside it): what that run measured
@@ -267,7 +264,7 @@ object covering it and which third of the object's box it is in (cross-entropy p
 ${tower.steps.toLocaleString('en')} steps of ${tower.recipe.batch} pictures, AdamW lr ${tower.recipe.lr} (cosine), seed ${tower.recipe.seed}; about ${Math.round(tower.wall / 60)} min. On held-out
 pictures, of the patches an object covers, it names the kind of ${pct(tower.lastEval.eval_kind_accuracy!)}, the colour of ${pct(tower.lastEval.eval_color_accuracy!)} and the part of
 the box of ${pct(tower.lastEval.eval_part_accuracy!)} (kind: ${tower.evals.map((e) => pct(e.eval_kind_accuracy!)).join(' / ')} at steps ${tower.evals.map((e) => e.step.toLocaleString('en')).join(' / ')}).
-The heads are dropped; the encoder goes into the model${tower.frozen ? ` and stays frozen there${phases.some(trainsTower) ? ' until a later phase trains it on' : ''}` : ''}.
+The heads are dropped; the encoder goes into the model${tower.frozen ? ` and stays frozen there${phases.some((p) => trainsTower(p.recipe)) ? ' until a later phase trains it on' : ''}` : ''}.
 ${towers.slice(1).map((tw, j) => tw ? `
 **Vision tower with box heads** (\`${tw.file}\`, for phase ${j + 2}). The phase-1 tower trained on for ${tw.steps.toLocaleString('en')} steps of ${tw.recipe.batch} pictures
 (AdamW lr ${tw.recipe.lr}, cosine, seed ${tw.recipe.seed}; about ${Math.round(tw.wall / 60)} min) with four more heads: for every patch an object covers, the bin

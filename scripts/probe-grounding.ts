@@ -39,7 +39,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadVlm, toSample } from '../src/api.js';
 import { imageRng, SPLITS, type SplitName } from '../src/data/dataset.js';
-import type { LabeledBox } from '../src/data/loc.js';
+import { LOC_BINS, type LabeledBox } from '../src/data/loc.js';
 import { objectBox, randomScene, renderScene } from '../src/data/shapes.js';
 import { linear, noGrad, tensor, tidy, type Tensor } from '../src/engine/index.js';
 import { VlmkitError } from '../src/errors.js';
@@ -259,9 +259,7 @@ interface States {
   hiddenSize: number;
   /** how often each greedy first answer token came */
   firstTokens: Record<string, number>;
-  /** rows whose ymin position's greedy token is a <locNNNN> */
-  yminLocRows: number;
-  /** per row, that token's bin (null when the greedy token is not a <loc>) */
+  /** per row, the ymin position's greedy token's bin (null when it is not a <locNNNN>) */
   yminBins: (number | null)[];
   /** per row, the vision tower's output at the patch under the named object's box centre */
   tower: Float32Array[];
@@ -277,7 +275,7 @@ async function probeStates(modelDir: string, rows: readonly ProbeRow[], size: nu
     const tok = vlm.tokenizer;
     const eou = tok.specialIds.endOfUtterance ?? fail(`--model ${modelDir}: its tokenizer has no <end_of_utterance>, so the question cannot be found in the prompt`);
     const H = model.config.text.hiddenSize;
-    const out: States = { states: { name: [], color: [], last: [], ymin: [] }, hiddenSize: H, firstTokens: {}, yminLocRows: 0, yminBins: [], tower: [], input: [] };
+    const out: States = { states: { name: [], color: [], last: [], ymin: [] }, hiddenSize: H, firstTokens: {}, yminBins: [], tower: [], input: [] };
     const argmax = (a: Float32Array, from = 0, to = a.length) => {
       let k = from;
       for (let v = from + 1; v < to; v++) if (a[v]! > a[k]!) k = v;
@@ -331,7 +329,6 @@ async function probeStates(modelDir: string, rows: readonly ProbeRow[], size: nu
         if (argmax(got.logits, 2 * V, 3 * V) !== first) throw new Error(`${at}: pass 2 disagrees with pass 1 on the first answer token`);
         const ymin = tok.idToToken(argmax(got.logits, 3 * V, 4 * V)) ?? '';
         const loc = /^<loc(\d{4})>$/.exec(ymin);
-        if (loc) out.yminLocRows++;
         out.yminBins.push(loc ? Number(loc[1]) : null);
         const firstTok = tok.idToToken(first) ?? `#${first}`;
         out.firstTokens[firstTok] = (out.firstTokens[firstTok] ?? 0) + 1;
@@ -392,7 +389,7 @@ export function firstTokenAim(rows: readonly { box: { y0: number }; topmostY0: n
   const aim: FirstTokenAim = { one: 0, several: 0, on_target_one: 0, on_target_several: 0, on_topmost_instead: 0, uniform_guess_several: 0 };
   rows.forEach((r, i) => {
     const bin = bins[i];
-    const y = bin == null ? NaN : (bin / 1023) * size; // a <loc> bin back to pixels (round(y / size * 1023))
+    const y = bin == null ? NaN : (bin / (LOC_BINS - 1)) * size; // a <loc> bin back to pixels, as parseBoxes reads it
     const on = Math.abs(y - r.box.y0) <= ON_TARGET_PX;
     if (r.objects <= 1) {
       aim.one++;
@@ -438,9 +435,10 @@ async function main(argv: string[]): Promise<void> {
     Record<(typeof POSITIONS)[number], Record<(typeof TARGETS)[number], ProbeScore>>;
   const axes = Object.fromEntries((['tower', 'input'] as const).map((w) => [w, { y0: axisShare(st[w], targets.target_y0), x0: axisShare(st[w], targets.target_x0) }]));
   const aim = firstTokenAim(rows, st.yminBins, size);
+  const yminLocRows = st.yminBins.filter((b) => b !== null).length;
   const report = {
     model: values.model, data: values.data, rows: n, fit, test: n - fit, select_rows: select, lambdas: LAMBDAS, hidden_size: st.hiddenSize,
-    scenes_checked: rows.length, first_tokens: st.firstTokens, ymin_loc_rows: st.yminLocRows, probes, axis_shares: axes, first_token_aim: aim,
+    scenes_checked: rows.length, first_tokens: st.firstTokens, ymin_loc_rows: yminLocRows, probes, axis_shares: axes, first_token_aim: aim,
     seconds: Math.round((performance.now() - t0) / 100) / 10,
   };
   if (values.json) {
@@ -449,7 +447,7 @@ async function main(argv: string[]): Promise<void> {
   }
   const lines = [
     `${values.model} on ${values.data}: ${n} rows (every box matched its regenerated scene); ridge on the last-layer state, fit on ${fit}, R² on ${n - fit}; λ picked on the fit rows' last ${select}`,
-    `first answer token ${JSON.stringify(st.firstTokens)}; the ymin position's greedy token is a <loc> in ${st.yminLocRows} of ${n} rows`,
+    `first answer token ${JSON.stringify(st.firstTokens)}; the ymin position's greedy token is a <loc> in ${yminLocRows} of ${n} rows`,
     ['position', ...TARGETS].map((s) => s.padEnd(18)).join('').trimEnd(),
     ...POSITIONS.map((p) => [p, ...TARGETS.map((t) => `${probes[p][t].r2.toFixed(2)} (λ ${probes[p][t].lambda})`)].map((s) => s.padEnd(18)).join('').trimEnd()),
     'axis shares at the named object\'s box centre: the part of the variance linear in its y_min / x_min (std of that part, of the whole)',
